@@ -1,0 +1,33 @@
+# abuse-desk: `make run` starts the desk, `make test` runs the tests. Python 3.11+ is all it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench clean help
+
+help:
+	@echo "make run    start the whole desk (SMTP 127.0.0.1:2525, web http://127.0.0.1:8025)"
+	@echo "make test   run the test suite"
+	@echo "make lint   ruff and mypy"
+	@echo "make clean  remove the virtualenv and ./var"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "abuse-desk needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/abuse-desk serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,224 @@
+"""The ``abuse-desk`` command: ``--help`` and ``COMMAND --help`` say the rest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from abuse_desk import __version__
+from abuse_desk.config import Config, ConfigError, load_config
+
+EPILOG = """Configuration: config.toml in the current directory, or --config PATH, or
+$ABUSE_DESK_CONFIG; any key can be overridden with ABUSE_DESK_<SECTION>__<KEY>
+(e.g. ABUSE_DESK_DATABASE__URL=postgresql+psycopg://desk@db/abuse)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH",
+                        help="configuration file (default: $ABUSE_DESK_CONFIG or ./config.toml)")
+
+    p = argparse.ArgumentParser(
+        prog="abuse-desk", parents=[common], epilog=EPILOG,
+        description="An ISP's abuse@ desk: SMTP intake, parsing, classification, mitigation.")
+    p.add_argument("--version", action="version", version=f"abuse-desk {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_, epilog=EPILOG,
+                              description=description or help_)
+
+    add("serve", "run the whole desk in one process: SMTP, workers, scheduler, web",
+        "Run the whole desk in one process: the SMTP listener (smtp.host:smtp.port), "
+        "dramatiq workers and the scheduler in-process, and the web page (web.host:web.port). "
+        "Upgrades an embedded SQLite database itself. Ctrl-C stops it cleanly.")
+    add("smtp", "run an SMTP listener only (needs a redis:// or amqp:// broker)")
+    add("worker", "run dramatiq workers only (needs a redis:// or amqp:// broker)",
+        "Run pipeline.worker_threads dramatiq worker threads against broker.url. Start as many "
+        "of these processes, on as many hosts, as the load needs.")
+    add("scheduler", "run the scheduler only: the sweeper, later timeline steps",
+        "Re-send messages left unprocessed (pipeline.sweep_after_s) and, later, run due "
+        "timeline steps. Several may run at once.")
+    add("web", "run the web desk only (health page and /metrics for now)")
+
+    db = add("db", "database schema: upgrade, current")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser("upgrade", parents=[common], help="bring the schema to the latest version",
+                      description="Apply the Alembic migrations up to the newest.")
+    db_sub.add_parser("current", parents=[common], help="print the schema version",
+                      description="Print the schema version of the database and of the code.")
+
+    imp = add("import", "store .eml files, mbox files and Maildir folders, then process them",
+              "Store each message of each PATH (an .eml file, an mbox file, a Maildir folder, "
+              "or a folder of these) like mail received by SMTP, then queue it for processing. "
+              "Messages already stored (same bytes) are skipped, so a re-run is safe.")
+    imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    msgs = add("messages", "look at stored messages")
+    msgs_sub = msgs.add_subparsers(dest="messages_command", metavar="ACTION", required=True)
+    ls = msgs_sub.add_parser("list", parents=[common], help="list stored messages, oldest first",
+                             description="List stored messages with their state and envelope.")
+    ls.add_argument("--json", action="store_true", help="a JSON array, one object per message")
+    ls.add_argument("--limit", type=int, metavar="N", help="at most N messages (default: all)")
+    ls.add_argument("--state", choices=["received", "processed", "review"],
+                    help="only messages in this state")
+    return p
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"abuse-desk: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return fail(str(exc))
+    from abuse_desk.logs import setup_logging
+
+    setup_logging(config.log.level, config.log.format)
+    try:
+        return _dispatch(args, config)
+    except OperationalError as exc:
+        return fail(f"cannot use the database at {_safe_url(config.database.url)}: "
+                    f"{str(exc.orig).strip()}. Check database.url and that the server is up.", 1)
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> int:
+    from abuse_desk import runner
+    from abuse_desk.db import SchemaOutOfDate
+
+    try:
+        if args.command == "serve":
+            runner.run(config, runner.PARTS)
+        elif args.command in runner.PARTS:
+            runner.run(config, (args.command,))
+        elif args.command == "db":
+            return _db(args, config)
+        elif args.command == "import":
+            return _import(args, config)
+        elif args.command == "messages":
+            return _messages_list(args, config)
+    except (runner.UsageError, SchemaOutOfDate) as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        if exc.errno in (98, 48):  # EADDRINUSE on Linux, macOS
+            return fail(f"{exc.strerror}: another process listens on a port in the config "
+                        "(smtp.port, web.port); stop it or choose other ports.")
+        raise
+    return 0
+
+
+def _db(args: argparse.Namespace, config: Config) -> int:
+    from abuse_desk import db
+
+    engine = db.make_engine(config.database)
+    if args.db_command == "upgrade":
+        db.upgrade(engine)
+        print(f"database {_safe_url(config.database.url)} is at {db.current_revision(engine)}")
+    else:
+        print(f"database: {db.current_revision(engine) or 'empty'}; code: {db.head_revision()}")
+    return 0
+
+
+def _import(args: argparse.Namespace, config: Config) -> int:
+    from abuse_desk.app import open_desk
+    from abuse_desk.broker import is_in_process
+    from abuse_desk.db import ensure_schema, is_sqlite
+    from ingest.importer import import_paths
+    from ingest.store import Dispatcher, GroupCommitWriter
+    from workflow.actors import declare_actors
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        return fail(f"no such file or folder: {', '.join(missing)}")
+    desk = open_desk(config)
+    ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
+    in_process = is_in_process(config.broker.url)
+    dispatcher = None
+    if not in_process:
+        actors = declare_actors(desk)
+        dispatcher = Dispatcher(lambda mid: actors.process_message.send(mid)).start()
+    writer = GroupCommitWriter(desk.engine, dispatcher.dispatch if dispatcher else None).start()
+    try:
+        summary = import_paths(desk.engine, writer, args.paths, enqueued=not in_process,
+                               progress=not args.quiet)
+    finally:
+        writer.stop()
+        if dispatcher is not None:
+            dispatcher.stop()
+        desk.close()
+    print(summary.text())
+    if in_process and summary.stored:
+        print("The running `abuse-desk serve` processes them within pipeline.sweep_interval_s "
+              "(or at its next start).")
+    return 1 if summary.failed else 0
+
+
+def message_json(m: Any) -> dict[str, Any]:
+    from abuse_desk.db import as_utc
+
+    received = as_utc(m.received_at)
+    return {
+        "id": m.id, "state": m.state, "sha256": m.sha256, "size": m.size,
+        "received_at": received.isoformat() if received else None,
+        "envelope": {
+            "origin": m.origin, "mail_from": m.mail_from, "rcpt_tos": m.rcpt_tos,
+            "peer_ip": m.peer_ip, "peer_port": m.peer_port, "helo": m.helo, "tls": m.tls,
+            "received_by": m.received_by,
+        },
+        "headers": {"message_id": m.header_message_id, "from": m.header_from,
+                    "subject": m.header_subject, "date": m.header_date},
+        "error": m.error,
+    }
+
+
+def _messages_list(args: argparse.Namespace, config: Config) -> int:
+    from abuse_desk.db import make_engine
+    from abuse_desk.models import Message
+
+    engine = make_engine(config.database)
+    stmt = select(Message).order_by(Message.id)  # raw is deferred: never loaded here
+    if args.state:
+        stmt = stmt.where(Message.state == args.state)
+    if args.limit is not None:
+        stmt = stmt.limit(args.limit)
+    from sqlalchemy.orm import Session
+
+    out = sys.stdout
+    with Session(engine) as session:
+        rows = session.scalars(stmt.execution_options(yield_per=500))
+        if args.json:
+            out.write("[")
+            for n, m in enumerate(rows):
+                out.write(("," if n else "") + "\n" + json.dumps(message_json(m)))
+            out.write("\n]\n")
+        else:
+            out.write(f"{'ID':>8}  {'STATE':<9}  {'RECEIVED (UTC)':<19}  {'SIZE':>9}  "
+                      f"{'FROM (envelope)':<32}  SUBJECT\n")
+            for m in rows:
+                doc = message_json(m)
+                out.write(f"{m.id:>8}  {m.state:<9}  {doc['received_at'][:19]:<19}  "
+                          f"{m.size:>9}  {(m.mail_from or '<>')[:32]:<32}  "
+                          f"{(m.header_subject or '')[:60]}\n")
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

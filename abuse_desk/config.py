@@ -1,0 +1,241 @@
+"""The desk's configuration: one typed, validated object, loaded once and passed in.
+
+Sources, later ones winning:
+
+1. the defaults written below (``config.toml`` at the project root repeats them, commented);
+2. one TOML file: ``--config PATH``, else ``$ABUSE_DESK_CONFIG``, else ``./config.toml`` if present;
+3. environment variables ``ABUSE_DESK_<SECTION>__<KEY>`` (``ABUSE_DESK_DATABASE__URL=...``).
+   Their values are read as TOML values when they parse as one (``25``, ``true``,
+   ``["abuse"]``) and as plain strings otherwise.
+
+An unknown section or key, or a value of the wrong type, raises :class:`ConfigError` naming the
+key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ABUSE_DESK_"
+ENV_CONFIG = "ABUSE_DESK_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration file or variable that cannot be used; the message says which key."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///var/abuse-desk.db"
+    connect_timeout_s: float = 5.0
+    busy_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str = "memory://"
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    hostname: str = "abuse-desk.localhost"
+    mailboxes: list[str] = field(default_factory=lambda: ["abuse", "postmaster"])
+    domains: list[str] = field(default_factory=lambda: ["localhost", "integra-isp.example"])
+    max_message_size: int = 25 * 1024 * 1024
+    max_line_length: int = 64 * 1024
+    idle_timeout_s: float = 300.0
+    max_connections: int = 1000
+    max_connections_per_ip: int = 20
+    store_timeout_s: float = 30.0
+    commit_batch_max: int = 128
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8025
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    sweep_after_s: float = 60.0
+    sweep_interval_s: float = 10.0
+    worker_threads: int = 4
+    max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    format: str = "text"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    source: str = "defaults"
+
+
+# Checks beyond the type: (section, key) -> (test, what a good value looks like).
+_CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
+    ("database", "url"): (
+        lambda v: v.startswith(("sqlite://", "postgresql")),
+        "a sqlite:///PATH or postgresql+psycopg://... URL",
+    ),
+    ("broker", "url"): (
+        lambda v: v == "memory://" or v.startswith(("redis://", "rediss://", "amqp://", "amqps://")),
+        "memory://, redis://HOST:PORT/DB or amqp://USER:PASS@HOST:PORT/VHOST",
+    ),
+    ("smtp", "port"): (lambda v: 0 <= v <= 65535, "a TCP port, 0-65535"),
+    ("web", "port"): (lambda v: 0 <= v <= 65535, "a TCP port, 0-65535"),
+    ("metrics", "port"): (lambda v: 0 <= v <= 65535, "a TCP port, 0-65535 (0: off)"),
+    ("smtp", "mailboxes"): (lambda v: len(v) > 0 and all("@" not in m for m in v),
+                            "a non-empty list of local parts without '@'"),
+    ("smtp", "domains"): (lambda v: len(v) > 0, "a non-empty list of domains"),
+    ("smtp", "max_message_size"): (lambda v: v > 0, "a positive number of bytes"),
+    ("smtp", "max_line_length"): (lambda v: v >= 1000, "at least 1000 bytes (RFC 5321)"),
+    ("smtp", "max_connections"): (lambda v: v > 0, "a positive number"),
+    ("smtp", "max_connections_per_ip"): (lambda v: v > 0, "a positive number"),
+    ("smtp", "commit_batch_max"): (lambda v: v > 0, "a positive number"),
+    ("smtp", "store_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("smtp", "idle_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("pipeline", "worker_threads"): (lambda v: v > 0, "a positive number"),
+    ("pipeline", "max_retries"): (lambda v: v >= 0, "zero or more"),
+    ("pipeline", "sweep_interval_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("pipeline", "sweep_after_s"): (lambda v: v >= 0, "zero or more seconds"),
+    ("log", "level"): (lambda v: v.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
+                       "DEBUG, INFO, WARNING or ERROR"),
+    ("log", "format"): (lambda v: v in {"text", "json"}, "text or json"),
+}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Return *value* as *annotation* or raise ConfigError saying what was expected."""
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ConfigError(f"{where}: unsupported type {annotation}")  # pragma: no cover
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _section_classes() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "source"}
+
+
+def build_config(data: Mapping[str, Any], source: str = "defaults",
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Validate *data* (a parsed TOML document) plus env overrides into a :class:`Config`."""
+    sections = _section_classes()
+    merged: dict[str, dict[str, tuple[Any, str]]] = {name: {} for name in sections}
+    for section, table in data.items():
+        if section not in sections:
+            raise ConfigError(
+                f"{source}: unknown section [{section}]; known: {', '.join(sorted(sections))}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, value in table.items():
+            merged[section][key] = (value, f"{source}: {section}.{key}")
+    for name, raw in sorted((env if env is not None else os.environ).items()):
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+            continue
+        section, sep, key = name[len(ENV_PREFIX):].lower().partition("__")
+        if not sep or section not in sections:
+            raise ConfigError(
+                f"environment variable {name}: expected ABUSE_DESK_<SECTION>__<KEY> with a "
+                f"section among {', '.join(sorted(sections))}")
+        merged[section][key] = (_env_value(raw), f"environment variable {name}")
+
+    built: dict[str, Any] = {}
+    for section, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key, (value, where) in merged[section].items():
+            if key not in hints:
+                raise ConfigError(
+                    f"{where}: unknown key; [{section}] knows {', '.join(sorted(hints))}")
+            coerced = _coerce(value, hints[key], where)
+            check = _CHECKS.get((section, key))
+            if check is not None and not check[0](coerced):
+                raise ConfigError(f"{where}: {coerced!r} is not {check[1]}")
+            values[key] = coerced
+        built[section] = cls(**values)
+    return Config(**built, source=source)
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration once, at start-up; see the module docstring for the order."""
+    environ = os.environ if env is None else env
+    chosen = path or environ.get(ENV_CONFIG)
+    if chosen:
+        file = Path(chosen)
+        if not file.is_file():
+            raise ConfigError(f"{file}: no such configuration file")
+    else:
+        file = Path("config.toml")
+        if not file.is_file():
+            return build_config({}, "defaults", environ)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+    return build_config(data, str(file), environ)
+
+
+def with_overrides(config: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy of *config* with some keys replaced (used by command-line flags and tests)."""
+    changes = {}
+    for name, values in sections.items():
+        changes[name] = dataclasses.replace(getattr(config, name), **values)
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,14 @@
+"""Alembic environment: the engine comes from `abuse_desk.db.upgrade`, never from a global URL."""
+
+from alembic import context
+
+from abuse_desk.models import Base
+
+engine = context.config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=Base.metadata,
+                      render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,231 @@
+"""The shared data model (SQLAlchemy 2.x); the Alembic migrations in ``migrations/`` follow it.
+
+A message (raw bytes + envelope, exactly as received) yields reports; a report names a customer and
+joins a case; a case runs a timeline of steps with ``due_at`` that the scheduler moves on; notices
+go to customers; every decision is an event; escalation writes to the fee ledger. Users are the
+specialists and supervisors of the web desk.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias, so it autoincrements) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class MessageState(enum.StrEnum):
+    RECEIVED = "received"  # stored durably, not yet processed: the sweeper re-sends these
+    PROCESSED = "processed"  # the pipeline has run on it
+    REVIEW = "review"  # processing failed on the content: a person looks at it, with the reason
+
+
+class Message(Base):
+    """One mail as it arrived: the raw bytes (never rewritten), the envelope and its state."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default=MessageState.RECEIVED)
+    origin: Mapped[str] = mapped_column(String(16))  # "smtp" or "import"
+    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary, nullable=False))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mail_from: Mapped[str | None] = mapped_column(Text)
+    rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)
+    peer_ip: Mapped[str | None] = mapped_column(String(64))
+    peer_port: Mapped[int | None] = mapped_column(Integer)
+    helo: Mapped[str | None] = mapped_column(Text)
+    tls: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    received_by: Mapped[str | None] = mapped_column(Text)  # listener host name, or import path
+    enqueued_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    header_message_id: Mapped[str | None] = mapped_column(Text)
+    header_from: Mapped[str | None] = mapped_column(Text)
+    header_subject: Mapped[str | None] = mapped_column(Text)
+    header_date: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_messages_state_enqueued", "state", "enqueued_at"),)
+
+
+class Report(Base):
+    """One complaint found in a message (a message can carry many)."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)  # position within the message
+    format: Mapped[str] = mapped_column(String(32))
+    type_hint: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(16))
+    type: Mapped[str | None] = mapped_column(String(32))
+    source_ip: Mapped[str | None] = mapped_column(String(64), index=True)
+    source_port: Mapped[int | None] = mapped_column(Integer)
+    occurred_at: Mapped[datetime | None]
+    occurred_raw: Mapped[str | None] = mapped_column(Text)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)  # urls, domains, reporter, ...
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    confidence: Mapped[float | None]
+    decision: Mapped[dict[str, Any]] = mapped_column(default=dict)  # named evidence per decision
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("message_id", "seq"),)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class CustomerResource(Base):
+    """A CIDR, an IP with a port range (CGNAT), a domain or an address, with a validity window."""
+
+    __tablename__ = "customer_resources"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # cidr, ip-ports, domain, email
+    value: Mapped[str] = mapped_column(Text, index=True)
+    port_low: Mapped[int | None] = mapped_column(Integer)
+    port_high: Mapped[int | None] = mapped_column(Integer)
+    valid_from: Mapped[datetime | None]
+    valid_until: Mapped[datetime | None]
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)  # C-2026-000123
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    category: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    timeline_class: Mapped[str] = mapped_column(String(16))  # standard or prompt
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime]
+    deadline_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+
+
+class TimelineStep(Base):
+    """A step of a case's timeline; the scheduler enqueues it once ``due_at`` has passed."""
+
+    __tablename__ = "timeline_steps"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # notice, reminder, deadline, ...
+    due_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    lease_until: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_timeline_steps_state_due", "state", "due_at"),)
+
+
+class Notice(Base):
+    """A mail to a customer; one per timeline step, however often the step is delivered."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("timeline_steps.id"), unique=True)
+    header_message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    to_addr: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    """The audit trail: who (system, specialist, customer) did what to which object, and why."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(Text)
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(48))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_events_subject", "subject_type", "subject_id"),)
+
+
+class FeeEntry(Base):
+    """The fee ledger: assessed here, exported for billing, never charged by the desk."""
+
+    __tablename__ = "fees"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"), unique=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    assessed_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="assessed")
+    waived_by: Mapped[str | None] = mapped_column(Text)
+    waive_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # specialist or supervisor
+    password_hash: Mapped[str] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]

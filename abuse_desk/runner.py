@@ -1,0 +1,170 @@
+"""Starting and stopping the desk's parts, together (`serve`) or one per process.
+
+Parts: ``smtp`` (listener + store writer + broker dispatcher), ``worker`` (dramatiq worker threads),
+``scheduler`` (sweeper, later timeline steps) and ``web``. `abuse-desk serve` runs all four in one
+process on the in-process broker; `abuse-desk smtp|worker|scheduler|web` runs one, against a real
+broker. SIGINT or SIGTERM stops the process cleanly: the listener stops accepting, open
+transactions get a grace period, every message handed to the writer is committed, the worker
+finishes what it holds; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dramatiq
+import uvicorn
+from dramatiq.brokers.stub import StubBroker
+from prometheus_client import start_http_server
+
+from abuse_desk.app import Desk, open_desk
+from abuse_desk.broker import QUEUE, is_in_process
+from abuse_desk.config import Config
+from abuse_desk.db import ensure_schema, is_sqlite
+from ingest.smtp import drain, start_smtp
+from ingest.store import Dispatcher, GroupCommitWriter
+from web.app import create_app
+from workflow.actors import declare_actors
+from workflow.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+PARTS = ("smtp", "worker", "scheduler", "web")
+SMTP_GRACE_S = 5.0
+WORKER_DRAIN_MS = 30_000
+
+
+class UsageError(Exception):
+    """The command cannot run with this configuration; the message says what to change."""
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our loop: signals are ours, not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+
+@dataclass
+class Running:
+    """What a started process holds, in the order it is stopped."""
+
+    desk: Desk
+    server: asyncio.Server | None = None
+    tracker: object | None = None
+    writer: GroupCommitWriter | None = None
+    dispatcher: Dispatcher | None = None
+    scheduler: Scheduler | None = None
+    worker: dramatiq.Worker | None = None
+    web: _EmbeddedServer | None = None
+    web_task: asyncio.Task[None] | None = None
+
+
+def check_parts(config: Config, parts: tuple[str, ...]) -> None:
+    if is_in_process(config.broker.url) and set(parts) != set(PARTS) and set(parts) != {"web"}:
+        raise UsageError(
+            "broker.url is memory:// (the in-process broker), which only works inside "
+            "`abuse-desk serve`. To run the parts as separate processes set broker.url to "
+            "redis://HOST:6379/0 or amqp://USER:PASS@HOST:5672/ (e.g. "
+            "ABUSE_DESK_BROKER__URL=redis://127.0.0.1:6379/0).")
+
+
+async def start(config: Config, parts: tuple[str, ...]) -> Running:
+    check_parts(config, parts)
+    desk = open_desk(config)
+    running = Running(desk=desk)
+    ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
+    actors = declare_actors(desk)
+    desk.broker.emit_after("process_boot")
+
+    def send(message_id: int) -> None:
+        actors.process_message.send(message_id)
+
+    if "worker" in parts:
+        running.worker = dramatiq.Worker(
+            desk.broker, worker_threads=config.pipeline.worker_threads, worker_timeout=250)
+        running.worker.start()
+    if "scheduler" in parts:
+        running.scheduler = Scheduler(desk, send)
+        if isinstance(desk.broker, StubBroker):
+            # The in-process queue died with the last process: re-send all that is left now.
+            await asyncio.to_thread(running.scheduler.sweep, 0.0)
+        running.scheduler.start()
+    if "smtp" in parts:
+        running.dispatcher = Dispatcher(send).start()
+        running.writer = GroupCommitWriter(
+            desk.engine, running.dispatcher.dispatch,
+            batch_max=config.smtp.commit_batch_max).start()
+        running.server, running.tracker = await start_smtp(config.smtp, running.writer.submit)
+        log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
+    if "web" in parts:
+        sock = socket.socket(socket.AF_INET6 if ":" in config.web.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.web.host, config.web.port))
+        uv = uvicorn.Config(create_app(desk), log_config=None, access_log=False,
+                            lifespan="off")
+        running.web = _EmbeddedServer(uv)
+        running.web_task = asyncio.create_task(running.web.serve(sockets=[sock]))
+        log.info("web on http://%s:%d/", config.web.host, config.web.port)
+    elif config.metrics.port:
+        start_http_server(config.metrics.port, addr=config.web.host)
+        log.info("metrics on http://%s:%d/metrics", config.web.host, config.metrics.port)
+    return running
+
+
+async def stop(running: Running) -> None:
+    if running.server is not None:
+        await drain(running.server, running.tracker, SMTP_GRACE_S)  # type: ignore[arg-type]
+    if running.writer is not None:
+        await asyncio.to_thread(running.writer.stop)
+    if running.dispatcher is not None:
+        await asyncio.to_thread(running.dispatcher.stop)
+    if running.scheduler is not None:
+        await asyncio.to_thread(running.scheduler.stop)
+    if running.worker is not None:
+        broker = running.desk.broker
+        if isinstance(broker, StubBroker) and QUEUE in broker.queues:
+            # Finish what is queued in memory; anything left is re-sent at the next start.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(broker.join, QUEUE, timeout=WORKER_DRAIN_MS,
+                                        fail_fast=False)
+        await asyncio.to_thread(running.worker.stop)
+    if running.web is not None and running.web_task is not None:
+        running.web.should_exit = True
+        await running.web_task
+    running.desk.close()
+
+
+async def run_until_signalled(config: Config, parts: tuple[str, ...]) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(130)
+        log.info("%s: stopping (again to force)", signal.Signals(signum).name)
+        stopping.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    running = await start(config, parts)
+    log.info("abuse-desk %s ready", "+".join(parts))
+    await stopping.wait()
+    await stop(running)
+    log.info("stopped cleanly")
+
+
+def run(config: Config, parts: tuple[str, ...]) -> None:
+    asyncio.run(run_until_signalled(config, parts))

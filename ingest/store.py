@@ -1,0 +1,240 @@
+"""Durable storage of incoming messages, with group commit.
+
+One writer thread owns the database writes of a listener. SMTP sessions (and importers) hand it
+a message and wait on a future; the writer takes every message that is waiting, inserts them in
+one transaction and commits once, so N concurrent sessions cost one fsync, not N. A future is
+resolved only after the commit returned: the caller answers 250 only then.
+
+After the commit, the new ids go to a :class:`Dispatcher` thread that sends them to the broker.
+A failed send loses nothing: the message stays ``received`` and the scheduler's sweeper re-sends it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert
+
+from abuse_desk import metrics
+from abuse_desk.db import utcnow
+from abuse_desk.logs import log_context
+from abuse_desk.models import Message, MessageState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the SMTP transaction (or the importer) knew about a message besides its bytes."""
+
+    mail_from: str | None
+    rcpt_tos: Sequence[str]
+    origin: str = "smtp"
+    peer_ip: str | None = None
+    peer_port: int | None = None
+    helo: str | None = None
+    tls: bool = False
+    received_by: str | None = None
+    received_at: datetime = field(default_factory=utcnow)
+    # False: no broker send follows the store (an import beside an in-process broker); the
+    # message is marked never-sent, and the sweeper of the running desk sends it at its next tick.
+    enqueued: bool = True
+
+
+NEVER_SENT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def message_row(raw: bytes, env: Envelope, sha256: str | None = None) -> dict[str, Any]:
+    return {
+        "state": MessageState.RECEIVED.value,
+        "origin": env.origin,
+        "raw": raw,
+        "sha256": sha256 or hashlib.sha256(raw).hexdigest(),
+        "size": len(raw),
+        "mail_from": env.mail_from,
+        "rcpt_tos": list(env.rcpt_tos),
+        "peer_ip": env.peer_ip,
+        "peer_port": env.peer_port,
+        "helo": env.helo,
+        "tls": env.tls,
+        "received_at": env.received_at,
+        "received_by": env.received_by,
+        "enqueued_at": env.received_at if env.enqueued else NEVER_SENT,
+    }
+
+
+def insert_messages(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert *rows* in the caller's transaction; return their ids in order."""
+    stmt = insert(Message).returning(Message.id, sort_by_parameter_order=True)
+    return [row.id for row in conn.execute(stmt, rows)]
+
+
+@dataclass
+class _Pending:
+    row: dict[str, Any]
+    future: concurrent.futures.Future[int]
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    """The one thread that writes incoming messages; see the module docstring."""
+
+    def __init__(self, engine: Engine, on_committed: Callable[[list[int]], None] | None = None,
+                 batch_max: int = 128, batch_bytes: int = 64 * 1024 * 1024) -> None:
+        self._engine = engine
+        self._on_committed = on_committed
+        self._batch_max = batch_max
+        self._batch_bytes = batch_bytes
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._stopped = False
+
+    def start(self) -> GroupCommitWriter:
+        self._thread.start()
+        return self
+
+    def submit(self, raw: bytes, envelope: Envelope) -> concurrent.futures.Future[int]:
+        """Queue *raw* for storing; the future gives its id once committed."""
+        fut: concurrent.futures.Future[int] = concurrent.futures.Future()
+        if self._stopped:
+            fut.set_exception(RuntimeError("the store writer is stopped"))
+            return fut
+        self._queue.put(_Pending(message_row(raw, envelope), fut))
+        return fut
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Store everything already submitted, then end the thread."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _take_batch(self, first: _Pending) -> tuple[list[_Pending], bool]:
+        batch, size, stop = [first], len(first.row["raw"]), False
+        while len(batch) < self._batch_max and size < self._batch_bytes:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            assert isinstance(item, _Pending)
+            batch.append(item)
+            size += len(item.row["raw"])
+        return batch, stop
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, _Pending)
+            batch, stop = self._take_batch(item)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            with self._engine.begin() as conn:
+                ids = insert_messages(conn, [p.row for p in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                # One bad message must not fail the others: store them one by one.
+                log.warning("group commit of %d messages failed (%s); retrying singly",
+                            len(batch), exc.__class__.__name__)
+                for p in batch:
+                    self._commit_one(p)
+                return
+            log.error("storing a message failed: %s", exc, exc_info=True)
+            batch[0].future.set_exception(exc)
+            return
+        metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.STORE_BATCH_SIZE.observe(len(batch))
+        for p, message_id in zip(batch, ids, strict=True):
+            p.future.set_result(message_id)
+        if self._on_committed is not None:
+            self._on_committed(ids)
+
+    def _commit_one(self, p: _Pending) -> None:
+        try:
+            with self._engine.begin() as conn:
+                (message_id,) = insert_messages(conn, [p.row])
+        except Exception as exc:
+            log.error("storing a message failed: %s", exc, exc_info=True)
+            p.future.set_exception(exc)
+            return
+        p.future.set_result(message_id)
+        if self._on_committed is not None:
+            self._on_committed([message_id])
+
+
+class Dispatcher:
+    """Sends stored message ids to the broker from its own thread, off the SMTP path.
+
+    *send* is the broker call (``process_message.send``). A send that fails is logged and
+    counted; the message waits for the sweeper. The queue is bounded: past ``max_pending`` ids
+    are left to the sweeper too, so a broker outage cannot grow this process's memory.
+    """
+
+    def __init__(self, send: Callable[[int], Any], max_pending: int = 100_000) -> None:
+        self._send = send
+        self._queue: queue.Queue[int | None] = queue.Queue(max_pending)
+        self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+        self._failing_since: float | None = None
+
+    def start(self) -> Dispatcher:
+        self._thread.start()
+        return self
+
+    def dispatch(self, ids: list[int]) -> None:
+        for message_id in ids:
+            try:
+                self._queue.put_nowait(message_id)
+            except queue.Full:
+                metrics.ENQUEUE_FAILURES.inc()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            message_id = self._queue.get()
+            if message_id is None:
+                return
+            if self._failing_since is not None and time.monotonic() - self._failing_since < 1.0:
+                # The broker failed within the last second: leave this one to the sweeper
+                # rather than wait on another connect timeout for each queued id.
+                metrics.ENQUEUE_FAILURES.inc()
+                continue
+            try:
+                self._send(message_id)
+                self._failing_since = None
+            except Exception as exc:
+                metrics.ENQUEUE_FAILURES.inc()
+                if self._failing_since is None:
+                    with log_context(message_id=message_id):
+                        log.warning("could not send to the broker (%s: %s); the sweeper will "
+                                    "re-send", exc.__class__.__name__, exc)
+                self._failing_since = time.monotonic()

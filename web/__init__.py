@@ -1,0 +1,1 @@
+"""The desk's web side: for now the health page and /metrics."""

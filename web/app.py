@@ -1,0 +1,88 @@
+"""The web side (Starlette): a health page, ``/healthz`` for load balancers and ``/metrics``."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from abuse_desk import __version__
+from abuse_desk.app import Desk
+from abuse_desk.db import as_utc
+from abuse_desk.metrics import BacklogCollector
+from abuse_desk.models import Message, MessageState
+
+
+def backlog(desk: Desk) -> tuple[dict[str, int], float]:
+    """Messages by state, and the age in seconds of the oldest one not yet processed."""
+    with desk.engine.connect() as conn:
+        counts = {state: n for state, n in conn.execute(
+            select(Message.state, func.count()).group_by(Message.state))}
+        oldest: datetime | None = conn.execute(
+            select(func.min(Message.received_at)).where(
+                Message.state == MessageState.RECEIVED)).scalar()
+    oldest = as_utc(oldest)
+    lag = max(0.0, (desk.clock() - oldest).total_seconds()) if oldest else 0.0
+    for state in MessageState:
+        counts.setdefault(state.value, 0)
+    return counts, lag
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>abuse-desk</title>
+<style>body{{font:15px/1.4 system-ui,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse}}
+td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}
+.ok{{color:#070}}.bad{{color:#b00}}</style></head>
+<body><h1>abuse-desk</h1>
+<p class="{cls}">Database: {db}</p>
+<table><tr><th>Messages</th><th>count</th></tr>{rows}</table>
+<p>Oldest message waiting for processing: {lag:.0f} s</p>
+<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · version {version}</p>
+</body></html>"""
+
+
+def create_app(desk: Desk) -> Starlette:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(BacklogCollector(lambda: backlog(desk)))
+
+    async def health_page(request: Request) -> Response:
+        try:
+            counts, lag = await run_in_threadpool(backlog, desk)
+        except Exception as exc:
+            return HTMLResponse(PAGE.format(
+                cls="bad", db=html.escape(f"unreachable ({exc.__class__.__name__})"),
+                rows="", lag=0, version=__version__), status_code=503)
+        rows = "".join(f"<tr><td>{html.escape(s)}</td><td>{n}</td></tr>"
+                       for s, n in sorted(counts.items()))
+        return HTMLResponse(PAGE.format(cls="ok", db="reachable", rows=rows, lag=lag,
+                                        version=__version__))
+
+    async def healthz(request: Request) -> Response:
+        try:
+            counts, lag = await run_in_threadpool(backlog, desk)
+        except Exception as exc:
+            return JSONResponse({"ok": False, "database": exc.__class__.__name__},
+                                status_code=503)
+        return JSONResponse({"ok": True, "messages": counts, "queue_lag_seconds": lag})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body = generate_latest(REGISTRY)
+        try:
+            body += await run_in_threadpool(generate_latest, registry)
+        except Exception:  # database away: still serve this process's counters
+            pass
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[
+        Route("/", health_page),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint),
+    ])

@@ -1,0 +1,104 @@
+"""The scheduler: moves stored work on to the broker when it is due.
+
+For now one duty, the sweeper: every message still ``received`` whose last send to the broker is
+older than ``pipeline.sweep_after_s`` is sent again (the broker was down, a worker died, the
+in-process queue was lost with its process). Later: due timeline steps.
+
+Two schedulers may run at once (one per host, or `serve` beside `scheduler`): a message is claimed
+by an UPDATE that moves its ``enqueued_at`` forward, with SKIP LOCKED on PostgreSQL, so each due
+message is sent by one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from abuse_desk import metrics
+from abuse_desk.app import Desk
+from abuse_desk.models import Message, MessageState
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+
+
+class Scheduler:
+    def __init__(self, desk: Desk, send: Callable[[int], Any]) -> None:
+        self._desk = desk
+        self._send = send
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def claim_stale(self, now: datetime, older_than_s: float,
+                    limit: int = SWEEP_BATCH) -> list[int]:
+        """Claim up to *limit* messages left ``received`` since before ``now - older_than_s``."""
+        cutoff = now - timedelta(seconds=older_than_s)
+        due = (
+            select(Message.id)
+            .where(Message.state == MessageState.RECEIVED, Message.enqueued_at <= cutoff)
+            .order_by(Message.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(Message)
+            .where(Message.id.in_(due), Message.state == MessageState.RECEIVED,
+                   Message.enqueued_at <= cutoff)
+            .values(enqueued_at=now)
+            .returning(Message.id)
+        )
+        with self._desk.engine.begin() as conn:
+            return sorted(conn.execute(stmt).scalars())
+
+    def sweep(self, older_than_s: float | None = None) -> int:
+        """Re-send stale ``received`` messages; returns how many were sent."""
+        if older_than_s is None:
+            older_than_s = self._desk.config.pipeline.sweep_after_s
+        sent = 0
+        while True:
+            ids = self.claim_stale(self._desk.clock(), older_than_s)
+            for message_id in ids:
+                try:
+                    self._send(message_id)
+                except Exception as exc:
+                    metrics.ENQUEUE_FAILURES.inc()
+                    log.warning("sweeper could not reach the broker (%s: %s); will retry",
+                                exc.__class__.__name__, exc)
+                    return sent
+                sent += 1
+                metrics.SWEEPER_RESENT.inc()
+            if len(ids) < SWEEP_BATCH:
+                break
+        if sent:
+            log.info("sweeper re-sent %d message(s) to the broker", sent)
+        return sent
+
+    def tick(self) -> None:
+        try:
+            self.sweep()
+        except Exception as exc:  # the database is away: try again next tick
+            log.warning("scheduler tick failed: %s: %s", exc.__class__.__name__, exc)
+
+    def run(self) -> None:
+        """Tick every ``pipeline.sweep_interval_s`` until :meth:`stop`."""
+        interval = self._desk.config.pipeline.sweep_interval_s
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(interval)
+
+    def start(self) -> Scheduler:
+        self._thread = threading.Thread(target=self.run, name="scheduler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -28,7 +28,7 @@ from abuse_desk.app import Desk, open_desk
 from abuse_desk.broker import QUEUE, is_in_process
 from abuse_desk.config import Config
 from abuse_desk.db import ensure_schema, is_sqlite
-from ingest.smtp import drain, start_smtp
+from ingest.smtp import SmtpListener, start_smtp
 from ingest.store import Dispatcher, GroupCommitWriter
 from web.app import create_app
 from workflow.actors import declare_actors
@@ -61,8 +61,7 @@ class Running:
     """What a started process holds, in the order it is stopped."""
 
     desk: Desk
-    server: asyncio.Server | None = None
-    tracker: object | None = None
+    smtp: SmtpListener | None = None
     writer: GroupCommitWriter | None = None
     dispatcher: Dispatcher | None = None
     scheduler: Scheduler | None = None
@@ -106,7 +105,7 @@ async def start(config: Config, parts: tuple[str, ...]) -> Running:
         running.writer = GroupCommitWriter(
             desk.engine, running.dispatcher.dispatch,
             batch_max=config.smtp.commit_batch_max).start()
-        running.server, running.tracker = await start_smtp(config.smtp, running.writer.submit)
+        running.smtp = await start_smtp(config.smtp, running.writer.submit)
         log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
     if "web" in parts:
         sock = socket.socket(socket.AF_INET6 if ":" in config.web.host else socket.AF_INET)
@@ -124,8 +123,8 @@ async def start(config: Config, parts: tuple[str, ...]) -> Running:
 
 
 async def stop(running: Running) -> None:
-    if running.server is not None:
-        await drain(running.server, running.tracker, SMTP_GRACE_S)  # type: ignore[arg-type]
+    if running.smtp is not None:
+        await running.smtp.drain(SMTP_GRACE_S)
     if running.writer is not None:
         await asyncio.to_thread(running.writer.stop)
     if running.dispatcher is not None:

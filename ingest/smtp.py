@@ -18,6 +18,7 @@ import logging
 import ssl
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Session
@@ -209,23 +210,28 @@ def tls_context(cfg: SmtpConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-async def start_smtp(cfg: SmtpConfig, store: StoreFn,
-                     tracker: ConnectionTracker | None = None) -> tuple[asyncio.Server,
-                                                                        ConnectionTracker]:
-    """Listen on ``cfg.host:cfg.port`` in the running loop; returns the server and its tracker."""
+@dataclass
+class SmtpListener:
+    server: asyncio.Server
+    handler: IntakeHandler
+    tracker: ConnectionTracker
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop listening, then give open sessions *grace_s* to finish their transaction."""
+        self.server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self.tracker.total > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+
+async def start_smtp(cfg: SmtpConfig, store: StoreFn) -> SmtpListener:
+    """Listen on ``cfg.host:cfg.port`` in the running loop."""
     handler = IntakeHandler(cfg, store)
-    tracker = tracker or ConnectionTracker(cfg.max_connections_per_ip, cfg.max_connections)
+    tracker = ConnectionTracker(cfg.max_connections_per_ip, cfg.max_connections)
     context = tls_context(cfg)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: IntakeSMTP(handler, cfg, tracker, tls_context=context),
         host=cfg.host, port=cfg.port, reuse_address=True)
-    return server, tracker
-
-
-async def drain(server: asyncio.Server, tracker: ConnectionTracker, grace_s: float) -> None:
-    """Stop listening, then give open sessions *grace_s* to finish their transaction."""
-    server.close()
-    deadline = asyncio.get_running_loop().time() + grace_s
-    while tracker.total > 0 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
+    return SmtpListener(server, handler, tracker)

@@ -1,0 +1,116 @@
+"""Fixtures for the real servers some tests need.
+
+PostgreSQL, Redis and RabbitMQ are found at the addresses below (override with the environment
+variables named). Where one does not answer, its tests skip and say why; under ``CI=true`` they
+fail instead, so CI can never go green by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+POSTGRES = os.environ.get("ABUSE_DESK_TEST_POSTGRES",
+                          "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("ABUSE_DESK_TEST_REDIS", "redis://127.0.0.1:6379/15")
+AMQP = os.environ.get("ABUSE_DESK_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(why: str) -> None:
+    """Skip on a laptop; fail under CI, where every service must be there."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {why}: .ci/run should have started it", pytrace=False)
+    pytest.skip(why)
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1",
+                                       parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test, dropped afterwards."""
+    if not _reachable(POSTGRES, 5432):
+        unavailable(f"PostgreSQL does not answer at {POSTGRES} (set ABUSE_DESK_TEST_POSTGRES)")
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    name = f"abuse_desk_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(sa.engine.make_url(POSTGRES).set(database=name).render_as_string(
+            hide_password=False))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """Redis, its test database emptied."""
+    if not _reachable(REDIS, 6379):
+        unavailable(f"Redis does not answer at {REDIS} (set ABUSE_DESK_TEST_REDIS)")
+    import redis
+
+    redis.Redis.from_url(REDIS).flushdb()
+    return REDIS
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    """RabbitMQ, the desk's queue purged."""
+    if not _reachable(AMQP, 5672):
+        unavailable(f"RabbitMQ does not answer at {AMQP} (set ABUSE_DESK_TEST_AMQP)")
+    import pika
+
+    from abuse_desk.broker import QUEUE
+
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP))
+    try:
+        channel = conn.channel()
+        for queue in (QUEUE, f"{QUEUE}.DQ", f"{QUEUE}.XQ"):
+            channel.queue_delete(queue)
+    finally:
+        conn.close()
+    return AMQP
+
+
+@pytest.fixture
+def redis_server_binary() -> str:
+    """The redis-server program, for tests that start and stop a Redis of their own."""
+    path = shutil.which("redis-server")
+    if path is None:
+        unavailable("redis-server is not installed (Debian package redis-server)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[str, str]:
+    """A self-signed certificate and key for STARTTLS tests."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return str(cert), str(key)

@@ -1,0 +1,349 @@
+"""The SMTP listener through real connections (smtplib against the running listener)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import smtplib
+import socket
+import sqlite3
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+
+from abuse_desk.models import Event, Message
+from ingest import smtp as smtp_module
+from tests.support import LiveDesk, make_config, message, wait_for
+
+
+@contextlib.contextmanager
+def slow_commits(engine: Engine, delay: float) -> Iterator[None]:
+    """Every commit on *engine* takes *delay* longer while inside the block.
+
+    The listener stays registered (switched off, not removed): removing it while another
+    thread commits would break that commit.
+    """
+    on = threading.Event()
+    on.set()
+
+    def slow(conn: object) -> None:
+        if on.is_set():
+            time.sleep(delay)
+
+    event.listen(engine, "commit", slow)
+    try:
+        yield
+    finally:
+        on.clear()
+
+
+def db_path(desk: LiveDesk) -> str:
+    return desk.config.database.url.removeprefix("sqlite:///")
+
+
+def read_back(desk: LiveDesk, message_id: int) -> tuple[bytes, str] | None:
+    """Read a message from a separate connection, as another process would."""
+    conn = sqlite3.connect(db_path(desk))
+    try:
+        return conn.execute("SELECT raw, sha256 FROM messages WHERE id = ?",
+                            (message_id,)).fetchone()
+    finally:
+        conn.close()
+
+
+def queued_id(reply: bytes) -> int:
+    text = reply.decode()
+    assert text.startswith("2.0.0 queued as "), text
+    return int(text.rsplit(" ", 1)[1])
+
+
+def send_data(addr: tuple[str, int], raw: bytes, rcpt: str = "abuse@localhost",
+              mail_from: str = "reporter@example.org") -> tuple[int, bytes]:
+    with smtplib.SMTP(*addr, timeout=30) as client:
+        client.ehlo("reporter.example.org")
+        code, reply = client.mail(mail_from)
+        assert code == 250, reply
+        code, reply = client.rcpt(rcpt)
+        assert code == 250, reply
+        return client.data(raw)
+
+
+@pytest.fixture
+def desk(tmp_path: Path):
+    with LiveDesk(make_config(tmp_path, smtp={"max_message_size": 200_000})) as live:
+        yield live
+
+
+def test_ehlo_advertises_size_and_enhanced_status_codes(desk: LiveDesk) -> None:
+    with smtplib.SMTP(*desk.smtp_addr) as client:
+        code, _ = client.ehlo("reporter.example.org")
+        assert code == 250
+        assert client.esmtp_features["size"] == "200000"
+        assert "enhancedstatuscodes" in client.esmtp_features
+        assert "auth" not in client.esmtp_features
+
+
+def test_250_only_after_commit(desk: LiveDesk) -> None:
+    """The reply waits for the commit: make the commit slow and see the row at the reply."""
+    delay = 0.4
+    with slow_commits(desk.engine, delay):
+        started = time.monotonic()
+        code, reply = send_data(desk.smtp_addr, message("slow commit"))
+        elapsed = time.monotonic() - started
+    assert code == 250
+    message_id = queued_id(reply)
+    assert elapsed >= delay
+    row = read_back(desk, message_id)
+    assert row is not None, "250 was sent for a message another connection cannot read"
+
+
+def test_bytes_stored_exactly_as_received(desk: LiveDesk) -> None:
+    raw = (b"Received: from mx.example.org by relay\r\n"
+           b"\tfolded; Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+           b"From: =?utf-8?q?R=C3=A9porter?= <r@example.org>\r\nSubject: bytes\r\n"
+           b"X-Eight-Bit: caf\xc3\xa9 \xff\xfe raw\r\n\r\n"
+           b"..a line that starts with a dot (dot-stuffed on the wire)\r\n"
+           b"trailing spaces   \r\n\tleading tab\r\nbare\nLF inside a line\r\n"
+           + b"x" * 5000 + b"\r\n" + b"\x00NUL byte\r\n")
+    code, reply = send_data(desk.smtp_addr, raw)
+    assert code == 250
+    stored, sha = read_back(desk, queued_id(reply))
+    assert stored == raw
+    assert sha == hashlib.sha256(raw).hexdigest()
+
+
+def test_envelope_is_stored(desk: LiveDesk) -> None:
+    code, reply = send_data(desk.smtp_addr, message("envelope"), rcpt="Abuse@LOCALHOST")
+    assert code == 250
+    with desk.engine.connect() as conn:
+        m = conn.execute(select(Message).where(Message.id == queued_id(reply))).one()
+    assert m.mail_from == "reporter@example.org"
+    assert m.rcpt_tos == ["Abuse@LOCALHOST"]
+    assert m.peer_ip == "127.0.0.1"
+    assert isinstance(m.peer_port, int) and m.peer_port > 0
+    assert m.helo == "reporter.example.org"
+    assert m.tls is False
+    assert m.origin == "smtp"
+    assert m.received_at is not None
+
+
+def test_null_sender_accepted(desk: LiveDesk) -> None:
+    with smtplib.SMTP(*desk.smtp_addr) as client:
+        client.ehlo()
+        assert client.mail("<>")[0] == 250
+        assert client.rcpt("postmaster@integra-isp.example")[0] == 250
+        code, _ = client.data(message("bounce"))
+    assert code == 250
+
+
+@pytest.mark.parametrize("rcpt", [
+    "someone@example.com",              # another domain: no relaying
+    "info@localhost",                   # not one of our mailboxes
+    "abuse@localhost.example.com",      # our domain as a prefix of another
+    "abuse%example.com@localhost",      # percent hack
+    "abuse@example.com@localhost",      # two at-signs
+    "@relay.example:abuse@example.com",  # source route to elsewhere
+    "@localhost:abuse@localhost",       # source route even to us
+    "abuse",                            # no domain
+])
+def test_other_recipients_refused(desk: LiveDesk, rcpt: str) -> None:
+    with smtplib.SMTP(*desk.smtp_addr) as client:
+        client.ehlo()
+        client.mail("spammer@example.net")
+        code, reply = client.rcpt(rcpt)
+    # 550 5.1.1 from our policy, or 553 5.1.3 where aiosmtpd finds the address malformed.
+    assert (code, reply[:5]) in {(550, b"5.1.1"), (553, b"5.1.3")}, (code, reply)
+
+
+def test_data_without_accepted_recipient_is_refused(desk: LiveDesk) -> None:
+    with smtplib.SMTP(*desk.smtp_addr) as client:
+        client.ehlo()
+        client.mail("spammer@example.net")
+        client.rcpt("someone@example.com")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.data(b"Subject: relay me\r\n\r\nx\r\n")
+    assert refused.value.smtp_code == 503
+    with desk.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Message)).scalar() == 0
+
+
+def test_size_parameter_over_limit_refused_at_mail(desk: LiveDesk) -> None:
+    with smtplib.SMTP(*desk.smtp_addr) as client:
+        client.ehlo()
+        code, reply = client.mail("r@example.org", ["SIZE=200001"])
+    assert (code, reply[:5]) == (552, b"5.3.4")
+
+
+def test_data_over_limit_refused(desk: LiveDesk) -> None:
+    big = message("too big", body="y" * 1000 + "\r\n") * 250  # ~250 kB > 200,000
+    with smtplib.SMTP(*desk.smtp_addr) as client:
+        client.ehlo()
+        client.mail("r@example.org")
+        client.rcpt("abuse@localhost")
+        code, reply = client.data(big)
+        assert (code, reply[:5]) == (552, b"5.3.4")
+        # The session goes on: the next message is accepted.
+        client.mail("r@example.org")
+        client.rcpt("abuse@localhost")
+        assert client.data(message("after the big one"))[0] == 250
+
+
+@pytest.mark.parametrize("length", [10_000, 65_536])
+def test_long_lines_accepted(desk: LiveDesk, length: int) -> None:
+    raw = message("long line", body="z" * length + "\r\n")
+    code, reply = send_data(desk.smtp_addr, raw)
+    assert code == 250
+    assert read_back(desk, queued_id(reply))[0] == raw
+
+
+def test_line_over_limit_refused(desk: LiveDesk) -> None:
+    code, reply = send_data(desk.smtp_addr, message("too long", body="z" * 70_000 + "\r\n"))
+    assert code == 500
+    assert reply.startswith(b"5.5.2")
+
+
+def test_451_while_database_locked_then_accepted(tmp_path: Path) -> None:
+    config = make_config(tmp_path, database={"busy_timeout_s": 0.3},
+                         smtp={"store_timeout_s": 5.0})
+    with LiveDesk(config) as live:
+        raw = message("locked")
+        blocker = sqlite3.connect(db_path(live), isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            code, reply = send_data(live.smtp_addr, raw)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert code == 451
+        assert reply.startswith(b"4.3.0")
+        assert b"lock" not in reply.lower() and b"sqlite" not in reply.lower()
+        code, reply = send_data(live.smtp_addr, raw)
+        assert code == 250
+        with live.engine.connect() as conn:
+            shas = conn.execute(select(Message.sha256)).scalars().all()
+        assert shas == [hashlib.sha256(raw).hexdigest()]
+
+
+def test_451_on_our_own_failure_hides_internals(desk: LiveDesk, monkeypatch) -> None:
+    assert desk.running is not None and desk.running.smtp is not None
+
+    def broken_submit(raw: bytes, envelope: object) -> None:
+        raise RuntimeError("secret internal detail /var/lib/db")
+
+    monkeypatch.setattr(desk.running.smtp.handler, "_store", broken_submit)
+    with smtplib.SMTP(*desk.smtp_addr) as client:
+        client.ehlo()
+        client.mail("r@example.org")
+        client.rcpt("abuse@localhost")
+        code, reply = client.data(message("our failure"))
+    assert code == 451
+    assert reply.decode() == smtp_module.TEMPFAIL.removeprefix("451 ")
+    assert b"secret" not in reply
+
+
+def test_connection_cap_per_peer(tmp_path: Path) -> None:
+    config = make_config(tmp_path, smtp={"max_connections_per_ip": 2})
+    with LiveDesk(config) as live:
+        first, second = smtplib.SMTP(*live.smtp_addr), smtplib.SMTP(*live.smtp_addr)
+        try:
+            with socket.create_connection(live.smtp_addr, timeout=5) as third:
+                banner = third.recv(200)
+            assert banner.startswith(b"421 4.7.0"), banner
+            first.quit()
+            wait_for(lambda: live.running.smtp.tracker.total == 1, 5, "the closed session to count")
+            with smtplib.SMTP(*live.smtp_addr) as fourth:
+                assert fourth.noop()[0] == 250
+        finally:
+            second.quit()
+
+
+def test_idle_connection_closed(tmp_path: Path) -> None:
+    config = make_config(tmp_path, smtp={"idle_timeout_s": 0.5})
+    with LiveDesk(config) as live, socket.create_connection(live.smtp_addr, timeout=5) as sock:
+        assert sock.recv(200).startswith(b"220")
+        time.sleep(1.2)
+        sock.settimeout(2)
+        assert sock.recv(200) == b""  # closed by the server
+
+
+def test_starttls_required(tmp_path: Path, tls_files: tuple[str, str]) -> None:
+    cert, key = tls_files
+    config = make_config(tmp_path, smtp={"tls_cert": cert, "tls_key": key, "require_tls": True})
+    with LiveDesk(config) as live, smtplib.SMTP(*live.smtp_addr) as client:
+        client.ehlo()
+        assert client.has_extn("starttls")
+        code, _ = client.mail("r@example.org")
+        assert code == 530
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        client.starttls(context=context)
+        client.ehlo()
+        assert not client.has_extn("auth")
+        client.mail("r@example.org")
+        client.rcpt("abuse@localhost")
+        code, reply = client.data(message("over tls"))
+        assert code == 250
+        with live.engine.connect() as conn:
+            assert conn.execute(select(Message.tls).where(
+                Message.id == queued_id(reply))).scalar() is True
+
+
+def test_concurrent_sessions_share_commits(tmp_path: Path) -> None:
+    """Twenty sessions at once: every one stored, in fewer commits than messages."""
+    from abuse_desk import metrics
+
+    before_sum = _histogram_count(metrics.STORE_BATCH_SIZE)
+    config = make_config(tmp_path)
+    with LiveDesk(config) as live:
+        results: list[int] = []
+
+        def one(n: int) -> None:
+            code, _ = send_data(live.smtp_addr, message(f"concurrent {n}"))
+            results.append(code)
+
+        with slow_commits(live.engine, 0.05):  # makes commits overlap reliably
+            threads = [threading.Thread(target=one, args=(n,)) for n in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert results == [250] * 20
+        with live.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(Message)).scalar() == 20
+    commits = _histogram_count(metrics.STORE_BATCH_SIZE) - before_sum
+    assert commits < 20
+
+
+def _histogram_count(histogram: object) -> float:
+    for metric in histogram.collect():  # type: ignore[attr-defined]
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return float(sample.value)
+    return 0.0
+
+
+def test_accepted_message_is_processed_once(desk: LiveDesk) -> None:
+    date = "Date: Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+    code, reply = send_data(desk.smtp_addr, message("to process", extra=date))
+    assert code == 250
+    message_id = queued_id(reply)
+
+    def processed() -> Message | None:
+        with desk.engine.connect() as conn:
+            return conn.execute(select(Message).where(
+                Message.id == message_id, Message.state == "processed")).first()
+
+    m = wait_for(processed, 10, "processing")
+    assert m.header_subject == "to process"
+    assert m.header_message_id == "<to.process@example.org>"
+    assert m.header_from == "reporter@example.org"
+    assert m.header_date == "Sat, 28 Nov 2026 10:00:00 +0000"
+    with desk.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Event).where(
+            Event.subject_id == message_id)).scalar() == 1

@@ -218,7 +218,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     chosen = path or environ.get(ENV_CONFIG)
     if chosen:
         file = Path(chosen)
-        if not file.is_file():
+        if not file.exists() or file.is_dir():  # /dev/null is fine: all defaults
             raise ConfigError(f"{file}: no such configuration file")
     else:
         file = Path("config.toml")

@@ -77,4 +77,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     # aiosmtpd logs every command line at INFO, mail content included at DEBUG: too chatty.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -61,7 +61,8 @@ def db_upgrade(config: Config, log: Path) -> None:
 def set_connections_allowed(admin: sa.Engine, database: str, allowed: bool) -> None:
     """Take a PostgreSQL database away (and give it back) without touching the shared server."""
     with admin.connect() as conn:
-        conn.execute(sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
+        allow = "true" if allowed else "false"
+        conn.execute(sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {allow}'))
         if not allowed:
             conn.execute(sa.text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

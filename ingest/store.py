@@ -148,9 +148,12 @@ class GroupCommitWriter:
                 return
 
     def _commit(self, batch: list[_Pending]) -> None:
+        # A session that gave up waiting (store timeout, answered 451) cancelled its future.
         batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
-        if not batch:
-            return
+        if batch:
+            self._store(batch)
+
+    def _store(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
             with self._engine.begin() as conn:
@@ -161,7 +164,7 @@ class GroupCommitWriter:
                 log.warning("group commit of %d messages failed (%s); retrying singly",
                             len(batch), exc.__class__.__name__)
                 for p in batch:
-                    self._commit_one(p)
+                    self._store([p])
                 return
             log.error("storing a message failed: %s", exc, exc_info=True)
             batch[0].future.set_exception(exc)
@@ -173,18 +176,6 @@ class GroupCommitWriter:
         if self._on_committed is not None:
             self._on_committed(ids)
 
-    def _commit_one(self, p: _Pending) -> None:
-        try:
-            with self._engine.begin() as conn:
-                (message_id,) = insert_messages(conn, [p.row])
-        except Exception as exc:
-            log.error("storing a message failed: %s", exc, exc_info=True)
-            p.future.set_exception(exc)
-            return
-        p.future.set_result(message_id)
-        if self._on_committed is not None:
-            self._on_committed([message_id])
-
 
 class Dispatcher:
     """Sends stored message ids to the broker from its own thread, off the SMTP path.
@@ -194,8 +185,10 @@ class Dispatcher:
     are left to the sweeper too, so a broker outage cannot grow this process's memory.
     """
 
-    def __init__(self, send: Callable[[int], Any], max_pending: int = 100_000) -> None:
+    def __init__(self, send: Callable[[int], Any], max_pending: int = 100_000,
+                 backoff_s: float = 1.0) -> None:
         self._send = send
+        self._backoff_s = backoff_s
         self._queue: queue.Queue[int | None] = queue.Queue(max_pending)
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._failing_since: float | None = None
@@ -223,9 +216,10 @@ class Dispatcher:
             message_id = self._queue.get()
             if message_id is None:
                 return
-            if self._failing_since is not None and time.monotonic() - self._failing_since < 1.0:
-                # The broker failed within the last second: leave this one to the sweeper
-                # rather than wait on another connect timeout for each queued id.
+            if (self._failing_since is not None
+                    and time.monotonic() - self._failing_since < self._backoff_s):
+                # The broker failed a moment ago: leave this one to the sweeper rather than
+                # wait on another connect timeout for each queued id.
                 metrics.ENQUEUE_FAILURES.inc()
                 continue
             try:

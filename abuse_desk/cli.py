@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 
 from abuse_desk import __version__
 from abuse_desk.config import Config, ConfigError, load_config
@@ -23,7 +30,9 @@ $ABUSE_DESK_CONFIG; any key can be overridden with ABUSE_DESK_<SECTION>__<KEY>
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH",
+    # SUPPRESS: a subcommand that is not given --config must not reset the one given before it
+    # (`abuse-desk --config X messages list`) to None.
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="configuration file (default: $ABUSE_DESK_CONFIG or ./config.toml)")
 
     p = argparse.ArgumentParser(
@@ -68,14 +77,38 @@ def _parser() -> argparse.ArgumentParser:
     ls = msgs_sub.add_parser("list", parents=[common], help="list stored messages, oldest first",
                              description="List stored messages with their state and envelope.")
     ls.add_argument("--json", action="store_true", help="a JSON array, one object per message")
-    ls.add_argument("--limit", type=int, metavar="N", help="at most N messages (default: all)")
+    ls.add_argument("--limit", type=_count, metavar="N",
+                    help="at most N messages (default: all)")
     ls.add_argument("--state", choices=["received", "processed", "review"],
                     help="only messages in this state")
     return p
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number, 0 or more, got {text!r}")
+    return value
+
+
 def _safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """*url* without its password, even when it does not parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _check_database_url(url: str) -> str | None:
+    """What is wrong with *url* (which passed the config check on its scheme), or None."""
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, ValueError) as exc:
+        return f"database.url {_safe_url(url)} is not a usable database URL: {exc}"
+    return None
 
 
 def fail(message: str, code: int = 2) -> int:
@@ -86,17 +119,25 @@ def fail(message: str, code: int = 2) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(getattr(args, "config", None))
     except ConfigError as exc:
         return fail(str(exc))
+    problem = _check_database_url(config.database.url)
+    if problem:
+        return fail(problem)
     from abuse_desk.logs import setup_logging
 
     setup_logging(config.log.level, config.log.format)
     try:
         return _dispatch(args, config)
-    except OperationalError as exc:
-        return fail(f"cannot use the database at {_safe_url(config.database.url)}: "
-                    f"{str(exc.orig).strip()}. Check database.url and that the server is up.", 1)
+    except (OperationalError, InterfaceError, DatabaseError) as exc:
+        # DatabaseError: e.g. SQLite's "file is not a database"; the others: cannot connect.
+        if isinstance(exc, IntegrityError):  # a bug, not the configuration: keep the traceback
+            raise
+        why = " ".join(str(exc.orig or exc).split())
+        why += "" if why.endswith((".", "?", "!")) else "."
+        return fail(f"cannot use the database at {_safe_url(config.database.url)}: {why} "
+                    "Check database.url and that the database server is up.", 1)
 
 
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
@@ -120,6 +161,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         if exc.errno in (98, 48):  # EADDRINUSE on Linux, macOS
             return fail(f"{exc.strerror}: another process listens on a port in the config "
                         "(smtp.port, web.port); stop it or choose other ports.")
+        if exc.filename is not None:  # e.g. the folder of a SQLite database cannot be made
+            return fail(f"{exc.filename}: {exc.strerror or exc}", 1)
         raise
     return 0
 
@@ -157,7 +200,7 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     writer = GroupCommitWriter(desk.engine, dispatcher.dispatch if dispatcher else None).start()
     try:
         summary = import_paths(desk.engine, writer, args.paths, enqueued=not in_process,
-                               progress=not args.quiet)
+                               progress=not args.quiet and sys.stderr.isatty())
     finally:
         writer.stop()
         if dispatcher is not None:
@@ -189,10 +232,19 @@ def message_json(m: Any) -> dict[str, Any]:
 
 
 def _messages_list(args: argparse.Namespace, config: Config) -> int:
-    from abuse_desk.db import make_engine
+    from abuse_desk.db import current_revision, is_sqlite, make_engine
     from abuse_desk.models import Message
 
+    url = config.database.url
+    if is_sqlite(url):
+        path = make_url(url).database
+        if path and path != ":memory:" and not Path(path).is_file():
+            return fail(f"no SQLite database at {path}: check database.url", 1)
     engine = make_engine(config.database)
+    if current_revision(engine) is None:
+        engine.dispose()
+        return fail(f"the database at {_safe_url(url)} has no schema yet: run "
+                    "`abuse-desk db upgrade` first (or check database.url)")
     stmt = select(Message).order_by(Message.id)  # raw is deferred: never loaded here
     if args.state:
         stmt = stmt.where(Message.state == args.state)
@@ -204,10 +256,11 @@ def _messages_list(args: argparse.Namespace, config: Config) -> int:
     with Session(engine) as session:
         rows = session.scalars(stmt.execution_options(yield_per=500))
         if args.json:
+            n = 0
             out.write("[")
-            for n, m in enumerate(rows):
-                out.write(("," if n else "") + "\n" + json.dumps(message_json(m)))
-            out.write("\n]\n")
+            for n, m in enumerate(rows, 1):
+                out.write(("," if n > 1 else "") + "\n" + json.dumps(message_json(m)))
+            out.write("\n]\n" if n else "]\n")
         else:
             out.write(f"{'ID':>8}  {'STATE':<9}  {'RECEIVED (UTC)':<19}  {'SIZE':>9}  "
                       f"{'FROM (envelope)':<32}  SUBJECT\n")

@@ -12,7 +12,7 @@ import logging
 import mailbox
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from parsers.headers import header_block
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 256
+MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024  # handed to the writer, not yet committed
 _ADDR = re.compile(rb"^(Return-Path|Delivered-To|X-Original-To):[ \t]*<?([^>\r\n]*)>?", re.I | re.M)
 
 
@@ -61,16 +62,84 @@ def is_mbox(path: Path) -> bool:
         return fh.read(5) == b"From "
 
 
-def _maildir_sources(path: Path) -> Iterator[Source]:
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def _maildir_sources(path: Path) -> list[Source]:
     box = mailbox.Maildir(str(path), factory=None, create=False)
-    for key in sorted(box.iterkeys()):
-        yield Source(f"{path}:{key}", functools.partial(box.get_bytes, key))
+    return [Source(f"{path}:{key}", functools.partial(box.get_bytes, key))
+            for key in sorted(box.iterkeys())]
 
 
-def _mbox_sources(path: Path) -> Iterator[Source]:
+class _MboxReader:
+    """The messages of one mbox file, which is open only while they are being read.
+
+    Keeping every mbox of a folder open from collecting to the end of the import would run out
+    of file descriptors on a folder of a few thousand mbox files.
+    """
+
+    def __init__(self, path: Path, count: int) -> None:
+        self._path = path
+        self._left = count
+        self._box: mailbox.mbox | None = None
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            if self._box is None:
+                self._box = mailbox.mbox(str(self._path), factory=None, create=False)
+            return self._box.get_bytes(key)
+        finally:
+            self._left -= 1
+            if self._left <= 0:
+                self.close()
+
+    def close(self) -> None:
+        if self._box is not None:
+            box, self._box = self._box, None
+            box.close()
+
+
+def _mbox_sources(path: Path) -> list[Source]:
     box = mailbox.mbox(str(path), factory=None, create=False)
-    for n, key in enumerate(box.iterkeys(), 1):
-        yield Source(f"{path}#{n}", functools.partial(box.get_bytes, key))
+    try:
+        keys = list(box.iterkeys())
+    finally:
+        box.close()
+    reader = _MboxReader(path, len(keys))
+    return [Source(f"{path}#{n}", functools.partial(reader.get_bytes, key))
+            for n, key in enumerate(keys, 1)]
+
+
+def _collect_one(path: Path, sources: list[Source], problems: list[tuple[str, str]]) -> None:
+    try:
+        if is_maildir(path):
+            sources.extend(_maildir_sources(path))
+        elif path.is_dir():
+            _collect_folder(path, sources, problems)
+        elif is_mbox(path):
+            sources.extend(_mbox_sources(path))
+        else:
+            sources.append(Source(str(path), path.read_bytes))
+    except (OSError, mailbox.Error) as exc:
+        problems.append((str(path), _why(exc)))
+
+
+def _collect_folder(path: Path, sources: list[Source], problems: list[tuple[str, str]]) -> None:
+    def unreadable(exc: OSError) -> None:  # os.walk would otherwise skip the folder silently
+        problems.append((str(exc.filename or path), _why(exc)))
+
+    for root, dirs, files in os.walk(path, onerror=unreadable):
+        dirs.sort()
+        here = Path(root)
+        if here != path and is_maildir(here):
+            dirs.clear()  # its cur/, new/ and tmp/ are read as a Maildir, not as loose files
+            _collect_one(here, sources, problems)
+            continue
+        for name in sorted(files):
+            _collect_one(here / name, sources, problems)
 
 
 def collect(paths: list[Path]) -> tuple[list[Source], list[tuple[str, str]]]:
@@ -78,26 +147,7 @@ def collect(paths: list[Path]) -> tuple[list[Source], list[tuple[str, str]]]:
     sources: list[Source] = []
     problems: list[tuple[str, str]] = []
     for path in paths:
-        try:
-            if is_maildir(path):
-                sources.extend(_maildir_sources(path))
-            elif path.is_dir():
-                for root, dirs, files in os.walk(path):
-                    dirs.sort()
-                    here = Path(root)
-                    if is_maildir(here):
-                        sources.extend(_maildir_sources(here))
-                        dirs.clear()
-                        continue
-                    inner, bad = collect([here / f for f in sorted(files)])
-                    sources.extend(inner)
-                    problems.extend(bad)
-            elif is_mbox(path):
-                sources.extend(_mbox_sources(path))
-            else:
-                sources.append(Source(str(path), path.read_bytes))
-        except OSError as exc:
-            problems.append((str(path), exc.strerror or str(exc)))
+        _collect_one(path, sources, problems)
     return sources, problems
 
 
@@ -115,11 +165,14 @@ def import_paths(engine: Engine, writer: GroupCommitWriter, paths: list[Path], *
                  enqueued: bool, progress: bool = True) -> ImportSummary:
     summary = ImportSummary()
     sources, summary.failed = collect(paths)
-    in_flight: list[tuple[str, Future[int]]] = []
+    in_flight: list[tuple[str, int, Future[int]]] = []
+    in_flight_bytes = 0
 
-    def settle(keep: int) -> None:
-        while len(in_flight) > keep:
-            label, fut = in_flight.pop(0)
+    def settle(keep: int, keep_bytes: int) -> None:
+        nonlocal in_flight_bytes
+        while in_flight and (len(in_flight) > keep or in_flight_bytes > keep_bytes):
+            label, size, fut = in_flight.pop(0)
+            in_flight_bytes -= size
             try:
                 summary.ids.append(fut.result())
                 summary.stored += 1
@@ -133,8 +186,11 @@ def import_paths(engine: Engine, writer: GroupCommitWriter, paths: list[Path], *
             bar.update(1)
             try:
                 raw = source.read()
-            except (OSError, KeyError) as exc:
-                summary.failed.append((source.label, f"unreadable: {exc}"))
+            except (OSError, KeyError, mailbox.Error) as exc:
+                summary.failed.append((source.label, f"unreadable: {_why(exc)}"))
+                continue
+            if not raw.strip():
+                summary.failed.append((source.label, "empty: not a message"))
                 continue
             digest = hashlib.sha256(raw).hexdigest()
             if digest in seen:
@@ -146,8 +202,9 @@ def import_paths(engine: Engine, writer: GroupCommitWriter, paths: list[Path], *
                                 .limit(1)).first():
                     summary.duplicates += 1
                     continue
-            in_flight.append((source.label, writer.submit(raw, envelope_for(
+            in_flight.append((source.label, len(raw), writer.submit(raw, envelope_for(
                 raw, source.label, enqueued))))
-            settle(MAX_IN_FLIGHT)
-        settle(0)
+            in_flight_bytes += len(raw)
+            settle(MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES)
+        settle(0, 0)
     return summary

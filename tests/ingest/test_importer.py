@@ -1,0 +1,469 @@
+"""`abuse-desk import`: .eml files, mbox files, Maildir folders and folders of these.
+
+Driven through ``ingest.importer.import_paths`` with a real GroupCommitWriter on SQLite, and
+through the command line (``abuse_desk.cli.main``) configured by environment variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mailbox
+import os
+import resource
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from abuse_desk import cli
+from abuse_desk.config import DatabaseConfig
+from abuse_desk.db import as_utc, make_engine, upgrade
+from abuse_desk.models import Message
+from ingest import importer
+from ingest.importer import ImportSummary, envelope_for, import_paths
+from ingest.store import NEVER_SENT, GroupCommitWriter
+from tests.support import LiveDesk, make_config, wait_for
+
+
+def mail(n: int, *, headers: str = "", body: str = "") -> bytes:
+    """A small report, different for each *n* (LF line ends, as mail files on disk have)."""
+    return (f"{headers}From: reporter{n}@example.org\nTo: abuse@isp.example\n"
+            f"Subject: import test {n}\nMessage-ID: <import-{n}@example.org>\n"
+            f"Date: Mon, 02 Feb 2026 10:00:{n % 60:02d} +0000\n\n"
+            f"{body or f'Report number {n}.'}\n").encode()
+
+
+def write_mbox(path: Path, messages: list[bytes]) -> Path:
+    """An mbox file: each message after a "From " line, a blank line after each."""
+    with path.open("wb") as fh:
+        for n, raw in enumerate(messages):
+            fh.write(f"From sender{n}@example.net Mon Feb  2 10:00:00 2026\n".encode())
+            fh.write(raw)
+            fh.write(b"\n")
+    return path
+
+
+def write_maildir(path: Path, new: list[bytes], cur: list[bytes],
+                  tmp: Sequence[bytes] = ()) -> list[bytes]:
+    """A Maildir with files written by hand; returns the messages that count (new + cur)."""
+    for sub in ("cur", "new", "tmp"):
+        (path / sub).mkdir(parents=True)
+    for n, raw in enumerate(new):
+        (path / "new" / f"1770000000.M{n}P1.mx.isp.example").write_bytes(raw)
+    for n, raw in enumerate(cur):
+        (path / "cur" / f"1770000100.M{n}P2.mx.isp.example:2,S").write_bytes(raw)
+    for n, raw in enumerate(tmp):  # still being delivered: never imported
+        (path / "tmp" / f"1770000200.M{n}P3.mx.isp.example").write_bytes(raw)
+    return [*new, *cur]
+
+
+@pytest.fixture(autouse=True)
+def keep_logging() -> Iterator[None]:
+    """cli.main() replaces the root handlers with one on this test's (captured) stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = make_engine(DatabaseConfig(url=f"sqlite:///{tmp_path / 'desk.db'}"))
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def run_import(engine: Engine, paths: list[Path], *, enqueued: bool = False) -> ImportSummary:
+    writer = GroupCommitWriter(engine).start()
+    try:
+        return import_paths(engine, writer, paths, enqueued=enqueued, progress=False)
+    finally:
+        writer.stop()
+
+
+def rows(engine: Engine) -> list[Any]:
+    cols = [Message.id, Message.state, Message.origin, Message.raw, Message.sha256, Message.size,
+            Message.mail_from, Message.rcpt_tos, Message.received_by, Message.received_at,
+            Message.enqueued_at]
+    with engine.connect() as conn:
+        return list(conn.execute(select(*cols).order_by(Message.id)))
+
+
+# -- import_paths ---------------------------------------------------------------------------
+
+
+def test_single_eml_is_stored_as_received_with_envelope_from_headers(
+        engine: Engine, tmp_path: Path) -> None:
+    raw = mail(1, headers="Return-Path: <bounces+42@lists.example.net>\n"
+                          "Delivered-To: abuse@isp.example\n")
+    path = tmp_path / "report.eml"
+    path.write_bytes(raw)
+
+    summary = run_import(engine, [path])
+
+    assert (summary.stored, summary.duplicates, summary.failed) == (1, 0, [])
+    (row,) = rows(engine)
+    assert summary.ids == [row.id]
+    assert row.raw == raw
+    assert row.sha256 == hashlib.sha256(raw).hexdigest()
+    assert row.size == len(raw)
+    assert row.origin == "import"
+    assert row.state == "received"
+    assert row.mail_from == "bounces+42@lists.example.net"
+    assert row.rcpt_tos == ["abuse@isp.example"]
+    assert row.received_by == str(path)
+    # memory:// broker: nothing is sent now; the running desk's sweeper sends it at its next tick
+    assert as_utc(row.enqueued_at) == NEVER_SENT
+    assert summary.text().splitlines()[0] == "1 stored, 0 already stored (same bytes), 0 failed"
+
+
+def test_enqueued_import_is_marked_sent_at_receipt(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "report.eml"
+    path.write_bytes(mail(1))
+
+    run_import(engine, [path], enqueued=True)
+
+    (row,) = rows(engine)
+    assert row.enqueued_at is not None
+    assert as_utc(row.enqueued_at) == as_utc(row.received_at)
+    assert as_utc(row.enqueued_at) != NEVER_SENT
+
+
+def test_mbox_messages_are_stored_byte_identically_without_the_from_line(
+        engine: Engine, tmp_path: Path) -> None:
+    messages = [
+        mail(1),
+        # a body line starting with "From " is quoted in mbox and stays quoted
+        mail(2, body="Hello,\n>From the logs below:\n\n10.0.0.1 scanned us"),
+        mail(3, headers="Return-Path: <mbox-sender@example.net>\n"),
+    ]
+    path = write_mbox(tmp_path / "reports.mbox", messages)
+    box = mailbox.mbox(str(path), create=False)
+    expected = [box.get_bytes(key) for key in box.iterkeys()]
+    box.close()
+    assert expected == messages  # the fixture is what it means to be
+
+    summary = run_import(engine, [path])
+
+    assert (summary.stored, summary.duplicates, summary.failed) == (3, 0, [])
+    stored = rows(engine)
+    assert [r.raw for r in stored] == expected
+    assert all(not r.raw.startswith(b"From ") for r in stored)
+    assert [r.received_by for r in stored] == [f"{path}#1", f"{path}#2", f"{path}#3"]
+    assert [r.sha256 for r in stored] == [hashlib.sha256(m).hexdigest() for m in expected]
+    assert stored[2].mail_from == "mbox-sender@example.net"
+    assert summary.ids == [r.id for r in stored]
+
+
+def test_maildir_messages_in_new_and_cur_are_stored_not_tmp(
+        engine: Engine, tmp_path: Path) -> None:
+    box = tmp_path / "Maildir"
+    wanted = write_maildir(box, new=[mail(1), mail(2)], cur=[mail(3)], tmp=[mail(4)])
+    (box / "dovecot-uidlist").write_text("3 V1770000000 N4\n")  # not a message
+
+    summary = run_import(engine, [box])
+
+    assert (summary.stored, summary.duplicates, summary.failed) == (3, 0, [])
+    stored = rows(engine)
+    assert sorted(r.raw for r in stored) == sorted(wanted)
+    assert all(r.received_by.startswith(f"{box}:") for r in stored)
+    assert all(r.origin == "import" and r.state == "received" for r in stored)
+
+
+def test_folder_of_eml_files_and_a_nested_maildir(engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    (folder / "2026" / "feb").mkdir(parents=True)
+    (folder / "a.eml").write_bytes(mail(1))
+    (folder / "2026" / "feb" / "b.eml").write_bytes(mail(2))
+    in_box = write_maildir(folder / "2026" / "abuse-box", new=[mail(3)], cur=[mail(4), mail(5)],
+                           tmp=[mail(6)])
+    write_mbox(folder / "old.mbox", [mail(7), mail(8)])
+
+    summary = run_import(engine, [folder])
+
+    assert summary.failed == []
+    wanted = [mail(1), mail(2), *in_box, mail(7), mail(8)]
+    assert summary.stored == len(wanted) == 7
+    assert sorted(r.raw for r in rows(engine)) == sorted(wanted)
+
+
+def test_importing_twice_stores_nothing_new(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.eml").write_bytes(mail(1))
+    write_mbox(tmp_path / "in" / "b.mbox", [mail(2), mail(3)])
+
+    first = run_import(engine, [tmp_path / "in"])
+    before = rows(engine)
+    second = run_import(engine, [tmp_path / "in"])
+
+    assert (first.stored, first.duplicates) == (3, 0)
+    assert (second.stored, second.duplicates, second.failed, second.ids) == (0, 3, [], [])
+    assert second.text().splitlines()[0] == "0 stored, 3 already stored (same bytes), 0 failed"
+    assert rows(engine) == before
+
+
+def test_same_bytes_twice_in_one_import_are_stored_once(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "a.eml").write_bytes(mail(1))
+    (tmp_path / "copy.eml").write_bytes(mail(1))
+    write_mbox(tmp_path / "box.mbox", [mail(1), mail(2)])
+
+    summary = run_import(engine, [tmp_path / "a.eml", tmp_path / "copy.eml",
+                                  tmp_path / "box.mbox"])
+
+    assert (summary.stored, summary.duplicates) == (2, 2)
+    assert sorted(r.raw for r in rows(engine)) == sorted([mail(1), mail(2)])
+
+
+def test_missing_and_unreadable_paths_are_reported_and_the_rest_imported(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes(mail(1))
+    missing = tmp_path / "nowhere.eml"
+    beneath_a_file = good / "child.eml"
+    folder = tmp_path / "folder"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "locked" / "hidden.eml").write_bytes(mail(2))
+    (folder / "fine.eml").write_bytes(mail(3))
+    (folder / "empty.eml").write_bytes(b"")
+
+    # Tests run as root here, where chmod 000 does not stop reading: refuse the listing instead.
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(os.fsdecode(path)) == folder / "locked":
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+    summary = run_import(engine, [good, missing, beneath_a_file, folder])
+
+    failed = dict(summary.failed)
+    assert failed[str(missing)] == "No such file or directory"
+    assert failed[str(beneath_a_file)] == "Not a directory"
+    assert failed[str(folder / "locked")] == "Permission denied"
+    assert "empty" in failed[str(folder / "empty.eml")]
+    assert len(summary.failed) == 4
+    assert summary.stored == 2
+    assert sorted(r.raw for r in rows(engine)) == sorted([mail(1), mail(3)])
+    lines = summary.text().splitlines()
+    assert lines[0] == "2 stored, 0 already stored (same bytes), 4 failed"
+    assert f"  failed: {missing}: No such file or directory" in lines
+
+
+def test_a_message_the_writer_cannot_store_is_reported(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "a.eml").write_bytes(mail(1))
+    writer = GroupCommitWriter(engine).start()
+    writer.stop()  # every submit now fails
+
+    summary = import_paths(engine, writer, [tmp_path / "a.eml"], enqueued=False, progress=False)
+
+    assert summary.stored == 0
+    ((where, why),) = summary.failed
+    assert where == str(tmp_path / "a.eml")
+    assert why.startswith("not stored:") and "stopped" in why
+    assert rows(engine) == []
+
+
+def test_many_mbox_files_do_not_exhaust_file_descriptors(
+        engine: Engine, tmp_path: Path) -> None:
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd to count open files")
+    folder = tmp_path / "boxes"
+    folder.mkdir()
+    for n in range(200):
+        write_mbox(folder / f"{n:03d}.mbox", [mail(2 * n), mail(2 * n + 1)])
+    writer = GroupCommitWriter(engine).start()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        # Room for the database and this process, not for one open file per mbox.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 60, hard))
+        summary = import_paths(engine, writer, [folder], enqueued=False, progress=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        writer.stop()
+    assert summary.failed == []
+    assert summary.stored == 400
+
+
+@pytest.mark.parametrize(("headers", "mail_from", "rcpt_tos"), [
+    ("Return-Path: <a@example.net>\nDelivered-To: abuse@isp.example\n",
+     "a@example.net", ["abuse@isp.example"]),
+    # the topmost (last added, final) delivery header wins
+    ("Delivered-To: abuse@isp.example\nReturn-Path: <b@example.net>\n"
+     "Delivered-To: relay@other.example\n", "b@example.net", ["abuse@isp.example"]),
+    ("return-path: b@example.net\nX-Original-To: postmaster@isp.example\n",
+     "b@example.net", ["postmaster@isp.example"]),
+    ("Return-Path: <>\n", "", []),  # a bounce: the null sender
+    ("", None, []),
+])
+def test_envelope_guessed_from_delivery_headers(headers: str, mail_from: str | None,
+                                                rcpt_tos: list[str]) -> None:
+    env = envelope_for(mail(1, headers=headers), "/x/y.eml", enqueued=False)
+    assert (env.mail_from, list(env.rcpt_tos)) == (mail_from, rcpt_tos)
+    assert env.origin == "import"
+    assert env.received_by == "/x/y.eml"
+    assert env.enqueued is False
+
+
+def test_envelope_ignores_lookalike_lines_in_the_body(engine: Engine, tmp_path: Path) -> None:
+    raw = mail(1, body="Forwarded headers:\nReturn-Path: <spoof@evil.example>\n"
+                       "Delivered-To: victim@evil.example")
+    (tmp_path / "fwd.eml").write_bytes(raw)
+
+    run_import(engine, [tmp_path / "fwd.eml"])
+
+    (row,) = rows(engine)
+    assert (row.mail_from, row.rcpt_tos) == (None, [])
+
+
+def test_in_flight_bound_by_bytes(engine: Engine, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a tiny byte budget every message is settled before the next: all still stored."""
+    monkeypatch.setattr(importer, "MAX_IN_FLIGHT_BYTES", 1)
+    for n in range(5):
+        (tmp_path / f"{n}.eml").write_bytes(mail(n))
+    summary = run_import(engine, sorted(tmp_path.glob("*.eml")))
+    assert (summary.stored, summary.failed) == (5, [])
+    assert [r.raw for r in rows(engine)] == [mail(n) for n in range(5)]
+
+
+# -- abuse-desk import ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The configuration by environment only: defaults plus this test's SQLite file."""
+    for name in list(os.environ):
+        if name.startswith("ABUSE_DESK_"):
+            monkeypatch.delenv(name)
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    monkeypatch.setenv("ABUSE_DESK_CONFIG", os.devnull)
+    monkeypatch.setenv("ABUSE_DESK_DATABASE__URL", url)
+    monkeypatch.chdir(tmp_path)
+    return url
+
+
+def cli_rows(url: str) -> list[Any]:
+    eng = make_engine(DatabaseConfig(url=url))
+    try:
+        return rows(eng)
+    finally:
+        eng.dispose()
+
+
+def test_cli_import_stores_queues_for_the_sweeper_and_is_safe_to_rerun(
+        cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(mail(1, headers="Return-Path: <r@example.net>\n"
+                                    "Delivered-To: abuse@isp.example\n"))
+    mbox = write_mbox(tmp_path / "three.mbox", [mail(2), mail(3), mail(4)])
+    maildir_msgs = write_maildir(tmp_path / "Maildir", new=[mail(5)], cur=[mail(6)])
+
+    code = cli.main(["import", "--quiet", str(eml), str(mbox), str(tmp_path / "Maildir")])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0] == "6 stored, 0 already stored (same bytes), 0 failed"
+    assert "sweep_interval_s" in out  # tells how the running desk picks them up
+    stored = cli_rows(cli_env)
+    assert sorted(r.raw for r in stored) == sorted(
+        [mail(1, headers="Return-Path: <r@example.net>\nDelivered-To: abuse@isp.example\n"),
+         mail(2), mail(3), mail(4), *maildir_msgs])
+    assert {r.origin for r in stored} == {"import"}
+    assert {r.state for r in stored} == {"received"}
+    assert {as_utc(r.enqueued_at) for r in stored} == {NEVER_SENT}
+    first = next(r for r in stored if r.received_by == str(eml))
+    assert (first.mail_from, first.rcpt_tos) == ("r@example.net", ["abuse@isp.example"])
+
+    code = cli.main(["import", "--quiet", str(eml), str(mbox), str(tmp_path / "Maildir")])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0] == "0 stored, 6 already stored (same bytes), 0 failed"
+    assert cli_rows(cli_env) == stored
+
+
+def test_cli_import_of_a_missing_path_exits_2_and_stores_nothing(
+        cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(mail(1))
+    missing = tmp_path / "not-there.mbox"
+
+    code = cli.main(["import", "--quiet", str(eml), str(missing)])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert str(missing) in captured.err
+    assert "no such file" in captured.err
+    assert captured.out == ""
+    assert not (tmp_path / "desk.db").exists() or cli_rows(cli_env) == []
+
+
+def test_cli_import_with_a_failure_exits_1_and_lists_it(
+        cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.eml").write_bytes(mail(1))
+    (folder / "zero.eml").write_bytes(b"")
+
+    code = cli.main(["import", "--quiet", str(folder)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert lines[0] == "1 stored, 0 already stored (same bytes), 1 failed"
+    assert any(line.startswith(f"  failed: {folder / 'zero.eml'}: ") for line in lines)
+    assert [r.raw for r in cli_rows(cli_env)] == [mail(1)]
+
+
+def test_import_beside_a_running_desk_gets_processed(
+        cli_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = make_config(tmp_path)
+    assert config.database.url == cli_env  # the desk and the import share the database
+    eml = tmp_path / "late.eml"
+    eml.write_bytes(mail(7, headers="Return-Path: <late@example.net>\n"))
+
+    with LiveDesk(config) as desk:
+        assert cli.main(["import", "--quiet", str(eml)]) == 0
+        assert capsys.readouterr().out.startswith("1 stored,")
+
+        def processed() -> Any:
+            with desk.engine.connect() as conn:
+                return conn.execute(select(Message.state, Message.header_subject, Message.origin,
+                                           Message.processed_at)
+                                    .where(Message.state == "processed")).first()
+
+        row = wait_for(processed, timeout=15, what="the imported message to be processed")
+    assert row.header_subject == "import test 7"
+    assert row.origin == "import"
+    assert isinstance(row.processed_at, datetime)
+
+
+@pytest.mark.service
+def test_cli_import_with_a_real_broker_sends_each_message(
+        cli_env: str, tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import redis
+
+    from abuse_desk.broker import QUEUE
+
+    monkeypatch.setenv("ABUSE_DESK_BROKER__URL", redis_url)
+    write_mbox(tmp_path / "two.mbox", [mail(1), mail(2)])
+
+    assert cli.main(["import", "--quiet", str(tmp_path / "two.mbox")]) == 0
+
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["2 stored, 0 already stored (same bytes), 0 failed"]
+    stored = cli_rows(cli_env)
+    assert [as_utc(r.enqueued_at) for r in stored] == [as_utc(r.received_at) for r in stored]
+    queued = redis.Redis.from_url(redis_url).hvals(f"dramatiq:{QUEUE}.msgs")
+    sent = sorted(json.loads(m)["args"][0] for m in queued)
+    assert sent == [r.id for r in stored]

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.errors import HeaderParseError
 from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_VALUE_CHARS = 2000
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
 
 
@@ -38,17 +40,22 @@ def clean_value(value: str | None) -> str | None:
     """Decode RFC 2047 words; fold whitespace; drop control characters; bound the length."""
     if value is None:
         return None
-    text = str(value)
+    text = _FOLD.sub("", str(value))  # RFC 5322 unfolding: the line break goes, the blank stays
     try:
         text = str(make_header(decode_header(text)))
-    except (ValueError, LookupError, UnicodeError, AssertionError):
-        pass
+    except (HeaderParseError, ValueError, LookupError, UnicodeError, AssertionError):
+        pass  # a broken encoded-word: keep the text as it came
     text = _CONTROL.sub(" ", text.replace("\t", " ")).strip()
     return text[:MAX_VALUE_CHARS] or None
 
 
 def read_top_headers(raw: bytes) -> TopHeaders:
-    msg = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
+    block = header_block(raw)
+    try:  # raw UTF-8 in headers (RFC 6532, SMTPUTF8); anything else 8-bit read as Latin-1
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = block.decode("latin-1")
+    msg = HeaderParser(policy=compat32).parsestr(text)
     return TopHeaders(
         message_id=clean_value(msg.get("Message-ID")),
         from_=clean_value(msg.get("From")),

@@ -50,7 +50,7 @@ td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}
 
 
 def create_app(desk: Desk) -> Starlette:
-    registry = CollectorRegistry(auto_describe=True)
+    registry = CollectorRegistry()  # not auto_describe: that would query the database here
     registry.register(BacklogCollector(lambda: backlog(desk)))
 
     async def health_page(request: Request) -> Response:

@@ -35,13 +35,15 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def claim_stale(self, now: datetime, older_than_s: float,
+    def claim_stale(self, now: datetime, older_than_s: float, after_id: int = 0,
                     limit: int = SWEEP_BATCH) -> list[int]:
-        """Claim up to *limit* messages left ``received`` since before ``now - older_than_s``."""
+        """Claim up to *limit* messages, with ids above *after_id*, left ``received`` since
+        before ``now - older_than_s``."""
         cutoff = now - timedelta(seconds=older_than_s)
         due = (
             select(Message.id)
-            .where(Message.state == MessageState.RECEIVED, Message.enqueued_at <= cutoff)
+            .where(Message.state == MessageState.RECEIVED, Message.enqueued_at <= cutoff,
+                   Message.id > after_id)
             .order_by(Message.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -61,9 +63,10 @@ class Scheduler:
         """Re-send stale ``received`` messages; returns how many were sent."""
         if older_than_s is None:
             older_than_s = self._desk.config.pipeline.sweep_after_s
-        sent = 0
+        sent = last_id = 0
         while True:
-            ids = self.claim_stale(self._desk.clock(), older_than_s)
+            # Move on by id: with older_than_s=0 a message just claimed is due again at once.
+            ids = self.claim_stale(self._desk.clock(), older_than_s, after_id=last_id)
             for message_id in ids:
                 try:
                     self._send(message_id)
@@ -76,6 +79,7 @@ class Scheduler:
                 metrics.SWEEPER_RESENT.inc()
             if len(ids) < SWEEP_BATCH:
                 break
+            last_id = ids[-1]
         if sent:
             log.info("sweeper re-sent %d message(s) to the broker", sent)
         return sent

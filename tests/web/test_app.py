@@ -1,0 +1,227 @@
+"""The web side through Starlette's test client: the health page, /healthz and /metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, create_engine
+from starlette.testclient import TestClient
+
+from abuse_desk import metrics
+from abuse_desk.app import Desk, open_desk
+from abuse_desk.config import DatabaseConfig
+from abuse_desk.db import make_engine, upgrade
+from abuse_desk.models import MessageState
+from ingest.store import Envelope, insert_messages, message_row
+from tests.support import make_config, message
+from web.app import create_app
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    opened = open_desk(make_config(tmp_path), clock=lambda: NOW)
+    upgrade(opened.engine)
+    yield opened
+    opened.close()
+
+
+def store(desk: Desk, state: MessageState, age_s: float, subject: str = "report") -> int:
+    row = message_row(message(subject), Envelope(
+        mail_from="reporter@example.org", rcpt_tos=["abuse@localhost"],
+        received_at=NOW - timedelta(seconds=age_s)))
+    row["state"] = state.value
+    with desk.engine.begin() as conn:
+        (message_id,) = insert_messages(conn, [row])
+    return message_id
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text exposition: (name, sorted labels) -> value."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def broken_engine(tmp_path: Path) -> Engine:
+    """An engine on a SQLite file in a directory that does not exist (nothing creates it)."""
+    return create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'desk.db'}")
+
+
+@pytest.fixture
+def backlog_desk(desk: Desk) -> Desk:
+    """3 received (oldest 90 s), 2 processed (older still), 1 review."""
+    store(desk, MessageState.RECEIVED, 90)
+    store(desk, MessageState.RECEIVED, 30)
+    store(desk, MessageState.RECEIVED, 5)
+    store(desk, MessageState.PROCESSED, 1000)
+    store(desk, MessageState.PROCESSED, 500)
+    store(desk, MessageState.REVIEW, 2000)
+    return desk
+
+
+# --- /healthz ---------------------------------------------------------------------------------
+
+
+def test_healthz_empty_database(desk: Desk) -> None:
+    response = TestClient(create_app(desk)).get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "ok": True, "messages": {"received": 0, "processed": 0, "review": 0},
+        "queue_lag_seconds": 0.0}
+
+
+def test_healthz_counts_per_state_and_lag(backlog_desk: Desk) -> None:
+    response = TestClient(create_app(backlog_desk)).get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ok"] is True
+    assert body["messages"] == {"received": 3, "processed": 2, "review": 1}
+    # the oldest *received* one; the older processed and review messages do not count
+    assert body["queue_lag_seconds"] == 90.0
+
+
+def test_healthz_follows_the_clock(backlog_desk: Desk) -> None:
+    later = dataclasses.replace(backlog_desk, clock=lambda: NOW + timedelta(seconds=10))
+    body = TestClient(create_app(later)).get("/healthz").json()
+    assert body["queue_lag_seconds"] == 100.0
+
+
+def test_healthz_no_lag_without_received_messages(desk: Desk) -> None:
+    store(desk, MessageState.PROCESSED, 3600)
+    store(desk, MessageState.REVIEW, 7200)
+    body = TestClient(create_app(desk)).get("/healthz").json()
+    assert body["messages"] == {"received": 0, "processed": 1, "review": 1}
+    assert body["queue_lag_seconds"] == 0.0
+
+
+def test_healthz_lag_never_negative(desk: Desk) -> None:
+    store(desk, MessageState.RECEIVED, -30)  # received "in the future" (clock skew)
+    assert TestClient(create_app(desk)).get("/healthz").json()["queue_lag_seconds"] == 0.0
+
+
+def test_healthz_sees_new_messages_without_restart(desk: Desk) -> None:
+    client = TestClient(create_app(desk))
+    assert client.get("/healthz").json()["messages"]["received"] == 0
+    store(desk, MessageState.RECEIVED, 12)
+    body = client.get("/healthz").json()
+    assert body["messages"]["received"] == 1
+    assert body["queue_lag_seconds"] == 12.0
+
+
+# --- /metrics ---------------------------------------------------------------------------------
+
+
+def test_metrics_expose_backlog_and_process_counters(backlog_desk: Desk) -> None:
+    response = TestClient(create_app(backlog_desk)).get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    found = samples(response.text)
+    assert found[("abuse_desk_messages", (("state", "received"),))] == 3
+    assert found[("abuse_desk_messages", (("state", "processed"),))] == 2
+    assert found[("abuse_desk_messages", (("state", "review"),))] == 1
+    assert found[("abuse_desk_queue_lag_seconds", ())] == 90.0
+    assert ("abuse_desk_smtp_accepted_total", ()) in found
+    assert ("abuse_desk_enqueue_failures_total", ()) in found
+
+
+def test_metrics_counters_are_live(desk: Desk) -> None:
+    client = TestClient(create_app(desk))
+    before = samples(client.get("/metrics").text)[("abuse_desk_smtp_accepted_total", ())]
+    metrics.SMTP_ACCEPTED.inc()
+    metrics.SMTP_ACCEPTED.inc()
+    after = samples(client.get("/metrics").text)[("abuse_desk_smtp_accepted_total", ())]
+    assert after == before + 2
+
+
+def test_metrics_backlog_follows_the_database(desk: Desk) -> None:
+    client = TestClient(create_app(desk))
+    assert samples(client.get("/metrics").text)[
+        ("abuse_desk_messages", (("state", "received"),))] == 0
+    store(desk, MessageState.RECEIVED, 42)
+    found = samples(client.get("/metrics").text)
+    assert found[("abuse_desk_messages", (("state", "received"),))] == 1
+    assert found[("abuse_desk_queue_lag_seconds", ())] == 42.0
+
+
+# --- the health page --------------------------------------------------------------------------
+
+
+def test_health_page_is_html_with_counts(backlog_desk: Desk) -> None:
+    response = TestClient(create_app(backlog_desk)).get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert page.startswith("<!doctype html>")
+    assert "Database: reachable" in page
+    assert "<tr><td>received</td><td>3</td></tr>" in page
+    assert "<tr><td>processed</td><td>2</td></tr>" in page
+    assert "<tr><td>review</td><td>1</td></tr>" in page
+    assert "90 s" in page
+
+
+def test_unknown_path_is_404(desk: Desk) -> None:
+    assert TestClient(create_app(desk)).get("/nope").status_code == 404
+
+
+# --- the database unreachable -----------------------------------------------------------------
+
+
+def check_unreachable(client: TestClient) -> None:
+    healthz = client.get("/healthz")
+    assert healthz.status_code == 503
+    assert healthz.json() == {"ok": False, "database": "OperationalError"}
+
+    page = client.get("/")
+    assert page.status_code == 503
+    assert page.headers["content-type"].startswith("text/html")
+    assert "unreachable (OperationalError)" in page.text
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    found = samples(response.text)
+    assert ("abuse_desk_smtp_accepted_total", ()) in found
+    assert not any(name == "abuse_desk_messages" for name, _ in found)
+
+
+def test_database_lost_after_start(backlog_desk: Desk, tmp_path: Path) -> None:
+    client = TestClient(create_app(backlog_desk))
+    assert client.get("/healthz").status_code == 200
+    real = backlog_desk.engine
+    backlog_desk.engine = broken_engine(tmp_path)  # the app holds this desk: it sees the change
+    try:
+        check_unreachable(client)
+    finally:
+        backlog_desk.engine.dispose()
+        backlog_desk.engine = real
+
+
+def test_database_lost_after_start_postgres(backlog_desk: Desk) -> None:
+    client = TestClient(create_app(backlog_desk))
+    assert client.get("/healthz").status_code == 200
+    real = backlog_desk.engine
+    backlog_desk.engine = make_engine(DatabaseConfig(
+        url="postgresql+psycopg://desk@127.0.0.1:1/desk", connect_timeout_s=1.0))
+    try:
+        check_unreachable(client)
+    finally:
+        backlog_desk.engine.dispose()
+        backlog_desk.engine = real
+
+
+@pytest.mark.parametrize("where", ["sqlite-missing-dir", "postgres-port-1"])
+def test_database_unreachable_from_the_start(desk: Desk, tmp_path: Path, where: str) -> None:
+    if where == "sqlite-missing-dir":
+        engine = broken_engine(tmp_path)
+    else:
+        engine = make_engine(DatabaseConfig(url="postgresql+psycopg://desk@127.0.0.1:1/desk",
+                                            connect_timeout_s=1.0))
+    try:
+        check_unreachable(TestClient(create_app(dataclasses.replace(desk, engine=engine))))
+    finally:
+        engine.dispose()

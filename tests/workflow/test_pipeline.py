@@ -1,0 +1,300 @@
+"""process_message: outcome, idempotency, concurrent deliveries, content and system failures,
+and the dramatiq actor on the in-process broker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import undefer
+
+import workflow.pipeline
+from abuse_desk.app import Desk, open_desk
+from abuse_desk.db import as_utc, upgrade
+from abuse_desk.models import Event, Message, MessageState
+from ingest.store import Envelope, insert_messages, message_row
+from tests.support import make_config, message
+from workflow.actors import declare_actors
+from workflow.pipeline import process_message
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+DATE = "Sun, 01 Mar 2026 11:58:00 +0000"
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    opened = open_desk(make_config(tmp_path), clock=lambda: NOW)
+    upgrade(opened.engine)
+    yield opened
+    opened.close()
+
+
+def store(desk: Desk, raw: bytes | None = None) -> int:
+    if raw is None:
+        raw = message("spam from 192.0.2.7", extra=f"Date: {DATE}\r\n")
+    row = message_row(raw, Envelope(mail_from="reporter@example.org",
+                                    rcpt_tos=["abuse@localhost"],
+                                    received_at=NOW - timedelta(seconds=30)))
+    with desk.engine.begin() as conn:
+        (message_id,) = insert_messages(conn, [row])
+    return message_id
+
+
+def load(desk: Desk, message_id: int) -> Message:
+    with desk.sessions() as session:
+        found = session.get(Message, message_id, options=[undefer(Message.raw)])
+        assert found is not None
+        return found
+
+
+def events(desk: Desk, message_id: int) -> list[Event]:
+    with desk.sessions() as session:
+        return list(session.scalars(select(Event).where(
+            Event.subject_type == "message", Event.subject_id == message_id)))
+
+
+def event_count(desk: Desk) -> int:
+    with desk.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Event)).scalar_one())
+
+
+# --- the ordinary path ------------------------------------------------------------------------
+
+
+def test_stored_message_is_processed(desk: Desk) -> None:
+    message_id = store(desk)
+    assert process_message(desk, message_id) == "processed"
+
+    stored = load(desk, message_id)
+    assert stored.state == MessageState.PROCESSED
+    assert stored.header_subject == "spam from 192.0.2.7"
+    assert stored.header_from == "reporter@example.org"
+    assert stored.header_message_id == "<spam.from.192.0.2.7@example.org>"
+    assert stored.header_date == DATE
+    assert stored.error is None
+    assert as_utc(stored.processed_at) == NOW
+
+    (event,) = events(desk, message_id)
+    assert event.action == "processed"
+    assert event.actor_kind == "system"
+    assert event.actor == "pipeline"
+    assert as_utc(event.at) == NOW
+    assert event.detail == {}
+
+
+def test_raw_bytes_are_not_rewritten(desk: Desk) -> None:
+    raw = b"Subject: caf\xe9\r\nX-Bin: \xff\x00\r\nFrom:  a@b \r\n\r\nbody\xff\r\n"
+    message_id = store(desk, raw)
+    process_message(desk, message_id)
+    assert load(desk, message_id).raw == raw
+
+
+def test_message_without_headers_is_processed_with_nones(desk: Desk) -> None:
+    message_id = store(desk, b"no headers, just text")
+    assert process_message(desk, message_id) == "processed"
+    stored = load(desk, message_id)
+    assert stored.state == MessageState.PROCESSED
+    assert (stored.header_subject, stored.header_from, stored.header_message_id,
+            stored.header_date) == (None, None, None, None)
+
+
+def test_only_the_given_message_is_processed(desk: Desk) -> None:
+    first, second = store(desk), store(desk)
+    process_message(desk, second)
+    assert load(desk, first).state == MessageState.RECEIVED
+    assert load(desk, second).state == MessageState.PROCESSED
+    assert events(desk, first) == []
+
+
+def test_second_delivery_is_skipped(desk: Desk) -> None:
+    message_id = store(desk)
+    assert process_message(desk, message_id) == "processed"
+    assert process_message(desk, message_id) == "skipped"
+    assert len(events(desk, message_id)) == 1
+    assert load(desk, message_id).state == MessageState.PROCESSED
+
+
+def test_unknown_id_is_skipped(desk: Desk) -> None:
+    assert process_message(desk, 424242) == "skipped"
+    assert event_count(desk) == 0
+
+
+def test_concurrent_deliveries_process_once(desk: Desk) -> None:
+    message_id = store(desk)
+    threads_n = 4
+    barrier = threading.Barrier(threads_n)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            barrier.wait(10)
+            outcomes.append(process_message(desk, message_id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert sorted(outcomes) == ["processed"] + ["skipped"] * (threads_n - 1)
+    assert len(events(desk, message_id)) == 1
+    assert load(desk, message_id).state == MessageState.PROCESSED
+
+
+def test_concurrent_deliveries_all_past_the_first_read(desk: Desk,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every delivery reads the message as ``received`` before any writes: the claiming UPDATE
+    alone must let exactly one through."""
+    message_id = store(desk)
+    threads_n = 4
+    barrier = threading.Barrier(threads_n)
+    real_read = workflow.pipeline.read_top_headers
+
+    def read_then_wait(raw: bytes) -> Any:
+        headers = real_read(raw)
+        barrier.wait(10)  # all deliveries have read the state before any of them writes
+        return headers
+
+    monkeypatch.setattr(workflow.pipeline, "read_top_headers", read_then_wait)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            outcomes.append(process_message(desk, message_id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver) for _ in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert sorted(outcomes) == ["processed"] + ["skipped"] * (threads_n - 1)
+    assert len(events(desk, message_id)) == 1
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+def test_content_failure_goes_to_review(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(raw: bytes) -> Any:
+        raise ValueError("hostile header block")
+
+    monkeypatch.setattr(workflow.pipeline, "read_top_headers", explode)
+    message_id = store(desk)
+    assert process_message(desk, message_id) == "review"
+
+    stored = load(desk, message_id)
+    assert stored.state == MessageState.REVIEW
+    assert stored.error is not None
+    assert "ValueError" in stored.error
+    assert "hostile header block" in stored.error
+    assert stored.header_subject is None
+    (event,) = events(desk, message_id)
+    assert event.action == "review"
+    assert event.detail == {"reason": stored.error}
+    # and it is not picked up again
+    assert process_message(desk, message_id) == "skipped"
+    assert len(events(desk, message_id)) == 1
+
+
+def test_system_failure_on_write_raises_and_keeps_received(
+        desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    message_id = store(desk)
+
+    def database_gone() -> Any:
+        raise OperationalError("BEGIN", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(desk.engine, "begin", database_gone)
+    with pytest.raises(OperationalError):
+        process_message(desk, message_id)
+    monkeypatch.undo()
+
+    stored = load(desk, message_id)
+    assert stored.state == MessageState.RECEIVED
+    assert stored.processed_at is None
+    assert events(desk, message_id) == []
+    # once the database is back, a retry processes it
+    assert process_message(desk, message_id) == "processed"
+
+
+def test_system_failure_on_read_raises(desk: Desk, tmp_path: Path) -> None:
+    message_id = store(desk)
+    gone = create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'desk.db'}")
+    real = desk.engine
+    desk.engine = gone
+    try:
+        with pytest.raises(OperationalError):
+            process_message(desk, message_id)
+    finally:
+        desk.engine = real
+        gone.dispose()
+    assert load(desk, message_id).state == MessageState.RECEIVED
+    assert events(desk, message_id) == []
+
+
+def test_failure_writing_the_event_rolls_back_the_state(
+        desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state change and its event are one transaction: no processed message without it."""
+    message_id = store(desk)
+    real_insert = workflow.pipeline.insert
+
+    def failing_insert(table: Any) -> Any:
+        if table is Event:
+            raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+        return real_insert(table)
+
+    monkeypatch.setattr(workflow.pipeline, "insert", failing_insert)
+    with pytest.raises(OperationalError):
+        process_message(desk, message_id)
+    assert load(desk, message_id).state == MessageState.RECEIVED
+
+
+# --- through dramatiq -------------------------------------------------------------------------
+
+
+def test_actor_on_the_stub_broker_processes_once(desk: Desk,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(desk.broker, dramatiq.brokers.stub.StubBroker)
+    outcomes: list[str] = []
+    real = workflow.pipeline.process_message
+
+    def recording(d: Desk, message_id: int) -> str:
+        outcome = real(d, message_id)
+        outcomes.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(workflow.pipeline, "process_message", recording)
+    actors = declare_actors(desk)
+    message_id = store(desk)
+    worker = dramatiq.Worker(desk.broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        for _ in range(3):
+            actors.process_message.send(message_id)
+        desk.broker.join("abuse-desk", timeout=20_000)
+        worker.join()
+    finally:
+        worker.stop()
+    assert sorted(outcomes) == ["processed", "skipped", "skipped"]
+    assert len(events(desk, message_id)) == 1
+    assert load(desk, message_id).state == MessageState.PROCESSED
+
+
+def test_actor_uses_the_configured_queue_and_retries(desk: Desk) -> None:
+    actors = declare_actors(desk)
+    assert actors.process_message.queue_name == "abuse-desk"
+    assert actors.process_message.options["max_retries"] == desk.config.pipeline.max_retries
+    assert "abuse-desk" in desk.broker.get_declared_queues()

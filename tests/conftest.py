@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from abuse_desk.app import Desk
+
 POSTGRES = os.environ.get("ABUSE_DESK_TEST_POSTGRES",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("ABUSE_DESK_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -41,6 +43,33 @@ def _reachable(url: str, default_port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture
+def env_db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Configuration by environment only (no config file): defaults plus a SQLite file in
+    *tmp_path*, which is also the working directory. Returns the database URL."""
+    for name in list(os.environ):
+        if name.startswith("ABUSE_DESK_"):
+            monkeypatch.delenv(name)
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    monkeypatch.setenv("ABUSE_DESK_CONFIG", os.devnull)
+    monkeypatch.setenv("ABUSE_DESK_DATABASE__URL", url)
+    monkeypatch.chdir(tmp_path)
+    return url
+
+
+@pytest.fixture
+def fixed_desk(tmp_path: Path) -> Iterator[Desk]:
+    """A desk on a fresh, upgraded SQLite file whose clock stands still at ``support.NOW``."""
+    from abuse_desk.app import open_desk
+    from abuse_desk.db import upgrade
+    from tests.support import NOW, make_config
+
+    opened = open_desk(make_config(tmp_path), clock=lambda: NOW)
+    upgrade(opened.engine)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from abuse_desk.config import Config, build_config
 from abuse_desk.runner import Running, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # the clock of `fixed_desk`
 
 
 def free_port() -> int:

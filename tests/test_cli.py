@@ -57,16 +57,8 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path = ROOT,
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Configuration by environment only (no config file): defaults plus a SQLite file here."""
-    for name in list(os.environ):
-        if name.startswith("ABUSE_DESK_"):
-            monkeypatch.delenv(name)
-    url = f"sqlite:///{tmp_path / 'desk.db'}"
-    monkeypatch.setenv("ABUSE_DESK_CONFIG", os.devnull)
-    monkeypatch.setenv("ABUSE_DESK_DATABASE__URL", url)
-    monkeypatch.chdir(tmp_path)
-    return url
+def db_url(env_db_url: str) -> str:
+    return env_db_url
 
 
 @pytest.fixture

@@ -339,16 +339,8 @@ def test_in_flight_bound_by_bytes(engine: Engine, tmp_path: Path,
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The configuration by environment only: defaults plus this test's SQLite file."""
-    for name in list(os.environ):
-        if name.startswith("ABUSE_DESK_"):
-            monkeypatch.delenv(name)
-    url = f"sqlite:///{tmp_path / 'desk.db'}"
-    monkeypatch.setenv("ABUSE_DESK_CONFIG", os.devnull)
-    monkeypatch.setenv("ABUSE_DESK_DATABASE__URL", url)
-    monkeypatch.chdir(tmp_path)
-    return url
+def cli_env(env_db_url: str) -> str:
+    return env_db_url
 
 
 def cli_rows(url: str) -> list[Any]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,23 +12,18 @@ from sqlalchemy import Engine, create_engine
 from starlette.testclient import TestClient
 
 from abuse_desk import metrics
-from abuse_desk.app import Desk, open_desk
+from abuse_desk.app import Desk
 from abuse_desk.config import DatabaseConfig
-from abuse_desk.db import make_engine, upgrade
+from abuse_desk.db import make_engine
 from abuse_desk.models import MessageState
 from ingest.store import Envelope, insert_messages, message_row
-from tests.support import make_config, message
+from tests.support import NOW, message
 from web.app import create_app
-
-NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Iterator[Desk]:
-    opened = open_desk(make_config(tmp_path), clock=lambda: NOW)
-    upgrade(opened.engine)
-    yield opened
-    opened.close()
+def desk(fixed_desk: Desk) -> Desk:
+    return fixed_desk
 
 
 def store(desk: Desk, state: MessageState, age_s: float, subject: str = "report") -> int:

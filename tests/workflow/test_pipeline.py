@@ -4,8 +4,7 @@ and the dramatiq actor on the in-process broker."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +15,20 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import undefer
 
 import workflow.pipeline
-from abuse_desk.app import Desk, open_desk
-from abuse_desk.db import as_utc, upgrade
+from abuse_desk.app import Desk
+from abuse_desk.db import as_utc
 from abuse_desk.models import Event, Message, MessageState
 from ingest.store import Envelope, insert_messages, message_row
-from tests.support import make_config, message
+from tests.support import NOW, message
 from workflow.actors import declare_actors
 from workflow.pipeline import process_message
 
-NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 DATE = "Sun, 01 Mar 2026 11:58:00 +0000"
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Iterator[Desk]:
-    opened = open_desk(make_config(tmp_path), clock=lambda: NOW)
-    upgrade(opened.engine)
-    yield opened
-    opened.close()
+def desk(fixed_desk: Desk) -> Desk:
+    return fixed_desk
 
 
 def store(desk: Desk, raw: bytes | None = None) -> int:

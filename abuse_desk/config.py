@@ -77,6 +77,18 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class ParserLimits:
+    max_mime_depth: int = 20
+    max_parts: int = 1000
+    max_decoded_bytes: int = 64 * 1024 * 1024
+    max_zip_uncompressed_bytes: int = 100 * 1024 * 1024
+    max_zip_ratio: int = 200
+    max_csv_rows: int = 100_000
+    max_reports: int = 10_000
+    time_budget_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "text"
@@ -94,6 +106,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     web: WebConfig = field(default_factory=WebConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    parsers: ParserLimits = field(default_factory=ParserLimits)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "defaults"
@@ -126,6 +139,9 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("pipeline", "max_retries"): (lambda v: v >= 0, "zero or more"),
     ("pipeline", "sweep_interval_s"): (lambda v: v > 0, "a positive number of seconds"),
     ("pipeline", "sweep_after_s"): (lambda v: v >= 0, "zero or more seconds"),
+    **{("parsers", key): (lambda v: v > 0, "a positive number") for key in (
+        "max_mime_depth", "max_parts", "max_decoded_bytes", "max_zip_uncompressed_bytes",
+        "max_zip_ratio", "max_csv_rows", "max_reports", "time_budget_s")},
     ("log", "level"): (lambda v: v.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
                        "DEBUG, INFO, WARNING or ERROR"),
     ("log", "format"): (lambda v: v in {"text", "json"}, "text or json"),

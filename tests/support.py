@@ -50,7 +50,7 @@ def config_env(config: Config) -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABUSE_DESK_")}
     env["ABUSE_DESK_CONFIG"] = os.devnull  # not ./config.toml: only what is set here
-    for section in ("database", "broker", "smtp", "web", "pipeline", "log", "metrics"):
+    for section in ("database", "broker", "smtp", "web", "pipeline", "parsers", "log", "metrics"):
         for key, value in vars(getattr(config, section)).items():
             env[f"ABUSE_DESK_{section.upper()}__{key.upper()}"] = json.dumps(value)
     env["PYTHONUNBUFFERED"] = "1"

@@ -1,0 +1,119 @@
+"""What every parser takes and gives: the normalized report, the result, the parser interface.
+
+A parser is one small class in its own module (``parsers/arf.py``, ...) with a ``name``, a
+``stage`` and two methods::
+
+    class ArfParser:
+        name = "arf"
+        stage = Stage.STRUCTURAL
+
+        def matches(self, mail: Mail) -> bool: ...      # cheap: headers, content types
+        def parse(self, mail: Mail) -> ParseResult: ...  # may raise: the message goes to review
+
+The registry (``parsers/registry.py``) tries structural formats first, then sender-specific ones,
+then free text, and takes the first result with a disposition.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from parsers.mail import Mail
+
+
+class Disposition(enum.StrEnum):
+    REPORT = "report"  # a complaint: one or more reports
+    IGNORED = "ignored"  # bounces, read receipts, auto-replies, other desks' acknowledgements
+    REPLY = "reply"  # a reply to one of our own notices
+
+
+class Stage(enum.IntEnum):
+    """The order in which the registry tries parsers."""
+
+    GUARD = 0  # replies to us, bounces, auto-replies: decided before anything else
+    STRUCTURAL = 1  # formats recognisable by structure: ARF, X-ARF, XARF JSON, ACNS, CSV
+    SENDER = 2  # sender-specific layouts: SpamCop text, Shadowserver, ...
+    FALLBACK = 3  # free text: always matches
+
+
+# The formats of `abuse-desk parse --json`, fixed by the parsers issue.
+FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "text",
+           "autoreply", "bounce", "reply")
+
+
+@dataclass
+class ParsedReport:
+    """One complaint, in the source's terms; the classifier maps it to our categories."""
+
+    format: str
+    type_hint: str | None = None  # source vocabulary: "arf:abuse", "xarf4:connection/port_scan"
+    source_ip: str | None = None
+    source_port: int | None = None
+    occurred_at: datetime | None = None  # UTC
+    occurred_raw: str | None = None  # the string it came from
+    urls: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
+    reporter_address: str | None = None
+    reporter_org: str | None = None
+    evidence: str | None = None  # an excerpt, bounded
+    incidents: int = 1
+    inferred: list[str] = field(default_factory=list)  # fields we deduced rather than read
+    warnings: list[str] = field(default_factory=list)
+    review_reasons: list[str] = field(default_factory=list)  # why a person must look at it
+    extra: dict[str, Any] = field(default_factory=dict)  # format-specific fields
+
+    MAX_EVIDENCE: ClassVar[int] = 4096
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.review_reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["occurred_at"] = iso_z(self.occurred_at)
+        doc["needs_review"] = self.needs_review
+        return doc
+
+
+@dataclass
+class ParseResult:
+    """What one message is: its disposition, its format, its reports, and what went wrong."""
+
+    disposition: Disposition
+    format: str
+    reports: list[ParsedReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the message could not be fully read
+    review_reasons: list[str] = field(default_factory=list)  # message-level: a person decides
+    parser: str | None = None  # the parser that produced it
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. a reply's case reference
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.review_reasons) or any(r.needs_review for r in self.reports)
+
+
+class Parser(Protocol):
+    name: str
+    stage: Stage
+
+    def matches(self, mail: Mail) -> bool: ...
+
+    def parse(self, mail: Mail) -> ParseResult: ...
+
+
+class LimitExceeded(Exception):
+    """Input past a configured bound (depth, parts, size, rows, time): a review reason."""
+
+
+def iso_z(value: datetime | None) -> str | None:
+    """UTC ISO 8601 ending in ``Z``, or None."""
+    if value is None:
+        return None
+    from datetime import UTC
+
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return text + "Z"

@@ -1,0 +1,215 @@
+"""A bounded, parsed view of one raw message that every parser shares.
+
+The MIME tree is parsed once, with the stdlib ``email`` package under ``compat32``: it keeps the
+raw header values (we decode them ourselves, leniently, in :func:`parsers.headers.clean_value`)
+and it is ten times faster than ``policy.default`` on many-part messages (100,000 parts: 1.4 s
+against 12.8 s here), which matters for hostile input. Before parsing, a cheap scan refuses
+messages with more MIME delimiters than ``max_parts``; Python's parser recursing past its limit
+on deep nesting is caught; nesting past ``max_mime_depth`` is not descended into.
+
+Leaf parts come out as :class:`Part` with their transfer encoding decoded by us (also for
+``message/*`` parts, whose base64 Python's email leaves alone), within ``max_decoded_bytes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import quopri
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from email.policy import compat32
+
+from abuse_desk.config import ParserLimits
+from parsers.base import LimitExceeded
+from parsers.headers import clean_value
+
+_DELIMITER = re.compile(rb"^--", re.M)
+_CHARSET_ALIASES = {"unknown-8bit": "latin-1", "x-unknown": "latin-1", "8bit": "latin-1",
+                    "ansi_x3.4-1968": "ascii", "us-ascii": "ascii", "x-sjis": "shift_jis"}
+
+
+class Deadline:
+    """The time budget of one message; parsers call :meth:`check` inside their loops."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self._end:
+            raise LimitExceeded(f"time budget of {self.seconds:g} s per message exceeded")
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    """*data* as text: its declared charset, else UTF-8, else Latin-1 (never fails)."""
+    name = (charset or "").strip().strip('"').lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    for candidate in (name, "utf-8"):
+        if not candidate:
+            continue
+        try:
+            return data.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")
+
+
+def decode_transfer(payload: bytes, cte: str) -> bytes:
+    """Undo a Content-Transfer-Encoding, leniently (bad base64 padding, stray characters)."""
+    cte = cte.strip().lower()
+    if cte == "base64":
+        compact = re.sub(rb"[^A-Za-z0-9+/=]", b"", payload)
+        compact = compact.rstrip(b"=")
+        compact += b"=" * (-len(compact) % 4)
+        try:
+            return base64.b64decode(compact)
+        except (binascii.Error, ValueError):
+            return payload
+    if cte == "quoted-printable":
+        return quopri.decodestring(payload)
+    return payload
+
+
+@dataclass
+class Part:
+    """A leaf of the MIME tree (or a whole ``message/*`` part), transfer encoding undone."""
+
+    content_type: str  # lower case, e.g. "message/feedback-report"
+    filename: str | None
+    charset: str | None
+    depth: int
+    data: bytes
+    message: Message = field(repr=False)
+
+    def text(self) -> str:
+        return decode_text(self.data, self.charset)
+
+    @property
+    def name(self) -> str:
+        return (self.filename or "").lower()
+
+
+class Mail:
+    """One message, parsed once within the limits, for all parsers."""
+
+    def __init__(self, raw: bytes, limits: ParserLimits | None = None,
+                 deadline: Deadline | None = None) -> None:
+        self.raw = raw
+        self.limits = limits or ParserLimits()
+        self.deadline = deadline or Deadline(self.limits.time_budget_s)
+        self.warnings: list[str] = []
+        delimiters = len(_DELIMITER.findall(raw))
+        if delimiters > 2 * self.limits.max_parts + 2:
+            raise LimitExceeded(
+                f"too many MIME parts: {delimiters} delimiter lines, limit {self.limits.max_parts}"
+                " parts (parsers.max_parts)")
+        try:
+            self.msg: Message = email.message_from_bytes(raw, policy=compat32)
+        except RecursionError:
+            limit = self.limits.max_mime_depth
+            raise LimitExceeded(f"MIME nesting too deep to parse (limit {limit}, "
+                                "parsers.max_mime_depth)") from None
+        self._parts: list[Part] | None = None
+
+    # -- headers ---------------------------------------------------------------------------
+
+    def header(self, name: str, msg: Message | None = None) -> str | None:
+        """The first *name* header of the message (or of *msg*), decoded and cleaned."""
+        value = (msg or self.msg).get(name)
+        return clean_value(value) if value is not None else None
+
+    def headers(self, name: str, msg: Message | None = None) -> list[str]:
+        return [v for v in (clean_value(x) for x in (msg or self.msg).get_all(name) or []) if v]
+
+    @property
+    def subject(self) -> str:
+        return self.header("Subject") or ""
+
+    @property
+    def from_(self) -> str:
+        return self.header("From") or ""
+
+    @property
+    def content_type(self) -> str:
+        return self.msg.get_content_type().lower()
+
+    # -- parts -----------------------------------------------------------------------------
+
+    @property
+    def parts(self) -> list[Part]:
+        """Every leaf part, and every ``message/*`` part as a whole, in document order."""
+        if self._parts is None:
+            self._parts = list(self._walk(self.msg, 0, [0]))
+        return self._parts
+
+    def _walk(self, msg: Message, depth: int, budget: list[int]) -> Iterator[Part]:
+        self.deadline.check()
+        if depth > self.limits.max_mime_depth:
+            raise LimitExceeded(f"MIME nesting deeper than {self.limits.max_mime_depth} "
+                                "(parsers.max_mime_depth)")
+        ctype = msg.get_content_type().lower()
+        if msg.is_multipart() and not ctype.startswith("message/"):
+            for sub in msg.get_payload() or []:
+                if isinstance(sub, Message):
+                    yield from self._walk(sub, depth + 1, budget)
+            return
+        data = self._payload_bytes(msg)
+        budget[0] += len(data)
+        if budget[0] > self.limits.max_decoded_bytes:
+            raise LimitExceeded(f"decoded parts larger than {self.limits.max_decoded_bytes} bytes "
+                                "(parsers.max_decoded_bytes)")
+        yield Part(content_type=ctype, filename=_filename(msg), charset=msg.get_content_charset(),
+                   depth=depth, data=data, message=msg)
+        if ctype in ("message/rfc822", "message/global") and msg.is_multipart():
+            for sub in msg.get_payload() or []:
+                if isinstance(sub, Message):
+                    yield from self._walk(sub, depth + 1, budget)
+
+    @staticmethod
+    def _payload_bytes(msg: Message) -> bytes:
+        """The part's body as bytes, transfer encoding undone, also for message/* parts."""
+        cte = str(msg.get("Content-Transfer-Encoding", "")).lower()
+        if msg.is_multipart():  # message/rfc822 parsed as an embedded message: re-serialise it
+            inner = msg.get_payload(0)
+            if isinstance(inner, Message):
+                return inner.as_bytes(policy=compat32)
+            return b""
+        payload = msg.get_payload(decode=False)
+        if isinstance(payload, list):
+            return b""
+        raw = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else payload
+        return decode_transfer(raw, cte) if cte in ("base64", "quoted-printable") else raw
+
+    def body_text(self, limit: int = 1024 * 1024) -> str:
+        """The human-readable text: text/plain parts (else text/html stripped), bounded."""
+        texts = [p.text() for p in self.parts
+                 if p.content_type == "text/plain" and not p.filename]
+        if not texts:
+            texts = [_strip_html(p.text()) for p in self.parts if p.content_type == "text/html"]
+        if not texts and not self.msg.is_multipart():
+            texts = [Part(self.content_type, None, self.msg.get_content_charset(), 0,
+                          self._payload_bytes(self.msg), self.msg).text()]
+        return "\n".join(texts)[:limit]
+
+
+def _filename(msg: Message) -> str | None:
+    try:
+        name = msg.get_filename()
+    except (TypeError, ValueError, LookupError):
+        return None
+    return clean_value(name) if name else None
+
+
+_TAG = re.compile(r"<[^>]{0,2000}>")
+_SCRIPT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
+
+
+def _strip_html(html: str) -> str:
+    import html as html_module
+
+    return html_module.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", html)))

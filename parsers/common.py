@@ -103,7 +103,7 @@ def _rfc5322(text: str) -> tuple[datetime, bool] | None:
     if fields is None:
         return None
     try:
-        value = datetime(*fields[:6])  # type: ignore[misc]
+        value = datetime(*fields[:6])
     except (ValueError, TypeError):
         return None
     if fields[9] is None or not re.search(r"[+-]\d{4}|\b[A-Z]{1,4}\s*$", text):

@@ -180,9 +180,12 @@ class Mail:
                 return inner.as_bytes(policy=compat32)
             return b""
         payload = msg.get_payload(decode=False)
-        if isinstance(payload, list):
+        if isinstance(payload, str):
+            raw = payload.encode("ascii", "surrogateescape")
+        elif isinstance(payload, bytes):
+            raw = payload
+        else:
             return b""
-        raw = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else payload
         return decode_transfer(raw, cte) if cte in ("base64", "quoted-printable") else raw
 
     def body_text(self, limit: int = 1024 * 1024) -> str:

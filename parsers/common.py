@@ -22,9 +22,10 @@ _ISO = re.compile(
     r"(?P<y>\d{4})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})(?:[T ](?P<h>\d{1,2})[:\-](?P<mi>\d{2})"
     r"(?:[:\-](?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?)?\s*"
     r"(?P<zone>Z|[+-]\d{2}:?\d{2}|UTC|GMT|UT|[A-Z]{3,4}(?![a-z]))?", re.I)
-_CTIME = re.compile(  # "Thu Feb 13 18:28:15 2014 +00:00 GMT", "Thu Feb 13 18:28:15 2014"
+_CTIME = re.compile(  # "Thu Feb 13 18:28:15 2014 +00:00 GMT", "Thu Feb 13 18:28:15 CET 2014"
     r"(?:[A-Z][a-z]{2}\s+)?(?P<mon>[A-Z][a-z]{2})\s+(?P<d>\d{1,2})\s+(?P<h>\d{1,2}):(?P<mi>\d{2})"
-    r":(?P<s>\d{2})\s+(?P<y>\d{4})\s*(?P<zone>[+-]\d{2}:?\d{2}|[A-Z]{2,4})?")
+    r":(?P<s>\d{2})\s+(?:(?P<zone1>[A-Z]{2,4})\s+)?(?P<y>\d{4})\s*"
+    r"(?P<zone>[+-]\d{2}:?\d{2}|[A-Z]{2,4})?")
 _DAY_ONLY = re.compile(r"^(?:[A-Z][a-z]{2},?\s+)?(?P<d>\d{1,2})\s+(?P<mon>[A-Za-z]{3,9})\s+"
                        r"(?P<y>\d{4})\s*$")
 _MONTHS = {m: i for i, m in enumerate(
@@ -91,7 +92,7 @@ def parse_time(raw: str | None) -> tuple[datetime | None, bool]:
                              int(ctime.group("s")))
         except ValueError:
             return None, False
-        offset = _zone_offset(ctime.group("zone"))
+        offset = _zone_offset(ctime.group("zone") or ctime.group("zone1"))
         if offset is None:
             return value.replace(tzinfo=UTC), False
         return value.replace(tzinfo=timezone(timedelta(minutes=offset))).astimezone(UTC), True
@@ -107,8 +108,8 @@ def _rfc5322(text: str) -> tuple[datetime, bool] | None:
     except (ValueError, TypeError):
         return None
     if fields[9] is None or not re.search(r"[+-]\d{4}|\b[A-Z]{1,4}\s*$", text):
-        zone = re.search(r"\b([A-Z]{2,4})\s*$", text)
-        offset = _zone_offset(zone.group(1)) if zone else None
+        named = [z for z in re.findall(r"\b([A-Z]{2,4})\b", text) if z in _ZONES]
+        offset = _zone_offset(named[0]) if named else None
         if offset is None:
             return value.replace(tzinfo=UTC), False
         return value.replace(tzinfo=timezone(timedelta(minutes=offset))).astimezone(UTC), True
@@ -119,8 +120,8 @@ def _rfc5322(text: str) -> tuple[datetime, bool] | None:
 
 _IPV4 = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
 IPV4_RE = re.compile(rf"(?<![\d.]){_IPV4}(?![\d]|\.\d)")
-IPV6_RE = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|"
-                     + _IPV4 + r")?(?![0-9A-Fa-f:.])")
+IPV6_RE = re.compile(r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|"
+                     + _IPV4 + r")?(?![0-9A-Fa-f]|:[0-9A-Fa-f]|\.\d)")
 
 
 def clean_ip(value: str | None) -> str | None:
@@ -146,13 +147,16 @@ def clean_ip(value: str | None) -> str | None:
 
 def find_ips(text: str, limit: int = 1000) -> list[str]:
     """IPv4 and IPv6 addresses in *text* (defanged ones too), canonical, in order, unique."""
-    text = refang(text)
+    text = re.sub(r"(?i)\bipv6:(?=[0-9a-f:])", "", refang(text))
     found: list[tuple[int, str]] = []
     for pattern in (IPV4_RE, IPV6_RE):
         for n, m in enumerate(pattern.finditer(text)):
             if n >= limit:
                 break
-            ip = clean_ip(m.group(0))
+            text_ip = m.group(0)
+            ip = clean_ip(text_ip)
+            if ip is None and text_ip.endswith(":") and not text_ip.endswith("::"):
+                ip = clean_ip(text_ip[:-1])  # "... 2001:db8::3: done"
             if ip:
                 found.append((m.start(), ip))
     return unique(ip for _, ip in sorted(found))[:limit]

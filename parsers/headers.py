@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.errors import HeaderParseError
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.parser import HeaderParser
 from email.policy import compat32
@@ -43,7 +43,7 @@ def clean_value(value: str | None) -> str | None:
     text = _FOLD.sub("", str(value))  # RFC 5322 unfolding: the line break goes, the blank stays
     try:
         text = str(make_header(decode_header(text)))
-    except (HeaderParseError, ValueError, LookupError, UnicodeError, AssertionError):
+    except (MessageError, ValueError, LookupError, UnicodeError, AssertionError):
         pass  # a broken encoded-word: keep the text as it came
     text = _CONTROL.sub(" ", text.replace("\t", " ")).strip()
     return text[:MAX_VALUE_CHARS] or None

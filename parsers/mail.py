@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.errors import MessageError
 from email.message import Message
 from email.policy import compat32
 
@@ -29,6 +30,28 @@ from parsers.base import LimitExceeded
 from parsers.headers import clean_value
 
 _DELIMITER = re.compile(rb"^--", re.M)
+_BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))""", re.I)
+
+
+def _count_delimiters(raw: bytes) -> int:
+    """Lines that open or close a MIME part: ``--`` followed by a declared boundary (every
+    ``--`` line where there are too many boundaries to tell, which only overcounts)."""
+    boundaries = {a or b for a, b in _BOUNDARY.findall(raw)}
+    if not boundaries:
+        return 0
+    if len(boundaries) > 200:
+        return len(_DELIMITER.findall(raw))
+    alternatives = b"|".join(re.escape(b) for b in sorted(boundaries, key=len, reverse=True))
+    return len(re.findall(rb"^--(?:" + alternatives + rb")", raw, re.M))
+# Python's email parses every message/* part but delivery-status as an embedded message: a
+# feedback report's fields become "headers" until the first line that is not one, and its
+# base64 is never decoded. Parsed under a private name instead, such parts stay leaves with
+# their body as it came; Part.content_type gives the real name back. (Only the copy that is
+# parsed is changed; the stored bytes never are.)
+_REPORT_TYPES = re.compile(
+    rb"(?im)^(content-type:[ \t]*)message/(?=(?:feedback-report|disposition-notification|"
+    rb"global-delivery-status|global-disposition-notification)\b)")
+_PRIVATE = "x-abuse-desk-message/"
 _CHARSET_ALIASES = {"unknown-8bit": "latin-1", "x-unknown": "latin-1", "8bit": "latin-1",
                     "ansi_x3.4-1968": "ascii", "us-ascii": "ascii", "x-sjis": "shift_jis"}
 
@@ -54,7 +77,7 @@ def decode_text(data: bytes, charset: str | None) -> str:
             continue
         try:
             return data.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: NUL in the name
             continue
     return data.decode("latin-1")
 
@@ -103,13 +126,14 @@ class Mail:
         self.limits = limits or ParserLimits()
         self.deadline = deadline or Deadline(self.limits.time_budget_s)
         self.warnings: list[str] = []
-        delimiters = len(_DELIMITER.findall(raw))
+        delimiters = _count_delimiters(raw)
         if delimiters > 2 * self.limits.max_parts + 2:
             raise LimitExceeded(
                 f"too many MIME parts: {delimiters} delimiter lines, limit {self.limits.max_parts}"
                 " parts (parsers.max_parts)")
         try:
-            self.msg: Message = email.message_from_bytes(raw, policy=compat32)
+            renamed = _REPORT_TYPES.sub(rb"\1" + _PRIVATE.encode(), raw)
+            self.msg: Message = email.message_from_bytes(renamed, policy=compat32)
         except RecursionError:
             limit = self.limits.max_mime_depth
             raise LimitExceeded(f"MIME nesting too deep to parse (limit {limit}, "
@@ -136,7 +160,7 @@ class Mail:
 
     @property
     def content_type(self) -> str:
-        return self.msg.get_content_type().lower()
+        return _real_type(self.msg)
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -152,7 +176,7 @@ class Mail:
         if depth > self.limits.max_mime_depth:
             raise LimitExceeded(f"MIME nesting deeper than {self.limits.max_mime_depth} "
                                 "(parsers.max_mime_depth)")
-        ctype = msg.get_content_type().lower()
+        ctype = _real_type(msg)
         if msg.is_multipart() and not ctype.startswith("message/"):
             for sub in msg.get_payload() or []:
                 if isinstance(sub, Message):
@@ -174,19 +198,24 @@ class Mail:
     def _payload_bytes(msg: Message) -> bytes:
         """The part's body as bytes, transfer encoding undone, also for message/* parts."""
         cte = str(msg.get("Content-Transfer-Encoding", "")).lower()
-        if msg.is_multipart():  # message/rfc822 parsed as an embedded message: re-serialise it
+        if msg.is_multipart():
+            # A message/* part that Python parsed as an embedded message (for feedback-report
+            # too, even when base64): serialise it back, then undo the transfer encoding.
             inner = msg.get_payload(0)
-            if isinstance(inner, Message):
-                return inner.as_bytes(policy=compat32)
-            return b""
-        payload = msg.get_payload(decode=False)
-        if isinstance(payload, str):
-            raw = payload.encode("ascii", "surrogateescape")
-        elif isinstance(payload, bytes):
-            raw = payload
-        else:
-            return b""
-        return decode_transfer(raw, cte) if cte in ("base64", "quoted-printable") else raw
+            if not isinstance(inner, Message):
+                return b""
+            try:
+                raw = inner.as_bytes(policy=compat32)
+            except (ValueError, LookupError, UnicodeError, TypeError, MessageError):
+                return b""  # a header Python cannot serialise again: nothing to read here
+            return decode_transfer(raw, cte) if cte in ("base64", "quoted-printable") else raw
+        if cte in ("base64", "quoted-printable"):
+            payload = msg.get_payload(decode=False)
+            if not isinstance(payload, str):
+                return b""
+            return decode_transfer(payload.encode("ascii", "replace"), cte)
+        data = msg.get_payload(decode=True)  # 8bit bytes come back exactly as received
+        return data if isinstance(data, bytes) else b""
 
     def body_text(self, limit: int = 1024 * 1024) -> str:
         """The human-readable text: text/plain parts (else text/html stripped), bounded."""
@@ -200,6 +229,11 @@ class Mail:
         return "\n".join(texts)[:limit]
 
 
+def _real_type(msg: Message) -> str:
+    ctype = msg.get_content_type().lower()
+    return "message/" + ctype.removeprefix(_PRIVATE) if ctype.startswith(_PRIVATE) else ctype
+
+
 def _filename(msg: Message) -> str | None:
     try:
         name = msg.get_filename()
@@ -208,7 +242,7 @@ def _filename(msg: Message) -> str | None:
     return clean_value(name) if name else None
 
 
-_TAG = re.compile(r"<[^>]{0,2000}>")
+_TAG = re.compile(r"<[^<>]{0,2000}>")
 _SCRIPT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
 
 

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Iterable
 
 from abuse_desk.config import ParserLimits
-from parsers.base import Disposition, LimitExceeded, Parser, ParseResult
+from parsers.base import FORMATS, Disposition, LimitExceeded, Parser, ParseResult
 from parsers.mail import Mail
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ class Registry:
 
 
 def needs_review(parser: str, reason: str, trace: str | None = None) -> ParseResult:
-    result = ParseResult(disposition=Disposition.REPORT, format="unknown",
+    """A message for a person: the format of the parser that gave up, or "text"."""
+    result = ParseResult(disposition=Disposition.REPORT,
+                         format=parser if parser in FORMATS else "text",
                          review_reasons=[reason], parser=parser)
     if trace:
         result.errors.append(trace)

@@ -1,0 +1,390 @@
+"""Free-text copyright (DMCA) notices, and which 17 U.S.C. 512(c)(3)(A) elements they carry.
+
+A notice that reaches this parser has no ACNS XML (``parsers/acns.py`` reads those first). It
+is a letter: who complains, on whose behalf, about which work, where the copy is (a URL, or an
+IP address and a time for P2P), and the statements the law asks for. The six elements::
+
+    (i)   signature            "/s/ Name", "Signed:", a name under "Sincerely,"; a PGP signature
+    (ii)  work                 "Title: ...", "Infringed Work: ...", "the copyrighted work ..."
+    (iii) infringing material  a mention of the infringing copy and where it is (URL or IP)
+    (iv)  contact              an e-mail address, a telephone number or a postal address
+    (v)   good faith           "good faith belief"
+    (vi)  accuracy + perjury   "accurate", and "under penalty of perjury" that the sender is
+                               authorised to act for the owner
+
+A notice missing any of them is flagged for review with the missing ones named: a person
+decides whether it is "substantially" compliant (512(c)(3)(B)). Rightscorp-style letters with no
+XML ("infringed upon by a computer at IP Address X on 2014-05-01 12:00:00.0 GMT") are read here.
+URLs of the sender's own site (web reply forms, key servers) are kept apart from the reported
+ones, so they never lead to a customer.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from email.utils import getaddresses, parseaddr
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from parsers.base import Disposition, ParsedReport, ParseResult, Stage
+from parsers.common import (
+    clean_ip,
+    domains_of,
+    excerpt,
+    find_ips,
+    find_urls,
+    host_of,
+    parse_time,
+    refang,
+    unique,
+)
+from parsers.mail import Mail
+
+MAX_TEXT_CHARS = 512 * 1024  # real notices are under 20 KiB
+MAX_MATCH_CHARS = 64 * 1024  # how much of the body `matches` reads
+MAX_IPS = 50
+MAX_URLS = 200
+
+ELEMENTS = ("signature", "work", "infringing_material", "contact", "good_faith",
+            "accuracy_perjury")
+ELEMENT_NAMES = {
+    "signature": "signature",
+    "work": "identification of the copyrighted work",
+    "infringing_material": "identification and location of the infringing material",
+    "contact": "contact information",
+    "good_faith": "good-faith statement",
+    "accuracy_perjury": "accuracy statement and authority under penalty of perjury",
+}
+
+# -- recognising a notice -------------------------------------------------------------------
+
+_MARKER = re.compile(
+    r"\bDMCA\b|digital\s+millennium\s+copyright\s+act|copyright\s+infring|"
+    r"\b17\s*U\.?\s?S\.?\s?C\b|\b512\s*\(\s*[cdg]\s*\)|"
+    r"notice\s+of\s+(?:claimed\s+|alleged\s+|copyright\s+)?infring|"
+    r"notice\s+of\s+unauthori[sz]ed\s+use|infringed\s+upon\s+by\s+a\s+computer", re.I)
+_LEGAL = re.compile(
+    r"good[\s-]+faith|penalty\s+of\s+perjury|copyright(?:ed)?\s+(?:owner|holder|work|material|"
+    r"content)|take\s*-?down|infringing\s+(?:material|content|file|copy|copies|activity)|"
+    r"infringed\s+upon\s+by\s+a\s+computer", re.I)
+_COUNTER = re.compile(r"counter[\s-]*notic|counter[\s-]*notification|512\s*\(\s*g\s*\)", re.I)
+
+# -- PGP clear-signed text ------------------------------------------------------------------
+
+_PGP_HEAD = re.compile(r"^-----BEGIN PGP SIGNED MESSAGE-----[ \t]*\r?\n(?:[A-Za-z-]+:[^\n]*\n)*",
+                       re.M)
+_PGP_SIG = re.compile(r"^-----BEGIN PGP SIGNATURE-----.*?(?:^-----END PGP SIGNATURE-----[ \t]*$|"
+                      r"\Z)", re.M | re.S)
+_DASH_ESCAPE = re.compile(r"^(?:- )+(?=-)", re.M)
+
+
+def undo_dash_escaping(text: str) -> str:
+    """Undo PGP dash-escaping (RFC 4880 7.1): "- -----x" -> "-----x", also when escaped twice."""
+    return _DASH_ESCAPE.sub("", text)
+
+
+def clear_signed_text(text: str) -> tuple[str, bool]:
+    """*text* with the PGP clear-signing armour removed and dash-escaping undone, and whether
+    it was clear-signed. The signature is not verified: we have no key to check it against."""
+    signed = False
+    if "-----BEGIN PGP SIGNED MESSAGE-----" in text:
+        signed = True
+        text = _PGP_HEAD.sub("", text, count=5)
+        text = _PGP_SIG.sub("", text, count=5)
+    return undo_dash_escaping(text), signed
+
+
+# -- the six elements -----------------------------------------------------------------------
+
+_SLASH_S = re.compile(r"(?:^|\s)/s/[ \t]*[A-Za-z]", re.M)
+_SIGNED_LINE = re.compile(
+    r"^[ \t>]*(?:signed|signature|electronic\s+signature|e-signature|digitally\s+signed|"
+    r"signed\s+electronically)(?:\s+by)?[ \t]*[:\-][ \t]*\S", re.I | re.M)
+_SIGNED_PHRASE = re.compile(r"\b(?:electronically\s+signed|signed\s+electronically|"
+                            r"this\s+(?:notice|letter)\s+(?:is|has\s+been)\s+signed)\b", re.I)
+_CLOSING = re.compile(
+    r"^[ \t>]*(?:sincerely(?:\s+yours)?|(?:best|kind|warm|with\s+best)?\s*regards|"
+    r"respectfully(?:\s+(?:yours|submitted))?|yours\s+(?:truly|faithfully|sincerely)|"
+    r"cordially|thank\s+you|thanks|best(?:\s+wishes)?)[ \t]{0,20}(?:[,.!][ \t]{0,20})?\r?$",
+    re.I | re.M)
+_NAME_LINE = re.compile(r"^[ \t>]*[A-Z][\w.'’,&() -]{1,59}$")
+_WORK = re.compile(
+    r"^[ \t>*-]*(?:title|infringed\s+(?:work|title|content)|copyright(?:ed)?\s+(?:work|title|"
+    r"material|content)s?|original\s+(?:work|content|title)|works?\s+infringed|"
+    r"name\s+of\s+(?:the\s+)?work|work|artist|album|movie|film|song|track|book|series|program)"
+    r"(?:\s*\(s\))?[ \t]{0,20}(?:name[ \t]{0,20})?[:=][ \t]*\S", re.I | re.M)
+_WORK_PHRASE = re.compile(
+    r"\bthe\s+title\s+in\s+question\s+is\b|\bcopyrighted\s+works?\s+(?:is|are|entitled|titled|"
+    r"named|known\s+as|described|identified|listed)\b|\bworks?\s+(?:entitled|titled)\b|"
+    r"\bcopyright\s+(?:in|of|to)\s+(?:the\s+)?(?:work|film|movie|song|album|book|title)\b",
+    re.I)
+_MATERIAL = re.compile(r"infring|unauthori[sz]ed|pirat|file\s?name|torrent|\bhash\b", re.I)
+_EMAIL = re.compile(r"\b[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+\b")
+_PHONE = re.compile(
+    r"\b(?:phone|tel(?:ephone)?|fax|mobile|call)\b[^:\n\d]{0,15}[:.]?[ \t]{0,5}\+?[\d(]"
+    r"[\d \t().-]{6,20}\d|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b|"
+    r"\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}\b",
+    re.I)
+_POSTAL = re.compile(
+    r"^[ \t>]*(?i:(?:mailing|postal|street)\s+)?(?i:address)[ \t]*:[ \t]*\S|"
+    r"\b(?i:P\.?\s?O\.?\s+Box)\s+\d|"
+    r"\b\d{1,6}\s+(?:[A-Z][\w.'-]*\s+){1,4}(?i:street|st\.|avenue|ave\.?|boulevard|blvd\.?|road|"
+    r"rd\.|drive|dr\.|lane|ln\.|way|place|plaza|square|suite|parkway|pkwy)\b", re.M)
+_GOOD_FAITH = re.compile(
+    r"good[\s-]+faith[\s\S]{0,60}?\bbeli|beli\w*[\s\S]{0,20}?in\s+good\s+faith", re.I)
+_ACCURACY = re.compile(r"\baccura(?:te|cy)\b|\btrue\s+and\s+(?:correct|accurate|complete)\b", re.I)
+_PERJURY = re.compile(r"penalty\s+of\s+perjury", re.I)
+_AUTHORITY = re.compile(r"authori[sz]|on\s+behalf\s+of|\bowner\b|\bagent\b|exclusive\s+right",
+                        re.I)
+
+
+def _has_signature(text: str, pgp_signed: bool) -> bool:
+    if _SLASH_S.search(text) or _SIGNED_LINE.search(text) or _SIGNED_PHRASE.search(text):
+        return True
+    for m in _CLOSING.finditer(text):
+        following = [line for line in text[m.end():m.end() + 400].splitlines() if line.strip()]
+        if (following and _NAME_LINE.match(following[0].rstrip())
+                and len(following[0].split()) <= 6 and not _CLOSING.match(following[0])):
+            return True
+    return pgp_signed
+
+
+def dmca_elements(text: str, *, located: bool, pgp_signed: bool = False) -> dict[str, bool]:
+    """Which of the six 512(c)(3)(A) elements *text* carries; *located* says whether the
+    infringing material has a location (a reported URL or an IP address)."""
+    text = text[:MAX_TEXT_CHARS]
+    return {
+        "signature": _has_signature(text, pgp_signed),
+        "work": bool(_WORK.search(text) or _WORK_PHRASE.search(text)),
+        "infringing_material": located and bool(_MATERIAL.search(text)),
+        "contact": bool(_EMAIL.search(text) or _PHONE.search(text) or _POSTAL.search(text)),
+        "good_faith": bool(_GOOD_FAITH.search(text)),
+        "accuracy_perjury": bool(_ACCURACY.search(text) and _PERJURY.search(text)
+                                 and _AUTHORITY.search(text)),
+    }
+
+
+def missing_elements(elements: dict[str, bool]) -> list[str]:
+    return [ELEMENT_NAMES[key] for key in ELEMENTS if not elements.get(key)]
+
+
+# -- where and when -------------------------------------------------------------------------
+
+_IP_PHRASE = re.compile(
+    r"\bIP(?:v[46])?(?:[ \t_-]{0,5}address(?:es)?)?\b[ \t]{0,20}(?:(?:[:=]|\bis\b|\bwas\b|\bof\b)"
+    r"[ \t]{0,20})?\(?"
+    r"(?P<v>[0-9A-Fa-f:.\[\]]{3,60})", re.I)
+_PORT = re.compile(r"\bport(?:[ \t]{1,5}(?:id|number|no\.?))?[ \t]{0,20}(?:[:=#][ \t]{0,20})?"
+                   r"(?P<p>\d{1,5})\b", re.I)
+_RIGHTSCORP = re.compile(
+    r"infringed\s+upon\s+by\s+a\s+computer\s+at\s+IP\s+Address\s+(?P<ip>[0-9A-Fa-f:.\[\]]{3,60}?)"
+    r"[.,]?\s+on\s+(?P<time>\d{4}-\d{1,2}-\d{1,2}[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
+    r"(?:[ \t]*(?:GMT|UTC|Z|[+-]\d{2}:?\d{2}))?)", re.I)
+_TIME_LINE = re.compile(
+    r"^[ \t>*-]{0,20}(?P<label>[A-Za-z][A-Za-z '/&()-]{0,60}?)[ \t]{0,20}[:=][ \t]{0,20}"
+    r"(?P<value>[^\n]{6,90})$",
+    re.M)
+_TIME_LABEL = re.compile(r"infring|incident|observ|detect|time\s?stamp|\btime\b|date\s*(?:/|and|&)"
+                         r"\s*time", re.I)
+_NOT_OCCURRENCE = re.compile(r"notice|sent|report|release|publi|regist|expir|birth|creat", re.I)
+_EASTERN = re.compile(r"\b(?:north\s+american\s+)?eastern(?:\s+(?:standard|daylight))?\s+time\b",
+                      re.I)
+_ALL_TIMES = re.compile(r"\b(?:all\s+)?times?\s+(?:are|is|shown|listed|given|stated)\b[^.\n]{0,40}?"
+                        r"\b(?P<zone>UTC|GMT|(?:north\s+american\s+)?eastern)", re.I)
+_OWNER = re.compile(r"\bon\s+behalf\s+of\s+(?:our\s+client\s+)?(?:the\s+)?"
+                    r"(?P<owner>[A-Z0-9][^,;:\n()]{1,80})")
+_SENTENCE_END = re.compile(r"(?<!\bBros)(?<!\bInc)(?<!\bLtd)(?<!\bCo)(?<!\bCorp)(?<!\bPty)"
+                           r"(?<!\b[A-Z])\.(?:\s|$)")
+_WORK_VALUE = re.compile(r"^[ \t>*-]{0,20}(?:title|infringed\s+work|copyrighted\s+work|work)"
+                         r"[ \t]{0,20}:[ \t]{0,20}(?P<v>[^\n]{1,200})$", re.I | re.M)
+
+# Sites every notice links to that are no one's infringing copy.
+_NOISE_HOSTS = ("pgp.mit.edu", "keys.openpgp.org", "keyserver.ubuntu.com", "copyright.gov",
+                "law.cornell.edu", "w3.org", "acns.net", "lumendatabase.org",
+                "chillingeffects.org", "uscode.house.gov")
+
+
+def _suffix_match(host: str, domains: list[str]) -> bool:
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def sender_domains(mail: Mail) -> list[str]:
+    """The sender's own domains (From, Reply-To, Sender), with their parent for subdomains."""
+    values = [mail.header(name) or "" for name in ("From", "Reply-To", "Sender")]
+    found: list[str] = []
+    for _, address in getaddresses(values):
+        if "@" not in address:
+            continue
+        domain = address.rsplit("@", 1)[1].strip().strip(">").lower().rstrip(".")
+        found.append(domain)
+        parent = domain.split(".")[1:]
+        # mail.rights.example -> rights.example too, but never a public suffix like co.uk
+        if len(parent) >= 3 or (len(parent) == 2 and not (len(parent[1]) == 2
+                                                           and len(parent[0]) <= 3)):
+            found.append(".".join(parent))
+    return unique(found)
+
+
+def split_urls(urls: list[str], own: list[str]) -> tuple[list[str], list[str]]:
+    """(reported URLs, the sender's own and reference links)."""
+    reported: list[str] = []
+    other: list[str] = []
+    for url in urls:
+        host = host_of(url) or ""
+        if _suffix_match(host, own) or _suffix_match(host, list(_NOISE_HOSTS)):
+            other.append(url)
+        else:
+            reported.append(url)
+    return reported, other
+
+
+def _time_value(value: str, text: str) -> tuple[datetime | None, bool, str | None]:
+    """(UTC time, zone stated, a warning) for a time string from a notice."""
+    when, stated = parse_time(value)
+    if when is None or stated:
+        return when, stated, None
+    zone = "eastern" if _EASTERN.search(value) else None
+    if zone is None:
+        m = _ALL_TIMES.search(text)
+        zone = m.group("zone").lower() if m else None
+    if zone in ("utc", "gmt"):
+        return when, True, None
+    if zone and "eastern" in zone:
+        try:
+            local = when.replace(tzinfo=ZoneInfo("America/New_York"))
+        except ZoneInfoNotFoundError:
+            return when, False, None
+        return (local.astimezone(UTC), True,
+                "time in 'Eastern Time' taken as America/New_York (EST/EDT by date)")
+    return when, False, None
+
+
+def locate(report: ParsedReport, text: str, mail: Mail) -> None:
+    """URLs, domains, IP, port and time of a notice's *text* into *report*."""
+    own = sender_domains(mail)
+    reported, other = split_urls(find_urls(text, limit=MAX_URLS), own)
+    report.urls = reported
+    report.domains = domains_of(reported)
+    if other:
+        report.extra["other_urls"] = other[:20]
+
+    fanged = refang(text)
+    rightscorp = _RIGHTSCORP.search(fanged)
+    labelled: list[str] = []
+    if rightscorp:
+        labelled.append(clean_ip(rightscorp.group("ip").rstrip(".")) or "")
+    for n, m in enumerate(_IP_PHRASE.finditer(fanged)):
+        if n >= MAX_IPS:
+            break
+        labelled.append(clean_ip(m.group("v").rstrip(".,;)")) or "")
+    labelled = unique(labelled)
+    every = find_ips(fanged, limit=MAX_IPS)
+    report.extra["ips"] = unique([*labelled, *every])[:MAX_IPS]
+    if labelled:
+        report.source_ip = labelled[0]
+        if len(labelled) > 1:
+            report.warnings.append("the notice names several IP addresses ("
+                                   + ", ".join(labelled[:5]) + "): the first taken")
+    elif every:
+        report.source_ip = every[0]
+        report.inferred.append("source_ip")
+        if len(every) > 1:
+            report.warnings.append("the notice names several IP addresses ("
+                                   + ", ".join(every[:5]) + "): the first taken")
+
+    port = _PORT.search(fanged)
+    if port and int(port.group("p")) <= 65535:
+        report.source_port = int(port.group("p"))
+
+    raw: str | None = rightscorp.group("time") if rightscorp else None
+    if raw is None:
+        for m in _TIME_LINE.finditer(fanged):
+            label = m.group("label")
+            if _TIME_LABEL.search(label) and not _NOT_OCCURRENCE.search(label):
+                candidate = m.group("value").strip()
+                if parse_time(candidate)[0] is not None:
+                    raw = candidate
+                    break
+    if raw is not None:
+        when, stated, warning = _time_value(raw, fanged)
+        if when is not None:
+            report.occurred_at, report.occurred_raw = when, raw
+            if warning:
+                report.warnings.append(warning)
+            if not stated:
+                report.inferred.append("occurred_at")
+                report.warnings.append("time without zone, taken as UTC")
+
+
+def reporter(report: ParsedReport, mail: Mail) -> None:
+    name, address = parseaddr(mail.from_)
+    if "@" in address:
+        report.reporter_address = address
+    name = name.strip().strip('"').strip()
+    if name and "@" not in name:
+        report.reporter_org = name
+    elif "@" in address:
+        report.reporter_org = address.rsplit("@", 1)[1].lower()
+        report.inferred.append("reporter_org")
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+def notice_text(mail: Mail) -> tuple[str, bool]:
+    """The notice's human text, bounded, PGP armour removed; and whether it was clear-signed."""
+    text = mail.body_text(limit=MAX_TEXT_CHARS).replace("\r\n", "\n").replace("\r", "\n")
+    return clear_signed_text(text)
+
+
+def reads_as_notice(subject: str, body: str) -> bool:
+    if _MARKER.search(subject):
+        return True
+    return bool(_MARKER.search(body) and _LEGAL.search(body))
+
+
+class DmcaParser:
+    """Free-text copyright notices: one report, with the 512(c)(3)(A) elements checked."""
+
+    name = "dmca"
+    stage = Stage.SENDER
+
+    def matches(self, mail: Mail) -> bool:
+        body = mail.body_text(limit=MAX_MATCH_CHARS)
+        return reads_as_notice(mail.subject, body)
+
+    def parse(self, mail: Mail) -> ParseResult:
+        text, pgp_signed = notice_text(mail)
+        mail.deadline.check()
+        report = ParsedReport(format="dmca", type_hint="dmca:notice")
+        locate(report, text, mail)
+        mail.deadline.check()
+        reporter(report, mail)
+        report.evidence = excerpt(text, ParsedReport.MAX_EVIDENCE) or None
+
+        elements = dmca_elements(text, located=bool(report.source_ip or report.urls),
+                                 pgp_signed=pgp_signed)
+        report.extra["dmca_elements"] = elements
+        report.extra["pgp_signed"] = pgp_signed
+        owner = _OWNER.search(text)
+        if owner:
+            name = _SENTENCE_END.split(owner.group("owner"), maxsplit=1)[0]
+            report.extra["on_behalf_of"] = name.strip().rstrip(".")
+        work = _WORK_VALUE.search(text)
+        if work:
+            report.extra["work"] = work.group("v").strip()
+        report.extra["style"] = "rightscorp" if _RIGHTSCORP.search(refang(text)) else "letter"
+
+        missing = missing_elements(elements)
+        if missing:
+            reason = "DMCA notice missing: " + ", ".join(missing)
+            if elements["work"] and elements["infringing_material"] and elements["contact"]:
+                reason += (" (work, material and contact are there: 512(c)(3)(B)(ii) asks us "
+                           "to try to reach the complainant)")
+            report.review_reasons.append(reason)
+        if _COUNTER.search(mail.subject):
+            report.review_reasons.append("reads as a DMCA counter-notice (512(g)), "
+                                         "not a complaint")
+        if not report.source_ip and not report.urls:
+            report.review_reasons.append("the notice names no IP address or URL")
+        return ParseResult(Disposition.REPORT, "dmca", [report])

@@ -1,0 +1,724 @@
+"""Free text: the fallback for every message no other parser understood.
+
+It always matches and always gives one report, read the way a person would: the offender is the
+most prominent *public* address (the first one in the subject; else one the text labels as the
+source, "Offending IP: ...", "attack from ..."; else the first external hop of a forwarded
+message's Received lines; else the first one in the text); the others go to
+``extra["other_ips"]``. The first external hop is the first Received line, from the top, whose
+sending address is public and whose sender name (the receiver's rDNS lookup, else the HELO) is
+in neither the reporter's domain nor the receiving server's. Private and reserved addresses are
+never the offender, only a warning (``extra["non_public_ips"]``), and addresses inside quoted
+Received lines count only as that hop, so the reporter's own relays are never taken for the
+offender. CIDR ranges are not addresses (``extra["networks"]``).
+
+Read: IPv4, IPv6 (also ``IPv6:``-prefixed and at the end of a sentence), IPv4-mapped addresses,
+defanged URLs and domains (``hxxp``, ``[.]``), ports (the offender's when written next to it,
+``1.2.3.4:8080``, ``1.2.3.4 port 4242``, or labelled ``src_port=``/``source port``; a bare
+"port 22" is usually the service attacked and only goes to ``extra["ports"]``), times with their
+zone (ISO 8601, RFC 5322, "March 2, 2026 10:00 AM", ctime, syslog), forwarded blocks
+("-----Original Message-----", "---------- Forwarded message ---------", "Begin forwarded
+message:", ...) and attached messages (message/rfc822, text/rfc822-headers).
+
+The type hint is a guess from keywords, ``text:<kind>`` with kind one of phishing, copyright,
+ddos, brute_force, botnet, malware, scan, spam, or unknown; a forwarded email with no keyword
+is taken as a spam complaint. Everything deduced is listed in ``inferred``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import html
+import re
+import sys
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import Message
+from email.parser import HeaderParser
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr
+from typing import Any
+
+from parsers.base import Disposition, ParsedReport, ParseResult, Stage
+from parsers.common import (
+    IPV4_RE,
+    IPV6_RE,
+    clean_ip,
+    domains_of,
+    excerpt,
+    find_urls,
+    host_of,
+    is_public_ip,
+    parse_time,
+    refang,
+    unique,
+)
+from parsers.mail import Mail
+
+NO_OFFENDER = "no offender found in the text"
+ZONELESS = "time without zone, taken as UTC"
+
+MAX_TEXT_CHARS = 1024 * 1024
+MAX_KEYWORD_CHARS = 64 * 1024
+MAX_MENTIONS = 1000
+MAX_LISTED = 100
+MAX_HOPS = 30
+MAX_FORWARDED = 10
+MAX_HEADER_BLOCKS = 20
+
+# -- text clean-up --------------------------------------------------------------------------
+
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
+_QUOTE = re.compile(r"^(?:[ \t]*>)+[ \t]?")
+
+
+def _clean(text: str) -> str:
+    """Compatibility forms folded (full-width digits), soft hyphens and zero-width marks gone."""
+    text = unicodedata.normalize("NFKC", text)
+    return _INVISIBLE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _ip_text(text: str) -> str:
+    """The text for address matching, same length: "IPv6:" and a sentence's final "." or ":"
+    no longer glue themselves to an address."""
+    text = re.sub(r"(?i)ipv6:", "IPv6 ", text)
+    return re.sub(r"[.:](?=\s|$)", " ", text)
+
+
+# -- addresses ------------------------------------------------------------------------------
+
+
+@dataclass
+class Mention:
+    start: int
+    end: int
+    ip: str
+    labelled: bool = False
+    port: int | None = None
+
+
+_PORT_AFTER = re.compile(  # "1.2.3.4:8080", "[2001:db8::1]:443", "1.2.3.4 port 4242"
+    r"\]?:(?P<a>\d{1,5})(?![\d.])"
+    r"|\s*,?\s*\(?\s*(?:(?:source|src)\s*)?port\s*[:=#]?\s*(?P<b>\d{1,5})\b", re.I)
+_CIDR_AFTER = re.compile(r"/\d{1,3}\b")
+_LABEL = re.compile(
+    r"\b(?:source|src|offending|offender|attacker|attacking|attacks?|abusive|abuse|infected|"
+    r"compromised|malicious|suspicious|spamming|spammer|sender|from|by|host|client|bot|scanner|"
+    r"von|vom|ip|ipv4|ipv6)\b(?:[\s/_-]*(?:ip|ipv4|ipv6|host|address|addr))*"
+    r"\s*(?:[:=#]|\bis\b|\bwas\b)?\s*[(\[\"']?\s*$", re.I)
+_NEGATIVE = re.compile(r"\b(?:dest\w*|dst|target\w*|victim|our|my|to|towards|against)\b"
+                       r"[^.\n]{0,30}$", re.I)
+_GENERIC_PORT = re.compile(r"\bport[\s:=#]*(\d{1,5})\b", re.I)
+_SOURCE_PORT = re.compile(r"\b(?:src[_ -]?port|source[_ -]?port|sport)\b\s*[:=#]?\s*(\d{1,5})\b",
+                          re.I)
+
+
+def _mentions(text: str, networks: list[str]) -> list[Mention]:
+    """Every address in *text*, in order, with its label and the port written next to it."""
+    scan = _ip_text(text)
+    found: list[Mention] = []
+    v6_spans: list[tuple[int, int]] = []  # in order: finditer gives them so
+    for pattern in (IPV6_RE, IPV4_RE):
+        for n, m in enumerate(pattern.finditer(scan)):
+            if n >= MAX_MENTIONS:
+                break
+            ip = clean_ip(m.group(0))
+            if ip is None or _inside(v6_spans, m.start()):
+                continue  # not an address, or the IPv4 part of an IPv4-mapped one
+            if pattern is IPV6_RE:
+                v6_spans.append((m.start(), m.end()))
+            cidr = _CIDR_AFTER.match(scan, m.end())
+            if cidr:
+                networks.append(ip + cidr.group(0))
+                continue
+            found.append(Mention(m.start(), m.end(), ip))
+    found.sort(key=lambda f: f.start)
+    for mention in found:
+        line_start = scan.rfind("\n", 0, mention.start) + 1
+        before = scan[max(line_start, mention.start - 48): mention.start]
+        mention.labelled = bool(_LABEL.search(before)) and not _NEGATIVE.search(before)
+        port = _PORT_AFTER.match(scan, mention.end)
+        if port:
+            value = int(port.group("a") or port.group("b"))
+            mention.port = value if 0 < value <= 65535 else None
+    return found
+
+
+def _inside(spans: list[tuple[int, int]], pos: int) -> bool:
+    i = bisect.bisect_right(spans, (pos, sys.maxsize)) - 1
+    return i >= 0 and spans[i][0] <= pos < spans[i][1]
+
+
+# -- times ----------------------------------------------------------------------------------
+
+_MON = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
+_DOW = r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
+_HMS = r"(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
+_AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?[Mm]\.?(?![a-z]))?"
+_ZONE = (r"(?:\s*(?P<zone>[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MEST|MET|EEST|EET|WET"
+         r"|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)(?:\s*\([A-Za-z ]{1,20}\))?)?")
+_TIMES = [
+    re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})(?:T|\s+)" + _HMS + _ZONE),
+    re.compile(r"\b" + _DOW + r"(?P<d>\d{1,2})\s+" + _MON + r"\s+(?P<y>\d{4}),?\s+(?:at\s+)?"
+               + _HMS + _AMPM + _ZONE),
+    re.compile(r"\b" + _DOW + _MON + r"\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<y>\d{4}),?\s+"
+               r"(?:at\s+)?" + _HMS + _AMPM + _ZONE),
+    re.compile(r"\b" + _DOW + _MON + r"\s+(?P<d>\d{1,2})\s+" + _HMS + r"\s+(?:(?P<zone>[A-Z]{3,4})"
+               r"\s+)?(?P<y>\d{4})\b"),  # ctime and date(1)
+    re.compile(r"(?m)^[ \t]*" + _MON + r"\s+(?P<d>\d{1,2})\s+" + _HMS  # syslog: no year
+               + r"(?!\s*\d{4})\b"),
+]
+_MONTHS = {m: n for n, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+
+
+@dataclass
+class Found:
+    at: datetime
+    raw: str
+    zone_stated: bool
+    year_inferred: bool = False
+
+
+def _times(text: str, date_header: datetime | None, limit: int = 20) -> list[Found]:
+    """Times in *text*, in order of appearance."""
+    hits: list[tuple[int, re.Match[str]]] = []
+    for pattern in _TIMES:
+        for n, m in enumerate(pattern.finditer(text)):
+            if n >= limit:
+                break
+            hits.append((m.start(), m))
+    hits.sort(key=lambda h: h[0])
+    found: list[Found] = []
+    taken: list[tuple[int, int]] = []
+    for _start, m in hits:
+        if any(a <= m.start() < b for a, b in taken):
+            continue
+        value = _time_of(m, date_header)
+        if value is not None:
+            taken.append((m.start(), m.end()))
+            found.append(value)
+    return found
+
+
+def _time_of(m: re.Match[str], date_header: datetime | None) -> Found | None:
+    parts = m.groupdict()
+    month = int(parts["mo"]) if parts.get("mo") else _MONTHS[parts["mon"][:3].lower()]
+    hour = int(parts["h"])
+    if parts.get("ampm"):
+        if hour > 12:
+            return None
+        hour = hour % 12 + (12 if parts["ampm"].lower() == "p" else 0)
+    year_inferred = parts.get("y") is None
+    if year_inferred:
+        if date_header is None:
+            return None
+        year = date_header.year
+    else:
+        year = int(parts["y"])
+    zone = parts.get("zone") or ""
+    second = (parts["s"] or "00") + (f".{parts['frac']}" if parts.get("frac") else "")
+    iso = f"{year:04d}-{month:02d}-{int(parts['d']):02d} {hour:02d}:{parts['mi']}:{second}"
+    at, stated = parse_time(f"{iso} {zone}".strip())
+    if at is None:
+        return None
+    if year_inferred and date_header is not None and at > date_header + timedelta(days=1):
+        at = at.replace(year=at.year - 1)
+    return Found(at, m.group(0).strip(), stated, year_inferred)
+
+
+# -- headers of forwarded and attached messages ---------------------------------------------
+
+_FW_MARKER = re.compile(
+    r"^\s*(?:-{2,}\s*(?:original message|forwarded message|weitergeleitete nachricht|"
+    r"urspr(?:ü|ue)ngliche nachricht|message d'origine|message transf[ée]r[ée]|mensaje original|"
+    r"mensaje reenviado|messaggio originale|messaggio inoltrato|doorgestuurd bericht|"
+    r"oorspronkelijk bericht)\s*-{2,}|begin forwarded message\s*:|"
+    r"anfang der weitergeleiteten nachricht\s*:)", re.I)
+_HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*:[ \t]*(.*)$")
+_CONTINUATION = re.compile(r"^[ \t]+\S")
+_FW_FIELDS = {
+    "from": "from", "von": "from", "de": "from", "van": "from", "da": "from",
+    "date": "date", "sent": "date", "datum": "date", "gesendet": "date", "envoyé": "date",
+    "enviado": "date", "verzonden": "date", "inviato": "date",
+    "subject": "subject", "betreff": "subject", "objet": "subject", "onderwerp": "subject",
+    "asunto": "subject", "oggetto": "subject",
+    "to": "to", "an": "to", "à": "to", "aan": "to", "para": "to", "a": "to",
+}
+
+
+@dataclass
+class Body:
+    """The text split into what a person wrote and the header blocks quoted in it."""
+
+    plain: str
+    header_blocks: list[Message] = field(default_factory=list)
+    forwarded: list[dict[str, str]] = field(default_factory=list)
+
+
+_CANDIDATE = re.compile(r"(?im)^[ \t>]*(?:-{2,}|begin forwarded|anfang der|received:)")
+
+
+def _split(text: str, mail: Mail) -> Body:
+    """Only lines that may open a forwarded block or quoted headers are looked at closely."""
+    lines = text.split("\n")
+    plain: list[str] = []
+    body = Body(plain="")
+    i = 0
+    line_no, counted_to = 0, 0
+    for n, m in enumerate(_CANDIDATE.finditer(text)):
+        if n % 1000 == 0:
+            mail.deadline.check()
+        line_no += text.count("\n", counted_to, m.start())
+        counted_to = m.start()
+        if line_no < i:
+            continue  # inside a block already taken
+        plain.extend(lines[i:line_no])
+        i = line_no
+        line = _QUOTE.sub("", lines[i])
+        if _FW_MARKER.match(line):
+            end, fields, block = _header_run(lines, i + 1, allow_blank=2)
+            if fields and len(body.forwarded) < MAX_FORWARDED:
+                body.forwarded.append({"kind": "inline", **fields})
+            if block is not None and len(body.header_blocks) < MAX_HEADER_BLOCKS:
+                body.header_blocks.append(block)
+            plain.append("")
+            i = max(end, i + 1)
+        elif line.lower().startswith("received:"):
+            end, fields, block = _header_run(lines, i, allow_blank=0,
+                                             parse=len(body.header_blocks) < MAX_HEADER_BLOCKS)
+            if block is not None:
+                body.header_blocks.append(block)
+                if fields and len(body.forwarded) < MAX_FORWARDED:
+                    body.forwarded.append({"kind": "inline headers", **fields})
+            i = max(end, i + 1)  # quoted headers are not the text, parsed or not
+        else:
+            plain.append(lines[i])
+            i += 1
+    plain.extend(lines[i:])
+    body.plain = "\n".join(plain)
+    return body
+
+
+def _header_run(lines: list[str], start: int, allow_blank: int, parse: bool = True
+                ) -> tuple[int, dict[str, str], Message | None]:
+    """Header lines from *start* (after up to *allow_blank* blank lines): where they end, the
+    forwarded From/Date/Subject/To, and the block as a parsed header set if it has Received."""
+    i = start
+    while allow_blank and i < len(lines) and not lines[i].strip():
+        i, allow_blank = i + 1, allow_blank - 1
+    run: list[str] = []
+    fields: dict[str, str] = {}
+    while i < len(lines) and len(run) < 500:
+        line = _QUOTE.sub("", lines[i])
+        header = _HEADER_LINE.match(line)
+        if header:
+            key = _FW_FIELDS.get(header.group(1).lower())
+            if key and key not in fields:
+                fields[key] = header.group(2).strip()[:500]
+            run.append(line)
+        elif run and _CONTINUATION.match(line):
+            run.append(line)
+        else:
+            break
+        i += 1
+    if not run:
+        return start, {}, None
+    block = None
+    if parse and any(r.lower().startswith("received:") for r in run):
+        block = HeaderParser(policy=compat32).parsestr("\n".join(run) + "\n\n")
+    return i, fields, block
+
+
+@dataclass
+class Hop:
+    ip: str
+    port: int | None
+    helo: str | None
+    rdns: str | None
+    by: str | None
+    time: datetime | None
+    time_raw: str | None
+    zone_stated: bool
+
+
+_RECEIVED = re.compile(r"^\s*from\s+(?P<from>.*?)\s+by\s+(?P<by>[^\s;]+)", re.I | re.S)
+
+
+def _parse_received(value: str) -> Hop | None:
+    value = " ".join(value.split())[:2000]
+    m = _RECEIVED.match(value)
+    if not m:
+        return None
+    clause = m.group("from")
+    words = clause.split()
+    first = words[0].strip("[]()") if words else None
+    paren = re.search(r"\(([^)]*)\)", clause)
+    inner = paren.group(1) if paren else ""
+    bracketed = re.findall(r"\[([^\]]+)\](?::(\d{1,5}))?", clause)
+    ip, port = None, None
+    for literal, literal_port in bracketed:
+        ip = clean_ip(literal)
+        if ip:
+            port = int(literal_port) if literal_port else None
+            break
+    if ip is None:
+        candidates = [clean_ip(x) for x in re.findall(r"[0-9A-Fa-f:.]{7,}", _ip_text(clause))]
+        ip = next((c for c in reversed(candidates) if c), None)
+    if ip is None:
+        return None
+    said = re.search(r"\b(?:helo|ehlo|lhlo)[=\s]+([^\s)\]]+)", clause, re.I)
+    if said:  # exim "from RDNS ([IP] helo=HELO)", qmail "from RDNS (HELO name) (IP)"
+        helo_name = said.group(1)
+        rdns = first if first and first.lower() != "unknown" else None
+    else:  # postfix, sendmail "from HELO (RDNS [IP])"; exchange "from HELO ([IP])"
+        helo_name = first
+        token = inner.split()[0] if inner.split() else ""
+        rdns = token if "." in token and clean_ip(token.strip("[]")) is None else None
+    time_raw = value.rsplit(";", 1)[1].strip() if ";" in value else None
+    at, stated = parse_time(time_raw)
+    return Hop(ip=ip, port=port, helo=helo_name, rdns=rdns, by=m.group("by").lower(), time=at,
+               time_raw=time_raw, zone_stated=stated)
+
+
+def _external_hop(blocks: list[Message], reporter_base: str | None) -> tuple[Hop | None,
+                                                                            Hop | None]:
+    """The first external hop (public IP, not the reporter's relay, not an internal hop), and
+    the first hop with a time at all (for when there is no external one)."""
+    first_timed = None
+    for block in blocks:
+        for value in (block.get_all("Received") or [])[:MAX_HOPS]:
+            hop = _parse_received(str(value))
+            if hop is None:
+                continue
+            if first_timed is None and hop.time is not None:
+                first_timed = hop
+            if not is_public_ip(hop.ip):
+                continue
+            # The name the receiving server looked up, else the one the sender gave.
+            name_base = _base(hop.rdns or hop.helo)
+            if name_base and (name_base == reporter_base or name_base == _base(hop.by)):
+                continue  # the reporter's own relay, or a hop inside one organisation
+            return hop, first_timed
+    return None, first_timed
+
+
+def _base(host: str | None) -> str | None:
+    """The registrable domain, roughly: two labels, three under co.uk-like suffixes."""
+    if not host or clean_ip(host):
+        return None
+    labels = [x for x in host.lower().strip(".[]").split(".") if x]
+    if len(labels) < 2:
+        return None
+    if (len(labels) >= 3 and len(labels[-1]) == 2
+            and labels[-2] in ("co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go")):
+        return ".".join(labels[-3:])
+    return ".".join(labels[-2:])
+
+
+# -- what kind of abuse ---------------------------------------------------------------------
+
+_KINDS: list[tuple[str, re.Pattern[str]]] = [  # in order of precedence on a tie
+    ("phishing", re.compile(r"phish\w*|credential harvest\w*|fake login|spoofed (?:site|page|"
+                            r"website)", re.I)),
+    ("copyright", re.compile(r"copyright\w*|\bdmca\b|infring\w*|pira(?:cy|ted)|"
+                             r"intellectual property|\b17 u\.?s\.?c", re.I)),
+    ("ddos", re.compile(r"\bddos\b|\bdos attack|denial[- ]of[- ]service|amplification attack|"
+                        r"\b(?:syn|udp|http) flood", re.I)),
+    ("brute_force", re.compile(r"brute[- ]?forc\w*|failed password|authentication failure|"
+                               r"login attempts?|failed logins?|dictionary attacks?|"
+                               r"password guessing|invalid user|\bssh\b|wp-login|"
+                               r"credential stuffing", re.I)),
+    ("botnet", re.compile(r"botnet\w*|botware|\bbots?\b|\bc&c\b|command[- ]and[- ]control|"
+                          r"\bc2\b|sinkhole\w*|\bdrones?\b|zombie", re.I)),
+    ("malware", re.compile(r"malware|malicious (?:content|code|file|software|url|link)|"
+                           r"\bvirus(?:es)?\b|trojan|ransomware|\binfected\b|webshell|backdoor|"
+                           r"exploit kit", re.I)),
+    ("scan", re.compile(r"port ?scan\w*|\bscann(?:ing|er|ers)\b|\bscans?\b|\bprob(?:ing|es)\b",
+                        re.I)),
+    ("spam", re.compile(r"\bspam\w*|unsolicited|\bu[bc]e\b|junk mail|bulk e?-?mail|"
+                        r"(?:e-?mail|address) harvest\w*|\bharvest(?:ing|er)\b", re.I)),
+]
+_BOILERPLATE = re.compile(r"scanned (?:for viruses|by)|virus[- ]?(?:free|scanned|checked)|"
+                          r"anti-?virus|spam (?:folder|filter)|not spam", re.I)
+
+
+def _kind(subject: str, text: str) -> tuple[str | None, dict[str, int]]:
+    for where in (subject, _BOILERPLATE.sub(" ", text[:MAX_KEYWORD_CHARS])):
+        counts = {kind: len(pattern.findall(where)) for kind, pattern in _KINDS}
+        counts = {k: v for k, v in counts.items() if v}
+        if counts:
+            best = max(counts.values())
+            return next(k for k, _ in _KINDS if counts.get(k) == best), counts
+    return None, {}
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+class TextParser:
+    name = "text"
+    stage = Stage.FALLBACK
+
+    def matches(self, mail: Mail) -> bool:
+        return True
+
+    def parse(self, mail: Mail) -> ParseResult:
+        return ParseResult(disposition=Disposition.REPORT, format="text",
+                           reports=[read_text(mail)])
+
+
+def read_text(mail: Mail) -> ParsedReport:
+    """The one report a free-text message gives."""
+    report = ParsedReport(format="text")
+    extra: dict[str, Any] = {}
+    date_header, _ = parse_time(mail.header("Date"))
+
+    reporter_address, reporter_org, via = _reporter(mail, report)
+    report.reporter_address, report.reporter_org = reporter_address, reporter_org
+    if via:
+        extra["forwarded_by"] = via
+    reporter_base = _base(reporter_address.rsplit("@", 1)[-1] if reporter_address else None)
+
+    own, attached_text, attached_blocks = _texts(mail)
+    subject = refang(_clean(mail.subject))
+    own = _clean(own)
+    body = _split(refang(own), mail)
+    attached = refang(_clean(attached_text))
+    for block in attached_blocks:
+        if len(body.forwarded) < MAX_FORWARDED:
+            fields = {k: v for k, v in (("from", block.get("From")), ("date", block.get("Date")),
+                                        ("subject", block.get("Subject"))) if v}
+            body.forwarded.append({"kind": "attached", **{k: " ".join(str(v).split())[:500]
+                                                          for k, v in fields.items()}})
+    blocks = (attached_blocks + body.header_blocks)[:MAX_HEADER_BLOCKS]
+    if any(b.get("X-HmXmrOriginalRecipient") for b in attached_blocks):
+        extra["jmrp"] = True  # Microsoft's Junk Mail Reporting Program
+
+    # -- addresses
+    networks: list[str] = []
+    subject_mentions = _mentions(subject, networks)
+    fw_subject_mentions = [m for f in body.forwarded if f.get("kind") == "inline"
+                           for m in _mentions(refang(_clean(f.get("subject", ""))), networks)]
+    body_mentions = _mentions(body.plain, networks)
+    hop, first_timed = _external_hop(blocks, reporter_base)
+    ranked: list[tuple[str, str]] = []  # (ip, where)
+    ranked += [(m.ip, "subject") for m in subject_mentions]
+    ranked += [(m.ip, "forwarded subject") for m in fw_subject_mentions]
+    ranked += [(m.ip, "text, labelled") for m in body_mentions if m.labelled]
+    if hop is not None:
+        ranked.append((hop.ip, "received header"))
+    ranked += [(m.ip, "text") for m in body_mentions]
+    public = [(ip, where) for ip, where in ranked if is_public_ip(ip)]
+    originating = [clean_ip(str(v)) for b in blocks for v in (b.get_all("X-Originating-IP") or [])]
+    public_ips = unique([ip for ip, _ in public] + [ip for ip in originating
+                                                      if ip and is_public_ip(ip)])
+    non_public = unique(ip for ip, _ in ranked if not is_public_ip(ip))
+    if public:
+        report.source_ip, extra["source_ip_from"] = public[0]
+        report.inferred.append("source_ip")
+    if public_ips[1:]:
+        extra["other_ips"] = public_ips[1:MAX_LISTED + 1]
+    if non_public:
+        extra["non_public_ips"] = non_public[:MAX_LISTED]
+        shown = ", ".join(non_public[:10]) + (" ..." if len(non_public) > 10 else "")
+        report.warnings.append(f"non-public addresses not taken as the offender: {shown}")
+    if networks:
+        extra["networks"] = unique(networks)[:MAX_LISTED]
+
+    # -- ports
+    if report.source_ip is not None:
+        if extra.get("source_ip_from") == "received header" and hop is not None:
+            report.source_port = hop.port
+        else:
+            report.source_port = next(
+                (m.port for m in subject_mentions + fw_subject_mentions + body_mentions
+                 if m.ip == report.source_ip and m.port is not None), None)
+        if report.source_port is None:
+            labelled_port = _SOURCE_PORT.search(body.plain)
+            if labelled_port and 0 < int(labelled_port.group(1)) <= 65535:
+                report.source_port = int(labelled_port.group(1))
+        if report.source_port is not None:
+            report.inferred.append("source_port")
+    ports = unique(p for p in _GENERIC_PORT.findall(subject + "\n" + body.plain[:MAX_TEXT_CHARS])
+                   if 0 < int(p) <= 65535)
+    if ports:
+        extra["ports"] = [int(p) for p in ports[:20]]
+
+    # -- time
+    _when(report, extra, mail, body, hop, first_timed, date_header)
+
+    # -- URLs and domains
+    urls = [u for u in find_urls(subject + "\n" + body.plain + "\n" + attached, limit=500)
+            if _good_host(host_of(u))]
+    own_urls = [u for u in urls if reporter_base and _base(host_of(u)) == reporter_base]
+    report.urls = [u for u in urls if u not in own_urls][:MAX_LISTED]
+    if own_urls:
+        extra["reporter_urls"] = own_urls[:20]
+    defanged = _defanged_domains(_clean(mail.subject) + "\n" + own)
+    report.domains = [d for d in unique(domains_of(report.urls) + defanged)
+                      if _base(d) != reporter_base][:MAX_LISTED]
+
+    # -- kind
+    kind, counts = _kind(subject, body.plain)
+    if kind is None and (blocks or extra.get("jmrp")):
+        kind, counts = "spam", {}
+        extra["kind_from"] = "a forwarded email"
+    report.type_hint = f"text:{kind or 'unknown'}"
+    if kind:
+        report.inferred.append("type_hint")
+    if counts:
+        extra["keywords"] = counts
+
+    if body.forwarded:
+        extra["forwarded"] = body.forwarded
+    if hop is not None:
+        extra["received_hop"] = {"ip": hop.ip, "helo": hop.helo, "rdns": hop.rdns, "by": hop.by,
+                                 "time": hop.time_raw}
+    report.evidence = excerpt(own.strip() or attached_text.strip(), ParsedReport.MAX_EVIDENCE)
+    if not report.source_ip and not report.urls and not report.domains:
+        report.review_reasons.append(NO_OFFENDER)
+    report.extra = extra
+    return report
+
+
+def _when(report: ParsedReport, extra: dict[str, Any], mail: Mail, body: Body, hop: Hop | None,
+          first_timed: Hop | None, date_header: datetime | None) -> None:
+    """occurred_at: the offending hop's time; else the first time in the text; else the first
+    quoted hop's; else a forwarded message's Date; else this message's Date."""
+    chosen: Found | None = None
+    source = None
+    if extra.get("source_ip_from") == "received header" and hop and hop.time and hop.time_raw:
+        chosen, source = Found(hop.time, hop.time_raw, hop.zone_stated), "received header"
+    if chosen is None:
+        text_times = _times(body.plain, date_header)
+        if text_times:
+            chosen, source = text_times[0], "text"
+    if chosen is None and first_timed and first_timed.time and first_timed.time_raw:
+        chosen = Found(first_timed.time, first_timed.time_raw, first_timed.zone_stated)
+        source = "received header"
+    for forwarded in body.forwarded if chosen is None else []:
+        raw = forwarded.get("date")
+        if not raw:
+            continue
+        found = _times(raw, date_header, limit=1)
+        if found:
+            chosen = found[0]
+        else:
+            at, stated = parse_time(raw)
+            if at is None:
+                continue
+            chosen = Found(at, raw, stated)
+        source = "forwarded message"
+        break
+    if chosen is None and date_header is not None:
+        at, stated = parse_time(mail.header("Date"))
+        if at is not None:
+            chosen = Found(at, mail.header("Date") or "", stated)
+            source = "message date"
+            report.warnings.append("no time in the text: the message's Date taken")
+    if chosen is None:
+        return
+    report.occurred_at, report.occurred_raw = chosen.at, chosen.raw[:200]
+    report.inferred.append("occurred_at")
+    extra["occurred_from"] = source
+    if not chosen.zone_stated:
+        report.warnings.append(ZONELESS)
+    if chosen.year_inferred:
+        report.warnings.append("time without a year, the year taken from the message's Date")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _texts(mail: Mail) -> tuple[str, str, list[Message]]:
+    """The message's own text, the text of messages attached to it, and their headers."""
+    inside: set[int] = set()
+    blocks: list[Message] = []
+    for part in mail.parts:
+        if part.content_type in ("message/rfc822", "message/global") and id(part.message) \
+                not in inside:
+            payload = part.message.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, Message):
+                blocks.append(inner)
+                inside.update(id(sub) for sub in inner.walk())
+        elif part.content_type in ("text/rfc822-headers", "message/rfc822-headers"):
+            blocks.append(HeaderParser(policy=compat32).parsestr(part.text()[:256 * 1024]))
+    own: list[str] = []
+    attached: list[str] = []
+    for kind in ("text/plain", "text/html"):
+        for part in mail.parts:
+            if part.content_type != kind or part.filename:
+                continue
+            text = part.text() if kind == "text/plain" else _strip_html(part.text())
+            (attached if id(part.message) in inside else own).append(text)
+        if own:
+            break
+    if not own and not mail.msg.is_multipart() and not mail.content_type.startswith("text/"):
+        own.append(mail.body_text())
+    return ("\n".join(own)[:MAX_TEXT_CHARS], "\n".join(attached)[:MAX_TEXT_CHARS], blocks)
+
+
+_TAG = re.compile(r"<[^>]{0,2000}>")
+_SCRIPT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
+
+
+def _strip_html(text: str) -> str:
+    text = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>|</tr\s*>", "\n", text)
+    return html.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", text)))
+
+
+def _reporter(mail: Mail, report: ParsedReport) -> tuple[str | None, str | None, str | None]:
+    """The sender, or the real one behind a forwarder ("'X' via abuse", X-Original-From)."""
+    display, parsed = parseaddr(mail.from_)
+    address = parsed.lower() or None
+    originals = [mail.header(h) for h in ("X-Original-From", "X-Original-Sender")]
+    forwarder = bool(re.search(r"\svia\s", f" {display} ", re.I))
+    for value in originals + ([mail.header("Reply-To")] if forwarder else []):
+        if not value:
+            continue
+        real_display, real = next(((n, a) for n, a in getaddresses([value]) if "@" in a),
+                                  ("", ""))
+        if real and real.lower() != address:
+            report.inferred.append("reporter_address")
+            org = mail.header("Organization") or real_display.strip() or None
+            if org and not mail.header("Organization"):
+                report.inferred.append("reporter_org")
+            return real.lower(), org, address
+    org = mail.header("Organization")
+    if not org and display.strip():
+        org = re.sub(r"\s+via\s+.*$", "", display.strip(), flags=re.I).strip("'\" ") or None
+        if org:
+            report.inferred.append("reporter_org")
+    return address, org, None
+
+
+_HOST = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$")
+
+
+def _good_host(host: str | None) -> bool:
+    """A host name with a dot, or an address: not "*MUNGED*", "[Site" or half an IPv6."""
+    return bool(host) and (bool(_HOST.match(host or "")) or clean_ip(host) is not None)
+
+
+_DEFANG_DOT = r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)"
+_DEFANGED_DOMAIN = re.compile(  # not starting inside a name, nor right after a defanged dot
+    r"(?<![\w.\[/@-])(?<!\[\.\])(?<!\(\.\))(?<!\{\.\})(?<!\[dot\])(?<!\(dot\))"
+    r"((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:" + _DEFANG_DOT + r"|\.))+[a-z]{2,24})(?![\w-])",
+    re.I)
+
+
+def _defanged_domains(text: str) -> list[str]:
+    """Bare domain names someone took the care to defang: "evil[.]example" (not every name)."""
+    found = []
+    for m in _DEFANGED_DOMAIN.finditer(text[:MAX_TEXT_CHARS]):
+        raw = m.group(1)
+        if not re.search(_DEFANG_DOT, raw, re.I):
+            continue
+        domain = refang(raw).lower().strip(".")
+        if "." in domain and clean_ip(domain) is None:
+            found.append(domain)
+        if len(found) >= MAX_LISTED:
+            break
+    return unique(found)

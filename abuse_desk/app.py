@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import dramatiq
 from sqlalchemy import Engine
@@ -14,6 +16,9 @@ from abuse_desk.broker import make_broker
 from abuse_desk.config import Config
 from abuse_desk.db import make_engine, make_sessions, utcnow
 
+if TYPE_CHECKING:
+    from parsers.registry import Registry
+
 
 @dataclass
 class Desk:
@@ -22,6 +27,12 @@ class Desk:
     sessions: sessionmaker[Session]
     broker: dramatiq.Broker
     clock: Callable[[], datetime] = field(default=utcnow)
+
+    @functools.cached_property
+    def parsers(self) -> Registry:
+        from parsers.registry import default_registry
+
+        return default_registry(self.config.smtp.hostname)
 
     def close(self) -> None:
         self.broker.close()

@@ -74,6 +74,8 @@ class Message(Base):
     enqueued_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    disposition: Mapped[str | None] = mapped_column(String(16))  # report, ignored, reply
+    format: Mapped[str | None] = mapped_column(String(32))  # arf, xarf, acns, ... (parsers)
     header_message_id: Mapped[str | None] = mapped_column(Text)
     header_from: Mapped[str | None] = mapped_column(Text)
     header_subject: Mapped[str | None] = mapped_column(Text)

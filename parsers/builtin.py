@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+from parsers.acns import AcnsParser
+from parsers.arf import ArfParser
 from parsers.base import Parser
+from parsers.dmca import DmcaParser
 from parsers.guards import AutoReplyParser, BounceParser, ReplyParser
+from parsers.shadowserver import ShadowserverParser
+from parsers.spamcop import SpamcopParser
+from parsers.text import TextParser
+from parsers.xarf import XarfParser
+from parsers.xarf_json import XarfJsonParser
 
 
 def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Parser]:
     return [
+        # guards: decided before any format
         ReplyParser(message_id_domain),
         BounceParser(),
         AutoReplyParser(),
+        # structural: XARF JSON first (it also rides inside ARF with Feedback-Type xarf),
+        # SpamCop before ARF (its ARF is SpamCop's), X-ARF before ARF (some wrap report.txt in
+        # multipart/report; report-type=feedback-report)
+        XarfJsonParser(),
+        SpamcopParser(),
+        XarfParser(),
+        ArfParser(),
+        AcnsParser(),
+        ShadowserverParser(),
+        # sender-specific
+        DmcaParser(),
+        # fallback
+        TextParser(),
     ]

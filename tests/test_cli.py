@@ -392,3 +392,48 @@ def test_sqlite_folder_that_cannot_be_made(db_url: str, tmp_path: Path,
     err = capsys.readouterr().err
     assert str(tmp_path / "plain-file") in err
     assert "Traceback" not in err
+
+
+# -- abuse-desk parse -------------------------------------------------------------------------
+
+PARSE_DATA = ROOT / "tests" / "parsers" / "data"
+
+
+def test_parse_json_prints_one_object_per_file_with_the_fixed_keys(
+        db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    files = [PARSE_DATA / "arf" / "abuse_full.eml",
+             PARSE_DATA / "dmca" / "minimal_takedown.eml"]
+    assert cli.main(["parse", "--json", *map(str, files)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    arf, dmca = (json.loads(line) for line in lines)
+    assert list(arf) == ["file", "disposition", "format", "reports", "errors"]
+    assert (arf["file"], arf["disposition"], arf["format"], arf["errors"]) == (
+        str(files[0]), "report", "arf", [])
+    assert arf["reports"] == [{
+        "category": None, "type": None, "source_ip": "198.51.100.23", "source_port": 53211,
+        "occurred_at": "2024-02-12T09:15:01Z",
+        "urls": ["http://offers.bulk.example/claim?id=42", "mailto:unsubscribe@bulk.example"],
+        "domains": ["bulk.example", "offers.bulk.example"], "customer_id": None,
+        "needs_review": False, "review_reasons": []}]
+    (report,) = dmca["reports"]
+    assert dmca["format"] == "dmca"
+    assert report["needs_review"] is True
+    assert report["review_reasons"][0].startswith("DMCA notice missing: signature")
+    assert report["occurred_at"] is None
+
+
+def test_parse_stores_nothing(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["parse", str(PARSE_DATA / "arf" / "abuse_full.eml")]) == 0
+    out = capsys.readouterr().out
+    assert "report, format arf, 1 report" in out
+    assert "arf:abuse  source 198.51.100.23 port 53211  at 2024-02-12T09:15:01Z" in out
+    assert not Path(db_url.removeprefix("sqlite:///")).exists()
+
+
+def test_parse_unreadable_file(db_url: str, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["parse", "--json", str(tmp_path / "missing.eml")]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["errors"] == ["cannot read: No such file or directory"]
+    assert doc["reports"] == []

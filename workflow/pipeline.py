@@ -6,14 +6,19 @@ finds the message no longer ``received`` and does nothing; two concurrent delive
 serialized by that first UPDATE (a row lock on PostgreSQL, the write lock on SQLite) and only one
 sees a row to change. A crash before the commit leaves the message ``received`` for the sweeper.
 
-Failures split in two: a failure on the *content* (a parser raising) moves the message to
-``review`` with its reason, for a person; a failure of the *system* (database unreachable)
-raises, so dramatiq retries and the sweeper re-sends after that.
+The parsers (``parsers/``) turn the message into a disposition and reports, stored in the same
+transaction. Failures split in two: a failure on the *content* (a parser raising, input past a
+limit, nothing understood) moves the message to ``review`` with its reason and traceback, for a
+person; a failure of the *system* (database unreachable) raises, so dramatiq retries and the
+sweeper re-sends after that.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -21,26 +26,72 @@ from sqlalchemy import insert, select, update
 from abuse_desk import metrics
 from abuse_desk.app import Desk
 from abuse_desk.logs import log_context
-from abuse_desk.models import Event, Message, MessageState
+from abuse_desk.models import Event, Message, MessageState, Report
+from parsers.base import ParseResult
 from parsers.headers import read_top_headers
 
 log = logging.getLogger(__name__)
 
 
-def _examine(raw: bytes) -> tuple[MessageState, dict[str, Any], str | None]:
+@dataclass
+class Outcome:
+    state: MessageState
+    values: dict[str, Any] = field(default_factory=dict)  # columns of the message
+    reason: str | None = None  # why it needs a person
+    result: ParseResult | None = None
+
+
+def _examine(desk: Desk, raw: bytes) -> Outcome:
     """The pure part: what the message says. Never raises on content."""
     try:
         headers = read_top_headers(raw)
     except Exception as exc:  # a parser bug or hostile input: a person looks at it
         log.warning("header reading failed: %s: %s", exc.__class__.__name__, exc)
-        return MessageState.REVIEW, {}, f"headers unreadable: {exc.__class__.__name__}: {exc}"
-    values = {
+        return Outcome(MessageState.REVIEW,
+                       reason=f"headers unreadable: {exc.__class__.__name__}: {exc}")
+    values: dict[str, Any] = {
         "header_message_id": headers.message_id,
         "header_from": headers.from_,
         "header_subject": headers.subject,
         "header_date": headers.date,
     }
-    return MessageState.PROCESSED, values, None
+    result = desk.parsers.parse(raw, desk.config.parsers)
+    values["disposition"] = result.disposition.value
+    values["format"] = result.format
+    if result.review_reasons and not result.reports:
+        reason = "; ".join(result.review_reasons)
+        if result.errors:
+            reason += "\n" + "\n".join(result.errors)  # the traceback of a parser bug
+        return Outcome(MessageState.REVIEW, values, reason, result)
+    return Outcome(MessageState.PROCESSED, values, None, result)
+
+
+def report_rows(message_id: int, result: ParseResult, now: datetime) -> list[dict[str, Any]]:
+    """The rows of the ``reports`` table for *result*; the message-level review reasons are
+    repeated on each report so none is lost."""
+    rows = []
+    for seq, report in enumerate(result.reports):
+        reasons = [*result.review_reasons, *report.review_reasons]
+        rows.append({
+            "message_id": message_id, "seq": seq, "format": report.format,
+            "type_hint": report.type_hint, "source_ip": report.source_ip,
+            "source_port": report.source_port, "occurred_at": report.occurred_at,
+            "occurred_raw": report.occurred_raw,
+            "fields": {
+                "urls": report.urls, "domains": report.domains,
+                "reporter_address": report.reporter_address,
+                "reporter_org": report.reporter_org, "evidence": report.evidence,
+                "incidents": report.incidents, "inferred": report.inferred,
+                "warnings": report.warnings, "extra": _jsonable(report.extra),
+            },
+            "review_reason": "; ".join(reasons) or None,
+            "created_at": now,
+        })
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
 
 
 def process_message(desk: Desk, message_id: int) -> str:
@@ -56,20 +107,34 @@ def process_message(desk: Desk, message_id: int) -> str:
             log.info("already %s: nothing to do", row.state)
             return "skipped"
 
-        outcome, values, reason = _examine(row.raw)
+        outcome = _examine(desk, row.raw)
+        state, result = outcome.state, outcome.result
         now = desk.clock()
+        if outcome.reason:
+            detail: dict[str, Any] = {"reason": outcome.reason}
+        elif result is not None:
+            detail = {"disposition": result.disposition.value, "format": result.format,
+                      "parser": result.parser, "reports": len(result.reports),
+                      **({"reply": _jsonable(result.extra)} if result.extra else {})}
+        else:
+            detail = {}
         with desk.engine.begin() as conn:
             claimed = conn.execute(
                 update(Message)
                 .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
-                .values(state=outcome.value, processed_at=now, error=reason, **values))
+                .values(state=state.value, processed_at=now, error=outcome.reason,
+                        **outcome.values))
             if claimed.rowcount != 1:
                 log.info("processed by another delivery meanwhile")
                 return "skipped"
+            if state is MessageState.PROCESSED and result is not None and result.reports:
+                conn.execute(insert(Report), report_rows(message_id, result, now))
             conn.execute(insert(Event).values(
                 at=now, actor_kind="system", actor="pipeline", subject_type="message",
-                subject_id=message_id, action=outcome.value,
-                detail={"reason": reason} if reason else {}))
-        metrics.PROCESSED.labels(outcome.value).inc()
-        log.info("%s", outcome.value, extra={"fields": {"subject": values.get("header_subject")}})
-        return outcome.value
+                subject_id=message_id, action=state.value, detail=detail))
+        metrics.PROCESSED.labels(state.value).inc()
+        log.info("%s", state.value, extra={"fields": {
+            "subject": outcome.values.get("header_subject"),
+            "format": outcome.values.get("format"),
+            "reports": len(result.reports) if result else 0}})
+        return state.value

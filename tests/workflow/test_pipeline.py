@@ -81,7 +81,9 @@ def test_stored_message_is_processed(desk: Desk) -> None:
     assert event.actor_kind == "system"
     assert event.actor == "pipeline"
     assert as_utc(event.at) == NOW
-    assert event.detail == {}
+    # the parsers ran: free text naming the offender's IP in the subject
+    assert event.detail == {"disposition": "report", "format": "text", "parser": "text",
+                            "reports": 1}
 
 
 def test_raw_bytes_are_not_rewritten(desk: Desk) -> None:

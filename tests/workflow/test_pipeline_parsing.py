@@ -1,0 +1,125 @@
+"""process_message runs the parsers: dispositions, reports stored, parser failures for review."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from abuse_desk.app import Desk
+from abuse_desk.models import Event, Message, Report
+from ingest.store import Envelope, insert_messages, message_row
+from parsers.base import Disposition, ParsedReport, ParseResult, Stage
+from parsers.mail import Mail
+from parsers.registry import Registry
+from workflow.pipeline import process_message
+
+
+def store(desk: Desk, raw: bytes) -> int:
+    with desk.engine.begin() as conn:
+        (message_id,) = insert_messages(conn, [message_row(raw, Envelope(None, ["abuse@x"]))])
+    return message_id
+
+
+def use_parsers(desk: Desk, *parsers: object) -> None:
+    desk.__dict__["parsers"] = Registry(parsers)  # type: ignore[arg-type]
+
+
+class TwoReports:
+    name, stage = "arf", Stage.STRUCTURAL
+
+    def matches(self, mail: Mail) -> bool:
+        return "two" in mail.subject
+
+    def parse(self, mail: Mail) -> ParseResult:
+        return ParseResult(Disposition.REPORT, "arf", reports=[
+            ParsedReport(format="arf", type_hint="arf:abuse", source_ip="192.0.2.1",
+                         source_port=25, occurred_at=datetime(2026, 3, 1, 10, tzinfo=UTC),
+                         occurred_raw="Sun, 1 Mar 2026 10:00:00 +0000",
+                         urls=["http://spam.example/"], domains=["spam.example"],
+                         reporter_address="fbl@mail.example", incidents=3,
+                         extra={"when": datetime(2026, 3, 1, tzinfo=UTC)}),
+            ParsedReport(format="arf", type_hint="arf:abuse", source_ip="192.0.2.2",
+                         review_reasons=["time without zone"]),
+        ])
+
+
+class Broken:
+    name, stage = "acns", Stage.STRUCTURAL
+
+    def matches(self, mail: Mail) -> bool:
+        return True
+
+    def parse(self, mail: Mail) -> ParseResult:
+        raise KeyError("IP_Address")
+
+
+def reports(desk: Desk, message_id: int) -> list[Report]:
+    with desk.sessions() as session:
+        return list(session.scalars(select(Report).where(Report.message_id == message_id)
+                                    .order_by(Report.seq)))
+
+
+def message(desk: Desk, message_id: int) -> Message:
+    with desk.sessions() as session:
+        found = session.get(Message, message_id)
+        assert found is not None
+        return found
+
+
+def test_reports_are_stored_with_the_message(fixed_desk: Desk) -> None:
+    use_parsers(fixed_desk, TwoReports())
+    message_id = store(fixed_desk, b"Subject: two complaints\r\n\r\nbody\r\n")
+    assert process_message(fixed_desk, message_id) == "processed"
+    stored = message(fixed_desk, message_id)
+    assert (stored.disposition, stored.format) == ("report", "arf")
+    first, second = reports(fixed_desk, message_id)
+    assert (first.seq, first.format, first.type_hint) == (0, "arf", "arf:abuse")
+    assert (first.source_ip, first.source_port) == ("192.0.2.1", 25)
+    assert first.occurred_at is not None
+    assert first.occurred_at.replace(tzinfo=UTC) == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert first.occurred_raw == "Sun, 1 Mar 2026 10:00:00 +0000"
+    assert first.fields["urls"] == ["http://spam.example/"]
+    assert first.fields["incidents"] == 3
+    assert first.fields["extra"] == {"when": "2026-03-01 00:00:00+00:00"}
+    assert first.review_reason is None
+    assert second.review_reason == "time without zone"
+    with fixed_desk.sessions() as session:
+        (event,) = session.scalars(select(Event).where(Event.subject_id == message_id))
+    assert event.detail == {"disposition": "report", "format": "arf", "parser": "arf",
+                            "reports": 2}
+    # A second delivery stores nothing twice.
+    assert process_message(fixed_desk, message_id) == "skipped"
+    with fixed_desk.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Report)).scalar() == 2
+
+
+def test_a_parser_bug_sends_the_message_to_review_with_its_traceback(fixed_desk: Desk) -> None:
+    use_parsers(fixed_desk, Broken())
+    message_id = store(fixed_desk, b"Subject: acns\r\n\r\n<Infringement/>\r\n")
+    assert process_message(fixed_desk, message_id) == "review"
+    stored = message(fixed_desk, message_id)
+    assert stored.error is not None
+    assert stored.error.startswith("parser acns failed: KeyError: 'IP_Address'")
+    assert "Traceback (most recent call last)" in stored.error
+    assert reports(fixed_desk, message_id) == []
+
+
+def test_auto_reply_is_stored_and_counted_but_not_a_complaint(fixed_desk: Desk) -> None:
+    message_id = store(fixed_desk, b"Subject: Automatic reply: your report\r\n"
+                                   b"Auto-Submitted: auto-replied\r\n\r\nI am away.\r\n")
+    assert process_message(fixed_desk, message_id) == "processed"
+    stored = message(fixed_desk, message_id)
+    assert (stored.disposition, stored.format) == ("ignored", "autoreply")
+    assert reports(fixed_desk, message_id) == []
+
+
+def test_reply_to_our_notice_keeps_its_case_reference(fixed_desk: Desk) -> None:
+    message_id = store(fixed_desk, b"Subject: Re: [Abuse Case C-2026-000123] spam from you\r\n"
+                                   b"\r\nWe fixed it.\r\n")
+    assert process_message(fixed_desk, message_id) == "processed"
+    stored = message(fixed_desk, message_id)
+    assert (stored.disposition, stored.format) == ("reply", "reply")
+    with fixed_desk.sessions() as session:
+        (event,) = session.scalars(select(Event).where(Event.subject_id == message_id))
+    assert event.detail["reply"]["case_reference"] == "C-2026-000123"

@@ -36,8 +36,7 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.mail import Mail, Part
-from parsers.mail import decode_text as _decode_text
+from parsers.mail import Mail, Part, decode_text
 
 REPORT_NAMES = ("report.txt", "report.yaml", "report.yml")
 MAX_REPORT_BYTES = 256 * 1024  # real report.txt files are under 2 KiB
@@ -71,15 +70,6 @@ _URL_WITH_IP = re.compile(r"(?:https?://|www\.)\S{1,2000}\s+\[(?P<ip>[0-9A-Fa-f:
 _IP_PHRASE = re.compile(r"\bIP(?:[ -]address)?:?\s+\*?(?P<ip>[0-9A-Fa-f:.]{3,45})", re.I)
 _REQUIRED = ("Reported-From", "Category", "Report-Type", "Report-ID", "User-Agent", "Date",
              "Source", "Source-Type", "Attachment", "Schema-URL")
-
-
-def decode_text(data: bytes, charset: str | None) -> str:
-    """parsers.mail.decode_text, also for a charset name Python refuses with ValueError (a NUL
-    in it), which that function lets through."""
-    try:
-        return _decode_text(data, charset)
-    except ValueError:
-        return _decode_text(data, None)
 
 
 class _Refused(Exception):

@@ -35,8 +35,7 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.mail import Mail, Part
-from parsers.mail import decode_text as _decode_text
+from parsers.mail import Mail, Part, decode_text
 
 MAX_JSON_BYTES = 5 * 1024 * 1024
 MAX_JSON_PARTS = 20
@@ -77,15 +76,6 @@ V4_TYPES: dict[str, tuple[str, ...]] = {
 }
 _CATEGORY_OF = {t: c for c, types in V4_TYPES.items() for t in types}
 ABUSIX_VERSIONS = ("1", "2", "3", "alpha")
-
-
-def decode_text(data: bytes, charset: str | None) -> str:
-    """parsers.mail.decode_text, also for a charset name Python refuses with ValueError (a NUL
-    in it), which that function lets through."""
-    try:
-        return _decode_text(data, charset)
-    except ValueError:
-        return _decode_text(data, None)
 
 
 class XarfJsonParser:

@@ -21,6 +21,16 @@ from abuse_desk.runner import Running, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # the clock of `fixed_desk`
+CORPUS = ROOT.parent / "shared" / "corpus"  # real sample mails, read-only, may be absent
+
+
+def corpus_or_skip() -> Path:
+    """The shared corpus, or skip the test saying where it was looked for."""
+    import pytest
+
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not at {CORPUS}")
+    return CORPUS
 
 
 def free_port() -> int:

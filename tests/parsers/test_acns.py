@@ -20,10 +20,9 @@ from parsers.base import Disposition, ParsedReport, ParseResult, iso_z
 from parsers.dmca import DmcaParser
 from parsers.mail import Mail
 from parsers.registry import Registry
-from tests.support import ROOT
+from tests.support import corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "acns"
-CORPUS = ROOT.parent / "shared" / "corpus"
 REGISTRY = Registry([AcnsParser(), DmcaParser()])
 
 
@@ -415,11 +414,6 @@ CORPUS_TABLE: dict[str, tuple[str, int, str, str]] = {
         ("fdf1:cb9d:f59e:19b0:2:3:ff33:345", 34890, "2015-09-04T13:19:53Z", "312-200234534"),
 }
 
-
-def corpus_or_skip() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not at {CORPUS}")
-    return CORPUS
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS_TABLE))

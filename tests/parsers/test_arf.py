@@ -23,10 +23,9 @@ from parsers.arf import (
 from parsers.base import Disposition, ParsedReport, ParseResult
 from parsers.mail import Mail
 from parsers.registry import Registry
-from tests.support import ROOT
+from tests.support import CORPUS
 
 DATA = Path(__file__).parent / "data" / "arf"
-CORPUS = ROOT.parent / "shared" / "corpus"
 REGISTRY = Registry([ArfParser()])
 
 

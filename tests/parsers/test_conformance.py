@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from parsers.registry import default_registry
-from tests.support import ROOT
-
-CORPUS = ROOT.parent / "shared" / "corpus"
+from tests.support import corpus_or_skip
 
 EXPECTED = {
     "abuseio/abusehub/Abusehub_Example_1.eml": ("report", "shadowserver", ["172.16.10.13"]),
@@ -375,9 +373,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def corpus() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not at {CORPUS}")
-    return CORPUS
+    return corpus_or_skip()
 
 
 def test_the_table_covers_every_sample(corpus: Path) -> None:

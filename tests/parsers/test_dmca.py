@@ -14,10 +14,9 @@ from parsers.base import Disposition, ParsedReport, iso_z
 from parsers.dmca import DmcaParser, dmca_elements, missing_elements
 from parsers.mail import Mail
 from parsers.registry import Registry
-from tests.support import ROOT
+from tests.support import corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "dmca"
-CORPUS = ROOT.parent / "shared" / "corpus"
 REGISTRY = Registry([DmcaParser()])
 ALL = {"signature": True, "work": True, "infringing_material": True, "contact": True,
        "good_faith": True, "accuracy_perjury": True}
@@ -314,11 +313,6 @@ CORPUS_TABLE: dict[str, tuple[str, int, str, list[str]]] = {
         ("fdf1:cb9d:f59e:19b0:2:3:ff33:345", 34890, "2015-09-04T13:19:53Z", []),
 }
 
-
-def corpus_or_skip() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not at {CORPUS}")
-    return CORPUS
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS_TABLE))

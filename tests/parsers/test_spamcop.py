@@ -15,11 +15,10 @@ from parsers.base import Disposition, ParsedReport, ParseResult
 from parsers.mail import Mail
 from parsers.registry import Registry
 from parsers.spamcop import SpamcopParser
-from tests.support import ROOT
+from tests.support import CORPUS
 
 DATA = Path(__file__).parent / "data" / "spamcop"
 ARF_DATA = Path(__file__).parent / "data" / "arf"
-CORPUS = ROOT.parent / "shared" / "corpus"
 # As the lead registers them: SpamCop before ARF, in the same stage.
 REGISTRY = Registry([SpamcopParser(), ArfParser()])
 

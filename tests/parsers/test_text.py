@@ -18,10 +18,9 @@ from parsers.base import Disposition, ParsedReport
 from parsers.mail import Mail
 from parsers.registry import Registry
 from parsers.text import NO_OFFENDER, ZONELESS, TextParser
-from tests.support import ROOT
+from tests.support import CORPUS
 
 DATA = Path(__file__).parent / "data" / "text"
-CORPUS = ROOT.parent / "shared" / "corpus"
 PARSER = TextParser()
 
 

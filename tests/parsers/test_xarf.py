@@ -13,10 +13,9 @@ from parsers.base import Disposition, ParsedReport, iso_z
 from parsers.mail import Mail
 from parsers.registry import Registry
 from parsers.xarf import XarfParser, read_fields
-from tests.support import ROOT
+from tests.support import corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "xarf"
-CORPUS = ROOT.parent / "shared" / "corpus"
 REGISTRY = Registry([XarfParser()])
 
 
@@ -336,11 +335,6 @@ CORPUS_EXPECTED: dict[str, tuple[str, str, bool, int | None, str, list[str], str
         ["http://www.johndoe.tld/w/www.victim.co.uk/index.php"], "takedown@netcraft.com"),
 }
 
-
-def corpus_or_skip() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not at {CORPUS}")
-    return CORPUS
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS_EXPECTED))

@@ -18,10 +18,9 @@ from parsers.base import Disposition, ParsedReport, iso_z
 from parsers.mail import Mail
 from parsers.registry import Registry
 from parsers.xarf_json import XarfJsonParser, validate_v4
-from tests.support import ROOT
+from tests.support import corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "xarf_json"
-CORPUS = ROOT.parent / "shared" / "corpus"
 REGISTRY = Registry([XarfJsonParser()])
 
 
@@ -400,11 +399,6 @@ V4_CORPUS: dict[str, tuple[str, str | None, int | None, list[str], list[str], st
                                         [], [], "reports@threat-intel.example"),
 }
 
-
-def corpus_or_skip() -> Path:
-    if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not at {CORPUS}")
-    return CORPUS
 
 
 @pytest.mark.parametrize("name", sorted(V4_CORPUS))

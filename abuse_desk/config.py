@@ -89,6 +89,26 @@ class ParserLimits:
 
 
 @dataclass(frozen=True)
+class TrustedReporter:
+    name: str
+    senders: list[str] = field(default_factory=list)  # addresses or domains, "*.example" ok
+    require_dkim: bool = True
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    confidence_threshold: float = 0.6
+    trusted_reporters: list[TrustedReporter] = field(default_factory=list)
+    use_default_trusted_reporters: bool = True
+    resolver_hook_url: str = ""
+    resolver_hook_command: list[str] = field(default_factory=list)
+    resolver_hook_timeout_s: float = 5.0
+    resolver_hook_negative_ttl_s: float = 300.0
+    duplicate_window_days: int = 30
+    index_refresh_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "text"
@@ -107,6 +127,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     parsers: ParserLimits = field(default_factory=ParserLimits)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "defaults"
@@ -142,6 +163,9 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     **{("parsers", key): (lambda v: v > 0, "a positive number") for key in (
         "max_mime_depth", "max_parts", "max_decoded_bytes", "max_zip_uncompressed_bytes",
         "max_zip_ratio", "max_csv_rows", "max_reports", "time_budget_s")},
+    ("classifier", "confidence_threshold"): (lambda v: 0 <= v <= 1, "a number from 0 to 1"),
+    ("classifier", "resolver_hook_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("classifier", "duplicate_window_days"): (lambda v: v > 0, "a positive number of days"),
     ("log", "level"): (lambda v: v.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
                        "DEBUG, INFO, WARNING or ERROR"),
     ("log", "format"): (lambda v: v in {"text", "json"}, "text or json"),
@@ -172,6 +196,15 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        hints = typing.get_type_hints(annotation)
+        unknown = sorted(set(value) - set(hints))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known: "
+                              f"{', '.join(sorted(hints))}")
+        return annotation(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in value.items()})
     raise ConfigError(f"{where}: unsupported type {annotation}")  # pragma: no cover
 
 

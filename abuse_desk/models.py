@@ -107,8 +107,49 @@ class Report(Base):
     decision: Mapped[dict[str, Any]] = mapped_column(default=dict)  # named evidence per decision
     review_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("reports.id"), index=True)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # copies merged
+    trusted: Mapped[bool | None] = mapped_column(Boolean)  # reporter verified as trusted
+    reviewed_by: Mapped[str | None] = mapped_column(Text)  # the specialist who decided
+    reviewed_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("message_id", "seq"),)
+
+
+class DuplicateKey(Base):
+    """How a later copy of a report finds the first: a fingerprint, a reporter's Message-ID, an
+    ACNS case id (see classifier/duplicates.py)."""
+
+    __tablename__ = "duplicate_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class TrainingExample(Base):
+    """A specialist's decision on a report's text: what the text model learns from."""
+
+    __tablename__ = "training_examples"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(32))  # one of our types, or "not-abuse"
+    decided_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ModelState(Base):
+    """A persisted model (the text classifier), with how many examples it has learnt."""
+
+    __tablename__ = "model_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    examples: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]
 
 
 class Customer(Base):

@@ -1,0 +1,865 @@
+"""Customers and what they hold, and who was behind a report.
+
+A customer holds resources, each with an optional validity window ``[valid_from, valid_until)``
+(``None`` is open): CIDR blocks and single IPs (``cidr``, IPv4 and IPv6), a port range on one
+public IP shared by CGNAT (``ip-ports``), domains (``domain``, matching their subdomains) and
+e-mail addresses (``email``, matching exactly, case-insensitively).
+
+:class:`CustomerIndex` holds them in memory for resolution:
+
+* IPs in one ``pytricia.PyTricia(128)``. IPv4 prefixes are stored as IPv4-mapped IPv6
+  (``::ffff:0:0/96``), because pytricia compares bits only and would otherwise let
+  ``10.0.0.0/8`` cover ``a00::1``. Each prefix maps to its entries; an entry is one customer's
+  claim on the prefix for a window (and, for CGNAT, a port range). Windows are stored as POSIX
+  floats, so a lookup compares numbers and allocates little more than its answer (a match's
+  evidence text is made when it is read).
+* Domains and addresses in dicts, keyed by the normalized name.
+
+Resolution rules: the *longest* prefix (or the most specific domain) with an entry whose window
+contains the incident time wins; a more specific resource whose windows all exclude the time
+falls back to the covering one (pytricia's ``parent()``). An IP with CGNAT entries needs the
+source port when several customers share it. Two customers holding the same resource at the same
+time is a data error: nobody wins and the reason says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import ipaddress
+import math
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+import pytricia
+
+from classifier.types import Evidence
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
+    from sqlalchemy import Engine
+
+    from classifier.resolver_hook import HookAnswer
+
+KINDS = ("cidr", "ip-ports", "domain", "email")
+_IP_KINDS = frozenset(("cidr", "ip-ports"))
+
+# How a customer was found, in the order a report is resolved, and what each weighs as evidence.
+VIA_IP, VIA_URL, VIA_DOMAIN, VIA_EMAIL = "source_ip", "url", "domain", "email"
+VIA_HOOK, VIA_SPECIALIST = "hook", "specialist"
+VIA_WEIGHT: dict[str, float] = {
+    VIA_IP: 1.0, VIA_HOOK: 0.9, VIA_URL: 0.8, VIA_DOMAIN: 0.8, VIA_EMAIL: 0.6,
+    VIA_SPECIALIST: 1.0,
+}
+
+# Review reasons (the review queue shows them as they are).
+NO_CUSTOMER = "no customer resolves"
+NOBODY_AT_TIME = "the IP belonged to nobody at the incident time"
+CGNAT_NEEDS_PORT = "CGNAT address needs the source port"
+DISAGREE = "customers disagree"
+# Reasons an answer of the resolver hook makes moot.
+SUPERSEDED_BY_HOOK = frozenset({NO_CUSTOMER, NOBODY_AT_TIME, CGNAT_NEEDS_PORT})
+
+# Most URLs, domains and addresses of one report looked up (a report can list thousands).
+MAX_VALUES = 100
+
+# Keys of ParsedReport.extra that name the offending sender's address (never the reporter's:
+# a complaint is not about who complains, nor about the recipients who got the spam).
+ADDRESS_KEYS = ("original_mail_from", "original_from", "smtp_mail_from", "mail_from",
+                "from_address", "reply_to", "original_reply_to", "sender", "addresses", "emails")
+
+_NO_START, _NO_END = -math.inf, math.inf
+
+
+# -- resources -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resource of a customer, as stored in ``customer_resources``."""
+
+    kind: str
+    value: str
+    port_low: int | None = None
+    port_high: int | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+    @classmethod
+    def parse(cls, text: str, valid_from: datetime | None = None,
+              valid_until: datetime | None = None) -> Resource:
+        kind, value, low, high = parse_resource(text)
+        start, end = as_utc(valid_from), as_utc(valid_until)
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"valid_until {iso(end)} is not after valid_from {iso(start)}")
+        return cls(kind, value, low, high, start, end)
+
+    @property
+    def text(self) -> str:
+        return resource_text(self.kind, self.value, self.port_low, self.port_high)
+
+    def valid_at(self, at: datetime) -> bool:
+        return _ts(self.valid_from, _NO_START) <= _ts(at, 0.0) < _ts(self.valid_until, _NO_END)
+
+
+class ResourceRow(NamedTuple):
+    """A resource with its customer: what :meth:`CustomerIndex.from_rows` takes."""
+
+    customer_id: int
+    external_id: str
+    kind: str
+    value: str
+    port_low: int | None = None
+    port_high: int | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+
+_IPV4_PORTS = re.compile(r"^(?P<ip>\d{1,3}(?:\.\d{1,3}){3}):(?P<low>\d{1,5})-(?P<high>\d{1,5})$")
+_IPV6_PORTS = re.compile(r"^\[(?P<ip>[0-9a-fA-F:.]+)\]:(?P<low>\d{1,5})-(?P<high>\d{1,5})$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+@cache
+def public_suffixes() -> PublicSuffixList:
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+def _as_email(text: str) -> tuple[str, str, None, None] | None:
+    if "@" not in text:
+        return None
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"resource {text!r}: not a usable address: {exc}") from None
+    return "email", text.lower(), None, None
+
+
+def _as_ip_ports(text: str) -> tuple[str, str, int, int] | None:
+    found = _IPV4_PORTS.match(text) or _IPV6_PORTS.match(text)
+    if found is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(found["ip"])
+    except ValueError:
+        return None
+    low, high = int(found["low"]), int(found["high"])
+    if high > 65535:
+        raise ValueError(f"resource {text!r}: ports are 0-65535")
+    if low > high:
+        raise ValueError(f"resource {text!r}: the port range {low}-{high} is empty "
+                         "(write LOW-HIGH)")
+    return "ip-ports", ip.compressed, low, high
+
+
+def _as_network(text: str) -> tuple[str, str, None, None] | None:
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        raise ValueError(f"resource {text!r}: host bits set; the network is {loose}") from None
+    return "cidr", loose.with_prefixlen, None, None
+
+
+def _as_domain(text: str) -> tuple[str, str, None, None] | None:
+    name = normalize_host(text)
+    if name is None:
+        return None
+    if name.startswith("*."):
+        raise ValueError(f"resource {text!r}: write {name[2:]}: a domain matches its "
+                         "subdomains")
+    labels = name.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) \
+            or labels[-1].isdigit():
+        return None
+    if public_suffixes().is_public(name) or public_suffixes().privatesuffix(name) is None:
+        raise ValueError(f"resource {text!r}: a public suffix, which no customer can hold; "
+                         "name a domain under it")
+    return "domain", name, None, None
+
+
+# Tried in order; each says "not mine" (None) or "mine but wrong" (ValueError with why).
+_RESOURCE_PARSERS = (_as_email, _as_ip_ports, _as_network, _as_domain)
+
+
+def parse_resource(text: str) -> tuple[str, str, int | None, int | None]:
+    """``(kind, value, port_low, port_high)`` of a resource as written in an import:
+    a CIDR, an IP (stored as /32 or /128), ``IP:LOW-HIGH`` (``[IPv6]:LOW-HIGH``), a domain
+    or an address. Raises ValueError saying what is wrong."""
+    text = text.strip()
+    for parse in _RESOURCE_PARSERS:
+        parsed = parse(text)
+        if parsed is not None:
+            return parsed
+    raise ValueError(f"resource {text!r}: not an IP, CIDR, IP:LOW-HIGH, domain or address")
+
+
+def resource_text(kind: str, value: str, low: int | None, high: int | None) -> str:
+    """A resource as written in an import file."""
+    if kind != "ip-ports":
+        return value
+    host = f"[{value}]" if ":" in value else value
+    return f"{host}:{low}-{high}"
+
+
+def normalize_host(text: str) -> str | None:
+    """A host name lowercased, without the root dot, IDNA-encoded; None if it cannot be."""
+    name = text.strip().rstrip(".").lower()
+    if not name or name.isascii():
+        return name or None
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+
+
+def normalize_address(text: str) -> str | None:
+    address = parseaddr(text)[1].strip().lower()
+    local, at, domain = address.rpartition("@")
+    return address if at and local and domain else None
+
+
+# -- time ------------------------------------------------------------------------------------
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """*value* in UTC; naive datetimes (SQLite, import files) are UTC already."""
+    if value is None:
+        return None
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _ts(value: datetime | None, default: float) -> float:
+    if value is None:
+        return default
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def iso(value: datetime | float | None) -> str | None:
+    """UTC ISO 8601 ending in Z (a float is a POSIX time; infinities are None)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isinf(value):
+            return None
+        value = datetime.fromtimestamp(value, UTC)
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return text + "Z"
+
+
+@lru_cache(maxsize=4096)
+def _window(start: float, end: float) -> str:
+    parts = [f"from {iso(start)}" if start != _NO_START else "",
+             f"until {iso(end)}" if end != _NO_END else ""]
+    return " ".join(p for p in parts if p) or "always"
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+class Match:
+    """A customer found for a value, and the resource it was found by.
+
+    ``evidence`` is made when first read: a lookup allocates its match and nothing else."""
+
+    __slots__ = ("_evidence", "_why", "customer_id", "external_id", "resource", "value", "via")
+
+    def __init__(self, customer_id: int, external_id: str, via: str, value: str, resource: str,
+                 evidence: Evidence | None = None, *,
+                 why: tuple[str, float, float] = ("", _NO_START, _NO_END)) -> None:
+        self.customer_id = customer_id
+        self.external_id = external_id
+        self.via = via  # source_ip, url, domain, email, hook, specialist
+        self.value = value  # what was looked up
+        self.resource = resource  # the resource that matched, as written in an import
+        self._evidence = evidence
+        self._why = why  # (kind, window start, window end) for the evidence
+
+    @property
+    def evidence(self) -> Evidence:
+        if self._evidence is None:
+            kind, start, end = self._why
+            self._evidence = Evidence(
+                f"resource:{kind}", VIA_WEIGHT.get(self.via, 0.5),
+                f"{self.via} {self.value} in {self.resource} of {self.external_id}, "
+                f"{_window(start, end)}")
+        return self._evidence
+
+    def _key(self) -> tuple[int, str, str, str, str]:
+        return (self.customer_id, self.external_id, self.via, self.value, self.resource)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Match) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Match({self.customer_id}, {self.external_id!r}, via={self.via!r}, "
+                f"value={self.value!r}, resource={self.resource!r})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer_id": self.external_id, "via": self.via, "value": self.value,
+                "resource": self.resource, "evidence": self.evidence.to_json()}
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass is three times slower to make
+class Lookup:
+    """What one value resolves to: the customer's match, or why nobody (with the candidates
+    when several customers claim it at once)."""
+
+    matches: tuple[Match, ...] = ()
+    candidates: tuple[Match, ...] = ()
+    reason: str | None = None
+
+    @property
+    def customer_id(self) -> int | None:
+        return self.matches[0].customer_id if self.matches else None
+
+
+_NOBODY = Lookup()
+
+
+@dataclass
+class Resolution:
+    """The customer behind a report (or None), how it was found, and what a person must see."""
+
+    customer_id: int | None
+    external_id: str | None
+    matches: list[Match] = field(default_factory=list)
+    disagreements: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def with_hook(self, answer: HookAnswer, index: CustomerIndex) -> Resolution:
+        """This resolution completed by the resolver hook's *answer* about the source IP."""
+        if answer.external_id is None:
+            reason = [answer.reason] if answer.reason else []
+            return replace(self, reasons=_unique([*self.reasons, *reason]),
+                           evidence=[*self.evidence, Evidence("hook", 0.0, answer.detail)])
+        customer_id = index.customer_id_of(answer.external_id)
+        if customer_id is None:
+            return replace(self, reasons=_unique([
+                *self.reasons, f"the resolver hook names customer {answer.external_id!r}, "
+                "whom the desk does not know: import it (abuse-desk customers import)"]))
+        evidence = Evidence("hook", VIA_WEIGHT[VIA_HOOK], answer.detail)
+        match = Match(customer_id, answer.external_id, VIA_HOOK, answer.ip, answer.source,
+                      evidence)
+        kept = [r for r in self.reasons if r not in SUPERSEDED_BY_HOOK]
+        return Resolution(customer_id, answer.external_id, [match, *self.matches],
+                          list(self.disagreements), kept, [evidence, *self.evidence])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer_id": self.external_id,
+                "matches": [m.to_json() for m in self.matches],
+                "disagreements": self.disagreements, "reasons": self.reasons,
+                "evidence": [e.to_json() for e in self.evidence]}
+
+
+class ReportLike(Protocol):
+    """What resolution reads of a report (``parsers.base.ParsedReport`` is one)."""
+
+    @property
+    def source_ip(self) -> str | None: ...
+    @property
+    def source_port(self) -> int | None: ...
+    @property
+    def occurred_at(self) -> datetime | None: ...
+    @property
+    def urls(self) -> Sequence[str]: ...
+    @property
+    def domains(self) -> Sequence[str]: ...
+    @property
+    def extra(self) -> dict[str, Any]: ...
+
+
+# -- the index -------------------------------------------------------------------------------
+
+
+class _Owner(NamedTuple):
+    customer_id: int
+    external_id: str
+
+
+# One customer's claim on a prefix, domain or address: (start, end, owner, port_low, port_high,
+# key) with the window as POSIX floats (-inf/inf when open), the ports None unless CGNAT, and
+# the key it is stored under (for the tree's parent()). Plain tuples: a million of them build
+# and compare fastest and cost least memory. A prefix's value in the tree is its entries.
+_Entry = tuple[float, float, _Owner, int | None, int | None, str]
+# A resource as the index takes it in: customer id, kind, value, ports, window (datetimes, or
+# SQLite's text for them).
+_Row = tuple[int, str, str, int | None, int | None, Any, Any]
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a million tuples are made: it would scan them all,
+    again and again, and double the build time (they hold no cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _stamp(value: datetime | str, _utc: Any = UTC) -> float:
+    """POSIX time of a datetime or of SQLite's text for one (naive: UTC)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return (value if value.tzinfo is not None else value.replace(tzinfo=_utc)).timestamp()
+
+
+def _when(at: datetime | None) -> float:
+    return time.time() if at is None else _stamp(at)
+
+
+def _prefix_key(value: str) -> str:
+    """The tree key of a cidr or ip-ports value ("192.0.2.0/24" -> "::ffff:192.0.2.0/120")."""
+    address, _, length = value.partition("/")
+    if ":" in address:
+        return f"{address}/{length or 128}"
+    return f"::ffff:{address}/{96 + int(length or 32)}"
+
+
+def _prefix_label(key: str) -> str:
+    """The prefix as people write it (the inverse of _prefix_key)."""
+    address, _, length = key.partition("/")
+    if address.startswith("::ffff:") and "." in address:
+        return f"{address[7:]}/{int(length) - 96}"
+    return key
+
+
+class _Refused(NamedTuple):
+    why: str
+
+
+def _domain_key(value: str) -> str | _Refused:
+    name = normalize_host(value)
+    if name is None:
+        return _Refused("not a domain")
+    if public_suffixes().is_public(name):
+        return _Refused("a public suffix, which no customer can hold")
+    return name
+
+
+def _email_key(value: str) -> str | _Refused:
+    return normalize_address(value) or _Refused("not an address")
+
+
+# The key of a domain or address row, or why it is not indexed (rows may come from anywhere).
+_NAME_CHECKS = {"domain": _domain_key, "email": _email_key}
+
+
+def _store_of(key: str) -> str:
+    """Which store a key lives in: addresses have an @, prefixes a /, domains neither."""
+    return "email" if "@" in key else "ip" if "/" in key else "domain"
+
+
+class CustomerIndex:
+    """Every customer's resources in memory: built from rows, patched on change.
+
+    Safe to read from many threads while one thread changes it: every value is replaced whole.
+    A lookup made while a customer is being patched may miss that customer's resources."""
+
+    def __init__(self) -> None:
+        self._tree = pytricia.PyTricia(128)
+        self._frozen = False
+        self._domains: dict[str, tuple[_Entry, ...]] = {}
+        self._emails: dict[str, tuple[_Entry, ...]] = {}
+        self._owners: dict[int, _Owner] = {}
+        self._by_external: dict[str, int] = {}
+        self._held: dict[int, list[str]] = {}  # each customer's keys, to patch one alone
+        self.skipped: list[str] = []  # rows that could not be indexed, with why
+
+    # -- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[ResourceRow],
+                  customers: Iterable[tuple[int, str]] = ()) -> CustomerIndex:
+        """An index of *rows*; *customers* (id, external id) adds customers without
+        resources (so the hook and specialists can name them)."""
+        index = cls()
+        for customer_id, external_id in customers:
+            index._owner(customer_id, external_id)
+        index.add(rows)
+        return index
+
+    @classmethod
+    def load(cls, engine: Engine) -> CustomerIndex:
+        """The index of everything in the ``customers`` and ``customer_resources`` tables,
+        frozen for lookups."""
+        index = cls()
+        with engine.connect() as conn:
+            for cid, ext in conn.exec_driver_sql("SELECT id, external_id FROM customers"):
+                index._owner(cid, ext)
+            # The driver's rows as they are (SQLite's times are strings): no per-value type
+            # processing, which would cost more than building the index.
+            result = conn.exec_driver_sql(
+                "SELECT customer_id, kind, value, port_low, port_high, valid_from, valid_until "
+                "FROM customer_resources")
+            with _gc_paused():
+                index._add(row for batch in iter(lambda: result.fetchmany(100_000), [])
+                           for row in batch)
+        index.freeze()
+        return index
+
+    def _owner(self, customer_id: int, external_id: str) -> _Owner:
+        owner = self._owners.get(customer_id)
+        if owner is None or owner.external_id != external_id:
+            owner = self._owners[customer_id] = _Owner(customer_id, external_id)
+            self._by_external[external_id] = customer_id
+        return owner
+
+    def add(self, rows: Iterable[ResourceRow]) -> None:
+        """Add resources (rows that cannot be indexed are listed in ``skipped``)."""
+
+        def known(rows: Iterable[ResourceRow]) -> Iterator[_Row]:
+            owners = self._owners
+            for cid, external_id, kind, value, low, high, start, end in rows:
+                owner = owners.get(cid)
+                if owner is None or owner.external_id != external_id:
+                    self._owner(cid, external_id)
+                yield cid, kind, value, low, high, start, end
+
+        with _gc_paused():
+            self._add(known(rows))
+
+    def _add(self, rows: Iterable[_Row]) -> None:
+        """Add (customer id, kind, value, port_low, port_high, valid_from, valid_until) rows
+        whose customers are known (else they are known by their id)."""
+        grouped: dict[str, dict[str, tuple[_Entry, ...]]] = {"ip": {}, "domain": {}, "email": {}}
+        stores = {"cidr": grouped["ip"], "ip-ports": grouped["ip"],
+                  "domain": grouped["domain"], "email": grouped["email"]}
+        owners, held, no_start, no_end = self._owners, self._held, _NO_START, _NO_END
+        for cid, kind, value, low, high, start, end in rows:
+            owner = owners.get(cid) or self._owner(cid, str(cid))
+            store = stores.get(kind)
+            if store is None:
+                self.skipped.append(f"{owner.external_id}: {value}: unknown kind {kind!r}")
+                continue
+            if kind in _IP_KINDS:
+                key = _prefix_key(value)
+            else:
+                name = _NAME_CHECKS[kind](value)
+                if isinstance(name, _Refused):
+                    self.skipped.append(f"{owner.external_id}: {value}: {name.why}")
+                    continue
+                key, low, high = name, None, None
+            entry = (no_start if start is None else _stamp(start),
+                     no_end if end is None else _stamp(end), owner,
+                     low if kind == "ip-ports" else None, high if kind == "ip-ports" else None,
+                     key)
+            bucket = store.get(key)
+            store[key] = (entry,) if bucket is None else (*bucket, entry)
+            keys = held.get(cid)
+            if keys is None:
+                held[cid] = [key]
+            else:
+                keys.append(key)
+        with self._writable():
+            self._add_prefixes(grouped["ip"])
+        for name, target in (("domain", self._domains), ("email", self._emails)):
+            for key, entries in grouped[name].items():
+                target[key] = (*target.get(key, ()), *entries)
+
+    def _add_prefixes(self, prefixes: dict[str, tuple[_Entry, ...]]) -> None:
+        tree = self._tree
+        if len(tree) == 0:  # a build: no prefix to merge with, skip the has_key searches
+            bad = []
+            for key, entries in prefixes.items():
+                try:
+                    tree[key] = entries
+                except ValueError:
+                    bad.append(f"{_prefix_label(key)}: not a CIDR or IP")
+            if len(tree) + len(bad) == len(prefixes):
+                self.skipped += bad
+                return
+            tree = self._tree = pytricia.PyTricia(128)  # two spellings of one prefix: merge
+        for key, entries in prefixes.items():
+            try:
+                tree[key] = (*tree[key], *entries) if tree.has_key(key) else entries
+            except ValueError:
+                self.skipped.append(f"{_prefix_label(key)}: not a CIDR or IP")
+
+    @contextlib.contextmanager
+    def _writable(self) -> Iterator[None]:
+        """The tree writable for the block, frozen again after it if it was frozen."""
+        if not self._frozen:
+            yield
+            return
+        self._tree.thaw()
+        try:
+            yield
+        finally:
+            self._tree.freeze()
+
+    def freeze(self) -> None:
+        """Compact the tree for faster lookups (about 1.5 times); patches still work (they
+        thaw and refreeze it)."""
+        self._tree.freeze()
+        self._frozen = True
+
+    def remove(self, customer_id: int) -> int:
+        """Remove every resource of a customer; returns how many there were."""
+        held = self._held.pop(customer_id, [])
+        stores = {"domain": self._domains, "email": self._emails}
+        with self._writable():
+            for key in held:
+                where = _store_of(key)
+                if where == "ip":
+                    self._remove_prefix(key, customer_id)
+                else:
+                    _remove_name(stores[where], key, customer_id)
+        return len(held)
+
+    def _remove_prefix(self, key: str, customer_id: int) -> None:
+        tree = self._tree
+        if not tree.has_key(key):
+            return
+        kept = tuple(e for e in tree[key] if e[2].customer_id != customer_id)
+        if kept:
+            tree[key] = kept
+        else:
+            tree.delete(key)
+
+    def patch(self, customer_id: int, external_id: str, resources: Iterable[Resource]) -> None:
+        """Replace one customer's resources (after an import or an edit) without a rebuild."""
+        self.remove(customer_id)
+        self._owner(customer_id, external_id)
+        self.add(ResourceRow(customer_id, external_id, r.kind, r.value, r.port_low,
+                             r.port_high, r.valid_from, r.valid_until) for r in resources)
+
+    # -- what it holds -----------------------------------------------------------------------
+
+    def customer_id_of(self, external_id: str) -> int | None:
+        return self._by_external.get(external_id)
+
+    def external_id_of(self, customer_id: int) -> str | None:
+        owner = self._owners.get(customer_id)
+        return owner.external_id if owner else None
+
+    def stats(self) -> dict[str, int]:
+        return {"customers": len(self._owners), "prefixes": len(self._tree),
+                "domains": len(self._domains), "emails": len(self._emails),
+                "resources": sum(len(keys) for keys in self._held.values())}
+
+    # -- one value ---------------------------------------------------------------------------
+
+    def lookup_ip(self, ip: str, at: datetime | None = None, port: int | None = None,
+                  *, via: str = VIA_IP) -> Lookup:
+        """Who held *ip* (at *port*, for CGNAT) at *at* (None: now), or why nobody."""
+        tree = self._tree
+        try:
+            if "/" in ip:
+                raise ValueError(ip)
+            entries: tuple[_Entry, ...] | None = tree.get(ip if ":" in ip else "::ffff:" + ip)
+        except ValueError:  # pytricia's word for "not an address"
+            return Lookup(reason=f"{ip!r} is not an IP address")
+        if entries is None:
+            return _NOBODY
+        t = time.time() if at is None else \
+            (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+        while entries is not None:
+            hits = [e for e in entries if e[0] <= t < e[1]]
+            if hits:
+                return _decide_ip(ip, _prefix_label(hits[0][5]), hits, port, via)
+            parent = tree.parent(entries[0][5])  # valid at another time: the covering prefix
+            entries = tree.get(parent) if parent is not None else None
+        return Lookup(reason=NOBODY_AT_TIME)
+
+    def lookup_host(self, host: str, at: datetime | None = None, *,
+                    via: str = VIA_DOMAIN) -> Lookup:
+        """Who held *host* (or the closest domain above it) at *at*. An IP literal is looked
+        up as an IP. Public suffixes are never resources, so siblings never match."""
+        name = normalize_host(host.strip("[]"))
+        if name is None:
+            return Lookup(reason=f"{host!r} is not a host name")
+        if ":" in name or name[-1].isdigit():  # an IP literal (no TLD is numeric)
+            return self.lookup_ip(name, at, via=via)
+        t, held, store = _when(at), False, self._domains
+        candidate: str | None = name
+        while candidate:
+            entries = store.get(candidate)
+            if entries:
+                held = True
+                hits = [e for e in entries if e[0] <= t < e[1]]
+                if hits:
+                    return _decide(name, candidate, hits, via, "domain")
+            dot = candidate.find(".")
+            candidate = candidate[dot + 1:] if dot >= 0 else None
+        return Lookup(reason=f"{name} belonged to nobody at the incident time") if held \
+            else _NOBODY
+
+    def lookup_email(self, address: str, at: datetime | None = None, *,
+                     via: str = VIA_EMAIL) -> Lookup:
+        """Who held the address *address* at *at* (addresses match addresses, not domains)."""
+        key = normalize_address(address)
+        if key is None:
+            return Lookup(reason=f"{address!r} is not an e-mail address")
+        entries = self._emails.get(key)
+        if not entries:
+            return _NOBODY
+        t = _when(at)
+        hits = [e for e in entries if e[0] <= t < e[1]]
+        if not hits:
+            return Lookup(reason=f"{key} belonged to nobody at the incident time")
+        return _decide(key, key, hits, via, "email")
+
+    def resolve_ip(self, ip: str, at: datetime | None = None,
+                   port: int | None = None) -> list[Match]:
+        """The customer's match (a list of one), or [] when nobody or several."""
+        return list(self.lookup_ip(ip, at, port).matches)
+
+    def resolve_host(self, host: str, at: datetime | None = None) -> list[Match]:
+        return list(self.lookup_host(host, at).matches)
+
+    def resolve_email(self, address: str, at: datetime | None = None) -> list[Match]:
+        return list(self.lookup_email(address, at).matches)
+
+    # -- a report ----------------------------------------------------------------------------
+
+    def lookups(self, report: ReportLike) -> Iterator[Lookup]:
+        """Each value of *report* looked up, in the order that decides: the source IP, then
+        the hosts of its URLs, its domains, then the addresses it names."""
+        at = report.occurred_at
+        if report.source_ip:
+            yield self.lookup_ip(report.source_ip, at, report.source_port)
+        for host in _unique(h for h in (_url_host(u) for u in report.urls[:MAX_VALUES]) if h):
+            yield self.lookup_host(host, at, via=VIA_URL)
+        for domain in _unique(report.domains[:MAX_VALUES]):
+            yield self.lookup_host(domain, at, via=VIA_DOMAIN)
+        for address in named_addresses(report.extra)[:MAX_VALUES]:
+            yield self.lookup_email(address, at)
+
+    def resolve_report(self, report: ReportLike) -> Resolution:
+        """The customer behind *report*: the first value that resolves decides; the others
+        that name someone else are disagreements."""
+        return combine(list(self.lookups(report)))
+
+    def forced(self, customer: tuple[int, str] | str) -> Resolution:
+        """A specialist's decision: *customer* as (id, external id) or an external id."""
+        if isinstance(customer, str):
+            customer_id = self.customer_id_of(customer)
+            if customer_id is None:
+                return Resolution(None, None, reasons=[f"no customer {customer!r}"])
+            customer = (customer_id, customer)
+        customer_id, external_id = customer
+        evidence = Evidence("specialist", VIA_WEIGHT[VIA_SPECIALIST],
+                            f"a specialist decided {external_id}")
+        match = Match(customer_id, external_id, VIA_SPECIALIST, external_id, "decision",
+                      evidence)
+        return Resolution(customer_id, external_id, [match], evidence=[evidence])
+
+
+def _remove_name(store: dict[str, tuple[_Entry, ...]], key: str, customer_id: int) -> None:
+    kept = tuple(e for e in store.get(key, ()) if e[2].customer_id != customer_id)
+    if kept:
+        store[key] = kept
+    else:
+        store.pop(key, None)
+
+
+def _match(value: str, label: str, entry: _Entry, via: str, kind: str) -> Match:
+    start, end, owner, low, high, _key = entry
+    resource = label if low is None else resource_text(
+        "ip-ports", label.rsplit("/", 1)[0], low, high)
+    return Match(owner.customer_id, owner.external_id, via, value, resource,
+                 why=(kind, start, end))
+
+
+def _owners(entries: Iterable[_Entry]) -> dict[_Owner, _Entry]:
+    """Each distinct owner with its first entry, in order."""
+    owners: dict[_Owner, _Entry] = {}
+    for entry in entries:
+        owners.setdefault(entry[2], entry)
+    return owners
+
+
+def _decide_ip(ip: str, label: str, hits: list[_Entry], port: int | None, via: str) -> Lookup:
+    """The holder among the entries of the longest prefix valid at the time."""
+    if len(hits) == 1 and hits[0][3] is None:  # the common case: one holder, every port
+        return Lookup((_match(ip, label, hits[0], via, "cidr"),))
+    shared = [e for e in hits if e[3] is not None]
+    if shared and port is None and len(_owners(hits)) > 1:
+        return Lookup(candidates=tuple(_match(ip, label, e, via, "ip-ports")
+                                       for e in _owners(hits).values()),
+                      reason=CGNAT_NEEDS_PORT)
+    if shared and port is not None:
+        hits = [e for e in hits if e[3] is None or e[3] <= port <= (e[4] or 0)]
+        if not hits:
+            return Lookup(reason=f"port {port} is outside every CGNAT range of {ip} at the "
+                                 "incident time")
+    return _decide(ip, label, hits, via, "ip-ports" if hits[0][3] is not None else "cidr")
+
+
+def _decide(value: str, label: str, hits: list[_Entry], via: str, kind: str) -> Lookup:
+    owners = _owners(hits)
+    if len(owners) == 1:
+        return Lookup((_match(value, label, hits[0], via, kind),))
+    names = " and ".join(o.external_id for o in owners)
+    return Lookup(candidates=tuple(_match(value, label, e, via, kind) for e in owners.values()),
+                  reason=f"resources overlap: {label} is held by {names} at the incident time")
+
+
+def _url_host(url: str) -> str | None:
+    try:
+        parts = urlsplit(url if "//" in url else "//" + url)
+        return parts.hostname
+    except ValueError:
+        return None
+
+
+def named_addresses(extra: dict[str, Any]) -> list[str]:
+    """The offending addresses a report's ``extra`` names (``ADDRESS_KEYS``)."""
+    found: list[str] = []
+    for key in ADDRESS_KEYS:
+        value = extra.get(key)
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            address = normalize_address(item) if isinstance(item, str) else None
+            if address:
+                found.append(address)
+    return _unique(found)
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def combine(lookups: list[Lookup]) -> Resolution:
+    """One resolution from the lookups of a report, in deciding order."""
+    deciding = next((lk for lk in lookups if lk.matches), None)
+    matches = [m for lk in lookups for m in lk.matches]
+    reasons = _unique(lk.reason for lk in lookups if lk.reason)
+    evidence = [c.evidence for lk in lookups for c in lk.candidates]
+    evidence = [replace(e, name="candidate:" + e.name, weight=0.0) for e in evidence]
+    if deciding is None:
+        return Resolution(None, None, matches, [], [*reasons, NO_CUSTOMER], evidence)
+    winner = deciding.matches[0]
+    disagreements = [f"{m.via} {m.value} is {m.external_id} ({m.resource})"
+                     for m in matches if m.customer_id != winner.customer_id]
+    if disagreements:
+        reasons.append(f"{DISAGREE}: {winner.via} {winner.value} is {winner.external_id}, "
+                       + ", ".join(disagreements))
+    chosen = [m.evidence for m in matches if m.customer_id == winner.customer_id]
+    against = [Evidence("disagreement", 0.0, d) for d in disagreements]
+    return Resolution(winner.customer_id, winner.external_id, matches, disagreements, reasons,
+                      [*chosen, *against, *evidence])

@@ -1,0 +1,415 @@
+"""Is the reporter who its From says? DKIM verification and the list of trusted reporters.
+
+Anyone can write ``From: feedback@arf.mail.yahoo.com``. A report is trusted only when its From
+names a listed reporter *and* a DKIM signature that verifies was made by the same organisation
+(relaxed alignment, as in DMARC: the signing domain ``d=`` and the From domain have the same
+organisational domain under the public suffix list). A report that claims a trusted reporter
+but cannot prove it is not trusted and goes to a person with the reason; a report from someone
+who is not on the list is simply not trusted (most reporters are not, and that is no reason to
+look at it).
+
+Verification is bounded: at most ``MAX_SIGNATURES`` signatures are checked (a message can carry
+a hundred), every DNS failure is a failed signature with its reason, and nothing the message or
+the DNS does raises out of :func:`verify_dkim`. The DNS lookup is injectable, so tests run
+offline with their own keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Any
+
+import dkim
+from dkim.canonicalization import CanonicalizationPolicy
+from dkim.util import InvalidTagValueList, parse_tag_value
+from publicsuffixlist import PublicSuffixList
+
+from classifier.types import Evidence
+from parsers.headers import first_address, read_top_headers
+
+MAX_SIGNATURES = 5
+DNS_TIMEOUT_S = 5.0
+MAX_REASON_CHARS = 300
+
+# dkimpy asks for a TXT record by name (b"sel._domainkey.example.com.") and wants its text.
+DnsLookup = Callable[[bytes], bytes | None]
+
+
+# -- DKIM -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """The verdict on one DKIM-Signature header."""
+
+    domain: str  # d=, lower case; "" when the header is unreadable
+    selector: str  # s=
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class DkimResult:
+    passed: bool  # at least one signature verified
+    domains: list[str]  # the d= of the signatures that verified
+    reason: str
+    checks: list[SignatureCheck] = field(default_factory=list)
+
+
+class _ErrorLog(logging.Handler):
+    """Keeps what dkimpy logs at ERROR: the only place it says why a key was refused."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+class _Lookup:
+    """Wraps the DNS function: a lookup that raises becomes "no record" with the error kept."""
+
+    def __init__(self, dns: DnsLookup) -> None:
+        self._dns = dns
+        self.error: str | None = None
+
+    def __call__(self, name: bytes, timeout: float = DNS_TIMEOUT_S) -> bytes | None:
+        try:
+            return self._dns(name)
+        except Exception as exc:  # any resolver failure is a failed signature, never a crash
+            self.error = (f"DNS lookup of {name.decode('ascii', 'replace')} failed: "
+                          f"{exc.__class__.__name__}: {exc}")
+            return None
+
+
+def _system_dns(name: bytes) -> bytes | None:
+    from dkim.dnsplug import get_txt
+
+    result: bytes | None = get_txt(name, timeout=DNS_TIMEOUT_S)
+    return result
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."
+
+
+def _tags(value: bytes) -> dict[bytes, bytes]:
+    try:
+        return dict(parse_tag_value(value))
+    except (InvalidTagValueList, ValueError):
+        return {}
+
+
+def _tag_text(tags: Mapping[bytes, bytes], tag: bytes) -> str:
+    return tags.get(tag, b"").decode("ascii", "replace").strip().rstrip(".").lower()
+
+
+def _signed_headers(tags: Mapping[bytes, bytes]) -> set[bytes]:
+    return {h.lower() for h in re.split(rb"\s*:\s*", tags.get(b"h", b"").strip())}
+
+
+def _unsigned_tail(verifier: Any, tags: Mapping[bytes, bytes]) -> str | None:
+    """With ``l=`` a signature covers only the start of the body: anything could follow."""
+    if b"l" not in tags:
+        return None
+    policy = CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
+    body = len(policy.canonicalize_body(verifier.body))
+    signed = int(tags[b"l"])
+    return None if signed >= body else f"l= signs only {signed} of {body} body bytes"
+
+
+def _check_signature(verifier: Any, index: int, header: bytes, dns: DnsLookup,
+                     errors: _ErrorLog) -> SignatureCheck:
+    tags = _tags(header)
+    domain, selector = _tag_text(tags, b"d"), _tag_text(tags, b"s")
+
+    def failed(reason: str) -> SignatureCheck:
+        return SignatureCheck(domain, selector, False, _short(reason))
+
+    if tags and b"from" not in _signed_headers(tags):
+        return failed("the signature does not cover From")  # RFC 6376 5.4: From MUST be signed
+    lookup = _Lookup(dns)
+    errors.messages.clear()
+    try:
+        ok = verifier.verify(idx=index, dnsfunc=lookup)
+        tail = _unsigned_tail(verifier, tags) if ok else None
+    except Exception as exc:  # dkimpy's own errors, and hostile input: never a crash
+        return failed(f"{exc.__class__.__name__}: {exc}")
+    if lookup.error:
+        return failed(lookup.error)
+    if not ok:
+        return failed(errors.messages[-1] if errors.messages else "signature does not verify")
+    if tail:
+        return failed(tail)
+    return SignatureCheck(domain, selector, True, "pass")
+
+
+def _summary(checks: list[SignatureCheck], total: int) -> str:
+    if not total:
+        return "no DKIM signature"
+    passed = [c for c in checks if c.passed]
+    parts = ([f"DKIM pass for {', '.join(dict.fromkeys(c.domain for c in passed))}"]
+             if passed else [])
+    parts += [f"d={c.domain or '?'} s={c.selector or '?'}: {c.reason}"
+              for c in checks if not c.passed]
+    if total > len(checks):
+        parts.append(f"only the first {len(checks)} of {total} signatures were checked")
+    return "; ".join(parts)
+
+
+def verify_dkim(raw: bytes, dns: DnsLookup | None = None, *,
+                max_signatures: int = MAX_SIGNATURES) -> DkimResult:
+    """Verify the first *max_signatures* DKIM signatures of *raw* (topmost first).
+
+    *dns* takes a TXT name (bytes) and returns the record or None; default: the system
+    resolver with a timeout. Never raises: every failure is in the result's reason.
+    """
+    errors = _ErrorLog()
+    log = logging.Logger("classifier.trust.dkim", logging.ERROR)  # private: not in the tree
+    log.addHandler(errors)
+    try:
+        verifier = dkim.DKIM(raw, logger=log)
+    except Exception as exc:  # an unreadable header block: nothing can verify
+        return DkimResult(False, [], _short(
+            f"message cannot be read for DKIM: {exc.__class__.__name__}: {exc}"))
+    headers = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+    lookup = dns or _system_dns
+    checks = [_check_signature(verifier, i, header, lookup, errors)
+              for i, header in enumerate(headers[:max_signatures])]
+    domains = list(dict.fromkeys(c.domain for c in checks if c.passed and c.domain))
+    return DkimResult(bool(domains), domains, _summary(checks, len(headers)), checks)
+
+
+# -- alignment --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _psl() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def normalize_domain(domain: str) -> str:
+    """Lower case, no trailing dot, IDNA A-labels (so ``d=`` and a Unicode From compare)."""
+    domain = domain.strip().rstrip(".").lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+@lru_cache(maxsize=4096)
+def organisational_domain(domain: str) -> str | None:
+    """The registrable domain (``fbl.comcast.net`` -> ``comcast.net``); None for a public
+    suffix itself (``com``, ``co.uk``): nothing can align with those."""
+    result: str | None = _psl().privatesuffix(normalize_domain(domain))
+    return result
+
+
+def aligned(signing_domain: str, from_domain: str) -> bool:
+    """DMARC relaxed alignment: the same organisational domain."""
+    org = organisational_domain(signing_domain)
+    return org is not None and org == organisational_domain(from_domain)
+
+
+# -- trusted reporters ------------------------------------------------------------------------
+
+_DOMAIN_PATTERN = re.compile(r"(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)+")
+
+
+def _check_pattern(pattern: str) -> str:
+    """``feedback@arf.mail.yahoo.com`` (an address), ``takedown-response+*@netcraft.com``
+    (a glob in the local part), ``netcraft.com`` (any address at exactly that domain),
+    ``*.spamcop.net`` (any address at a subdomain of it, not at spamcop.net itself)."""
+    text = pattern.strip().lower()
+    local, at, domain = text.rpartition("@")
+    if (at and not local) or not _DOMAIN_PATTERN.fullmatch(normalize_domain(domain)) \
+            or any(c.isspace() for c in local):
+        raise ValueError(f"{pattern!r} is not an address, a domain or *.domain")
+    return f"{local}@{normalize_domain(domain)}" if at else normalize_domain(domain)
+
+
+@dataclass(frozen=True)
+class TrustedReporter:
+    """A reporter whose reports we trust, and the From addresses it writes from."""
+
+    name: str
+    senders: tuple[str, ...]
+    require_dkim: bool = True  # False: the From alone is believed (only for senders that
+    #                            cannot sign; anyone can forge it)
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("a trusted reporter needs a name")
+        if not self.senders:
+            raise ValueError(f"trusted reporter {self.name!r} has no senders")
+        object.__setattr__(self, "senders", tuple(_check_pattern(s) for s in self.senders))
+
+
+def _domain_matches(pattern: str, domain: str) -> bool:
+    if pattern.startswith("*."):
+        return domain.endswith(pattern[1:])
+    return domain == pattern
+
+
+def sender_matches(pattern: str, address: str) -> bool:
+    """Whether a From *address* (lower case) is one a checked *pattern* describes."""
+    local, _, domain = address.rpartition("@")
+    p_local, at, p_domain = pattern.rpartition("@")
+    if at and not fnmatchcase(local, p_local):
+        return False
+    return _domain_matches(p_domain, normalize_domain(domain))
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    """A full address beats a local-part glob beats a domain beats *.domain; then longer."""
+    local, at, domain = pattern.rpartition("@")
+    if at:
+        rank = 2 if any(c in local for c in "*?[") else 3
+    else:
+        rank = 0 if domain.startswith("*.") else 1
+    return rank, len(domain)
+
+
+@dataclass(frozen=True)
+class Trust:
+    trusted: bool
+    reporter: str | None  # the trusted reporter the From claims, trusted or not
+    evidence: list[Evidence]
+    reason: str  # a review reason; empty when there is nothing for a person to look at
+
+
+# Weights: how far each fact supports believing the reporter is who it says.
+_CLAIM_WEIGHT = 0.0  # a From line proves nothing
+_FROM_ONLY_WEIGHT = 0.5
+_ALIGNED_WEIGHT = 1.0
+
+
+def _dkim_evidence(result: DkimResult) -> Evidence:
+    if result.passed:
+        return Evidence("dkim:pass", 1.0, result.reason)
+    if not result.checks:
+        return Evidence("dkim:none", 0.0, result.reason)
+    return Evidence("dkim:fail", 0.0, result.reason)
+
+
+@dataclass
+class TrustPolicy:
+    """The trusted reporters. A later reporter with the name of an earlier one replaces it (so
+    configuration listed after the defaults overrides them); when several match a From, the
+    most specific sender pattern wins."""
+
+    reporters: list[TrustedReporter]
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, TrustedReporter] = {}
+        for reporter in self.reporters:
+            by_name.pop(reporter.name.strip().lower(), None)
+            by_name[reporter.name.strip().lower()] = reporter
+        self.reporters = list(by_name.values())
+
+    @classmethod
+    def from_config(cls, entries: Iterable[Mapping[str, Any]]) -> TrustPolicy:
+        """From ``[[classifier.trusted_reporters]]`` tables: ``name``, ``senders`` (or ``from``),
+        ``require_dkim`` (default true). ValueError names the entry and the key."""
+        return cls([_reporter_from_config(n, entry) for n, entry in enumerate(entries, 1)])
+
+    def claimed(self, address: str) -> tuple[TrustedReporter, str] | None:
+        """The reporter (and its pattern) that a From *address* claims to be, if any."""
+        best: tuple[tuple[int, int], int, TrustedReporter, str] | None = None
+        for position, reporter in enumerate(self.reporters):
+            for pattern in reporter.senders:
+                if sender_matches(pattern, address):
+                    candidate = (_specificity(pattern), -position, reporter, pattern)
+                    if best is None or candidate[:2] > best[:2]:
+                        best = candidate
+        return None if best is None else (best[2], best[3])
+
+    def assess(self, raw: bytes, from_address: str | None, dkim: DkimResult) -> Trust:
+        """Whether the report in *raw* comes from a trusted reporter. *from_address* is the
+        From the pipeline read (read from *raw* when None); *dkim* is :func:`verify_dkim`'s
+        result for *raw*."""
+        address = (from_address or first_address(read_top_headers(raw).from_) or "").lower()
+        dkim_fact = _dkim_evidence(dkim)
+        if "@" not in address:
+            return Trust(False, None, [Evidence("trust:no-from", 0.0, "no From address"),
+                                       dkim_fact], "")
+        claim = self.claimed(address)
+        if claim is None:
+            return Trust(False, None, [Evidence(
+                "trust:unknown-reporter", 0.0,
+                f"{address} is not a trusted reporter"), dkim_fact], "")
+        reporter, pattern = claim
+        domain = normalize_domain(address.rpartition("@")[2])
+        claims = Evidence("trust:claims", _CLAIM_WEIGHT,
+                          f"From {address} matches {reporter.name} ({pattern})")
+        signer = next((d for d in dkim.domains if aligned(d, domain)), None)
+        if signer is not None:
+            org = organisational_domain(domain)
+            return Trust(True, reporter.name, [claims, dkim_fact, Evidence(
+                "dkim:aligned", _ALIGNED_WEIGHT,
+                f"d={signer} aligns with From domain {domain} (organisation {org})")], "")
+        if not reporter.require_dkim:
+            return Trust(True, reporter.name, [claims, dkim_fact, Evidence(
+                "trust:from-only", _FROM_ONLY_WEIGHT,
+                f"{reporter.name} is trusted by its From alone (require_dkim is off)")], "")
+        unaligned = (f"signed by {', '.join(dkim.domains)}, not by {domain}'s organisation"
+                     if dkim.domains else dkim.reason)
+        return Trust(False, reporter.name, [claims, dkim_fact, Evidence(
+            "dkim:not-aligned", 0.0, unaligned)],
+            f"claims to be {reporter.name} but DKIM does not verify for {domain}")
+
+
+_CONFIG_KEYS = ("from", "name", "require_dkim", "senders")
+
+
+def _reporter_from_config(number: int, entry: Mapping[str, Any]) -> TrustedReporter:
+    where = f"trusted reporter {number}"
+    unknown = sorted(set(entry) - set(_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(_CONFIG_KEYS)}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where}: name must be a non-empty string")
+    senders = entry.get("senders", entry.get("from", []))
+    if isinstance(senders, str):
+        senders = [senders]
+    if not isinstance(senders, list | tuple) or not senders \
+            or not all(isinstance(s, str) for s in senders):
+        raise ValueError(f"{where} ({name}): senders must be a non-empty list of strings")
+    require_dkim = entry.get("require_dkim", True)
+    if not isinstance(require_dkim, bool):
+        raise ValueError(f"{where} ({name}): require_dkim must be true or false")
+    try:
+        return TrustedReporter(name.strip(), tuple(senders), require_dkim)
+    except ValueError as exc:
+        raise ValueError(f"{where} ({name}): {exc}") from None
+
+
+# Well-known feedback loops and notice senders, by the From addresses seen on their reports
+# (../shared/FORMATS.md and the sample corpus). All require DKIM; override one by listing a
+# reporter of the same name in [[classifier.trusted_reporters]], or turn them all off with
+# classifier.use_default_trusted_reporters = false.
+DEFAULT_TRUSTED_REPORTERS: tuple[TrustedReporter, ...] = (
+    TrustedReporter("Yahoo CFL", ("feedback@arf.mail.yahoo.com",)),
+    # Validity (formerly Return Path) runs these FBLs for mailbox providers.
+    TrustedReporter("Validity FBL", ("feedbackloop@*.senderscore.net",)),
+    TrustedReporter("Cox FBL", ("feedbackloop@fbl.cox.net",)),
+    TrustedReporter("Fastmail FBL", ("feedbackloop@fbl.fastmail.com",)),
+    TrustedReporter("Rackspace FBL", ("feedbackloop@fbl.apps.rackspace.com",)),
+    TrustedReporter("Spectrum FBL", ("feedbackloop@feedback.postmaster.rr.com",)),
+    TrustedReporter("Synacor FBL", ("feedbackloop@fbl.synacor.com",)),
+    TrustedReporter("OpenSRS FBL", ("feedbackloop@fbl.hostedemail.com",)),
+    TrustedReporter("USA.net FBL", ("feedbackloop@fbl.usa.net",)),
+    TrustedReporter("Zoho FBL", ("feedbackloop@fbl.zoho.com",)),
+    TrustedReporter("SpamCop", ("*.spamcop.net",)),  # <id>@reports., summaries@admin.
+    TrustedReporter("Shadowserver", ("autoreports@shadowserver.org",)),
+    TrustedReporter("IP-Echelon", ("ip-echelon.com",)),  # notices.<client>@
+    TrustedReporter("Netcraft", ("netcraft.com", "*.netcraft.com")),  # takedown-response+<n>@
+    TrustedReporter("abusix", ("abusix.com", "*.abusix.com")),
+)

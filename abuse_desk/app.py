@@ -17,6 +17,7 @@ from abuse_desk.config import Config
 from abuse_desk.db import make_engine, make_sessions, utcnow
 
 if TYPE_CHECKING:
+    from classifier.runtime import ClassifierRuntime
     from parsers.registry import Registry
 
 
@@ -33,6 +34,12 @@ class Desk:
         from parsers.registry import default_registry
 
         return default_registry(self.config.smtp.hostname)
+
+    @functools.cached_property
+    def classifier(self) -> ClassifierRuntime:
+        from classifier.runtime import ClassifierRuntime
+
+        return ClassifierRuntime(self.config, self.engine, self.clock)
 
     def close(self) -> None:
         self.broker.close()

@@ -80,6 +80,34 @@ def _parser() -> argparse.ArgumentParser:
     parse.add_argument("--json", action="store_true",
                        help="one JSON object per file, one per line")
 
+    customers = add("customers", "customers and their resources: import, resolve, list",
+                    "Customers and their resources (CIDRs, IPs, CGNAT port ranges, domains, "
+                    "addresses), each with an optional validity window.")
+    from classifier.customer_cli import add_customer_commands
+
+    add_customer_commands(customers.add_subparsers(dest="customers_command", metavar="ACTION",
+                                                   required=True), common)
+
+    review = add("review", "the review queue: what the machine could not decide",
+                 "Reports that need a person, with their reasons, and a specialist's decision.")
+    review_sub = review.add_subparsers(dest="review_command", metavar="ACTION", required=True)
+    rl = review_sub.add_parser("list", parents=[common], help="reports waiting for review",
+                               description="Reports that need a person, oldest first.")
+    rl.add_argument("--json", action="store_true", help="a JSON array")
+    rl.add_argument("--limit", type=_count, metavar="N", help="at most N reports")
+    rd = review_sub.add_parser(
+        "decide", parents=[common], help="decide a report: its type, its customer, or not abuse",
+        description="Record a specialist's decision on a report. The report is classified "
+                    "again with the decision fixed, and the decision teaches the text model.")
+    rd.add_argument("report_id", type=int, metavar="REPORT_ID")
+    rd.add_argument("--type", metavar="TYPE",
+                    help="one of our types (spam, virus-spam, spamvertising, malware, hacking, "
+                         "port-scan, ddos, open-service, copyright, harassment, phishing, "
+                         "fraud, illegal)")
+    rd.add_argument("--not-abuse", action="store_true", help="the report is not abuse")
+    rd.add_argument("--customer", metavar="CUSTOMER_ID", help="the customer's id (as imported)")
+    rd.add_argument("--by", required=True, metavar="NAME", help="the specialist deciding")
+
     msgs = add("messages", "look at stored messages")
     msgs_sub = msgs.add_subparsers(dest="messages_command", metavar="ACTION", required=True)
     ls = msgs_sub.add_parser("list", parents=[common], help="list stored messages, oldest first",
@@ -165,6 +193,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             return _messages_list(args, config)
         elif args.command == "parse":
             return _parse(args, config)
+        elif args.command == "customers":
+            from classifier.customer_cli import run_customers
+
+            return run_customers(args, config)
+        elif args.command == "review":
+            return _review(args, config)
     except (runner.UsageError, SchemaOutOfDate) as exc:
         return fail(str(exc))
     except OSError as exc:
@@ -223,23 +257,28 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     return 1 if summary.failed else 0
 
 
-def parse_json(file: str, result: Any) -> dict[str, Any]:
+def parse_json(file: str, result: Any, decisions: list[Any] | None = None) -> dict[str, Any]:
     """The `abuse-desk parse --json` object of one file (its keys are fixed by the parsers
-    issue; category, type and customer_id wait for the classifier)."""
+    issue), with the classifier's *decisions* where there are some."""
     from parsers.base import iso_z
 
+    reports = []
+    for n, r in enumerate(result.reports):
+        d = decisions[n] if decisions else None
+        reasons = [*result.review_reasons, *(d.review_reasons if d else r.review_reasons)]
+        reports.append({
+            "category": d.category if d else None, "type": d.type if d else None,
+            "source_ip": r.source_ip, "source_port": r.source_port,
+            "occurred_at": iso_z(r.occurred_at), "urls": r.urls, "domains": r.domains,
+            "customer_id": d.external_id if d else None,
+            "needs_review": bool(reasons),
+            "review_reasons": list(dict.fromkeys(reasons)),
+        })
     return {
         "file": file,
         "disposition": result.disposition.value,
         "format": result.format,
-        "reports": [{
-            "category": None, "type": None,
-            "source_ip": r.source_ip, "source_port": r.source_port,
-            "occurred_at": iso_z(r.occurred_at), "urls": r.urls, "domains": r.domains,
-            "customer_id": None,
-            "needs_review": r.needs_review or bool(result.review_reasons),
-            "review_reasons": [*result.review_reasons, *r.review_reasons],
-        } for r in result.reports],
+        "reports": reports,
         "errors": [*(result.review_reasons if not result.reports else []),
                    *(e.strip().splitlines()[-1] for e in result.errors)],
     }
@@ -250,6 +289,7 @@ def _parse(args: argparse.Namespace, config: Config) -> int:
     from parsers.registry import default_registry
 
     registry = default_registry(config.smtp.hostname)
+    classify = _parse_classifier(config)
     status = 0
     for path in args.files:
         try:
@@ -261,8 +301,9 @@ def _parse(args: argparse.Namespace, config: Config) -> int:
             print(json.dumps(doc) if args.json else f"{path}: cannot read: {exc.strerror}")
             continue
         result = registry.parse(raw, config.parsers)
+        decisions = classify(raw, result) if classify and result.reports else None
         if args.json:
-            print(json.dumps(parse_json(str(path), result)), flush=True)
+            print(json.dumps(parse_json(str(path), result, decisions)), flush=True)
             continue
         count = len(result.reports)
         print(f"{path}: {result.disposition.value}, format {result.format}, "
@@ -273,15 +314,80 @@ def _parse(args: argparse.Namespace, config: Config) -> int:
             where = r.source_ip or "-"
             if r.source_port:
                 where += f" port {r.source_port}"
-            print(f"  {n}. {r.type_hint or r.format}  source {where}  "
-                  f"at {iso_z(r.occurred_at) or 'unknown'}")
+            d = decisions[n - 1] if decisions else None
+            what = f"{d.category}/{d.type}" if d and d.type else (r.type_hint or r.format)
+            print(f"  {n}. {what}  source {where}  at {iso_z(r.occurred_at) or 'unknown'}"
+                  + (f"  customer {d.external_id}" if d and d.external_id else ""))
             for url in r.urls[:5]:
                 print(f"     url {url}")
-            for reason in r.review_reasons:
+            for reason in (d.review_reasons if d else r.review_reasons):
                 print(f"     needs review: {reason}")
         if count > 50:
             print(f"  ... and {count - 50} more")
     return status
+
+
+def _parse_classifier(config: Config) -> Any:
+    """A function classifying parsed reports against the configured database (its customers
+    and learnt model), or None when there is no database to read: then `parse` still parses."""
+    from abuse_desk.app import open_desk
+    from abuse_desk.db import current_revision, head_revision, is_sqlite
+    from classifier.classify import MessageFacts
+    from parsers.headers import first_address, read_top_headers
+
+    url = make_url(config.database.url)
+    if is_sqlite(config.database.url) and not (url.database and Path(url.database).is_file()):
+        return None  # no embedded database yet: nothing to classify against, create nothing
+    try:
+        desk = open_desk(config)
+        if current_revision(desk.engine) != head_revision():
+            return None
+    except Exception:
+        return None
+    classifier = desk.classifier.classifier
+
+    def classify(raw: bytes, result: Any) -> list[Any]:
+        headers = read_top_headers(raw)
+        facts = MessageFacts(raw=raw, from_address=first_address(headers.from_),
+                             message_id=headers.message_id, subject=headers.subject or "")
+        trust = classifier.assess_reporter(facts)
+        return [classifier.classify(report, facts, trust) for report in result.reports]
+
+    return classify
+
+
+def _review(args: argparse.Namespace, config: Config) -> int:
+    from abuse_desk.app import open_desk
+    from abuse_desk.db import ensure_schema, is_sqlite
+    from classifier import review
+    from classifier.categorize import NOT_ABUSE
+
+    desk = open_desk(config)
+    ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
+    if args.review_command == "list":
+        items = review.queue(desk, args.limit)
+        if args.json:
+            print(json.dumps(items, indent=None))
+        else:
+            print(f"{len(items)} report(s) waiting for review")
+            for item in items:
+                print(f"  report {item['report_id']} ({item['format']}, {item['source_ip'] or '-'},"
+                      f" received {item['received_at']}): {'; '.join(item['review_reasons'])}")
+        return 0
+    if args.not_abuse and args.type:
+        return fail("--type and --not-abuse exclude each other")
+    decided_type = NOT_ABUSE if args.not_abuse else args.type
+    try:
+        outcome = review.decide(desk, review.ReviewDecision(
+            report_id=args.report_id, decided_by=args.by, type=decided_type,
+            customer=args.customer))
+    except review.ReviewError as exc:
+        return fail(str(exc))
+    print(f"report {args.report_id}: {outcome.category or 'not abuse'}/{outcome.type or '-'}, "
+          f"customer {outcome.external_id or 'none'}"
+          + (f"; still needs review: {'; '.join(outcome.review_reasons)}"
+             if outcome.review_reasons else "; decided"))
+    return 0
 
 
 def message_json(m: Any) -> dict[str, Any]:

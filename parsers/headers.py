@@ -13,6 +13,7 @@ from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.parser import HeaderParser
 from email.policy import compat32
+from email.utils import getaddresses
 
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_VALUE_CHARS = 2000
@@ -62,3 +63,13 @@ def read_top_headers(raw: bytes) -> TopHeaders:
         subject=clean_value(msg.get("Subject")),
         date=clean_value(msg.get("Date")),
     )
+
+
+def first_address(header: str | None) -> str | None:
+    """The first addr-spec of a From header, lower case, or None."""
+    if not header:
+        return None
+    for _name, address in getaddresses([header]):
+        if "@" in address:
+            return address.lower()
+    return None

@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from abuse_desk import metrics
 from abuse_desk.app import Desk
 from abuse_desk.logs import log_context
-from abuse_desk.models import Event, Message, MessageState, Report
+from abuse_desk.models import DuplicateKey, Event, Message, MessageState, Report
+from classifier.classify import Decision, MessageFacts
+from classifier.runtime import upsert
 from parsers.base import ParseResult
-from parsers.headers import read_top_headers
+from parsers.headers import first_address, read_top_headers
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ class Outcome:
     values: dict[str, Any] = field(default_factory=dict)  # columns of the message
     reason: str | None = None  # why it needs a person
     result: ParseResult | None = None
+    decisions: list[Decision] = field(default_factory=list)
 
 
 def _examine(desk: Desk, raw: bytes) -> Outcome:
@@ -63,15 +68,32 @@ def _examine(desk: Desk, raw: bytes) -> Outcome:
         if result.errors:
             reason += "\n" + "\n".join(result.errors)  # the traceback of a parser bug
         return Outcome(MessageState.REVIEW, values, reason, result)
-    return Outcome(MessageState.PROCESSED, values, None, result)
+    if not result.reports:
+        return Outcome(MessageState.PROCESSED, values, None, result)
+    facts = MessageFacts(raw=raw, from_address=first_address(headers.from_),
+                         message_id=headers.message_id, subject=headers.subject or "")
+    classifier = desk.classifier.classifier
+    try:
+        trust = classifier.assess_reporter(facts)
+        decisions = [classifier.classify(report, facts, trust) for report in result.reports]
+    except SQLAlchemyError:
+        raise  # the system, not the content: dramatiq retries
+    except Exception as exc:  # a classifier bug on this content: a person looks at it
+        log.warning("classifier failed: %s: %s", exc.__class__.__name__, exc, exc_info=True)
+        return Outcome(MessageState.REVIEW, values,
+                       f"classifier failed: {exc.__class__.__name__}: {exc}\n"
+                       + traceback.format_exc(limit=20), result)
+    return Outcome(MessageState.PROCESSED, values, None, result, decisions)
 
 
-def report_rows(message_id: int, result: ParseResult, now: datetime) -> list[dict[str, Any]]:
-    """The rows of the ``reports`` table for *result*; the message-level review reasons are
-    repeated on each report so none is lost."""
+
+def report_rows(message_id: int, result: ParseResult, decisions: list[Decision],
+                now: datetime) -> list[dict[str, Any]]:
+    """The rows of the ``reports`` table for *result* and the classifier's *decisions*; the
+    message-level review reasons are repeated on each report so none is lost."""
     rows = []
-    for seq, report in enumerate(result.reports):
-        reasons = [*result.review_reasons, *report.review_reasons]
+    for seq, (report, decision) in enumerate(zip(result.reports, decisions, strict=True)):
+        reasons = [*result.review_reasons, *decision.review_reasons]
         rows.append({
             "message_id": message_id, "seq": seq, "format": report.format,
             "type_hint": report.type_hint, "source_ip": report.source_ip,
@@ -84,10 +106,43 @@ def report_rows(message_id: int, result: ParseResult, now: datetime) -> list[dic
                 "incidents": report.incidents, "inferred": report.inferred,
                 "warnings": report.warnings, "extra": _jsonable(report.extra),
             },
-            "review_reason": "; ".join(reasons) or None,
+            "review_reason": "; ".join(dict.fromkeys(reasons)) or None,
             "created_at": now,
+            "category": decision.category, "type": decision.type,
+            "confidence": decision.confidence, "customer_id": decision.customer_id,
+            "decision": _jsonable(decision.evidence), "fingerprint": decision.fingerprint,
+            "trusted": decision.trusted,
         })
     return rows
+
+
+def merge_duplicates(conn: Any, report_ids: list[int], decisions: list[Decision],
+                     now: datetime, window: timedelta) -> int:
+    """Point each report that repeats an earlier one (same fingerprint, same reporter
+    Message-ID, same ACNS case) at the first, and count it there; record the keys of the
+    others. Returns how many were duplicates."""
+    merged = 0
+    for report_id, decision in zip(report_ids, decisions, strict=True):
+        if not decision.duplicate_keys:
+            continue
+        first = conn.execute(
+            select(DuplicateKey.report_id)
+            .where(DuplicateKey.key.in_(decision.duplicate_keys),
+                   DuplicateKey.created_at >= now - window,
+                   DuplicateKey.report_id != report_id)
+            .order_by(DuplicateKey.created_at).limit(1)).scalar()
+        if first is not None:
+            conn.execute(update(Report).where(Report.id == report_id).values(
+                duplicate_of=first, review_reason=None))
+            conn.execute(update(Report).where(Report.id == first).values(
+                duplicates=Report.duplicates + 1))
+            merged += 1
+            continue
+        for key in decision.duplicate_keys:
+            upsert(conn, DuplicateKey.__table__,
+                   {"key": key[:255], "report_id": report_id, "created_at": now},
+                   "key", ["report_id", "created_at"])
+    return merged
 
 
 def _jsonable(value: Any) -> Any:
@@ -128,7 +183,12 @@ def process_message(desk: Desk, message_id: int) -> str:
                 log.info("processed by another delivery meanwhile")
                 return "skipped"
             if state is MessageState.PROCESSED and result is not None and result.reports:
-                conn.execute(insert(Report), report_rows(message_id, result, now))
+                ids = list(conn.execute(
+                    insert(Report).returning(Report.id, sort_by_parameter_order=True),
+                    report_rows(message_id, result, outcome.decisions, now)).scalars())
+                detail["duplicates"] = merge_duplicates(
+                    conn, ids, outcome.decisions, now,
+                    timedelta(days=desk.config.classifier.duplicate_window_days))
             conn.execute(insert(Event).values(
                 at=now, actor_kind="system", actor="pipeline", subject_type="message",
                 subject_id=message_id, action=state.value, detail=detail))

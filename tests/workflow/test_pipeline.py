@@ -83,7 +83,7 @@ def test_stored_message_is_processed(desk: Desk) -> None:
     assert as_utc(event.at) == NOW
     # the parsers ran: free text naming the offender's IP in the subject
     assert event.detail == {"disposition": "report", "format": "text", "parser": "text",
-                            "reports": 1}
+                            "reports": 1, "duplicates": 0}
 
 
 def test_raw_bytes_are_not_rewritten(desk: Desk) -> None:

@@ -82,12 +82,16 @@ def test_reports_are_stored_with_the_message(fixed_desk: Desk) -> None:
     assert first.fields["urls"] == ["http://spam.example/"]
     assert first.fields["incidents"] == 3
     assert first.fields["extra"] == {"when": "2026-03-01 00:00:00+00:00"}
-    assert first.review_reason is None
-    assert second.review_reason == "time without zone"
+    # classified by the ARF table; no customers are imported, so nobody resolves
+    assert (first.category, first.type) == ("spam", "spam")
+    assert first.customer_id is None
+    assert first.review_reason == "no customer resolves"
+    assert second.review_reason == "time without zone; no customer resolves"
+    assert first.fingerprint is not None and first.fingerprint != second.fingerprint
     with fixed_desk.sessions() as session:
         (event,) = session.scalars(select(Event).where(Event.subject_id == message_id))
     assert event.detail == {"disposition": "report", "format": "arf", "parser": "arf",
-                            "reports": 2}
+                            "reports": 2, "duplicates": 0}
     # A second delivery stores nothing twice.
     assert process_message(fixed_desk, message_id) == "skipped"
     with fixed_desk.engine.connect() as conn:

@@ -1,0 +1,152 @@
+"""The classifier's one entry point: a parsed report in, a decision out, with its evidence.
+
+For each report: its category and type (tables for structured formats, rules and the learnt
+text model for free text), the customer behind it (source IP at the incident's time and port,
+then the hosts of its URLs and domains, then addresses; the resolver hook when the index knows
+nobody), whether the reporter is who it claims to be (DKIM), the keys a later copy of it will be
+found by, and every reason a specialist must look at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from abuse_desk.config import ClassifierConfig
+from classifier.categorize import NOT_ABUSE, categorize, needs_review, spamvertising_override
+from classifier.customers import CustomerIndex, Resolution
+from classifier.duplicates import duplicate_keys, report_fingerprint
+from classifier.model import TextModel
+from classifier.resolver_hook import ResolverHook
+from classifier.trust import Trust, TrustPolicy, verify_dkim
+from classifier.types import Classification, Evidence
+from parsers.base import ParsedReport
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """What the classifier needs of the message a report came in."""
+
+    raw: bytes
+    from_address: str | None
+    message_id: str | None
+    subject: str = ""
+
+
+@dataclass
+class Decision:
+    category: str | None
+    type: str | None
+    confidence: float
+    customer_id: int | None
+    external_id: str | None
+    not_abuse: bool
+    trusted: bool
+    review_reasons: list[str]
+    fingerprint: str
+    duplicate_keys: list[str]
+    evidence: dict[str, Any] = field(default_factory=dict)  # stored as reports.decision
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.review_reasons)
+
+
+def _evidence(items: list[Evidence]) -> list[dict[str, Any]]:
+    return [e.to_json() for e in items]
+
+
+class Classifier:
+    """Built once per worker; *index* and *model* are asked for on each report, so a refreshed
+    customer index or a retrained model is used as soon as it exists."""
+
+    def __init__(self, config: ClassifierConfig, index: Callable[[], CustomerIndex],
+                 model: Callable[[], TextModel | None], trust: TrustPolicy,
+                 hook: ResolverHook | None = None,
+                 dns: Callable[..., bytes | None] | None = None) -> None:
+        self.config = config
+        self._index = index
+        self._model = model
+        self._trust = trust
+        self._hook = hook
+        self._dns = dns
+
+    def assess_reporter(self, message: MessageFacts) -> Trust:
+        """Once per message: does the reporter's DKIM back its claimed identity?"""
+        return self._trust.assess(message.raw, message.from_address,
+                                  verify_dkim(message.raw, dns=self._dns))
+
+    def resolve(self, report: ParsedReport) -> Resolution:
+        resolution = self._index().resolve_report(report)
+        if resolution.customer_id is None and self._hook is not None and report.source_ip:
+            hooked = self._hook.resolve(report.source_ip, report.source_port,
+                                        report.occurred_at)
+            resolution = resolution.with_hook(hooked, self._index())
+        return resolution
+
+    def classify(self, report: ParsedReport, message: MessageFacts, trust: Trust,
+                 *, forced_type: str | None = None,
+                 forced_customer: tuple[int, str] | None = None) -> Decision:
+        """Decide one report. *forced_type* / *forced_customer* are a specialist's decision."""
+        text = "\n".join(part for part in (message.subject, report.evidence or "") if part)
+        if forced_type is not None:
+            classification = Classification(
+                category=None if forced_type == NOT_ABUSE else _category(forced_type),
+                type=None if forced_type == NOT_ABUSE else forced_type, confidence=1.0,
+                evidence=[Evidence("specialist", 1.0, f"decided {forced_type}")])
+        else:
+            classification = categorize(report.type_hint, text, self._model(),
+                                        self.config.confidence_threshold)
+        not_abuse = forced_type == NOT_ABUSE or _is_not_abuse(classification)
+        resolution = self.resolve(report)
+        if forced_customer is not None:
+            resolution = self._index().forced(forced_customer)
+        via = {m.via for m in resolution.matches if m.customer_id == resolution.customer_id}
+        if forced_type is None and classification.type == "spam":
+            classification = spamvertising_override(
+                classification, ip_is_ours="source_ip" in via,
+                url_is_ours=bool(via & {"url", "domain"}))
+
+        reasons: list[str] = []
+        if not not_abuse:
+            reasons += report.review_reasons
+            reasons += resolution.reasons
+            if forced_type is None:
+                low = needs_review(classification, self.config.confidence_threshold)
+                if low:
+                    reasons.append(low)
+        if not trust.trusted and trust.reason:
+            reasons.append(trust.reason)
+        keys = duplicate_keys(report, message.message_id, message.from_address)
+        return Decision(
+            category=classification.category, type=classification.type,
+            confidence=classification.confidence, customer_id=resolution.customer_id,
+            external_id=resolution.external_id, not_abuse=not_abuse, trusted=trust.trusted,
+            review_reasons=_unique(reasons), fingerprint=report_fingerprint(report),
+            duplicate_keys=keys,
+            evidence={
+                "classification": _evidence(classification.evidence),
+                "customer": _evidence(resolution.evidence),
+                "matches": [{"customer": m.external_id, "via": m.via, "value": m.value,
+                             "resource": m.resource} for m in resolution.matches],
+                "disagreements": resolution.disagreements,
+                "trust": _evidence(trust.evidence),
+                "not_abuse": not_abuse,
+            })
+
+
+def _category(type_: str) -> str:
+    from classifier.types import category_of
+
+    return category_of(type_)
+
+
+def _is_not_abuse(classification: Classification) -> bool:
+    return any(e.name == "not-abuse" or e.name.endswith(":not-spam")
+               for e in classification.evidence) and classification.type is None
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i))
+

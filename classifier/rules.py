@@ -1,0 +1,183 @@
+"""Rules for free text: each a name, a type, a weight and the phrases that fire it.
+
+A rule that fires gives one piece of evidence for its type, named after the rule
+(``rule:phishing-words``), whose weight grows with the number of *distinct* phrases it found:
+``1 - (1 - weight) ** k`` for k distinct phrases, k capped at ``MAX_DISTINCT``. Repeating one
+phrase a hundred times is one phrase.
+
+The phrases are plain alternations of words (no nested quantifiers), searched in at most
+``MAX_TEXT_CHARS`` of text after boilerplate ("scanned for viruses", "not spam") is blanked, so
+the cost is linear in a bounded input. German, French, Spanish and Dutch words are included
+where they are cheap and unambiguous.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from classifier.types import TYPES, Evidence
+
+MAX_TEXT_CHARS = 20_000
+MAX_DISTINCT = 3  # distinct phrases counted per rule
+MAX_DETAIL_TERMS = 5
+
+# (name, type, weight, phrases). A phrase is a regex fragment; \b is added around each.
+_RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
+    ("rule:phishing-words", "phishing", 0.6, (
+        r"phish\w*", r"credentials?", r"credential harvest\w*", r"login page", r"log-?in form",
+        r"fake (?:bank|login|log-in|sign-?in|paypal|apple|microsoft|office ?365)\w*",
+        r"spoofed (?:site|page|website|bank)", r"impersonat\w+", r"verify your account",
+        r"account (?:has been )?suspended",
+        # de / fr / es / nl
+        r"gef[äa]lschte (?:webseite|seite|bank\w*|anmeldeseite)", r"zugangsdaten",
+        r"hame[çc]onnage", r"fausse page", r"identifiants", r"suplantaci[óo]n de identidad",
+        r"sitio falso", r"credenciales", r"nep-?(?:website|pagina|bank)", r"inloggegevens",
+    )),
+    ("rule:brute-force", "hacking", 0.6, (
+        r"brute[- ]?forc\w*", r"failed password", r"authentication failures?",
+        r"invalid user", r"login attempts?", r"failed logins?", r"dictionary attacks?",
+        r"password guessing", r"wp-login(?:\.php)?", r"credential stuffing",
+        r"fail2ban",
+        r"anmeldeversuche?", r"fehlgeschlagene anmeldung\w*", r"force brute",
+        r"tentatives? de connexion", r"fuerza bruta", r"intentos de (?:acceso|inicio de sesi[óo]n)",
+        r"inlogpogingen", r"mislukte aanmelding\w*",
+    )),
+    ("rule:login-service", "hacking", 0.3, (  # a login service named: weak on its own
+        r"sshd?", r"rdp", r"remote desktop",
+    )),
+    ("rule:intrusion", "hacking", 0.55, (
+        r"intrusion", r"exploit(?:ation|ed|ing)?(?: attempts?)?", r"sql injection", r"sqli",
+        r"hacked", r"hacking", r"defac(?:ed|ement)", r"unauthori[sz]ed access",
+        r"remote code execution", r"rce",
+        r"einbruch\w*", r"piratage", r"intrusi[óo]n", r"inbraak\w*",
+    )),
+    ("rule:port-scan", "port-scan", 0.6, (
+        r"port ?scan\w*", r"scann(?:ing|ed|er|ers)", r"scans?", r"prob(?:ing|es|ed)",
+        r"nmap", r"masscan", r"zmap",
+        r"gescannt", r"balayage de ports", r"escaneo de puertos", r"poortscan\w*",
+    )),
+    ("rule:ddos", "ddos", 0.65, (
+        r"ddos", r"dos attack", r"denial[- ]of[- ]service", r"amplification attack",
+        r"reflection attack", r"(?:syn|udp|http|icmp|ack) flood\w*", r"flooding",
+        r"d[ée]ni de service", r"denegaci[óo]n de servicio", r"overbelastingsaanval",
+        r"dienstverweigerung",
+    )),
+    ("rule:malware", "malware", 0.6, (
+        r"malware", r"botnet\w*", r"c&c", r"c2", r"command[- ]and[- ]control", r"infected",
+        r"infection", r"trojan\w*", r"virus(?:es)?", r"ransomware", r"worm", r"sinkhole\w*",
+        r"backdoor", r"web ?shell", r"exploit kit", r"cryptominer\w*",
+        r"malicious (?:software|code|file|payload|script|javascript)",
+        r"schadsoftware", r"infiziert", r"logiciel malveillant", r"infect[ée]e?",
+        r"software malicioso", r"infectado", r"besmet", r"kwaadaardige software",
+    )),
+    ("rule:virus-spam", "virus-spam", 0.65, (
+        r"(?:infected|malicious|virus) attachments?",
+        r"attachments? (?:was |is )?(?:infected|contain\w* (?:a )?(?:virus|malware|trojan))",
+        r"(?:virus|malware|trojan)[- ](?:laden |infected )?(?:e-?mails?|mails?|messages?)",
+        r"e-?mails? (?:with|containing|carrying) (?:a |an )?(?:virus|malware|trojan)",
+    )),
+    ("rule:copyright", "copyright", 0.65, (
+        r"dmca", r"infring\w*", r"copyright\w*", r"\w*torrent\w*", r"pira(?:cy|ted)",
+        r"intellectual property", r"17 u\.?s\.?c", r"rights ?holders?",
+        r"unauthori[sz]ed (?:distribution|copies|copy|sharing)", r"peer-to-peer", r"p2p",
+        r"urheberrecht\w*", r"droits? d'auteur", r"derechos de autor", r"auteursrecht\w*",
+    )),
+    ("rule:harassment", "harassment", 0.6, (
+        r"harass\w*", r"threaten\w*", r"threats? (?:to|against)", r"death threats?",
+        r"stalk\w*", r"bully\w*", r"cyberbully\w*", r"intimidat\w*", r"doxx\w*",
+        r"bel[äa]stigung", r"drohung\w*", r"harc[èe]lement", r"menaces?", r"acoso",
+        r"amenazas?", r"bedreiging\w*",
+    )),
+    ("rule:fraud", "fraud", 0.6, (
+        r"scam\w*", r"fraud\w*", r"advance[- ]fee", r"fake (?:shop|store|webshop|invoice)",
+        r"never (?:delivered|received|shipped)", r"money mule\w*", r"swindl\w*",
+        r"betrug\w*", r"betr[üu]ger\w*", r"fake-?shop", r"arnaque\w*", r"escroquerie\w*",
+        r"estafa\w*", r"oplichting", r"oplichter\w*", r"nepwinkel\w*",
+    )),
+    ("rule:illegal", "illegal", 0.7, (
+        r"csam", r"csem", r"child (?:sexual )?abuse (?:material|imagery|images|content)",
+        r"child exploitation", r"iwf", r"internet watch foundation", r"ncmec",
+    )),
+    ("rule:spam", "spam", 0.5, (
+        r"spam\w*", r"unsolicited", r"newsletters?", r"unsubscribe\w*", r"u[bc]e",
+        r"junk ?(?:e-?)?mails?", r"bulk (?:e-?)?mails?", r"never (?:signed up|subscribed|opted in)",
+        r"did not (?:sign up|subscribe|opt in)", r"opt-?out",
+        r"unerw[üu]nscht\w*", r"werbemails?", r"abbestellen", r"courriels? non sollicit[ée]s?",
+        r"pourriels?", r"d[ée]sabonner", r"correo no deseado", r"no solicitad[oa]s?",
+        r"darse de baja", r"ongevraagde", r"afmelden",
+    )),
+    ("rule:spamvertising", "spamvertising", 0.7, (
+        r"spamvertis\w*", r"spamvertiz\w*",
+        r"(?:advertised|promoted) (?:in|by|via|through) (?:spam|junk|unsolicited)\w*",
+        r"(?:site|website|url|domain) advertised",
+    )),
+    ("rule:open-service", "open-service", 0.6, (
+        r"open (?:dns )?resolvers?", r"open recursive", r"recursive (?:queries|lookups)",
+        r"open relay", r"open proxy", r"publicly (?:accessible|reachable|exposed)",
+        r"exposed (?:service|database|port|instance)s?", r"without authentication",
+        r"offener? resolver", r"r[ée]solveur ouvert",
+    )),
+]
+
+# Phrases that mention abuse words without complaining about abuse: blanked before matching.
+_BOILERPLATE = re.compile(
+    r"scanned (?:for viruses|by)|virus[- ]?(?:free|scanned|checked)|anti-?virus|"
+    r"anti-?spam|spam (?:folder|filter)\w*|not spam|threat intelligence|threat feed",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    type: str
+    weight: float
+    pattern: re.Pattern[str]  # the phrases as one alternation
+
+    def evidence(self, text: str) -> Evidence | None:
+        """This rule's evidence in *text* (already bounded and cleaned), or None."""
+        terms: list[str] = []
+        for m in self.pattern.finditer(text):
+            term = " ".join(m.group(0).lower().split())
+            if term not in terms:
+                terms.append(term)
+                if len(terms) >= MAX_DISTINCT:
+                    break
+        if not terms:
+            return None
+        weight = round(1 - (1 - self.weight) ** len(terms), 3)
+        return Evidence(self.name, weight, "matched: " + ", ".join(terms[:MAX_DETAIL_TERMS]))
+
+
+def _build(rules: list[tuple[str, str, float, tuple[str, ...]]]) -> tuple[Rule, ...]:
+    names: set[str] = set()
+    built = []
+    for name, type_, weight, phrases in rules:
+        if type_ not in TYPES:
+            raise ValueError(f"rules: {name} emits {type_!r}, not one of the policy's types")
+        if not 0.0 < weight < 1.0 or name in names or not phrases:
+            raise ValueError(f"rules: {name}: a duplicate name, no phrases or a bad weight")
+        names.add(name)
+        joined = "|".join(f"(?:{p})" for p in phrases)
+        built.append(Rule(name, type_, weight,
+                          re.compile(rf"(?<!\w)(?:{joined})(?!\w)", re.IGNORECASE)))
+    return tuple(built)
+
+
+RULES = _build(_RULES)
+
+
+def clean(text: str) -> str:
+    """*text* bounded to ``MAX_TEXT_CHARS`` with the boilerplate blanked."""
+    return _BOILERPLATE.sub(" ", text[:MAX_TEXT_CHARS])
+
+
+def score_text(text: str) -> dict[str, list[Evidence]]:
+    """type -> the evidence of every rule that fired for it (types with none left out)."""
+    cleaned = clean(text)
+    found: dict[str, list[Evidence]] = {}
+    for rule in RULES:
+        evidence = rule.evidence(cleaned)
+        if evidence is not None:
+            found.setdefault(rule.type, []).append(evidence)
+    return found

@@ -1,0 +1,147 @@
+"""Free-text rules: what fires them, what must not, and how their evidence is weighed."""
+
+from __future__ import annotations
+
+import pytest
+
+from classifier import rules
+from classifier.rules import MAX_TEXT_CHARS, RULES, score_text
+from classifier.types import Evidence
+
+# (text, rule expected to fire, its type)
+POSITIVE = [
+    ("This is a phishing site imitating our bank", "rule:phishing-words", "phishing"),
+    ("a fake bank login page asking for credentials", "rule:phishing-words", "phishing"),
+    ("Gefälschte Webseite stiehlt Zugangsdaten", "rule:phishing-words", "phishing"),
+    ("une fausse page vole les identifiants", "rule:phishing-words", "phishing"),
+    ("sitio falso que pide credenciales", "rule:phishing-words", "phishing"),
+    ("een nep-website die inloggegevens vraagt", "rule:phishing-words", "phishing"),
+    ("sshd: Failed password for root from 192.0.2.1", "rule:brute-force", "hacking"),
+    ("SSH brute force from your network", "rule:brute-force", "hacking"),
+    ("pam_unix: authentication failure; Invalid user admin", "rule:brute-force", "hacking"),
+    ("tausende Anmeldeversuche auf unserem Server", "rule:brute-force", "hacking"),
+    ("des tentatives de connexion par force brute", "rule:brute-force", "hacking"),
+    ("ataque de fuerza bruta contra nuestro servidor", "rule:brute-force", "hacking"),
+    ("duizenden inlogpogingen op onze mailserver", "rule:brute-force", "hacking"),
+    ("connections to our sshd", "rule:login-service", "hacking"),
+    ("SQL injection attempts against our shop", "rule:intrusion", "hacking"),
+    ("our site was defaced", "rule:intrusion", "hacking"),
+    ("Port scan from 192.0.2.7 against our network", "rule:port-scan", "port-scan"),
+    ("nmap probes across our DMZ", "rule:port-scan", "port-scan"),
+    ("escaneo de puertos desde su red", "rule:port-scan", "port-scan"),
+    ("DDoS attack on our web servers", "rule:ddos", "ddos"),
+    ("a SYN flood from your customer", "rule:ddos", "ddos"),
+    ("une attaque par déni de service", "rule:ddos", "ddos"),
+    ("the host is part of a botnet and talks to its C&C", "rule:malware", "malware"),
+    ("infected with a banking trojan", "rule:malware", "malware"),
+    ("der Rechner ist mit Schadsoftware infiziert", "rule:malware", "malware"),
+    ("emails with an infected attachment", "rule:virus-spam", "virus-spam"),
+    ("virus-laden emails to our users", "rule:virus-spam", "virus-spam"),
+    ("DMCA notice: the film is shared via BitTorrent", "rule:copyright", "copyright"),
+    ("copyrighted material infringing our rights", "rule:copyright", "copyright"),
+    ("shared with uTorrent", "rule:copyright", "copyright"),
+    ("Urheberrechtsverletzung in einer Tauschbörse", "rule:copyright", "copyright"),
+    ("he keeps harassing my daughter", "rule:harassment", "harassment"),
+    ("threatening emails every day", "rule:harassment", "harassment"),
+    ("she is stalking me online", "rule:harassment", "harassment"),
+    ("a scam website promising to double bitcoin", "rule:fraud", "fraud"),
+    ("an advance fee fraud email", "rule:fraud", "fraud"),
+    ("Fakeshop: Betrug mit Vorkasse", "rule:fraud", "fraud"),
+    ("The URL hosts CSAM", "rule:illegal", "illegal"),
+    ("the IWF confirmed child sexual abuse material", "rule:illegal", "illegal"),
+    ("unsolicited commercial email", "rule:spam", "spam"),
+    ("I never signed up for this newsletter and cannot unsubscribe", "rule:spam", "spam"),
+    ("Seit Tagen unerwünschte Werbemails", "rule:spam", "spam"),
+    ("nous recevons des pourriels", "rule:spam", "spam"),
+    ("recibimos correo no deseado", "rule:spam", "spam"),
+    ("ongevraagde e-mail van uw klant", "rule:spam", "spam"),
+    ("The spamvertised site pills.example", "rule:spamvertising", "spamvertising"),
+    ("the site was advertised in spam we received", "rule:spamvertising", "spamvertising"),
+    ("an open resolver answering recursive queries", "rule:open-service", "open-service"),
+    ("MongoDB publicly accessible without authentication", "rule:open-service", "open-service"),
+]
+
+# (text, a rule that must not fire on it)
+NEGATIVE = [
+    ("This message was scanned for viruses by our gateway", "rule:malware"),
+    ("This message was scanned for viruses by our gateway", "rule:port-scan"),
+    ("anti-virus: clean", "rule:malware"),
+    ("Your mail landed in our spam folder, this is not spam", "rule:spam"),
+    ("threat intelligence feed entry", "rule:harassment"),
+    ("we have problems with our printer", "rule:port-scan"),
+    ("a scandal in the newspaper", "rule:fraud"),
+    ("the ambassador's speech", "rule:login-service"),
+    ("Please look at 192.0.2.419 port 25", "rule:fraud"),
+    ("credential", "rule:brute-force"),
+    ("a copy of the contract", "rule:copyright"),
+    ("our spamassassin score", "rule:spamvertising"),
+    ("child care services", "rule:illegal"),
+    ("the uncompromised server", "rule:intrusion"),
+]
+
+
+@pytest.mark.parametrize(("text", "name", "type_"), POSITIVE)
+def test_rule_fires(text: str, name: str, type_: str) -> None:
+    found = score_text(text)
+    assert name in [e.name for e in found.get(type_, [])]
+
+
+@pytest.mark.parametrize(("text", "name"), NEGATIVE)
+def test_rule_does_not_fire(text: str, name: str) -> None:
+    found = score_text(text)
+    assert name not in [e.name for ev in found.values() for e in ev]
+
+
+def test_every_rule_has_a_positive_example() -> None:
+    assert {r.name for r in RULES} - {name for _, name, _ in POSITIVE} == set()
+
+
+def test_nothing_fires_on_text_without_abuse_words() -> None:
+    assert score_text("Hello, could you tell me your opening hours? Thanks, Anna") == {}
+    assert score_text("") == {}
+
+
+def test_one_phrase_gives_the_rule_weight() -> None:
+    assert score_text("We got spam from you") == {
+        "spam": [Evidence("rule:spam", 0.5, "matched: spam")]}
+
+
+def test_distinct_phrases_add_up_and_a_repeated_phrase_does_not() -> None:
+    assert score_text("spam " * 50) == {"spam": [Evidence("rule:spam", 0.5, "matched: spam")]}
+    assert score_text("Spam, unsolicited bulk email, newsletter, unsubscribe") == {
+        "spam": [Evidence("rule:spam", 0.875, "matched: spam, unsolicited, bulk email")]}
+
+
+def test_two_rules_of_one_type_each_give_evidence() -> None:
+    found = score_text("SSH brute force: failed password for root")
+    assert found == {"hacking": [
+        Evidence("rule:brute-force", 0.84, "matched: brute force, failed password"),
+        Evidence("rule:login-service", 0.3, "matched: ssh"),
+    ]}
+
+
+def test_several_types_in_one_text() -> None:
+    found = score_text("Phishing spam from your server")
+    assert found == {"phishing": [Evidence("rule:phishing-words", 0.6, "matched: phishing")],
+                     "spam": [Evidence("rule:spam", 0.5, "matched: spam")]}
+
+
+def test_text_beyond_the_cap_is_not_read() -> None:
+    assert score_text("x" * MAX_TEXT_CHARS + " phishing") == {}
+    assert "phishing" in score_text("x" * (MAX_TEXT_CHARS - 20) + " phishing")
+
+
+def test_a_large_hostile_text_is_read_in_one_pass() -> None:
+    # a million characters of near-misses: bounded by the cap, no catastrophic backtracking
+    found = score_text("failed passwor " * 70_000)
+    assert found == {}
+
+
+def test_a_rule_with_a_type_not_ours_is_refused() -> None:
+    with pytest.raises(ValueError, match="emits 'spamming'"):
+        rules._build([("rule:x", "spamming", 0.5, ("x",))])
+
+
+def test_a_duplicate_rule_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="rule:x"):
+        rules._build([("rule:x", "spam", 0.5, ("x",)), ("rule:x", "spam", 0.5, ("y",))])

@@ -371,8 +371,10 @@ def _review(args: argparse.Namespace, config: Config) -> int:
         else:
             print(f"{len(items)} report(s) waiting for review")
             for item in items:
-                print(f"  report {item['report_id']} ({item['format']}, {item['source_ip'] or '-'},"
-                      f" received {item['received_at']}): {'; '.join(item['review_reasons'])}")
+                what = (f"report {item['report_id']}" if item["report_id"] is not None
+                        else f"message {item['message_id']}")
+                print(f"  {what} ({item['format']}, {item['source_ip'] or '-'}, received "
+                      f"{item['received_at']}): {'; '.join(item['review_reasons'])}")
         return 0
     if args.not_abuse and args.type:
         return fail("--type and --not-abuse exclude each other")

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 
 from abuse_desk.app import Desk
 from abuse_desk.db import as_utc
-from abuse_desk.models import Customer, Event, Message, Report
+from abuse_desk.models import Customer, Event, Message, MessageState, Report
 from classifier.categorize import NOT_ABUSE
 from classifier.classify import Decision, MessageFacts
 from classifier.types import TYPES
@@ -28,7 +28,28 @@ class ReviewError(ValueError):
 
 
 def queue(desk: Desk, limit: int | None = None) -> list[dict[str, Any]]:
-    """The reports that need a person, oldest first."""
+    """What needs a person, oldest first: reports with review reasons, and messages no report
+    could be made of (a parser failed or a limit was hit; ``report_id`` is None for those)."""
+    items = _report_items(desk) + _message_items(desk)
+    items.sort(key=lambda item: (item["received_at"] or "", item["message_id"]))
+    return items[:limit] if limit is not None else items
+
+
+def _message_items(desk: Desk) -> list[dict[str, Any]]:
+    stmt = (select(Message.id, Message.received_at, Message.header_from, Message.header_subject,
+                   Message.format, Message.error)
+            .where(Message.state == MessageState.REVIEW).order_by(Message.received_at))
+    with desk.engine.connect() as conn:
+        return [{
+            "report_id": None, "message_id": m.id, "received_at": iso_z(as_utc(m.received_at)),
+            "format": m.format, "type_hint": None, "category": None, "type": None,
+            "confidence": None, "customer_id": None, "source_ip": None, "source_port": None,
+            "occurred_at": None, "reporter": m.header_from, "subject": m.header_subject,
+            "review_reasons": [(m.error or "processing failed").splitlines()[0]],
+        } for m in conn.execute(stmt)]
+
+
+def _report_items(desk: Desk) -> list[dict[str, Any]]:
     stmt = (select(Report, Message.received_at, Message.header_from, Message.header_subject,
                    Customer.external_id)
             .join(Message, Message.id == Report.message_id)
@@ -36,8 +57,6 @@ def queue(desk: Desk, limit: int | None = None) -> list[dict[str, Any]]:
             .where(Report.review_reason.is_not(None), Report.reviewed_at.is_(None),
                    Report.duplicate_of.is_(None))
             .order_by(Message.received_at, Report.id))
-    if limit is not None:
-        stmt = stmt.limit(limit)
     with desk.sessions() as session:
         return [{
             "report_id": report.id, "message_id": report.message_id,

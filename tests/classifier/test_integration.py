@@ -113,3 +113,12 @@ def test_cli_review_and_parse_use_the_database(env_db_url: str, tmp_path: Path,
         "other", "phishing", "C-1")
     assert cli.main(["review", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_message_no_parser_could_read_is_in_the_queue(desk: Desk) -> None:
+    many = (b"From: r@example.org\r\nSubject: bomb\r\nContent-Type: multipart/mixed; boundary=X"
+            b"\r\n\r\n" + b"--X\r\n\r\npart\r\n" * 5000 + b"--X--\r\n")
+    assert run(desk, many) == []
+    (item,) = review.queue(desk)
+    assert item["report_id"] is None
+    assert item["review_reasons"][0].startswith("too many MIME parts")

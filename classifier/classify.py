@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abuse_desk.config import ClassifierConfig
-from classifier.categorize import NOT_ABUSE, categorize, needs_review, spamvertising_override
+from classifier.categorize import (
+    NOT_ABUSE,
+    categorize,
+    is_not_abuse,
+    needs_review,
+    spamvertising_override,
+)
 from classifier.customers import CustomerIndex, Resolution
 from classifier.duplicates import duplicate_keys, report_fingerprint
 from classifier.model import TextModel
@@ -98,7 +104,7 @@ class Classifier:
         else:
             classification = categorize(report.type_hint, text, self._model(),
                                         self.config.confidence_threshold)
-        not_abuse = forced_type == NOT_ABUSE or _is_not_abuse(classification)
+        not_abuse = forced_type == NOT_ABUSE or is_not_abuse(classification)
         resolution = self.resolve(report)
         if forced_customer is not None:
             resolution = self._index().forced(forced_customer)
@@ -141,10 +147,6 @@ def _category(type_: str) -> str:
 
     return category_of(type_)
 
-
-def _is_not_abuse(classification: Classification) -> bool:
-    return any(e.name == "not-abuse" or e.name.endswith(":not-spam")
-               for e in classification.evidence) and classification.type is None
 
 
 def _unique(items: list[str]) -> list[str]:

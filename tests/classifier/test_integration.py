@@ -122,3 +122,12 @@ def test_a_message_no_parser_could_read_is_in_the_queue(desk: Desk) -> None:
     (item,) = review.queue(desk)
     assert item["report_id"] is None
     assert item["review_reasons"][0].startswith("too many MIME parts")
+
+
+def test_arf_not_spam_is_recorded_as_not_abuse_and_not_queued(desk: Desk) -> None:
+    raw = (Path(__file__).parent.parent / "parsers" / "data" / "arf" / "not_spam.eml").read_bytes()
+    (report,) = run(desk, raw)
+    assert (report.category, report.type) == (None, None)
+    assert report.decision["not_abuse"] is True
+    assert report.review_reason is None
+    assert review.queue(desk) == []

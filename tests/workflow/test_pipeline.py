@@ -123,16 +123,17 @@ def test_unknown_id_is_skipped(desk: Desk) -> None:
     assert event_count(desk) == 0
 
 
-def test_concurrent_deliveries_process_once(desk: Desk) -> None:
-    message_id = store(desk)
-    threads_n = 4
-    barrier = threading.Barrier(threads_n)
+def deliver_concurrently(desk: Desk, message_id: int, threads_n: int,
+                         barrier: threading.Barrier | None = None) -> list[str]:
+    """process_message from *threads_n* threads at once (released together by *barrier* if
+    given); returns their outcomes, failing on any exception."""
     outcomes: list[str] = []
     errors: list[BaseException] = []
 
     def deliver() -> None:
         try:
-            barrier.wait(10)
+            if barrier is not None:
+                barrier.wait(10)
             outcomes.append(process_message(desk, message_id))
         except BaseException as exc:
             errors.append(exc)
@@ -143,6 +144,13 @@ def test_concurrent_deliveries_process_once(desk: Desk) -> None:
     for t in threads:
         t.join(30)
     assert errors == []
+    return outcomes
+
+
+def test_concurrent_deliveries_process_once(desk: Desk) -> None:
+    message_id = store(desk)
+    threads_n = 4
+    outcomes = deliver_concurrently(desk, message_id, threads_n, threading.Barrier(threads_n))
     assert sorted(outcomes) == ["processed"] + ["skipped"] * (threads_n - 1)
     assert len(events(desk, message_id)) == 1
     assert load(desk, message_id).state == MessageState.PROCESSED
@@ -163,21 +171,7 @@ def test_concurrent_deliveries_all_past_the_first_read(desk: Desk,
         return headers
 
     monkeypatch.setattr(workflow.pipeline, "read_top_headers", read_then_wait)
-    outcomes: list[str] = []
-    errors: list[BaseException] = []
-
-    def deliver() -> None:
-        try:
-            outcomes.append(process_message(desk, message_id))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deliver) for _ in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    outcomes = deliver_concurrently(desk, message_id, threads_n)
     assert sorted(outcomes) == ["processed"] + ["skipped"] * (threads_n - 1)
     assert len(events(desk, message_id)) == 1
 

@@ -19,6 +19,7 @@ from abuse_desk.db import make_engine, make_sessions, utcnow
 if TYPE_CHECKING:
     from classifier.runtime import ClassifierRuntime
     from parsers.registry import Registry
+    from workflow.timeline import Workflow
 
 
 @dataclass
@@ -28,6 +29,9 @@ class Desk:
     sessions: sessionmaker[Session]
     broker: dramatiq.Broker
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Sends an actor's work to the broker: enqueue("run_step", id); None where there is no
+    # worker (the scheduler or `timeline run` picks the work up instead).
+    enqueue: Callable[[str, int], None] | None = None
 
     @functools.cached_property
     def parsers(self) -> Registry:
@@ -40,6 +44,12 @@ class Desk:
         from classifier.runtime import ClassifierRuntime
 
         return ClassifierRuntime(self.config, self.engine, self.clock)
+
+    @functools.cached_property
+    def workflow(self) -> Workflow:
+        from workflow.timeline import Workflow
+
+        return Workflow(self)
 
     def close(self) -> None:
         self.broker.close()

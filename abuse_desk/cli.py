@@ -53,9 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     add("worker", "run dramatiq workers only (needs a redis:// or amqp:// broker)",
         "Run pipeline.worker_threads dramatiq worker threads against broker.url. Start as many "
         "of these processes, on as many hosts, as the load needs.")
-    add("scheduler", "run the scheduler only: the sweeper, later timeline steps",
-        "Re-send messages left unprocessed (pipeline.sweep_after_s) and, later, run due "
-        "timeline steps. Several may run at once.")
+    add("scheduler", "run the scheduler only: the sweeper and due timeline steps",
+        "Re-send messages left unprocessed (pipeline.sweep_after_s) and hand due timeline "
+        "steps and notices to the workers. Several may run at once.")
     add("web", "run the web desk only (health page and /metrics for now)")
 
     db = add("db", "database schema: upgrade, current")
@@ -107,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("--not-abuse", action="store_true", help="the report is not abuse")
     rd.add_argument("--customer", metavar="CUSTOMER_ID", help="the customer's id (as imported)")
     rd.add_argument("--by", required=True, metavar="NAME", help="the specialist deciding")
+
+    from workflow.cli import add_workflow_commands
+
+    add_workflow_commands(add, common)
 
     msgs = add("messages", "look at stored messages")
     msgs_sub = msgs.add_subparsers(dest="messages_command", metavar="ACTION", required=True)
@@ -199,6 +203,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             return run_customers(args, config)
         elif args.command == "review":
             return _review(args, config)
+        elif args.command in ("cases", "fees", "timeline"):
+            from workflow.cli import run_workflow
+
+            return run_workflow(args, config)
     except (runner.UsageError, SchemaOutOfDate) as exc:
         return fail(str(exc))
     except OSError as exc:

@@ -109,6 +109,59 @@ class ClassifierConfig:
 
 
 @dataclass(frozen=True)
+class WorkflowConfig:
+    time_zone: str = "America/New_York"
+    holiday_country: str = "US"
+    holiday_subdivision: str = ""
+    closure_dates: list[str] = field(default_factory=list)
+    business_days: int = 5
+    prompt_hours: float = 24.0
+    prompt_types: list[str] = field(
+        default_factory=lambda: ["copyright", "phishing", "illegal"])
+    reminder_before_hours: float = 24.0
+    prompt_reminder_before_hours: float = 6.0
+    related_window_days: int = 30
+    repeat_claims: int = 3
+    repeat_window_days: int = 30
+    repeat_copyright_claims: int = 2
+    update_delay_minutes: float = 60.0
+    fee_amount_cents: int = 10_000
+    fee_currency: str = "USD"
+    auto_actions: list[str] = field(default_factory=list)
+    action_hook_url: str = ""
+    action_hook_command: list[str] = field(default_factory=list)
+    action_hook_timeout_s: float = 10.0
+    customer_can_resolve: bool = True
+    step_lease_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    transport: str = "maildir"
+    maildir: str = "var/outbox"
+    from_address: str = "abuse@integra-isp.example"
+    from_name: str = "Integra ISP Abuse Desk"
+    organization: str = "Integra ISP"
+    smarthost_host: str = ""
+    smarthost_port: int = 587
+    smarthost_starttls: bool = True
+    smarthost_username: str = ""
+    smarthost_password: str = ""
+    smarthost_timeout_s: float = 30.0
+    max_attempts: int = 10
+    retry_base_s: float = 60.0
+    retry_max_s: float = 3600.0
+    public_url: str = "http://127.0.0.1:8025"
+    token_days: int = 30
+    secret_key: str = ""
+    copyright_guide_url: str = "https://integra-isp.example/abuse/copyright-complaints"
+    templates_dir: str = ""
+    acknowledge: bool = True
+    ack_limit_per_sender: int = 3
+    ack_limit_window_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "text"
@@ -128,9 +181,45 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     parsers: ParserLimits = field(default_factory=ParserLimits)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "defaults"
+
+
+def _is_time_zone(name: str) -> bool:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _is_country(code: str) -> bool:
+    if not code:
+        return True
+    import holidays
+
+    return code in holidays.list_supported_countries()
+
+
+def _is_date(text: str) -> bool:
+    import datetime
+
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
+def _types() -> set[str]:
+    from classifier.types import TYPES
+
+    return set(TYPES)
 
 
 # Checks beyond the type: (section, key) -> (test, what a good value looks like).
@@ -166,6 +255,41 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("classifier", "confidence_threshold"): (lambda v: 0 <= v <= 1, "a number from 0 to 1"),
     ("classifier", "resolver_hook_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
     ("classifier", "duplicate_window_days"): (lambda v: v > 0, "a positive number of days"),
+    ("workflow", "time_zone"): (_is_time_zone, "an IANA time zone such as Europe/Berlin"),
+    ("workflow", "holiday_country"): (_is_country, "a country code the holidays package knows "
+                                      "(US, DE, GB, ...) or \"\" for none"),
+    ("workflow", "closure_dates"): (lambda v: all(_is_date(d) for d in v),
+                                    "a list of dates as \"YYYY-MM-DD\""),
+    ("workflow", "business_days"): (lambda v: v > 0, "a positive number of days"),
+    ("workflow", "prompt_hours"): (lambda v: v > 0, "a positive number of hours"),
+    ("workflow", "prompt_types"): (lambda v: all(t in _types() for t in v),
+                                   "a list of our types (classifier/types.py)"),
+    ("workflow", "reminder_before_hours"): (lambda v: v >= 0, "zero or more hours"),
+    ("workflow", "prompt_reminder_before_hours"): (lambda v: v >= 0, "zero or more hours"),
+    ("workflow", "related_window_days"): (lambda v: v > 0, "a positive number of days"),
+    ("workflow", "repeat_claims"): (lambda v: v >= 2, "2 or more claims"),
+    ("workflow", "repeat_copyright_claims"): (lambda v: v >= 2, "2 or more claims"),
+    ("workflow", "repeat_window_days"): (lambda v: v > 0, "a positive number of days"),
+    ("workflow", "fee_amount_cents"): (lambda v: v >= 0, "zero or more cents"),
+    ("workflow", "fee_currency"): (lambda v: len(v) == 3 and v.isalpha() and v.isupper(),
+                                   "an ISO 4217 code such as USD"),
+    ("workflow", "auto_actions"): (
+        lambda v: all(t in _types() or t in ("standard", "prompt", "all") for t in v),
+        "a list of types, \"standard\", \"prompt\" or \"all\""),
+    ("workflow", "action_hook_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("workflow", "step_lease_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("notify", "transport"): (lambda v: v in ("maildir", "smtp"), "maildir or smtp"),
+    ("notify", "from_address"): (lambda v: "@" in v and not any(c in v for c in "\r\n<> "),
+                                 "a plain address such as abuse@example.net"),
+    ("notify", "smarthost_port"): (lambda v: 0 < v <= 65535, "a TCP port, 1-65535"),
+    ("notify", "max_attempts"): (lambda v: v > 0, "a positive number"),
+    ("notify", "retry_base_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("notify", "retry_max_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("notify", "public_url"): (lambda v: v.startswith(("http://", "https://")),
+                               "an http:// or https:// URL"),
+    ("notify", "token_days"): (lambda v: v > 0, "a positive number of days"),
+    ("notify", "ack_limit_per_sender"): (lambda v: v >= 0, "zero or more"),
+    ("notify", "ack_limit_window_hours"): (lambda v: v > 0, "a positive number of hours"),
     ("log", "level"): (lambda v: v.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
                        "DEBUG, INFO, WARNING or ERROR"),
     ("log", "format"): (lambda v: v in {"text", "json"}, "text or json"),
@@ -257,7 +381,21 @@ def build_config(data: Mapping[str, Any], source: str = "defaults",
                 raise ConfigError(f"{where}: {coerced!r} is not {check[1]}")
             values[key] = coerced
         built[section] = cls(**values)
+    _check_subdivision(built["workflow"], source)
     return Config(**built, source=source)
+
+
+def _check_subdivision(workflow: WorkflowConfig, source: str) -> None:
+    sub = workflow.holiday_subdivision
+    if not sub:
+        return
+    import holidays
+
+    known = holidays.list_supported_countries().get(workflow.holiday_country, [])
+    if sub not in known:
+        raise ConfigError(
+            f"{source}: workflow.holiday_subdivision {sub!r} is not a subdivision of "
+            f"{workflow.holiday_country or 'no country'}; known: {', '.join(known) or 'none'}")
 
 
 def load_config(path: str | os.PathLike[str] | None = None,

@@ -80,6 +80,8 @@ class Message(Base):
     header_from: Mapped[str | None] = mapped_column(Text)
     header_subject: Mapped[str | None] = mapped_column(Text)
     header_date: Mapped[str | None] = mapped_column(Text)
+    # A reply to one of our notices, or a bounce of one, is attached to its case.
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
 
     __table_args__ = (Index("ix_messages_state_enqueued", "state", "enqueued_at"),)
 
@@ -160,6 +162,7 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    time_zone: Mapped[str | None] = mapped_column(String(64))  # for deadlines; desk's if None
 
 
 class CustomerResource(Base):
@@ -177,7 +180,20 @@ class CustomerResource(Base):
     valid_until: Mapped[datetime | None]
 
 
+class CaseState(enum.StrEnum):
+    OPEN = "open"  # opened, first notice not yet sent
+    NOTIFIED = "notified"
+    CUSTOMER_RESPONDED = "customer-responded"
+    RESOLVED = "resolved"  # a related claim within the window reopens it
+    ESCALATED = "escalated"  # deadline passed or repeated claims: fees assessed, action proposed
+    RESTRICTED = "restricted"
+    TERMINATED = "terminated"
+    CLOSED = "closed"
+
+
 class Case(Base):
+    """A customer's related conduct: the claims (reports) against it and their one timeline."""
+
     __tablename__ = "cases"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -192,6 +208,10 @@ class Case(Base):
     deadline_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    last_claim_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    proposed_action: Mapped[str | None] = mapped_column(String(16))  # restrict or terminate
 
 
 class TimelineStep(Base):
@@ -207,18 +227,25 @@ class TimelineStep(Base):
     lease_until: Mapped[datetime | None]
     done_at: Mapped[datetime | None]
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_timeline_steps_state_due", "state", "due_at"),)
 
 
 class Notice(Base):
-    """A mail to a customer; one per timeline step, however often the step is delivered."""
+    """A mail we send: to a customer (one per timeline step, however often the step is
+    delivered) or an acknowledgement to a reporter (one per message)."""
 
     __tablename__ = "notices"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     step_id: Mapped[int | None] = mapped_column(ForeignKey("timeline_steps.id"), unique=True)
+    # The reporter's message an acknowledgement answers (one per message).
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="notice", server_default="notice")
     header_message_id: Mapped[str] = mapped_column(String(255), unique=True)
     to_addr: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text)
@@ -228,6 +255,14 @@ class Notice(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))  # exactly what is sent
+    created_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    receipt: Mapped[str | None] = mapped_column(Text)  # the transport's answer
+    bounced_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_notices_state_next", "state", "next_attempt_at"),)
 
 
 class Event(Base):
@@ -261,6 +296,15 @@ class FeeEntry(Base):
     state: Mapped[str] = mapped_column(String(16), default="assessed")
     waived_by: Mapped[str | None] = mapped_column(Text)
     waive_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Setting(Base):
+    """Values the desk makes once and all its processes share (the signing key)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class User(Base):

@@ -21,6 +21,8 @@ from classifier.classify import Decision, MessageFacts
 from classifier.types import TYPES
 from parsers.base import ParsedReport, iso_z
 from parsers.headers import first_address
+from workflow import cases, timeline
+from workflow.notices import create_ack
 
 
 class ReviewError(ValueError):
@@ -125,6 +127,7 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
                                   forced_customer=forced_customer)
     now = desk.clock()
     text = "\n".join(p for p in (facts.subject, parsed.evidence or "") if p)
+    writer = desk.workflow.writer  # made (its key read) outside the transaction
     with desk.engine.begin() as conn:
         conn.execute(update(Report).where(Report.id == decision.report_id).values(
             category=outcome.category, type=outcome.type, confidence=outcome.confidence,
@@ -139,4 +142,11 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
                     "remaining_reasons": outcome.review_reasons}))
         if decision.type is not None and text:
             runtime.learn(conn, text, decision.type, decision.decided_by, decision.report_id)
+        # Decided and no reason left: the report joins (or opens) its customer's case.
+        joined = cases.attach_reports(
+            conn, desk.config.workflow, desk.workflow.calendar, [decision.report_id], now,
+            cases.Actor("specialist", decision.decided_by))
+        if joined:
+            create_ack(conn, writer, report.message_id, joined[decision.report_id], now)
+    timeline.kick(desk, joined.values())
     return outcome

@@ -18,7 +18,7 @@ def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Par
     return [
         # guards: decided before any format
         ReplyParser(message_id_domain),
-        BounceParser(),
+        BounceParser(message_id_domain),
         AutoReplyParser(),
         # structural: XARF JSON first (it also rides inside ARF with Feedback-Type xarf),
         # SpamCop before ARF (its ARF is SpamCop's), X-ARF before ARF (some wrap report.txt in

@@ -53,10 +53,17 @@ class ReplyParser:
 
 
 class BounceParser:
-    """Delivery-status notifications (RFC 3464) and read receipts (RFC 8098)."""
+    """Delivery-status notifications (RFC 3464) and read receipts (RFC 8098). A bounce of one
+    of our notices names its Message-ID in the returned headers; the workflow marks that notice
+    bounced on its case."""
 
     name = "bounce"
     stage = Stage.GUARD
+
+    def __init__(self, message_id_domain: str = "abuse-desk.localhost") -> None:
+        self._ours = re.compile(
+            r"^message-id:\s*(<[^<>@\s]+@" + re.escape(message_id_domain.lower()) + ">)",
+            re.I | re.M)
 
     def matches(self, mail: Mail) -> bool:
         ctype = mail.content_type
@@ -73,7 +80,22 @@ class BounceParser:
                     and _BOUNCE_SUBJECT.search(mail.subject))
 
     def parse(self, mail: Mail) -> ParseResult:
-        return ParseResult(disposition=Disposition.IGNORED, format="bounce")
+        ours: list[str] = []
+        status = diagnostic = None
+        for part in mail.parts:
+            if part.content_type in ("message/delivery-status",
+                                     "message/global-delivery-status"):
+                text = part.text()
+                found = re.search(r"^status:\s*([245]\.\d{1,3}\.\d{1,3})", text, re.I | re.M)
+                status = status or (found.group(1) if found else None)
+                found = re.search(r"^diagnostic-code:\s*(.{1,300})", text, re.I | re.M)
+                diagnostic = diagnostic or (found.group(1).strip() if found else None)
+            elif part.content_type in ("message/rfc822", "text/rfc822-headers",
+                                       "message/rfc822-headers", "text/plain"):
+                ours += [m.group(1).lower() for m in self._ours.finditer(part.text()[:200_000])]
+        return ParseResult(disposition=Disposition.IGNORED, format="bounce", extra={
+            "notice_message_ids": list(dict.fromkeys(ours)), "status": status,
+            "diagnostic": diagnostic})
 
 
 class AutoReplyParser:

@@ -201,11 +201,18 @@ class Mail:
         if msg.is_multipart():
             # A message/* part that Python parsed as an embedded message (for feedback-report
             # too, even when base64): serialise it back, then undo the transfer encoding.
-            inner = msg.get_payload(0)
-            if not isinstance(inner, Message):
+            # message/delivery-status is a list of header blocks (RFC 3464): keep them all.
+            payload = msg.get_payload()
+            if not isinstance(payload, list):
+                return b""
+            blocks: list[Message] = [
+                inner for inner in (payload[:100] if _real_type(msg) in (
+                    "message/delivery-status", "message/global-delivery-status")
+                    else payload[:1]) if isinstance(inner, Message)]
+            if not blocks:
                 return b""
             try:
-                raw = inner.as_bytes(policy=compat32)
+                raw = b"\n".join(inner.as_bytes(policy=compat32) for inner in blocks)
             except (ValueError, LookupError, UnicodeError, TypeError, MessageError):
                 return b""  # a header Python cannot serialise again: nothing to read here
             return decode_transfer(raw, cte) if cte in ("base64", "quoted-printable") else raw

@@ -48,6 +48,7 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
         "web": {"port": free_port()},
         "pipeline": {"sweep_interval_s": 0.5, "worker_threads": 2},
         "log": {"level": "INFO"},
+        "notify": {"maildir": str(tmp_path / "outbox")},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
@@ -60,7 +61,8 @@ def config_env(config: Config) -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABUSE_DESK_")}
     env["ABUSE_DESK_CONFIG"] = os.devnull  # not ./config.toml: only what is set here
-    for section in ("database", "broker", "smtp", "web", "pipeline", "parsers", "log", "metrics"):
+    for section in ("database", "broker", "smtp", "web", "pipeline", "parsers", "log", "metrics",
+                    "workflow", "notify"):
         for key, value in vars(getattr(config, section)).items():
             env[f"ABUSE_DESK_{section.upper()}__{key.upper()}"] = json.dumps(value)
     env["PYTHONUNBUFFERED"] = "1"

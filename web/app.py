@@ -81,8 +81,11 @@ def create_app(desk: Desk) -> Starlette:
             pass
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    from web.selfservice import routes as self_service_routes
+
     return Starlette(routes=[
         Route("/", health_page),
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
+        *self_service_routes(desk),
     ])

@@ -6,27 +6,47 @@ few and short: a message that still fails stays ``received`` and the sweeper re-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dramatiq
 
 from abuse_desk.app import Desk
 from abuse_desk.broker import QUEUE
-from workflow import pipeline
+from workflow import pipeline, timeline
 
 
 @dataclass(frozen=True)
 class Actors:
     process_message: dramatiq.Actor[[int], None]
+    run_step: dramatiq.Actor[[int], None]
+    deliver_notice: dramatiq.Actor[[int], None]
+
+    def send(self, name: str, ident: int) -> None:
+        actor: dramatiq.Actor[[int], None] = getattr(self, name)
+        actor.send(ident)
 
 
 def declare_actors(desk: Desk) -> Actors:
+    """Declare the actors on the desk's broker and make ``desk.enqueue`` send to them."""
+
     def process_message(message_id: int) -> None:
         pipeline.process_message(desk, message_id)
 
-    return Actors(
-        process_message=dramatiq.actor(
-            broker=desk.broker, actor_name="process_message",
-            queue_name=QUEUE, max_retries=desk.config.pipeline.max_retries,
-            min_backoff=1_000, max_backoff=60_000, time_limit=600_000)(process_message),
-    )
+    def run_step(step_id: int) -> None:
+        timeline.run_step(desk, step_id)
+
+    def deliver_notice(notice_id: int) -> None:
+        timeline.deliver_notice(desk, notice_id)
+
+    def declare(fn: Callable[[int], None], time_limit_ms: int) -> dramatiq.Actor[[int], None]:
+        return dramatiq.actor(
+            broker=desk.broker, actor_name=fn.__name__, queue_name=QUEUE,
+            max_retries=desk.config.pipeline.max_retries, min_backoff=1_000,
+            max_backoff=60_000, time_limit=time_limit_ms)(fn)
+
+    actors = Actors(process_message=declare(process_message, 600_000),
+                    run_step=declare(run_step, 300_000),
+                    deliver_notice=declare(deliver_notice, 300_000))
+    desk.enqueue = actors.send
+    return actors

@@ -22,17 +22,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from abuse_desk import metrics
 from abuse_desk.app import Desk
 from abuse_desk.logs import log_context
-from abuse_desk.models import DuplicateKey, Event, Message, MessageState, Report
+from abuse_desk.models import Case, DuplicateKey, Event, Message, MessageState, Notice, Report
 from classifier.classify import Decision, MessageFacts
 from classifier.runtime import upsert
-from parsers.base import ParseResult
+from parsers.base import Disposition, ParseResult
 from parsers.headers import first_address, read_top_headers
+from workflow import cases, timeline
+from workflow.notices import create_ack
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,48 @@ def merge_duplicates(conn: Any, report_ids: list[int], decisions: list[Decision]
     return merged
 
 
+def attach_reply(conn: Any, desk: Desk, message_id: int, raw: bytes, result: ParseResult,
+                 now: datetime) -> tuple[int | None, str | None]:
+    """Attach a reply to one of our mails, or a bounce of one, to its case: (case id, None),
+    or (None, why a person should look at it), or (None, None) for a bounce of something that
+    is not ours."""
+    extra = result.extra or {}
+    ours = [str(i).lower() for i in extra.get("notice_message_ids") or []]
+    notice = None
+    if ours:
+        notice = conn.execute(select(Notice.id, Notice.case_id, Notice.kind, Notice.to_addr)
+                              .where(func.lower(Notice.header_message_id).in_(ours))
+                              .order_by(Notice.id.desc())).first()
+    if result.format == "bounce":
+        if notice is None:
+            return None, None
+        conn.execute(update(Notice).where(Notice.id == notice.id).values(
+            state="bounced", bounced_at=now,
+            error=" ".join(str(v) for v in (extra.get("status"), extra.get("diagnostic")) if v)
+            or "bounced"))
+        cases.attach_message(conn, message_id, notice.case_id)
+        cases.event(conn, now, cases.SYSTEM, notice.case_id, "notice-bounced",
+                    notice_id=notice.id, to=notice.to_addr, message_id=message_id,
+                    status=extra.get("status"), diagnostic=extra.get("diagnostic"))
+        return notice.case_id, None
+    case_id = notice.case_id if notice is not None else None
+    if case_id is None and extra.get("case_reference"):
+        case_id = conn.execute(select(Case.id).where(
+            Case.reference == str(extra["case_reference"]).upper())).scalar()
+    if case_id is None:
+        return None, ("a reply to one of our mails, but no case matches "
+                      f"(reference {extra.get('case_reference')!r}, ids {ours[:3]})")
+    sender = first_address(read_top_headers(raw).from_) or "unknown"
+    cases.attach_message(conn, message_id, case_id)
+    if notice is not None and notice.kind == "ack":
+        cases.event(conn, now, cases.Actor("reporter", sender), case_id, "reporter-replied",
+                    message_id=message_id)
+    else:
+        cases.customer_responded(conn, case_id, now, cases.Actor("customer", sender),
+                                 message_id=message_id, via="mail")
+    return case_id, None
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -164,6 +208,9 @@ def process_message(desk: Desk, message_id: int) -> str:
 
         outcome = _examine(desk, row.raw)
         state, result = outcome.state, outcome.result
+        if result is not None and (result.reports or result.disposition is not
+                                   Disposition.REPORT):
+            desk.workflow.writer  # noqa: B018 - made (its key read) outside the transaction
         now = desk.clock()
         if outcome.reason:
             detail: dict[str, Any] = {"reason": outcome.reason}
@@ -173,6 +220,7 @@ def process_message(desk: Desk, message_id: int) -> str:
                       **({"reply": _jsonable(result.extra)} if result.extra else {})}
         else:
             detail = {}
+        touched: set[int] = set()
         with desk.engine.begin() as conn:
             claimed = conn.execute(
                 update(Message)
@@ -189,9 +237,29 @@ def process_message(desk: Desk, message_id: int) -> str:
                 detail["duplicates"] = merge_duplicates(
                     conn, ids, outcome.decisions, now,
                     timedelta(days=desk.config.classifier.duplicate_window_days))
+                joined = cases.attach_reports(conn, desk.config.workflow,
+                                              desk.workflow.calendar, ids, now)
+                touched.update(joined.values())
+                if joined:
+                    detail["cases"] = sorted(set(joined.values()))
+                    first_case = joined[min(joined)]
+                    if create_ack(conn, desk.workflow.writer, message_id, first_case, now):
+                        detail["acknowledged"] = True
+            elif state is MessageState.PROCESSED and result is not None and (
+                    result.disposition is Disposition.REPLY or result.format == "bounce"):
+                case_id, why = attach_reply(conn, desk, message_id, row.raw, result, now)
+                if case_id is not None:
+                    touched.add(case_id)
+                    detail["case"] = case_id
+                elif why is not None:
+                    conn.execute(update(Message).where(Message.id == message_id).values(
+                        state=MessageState.REVIEW.value, error=why))
+                    state = MessageState.REVIEW
+                    detail["reason"] = why
             conn.execute(insert(Event).values(
                 at=now, actor_kind="system", actor="pipeline", subject_type="message",
                 subject_id=message_id, action=state.value, detail=detail))
+        timeline.kick(desk, touched)
         metrics.PROCESSED.labels(state.value).inc()
         log.info("%s", state.value, extra={"fields": {
             "subject": outcome.values.get("header_subject"),

@@ -1,8 +1,13 @@
 """The scheduler: moves stored work on to the broker when it is due.
 
-For now one duty, the sweeper: every message still ``received`` whose last send to the broker is
-older than ``pipeline.sweep_after_s`` is sent again (the broker was down, a worker died, the
-in-process queue was lost with its process). Later: due timeline steps.
+Two duties, every ``pipeline.sweep_interval_s``:
+
+- the sweeper: every message still ``received`` whose last send to the broker is older than
+  ``pipeline.sweep_after_s`` is sent again (the broker was down, a worker died, the in-process
+  queue was lost with its process);
+- the timeline: every step whose ``due_at`` has come and every notice due for (another) attempt
+  is claimed with a lease and sent to its actor (``workflow/timeline.py``); a claim whose lease
+  ran out (its worker died) is claimed again.
 
 Two schedulers may run at once (one per host, or `serve` beside `scheduler`): a message is claimed
 by an UPDATE that moves its ``enqueued_at`` forward, with SKIP LOCKED on PostgreSQL, so each due
@@ -22,6 +27,7 @@ from sqlalchemy import select, update
 from abuse_desk import metrics
 from abuse_desk.app import Desk
 from abuse_desk.models import Message, MessageState
+from workflow import timeline
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +90,30 @@ class Scheduler:
             log.info("sweeper re-sent %d message(s) to the broker", sent)
         return sent
 
+    def due_work(self) -> int:
+        """Send due timeline steps and notices to their actors; returns how many."""
+        send = self._desk.enqueue
+        if send is None:
+            return 0
+        sent = 0
+        for claim, actor in ((timeline.claim_due_steps, "run_step"),
+                             (timeline.claim_due_notices, "deliver_notice")):
+            while True:
+                ids = claim(self._desk, self._desk.clock())
+                for ident in ids:
+                    send(actor, ident)
+                sent += len(ids)
+                if len(ids) < timeline.CLAIM_BATCH:
+                    break
+        return sent
+
     def tick(self) -> None:
-        try:
-            self.sweep()
-        except Exception as exc:  # the database is away: try again next tick
-            log.warning("scheduler tick failed: %s: %s", exc.__class__.__name__, exc)
+        for duty in (self.sweep, self.due_work):
+            try:
+                duty()
+            except Exception as exc:  # the database or broker is away: try again next tick
+                log.warning("scheduler %s failed: %s: %s", duty.__name__,
+                            exc.__class__.__name__, exc)
 
     def run(self) -> None:
         """Tick every ``pipeline.sweep_interval_s`` until :meth:`stop`."""

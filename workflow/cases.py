@@ -1,0 +1,443 @@
+"""Cases: a customer's related conduct, its claims, its state, and the steps of its timeline.
+
+Every function here takes an open connection inside the caller's transaction, so a case change is
+committed together with what caused it (the reports that joined it, a specialist's decision, a
+step that ran) and is never half-done. Every state change writes an audit event saying who and
+why.
+
+Joining: a report with a customer, a category and a type, not in review and not a duplicate,
+joins the customer's case for related conduct (same type, or the same source IP or domain) whose
+last claim is within ``workflow.related_window_days``; otherwise it opens a new case. A resolved
+case that gets such a claim is reopened with a fresh notice and deadline. Concurrent workers
+adding claims for one customer are serialized by a lock on the customer's row (PostgreSQL; on
+SQLite the database's write lock already does that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from abuse_desk.config import WorkflowConfig
+from abuse_desk.db import as_utc
+from abuse_desk.models import (
+    Case,
+    CaseState,
+    Customer,
+    Event,
+    FeeEntry,
+    Message,
+    Report,
+    TimelineStep,
+)
+from classifier.categorize import NOT_ABUSE
+from workflow.calendar import BusinessCalendar
+
+ACTIVE = (CaseState.OPEN, CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED)
+ESCALATED = (CaseState.ESCALATED, CaseState.RESTRICTED)
+JOINABLE = (*ACTIVE, *ESCALATED, CaseState.RESOLVED)
+ACTIONS = ("restrict", "terminate", "restore")
+# Steps that send the customer a mail (the notice kind is the step kind).
+MAIL_STEPS = ("notice", "reminder", "update", "escalation", "action", "resolved")
+
+
+class CaseError(ValueError):
+    """A case operation that cannot be done; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # system, specialist, supervisor, customer
+    name: str
+
+
+SYSTEM = Actor("system", "timeline")
+
+
+def reference(case_id: int, opened_at: datetime) -> str:
+    return f"C-{opened_at.year}-{case_id:06d}"
+
+
+def timeline_class(cfg: WorkflowConfig, type_: str) -> str:
+    return "prompt" if type_ in cfg.prompt_types else "standard"
+
+
+def deadline_for(cfg: WorkflowConfig, calendar: BusinessCalendar, cls: str,
+                 start: datetime) -> datetime:
+    if cls == "prompt":
+        return start + timedelta(hours=cfg.prompt_hours)
+    return calendar.add_business_days(start, cfg.business_days)
+
+
+def reminder_for(cfg: WorkflowConfig, cls: str, deadline: datetime,
+                 start: datetime) -> datetime | None:
+    hours = cfg.prompt_reminder_before_hours if cls == "prompt" else cfg.reminder_before_hours
+    if hours <= 0:
+        return None
+    at = deadline - timedelta(hours=hours)
+    return at if at > start else None
+
+
+def event(conn: Connection, now: datetime, actor: Actor, case_id: int, what: str,
+          **detail: Any) -> None:
+    """Write one audit event on a case: who did *what*, with the why in *detail*."""
+    conn.execute(insert(Event).values(
+        at=now, actor_kind=actor.kind, actor=actor.name, subject_type="case",
+        subject_id=case_id, action=what, detail=detail))
+
+
+def add_step(conn: Connection, case_id: int, kind: str, due_at: datetime, now: datetime,
+             state: str = "pending", **detail: Any) -> int:
+    return int(conn.execute(insert(TimelineStep).values(
+        case_id=case_id, kind=kind, due_at=due_at, state=state, detail=detail,
+        created_at=now).returning(TimelineStep.id)).scalar_one())
+
+
+def cancel_steps(conn: Connection, case_id: int, kinds: Iterable[str], now: datetime,
+                 why: str) -> int:
+    return conn.execute(
+        update(TimelineStep)
+        .where(TimelineStep.case_id == case_id, TimelineStep.kind.in_(list(kinds)),
+               TimelineStep.state.in_(("pending", "queued", "proposed")))
+        .values(state="cancelled", done_at=now, error=why)).rowcount
+
+
+def _lock_customer(conn: Connection, customer_id: int) -> None:
+    conn.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
+
+
+def _related_case(conn: Connection, cfg: WorkflowConfig, report: Any,
+                  now: datetime) -> Any | None:
+    since = now - timedelta(days=cfg.related_window_days)
+    candidates = conn.execute(
+        select(Case).where(Case.customer_id == report.customer_id,
+                           Case.state.in_([s.value for s in JOINABLE]),
+                           Case.last_claim_at >= since)
+        .order_by(Case.last_claim_at.desc())).all()
+    if not candidates:
+        return None
+    for case in candidates:
+        if case.type == report.type:
+            return case
+    ids = [c.id for c in candidates]
+    domains = set((report.fields or {}).get("domains") or [])
+    for case_id, ip, fields in conn.execute(
+            select(Report.case_id, Report.source_ip, Report.fields)
+            .where(Report.case_id.in_(ids))):
+        same_ip = report.source_ip is not None and ip == report.source_ip
+        if same_ip or domains & set((fields or {}).get("domains") or []):
+            return next(c for c in candidates if c.id == case_id)
+    return None
+
+
+def joinable(report: Any) -> bool:
+    """Whether a report can be a claim on a case now."""
+    return (report.customer_id is not None and report.type not in (None, NOT_ABUSE)
+            and report.category is not None and not report.review_reason
+            and report.duplicate_of is None and report.case_id is None)
+
+
+def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
+                   report_ids: Iterable[int], now: datetime,
+                   actor: Actor = Actor("system", "pipeline")) -> dict[int, int]:
+    """Put each joinable report in its case (opening one where needed); returns
+    {report_id: case_id} for the reports that joined."""
+    joined: dict[int, int] = {}
+    for report_id in report_ids:
+        report = conn.execute(select(Report).where(Report.id == report_id)).first()
+        if report is None or not joinable(report):
+            continue
+        _lock_customer(conn, report.customer_id)
+        case = _related_case(conn, cfg, report, now)
+        if case is None:
+            case_id = open_case(conn, cfg, calendar, report, now, actor)
+        else:
+            case_id = case.id
+            add_claim(conn, cfg, calendar, case, report, now, actor)
+        joined[report_id] = case_id
+    return joined
+
+
+def open_case(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar, report: Any,
+              now: datetime, actor: Actor) -> int:
+    cls = timeline_class(cfg, report.type)
+    deadline = deadline_for(cfg, calendar, cls, now)
+    case_id = int(conn.execute(insert(Case).values(
+        reference=f"new-{report.id}-{now.timestamp()}", customer_id=report.customer_id,
+        category=report.category, type=report.type, state=CaseState.OPEN.value,
+        timeline_class=cls, claims=1, opened_at=now, deadline_at=deadline, updated_at=now,
+        last_claim_at=now).returning(Case.id)).scalar_one())
+    conn.execute(update(Case).where(Case.id == case_id).values(
+        reference=reference(case_id, now)))
+    conn.execute(update(Report).where(Report.id == report.id).values(case_id=case_id))
+    _schedule_deadline(conn, cfg, case_id, cls, now, deadline)
+    event(conn, now, actor, case_id, "opened", report_id=report.id, timeline_class=cls,
+          deadline_at=deadline.isoformat())
+    return case_id
+
+
+def _schedule_deadline(conn: Connection, cfg: WorkflowConfig, case_id: int, cls: str,
+                       now: datetime, deadline: datetime) -> None:
+    add_step(conn, case_id, "notice", now, now)
+    reminder = reminder_for(cfg, cls, deadline, now)
+    if reminder is not None:
+        add_step(conn, case_id, "reminder", reminder, now)
+    add_step(conn, case_id, "deadline", deadline, now)
+
+
+def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar, case: Any,
+              report: Any, now: datetime, actor: Actor) -> None:
+    conn.execute(update(Report).where(Report.id == report.id).values(case_id=case.id))
+    conn.execute(update(Case).where(Case.id == case.id).values(
+        claims=Case.claims + 1, last_claim_at=now, updated_at=now))
+    state = CaseState(case.state)
+    if state is CaseState.RESOLVED:
+        deadline = deadline_for(cfg, calendar, case.timeline_class, now)
+        conn.execute(update(Case).where(Case.id == case.id).values(
+            state=CaseState.OPEN.value, deadline_at=deadline, resolved_at=None))
+        _schedule_deadline(conn, cfg, case.id, case.timeline_class, now, deadline)
+        event(conn, now, actor, case.id, "reopened", report_id=report.id,
+              reason="a related claim within the window", deadline_at=deadline.isoformat())
+        return
+    event(conn, now, actor, case.id, "claim-added", report_id=report.id)
+    if state in ACTIVE and timeline_class(cfg, report.type) == "prompt" != case.timeline_class:
+        _make_prompt(conn, cfg, case, report, now, actor)
+    if state in ESCALATED:
+        assess_fees(conn, cfg, case.id, now, [report.id])
+    if state is not CaseState.OPEN:  # an open case's first notice is still to go: it lists all
+        pending = conn.execute(select(TimelineStep.id).where(
+            TimelineStep.case_id == case.id, TimelineStep.kind == "update",
+            TimelineStep.state.in_(("pending", "queued")))).first()
+        if pending is None:
+            add_step(conn, case.id, "update", now + timedelta(minutes=cfg.update_delay_minutes),
+                     now, since=now.isoformat())
+    if state in ACTIVE:
+        repeat = repeat_claims(conn, cfg, case.id, case.type, now)
+        if repeat is not None:
+            escalate(conn, cfg, case.id, now, SYSTEM, repeat)
+
+
+def _make_prompt(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any, now: datetime,
+                 actor: Actor) -> None:
+    """A claim that needs prompt resolution joined a standard case: the case gets the prompt
+    deadline when that is sooner."""
+    deadline = now + timedelta(hours=cfg.prompt_hours)
+    current = as_utc(case.deadline_at)
+    if current is not None and current <= deadline:
+        conn.execute(update(Case).where(Case.id == case.id).values(timeline_class="prompt"))
+        return
+    conn.execute(update(Case).where(Case.id == case.id).values(
+        timeline_class="prompt", deadline_at=deadline))
+    cancel_steps(conn, case.id, ("reminder", "deadline"), now, "prompt claim joined")
+    reminder = reminder_for(cfg, "prompt", deadline, now)
+    if reminder is not None:
+        add_step(conn, case.id, "reminder", reminder, now)
+    add_step(conn, case.id, "deadline", deadline, now)
+    event(conn, now, actor, case.id, "deadline-shortened", report_id=report.id,
+          type=report.type, deadline_at=deadline.isoformat())
+
+
+def repeat_claims(conn: Connection, cfg: WorkflowConfig, case_id: int, type_: str,
+                  now: datetime) -> str | None:
+    """The reason to escalate early, when the case has enough claims of related conduct (each
+    complaint mail counts once, however many reports it carried)."""
+    threshold = cfg.repeat_copyright_claims if type_ == "copyright" else cfg.repeat_claims
+    since = now - timedelta(days=cfg.repeat_window_days)
+    count = conn.execute(
+        select(func.count(func.distinct(Report.message_id)))
+        .where(Report.case_id == case_id, Report.created_at >= since)).scalar_one()
+    if count >= threshold:
+        what = "repeat copyright infringement: " if type_ == "copyright" else ""
+        return (f"{what}{count} complaints of related conduct within "
+                f"{cfg.repeat_window_days} days (threshold {threshold})")
+    return None
+
+
+def assess_fees(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime,
+                report_ids: Iterable[int] | None = None) -> int:
+    """One fee per complaint (report) of the case that has none yet; returns how many."""
+    if cfg.fee_amount_cents <= 0:
+        return 0
+    if report_ids is None:
+        report_ids = list(conn.execute(select(Report.id).where(
+            Report.case_id == case_id)).scalars())
+    charged = set(conn.execute(select(FeeEntry.report_id).where(
+        FeeEntry.report_id.in_(list(report_ids)))).scalars())
+    rows = [{"case_id": case_id, "report_id": rid, "amount_cents": cfg.fee_amount_cents,
+             "currency": cfg.fee_currency, "assessed_at": now, "state": "assessed"}
+            for rid in report_ids if rid not in charged]
+    if rows:
+        conn.execute(insert(FeeEntry), rows)
+    return len(rows)
+
+
+def _proposed_action(conn: Connection, customer_id: int, case_id: int) -> str:
+    """Restrict first; terminate when the customer was already restricted on another case."""
+    before = conn.execute(select(Case.id).where(
+        Case.customer_id == customer_id, Case.id != case_id,
+        Case.state.in_((CaseState.RESTRICTED.value, CaseState.TERMINATED.value)))).first()
+    return "terminate" if before is not None else "restrict"
+
+
+def is_automatic(cfg: WorkflowConfig, case: Any) -> bool:
+    auto = set(cfg.auto_actions)
+    return bool({"all", case.timeline_class, case.type} & auto)
+
+
+def escalate(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime, actor: Actor,
+             reason: str) -> bool:
+    """Escalate: fees per complaint, the customer told, a restriction or termination proposed
+    (or scheduled, where config makes it automatic). False when already escalated or closed."""
+    case = conn.execute(select(Case).where(Case.id == case_id)).one()
+    if CaseState(case.state) not in ACTIVE:
+        return False
+    action = _proposed_action(conn, case.customer_id, case_id)
+    conn.execute(update(Case).where(Case.id == case_id).values(
+        state=CaseState.ESCALATED.value, escalated_at=now, updated_at=now,
+        proposed_action=action))
+    fees = assess_fees(conn, cfg, case_id, now)
+    cancel_steps(conn, case_id, ("reminder", "deadline"), now, "escalated")
+    add_step(conn, case_id, "escalation", now, now, reason=reason)
+    auto = is_automatic(cfg, case)
+    add_step(conn, case_id, action, now, now, state="pending" if auto else "proposed",
+             reason=reason, approved_by="config (workflow.auto_actions)" if auto else None)
+    event(conn, now, actor, case_id, "escalated", reason=reason, fees=fees,
+          proposed_action=action, automatic=auto)
+    return True
+
+
+def _case(conn: Connection, case_id: int) -> Any:
+    case = conn.execute(select(Case).where(Case.id == case_id)).first()
+    if case is None:
+        raise CaseError(f"no case {case_id}")
+    return case
+
+
+def find_case(conn: Connection, ref: str) -> Any:
+    """A case by its reference (C-2026-000123) or its number."""
+    ref = ref.strip()
+    stmt = select(Case).where(Case.reference == ref.upper()) if not ref.isdigit() else (
+        select(Case).where(Case.id == int(ref)))
+    case = conn.execute(stmt).first()
+    if case is None:
+        raise CaseError(f"no case {ref!r}: `abuse-desk cases list` shows them")
+    return case
+
+
+def resolve(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime, actor: Actor,
+            reason: str) -> None:
+    case = _case(conn, case_id)
+    state = CaseState(case.state)
+    if state in (CaseState.RESOLVED, CaseState.CLOSED):
+        raise CaseError(f"case {case.reference} is already {state.value}")
+    if state is CaseState.TERMINATED:
+        raise CaseError(f"case {case.reference} is terminated; restore the service first")
+    conn.execute(update(Case).where(Case.id == case_id).values(
+        state=CaseState.RESOLVED.value, resolved_at=now, updated_at=now, proposed_action=None))
+    cancel_steps(conn, case_id, ("reminder", "deadline", "update", "restrict", "terminate"),
+                 now, f"resolved by {actor.name}")
+    if state is CaseState.RESTRICTED:
+        add_step(conn, case_id, "restore", now, now, reason="case resolved",
+                 approved_by=actor.name)
+    add_step(conn, case_id, "resolved", now, now)
+    event(conn, now, actor, case_id, "resolved", reason=reason, previous_state=state.value)
+
+
+def customer_responded(conn: Connection, case_id: int, now: datetime, actor: Actor,
+                       **detail: Any) -> bool:
+    """A customer's answer: open/notified cases move to customer-responded; the answer is
+    recorded on the case in any state."""
+    case = _case(conn, case_id)
+    moved = CaseState(case.state) in (CaseState.OPEN, CaseState.NOTIFIED)
+    values: dict[str, Any] = {"updated_at": now}
+    if moved:
+        values["state"] = CaseState.CUSTOMER_RESPONDED.value
+    conn.execute(update(Case).where(Case.id == case_id).values(**values))
+    event(conn, now, actor, case_id, "customer-responded", state_changed=moved, **detail)
+    return moved
+
+
+def approve_action(conn: Connection, case_id: int, now: datetime, actor: Actor,
+                   action: str | None = None, reason: str = "") -> int:
+    """A specialist approves the proposed restriction or termination (or orders *action*)
+    directly; returns the step that will carry it out."""
+    case = _case(conn, case_id)
+    if action is None:
+        action = case.proposed_action
+        if action is None:
+            raise CaseError(f"case {case.reference} has no proposed action; name one: "
+                            f"{', '.join(ACTIONS)}")
+    if action not in ACTIONS:
+        raise CaseError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    state = CaseState(case.state)
+    if action == "restore" and state not in (CaseState.RESTRICTED, CaseState.TERMINATED):
+        raise CaseError(f"case {case.reference} is {state.value}: nothing to restore")
+    if action != "restore" and state in (CaseState.TERMINATED, CaseState.CLOSED):
+        raise CaseError(f"case {case.reference} is {state.value}")
+    proposed = conn.execute(select(TimelineStep.id).where(
+        TimelineStep.case_id == case_id, TimelineStep.kind == action,
+        TimelineStep.state == "proposed")).scalar()
+    if proposed is not None:
+        conn.execute(update(TimelineStep).where(TimelineStep.id == proposed).values(
+            state="pending", due_at=now, detail={"approved_by": actor.name, "reason": reason}))
+        step_id = int(proposed)
+    else:
+        step_id = add_step(conn, case_id, action, now, now, approved_by=actor.name,
+                           reason=reason)
+    event(conn, now, actor, case_id, "action-approved", action=action, step_id=step_id,
+          reason=reason)
+    return step_id
+
+
+def extend_deadline(conn: Connection, cfg: WorkflowConfig, case_id: int, until: datetime,
+                    now: datetime, actor: Actor, reason: str) -> None:
+    case = _case(conn, case_id)
+    if CaseState(case.state) not in ACTIVE:
+        raise CaseError(f"case {case.reference} is {case.state}: no deadline to extend")
+    if not reason:
+        raise CaseError("say why the deadline is extended (--reason)")
+    conn.execute(update(Case).where(Case.id == case_id).values(deadline_at=until,
+                                                               updated_at=now))
+    cancel_steps(conn, case_id, ("reminder", "deadline"), now, "deadline extended")
+    reminder = reminder_for(cfg, case.timeline_class, until, now)
+    if reminder is not None:
+        add_step(conn, case_id, "reminder", reminder, now)
+    add_step(conn, case_id, "deadline", until, now)
+    event(conn, now, actor, case_id, "deadline-extended", reason=reason,
+          previous=str(as_utc(case.deadline_at)) if case.deadline_at else None,
+          deadline_at=until.isoformat())
+
+
+def waive_fee(conn: Connection, fee_id: int, now: datetime, actor: Actor, reason: str) -> int:
+    """Waive one fee (or, with a case's fees, see :func:`waive_case_fees`); returns its case."""
+    if not reason:
+        raise CaseError("say why the fee is waived (--reason)")
+    fee = conn.execute(select(FeeEntry).where(FeeEntry.id == fee_id)).first()
+    if fee is None:
+        raise CaseError(f"no fee {fee_id}")
+    if fee.state != "assessed":
+        raise CaseError(f"fee {fee_id} is already {fee.state}")
+    conn.execute(update(FeeEntry).where(FeeEntry.id == fee_id).values(
+        state="waived", waived_by=actor.name, waive_reason=reason))
+    event(conn, now, actor, fee.case_id, "fee-waived", fee_id=fee_id, reason=reason,
+          amount_cents=fee.amount_cents, currency=fee.currency)
+    return int(fee.case_id)
+
+
+def waive_case_fees(conn: Connection, case_id: int, now: datetime, actor: Actor,
+                    reason: str) -> int:
+    ids = list(conn.execute(select(FeeEntry.id).where(
+        FeeEntry.case_id == case_id, FeeEntry.state == "assessed")).scalars())
+    if not ids:
+        raise CaseError("this case has no assessed fee to waive")
+    for fee_id in ids:
+        waive_fee(conn, fee_id, now, actor, reason)
+    return len(ids)
+
+
+def attach_message(conn: Connection, message_id: int, case_id: int) -> None:
+    conn.execute(update(Message).where(Message.id == message_id).values(case_id=case_id))

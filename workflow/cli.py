@@ -1,0 +1,402 @@
+"""The ``abuse-desk cases``, ``fees`` and ``timeline`` commands.
+
+``abuse_desk/cli.py`` adds them with :func:`add_workflow_commands` and runs them with
+:func:`run_workflow`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from abuse_desk.app import Desk, open_desk
+from abuse_desk.config import Config
+from abuse_desk.db import as_utc, ensure_schema, is_sqlite
+from abuse_desk.models import (
+    Case,
+    CaseState,
+    Customer,
+    Event,
+    FeeEntry,
+    Message,
+    Notice,
+    Report,
+    TimelineStep,
+)
+from parsers.base import iso_z
+from workflow import cases, timeline
+
+
+def _when(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not ISO 8601 (e.g. 2026-12-01T09:00:00Z)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _month(text: str) -> tuple[datetime, datetime]:
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month as YYYY-MM (e.g. 2026-11)")
+    year, month = int(text[:4]), int(text[5:])
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
+    """*add(name, help, description)* makes a top-level command (see abuse_desk/cli.py)."""
+    states = [s.value for s in CaseState]
+    c = add("cases", "cases: list, show, resolve, escalate, approve, extend, waive-fee",
+            "A customer's related conduct is one case: its claims, state, deadline, notices, "
+            "fees and audit trail. Cases are named by reference (C-2026-000123) or number.")
+    sub = c.add_subparsers(dest="cases_command", metavar="ACTION", required=True)
+
+    def action(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_, description=description)
+        p.add_argument("case", metavar="CASE", help="reference (C-2026-000123) or number")
+        return p
+
+    ls = sub.add_parser("list", parents=[common], help="cases, newest first",
+                        description="Cases, newest first, with their state, deadline, number of "
+                                    "reports and assessed fees.")
+    ls.add_argument("--state", choices=states, help="only cases in this state")
+    ls.add_argument("--customer", metavar="CUSTOMER_ID", help="only this customer's cases")
+    ls.add_argument("--overdue", action="store_true",
+                    help="only unresolved cases whose deadline has passed")
+    ls.add_argument("--limit", type=int, metavar="N", help="at most N cases")
+    ls.add_argument("--json", action="store_true", help="a JSON array")
+
+    show = action("show", "one case: reports, steps done and planned, notices, replies, fees, "
+                  "events", "Everything about one case.")
+    show.add_argument("--json", action="store_true", help="one JSON object")
+
+    for name, help_, desc in (
+            ("resolve", "mark a case resolved (pending deadline steps are cancelled)",
+             "Mark a case resolved: its reminder, deadline and proposed actions are cancelled, "
+             "a restricted service is restored, and the customer is told. A related claim "
+             "within workflow.related_window_days reopens it."),
+            ("escalate", "escalate a case now (fees assessed, an action proposed)",
+             "Escalate a case before its deadline: a fee per complaint is written to the "
+             "ledger, the customer is told, and a restriction (or termination) is proposed.")):
+        p = action(name, help_, desc)
+        p.add_argument("--by", required=True, metavar="NAME", help="the specialist")
+        p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+
+    ap = action("approve", "approve the proposed restriction or termination, or order one",
+                "Approve the action proposed at escalation (or name one with --action: "
+                "restrict, terminate, restore). It goes to the provisioning hook "
+                "(workflow.action_hook_url or action_hook_command) at the next step run.")
+    ap.add_argument("--action", choices=cases.ACTIONS, help="default: the proposed action")
+    ap.add_argument("--by", required=True, metavar="NAME", help="the specialist approving")
+    ap.add_argument("--reason", default="", help="why (kept in the audit trail)")
+
+    ex = action("extend", "move a case's deadline", "Move the deadline of an unresolved case; "
+                "its reminder and deadline steps are planned again.")
+    when = ex.add_mutually_exclusive_group(required=True)
+    when.add_argument("--until", type=_when, metavar="ISO", help="the new deadline")
+    when.add_argument("--business-days", type=int, metavar="N",
+                      help="N business days from now (desk calendar)")
+    ex.add_argument("--by", required=True, metavar="NAME", help="the specialist")
+    ex.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+
+    wv = action("waive-fee", "waive a case's assessed fees (or one with --fee)",
+                "Waive the assessed fees of a case (all of them, or one by --fee ID). Waived "
+                "fees stay in the ledger, marked waived, with who and why.")
+    wv.add_argument("--fee", type=int, metavar="FEE_ID", help="only this fee")
+    wv.add_argument("--by", required=True, metavar="NAME", help="the specialist")
+    wv.add_argument("--reason", required=True, help="why (kept in the ledger)")
+
+    f = add("fees", "the fee ledger: export for billing",
+            "Fees are assessed by the desk, never charged: billing takes them from the export.")
+    fsub = f.add_subparsers(dest="fees_command", metavar="ACTION", required=True)
+    fe = fsub.add_parser("export", parents=[common], help="fees of a month as CSV",
+                         description="Print the fees assessed in a month (UTC) as CSV, one row "
+                                     "per complaint, for billing.")
+    fe.add_argument("--month", required=True, type=_month, metavar="YYYY-MM")
+    fe.add_argument("--include-waived", action="store_true",
+                    help="also list waived fees (state column says which)")
+    fe.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+
+    t = add("timeline", "run the timeline: every step due at an instant",
+            "Timeline steps (notices, reminders, deadlines, actions) normally run from the "
+            "scheduler. `timeline run` runs, in this process, every step and notice due at "
+            "--now (default: the current time): for tests, backfills and catching up.")
+    tsub = t.add_subparsers(dest="timeline_command", metavar="ACTION", required=True)
+    tr = tsub.add_parser("run", parents=[common], help="run every step due at --now",
+                         description="Run every timeline step and deliver every notice due at "
+                                     "--now, until nothing more is due.")
+    tr.add_argument("--now", type=_when, metavar="ISO",
+                    help="the instant to run at (default: now), e.g. 2026-12-04T15:00:00Z")
+    tr.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"abuse-desk: error: {message}", file=sys.stderr)
+    return code
+
+
+def _open(config: Config, now: datetime | None = None) -> Desk:
+    desk = open_desk(config) if now is None else open_desk(config, clock=lambda: now)
+    ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
+    return desk
+
+
+def _money(cents: int) -> str:
+    return f"{cents / 100:.2f}"
+
+
+def case_rows(desk: Desk, state: str | None = None, customer: str | None = None,
+              overdue: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+    reports = (select(Report.case_id, func.count().label("n")).where(Report.case_id.is_not(None))
+               .group_by(Report.case_id).subquery())
+    fees = (select(FeeEntry.case_id, func.sum(FeeEntry.amount_cents).label("cents"),
+                   func.max(FeeEntry.currency).label("currency"))
+            .where(FeeEntry.state == "assessed").group_by(FeeEntry.case_id).subquery())
+    stmt = (select(Case, Customer.external_id, reports.c.n, fees.c.cents, fees.c.currency)
+            .join(Customer, Customer.id == Case.customer_id)
+            .outerjoin(reports, reports.c.case_id == Case.id)
+            .outerjoin(fees, fees.c.case_id == Case.id)
+            .order_by(Case.id.desc()))
+    if state:
+        stmt = stmt.where(Case.state == state)
+    if customer:
+        stmt = stmt.where(Customer.external_id == customer)
+    if overdue:
+        stmt = stmt.where(Case.state.in_([s.value for s in cases.ACTIVE]),
+                          Case.deadline_at < desk.clock())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with desk.sessions() as session:
+        return [{
+            "id": case.reference, "number": case.id, "customer_id": external_id,
+            "category": case.category, "type": case.type, "state": case.state,
+            "timeline_class": case.timeline_class,
+            "opened_at": iso_z(as_utc(case.opened_at)),
+            "deadline_at": iso_z(as_utc(case.deadline_at)),
+            "report_count": int(n or 0), "claims": case.claims,
+            "fee_total": _money(int(cents or 0)),
+            "fee_currency": currency or desk.config.workflow.fee_currency,
+            "proposed_action": case.proposed_action,
+        } for case, external_id, n, cents, currency in session.execute(stmt)]
+
+
+def case_detail(desk: Desk, ref: str) -> dict[str, Any]:
+    with desk.engine.connect() as conn:
+        case = cases.find_case(conn, ref)
+        summary = case_rows(desk, limit=None)
+        row = next(r for r in summary if r["number"] == case.id)
+        steps = conn.execute(select(TimelineStep).where(TimelineStep.case_id == case.id)
+                             .order_by(TimelineStep.due_at, TimelineStep.id)).all()
+        notices = conn.execute(select(
+            Notice.id, Notice.kind, Notice.to_addr, Notice.subject, Notice.state,
+            Notice.header_message_id, Notice.created_at, Notice.sent_at, Notice.attempts,
+            Notice.error, Notice.receipt, Notice.bounced_at, Notice.step_id)
+            .where(Notice.case_id == case.id).order_by(Notice.id)).all()
+        replies = conn.execute(select(
+            Message.id, Message.received_at, Message.header_from, Message.header_subject,
+            Message.format).where(Message.case_id == case.id).order_by(Message.id)).all()
+        fees = conn.execute(select(FeeEntry).where(FeeEntry.case_id == case.id)
+                            .order_by(FeeEntry.id)).all()
+        events = conn.execute(select(Event).where(Event.subject_type == "case",
+                                                  Event.subject_id == case.id)
+                              .order_by(Event.at, Event.id)).all()
+    with desk.sessions() as session:
+        reports = session.execute(
+            select(Report, Message.received_at, Message.header_from)
+            .join(Message, Message.id == Report.message_id)
+            .where(Report.case_id == case.id).order_by(Report.id)).all()
+    return {
+        **row,
+        "escalated_at": iso_z(as_utc(case.escalated_at)),
+        "resolved_at": iso_z(as_utc(case.resolved_at)),
+        "reports": [{
+            "id": r.id, "message_id": r.message_id, "format": r.format,
+            "category": r.category, "type": r.type, "source_ip": r.source_ip,
+            "source_port": r.source_port, "occurred_at": iso_z(as_utc(r.occurred_at)),
+            "received_at": iso_z(as_utc(received)), "reporter": sender,
+            "duplicates": r.duplicates} for r, received, sender in reports],
+        "steps": [{
+            "id": s.id, "kind": s.kind, "state": s.state, "due_at": iso_z(as_utc(s.due_at)),
+            "done_at": iso_z(as_utc(s.done_at)), "attempts": s.attempts, "error": s.error,
+            "detail": s.detail} for s in steps],
+        "notices": [{
+            "id": n.id, "kind": n.kind, "to": n.to_addr, "subject": n.subject, "state": n.state,
+            "message_id": n.header_message_id, "created_at": iso_z(as_utc(n.created_at)),
+            "sent_at": iso_z(as_utc(n.sent_at)), "attempts": n.attempts, "error": n.error,
+            "receipt": n.receipt, "bounced_at": iso_z(as_utc(n.bounced_at)),
+            "step_id": n.step_id} for n in notices],
+        "replies": [{
+            "message_id": m.id, "received_at": iso_z(as_utc(m.received_at)),
+            "from": m.header_from, "subject": m.header_subject,
+            "kind": "bounce" if m.format == "bounce" else "reply"} for m in replies],
+        "fees": [{
+            "id": f.id, "report_id": f.report_id, "amount": _money(f.amount_cents),
+            "currency": f.currency, "state": f.state,
+            "assessed_at": iso_z(as_utc(f.assessed_at)), "waived_by": f.waived_by,
+            "waive_reason": f.waive_reason} for f in fees],
+        "events": [{
+            "at": iso_z(as_utc(e.at)), "actor_kind": e.actor_kind, "actor": e.actor,
+            "action": e.action, "detail": e.detail} for e in events],
+    }
+
+
+def _print_case(detail: dict[str, Any]) -> None:
+    print(f"{detail['id']}  {detail['customer_id']}  {detail['category']}/{detail['type']}  "
+          f"{detail['state']}  ({detail['timeline_class']})")
+    print(f"  opened {detail['opened_at']}, deadline {detail['deadline_at'] or '-'}, "
+          f"{detail['report_count']} report(s), fees {detail['fee_currency']} "
+          f"{detail['fee_total']}"
+          + (f", proposed: {detail['proposed_action']}" if detail["proposed_action"] else ""))
+    print("  reports:")
+    for r in detail["reports"]:
+        print(f"    #{r['id']} {r['format']} {r['type']} {r['source_ip'] or '-'} "
+              f"received {r['received_at']} from {r['reporter'] or '-'}")
+    print("  timeline:")
+    for s in detail["steps"]:
+        when = s["done_at"] or s["due_at"]
+        extra = f" ({s['error']})" if s["error"] else ""
+        print(f"    {when}  {s['kind']:<10} {s['state']}{extra}")
+    print("  notices:")
+    for n in detail["notices"]:
+        print(f"    #{n['id']} {n['kind']:<10} {n['state']:<8} to {n['to']}"
+              + (f" ({n['error']})" if n["error"] else ""))
+    if detail["replies"]:
+        print("  replies:")
+        for m in detail["replies"]:
+            print(f"    message {m['message_id']} {m['kind']} {m['received_at']} "
+                  f"from {m['from']}: {m['subject']}")
+    if detail["fees"]:
+        print("  fees:")
+        for f in detail["fees"]:
+            print(f"    #{f['id']} report {f['report_id']} {f['currency']} {f['amount']} "
+                  f"{f['state']}" + (f" by {f['waived_by']}: {f['waive_reason']}"
+                                     if f["waived_by"] else ""))
+    print("  events:")
+    for e in detail["events"]:
+        print(f"    {e['at']}  {e['actor_kind']}:{e['actor']}  {e['action']}")
+
+
+def export_fees(desk: Desk, start: datetime, end: datetime, out: Any,
+                include_waived: bool = False) -> int:
+    stmt = (select(FeeEntry, Case.reference, Customer.external_id, Customer.name)
+            .join(Case, Case.id == FeeEntry.case_id)
+            .join(Customer, Customer.id == Case.customer_id)
+            .where(FeeEntry.assessed_at >= start, FeeEntry.assessed_at < end)
+            .order_by(FeeEntry.assessed_at, FeeEntry.id))
+    if not include_waived:
+        stmt = stmt.where(FeeEntry.state == "assessed")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["fee_id", "assessed_at", "case", "customer_id", "customer_name",
+                     "report_id", "amount", "currency", "state", "waived_by", "waive_reason"])
+    count = 0
+    with desk.sessions() as session:
+        for fee, ref, external_id, name in session.execute(stmt):
+            writer.writerow([fee.id, iso_z(as_utc(fee.assessed_at)), ref, external_id,
+                             _csv_safe(name), fee.report_id, _money(fee.amount_cents),
+                             fee.currency, fee.state, _csv_safe(fee.waived_by or ""),
+                             _csv_safe(fee.waive_reason or "")])
+            count += 1
+    return count
+
+
+def _csv_safe(text: str) -> str:
+    """No formula injection into the spreadsheet billing opens the export in."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def run_workflow(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "timeline":
+        desk = _open(config, args.now)
+        summary = timeline.run_due(desk)
+        if args.json:
+            print(json.dumps({"now": iso_z(desk.clock()), "steps": summary.steps,
+                              "notices": summary.notices}))
+        else:
+            steps = ", ".join(f"{n} {k}" for k, n in sorted(summary.steps.items())) or "none"
+            notes = ", ".join(f"{n} {k}" for k, n in sorted(summary.notices.items())) or "none"
+            print(f"at {iso_z(desk.clock())}: steps {steps}; notices {notes}")
+        return 0
+    desk = _open(config)
+    if args.command == "fees":
+        start, end = args.month
+        if args.output:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = export_fees(desk, start, end, out, args.include_waived)
+            print(f"{count} fee(s) written to {args.output}", file=sys.stderr)
+        else:
+            export_fees(desk, start, end, sys.stdout, args.include_waived)
+        return 0
+    try:
+        return _cases(args, desk)
+    except cases.CaseError as exc:
+        return _fail(str(exc))
+
+
+def _cases(args: argparse.Namespace, desk: Desk) -> int:
+    command = args.cases_command
+    if command == "list":
+        rows = case_rows(desk, args.state, args.customer, args.overdue, args.limit)
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            print(f"{len(rows)} case(s)")
+            for r in rows:
+                print(f"  {r['id']}  {r['customer_id']:<12} {r['type']:<14} {r['state']:<18} "
+                      f"deadline {r['deadline_at'] or '-'}  {r['report_count']} report(s)  "
+                      f"{r['fee_currency']} {r['fee_total']}")
+        return 0
+    if command == "show":
+        detail = case_detail(desk, args.case)
+        if args.json:
+            print(json.dumps(detail))
+        else:
+            _print_case(detail)
+        return 0
+    now = desk.clock()
+    who = cases.Actor("specialist", args.by)
+    wf = desk.config.workflow
+    with desk.engine.begin() as conn:
+        case = cases.find_case(conn, args.case)
+        if command == "resolve":
+            cases.resolve(conn, wf, case.id, now, who, args.reason)
+            said = f"{case.reference} resolved"
+        elif command == "escalate":
+            if not cases.escalate(conn, wf, case.id, now, who, args.reason):
+                raise cases.CaseError(f"case {case.reference} is {case.state}: only open, "
+                                      "notified or customer-responded cases escalate")
+            said = f"{case.reference} escalated"
+        elif command == "approve":
+            cases.approve_action(conn, case.id, now, who, args.action, args.reason)
+            said = f"{case.reference}: {args.action or case.proposed_action} approved"
+        elif command == "extend":
+            until = args.until or desk.workflow.calendar.add_business_days(
+                now, args.business_days)
+            if as_utc(until) <= now:  # type: ignore[operator]
+                raise cases.CaseError("the new deadline must be in the future")
+            cases.extend_deadline(conn, wf, case.id, until, now, who, args.reason)
+            said = f"{case.reference}: deadline now {iso_z(until)}"
+        else:  # waive-fee
+            if args.fee is not None:
+                fee_case = conn.execute(select(FeeEntry.case_id).where(
+                    FeeEntry.id == args.fee)).scalar()
+                if fee_case != case.id:
+                    raise cases.CaseError(f"fee {args.fee} is not a fee of {case.reference}")
+                cases.waive_fee(conn, args.fee, now, who, args.reason)
+                said = f"{case.reference}: fee {args.fee} waived"
+            else:
+                n = cases.waive_case_fees(conn, case.id, now, who, args.reason)
+                said = f"{case.reference}: {n} fee(s) waived"
+    timeline.kick(desk, [case.id])
+    print(said)
+    if desk.enqueue is None and command in ("resolve", "escalate", "approve"):
+        print("  (the customer's mail and any action go out at the scheduler's next run)")
+    return 0

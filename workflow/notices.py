@@ -1,0 +1,367 @@
+"""The mails the desk writes: customer notices for a case's steps and acknowledgements to
+people who reported abuse. Rendering (templates, headers, redaction) is in ``mailer``; this module
+gathers what a mail says from the database and stores it as a ``notices`` row, ready to send.
+
+A notice row holds the exact bytes to send, so a retry sends the same mail with the same
+Message-ID; the row is created in the same transaction as the step that asked for it, and
+``notices.step_id`` (unique) makes that one mail per step however often the step is delivered.
+
+Acknowledgements go to people only: never to a null sender, to mail marked ``Auto-Submitted``
+(other than ``no``), ``Precedence: bulk/list/junk``, mailing lists (``List-*``), or to the
+machine formats (ARF, X-ARF, XARF, ACNS, Shadowserver, SpamCop); at most
+``notify.ack_limit_per_sender`` per sender address per window, one per message.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import hmac
+import re
+import secrets
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import getaddresses
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from abuse_desk.config import Config
+from abuse_desk.db import as_utc
+from abuse_desk.models import Case, Customer, Message, Notice, Report, Setting
+from parsers.base import iso_z
+from parsers.headers import first_address
+from workflow import mailer
+from workflow.calendar import BusinessCalendar
+
+MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf-json", "acns", "shadowserver", "spamcop"})
+EVIDENCE_LIMIT = 8_000  # characters of evidence per report in a notice
+REPORTS_LIMIT = 20  # reports listed per notice (the rest are counted)
+
+
+def type_label(type_: str | None) -> str:
+    labels = {"spam": "Spam", "virus-spam": "Virus-carrying spam",
+              "spamvertising": "Spamvertizing", "malware": "Infected host (malware)",
+              "hacking": "Hacking", "port-scan": "Port scanning", "ddos": "Denial of service",
+              "open-service": "Open or abusable service", "copyright": "Copyright infringement",
+              "harassment": "Harassment", "phishing": "Phishing", "fraud": "Fraud",
+              "illegal": "Illegal content"}
+    return labels.get(type_ or "", (type_ or "abuse").capitalize())
+
+
+# ---- the desk's secret and self-service tokens -------------------------------------------------
+
+def secret_key(engine: Engine, config: Config) -> bytes:
+    """``notify.secret_key``, else the key kept in the database (made once, shared by all the
+    desk's processes)."""
+    if config.notify.secret_key:
+        return config.notify.secret_key.encode()
+    with engine.begin() as conn:
+        value = conn.execute(select(Setting.value).where(Setting.key == "secret_key")).scalar()
+        if value is None:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            conn.execute(dialect.insert(Setting.__table__)
+                         .values(key="secret_key", value=secrets.token_urlsafe(32))
+                         .on_conflict_do_nothing(index_elements=["key"]))
+            value = conn.execute(select(Setting.value).where(
+                Setting.key == "secret_key")).scalar_one()
+    return str(value).encode()
+
+
+def _b64(data: bytes) -> str:
+    return urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_token(secret: bytes, case_id: int, expires: datetime) -> str:
+    """A self-service token for one case, valid until *expires*: ``CASE.EXPIRY.MAC``."""
+    body = f"{case_id}.{int(expires.timestamp())}"
+    mac = hmac.new(secret, b"self-service:" + body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac[:18])}"
+
+
+class TokenError(ValueError):
+    """A self-service link that is not ours, altered, or expired."""
+
+
+def read_token(secret: bytes, token: str, now: datetime) -> int:
+    """The case id a token grants, or TokenError."""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise TokenError("this link is not valid")
+    body = f"{parts[0]}.{parts[1]}"
+    mac = hmac.new(secret, b"self-service:" + body.encode(), hashlib.sha256).digest()
+    try:
+        given = urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+    except ValueError as exc:
+        raise TokenError("this link is not valid") from exc
+    if not hmac.compare_digest(given, mac[:18]):
+        raise TokenError("this link is not valid")
+    if int(parts[1]) < now.timestamp():
+        raise TokenError("this link has expired: reply to the notice mail instead, keeping "
+                         "the case reference in the subject")
+    return int(parts[0])
+
+
+# ---- what a notice says --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Writer:
+    """Everything a notice needs that is not in the database."""
+
+    config: Config
+    calendar: BusinessCalendar
+    templates: mailer.Templates
+    secret: bytes
+
+    def message_id(self, case_ref: str, tag: str) -> str:
+        return f"<{case_ref}.{tag}.{secrets.token_hex(6)}@{self.config.smtp.hostname}>"
+
+    def self_service_url(self, case_id: int, now: datetime) -> str:
+        token = make_token(self.secret, case_id,
+                           now + timedelta(days=self.config.notify.token_days))
+        return f"{self.config.notify.public_url.rstrip('/')}/self-service/{token}"
+
+
+def _report_view(row: Any, secret: bytes) -> dict[str, Any]:
+    fields = row.fields or {}
+    evidence = str(fields.get("evidence") or "")
+    recipients = mailer.recipients_in_evidence(evidence)
+    rcpt = (fields.get("extra") or {}).get("original_rcpt_to")
+    if isinstance(rcpt, str):
+        recipients.append(rcpt)
+    elif isinstance(rcpt, list):
+        recipients.extend(str(r) for r in rcpt)
+    evidence = mailer.redact(evidence, recipients, secret)
+    if len(evidence) > EVIDENCE_LIMIT:
+        evidence = evidence[:EVIDENCE_LIMIT] + "\n[... evidence cut here ...]"
+    return {
+        "received_at": iso_z(as_utc(row.received_at)) or "",
+        "format": row.format,
+        "reporter": _reporter(fields, row.format, row.header_from),
+        "source_ip": row.source_ip, "source_port": row.source_port,
+        "occurred_at": iso_z(as_utc(row.occurred_at)),
+        "urls": [str(u) for u in (fields.get("urls") or [])][:20],
+        "domains": [str(d) for d in (fields.get("domains") or [])][:20],
+        "evidence": evidence,
+    }
+
+
+def _reporter(fields: dict[str, Any], fmt: str, header_from: str | None) -> str:
+    """Who complained, as the customer may read it: an organisation's name or a machine
+    sender's domain; never the name or address of a person."""
+    if fields.get("reporter_org"):
+        return mailer.header_safe(fields["reporter_org"], 120)
+    sender = first_address(header_from)
+    if fmt in MACHINE_FORMATS and sender:
+        return sender.rpartition("@")[2]
+    return "a third party"
+
+
+def report_views(conn: Connection, case_id: int, secret: bytes,
+                 since: datetime | None = None) -> list[dict[str, Any]]:
+    """The case's reports as a notice shows them, evidence redacted (RFC 6590) and cut."""
+    stmt = (select(Report.format, Report.source_ip, Report.source_port, Report.occurred_at,
+                   Report.fields, Message.received_at, Message.header_from)
+            .join(Message, Message.id == Report.message_id)
+            .where(Report.case_id == case_id).order_by(Report.id))
+    if since is not None:
+        stmt = stmt.where(Report.created_at >= since)
+    return [_report_view(r, secret) for r in conn.execute(stmt.limit(REPORTS_LIMIT))]
+
+
+def _money(cents: int, currency: str) -> str:
+    return f"{currency} {cents / 100:,.2f}"
+
+
+def context(conn: Connection, writer: Writer, case: Any, customer: Any, kind: str,
+            now: datetime, detail: dict[str, Any]) -> dict[str, Any]:
+    cfg = writer.config
+    zone = customer.time_zone or cfg.workflow.time_zone
+    deadline = as_utc(case.deadline_at)
+    if case.timeline_class == "prompt":
+        time_left = f"{cfg.workflow.prompt_hours:g} hours"
+    else:
+        time_left = f"{cfg.workflow.business_days} business days"
+    fee = None
+    if kind == "escalation":
+        from abuse_desk.models import FeeEntry
+
+        amounts = conn.execute(select(func.count(), func.coalesce(func.sum(
+            FeeEntry.amount_cents), 0)).where(FeeEntry.case_id == case.id,
+                                               FeeEntry.state == "assessed")).one()
+        fee = {"amount": _money(cfg.workflow.fee_amount_cents, cfg.workflow.fee_currency),
+               "currency": cfg.workflow.fee_currency, "count": int(amounts[0]),
+               "total": _money(int(amounts[1]), cfg.workflow.fee_currency)}
+    since = None
+    if kind == "update" and detail.get("since"):
+        since = datetime.fromisoformat(detail["since"])
+    return {
+        "org": cfg.notify.organization,
+        "kind": kind,
+        "case": {
+            "reference": case.reference, "category": case.category, "type": case.type,
+            "type_label": type_label(case.type), "state": case.state, "claims": case.claims,
+            "timeline_class": case.timeline_class,
+            "opened_at": mailer.format_deadline(as_utc(case.opened_at) or now, zone),
+            "deadline": mailer.format_deadline(deadline, zone) if deadline else "",
+            "deadline_utc": iso_z(deadline) or "",
+            "time_left": time_left,
+        },
+        "customer": {"name": customer.name, "external_id": customer.external_id},
+        "reports": report_views(conn, case.id, writer.secret),
+        "new_reports": report_views(conn, case.id, writer.secret, since) if since else [],
+        "self_service_url": writer.self_service_url(case.id, now),
+        "copyright_guide_url": (cfg.notify.copyright_guide_url
+                                if case.type == "copyright" else None),
+        "fee_amount": _money(cfg.workflow.fee_amount_cents, cfg.workflow.fee_currency),
+        "fee": fee,
+        "action": detail.get("action"),
+        "reason": detail.get("reason"),
+        "ack": None,
+    }
+
+
+def create_notice(conn: Connection, writer: Writer, case_id: int, kind: str, step_id: int,
+                  now: datetime, detail: dict[str, Any] | None = None) -> int:
+    """Write the customer's notice for a step; returns the notice id. A customer without an
+    address gets a notice row marked failed, so the case shows it was not sent."""
+    detail = detail or {}
+    case = conn.execute(select(Case).where(Case.id == case_id)).one()
+    customer = conn.execute(select(Customer).where(Customer.id == case.customer_id)).one()
+    rendered = writer.templates.render(kind, case.category, case.type,
+                                       context(conn, writer, case, customer, kind, now, detail))
+    subject = f"[Abuse Case {case.reference}] {rendered.subject}"
+    msg_id = writer.message_id(case.reference, kind)
+    notify = writer.config.notify
+    to_addr = _valid_address(customer.email)
+    values: dict[str, Any] = {
+        "case_id": case_id, "step_id": step_id, "kind": kind, "header_message_id": msg_id,
+        "to_addr": to_addr or (customer.email or ""), "subject": subject,
+        "body_text": rendered.text, "body_html": rendered.html, "created_at": now,
+        "next_attempt_at": now, "attempts": 0}
+    if to_addr is None:
+        values.update(state="failed", error=(
+            f"customer {customer.external_id} has no valid e-mail address "
+            f"({customer.email!r}); set it with `abuse-desk customers import`"))
+    else:
+        values.update(state="pending", raw=mailer.compose(
+            from_addr=notify.from_address, from_name=notify.from_name, to_addr=to_addr,
+            subject=subject, message_id=msg_id, date=now, text=rendered.text,
+            html=rendered.html, organization=notify.organization))
+    return int(conn.execute(insert(Notice).values(**values).returning(Notice.id)).scalar_one())
+
+
+def _valid_address(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
+
+
+# ---- acknowledgements ------------------------------------------------------------------------
+
+_LIST_HEADER = re.compile(r"^list-(?:id|unsubscribe|post|help|owner|archive)$", re.I)
+
+
+def automated_reason(raw: bytes, mail_from: str | None, fmt: str | None) -> str | None:
+    """Why a message comes from a machine (no acknowledgement), or None for a person."""
+    if not mail_from or mail_from in ("<>", ""):
+        return "null sender"
+    if fmt in MACHINE_FORMATS:
+        return f"machine format {fmt}"
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:262_144]
+    headers = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
+    auto = str(headers.get("Auto-Submitted", "no")).strip().lower()
+    if auto and not auto.startswith("no"):
+        return f"Auto-Submitted: {auto[:40]}"
+    precedence = str(headers.get("Precedence", "")).strip().lower()
+    if precedence in ("bulk", "list", "junk"):
+        return f"Precedence: {precedence}"
+    if any(_LIST_HEADER.match(name) for name in headers):
+        return "mailing list headers"
+    return None
+
+
+def _one_address(value: str) -> str | None:
+    """The one address in a header value, only when the modern parser and ``getaddresses``
+    agree on it (the two read crafted values differently: CVE-2023-27043)."""
+    try:
+        header = email.policy.default.header_factory("From", value)
+        modern = [a.addr_spec for a in header.addresses]
+    except Exception:  # a value the parser cannot read: no acknowledgement
+        return None
+    legacy = [addr for _name, addr in getaddresses([value])]
+    if len(modern) != 1 or legacy != modern or modern[0].count("@") != 1:
+        return None
+    return _valid_address(modern[0])
+
+
+def ack_address(raw: bytes) -> str | None:
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:262_144]
+    headers = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
+    for name in ("Reply-To", "From"):
+        values = [str(v) for v in headers.get_all(name, [])]
+        if len(values) != 1:
+            continue  # several From or Reply-To headers: do not guess (CVE-2023-27043)
+        address = _one_address(values[0])
+        if address is not None:
+            return address
+    return None
+
+
+def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
+               now: datetime) -> int | None:
+    """Acknowledge a person's complaint once, with the case reference; returns the notice id,
+    or None when no acknowledgement is due (see the module docstring)."""
+    notify = writer.config.notify
+    if not notify.acknowledge:
+        return None
+    if conn.execute(select(Notice.id).where(Notice.message_id == message_id)).first():
+        return None
+    msg = conn.execute(select(Message.raw, Message.mail_from, Message.format,
+                              Message.header_subject, Message.header_message_id,
+                              Message.received_at).where(Message.id == message_id)).one()
+    if automated_reason(msg.raw, msg.mail_from, msg.format) is not None:
+        return None
+    to_addr = ack_address(msg.raw)
+    if to_addr is None or to_addr.lower() == notify.from_address.lower():
+        return None
+    since = now - timedelta(hours=notify.ack_limit_window_hours)
+    sent = conn.execute(select(func.count()).select_from(Notice).where(
+        Notice.kind == "ack", func.lower(Notice.to_addr) == to_addr.lower(),
+        Notice.created_at >= since)).scalar_one()
+    if sent >= notify.ack_limit_per_sender:
+        return None
+    case = conn.execute(select(Case).where(Case.id == case_id)).one()
+    ctx: dict[str, Any] = {
+        "org": notify.organization, "kind": "ack",
+        "case": {"reference": case.reference, "category": case.category, "type": case.type,
+                 "type_label": type_label(case.type), "state": case.state,
+                 "claims": case.claims, "timeline_class": case.timeline_class,
+                 "opened_at": "", "deadline": "", "deadline_utc": "", "time_left": ""},
+        "customer": {"name": "", "external_id": ""}, "reports": [], "new_reports": [],
+        "self_service_url": None, "copyright_guide_url": None, "fee_amount": "", "fee": None,
+        "action": None, "reason": None,
+        "ack": {"their_subject": mailer.header_safe(msg.header_subject or "(no subject)", 150),
+                "received_at": iso_z(as_utc(msg.received_at)) or ""},
+    }
+    rendered = writer.templates.render("ack", case.category, case.type, ctx)
+    subject = f"[Abuse Case {case.reference}] {rendered.subject}"
+    msg_id = writer.message_id(case.reference, "ack")
+    their_id = mailer.msg_id_or_none(msg.header_message_id)
+    raw = mailer.compose(
+        from_addr=notify.from_address, from_name=notify.from_name, to_addr=to_addr,
+        subject=subject, message_id=msg_id, date=now, text=rendered.text, html=rendered.html,
+        in_reply_to=their_id, references=[their_id] if their_id else [],
+        auto_submitted="auto-replied", organization=notify.organization)
+    return int(conn.execute(insert(Notice).values(
+        case_id=case_id, message_id=message_id, kind="ack", header_message_id=msg_id,
+        to_addr=to_addr, subject=subject, body_text=rendered.text, body_html=rendered.html,
+        state="pending", attempts=0, raw=raw, created_at=now, next_attempt_at=now,
+    ).returning(Notice.id)).scalar_one())

@@ -1,0 +1,368 @@
+"""The timeline: due steps run, notices go out, actions reach the provisioning system.
+
+Steps are rows with ``due_at``; the scheduler claims what is due (``queued`` with a lease) and
+sends its id to the ``run_step`` actor; notices likewise to ``deliver_notice``. Both actors are
+idempotent and re-check the case before acting:
+
+- A mail step (notice, reminder, update, escalation, action, resolved) is done in one
+  transaction that moves the step to ``done`` only if it is still ``pending``/``queued`` and
+  writes its notice row (``notices.step_id`` is unique): one notice per step, however often the
+  step is delivered. If the case has moved on (a reminder for a resolved case) it is ``skipped``
+  with the reason.
+- A deadline step escalates a case that is still unresolved (and does nothing for one whose
+  deadline was extended: the extension scheduled its own step).
+- An action step (restrict, terminate, restore) is claimed with a lease, the provisioning hook is
+  called outside any transaction, and the result recorded; a failure retries with backoff, a
+  crash is taken up again when the lease runs out. ``proposed`` steps wait for a specialist.
+- A notice is claimed (``sending`` with a lease), handed to the transport under the stable key
+  ``notice-<id>``, then marked ``sent``; temporary failures retry with backoff up to
+  ``notify.max_attempts``, permanent ones mark it ``failed`` on its case.
+
+The clock is the desk's (injected): ``abuse-desk timeline run --now ISO`` runs everything due at
+that instant through the same functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from abuse_desk.db import as_utc
+from abuse_desk.logs import log_context
+from abuse_desk.models import Case, CaseState, Customer, Notice, TimelineStep
+from workflow import cases, mailer
+from workflow.calendar import BusinessCalendar
+from workflow.delivery import DeliveryError, Transport, make_transport, retry_delay
+from workflow.notices import Writer, create_notice, secret_key
+from workflow.provisioning import HookError, call_hook
+
+if TYPE_CHECKING:
+    from abuse_desk.app import Desk
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 200
+
+
+class Workflow:
+    """What a process needs to run timelines: built once per desk, on first use."""
+
+    def __init__(self, desk: Desk) -> None:
+        self._desk = desk
+        self.config = desk.config
+        self.calendar = BusinessCalendar.from_config(desk.config.workflow)
+
+    @functools.cached_property
+    def writer(self) -> Writer:
+        return Writer(config=self.config, calendar=self.calendar,
+                      templates=mailer.Templates(self.config.notify.templates_dir),
+                      secret=secret_key(self._desk.engine, self.config))
+
+    @functools.cached_property
+    def transport(self) -> Transport:
+        return make_transport(self.config.notify, self.config.smtp.hostname)
+
+
+# ---- steps ---------------------------------------------------------------------------------
+
+def _lock_case(conn: Connection, case_id: int) -> Any:
+    return conn.execute(select(Case).where(Case.id == case_id).with_for_update()).one()
+
+
+def _mail_step(conn: Connection, wf: Workflow, case: Any, step: Any,
+               now: datetime) -> tuple[str | None, int | None]:
+    """(why skipped, or None; the notice written, if any) for a mail or deadline step."""
+    state = CaseState(case.state)
+    kind = step.kind
+    detail = dict(step.detail or {})
+    if kind == "notice":
+        if state is not CaseState.OPEN:
+            return f"case is {state.value}", None
+        notice = create_notice(conn, wf.writer, case.id, "notice", step.id, now, detail)
+        conn.execute(update(Case).where(Case.id == case.id).values(
+            state=CaseState.NOTIFIED.value, updated_at=now))
+        cases.event(conn, now, cases.SYSTEM, case.id, "notified", notice_id=notice)
+        return None, notice
+    if kind == "reminder":
+        if state not in (CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED):
+            return f"case is {state.value}", None
+        return None, create_notice(conn, wf.writer, case.id, "reminder", step.id, now, detail)
+    if kind == "update":
+        if state not in (CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED,
+                         CaseState.ESCALATED, CaseState.RESTRICTED):
+            return f"case is {state.value}", None
+        return None, create_notice(conn, wf.writer, case.id, "update", step.id, now, detail)
+    if kind == "escalation":
+        if state is not CaseState.ESCALATED:
+            return f"case is {state.value}", None
+        return None, create_notice(conn, wf.writer, case.id, "escalation", step.id, now, detail)
+    if kind == "resolved":
+        if state is not CaseState.RESOLVED:
+            return f"case is {state.value}", None
+        return None, create_notice(conn, wf.writer, case.id, "resolved", step.id, now, detail)
+    if kind == "action":
+        return None, create_notice(conn, wf.writer, case.id, "action", step.id, now, detail)
+    if kind == "deadline":
+        if state not in cases.ACTIVE:
+            return f"case is {state.value}", None
+        deadline = as_utc(case.deadline_at)
+        if deadline is not None and deadline > now:
+            return "deadline was extended", None
+        cases.escalate(conn, wf.config.workflow, case.id, now, cases.SYSTEM,
+                       "deadline passed unresolved")
+        return None, None
+    return f"unknown step kind {kind!r}", None
+
+
+def run_step(desk: Desk, step_id: int) -> str:
+    """Run one due step; returns done, skipped, retry, failed or not-due."""
+    with log_context(step_id=step_id):
+        with desk.engine.connect() as conn:
+            step = conn.execute(select(TimelineStep).where(TimelineStep.id == step_id)).first()
+        if step is None:
+            return "skipped"
+        if step.kind in cases.ACTIONS:
+            return _run_action(desk, step_id)
+        now = desk.clock()
+        notice_id = None
+        with desk.engine.begin() as conn:
+            claimed = conn.execute(
+                update(TimelineStep)
+                .where(TimelineStep.id == step_id,
+                       TimelineStep.state.in_(("pending", "queued")),
+                       TimelineStep.due_at <= now)
+                .values(state="done", done_at=now, lease_until=None)).rowcount
+            if claimed != 1:
+                return "skipped"
+            case = _lock_case(conn, step.case_id)
+            skipped, notice_id = _mail_step(conn, desk.workflow, case, step, now)
+            if skipped is not None:
+                conn.execute(update(TimelineStep).where(TimelineStep.id == step_id).values(
+                    state="skipped", error=skipped))
+        log.info("step %s %s", step.kind, "skipped: " + skipped if skipped else "done")
+        if notice_id is not None:
+            kick(desk, [step.case_id])
+        return "skipped" if skipped else "done"
+
+
+def _run_action(desk: Desk, step_id: int) -> str:
+    wf_cfg = desk.config.workflow
+    now = desk.clock()
+    lease = now + timedelta(seconds=wf_cfg.step_lease_s)
+    with desk.engine.begin() as conn:
+        claimed = conn.execute(
+            update(TimelineStep)
+            .where(TimelineStep.id == step_id, TimelineStep.due_at <= now,
+                   or_(TimelineStep.state.in_(("pending", "queued")),
+                       and_(TimelineStep.state == "running", TimelineStep.lease_until <= now)))
+            .values(state="running", lease_until=lease,
+                    attempts=TimelineStep.attempts + 1)).rowcount
+        if claimed != 1:
+            return "skipped"
+        step = conn.execute(select(TimelineStep).where(TimelineStep.id == step_id)).one()
+        case = conn.execute(select(Case).where(Case.id == step.case_id)).one()
+        customer = conn.execute(select(Customer).where(Customer.id == case.customer_id)).one()
+    action = step.kind
+    reason = (step.detail or {}).get("reason") or ""
+    payload = {"action": action, "case": case.reference, "customer_id": customer.external_id,
+               "customer_name": customer.name, "reason": reason}
+    try:
+        answer = call_hook(wf_cfg, payload)
+    except HookError as exc:
+        failed = step.attempts >= desk.config.notify.max_attempts
+        delay = retry_delay(step.attempts, desk.config.notify.retry_base_s,
+                            desk.config.notify.retry_max_s)
+        with desk.engine.begin() as conn:
+            conn.execute(update(TimelineStep).where(
+                TimelineStep.id == step_id, TimelineStep.state == "running").values(
+                state="failed" if failed else "pending", lease_until=None, error=str(exc),
+                due_at=now if failed else now + timedelta(seconds=delay)))
+            cases.event(conn, now, cases.SYSTEM, case.id, f"{action}-failed", error=str(exc),
+                        attempts=step.attempts, final=failed)
+        log.warning("%s for %s failed (attempt %d): %s", action, case.reference,
+                    step.attempts, exc)
+        return "failed" if failed else "retry"
+    now = desk.clock()
+    with desk.engine.begin() as conn:
+        done = conn.execute(update(TimelineStep).where(
+            TimelineStep.id == step_id, TimelineStep.state == "running").values(
+            state="done", done_at=now, lease_until=None, error=None,
+            detail={**(step.detail or {}), "answer": answer})).rowcount
+        if done != 1:
+            return "skipped"
+        case = _lock_case(conn, case.id)
+        state = CaseState(case.state)
+        new_state = {"restrict": CaseState.RESTRICTED, "terminate": CaseState.TERMINATED}.get(
+            action)
+        if action == "restore":
+            new_state = CaseState.ESCALATED if state in (
+                CaseState.RESTRICTED, CaseState.TERMINATED) else None
+        values: dict[str, Any] = {"updated_at": now}
+        if new_state is not None and not (action == "restrict"
+                                           and state is CaseState.TERMINATED):
+            values["state"] = new_state.value
+        if action in ("restrict", "terminate"):
+            values["proposed_action"] = None
+        conn.execute(update(Case).where(Case.id == case.id).values(**values))
+        past = {"restrict": "restricted", "terminate": "terminated", "restore": "restored"}
+        cases.event(conn, now, cases.SYSTEM, case.id, past[action], answer=answer,
+                    approved_by=(step.detail or {}).get("approved_by"), reason=reason)
+        cases.add_step(conn, case.id, "action", now, now, action=action, reason=reason)
+    kick(desk, [case.id])
+    return "done"
+
+
+# ---- notices -------------------------------------------------------------------------------
+
+def deliver_notice(desk: Desk, notice_id: int) -> str:
+    """Send one notice; returns sent, retry, failed or skipped."""
+    notify = desk.config.notify
+    now = desk.clock()
+    lease = now + timedelta(seconds=desk.config.workflow.step_lease_s)
+    with log_context(notice_id=notice_id):
+        with desk.engine.begin() as conn:
+            claimed = conn.execute(
+                update(Notice)
+                .where(Notice.id == notice_id,
+                       or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= now),
+                       or_(Notice.state == "pending",
+                           and_(Notice.state == "sending", Notice.lease_until <= now)))
+                .values(state="sending", lease_until=lease,
+                        attempts=Notice.attempts + 1)).rowcount
+            if claimed != 1:
+                return "skipped"
+            row = conn.execute(select(Notice.raw, Notice.to_addr, Notice.attempts,
+                                      Notice.case_id, Notice.kind)
+                               .where(Notice.id == notice_id)).one()
+        try:
+            receipt = desk.workflow.transport.send(
+                mail_from=notify.from_address, to=row.to_addr, raw=row.raw or b"",
+                key=f"notice-{notice_id}")
+        except DeliveryError as exc:
+            final = exc.permanent or row.attempts >= notify.max_attempts
+            delay = retry_delay(row.attempts, notify.retry_base_s, notify.retry_max_s)
+            with desk.engine.begin() as conn:
+                conn.execute(update(Notice).where(Notice.id == notice_id).values(
+                    state="failed" if final else "pending", lease_until=None, error=str(exc),
+                    next_attempt_at=None if final else now + timedelta(seconds=delay)))
+                if final:
+                    cases.event(conn, now, cases.SYSTEM, row.case_id, "notice-failed",
+                                notice_id=notice_id, kind=row.kind, to=row.to_addr,
+                                error=str(exc), attempts=row.attempts)
+            log.warning("notice %d to %s %s: %s", notice_id, row.to_addr,
+                        "failed" if final else f"will retry in {delay:.0f} s", exc)
+            return "failed" if final else "retry"
+        with desk.engine.begin() as conn:
+            conn.execute(update(Notice).where(Notice.id == notice_id).values(
+                state="sent", sent_at=desk.clock(), lease_until=None, error=None,
+                receipt=receipt))
+            cases.event(conn, now, cases.SYSTEM, row.case_id, "notice-sent",
+                        notice_id=notice_id, kind=row.kind, to=row.to_addr)
+        log.info("notice %d (%s) sent to %s", notice_id, row.kind, row.to_addr)
+        return "sent"
+
+
+# ---- what is due ----------------------------------------------------------------------------
+
+def claim_due_steps(desk: Desk, now: datetime, case_ids: Iterable[int] | None = None,
+                    limit: int = CLAIM_BATCH) -> list[int]:
+    """Claim due steps (``queued`` with a lease) for the broker; steps whose lease ran out
+    (a worker died holding them) are claimed again."""
+    lease = now + timedelta(seconds=desk.config.workflow.step_lease_s)
+    due = (select(TimelineStep.id)
+           .where(TimelineStep.due_at <= now,
+                  or_(TimelineStep.state == "pending",
+                      and_(TimelineStep.state.in_(("queued", "running")),
+                           TimelineStep.lease_until <= now)))
+           .order_by(TimelineStep.due_at, TimelineStep.id).limit(limit))
+    if case_ids is not None:
+        due = due.where(TimelineStep.case_id.in_(list(case_ids)))
+    with desk.engine.begin() as conn:
+        ids = list(conn.execute(due.with_for_update(skip_locked=True)).scalars())
+        if ids:
+            # A running action whose lease ran out stays running: its actor claims it again.
+            conn.execute(update(TimelineStep).where(
+                TimelineStep.id.in_(ids), TimelineStep.state != "running").values(
+                state="queued", lease_until=lease))
+            conn.execute(update(TimelineStep).where(
+                TimelineStep.id.in_(ids), TimelineStep.state == "running").values(
+                lease_until=now))
+    return ids
+
+
+def claim_due_notices(desk: Desk, now: datetime, case_ids: Iterable[int] | None = None,
+                      limit: int = CLAIM_BATCH) -> list[int]:
+    lease = now + timedelta(seconds=desk.config.workflow.step_lease_s)
+    due = (select(Notice.id)
+           .where(or_(and_(Notice.state == "pending",
+                           or_(Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= now),
+                           or_(Notice.lease_until.is_(None), Notice.lease_until <= now)),
+                      and_(Notice.state == "sending", Notice.lease_until <= now)))
+           .order_by(Notice.id).limit(limit))
+    if case_ids is not None:
+        due = due.where(Notice.case_id.in_(list(case_ids)))
+    with desk.engine.begin() as conn:
+        ids = list(conn.execute(due.with_for_update(skip_locked=True)).scalars())
+        if ids:
+            conn.execute(update(Notice).where(Notice.id.in_(ids), Notice.state == "pending")
+                         .values(lease_until=lease))
+    return ids
+
+
+def kick(desk: Desk, case_ids: Iterable[int]) -> None:
+    """Hand what just became due for these cases to the broker at once, instead of at the
+    scheduler's next tick. Without a broker (tests, `timeline run`) this does nothing."""
+    send = desk.enqueue
+    if send is None:
+        return
+    case_ids = list(case_ids)
+    if not case_ids:
+        return
+    now = desk.clock()
+    try:
+        for step_id in claim_due_steps(desk, now, case_ids):
+            send("run_step", step_id)
+        for notice_id in claim_due_notices(desk, now, case_ids):
+            send("deliver_notice", notice_id)
+    except Exception as exc:  # the scheduler picks them up when their lease runs out
+        log.warning("could not hand due steps to the broker now (%s: %s); the scheduler will",
+                    exc.__class__.__name__, exc)
+
+
+@dataclass
+class RunSummary:
+    steps: dict[str, int] = field(default_factory=dict)
+    notices: dict[str, int] = field(default_factory=dict)
+
+    def count(self, table: dict[str, int], outcome: str) -> None:
+        table[outcome] = table.get(outcome, 0) + 1
+
+
+def run_due(desk: Desk, rounds: int = 20) -> RunSummary:
+    """Run every step and deliver every notice due at the desk's clock, in this process,
+    until nothing more is due (an escalation makes new steps due at once)."""
+    summary = RunSummary()
+    for _ in range(rounds):
+        now = desk.clock()
+        with desk.engine.connect() as conn:
+            steps = list(conn.execute(
+                select(TimelineStep.id).where(TimelineStep.state.in_(("pending", "queued")),
+                                              TimelineStep.due_at <= now)
+                .order_by(TimelineStep.due_at, TimelineStep.id)).scalars())
+            notices = list(conn.execute(
+                select(Notice.id).where(Notice.state == "pending", or_(
+                    Notice.next_attempt_at.is_(None), Notice.next_attempt_at <= now))
+                .order_by(Notice.id)).scalars())
+        if not steps and not notices:
+            break
+        for step_id in steps:
+            summary.count(summary.steps, run_step(desk, step_id))
+        for notice_id in notices:
+            summary.count(summary.notices, deliver_notice(desk, notice_id))
+    return summary

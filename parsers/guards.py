@@ -12,7 +12,9 @@ import re
 from parsers.base import Disposition, ParseResult, Stage
 from parsers.mail import Mail
 
-CASE_TAG = re.compile(r"\[Abuse Case (C-\d{4}-\d{6,})\]", re.I)
+# "[Abuse Case C-2026-000123]" as our subjects carry it, or "[C-2026-000123]" as notices ask
+# customers to quote it.
+CASE_TAG = re.compile(r"\[(?:Abuse Case )?(C-\d{4}-\d{6,})\]", re.I)
 
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:auto(?:matic)?[ -]?(?:reply|response|antwort)|out of (?:the )?office|"

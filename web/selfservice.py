@@ -67,7 +67,7 @@ def _render(desk: Desk, token: str, said: str = "") -> HTMLResponse:
     zone = customer.time_zone or desk.config.workflow.time_zone
     deadline = as_utc(case.deadline_at)
     with desk.engine.connect() as conn:
-        reports = notices.report_views(conn, case.id, desk.workflow.writer.secret)
+        reports = notices.report_views(conn, case.id, desk.workflow.writer.secret, zone)
     e = html.escape
     items = "".join(
         f"<li>{e(r['received_at'])}: {e(r['format'])} report"

@@ -126,7 +126,12 @@ class Writer:
         return f"{self.config.notify.public_url.rstrip('/')}/self-service/{token}"
 
 
-def _report_view(row: Any, secret: bytes) -> dict[str, Any]:
+def _when(value: datetime | None, zone: str) -> str:
+    value = as_utc(value)
+    return mailer.format_deadline(value.replace(microsecond=0), zone) if value else ""
+
+
+def _report_view(row: Any, secret: bytes, zone: str) -> dict[str, Any]:
     fields = row.fields or {}
     evidence = str(fields.get("evidence") or "")
     recipients = mailer.recipients_in_evidence(evidence)
@@ -139,11 +144,11 @@ def _report_view(row: Any, secret: bytes) -> dict[str, Any]:
     if len(evidence) > EVIDENCE_LIMIT:
         evidence = evidence[:EVIDENCE_LIMIT] + "\n[... evidence cut here ...]"
     return {
-        "received_at": iso_z(as_utc(row.received_at)) or "",
+        "received_at": _when(row.received_at, zone),
         "format": row.format,
         "reporter": _reporter(fields, row.format, row.header_from),
         "source_ip": row.source_ip, "source_port": row.source_port,
-        "occurred_at": iso_z(as_utc(row.occurred_at)),
+        "occurred_at": _when(row.occurred_at, zone) or None,
         "urls": [str(u) for u in (fields.get("urls") or [])][:20],
         "domains": [str(d) for d in (fields.get("domains") or [])][:20],
         "evidence": evidence,
@@ -161,7 +166,7 @@ def _reporter(fields: dict[str, Any], fmt: str, header_from: str | None) -> str:
     return "a third party"
 
 
-def report_views(conn: Connection, case_id: int, secret: bytes,
+def report_views(conn: Connection, case_id: int, secret: bytes, zone: str,
                  since: datetime | None = None) -> list[dict[str, Any]]:
     """The case's reports as a notice shows them, evidence redacted (RFC 6590) and cut."""
     stmt = (select(Report.format, Report.source_ip, Report.source_port, Report.occurred_at,
@@ -170,7 +175,7 @@ def report_views(conn: Connection, case_id: int, secret: bytes,
             .where(Report.case_id == case_id).order_by(Report.id))
     if since is not None:
         stmt = stmt.where(Report.created_at >= since)
-    return [_report_view(r, secret) for r in conn.execute(stmt.limit(REPORTS_LIMIT))]
+    return [_report_view(r, secret, zone) for r in conn.execute(stmt.limit(REPORTS_LIMIT))]
 
 
 def _money(cents: int, currency: str) -> str:
@@ -206,14 +211,14 @@ def context(conn: Connection, writer: Writer, case: Any, customer: Any, kind: st
             "reference": case.reference, "category": case.category, "type": case.type,
             "type_label": type_label(case.type), "state": case.state, "claims": case.claims,
             "timeline_class": case.timeline_class,
-            "opened_at": mailer.format_deadline(as_utc(case.opened_at) or now, zone),
+            "opened_at": _when(case.opened_at, zone),
             "deadline": mailer.format_deadline(deadline, zone) if deadline else "",
             "deadline_utc": iso_z(deadline) or "",
             "time_left": time_left,
         },
         "customer": {"name": customer.name, "external_id": customer.external_id},
-        "reports": report_views(conn, case.id, writer.secret),
-        "new_reports": report_views(conn, case.id, writer.secret, since) if since else [],
+        "reports": report_views(conn, case.id, writer.secret, zone),
+        "new_reports": report_views(conn, case.id, writer.secret, zone, since) if since else [],
         "self_service_url": writer.self_service_url(case.id, now),
         "copyright_guide_url": (cfg.notify.copyright_guide_url
                                 if case.type == "copyright" else None),
@@ -349,7 +354,7 @@ def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
         "self_service_url": None, "copyright_guide_url": None, "fee_amount": "", "fee": None,
         "action": None, "reason": None,
         "ack": {"their_subject": mailer.header_safe(msg.header_subject or "(no subject)", 150),
-                "received_at": iso_z(as_utc(msg.received_at)) or ""},
+                "received_at": _when(msg.received_at, writer.config.workflow.time_zone)},
     }
     rendered = writer.templates.render("ack", case.category, case.type, ctx)
     subject = f"[Abuse Case {case.reference}] {rendered.subject}"

@@ -433,13 +433,16 @@ def test_a_customer_reply_threads_into_its_case(desk: Desk) -> None:
     assert case_detail(desk, case.reference)["replies"][0]["message_id"] == message_id
 
 
-def test_a_reply_with_only_the_case_tag_threads_too(desk: Desk) -> None:
+@pytest.mark.parametrize("tag", ["[Abuse Case {ref}]", "[{ref}]"])
+def test_a_new_mail_with_only_the_case_tag_threads_too(desk: Desk, tag: str) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     timeline.run_due(desk)
-    reply = (f"From: noc@alpha.example\r\nSubject: about [Abuse Case {case.reference}]\r\n"
+    subject = "about " + tag.format(ref=case.reference)  # as the notice asks them to write
+    reply = (f"From: noc@alpha.example\r\nSubject: {subject}\r\n"
              "Message-ID: <r2@alpha.example>\r\n\r\nfixed\r\n").encode()
     message_id = deliver(desk, reply)
     assert message_row_of(desk, message_id).case_id == case.id
+    assert reports_of(desk, message_id) == []
 
 
 def test_a_reply_to_an_unknown_case_goes_to_review(desk: Desk) -> None:

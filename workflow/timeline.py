@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from abuse_desk.db import as_utc
 from abuse_desk.logs import log_context
@@ -129,26 +130,49 @@ def run_step(desk: Desk, step_id: int) -> str:
             return "skipped"
         if step.kind in cases.ACTIONS:
             return _run_action(desk, step_id)
+        desk.workflow.writer  # noqa: B018 - made (its key read or made) outside the transaction
         now = desk.clock()
         notice_id = None
-        with desk.engine.begin() as conn:
-            claimed = conn.execute(
-                update(TimelineStep)
-                .where(TimelineStep.id == step_id,
-                       TimelineStep.state.in_(("pending", "queued")),
-                       TimelineStep.due_at <= now)
-                .values(state="done", done_at=now, lease_until=None)).rowcount
-            if claimed != 1:
-                return "skipped"
-            case = _lock_case(conn, step.case_id)
-            skipped, notice_id = _mail_step(conn, desk.workflow, case, step, now)
-            if skipped is not None:
-                conn.execute(update(TimelineStep).where(TimelineStep.id == step_id).values(
-                    state="skipped", error=skipped))
+        try:
+            skipped, notice_id = _run_mail_step(desk, step, now)
+        except SQLAlchemyError:
+            raise  # the system, not the step: dramatiq retries, the lease covers the rest
+        except Exception as exc:  # a template or data problem: visible on the case, not a loop
+            log.exception("step %s of case %d failed", step.kind, step.case_id)
+            with desk.engine.begin() as conn:
+                failed = conn.execute(update(TimelineStep).where(
+                    TimelineStep.id == step_id, TimelineStep.state.in_(("pending", "queued")))
+                    .values(state="failed", done_at=now,
+                            error=f"{exc.__class__.__name__}: {exc}"[:2000])).rowcount
+                if failed:
+                    cases.event(conn, now, cases.SYSTEM, step.case_id, "step-failed",
+                                step_id=step_id, kind=step.kind,
+                                error=f"{exc.__class__.__name__}: {exc}"[:500])
+            return "failed"
+        if skipped == "not claimed":
+            return "skipped"
         log.info("step %s %s", step.kind, "skipped: " + skipped if skipped else "done")
         if notice_id is not None:
             kick(desk, [step.case_id])
         return "skipped" if skipped else "done"
+
+
+def _run_mail_step(desk: Desk, step: Any, now: datetime) -> tuple[str | None, int | None]:
+    with desk.engine.begin() as conn:
+        claimed = conn.execute(
+            update(TimelineStep)
+            .where(TimelineStep.id == step.id,
+                   TimelineStep.state.in_(("pending", "queued")),
+                   TimelineStep.due_at <= now)
+            .values(state="done", done_at=now, lease_until=None)).rowcount
+        if claimed != 1:
+            return "not claimed", None
+        case = _lock_case(conn, step.case_id)
+        skipped, notice_id = _mail_step(conn, desk.workflow, case, step, now)
+        if skipped is not None:
+            conn.execute(update(TimelineStep).where(TimelineStep.id == step.id).values(
+                state="skipped", error=skipped))
+    return skipped, notice_id
 
 
 def _run_action(desk: Desk, step_id: int) -> str:
@@ -244,7 +268,9 @@ def deliver_notice(desk: Desk, notice_id: int) -> str:
             receipt = desk.workflow.transport.send(
                 mail_from=notify.from_address, to=row.to_addr, raw=row.raw or b"",
                 key=f"notice-{notice_id}")
-        except DeliveryError as exc:
+        except (DeliveryError, ValueError) as exc:
+            if isinstance(exc, ValueError):  # a notice no transport can take: not retried
+                exc = DeliveryError(f"cannot be sent: {exc}", permanent=True)
             final = exc.permanent or row.attempts >= notify.max_attempts
             delay = retry_delay(row.attempts, notify.retry_base_s, notify.retry_max_s)
             with desk.engine.begin() as conn:

@@ -400,6 +400,20 @@ def test_a_notice_whose_sender_died_is_sent_again_once(desk: Desk, clock: Clock)
     assert len(outbox(desk)) == 1
 
 
+def test_a_broken_template_fails_its_step_visibly_once(tmp_path: Path, clock: Clock) -> None:
+    templates = tmp_path / "templates" / "notice"
+    templates.mkdir(parents=True)
+    (templates / "spam.txt.j2").write_text("Subject: x\n\n{{ no_such_value }}\n")
+    desk = workflow_desk(tmp_path, clock, notify={"templates_dir": str(tmp_path / "templates")})
+    case = the_case(desk, deliver(desk, arf("45.137.21.7")))
+    assert timeline.run_due(desk).steps == {"failed": 1}
+    (step,) = [s for s in steps_of(desk, case.id) if s.kind == "notice"]
+    assert step.state == "failed" and "no_such_value" in step.error
+    assert ("system", "timeline", "step-failed") in events(desk, case.id)
+    assert timeline.run_due(desk).steps == {}  # not retried in a loop
+    assert notices_of(desk, case.id) == []
+
+
 def test_a_customer_without_address_shows_the_unsent_notice(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("46.29.160.5")))  # C-3 has no e-mail
     timeline.run_due(desk)

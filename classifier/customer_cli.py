@@ -62,7 +62,9 @@ def add_customer_commands(subparsers: Any, common_parent: argparse.ArgumentParse
     imp = subparsers.add_parser(
         "import", parents=[common_parent], help="import customers and resources from a CSV file",
         description=f"Import customers and their resources from a CSV file whose header is "
-                    f"exactly {','.join(HEADER)}, one row per resource. A resource is a CIDR, "
+                    f"exactly {','.join(HEADER)} (optionally ,time_zone: the customer's IANA "
+                    "time zone for the deadlines in its notices), one row per resource. A "
+                    "resource is a CIDR, "
                     "an IP, IP:LOW-HIGH (a CGNAT port range; [IPv6]:LOW-HIGH), a domain "
                     "(matching its subdomains) or an address; valid_from/valid_until are ISO "
                     "8601 or empty (UTC when no zone is given). Every row is checked first: a "

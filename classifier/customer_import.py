@@ -31,6 +31,8 @@ from abuse_desk.models import Customer, CustomerResource
 from classifier.customers import Resource, as_utc
 
 HEADER = ("customer_id", "name", "email", "resource", "valid_from", "valid_until")
+# An optional last column: the customer's IANA time zone, for the deadlines in its notices.
+HEADER_TZ = (*HEADER, "time_zone")
 MAX_ERRORS = 50  # reported at most; the rest are counted
 MAX_EXTERNAL_ID = 128
 
@@ -82,6 +84,7 @@ class ImportRow:
     name: str  # "" when not stated
     email: str  # "" when not stated
     resource: Resource | None
+    time_zone: str = ""  # "" when not stated
 
 
 # -- reading and checking --------------------------------------------------------------------
@@ -117,17 +120,32 @@ def _customer_id(value: str) -> str:
     return value
 
 
-def parse_row(line: int, fields: list[str]) -> ImportRow:
+def _time_zone(value: str) -> str:
+    if not value:
+        return ""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time_zone {value!r} is not an IANA time zone (e.g. "
+                         "Europe/Berlin)") from None
+    return value
+
+
+def parse_row(line: int, fields: list[str], header: tuple[str, ...] = HEADER) -> ImportRow:
     """One data row, checked; ValueError saying what is wrong (without the line number)."""
-    if len(fields) != len(HEADER):
-        raise ValueError(f"expected {len(HEADER)} fields ({','.join(HEADER)}), "
+    if len(fields) != len(header):
+        raise ValueError(f"expected {len(header)} fields ({','.join(header)}), "
                          f"found {len(fields)}")
-    external_id, name, email, resource, valid_from, valid_until = (f.strip() for f in fields)
+    time_zone = _time_zone(fields[6].strip()) if len(header) == len(HEADER_TZ) else ""
+    external_id, name, email, resource, valid_from, valid_until = (
+        f.strip() for f in fields[:6])
     start, end = _time(valid_from, "valid_from"), _time(valid_until, "valid_until")
     if not resource and (start or end):
         raise ValueError("valid_from/valid_until without a resource")
     return ImportRow(line, _customer_id(external_id), name, _email(email),
-                     Resource.parse(resource, start, end) if resource else None)
+                     Resource.parse(resource, start, end) if resource else None, time_zone)
 
 
 def read_rows(path: str | Path, progress: Progress | None = None) -> list[ImportRow]:
@@ -140,16 +158,17 @@ def read_rows(path: str | Path, progress: Progress | None = None) -> list[Import
                                          f"{exc.start})"]) from None
     except csv.Error as exc:
         raise CustomerImportError(path, [f"not CSV: {exc}"]) from None
-    if not records or tuple(f.strip() for f in records[0][1]) != HEADER:
+    header = tuple(f.strip() for f in records[0][1]) if records else ()
+    if header not in (HEADER, HEADER_TZ):
         found = ",".join(records[0][1]) if records else "an empty file"
         raise CustomerImportError(path, [f"line 1: the header must be exactly "
-                                         f"{','.join(HEADER)} (found: {found})"])
+                                         f"{','.join(HEADER)}[,time_zone] (found: {found})"])
     if progress:
         progress.phase("checking", len(records) - 1)
     rows, errors = [], []
     for number, (line, fields) in enumerate(records[1:], 1):
         try:
-            rows.append(parse_row(line, fields))
+            rows.append(parse_row(line, fields, header))
         except ValueError as exc:
             errors.append(f"line {line}: {exc}")
         if progress and number % 1000 == 0:
@@ -177,7 +196,8 @@ def consistency_errors(rows: list[ImportRow]) -> list[str]:
     stated: dict[tuple[str, str], tuple[str, int]] = {}
     windows: dict[tuple[Any, ...], ImportRow] = {}
     for row in rows:
-        for column, value in (("name", row.name), ("email", row.email)):
+        for column, value in (("name", row.name), ("email", row.email),
+                              ("time_zone", row.time_zone)):
             if not value:
                 continue
             first = stated.setdefault((row.customer_id, column), (value, row.line))
@@ -261,29 +281,35 @@ def _stated(rows: list[ImportRow]) -> dict[str, dict[str, str]]:
     """Each customer's name and address as the file states them (first non-empty)."""
     stated: dict[str, dict[str, str]] = {}
     for row in rows:
-        mine = stated.setdefault(row.customer_id, {"name": "", "email": "", "line": ""})
+        mine = stated.setdefault(row.customer_id,
+                                 {"name": "", "email": "", "time_zone": "", "line": ""})
         mine["line"] = mine["line"] or str(row.line)
         mine["name"] = mine["name"] or row.name
         mine["email"] = mine["email"] or row.email
+        mine["time_zone"] = mine["time_zone"] or row.time_zone
     return stated
 
 
 def plan(conn: Connection, rows: list[ImportRow], now: datetime) -> tuple[_Plan, list[str]]:
     """What the file changes in the database, and what would be wrong after it."""
     result, errors = _Plan(), []
-    customers = {ext: (cid, name, email) for cid, ext, name, email in conn.execute(
-        select(Customer.id, Customer.external_id, Customer.name, Customer.email))}
-    external = {cid: ext for ext, (cid, _n, _e) in customers.items()}
+    customers = {ext: (cid, name, email, tz) for cid, ext, name, email, tz in conn.execute(
+        select(Customer.id, Customer.external_id, Customer.name, Customer.email,
+               Customer.time_zone))}
+    external = {cid: ext for ext, (cid, _n, _e, _t) in customers.items()}
     for ext, mine in _stated(rows).items():
         if ext not in customers:
             if not mine["name"]:
                 errors.append(f"line {mine['line']}: customer {ext!r} is new: give its name")
             result.new_customers[ext] = {"external_id": ext, "name": mine["name"],
-                                         "email": mine["email"] or None, "created_at": now}
+                                         "email": mine["email"] or None,
+                                         "time_zone": mine["time_zone"] or None,
+                                         "created_at": now}
             continue
-        cid, name, email = customers[ext]
-        wanted = {"name": mine["name"] or name, "email": mine["email"] or email}
-        if wanted != {"name": name, "email": email}:
+        cid, name, email, tz = customers[ext]
+        wanted = {"name": mine["name"] or name, "email": mine["email"] or email,
+                  "time_zone": mine["time_zone"] or tz}
+        if wanted != {"name": name, "email": email, "time_zone": tz}:
             result.customer_updates.append({"cid": cid, **wanted})
 
     stored: dict[tuple[Any, ...], tuple[int, datetime | None]] = {}
@@ -326,7 +352,8 @@ def _write(conn: Connection, work: _Plan, progress: Progress | None) -> None:
     ids = {ext: cid for cid, ext in conn.execute(select(Customer.id, Customer.external_id))}
     if work.customer_updates:
         conn.execute(update(Customer).where(Customer.id == bindparam("cid")).values(
-            name=bindparam("name"), email=bindparam("email")), work.customer_updates)
+            name=bindparam("name"), email=bindparam("email"),
+            time_zone=bindparam("time_zone")), work.customer_updates)
     if work.resource_updates:
         conn.execute(update(CustomerResource).where(CustomerResource.id == bindparam("rid"))
                      .values(valid_until=bindparam("until")), work.resource_updates)

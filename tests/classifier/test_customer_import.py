@@ -115,7 +115,7 @@ def test_a_wrong_header_names_the_expected_one(engine: Engine, tmp_path: Path) -
         run(engine, path)
     assert caught.value.errors == [
         "line 1: the header must be exactly customer_id,name,email,resource,valid_from,"
-        "valid_until (found: id,name,email,resource,from,until)"]
+        "valid_until[,time_zone] (found: id,name,email,resource,from,until)"]
     assert str(caught.value).startswith(f"{path}: line 1: the header must be exactly")
 
 
@@ -270,3 +270,18 @@ def test_importing_twice_changes_nothing_on_postgresql(postgres_url: str,
         assert index.resolve_ip("198.51.100.200", d(2026, 6, 1), 2000) == []
     finally:
         engine.dispose()
+
+
+def test_an_optional_time_zone_column_sets_the_customers_zone(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    header = "customer_id,name,email,resource,valid_from,valid_until,time_zone\n"
+    run(engine, csv_file(tmp_path, header + "C-1,A,a@a.example,192.0.2.0/24,,,Europe/Berlin\n"))
+    with engine.connect() as conn:
+        assert conn.execute(select(Customer.time_zone)).scalar_one() == "Europe/Berlin"
+    run(engine, csv_file(tmp_path, header + "C-1,A,a@a.example,192.0.2.0/24,,,Asia/Tokyo\n"))
+    with engine.connect() as conn:
+        assert conn.execute(select(Customer.time_zone)).scalar_one() == "Asia/Tokyo"
+    with pytest.raises(CustomerImportError) as caught:
+        run(engine, csv_file(tmp_path, header + "C-1,A,,192.0.2.0/24,,,Mars/Olympus\n"))
+    assert caught.value.errors == [
+        "line 2: time_zone 'Mars/Olympus' is not an IANA time zone (e.g. Europe/Berlin)"]

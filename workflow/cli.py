@@ -249,7 +249,13 @@ def case_detail(desk: Desk, ref: str) -> dict[str, Any]:
     }
 
 
+def _short(value: Any) -> Any:
+    """An ISO time without its fraction of a second, for reading."""
+    return re.sub(r"\.\d+Z$", "Z", value) if isinstance(value, str) else value
+
+
 def _print_case(detail: dict[str, Any]) -> None:
+    detail = {k: _short(v) for k, v in detail.items()}
     print(f"{detail['id']}  {detail['customer_id']}  {detail['category']}/{detail['type']}  "
           f"{detail['state']}  ({detail['timeline_class']})")
     print(f"  opened {detail['opened_at']}, deadline {detail['deadline_at'] or '-'}, "
@@ -259,10 +265,10 @@ def _print_case(detail: dict[str, Any]) -> None:
     print("  reports:")
     for r in detail["reports"]:
         print(f"    #{r['id']} {r['format']} {r['type']} {r['source_ip'] or '-'} "
-              f"received {r['received_at']} from {r['reporter'] or '-'}")
+              f"received {_short(r['received_at'])} from {r['reporter'] or '-'}")
     print("  timeline:")
     for s in detail["steps"]:
-        when = s["done_at"] or s["due_at"]
+        when = _short(s["done_at"] or s["due_at"])
         extra = f" ({s['error']})" if s["error"] else ""
         print(f"    {when}  {s['kind']:<10} {s['state']}{extra}")
     print("  notices:")
@@ -282,7 +288,7 @@ def _print_case(detail: dict[str, Any]) -> None:
                                      if f["waived_by"] else ""))
     print("  events:")
     for e in detail["events"]:
-        print(f"    {e['at']}  {e['actor_kind']}:{e['actor']}  {e['action']}")
+        print(f"    {_short(e['at'])}  {e['actor_kind']}:{e['actor']}  {e['action']}")
 
 
 def export_fees(desk: Desk, start: datetime, end: datetime, out: Any,
@@ -351,7 +357,7 @@ def _cases(args: argparse.Namespace, desk: Desk) -> int:
             print(f"{len(rows)} case(s)")
             for r in rows:
                 print(f"  {r['id']}  {r['customer_id']:<12} {r['type']:<14} {r['state']:<18} "
-                      f"deadline {r['deadline_at'] or '-'}  {r['report_count']} report(s)  "
+                      f"deadline {_short(r['deadline_at']) or '-'}  {r['report_count']} report(s)  "
                       f"{r['fee_currency']} {r['fee_total']}")
         return 0
     if command == "show":

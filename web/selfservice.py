@@ -129,7 +129,11 @@ def routes(desk: Desk) -> list[Route]:
             body += chunk
             if len(body) > MAX_FORM:
                 return _page("Too long", "<h1>Your answer is too long</h1>", 413)
-        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+        try:
+            form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+        except ValueError:
+            return _page("Bad form", "<h1>This form could not be read</h1>"
+                         "<p>Reload the page and send your answer again.</p>", 400)
         answer = (form.get("answer") or [""])[0][:MAX_ANSWER]
         fixed = (form.get("fixed") or [""])[0] == "1"
         if not answer.strip() and not fixed:

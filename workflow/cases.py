@@ -107,7 +107,8 @@ def cancel_steps(conn: Connection, case_id: int, kinds: Iterable[str], now: date
 
 
 def _lock_customer(conn: Connection, customer_id: int) -> None:
-    conn.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
+    conn.execute(select(Customer.id).where(Customer.id == customer_id)
+                 .with_for_update(key_share=True))
 
 
 def _related_case(conn: Connection, cfg: WorkflowConfig, report: Any,

@@ -168,6 +168,12 @@ def recipients_in_evidence(text: str) -> list[str]:
     return list(found)
 
 
+def addresses_in(value: str) -> list[str]:
+    """The bare addresses in a value a reporter wrote (``"<Victim@x.example>, b@y"``),
+    lower-cased, in order."""
+    return [address.lower() for address in _ADDRESS.findall(value)]
+
+
 def _redaction_token(local_part: str, secret: bytes) -> str:
     return hmac.new(secret, local_part.lower().encode("utf-8"), hashlib.sha256).hexdigest()
 

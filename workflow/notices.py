@@ -136,10 +136,10 @@ def _report_view(row: Any, secret: bytes, zone: str) -> dict[str, Any]:
     evidence = str(fields.get("evidence") or "")
     recipients = mailer.recipients_in_evidence(evidence)
     rcpt = (fields.get("extra") or {}).get("original_rcpt_to")
-    if isinstance(rcpt, str):
-        recipients.append(rcpt)
-    elif isinstance(rcpt, list):
-        recipients.extend(str(r) for r in rcpt)
+    # Values arrive as the reporter wrote them ("<victim@example.net>", several per field):
+    # take the bare addresses out so the redaction matches them wherever they appear.
+    for value in rcpt if isinstance(rcpt, list) else [rcpt] if isinstance(rcpt, str) else []:
+        recipients.extend(mailer.addresses_in(str(value)))
     evidence = mailer.redact(evidence, recipients, secret)
     if len(evidence) > EVIDENCE_LIMIT:
         evidence = evidence[:EVIDENCE_LIMIT] + "\n[... evidence cut here ...]"

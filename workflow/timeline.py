@@ -312,13 +312,10 @@ def claim_due_steps(desk: Desk, now: datetime, case_ids: Iterable[int] | None = 
     with desk.engine.begin() as conn:
         ids = list(conn.execute(due.with_for_update(skip_locked=True)).scalars())
         if ids:
-            # A running action whose lease ran out stays running: its actor claims it again.
-            conn.execute(update(TimelineStep).where(
-                TimelineStep.id.in_(ids), TimelineStep.state != "running").values(
+            # A running action whose lease ran out (its worker died) is queued again with a
+            # fresh lease: its actor claims queued steps, and the next tick leaves it alone.
+            conn.execute(update(TimelineStep).where(TimelineStep.id.in_(ids)).values(
                 state="queued", lease_until=lease))
-            conn.execute(update(TimelineStep).where(
-                TimelineStep.id.in_(ids), TimelineStep.state == "running").values(
-                lease_until=now))
     return ids
 
 

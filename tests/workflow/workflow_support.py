@@ -126,14 +126,14 @@ def outbox(desk: Desk) -> list[EmailMessage]:
     """The mails in the outbox Maildir, oldest first."""
     new = Path(desk.config.notify.maildir) / "new"
     files = sorted(new.glob("*.eml"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
             for p in files]
 
 
 def text_of(mail: EmailMessage) -> str:
     part = mail.get_body(("plain",))
     assert part is not None
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
 def iter_headers(mail: EmailMessage) -> Iterator[tuple[str, str]]:

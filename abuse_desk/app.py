@@ -51,6 +51,12 @@ class Desk:
 
         return Workflow(self)
 
+    def warm(self) -> None:
+        """Build the lazily made parts now, before worker threads share them (a
+        ``cached_property`` first read from two threads at once may build it twice)."""
+        _ = self.parsers, self.classifier
+        _ = self.workflow.writer, self.workflow.transport
+
     def close(self) -> None:
         self.broker.close()
         self.engine.dispose()

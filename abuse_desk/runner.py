@@ -91,6 +91,7 @@ async def start(config: Config, parts: tuple[str, ...]) -> Running:
         actors.process_message.send(message_id)
 
     if "worker" in parts:
+        desk.warm()
         running.worker = dramatiq.Worker(
             desk.broker, worker_threads=config.pipeline.worker_threads, worker_timeout=250)
         running.worker.start()

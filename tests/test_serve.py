@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from abuse_desk.app import Desk
 from abuse_desk.models import Message
 from tests.support import desk_process, make_config, message, wait_for
 
@@ -67,3 +68,14 @@ def test_restart_processes_what_the_last_run_left(tmp_path: Path) -> None:
             wait_for(done, 20, "the left-over messages to be processed")
     finally:
         engine.dispose()
+
+
+def test_warm_builds_the_shared_parts_before_worker_threads_use_them(fixed_desk: Desk) -> None:
+    lazy = ("parsers", "classifier", "workflow")
+    assert not any(name in vars(fixed_desk) for name in lazy)
+    fixed_desk.warm()
+    assert all(name in vars(fixed_desk) for name in lazy)
+    assert {"writer", "transport"} <= set(vars(fixed_desk.workflow))
+    parsers = fixed_desk.parsers
+    fixed_desk.warm()  # a second call builds nothing new
+    assert fixed_desk.parsers is parsers

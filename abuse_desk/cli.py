@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     add("scheduler", "run the scheduler only: the sweeper and due timeline steps",
         "Re-send messages left unprocessed (pipeline.sweep_after_s) and hand due timeline "
         "steps and notices to the workers. Several may run at once.")
-    add("web", "run the web desk only (health page and /metrics for now)")
+    add("web", "run the web desk only: review queue, cases, dashboard, API, /metrics")
 
     db = add("db", "database schema: upgrade, current")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -111,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     from workflow.cli import add_workflow_commands
 
     add_workflow_commands(add, common)
+
+    from web.cli import add_user_commands
+
+    add_user_commands(add, common)
 
     msgs = add("messages", "look at stored messages")
     msgs_sub = msgs.add_subparsers(dest="messages_command", metavar="ACTION", required=True)
@@ -207,6 +211,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             from workflow.cli import run_workflow
 
             return run_workflow(args, config)
+        elif args.command == "users":
+            from web.cli import run_users
+
+            return run_users(args, config)
     except (runner.UsageError, SchemaOutOfDate) as exc:
         return fail(str(exc))
     except OSError as exc:

@@ -66,6 +66,11 @@ class SmtpConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8025
+    session_hours: float = 12.0
+    cookie_secure: bool = False
+    login_attempts: int = 5
+    login_window_minutes: float = 15.0
+    page_size: int = 50
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
-"""The web side (Starlette): a health page, ``/healthz`` for load balancers and ``/metrics``."""
+"""The web side (Starlette): the specialists' desk (``web.review``, ``web.cases``,
+``web.dashboard``, the JSON API in ``web.api``, sign-in in ``web.login``), the customers'
+self-service page, and the public ``/status`` page, ``/healthz`` for load balancers and
+``/metrics``. Every desk page needs a signed-in user (``web.base``)."""
 
 from __future__ import annotations
 
 import html
 from datetime import datetime
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import func, select
@@ -45,7 +49,8 @@ td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}
 <p class="{cls}">Database: {db}</p>
 <table><tr><th>Messages</th><th>count</th></tr>{rows}</table>
 <p>Oldest message waiting for processing: {lag:.0f} s</p>
-<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · version {version}</p>
+<p><a href="/review">the desk</a> · <a href="/metrics">/metrics</a> ·
+<a href="/healthz">/healthz</a> · version {version}</p>
 </body></html>"""
 
 
@@ -81,11 +86,30 @@ def create_app(desk: Desk) -> Starlette:
             pass
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    from web import api, cases, dashboard, login, review
+    from web.base import Web
     from web.selfservice import routes as self_service_routes
 
+    web = Web(desk)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/review", status_code=303)
+
     return Starlette(routes=[
-        Route("/", health_page),
+        Route("/", home),
+        Route("/status", health_page),
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
+        Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
+              name="static"),
+        *login.routes(web),
+        *review.routes(web),
+        *cases.routes(web),
+        *dashboard.routes(web),
+        *api.routes(web),
         *self_service_routes(desk),
     ])

@@ -147,7 +147,7 @@ def test_metrics_backlog_follows_the_database(desk: Desk) -> None:
 
 
 def test_health_page_is_html_with_counts(backlog_desk: Desk) -> None:
-    response = TestClient(create_app(backlog_desk)).get("/")
+    response = TestClient(create_app(backlog_desk)).get("/status")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
@@ -171,7 +171,7 @@ def check_unreachable(client: TestClient) -> None:
     assert healthz.status_code == 503
     assert healthz.json() == {"ok": False, "database": "OperationalError"}
 
-    page = client.get("/")
+    page = client.get("/status")
     assert page.status_code == 503
     assert page.headers["content-type"].startswith("text/html")
     assert "unreachable (OperationalError)" in page.text

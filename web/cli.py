@@ -1,0 +1,101 @@
+"""``abuse-desk users``: the accounts of the web desk and their API tokens."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Any
+
+from abuse_desk.config import Config
+from abuse_desk.db import ensure_schema, is_sqlite, make_engine, utcnow
+from parsers.base import iso_z
+from web import auth
+
+
+def add_user_commands(add: Any, common: argparse.ArgumentParser) -> None:
+    u = add("users", "web desk accounts: add, list, passwd, role, disable, enable, token",
+            "Accounts of the web desk. Roles: specialist (review queue, cases) and supervisor "
+            "(also approves restrictions, terminations and fee waivers). Passwords are asked "
+            "at the terminal, or read from standard input with --password-stdin.")
+    sub = u.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+
+    def named(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        p.add_argument("name", metavar="NAME", help="the user's name (a-z, 0-9, . _ -)")
+        return p
+
+    a = named("add", "make an account")
+    a.add_argument("--role", required=True, choices=auth.ROLES)
+    a.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
+    p = named("passwd", "set a new password (signs the user out everywhere)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
+    r = named("role", "change a user's role")
+    r.add_argument("role", choices=auth.ROLES)
+    named("disable", "lock an account out: its sessions end and its API tokens are revoked")
+    named("enable", "let a disabled account sign in again")
+    t = named("token", "make an API token for the user (printed once)")
+    t.add_argument("--label", default="api", help="a name to tell tokens apart (default: api)")
+    rv = named("revoke-tokens", "revoke the user's API tokens (all, or those with --label)")
+    rv.add_argument("--label", default=None)
+    ls = sub.add_parser("list", parents=[common], help="the accounts",
+                        description="The accounts, their roles and whether they are disabled.")
+    ls.add_argument("--json", action="store_true", help="one JSON array")
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise auth.AuthError("no terminal to ask the password at: use --password-stdin")
+    first = getpass.getpass(f"Password for {args.name}: ")
+    if first != getpass.getpass("Again: "):
+        raise auth.AuthError("the two passwords differ")
+    return first
+
+
+def run_users(args: argparse.Namespace, config: Config) -> int:
+    engine = make_engine(config.database)
+    try:
+        ensure_schema(engine, auto_upgrade=is_sqlite(config.database.url))
+        action = args.users_command
+        if action == "list":
+            users = auth.list_users(engine)
+            if args.json:
+                print(json.dumps([{**u, "created_at": iso_z(u["created_at"])} for u in users]))
+            elif not users:
+                print("no users yet: abuse-desk users add NAME --role supervisor",
+                      file=sys.stderr)
+            for u in users if not args.json else []:
+                print(f"{u['name']:<24} {u['role']:<11} "
+                      f"{'disabled' if u['disabled'] else 'active'}")
+        elif action == "add":
+            user = auth.add_user(engine, args.name, args.role, _password(args), utcnow())
+            print(f"user {user.name} ({user.role}) added; sign in at "
+                  f"http://{config.web.host}:{config.web.port}/login", file=sys.stderr)
+        elif action == "passwd":
+            auth.set_password(engine, args.name, _password(args))
+            print(f"password of {args.name} changed; its sessions ended", file=sys.stderr)
+        elif action == "role":
+            auth.set_role(engine, args.name, args.role)
+            print(f"{args.name} is now {args.role}", file=sys.stderr)
+        elif action in ("disable", "enable"):
+            auth.set_disabled(engine, args.name, action == "disable")
+            print(f"{args.name} {action}d", file=sys.stderr)
+        elif action == "token":
+            token = auth.add_token(engine, args.name, args.label, utcnow())
+            print(token)
+            print(f"API token for {args.name} ({args.label}): shown once, keep it safe. Use "
+                  "it as 'Authorization: Bearer TOKEN'.", file=sys.stderr)
+        elif action == "revoke-tokens":
+            count = auth.revoke_tokens(engine, args.name, args.label, utcnow())
+            print(f"{count} token(s) revoked", file=sys.stderr)
+        return 0
+    except auth.AuthError as exc:
+        print(f"abuse-desk: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()

@@ -1,0 +1,98 @@
+"""Signing in and out of the specialists' desk.
+
+The login form carries a token that must match a short-lived cookie (double submit), so no
+other site can sign a browser in under its own account. A successful login always makes a new
+session (no fixation) and goes back to the page that asked for it (a local path only).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from web import auth
+from web.base import (
+    COOKIE,
+    PRE_COOKIE,
+    SECURITY_HEADERS,
+    Ctx,
+    FormError,
+    Web,
+    new_pre_token,
+    read_form,
+    safe_next,
+)
+
+log = logging.getLogger("abuse_desk.web")
+
+
+def _login_page(web: Web, next_url: str, message: str | None = None, status: int = 200,
+                name: str = "") -> Response:
+    pre = new_pre_token()
+    response = web.render("login.j2", status=status, next_url=next_url, message=message,
+                          name=name, csrf=pre, user=None, flash=None, ctx=None)
+    response.set_cookie(PRE_COOKIE, pre, max_age=3600, httponly=True, samesite="strict",
+                        secure=web.desk.config.web.cookie_secure, path="/login")
+    return response
+
+
+def routes(web: Web) -> list[Route]:
+    desk = web.desk
+
+    async def login_form(request: Request) -> Response:
+        return _login_page(web, safe_next(request.query_params.get("next")))
+
+    async def login(request: Request) -> Response:
+        try:
+            form = await read_form(request)
+        except FormError as exc:
+            return _login_page(web, "/review", str(exc), 400)
+        next_url = safe_next(form.get("next"))
+        name = (form.get("name") or "").strip().lower()[:64]
+        if not auth.csrf_ok(request.cookies.get(PRE_COOKIE) or "", form.get("csrf")):
+            return _login_page(web, next_url, "The login form was out of date: sign in again.",
+                               403, name)
+        peer = request.client.host if request.client else ""
+        keys = (f"name:{name}", f"peer:{peer}")
+        if web.throttle.blocked(*keys):
+            log.warning("login refused for %r from %s: too many failures", name, peer)
+            return _login_page(web, next_url, "Too many failed logins: wait "
+                               f"{desk.config.web.login_window_minutes:g} minutes, or ask a "
+                               "supervisor to reset your password.", 429, name)
+        user = await run_in_threadpool(auth.authenticate, desk.engine, name,
+                                       form.get("password") or "")
+        if user is None:
+            web.throttle.failed(*keys)
+            log.info("failed login for %r from %s", name, peer)
+            return _login_page(web, next_url, "Wrong name or password.", 401, name)
+        web.throttle.succeeded(keys[0])
+        old = request.cookies.get(COOKIE)
+        if old:
+            previous = await run_in_threadpool(auth.load_session, desk.engine, old,
+                                               desk.clock(), desk.config.web.session_hours)
+            if previous is not None:
+                await run_in_threadpool(auth.end_session, desk.engine, previous.id)
+        token = await run_in_threadpool(auth.start_session, desk.engine, user, desk.clock(),
+                                        desk.config.web.session_hours, peer)
+        log.info("%s signed in from %s", user.name, peer)
+        response = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                            secure=desk.config.web.cookie_secure, path="/")
+        response.delete_cookie(PRE_COOKIE, path="/login")
+        return response
+
+    @web.page()
+    def logout(ctx: Ctx) -> Response:
+        assert ctx.session is not None
+        auth.end_session(desk.engine, ctx.session.id)
+        response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    return [Route("/login", login_form, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"])]

@@ -31,7 +31,7 @@ from abuse_desk.models import (
     TimelineStep,
 )
 from parsers.base import iso_z
-from workflow import cases, timeline
+from workflow import case_actions, cases, timeline
 
 
 def _when(text: str) -> datetime:
@@ -367,41 +367,11 @@ def _cases(args: argparse.Namespace, desk: Desk) -> int:
         else:
             _print_case(detail)
         return 0
-    now = desk.clock()
     who = cases.Actor("specialist", args.by)
-    wf = desk.config.workflow
-    with desk.engine.begin() as conn:
-        case = cases.find_case(conn, args.case)
-        if command == "resolve":
-            cases.resolve(conn, wf, case.id, now, who, args.reason)
-            said = f"{case.reference} resolved"
-        elif command == "escalate":
-            if not cases.escalate(conn, wf, case.id, now, who, args.reason):
-                raise cases.CaseError(f"case {case.reference} is {case.state}: only open, "
-                                      "notified or customer-responded cases escalate")
-            said = f"{case.reference} escalated"
-        elif command == "approve":
-            cases.approve_action(conn, case.id, now, who, args.action, args.reason)
-            said = f"{case.reference}: {args.action or case.proposed_action} approved"
-        elif command == "extend":
-            until = args.until or desk.workflow.calendar.add_business_days(
-                now, args.business_days)
-            if as_utc(until) <= now:  # type: ignore[operator]
-                raise cases.CaseError("the new deadline must be in the future")
-            cases.extend_deadline(conn, wf, case.id, until, now, who, args.reason)
-            said = f"{case.reference}: deadline now {iso_z(until)}"
-        else:  # waive-fee
-            if args.fee is not None:
-                fee_case = conn.execute(select(FeeEntry.case_id).where(
-                    FeeEntry.id == args.fee)).scalar()
-                if fee_case != case.id:
-                    raise cases.CaseError(f"fee {args.fee} is not a fee of {case.reference}")
-                cases.waive_fee(conn, args.fee, now, who, args.reason)
-                said = f"{case.reference}: fee {args.fee} waived"
-            else:
-                n = cases.waive_case_fees(conn, case.id, now, who, args.reason)
-                said = f"{case.reference}: {n} fee(s) waived"
-    timeline.kick(desk, [case.id])
+    said = case_actions.apply(desk, args.case, case_actions.Request(
+        action=command, reason=args.reason or "",
+        until=getattr(args, "until", None), business_days=getattr(args, "business_days", None),
+        fee_id=getattr(args, "fee", None), approve=getattr(args, "action", None)), who)
     print(said)
     if desk.enqueue is None and command in ("resolve", "escalate", "approve"):
         print("  (the customer's mail and any action go out at the scheduler's next run)")

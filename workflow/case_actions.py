@@ -1,0 +1,87 @@
+"""What a person does to a case, the same from the command line, the web desk and the API.
+
+:func:`apply` takes a case (reference or number), an action and who does it, makes the change in
+one transaction (every change is an audit event under that person's name), hands what is due
+to the workers, and says what it did. Callers check roles first: ``SUPERVISOR_ACTIONS`` need a
+supervisor on the web desk and the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from abuse_desk.app import Desk
+from abuse_desk.db import as_utc
+from abuse_desk.models import FeeEntry
+from parsers.base import iso_z
+from workflow import cases, timeline
+
+ACTIONS = ("resolve", "escalate", "approve", "extend", "waive-fee", "note")
+SUPERVISOR_ACTIONS = frozenset({"approve", "waive-fee"})
+MAX_TEXT = 10_000
+
+
+@dataclass(frozen=True)
+class Request:
+    action: str
+    reason: str = ""
+    until: datetime | None = None  # extend: the new deadline
+    business_days: int | None = None  # extend: or this many business days from now
+    fee_id: int | None = None  # waive-fee: one fee (else every assessed fee of the case)
+    approve: str | None = None  # approve: restrict or terminate (else the proposed one)
+
+
+def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
+    """Do *request* to case *ref* as *who*; returns a sentence saying what was done.
+    Raises :class:`workflow.cases.CaseError` with what to do instead."""
+    action = request.action
+    if action not in ACTIONS:
+        raise cases.CaseError(f"unknown action {action!r}; one of: {', '.join(ACTIONS)}")
+    reason = request.reason.strip()[:MAX_TEXT]
+    if action in ("extend", "waive-fee", "note") and not reason:
+        raise cases.CaseError(f"{action} needs a reason (it goes in the audit trail)")
+    now = desk.clock()
+    wf = desk.config.workflow
+    with desk.engine.begin() as conn:
+        case = cases.find_case(conn, ref)
+        if action == "resolve":
+            cases.resolve(conn, wf, case.id, now, who, reason)
+            said = f"{case.reference} resolved"
+        elif action == "escalate":
+            if not cases.escalate(conn, wf, case.id, now, who, reason):
+                raise cases.CaseError(f"case {case.reference} is {case.state}: only open, "
+                                      "notified or customer-responded cases escalate")
+            said = f"{case.reference} escalated"
+        elif action == "approve":
+            cases.approve_action(conn, case.id, now, who, request.approve, reason)
+            said = f"{case.reference}: {request.approve or case.proposed_action} approved"
+        elif action == "extend":
+            until = request.until
+            if until is None:
+                if request.business_days is None or request.business_days < 1:
+                    raise cases.CaseError("say until when, or by how many business days")
+                until = desk.workflow.calendar.add_business_days(now, request.business_days)
+            if as_utc(until) <= now:  # type: ignore[operator]
+                raise cases.CaseError("the new deadline must be in the future")
+            cases.extend_deadline(conn, wf, case.id, until, now, who, reason)
+            said = f"{case.reference}: deadline now {iso_z(until)}"
+        elif action == "waive-fee":
+            if request.fee_id is not None:
+                fee_case = conn.execute(select(FeeEntry.case_id).where(
+                    FeeEntry.id == request.fee_id)).scalar()
+                if fee_case != case.id:
+                    raise cases.CaseError(f"fee {request.fee_id} is not a fee of "
+                                          f"{case.reference}")
+                cases.waive_fee(conn, request.fee_id, now, who, reason)
+                said = f"{case.reference}: fee {request.fee_id} waived"
+            else:
+                count = cases.waive_case_fees(conn, case.id, now, who, reason)
+                said = f"{case.reference}: {count} fee(s) waived"
+        else:  # note
+            cases.event(conn, now, who, case.id, "note", text=reason)
+            said = f"{case.reference}: note added"
+    timeline.kick(desk, [case.id])
+    return said

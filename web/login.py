@@ -93,6 +93,29 @@ def routes(web: Web) -> list[Route]:
         response.delete_cookie(COOKIE, path="/")
         return response
 
-    return [Route("/login", login_form, methods=["GET"]),
+    @web.page()
+    def account(ctx: Ctx) -> Response:
+        return ctx.render("account.j2", message=None)
+
+    @web.page()
+    def change_password(ctx: Ctx) -> Response:
+        current, new = ctx.form.get("current") or "", ctx.form.get("new") or ""
+        if new != (ctx.form.get("again") or ""):
+            return ctx.render("account.j2", status=400, message="The two new passwords differ.")
+        if auth.authenticate(desk.engine, ctx.user.name, current) is None:
+            return ctx.render("account.j2", status=400,
+                              message="Your current password is not right.")
+        try:
+            auth.set_password(desk.engine, ctx.user.name, new)
+        except auth.AuthError as exc:
+            return ctx.render("account.j2", status=400, message=f"{str(exc).capitalize()}.")
+        log.info("%s changed their password", ctx.user.name)
+        response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    return [Route("/account", account, methods=["GET"]),
+            Route("/account/password", change_password, methods=["POST"]),
+            Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"])]

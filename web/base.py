@@ -205,6 +205,8 @@ class Web:
                                               "the desk (CSRF token missing or wrong). Reload "
                                               "the page and try again.")
                 return await run_in_threadpool(fn, ctx)
+            endpoint.required_role = role  # type: ignore[attr-defined]  # read by the tests
+            endpoint.guard = "page"  # type: ignore[attr-defined]
             return endpoint
         return wrap
 
@@ -236,6 +238,8 @@ class Web:
                 if isinstance(result, Response):
                     return result
                 return JSONResponse(result, headers={"Cache-Control": "no-store"})
+            endpoint.required_role = role  # type: ignore[attr-defined]  # read by the tests
+            endpoint.guard = "api"  # type: ignore[attr-defined]
             return endpoint
         return wrap
 

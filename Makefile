@@ -10,6 +10,7 @@ help:
 	@echo "make run    start the whole desk (SMTP 127.0.0.1:2525, web http://127.0.0.1:8025)"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff and mypy"
+	@echo "make bench  run the benchmarks (BENCH_ARGS=--quick for a smoke run), write bench/results.json"
 	@echo "make clean  remove the virtualenv and ./var"
 
 $(STAMP): pyproject.toml
@@ -28,6 +29,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

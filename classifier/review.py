@@ -3,19 +3,26 @@
 A report is in the queue while it has review reasons, no specialist has decided it, and it is
 not a duplicate merged into another. A decision (type, customer, or not abuse) re-runs the
 report through the classifier with the decided values fixed, stores the outcome with the
-specialist's name, and becomes a training example for the text model.
+specialist's name, and becomes a training example for the text model. A specialist can also
+merge a report into an open case (:func:`merge_into_case`), and run the pipeline again on a
+message no report could be made of (:func:`reprocess`). The web desk's review pages read the
+queue, one report and one message through :func:`filter_queue`, :func:`report_detail` and
+:func:`message_detail`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
 from abuse_desk.app import Desk
 from abuse_desk.db import as_utc
-from abuse_desk.models import Customer, Event, Message, MessageState, Report
+from abuse_desk.models import Case, CaseState, Customer, Event, Message, MessageState, Report
 from classifier.categorize import NOT_ABUSE
 from classifier.classify import Decision, MessageFacts
 from classifier.types import TYPES
@@ -150,3 +157,384 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
             create_ack(conn, writer, report.message_id, joined[decision.report_id], now)
     timeline.kick(desk, joined.values())
     return outcome
+
+
+# ---- what the desk shows of the queue ---------------------------------------------------------
+
+_REASON_CUT = re.compile(r"[:(\d]")
+
+
+def reason_kind(reason: str) -> str:
+    """A review reason without its particulars (what follows a colon, a parenthesis or the
+    first number): "customers disagree: source_ip ... is C-1, ..." -> "customers disagree"."""
+    return _REASON_CUT.split(reason, 1)[0].strip().rstrip(",;") or reason.strip()
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What a specialist narrows the queue to; every field is optional."""
+
+    reason: str = ""  # a substring of one of the item's review reasons (any case)
+    category: str = ""  # a category, or "none" for items without one
+    reporter: str = ""  # a substring of the From header (any case)
+    older_than_hours: float | None = None  # received at least this long ago
+
+    @property
+    def active(self) -> bool:
+        return bool(self.reason or self.category or self.reporter
+                    or self.older_than_hours is not None)
+
+
+def filter_queue(items: list[dict[str, Any]], flt: QueueFilter,
+                 now: datetime) -> list[dict[str, Any]]:
+    """The items of :func:`queue` that *flt* lets through, in the same order."""
+    reason, reporter = flt.reason.strip().lower(), flt.reporter.strip().lower()
+    cutoff = (now - timedelta(hours=flt.older_than_hours)
+              if flt.older_than_hours is not None else None)
+    kept = []
+    for item in items:
+        if reason and not any(reason in r.lower() for r in item["review_reasons"]):
+            continue
+        if flt.category == "none" and item["category"] is not None:
+            continue
+        if flt.category not in ("", "none") and item["category"] != flt.category:
+            continue
+        if reporter and reporter not in (item["reporter"] or "").lower():
+            continue
+        if cutoff is not None:
+            received = _parse_time(item["received_at"])
+            if received is None or received > cutoff:
+                continue
+        kept.append(item)
+    return kept
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def next_in_queue(desk: Desk, after: dict[str, Any] | None,
+                  skip: tuple[int | None, int] | None = None,
+                  items: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The queue's item that follows *after* (an item as :func:`queue` gave it, before it was
+    decided), else the queue's first; *skip* is (report id, message id) of an item not to give
+    back; *items* the queue when the caller has just read it. None when the queue is empty."""
+    items = [i for i in (queue(desk) if items is None else items)
+             if skip is None or (i["report_id"], i["message_id"]) != skip]
+    if not items:
+        return None
+    if after is not None:
+        key = (after["received_at"] or "", after["message_id"], after["report_id"] or 0)
+        for item in items:
+            if (item["received_at"] or "", item["message_id"], item["report_id"] or 0) > key:
+                return item
+    return items[0]
+
+
+def queue_item(desk: Desk, report_id: int | None, message_id: int,
+               items: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The queue's item for a report (or a message without report), None if not queued."""
+    for item in queue(desk) if items is None else items:
+        if item["report_id"] == report_id and (report_id is not None
+                                               or item["message_id"] == message_id):
+            return item
+    return None
+
+
+# ---- one report, as a specialist reads it -----------------------------------------------------
+
+VIA_TEXT = {"source_ip": "source IP", "url": "URL host", "domain": "domain",
+            "email": "address", "hook": "the resolver hook for IP",
+            "specialist": "a specialist's decision"}
+
+
+def how_found(match: dict[str, Any], occurred: str | None) -> str:
+    """How a candidate customer was found, as a sentence fragment:
+    "45.137.21.0/24 by source IP 45.137.21.9 at the incident's time (2026-11-24T13:51:00Z)"
+    (*occurred* as the reader wants it written)."""
+    via, value, resource = match.get("via"), match.get("value"), match.get("resource")
+    if via == "specialist":
+        return "decided by a specialist"
+    if via == "hook":
+        return f"the resolver hook ({resource}) for IP {value}"
+    text = f"{resource} by {VIA_TEXT.get(str(via), str(via))} {value}"
+    if via == "source_ip":
+        text += f" at the incident's time ({occurred})" if occurred else " (no incident time)"
+    return text
+
+
+def candidates(report: Report, names: dict[str, str], current: str | None,
+               when: Callable[[str | None], str] | None = None) -> list[dict[str, Any]]:
+    """The customers the classifier found for *report*, from its stored evidence, each with
+    how it was found; the one the report names now first. *when* writes the incident's time
+    (default: ISO 8601)."""
+    decision = report.decision or {}
+    occurred = iso_z(as_utc(report.occurred_at))
+    if occurred is not None and when is not None:
+        occurred = when(occurred)
+    found: dict[str, dict[str, Any]] = {}
+    for match in decision.get("matches") or []:
+        external = str(match.get("customer"))
+        entry = found.setdefault(external, {
+            "customer": external, "name": names.get(external, ""),
+            "chosen": external == current, "ways": []})
+        entry["ways"].append(how_found(match, occurred))
+    if current is not None and current not in found:
+        found[current] = {"customer": current, "name": names.get(current, ""), "chosen": True,
+                          "ways": ["named on the report (no match stored)"]}
+    return sorted(found.values(), key=lambda c: (not c["chosen"], c["customer"]))
+
+
+def report_detail(desk: Desk, report_id: int,
+                  when: Callable[[str | None], str] | None = None) -> dict[str, Any] | None:
+    """Everything the report page shows of one report (the raw message as bytes); None if
+    there is no such report. *when* writes times in the candidates' explanations."""
+    with desk.sessions() as session:
+        report = session.get(Report, report_id)
+        if report is None:
+            return None
+        message = session.execute(
+            select(Message.id, Message.raw, Message.received_at, Message.header_from,
+                   Message.header_subject, Message.header_date, Message.header_message_id,
+                   Message.mail_from, Message.size).where(Message.id == report.message_id)).one()
+        current = session.scalar(select(Customer.external_id).where(
+            Customer.id == report.customer_id)) if report.customer_id is not None else None
+        case = session.execute(select(Case.reference, Case.state, Case.deadline_at).where(
+            Case.id == report.case_id)).first() if report.case_id is not None else None
+        wanted = {str(m.get("customer")) for m in (report.decision or {}).get("matches") or []}
+        if current is not None:
+            wanted.add(current)
+        names = {ext: name for ext, name in session.execute(
+            select(Customer.external_id, Customer.name)
+            .where(Customer.external_id.in_(sorted(wanted))))} if wanted else {}
+        fields = dict(report.fields or {})
+        in_queue = bool(report.review_reason and report.reviewed_at is None
+                        and report.duplicate_of is None)
+        return {
+            "id": report.id, "message_id": report.message_id, "seq": report.seq,
+            "format": report.format, "type_hint": report.type_hint,
+            "category": report.category, "type": report.type, "confidence": report.confidence,
+            "source_ip": report.source_ip, "source_port": report.source_port,
+            "occurred_at": iso_z(as_utc(report.occurred_at)),
+            "occurred_raw": report.occurred_raw,
+            "urls": list(fields.get("urls") or []), "domains": list(fields.get("domains") or []),
+            "reporter_address": fields.get("reporter_address"),
+            "reporter_org": fields.get("reporter_org"), "evidence": fields.get("evidence"),
+            "incidents": fields.get("incidents"), "extra": fields.get("extra") or {},
+            "warnings": list(fields.get("warnings") or []),
+            "inferred": list(fields.get("inferred") or []),
+            "review_reasons": (report.review_reason or "").split("; ")
+            if report.review_reason else [],
+            "in_queue": in_queue, "customer": current,
+            "customer_name": names.get(current, "") if current else "",
+            "candidates": candidates(report, names, current, when),
+            "disagreements": list((report.decision or {}).get("disagreements") or []),
+            "evidence_named": report.decision or {},
+            "case": ({"reference": case.reference, "state": case.state,
+                      "deadline_at": iso_z(as_utc(case.deadline_at))}
+                     if case is not None else None),
+            "duplicate_of": report.duplicate_of, "duplicates": report.duplicates or 0,
+            "trusted": report.trusted, "reviewed_by": report.reviewed_by,
+            "reviewed_at": iso_z(as_utc(report.reviewed_at)),
+            "created_at": iso_z(as_utc(report.created_at)),
+            "received_at": iso_z(as_utc(message.received_at)),
+            "reporter": message.header_from, "subject": message.header_subject,
+            "date": message.header_date, "header_message_id": message.header_message_id,
+            "mail_from": message.mail_from, "size": message.size, "raw": message.raw,
+        }
+
+
+def decidable(desk: Desk, report_id: int) -> None:
+    """Raise ReviewError when a decision on the report would change nothing it should: it is
+    already a claim on a case, or a copy of another report (decide that one)."""
+    with desk.engine.connect() as conn:
+        row = conn.execute(select(Report.case_id, Report.duplicate_of, Case.reference)
+                           .outerjoin(Case, Case.id == Report.case_id)
+                           .where(Report.id == report_id)).first()
+    if row is None:
+        raise ReviewError(f"no report {report_id}")
+    if row.case_id is not None:
+        raise ReviewError(f"report {report_id} is already a claim on case {row.reference}: "
+                          "change the case instead")
+    if row.duplicate_of is not None:
+        raise ReviewError(f"report {report_id} is a copy of report {row.duplicate_of}: "
+                          "decide that one")
+
+
+# ---- merge a report into a case ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Merged:
+    """What :func:`merge_into_case` did: the report is a claim on the case."""
+
+    report_id: int
+    case_id: int
+    reference: str
+    customer: str
+    category: str
+    type: str
+    state: str  # the case's state afterwards
+    deadline_at: datetime | None
+    reopened: bool
+
+
+def merge_into_case(desk: Desk, report_id: int, case_ref: str, decided_by: str) -> Merged:
+    """A specialist attaches a report to an open case as a claim: the report takes the case's
+    customer, category and type, is marked reviewed (whatever reasons it still had: the
+    specialist looked at them), teaches the text model the case's type, and joins the case
+    as any claim does (``workflow.cases.add_claim``: a resolved case reopens, an escalated one
+    assesses the claim's fee). A closed or terminated case takes no claim."""
+    case_ref = case_ref.strip()
+    if not case_ref:
+        raise ReviewError("name the case to merge into, e.g. C-2026-000123")
+    decidable(desk, report_id)
+    with desk.engine.connect() as conn:
+        try:
+            case = cases.find_case(conn, case_ref[:64])
+        except cases.CaseError:
+            raise ReviewError(f"no case {case_ref[:64]!r}: the Cases page lists them") from None
+        external = conn.execute(select(Customer.external_id).where(
+            Customer.id == case.customer_id)).scalar_one()
+    _check_joinable(case)
+    runtime = desk.classifier
+    with desk.sessions() as session:
+        report = session.get(Report, report_id)
+        assert report is not None
+        message = session.get(Message, report.message_id)
+        assert message is not None
+        parsed = parsed_from_row(report)
+        facts = MessageFacts(raw=message.raw, from_address=first_address(message.header_from),
+                             message_id=message.header_message_id,
+                             subject=message.header_subject or "")
+        previous = {"type": report.type, "customer_id": report.customer_id,
+                    "reasons": report.review_reason}
+        message_id = report.message_id
+    classifier = runtime.classifier
+    outcome = classifier.classify(parsed, facts, classifier.assess_reporter(facts),
+                                  forced_type=case.type,
+                                  forced_customer=(case.customer_id, external))
+    evidence = dict(outcome.evidence)
+    evidence["merged_into"] = {"case": case.reference, "by": decided_by,
+                               "overridden_reasons": outcome.review_reasons}
+    now = desk.clock()
+    text = "\n".join(p for p in (facts.subject, parsed.evidence or "") if p)
+    actor = cases.Actor("specialist", decided_by)
+    writer = desk.workflow.writer  # made (its key read) outside the transaction
+    with desk.engine.begin() as conn:
+        conn.execute(select(Customer.id).where(Customer.id == case.customer_id)
+                     .with_for_update(key_share=True))  # serializes claims, as attach_reports
+        fresh = conn.execute(select(Case).where(Case.id == case.id)).one()
+        _check_joinable(fresh)
+        claimed = conn.execute(update(Report).where(
+            Report.id == report_id, Report.case_id.is_(None),
+            Report.duplicate_of.is_(None)).values(
+            category=fresh.category, type=fresh.type, confidence=1.0,
+            customer_id=fresh.customer_id, decision=evidence, review_reason=None,
+            reviewed_by=decided_by, reviewed_at=now))
+        if claimed.rowcount != 1:
+            raise ReviewError(f"report {report_id} joined a case meanwhile; reload it")
+        row = conn.execute(select(Report).where(Report.id == report_id)).one()
+        cases.add_claim(conn, desk.config.workflow, desk.workflow.calendar, fresh, row, now,
+                        actor)
+        conn.execute(insert(Event).values(
+            at=now, actor_kind=actor.kind, actor=decided_by, subject_type="report",
+            subject_id=report_id, action="review-merge",
+            detail={"case": fresh.reference, "customer": external, "type": fresh.type,
+                    "previous_type": previous["type"],
+                    "previous_reasons": previous["reasons"],
+                    "overridden_reasons": outcome.review_reasons}))
+        if text:
+            runtime.learn(conn, text, fresh.type, decided_by, report_id)
+        create_ack(conn, writer, message_id, fresh.id, now)
+        after = conn.execute(select(Case.state, Case.deadline_at).where(
+            Case.id == fresh.id)).one()
+    timeline.kick(desk, [fresh.id])
+    return Merged(report_id, fresh.id, fresh.reference, external, fresh.category, fresh.type,
+                  after.state, as_utc(after.deadline_at),
+                  reopened=CaseState(fresh.state) is CaseState.RESOLVED)
+
+
+def _check_joinable(case: Any) -> None:
+    state = CaseState(case.state)
+    if state not in cases.JOINABLE:
+        raise ReviewError(f"case {case.reference} is {state.value}: it takes no more claims. "
+                          "Set the customer instead: the report opens a new case")
+
+
+# ---- messages no report could be made of ------------------------------------------------------
+
+def message_detail(desk: Desk, message_id: int) -> dict[str, Any] | None:
+    """A stored message as the desk shows it (raw bytes included); None if there is none."""
+    with desk.sessions() as session:
+        m = session.get(Message, message_id)
+        if m is None:
+            return None
+        reports = list(session.execute(select(Report.id, Report.review_reason, Report.case_id,
+                                              Report.reviewed_at)
+                                       .where(Report.message_id == message_id)
+                                       .order_by(Report.seq)))
+        return {
+            "id": m.id, "state": m.state, "error": m.error, "format": m.format,
+            "disposition": m.disposition, "origin": m.origin, "size": m.size,
+            "mail_from": m.mail_from, "rcpt_tos": list(m.rcpt_tos or []), "peer_ip": m.peer_ip,
+            "received_at": iso_z(as_utc(m.received_at)),
+            "processed_at": iso_z(as_utc(m.processed_at)),
+            "header_from": m.header_from, "header_subject": m.header_subject,
+            "header_date": m.header_date, "header_message_id": m.header_message_id,
+            "case_id": m.case_id, "raw": m.raw,
+            "reports": [{"id": r.id, "review_reason": r.review_reason, "case_id": r.case_id,
+                         "reviewed": r.reviewed_at is not None} for r in reports],
+        }
+
+
+@dataclass(frozen=True)
+class Reprocessed:
+    message_id: int
+    state: str  # the message's state afterwards: processed or review (again)
+    error: str | None
+    reports: list[dict[str, Any]]  # id, review_reason, case reference (or None)
+    case: str | None = None  # the case a reply or bounce was attached to
+
+
+def reprocess(desk: Desk, message_id: int, actor: cases.Actor) -> Reprocessed:
+    """Run the pipeline again on a message waiting for review (after a parser fix, a customer
+    import, a case it replies to now existing): the message goes back to ``received``, with an
+    audit event under *actor*'s name, and is processed here and now. Should that fail on the
+    system's side, it stays ``received`` and the sweeper sends it to the workers."""
+    from workflow.pipeline import process_message
+
+    now = desk.clock()
+    with desk.engine.begin() as conn:
+        row = conn.execute(select(Message.state, Message.error).where(
+            Message.id == message_id)).first()
+        if row is None:
+            raise ReviewError(f"no message {message_id}")
+        moved = conn.execute(update(Message).where(
+            Message.id == message_id, Message.state == MessageState.REVIEW.value).values(
+            state=MessageState.RECEIVED.value, error=None, processed_at=None,
+            enqueued_at=now))
+        if moved.rowcount != 1:
+            raise ReviewError(f"message {message_id} is {row.state}, not waiting for review: "
+                              "nothing to reprocess")
+        if conn.execute(select(Report.id).where(Report.message_id == message_id)).first():
+            raise ReviewError(f"message {message_id} has reports already: review those")
+        conn.execute(insert(Event).values(
+            at=now, actor_kind=actor.kind, actor=actor.name, subject_type="message",
+            subject_id=message_id, action="reprocess",
+            detail={"previous_error": (row.error or "").splitlines()[0][:500]
+                    if row.error else None}))
+    process_message(desk, message_id)
+    with desk.engine.connect() as conn:
+        state, error, case_ref = conn.execute(
+            select(Message.state, Message.error, Case.reference)
+            .outerjoin(Case, Case.id == Message.case_id).where(Message.id == message_id)).one()
+        reports = [{"id": r.id, "review_reason": r.review_reason, "case": r.reference,
+                    "duplicate_of": r.duplicate_of}
+                   for r in conn.execute(
+                       select(Report.id, Report.review_reason, Report.duplicate_of,
+                              Case.reference)
+                       .outerjoin(Case, Case.id == Report.case_id)
+                       .where(Report.message_id == message_id).order_by(Report.seq))]
+    return Reprocessed(message_id, state, error, reports, case_ref)

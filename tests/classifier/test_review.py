@@ -1,0 +1,237 @@
+"""What the review pages use of ``classifier.review`` beyond ``decide``: the queue's filters,
+the candidates of a report with how each was found, merging a report into a case (and when that
+is refused), and reprocessing a message that waits for a person."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from abuse_desk.app import Desk
+from abuse_desk.models import Case, CaseState, Event, FeeEntry, Message, MessageState, Report
+from classifier import review
+from tests.workflow.workflow_support import (
+    START,
+    Clock,
+    arf,
+    case_by_id,
+    deliver,
+    message_row_of,
+    person,
+    reports_of,
+    the_case,
+    workflow_desk,
+)
+from workflow import cases
+
+SAM = cases.Actor("specialist", "sam")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+@pytest.fixture
+def desk(tmp_path: Path, clock: Clock) -> Desk:
+    return workflow_desk(tmp_path, clock)
+
+
+def only_report(desk: Desk, message_id: int) -> Any:
+    (report,) = reports_of(desk, message_id)
+    return report
+
+
+def unowned(desk: Desk, n: int = 1) -> Any:
+    """A complaint about an address nobody holds: a report in the queue."""
+    return only_report(desk, deliver(desk, person("hello", f"odd things from 46.29.161.{n}",
+                                                  f"odd{n}")))
+
+
+def events(desk: Desk, subject_type: str, subject_id: int) -> list[tuple[str, str, str]]:
+    with desk.engine.connect() as conn:
+        return [(e.actor_kind, e.actor, e.action) for e in conn.execute(
+            select(Event).where(Event.subject_type == subject_type,
+                                Event.subject_id == subject_id).order_by(Event.id))]
+
+
+# ---- the queue's filters ------------------------------------------------------------------------
+
+def item(received: str, reasons: list[str], category: str | None = None,
+         reporter: str | None = None) -> dict[str, Any]:
+    return {"received_at": received, "review_reasons": reasons, "category": category,
+            "reporter": reporter, "report_id": 1, "message_id": 1}
+
+
+def test_filter_queue_by_reason_category_reporter_and_age() -> None:
+    now = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    old = item("2026-11-24T09:00:00Z", ["no customer resolves"], "spam", "FBL <fbl@a.example>")
+    new = item("2026-11-24T14:30:00Z", ["customers disagree: x is C-1"], None, None)
+    items = [old, new]
+    assert review.filter_queue(items, review.QueueFilter(), now) == items
+    assert review.filter_queue(items, review.QueueFilter(reason="DISAGREE"), now) == [new]
+    assert review.filter_queue(items, review.QueueFilter(category="spam"), now) == [old]
+    assert review.filter_queue(items, review.QueueFilter(category="none"), now) == [new]
+    assert review.filter_queue(items, review.QueueFilter(reporter="fbl@"), now) == [old]
+    assert review.filter_queue(items, review.QueueFilter(older_than_hours=6), now) == [old]
+    assert review.filter_queue(items, review.QueueFilter(older_than_hours=6.5), now) == []
+    assert review.filter_queue(items, review.QueueFilter(older_than_hours=0), now) == items
+    assert not review.QueueFilter().active and review.QueueFilter(category="spam").active
+
+
+@pytest.mark.parametrize(("reason", "kind"), [
+    ("no customer resolves", "no customer resolves"),
+    ("customers disagree: source_ip 45.137.21.9 is C-1", "customers disagree"),
+    ("category confidence 0.00 below threshold 0.60", "category confidence"),
+    ("a reply to one of our mails, but no case matches (reference 'C-1')",
+     "a reply to one of our mails, but no case matches"),
+    ("parser acns failed: KeyError: 'IP_Address'", "parser acns failed"),
+])
+def test_reason_kind_drops_the_particulars(reason: str, kind: str) -> None:
+    assert review.reason_kind(reason) == kind
+
+
+def test_next_in_queue_follows_the_item_and_wraps(desk: Desk) -> None:
+    first, second, third = (unowned(desk, n) for n in (1, 2, 3))
+    items = review.queue(desk)
+    assert [i["report_id"] for i in items] == [first.id, second.id, third.id]
+    after_first = review.next_in_queue(desk, items[0])
+    assert after_first is not None and after_first["report_id"] == second.id
+    last = review.next_in_queue(desk, items[2], (third.id, third.message_id))
+    assert last is not None and last["report_id"] == first.id  # nothing after: the first
+    anywhere = review.next_in_queue(desk, None)
+    assert anywhere is not None and anywhere["report_id"] == first.id
+
+
+# ---- a report's candidates ----------------------------------------------------------------------
+
+def test_report_detail_says_how_each_candidate_was_found(desk: Desk) -> None:
+    report = only_report(desk, deliver(desk, person(
+        "Phishing", "A phishing page at 45.137.21.9 and http://shop.beta.example/x", "two")))
+    detail = review.report_detail(desk, report.id)
+    assert detail is not None
+    assert detail["in_queue"] and detail["customer"] == "C-1"
+    by_customer = {c["customer"]: c for c in detail["candidates"]}
+    assert list(by_customer) == ["C-1", "C-2"]  # the one named now first
+    assert by_customer["C-1"]["chosen"] and by_customer["C-1"]["name"] == "Alpha Hosting"
+    assert by_customer["C-1"]["ways"] == [
+        "45.137.21.0/24 by source IP 45.137.21.9 at the incident's time "
+        "(2026-11-24T14:00:00Z)"]
+    assert by_customer["C-2"]["ways"] == ["shop.beta.example by URL host shop.beta.example",
+                                          "shop.beta.example by domain shop.beta.example"]
+    assert detail["raw"].startswith(b"From: Jane Doe")
+    assert review.report_detail(desk, 999) is None
+
+
+# ---- merging into a case ------------------------------------------------------------------------
+
+def test_merge_makes_the_report_a_claim_with_the_cases_customer_and_type(desk: Desk) -> None:
+    case = the_case(desk, deliver(desk, arf("45.137.21.7")))
+    report = unowned(desk)
+    merged = review.merge_into_case(desk, report.id, f" {case.reference.lower()} ", "sam")
+    assert (merged.case_id, merged.reference, merged.customer, merged.type, merged.state) == (
+        case.id, case.reference, "C-1", "spam", "open")
+    assert not merged.reopened
+    stored = only_report(desk, report.message_id)
+    assert (stored.case_id, stored.customer_id, stored.category, stored.type) == (
+        case.id, case.customer_id, "spam", "spam")
+    assert (stored.review_reason, stored.reviewed_by) == (None, "sam")
+    assert stored.decision["merged_into"]["case"] == case.reference
+    assert events(desk, "report", report.id) == [("specialist", "sam", "review-merge")]
+    assert ("specialist", "sam", "claim-added") in events(desk, "case", case.id)
+    assert review.queue(desk) == []
+
+
+def test_merge_into_a_resolved_case_reopens_it(desk: Desk, clock: Clock) -> None:
+    case = the_case(desk, deliver(desk, arf("45.137.21.7")))
+    with desk.engine.begin() as conn:
+        cases.resolve(conn, desk.config.workflow, case.id, START, SAM, "fixed")
+    clock.now += timedelta(hours=2)
+    merged = review.merge_into_case(desk, unowned(desk).id, case.reference, "sam")
+    assert merged.reopened and merged.state == CaseState.OPEN.value
+    assert merged.deadline_at is not None and merged.deadline_at > clock.now
+    assert ("specialist", "sam", "reopened") in events(desk, "case", case.id)
+
+
+def test_merge_into_an_escalated_case_assesses_the_claims_fee(desk: Desk) -> None:
+    case = the_case(desk, deliver(desk, arf("45.137.21.7")))
+    with desk.engine.begin() as conn:
+        cases.escalate(conn, desk.config.workflow, case.id, START, SAM, "test")
+    report = unowned(desk)
+    review.merge_into_case(desk, report.id, case.reference, "sam")
+    with desk.engine.connect() as conn:
+        fees = set(conn.execute(select(FeeEntry.report_id).where(
+            FeeEntry.case_id == case.id)).scalars())
+    assert report.id in fees
+
+
+@pytest.mark.parametrize("state", [CaseState.CLOSED, CaseState.TERMINATED])
+def test_merge_is_refused_for_a_case_that_takes_no_claim(desk: Desk, state: CaseState) -> None:
+    case = the_case(desk, deliver(desk, arf("45.137.21.7")))
+    with desk.engine.begin() as conn:
+        conn.execute(update(Case).where(Case.id == case.id).values(state=state.value))
+    report = unowned(desk)
+    with pytest.raises(review.ReviewError, match=f"is {state.value}: it takes no more claims"):
+        review.merge_into_case(desk, report.id, case.reference, "sam")
+    stored = only_report(desk, report.message_id)
+    assert (stored.case_id, stored.reviewed_at) == (None, None)
+    assert events(desk, "report", report.id) == []
+    assert case_by_id(desk, case.id).claims == 1
+
+
+def test_merge_refusals_say_what_to_do(desk: Desk) -> None:
+    case = the_case(desk, deliver(desk, arf("45.137.21.7")))
+    report = unowned(desk)
+    with pytest.raises(review.ReviewError, match="no case 'C-2026-000404'"):
+        review.merge_into_case(desk, report.id, "C-2026-000404", "sam")
+    with pytest.raises(review.ReviewError, match="name the case"):
+        review.merge_into_case(desk, report.id, "  ", "sam")
+    with pytest.raises(review.ReviewError, match="no report 999"):
+        review.merge_into_case(desk, 999, case.reference, "sam")
+    in_case = only_report(desk, the_case_message(desk, case.id))
+    with pytest.raises(review.ReviewError, match=f"already a claim on case {case.reference}"):
+        review.merge_into_case(desk, in_case.id, case.reference, "sam")
+
+
+def the_case_message(desk: Desk, case_id: int) -> int:
+    with desk.engine.connect() as conn:
+        return int(conn.execute(select(Report.message_id).where(
+            Report.case_id == case_id)).scalar_one())
+
+
+# ---- reprocessing --------------------------------------------------------------------------------
+
+def test_reprocess_runs_the_pipeline_again_under_the_actors_name(desk: Desk) -> None:
+    reply = deliver(desk, person("Re: [Abuse Case C-2026-000001] spam", "Fixed.", "r1",
+                                 sender="noc@alpha.example"))
+    assert message_row_of(desk, reply).state == MessageState.REVIEW
+    again = review.reprocess(desk, reply, SAM)
+    assert (again.state, again.case, again.reports) == ("review", None, [])
+    assert "no case matches" in (again.error or "")
+
+    case = the_case(desk, deliver(desk, arf("45.137.21.7")))
+    done = review.reprocess(desk, reply, SAM)
+    assert (done.state, done.case, done.error) == ("processed", case.reference, None)
+    assert message_row_of(desk, reply).case_id == case.id
+    assert [a for a in events(desk, "message", reply) if a[1] == "sam"] == [
+        ("specialist", "sam", "reprocess")] * 2
+    with pytest.raises(review.ReviewError, match="is processed, not waiting for review"):
+        review.reprocess(desk, reply, SAM)
+    with pytest.raises(review.ReviewError, match="no message 999"):
+        review.reprocess(desk, 999, SAM)
+
+
+def test_reprocess_refuses_a_message_that_has_reports(desk: Desk) -> None:
+    report = unowned(desk)
+    with desk.engine.begin() as conn:
+        conn.execute(update(Message).where(Message.id == report.message_id).values(
+            state=MessageState.REVIEW.value, error="odd"))
+    with pytest.raises(review.ReviewError, match="has reports already"):
+        review.reprocess(desk, report.message_id, SAM)
+    stored = message_row_of(desk, report.message_id)
+    assert (stored.state, stored.error) == (MessageState.REVIEW, "odd")  # rolled back
+    assert events(desk, "message", report.message_id) == [("system", "pipeline", "processed")]

@@ -4,22 +4,25 @@
 one transaction (every change is an audit event under that person's name), hands what is due
 to the workers, and says what it did. Callers check roles first: ``SUPERVISOR_ACTIONS`` need a
 supervisor on the web desk and the API.
+
+``message`` writes the specialist's text (``reason``) to the customer: a notice of kind
+``message`` that the timeline delivers like the others (``workflow.notices.create_message``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from abuse_desk.app import Desk
 from abuse_desk.db import as_utc
-from abuse_desk.models import FeeEntry
+from abuse_desk.models import FeeEntry, Notice
 from parsers.base import iso_z
-from workflow import cases, timeline
+from workflow import cases, notices, timeline
 
-ACTIONS = ("resolve", "escalate", "approve", "extend", "waive-fee", "note")
+ACTIONS = ("resolve", "escalate", "approve", "extend", "waive-fee", "note", "message")
 SUPERVISOR_ACTIONS = frozenset({"approve", "waive-fee"})
 MAX_TEXT = 10_000
 
@@ -32,6 +35,7 @@ class Request:
     business_days: int | None = None  # extend: or this many business days from now
     fee_id: int | None = None  # waive-fee: one fee (else every assessed fee of the case)
     approve: str | None = None  # approve: restrict or terminate (else the proposed one)
+    subject: str = ""  # message: the subject after the case tag (else a standard one)
 
 
 def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
@@ -43,8 +47,12 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
     reason = request.reason.strip()[:MAX_TEXT]
     if action in ("extend", "waive-fee", "note") and not reason:
         raise cases.CaseError(f"{action} needs a reason (it goes in the audit trail)")
+    if action == "message" and not notices.message_text(request.reason).strip():
+        raise cases.CaseError("write the message to send to the customer")
     now = desk.clock()
     wf = desk.config.workflow
+    if action == "message":
+        desk.workflow.writer  # noqa: B018 - made (its key read or made) outside the transaction
     with desk.engine.begin() as conn:
         case = cases.find_case(conn, ref)
         if action == "resolve":
@@ -64,7 +72,9 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
                 if request.business_days is None or request.business_days < 1:
                     raise cases.CaseError("say until when, or by how many business days")
                 until = desk.workflow.calendar.add_business_days(now, request.business_days)
-            if as_utc(until) <= now:  # type: ignore[operator]
+            # Stored as UTC: a column without a zone (SQLite) would keep the wall time.
+            until = as_utc(until).astimezone(UTC)  # type: ignore[union-attr]
+            if until <= now:
                 raise cases.CaseError("the new deadline must be in the future")
             cases.extend_deadline(conn, wf, case.id, until, now, who, reason)
             said = f"{case.reference}: deadline now {iso_z(until)}"
@@ -80,6 +90,18 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
             else:
                 count = cases.waive_case_fees(conn, case.id, now, who, reason)
                 said = f"{case.reference}: {count} fee(s) waived"
+        elif action == "message":
+            try:
+                notice_id = notices.create_message(conn, desk.workflow.writer, case.id,
+                                                   request.reason, now, request.subject)
+            except ValueError as exc:  # NoAddress too
+                raise cases.CaseError(str(exc)) from None
+            to_addr, subject = conn.execute(select(Notice.to_addr, Notice.subject).where(
+                Notice.id == notice_id)).one()
+            cases.event(conn, now, who, case.id, "message-to-customer", notice_id=notice_id,
+                        to=to_addr, subject=subject,
+                        text=notices.message_text(request.reason))
+            said = f"{case.reference}: message to {to_addr} queued"
         else:  # note
             cases.event(conn, now, who, case.id, "note", text=reason)
             said = f"{case.reference}: note added"

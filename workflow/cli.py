@@ -155,7 +155,11 @@ def _money(cents: int) -> str:
 
 
 def case_rows(desk: Desk, state: str | None = None, customer: str | None = None,
-              overdue: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+              overdue: bool = False, limit: int | None = None, *,
+              category: str | None = None, offset: int = 0,
+              case_id: int | None = None) -> list[dict[str, Any]]:
+    """Cases, newest first, filtered; *offset* and *limit* page through them (the web desk),
+    *case_id* picks one (``case_detail``)."""
     reports = (select(Report.case_id, func.count().label("n")).where(Report.case_id.is_not(None))
                .group_by(Report.case_id).subquery())
     fees = (select(FeeEntry.case_id, func.sum(FeeEntry.amount_cents).label("cents"),
@@ -170,9 +174,15 @@ def case_rows(desk: Desk, state: str | None = None, customer: str | None = None,
         stmt = stmt.where(Case.state == state)
     if customer:
         stmt = stmt.where(Customer.external_id == customer)
+    if category:
+        stmt = stmt.where(Case.category == category)
+    if case_id is not None:
+        stmt = stmt.where(Case.id == case_id)
     if overdue:
         stmt = stmt.where(Case.state.in_([s.value for s in cases.ACTIVE]),
                           Case.deadline_at < desk.clock())
+    if offset:
+        stmt = stmt.offset(offset)
     if limit is not None:
         stmt = stmt.limit(limit)
     with desk.sessions() as session:
@@ -192,8 +202,7 @@ def case_rows(desk: Desk, state: str | None = None, customer: str | None = None,
 def case_detail(desk: Desk, ref: str) -> dict[str, Any]:
     with desk.engine.connect() as conn:
         case = cases.find_case(conn, ref)
-        summary = case_rows(desk, limit=None)
-        row = next(r for r in summary if r["number"] == case.id)
+        (row,) = case_rows(desk, case_id=case.id)
         steps = conn.execute(select(TimelineStep).where(TimelineStep.case_id == case.id)
                              .order_by(TimelineStep.due_at, TimelineStep.id)).all()
         notices = conn.execute(select(

@@ -370,3 +370,83 @@ def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
         to_addr=to_addr, subject=subject, body_text=rendered.text, body_html=rendered.html,
         state="pending", attempts=0, raw=raw, created_at=now, next_attempt_at=now,
     ).returning(Notice.id)).scalar_one())
+
+
+# ---- a specialist's own message to the customer -------------------------------------------------
+
+_MESSAGE_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+MESSAGE_LIMIT = 10_000  # characters of a specialist's message
+
+
+class NoAddress(ValueError):
+    """The customer has no address a message can go to."""
+
+
+def message_text(text: str) -> str:
+    """A person's message as the text part carries it: line ends normalised (CR LF, lone CR,
+    NEL, LINE/PARAGRAPH SEPARATOR become LF), other control characters dropped (tabs kept),
+    trailing spaces cut, at most ``MESSAGE_LIMIT`` characters."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x85", "\n")
+    text = text.replace("\u2028", "\n").replace("\u2029", "\n\n")
+    text = _MESSAGE_CONTROL.sub("", text)
+    lines = [line.rstrip() for line in text.split("\n")]
+    return "\n".join(lines).strip("\n")[:MESSAGE_LIMIT]
+
+
+def _first_notice_id(conn: Connection, case_id: int) -> str | None:
+    """The Message-ID of the first mail the case sent the customer (not an acknowledgement to
+    a reporter), to thread a message under it."""
+    value = conn.execute(select(Notice.header_message_id).where(
+        Notice.case_id == case_id, Notice.kind != "ack", Notice.step_id.is_not(None))
+        .order_by(Notice.id).limit(1)).scalar()
+    return mailer.msg_id_or_none(value)
+
+
+def create_message(conn: Connection, writer: Writer, case_id: int, text: str, now: datetime,
+                   subject: str = "") -> int:
+    """A specialist's message to the case's customer, as a notice of kind ``message`` ready to
+    send (the timeline delivers it like any notice); returns the notice id.
+
+    The text is the person's, so it goes out as it was written, in a plain-text part only (no
+    HTML to escape it into): :func:`message_text` keeps it to text, and it never reaches a
+    header. The mail carries the case tag in its Subject, answers the case's first notice
+    (In-Reply-To, References) and says ``Auto-Submitted: no`` (RFC 3834: a person wrote it, so
+    the customer's systems may answer it like any mail). Raises :class:`NoAddress` when the
+    customer has no valid address and ValueError for an empty text."""
+    body = message_text(text)
+    if not body.strip():
+        raise ValueError("the message is empty")
+    case = conn.execute(select(Case).where(Case.id == case_id)).one()
+    customer = conn.execute(select(Customer).where(Customer.id == case.customer_id)).one()
+    to_addr = _valid_address(customer.email)
+    if to_addr is None:
+        raise NoAddress(f"customer {customer.external_id} ({customer.name}) has no valid e-mail "
+                        f"address ({customer.email!r}); set it with `abuse-desk customers "
+                        "import`, or reach them another way")
+    cfg = writer.config
+    notify = cfg.notify
+    title = mailer.header_safe(subject, 150) if subject.strip() else (
+        f"A message about your case ({type_label(case.type)})")
+    full_subject = f"[Abuse Case {case.reference}] {title}"
+    link = writer.self_service_url(case.id, now)
+    text_part = (
+        f"Dear {mailer.header_safe(customer.name, 200)},\n\n"
+        f"{body}\n\n"
+        f"Case reference:  {case.reference}\n"
+        f"Customer number: {customer.external_id}\n\n"
+        f"Reply to this email and keep the case reference [{case.reference}] in\n"
+        "the subject line, so that your answer reaches the right case.\n"
+        f"You can also see the case and answer online:\n{link}\n\n"
+        f"Kind regards,\n{notify.organization} Abuse Team\n")
+    msg_id = writer.message_id(case.reference, "message")
+    parent = _first_notice_id(conn, case_id)
+    raw = mailer.compose(
+        from_addr=notify.from_address, from_name=notify.from_name, to_addr=to_addr,
+        subject=full_subject, message_id=msg_id, date=now, text=text_part, html=None,
+        in_reply_to=parent, references=[parent] if parent else [], auto_submitted="no",
+        organization=notify.organization)
+    return int(conn.execute(insert(Notice).values(
+        case_id=case_id, kind="message", header_message_id=msg_id, to_addr=to_addr,
+        subject=mailer.header_safe(full_subject, 250), body_text=text_part, body_html=None,
+        state="pending", attempts=0, raw=raw, created_at=now, next_attempt_at=now,
+    ).returning(Notice.id)).scalar_one())

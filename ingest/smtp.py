@@ -116,8 +116,10 @@ class IntakeHandler:
         )
         future = self._store(raw, env)
         try:
-            message_id = await asyncio.wait_for(
-                asyncio.wrap_future(future), timeout=self._cfg.store_timeout_s)
+            # asyncio.timeout, not wait_for: no extra task per message. On timeout the wrapped
+            # future is cancelled, which cancels *future*: the writer then skips it.
+            async with asyncio.timeout(self._cfg.store_timeout_s):
+                message_id = await asyncio.wrap_future(future)
         except Exception as exc:
             metrics.SMTP_REJECTED.labels("tempfail").inc()
             log.error("not stored, answered 451: %s: %s", exc.__class__.__name__, exc,

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
+from sqlalchemy.exc import DBAPIError
 
 from abuse_desk import metrics
 from abuse_desk.db import utcnow
@@ -91,11 +92,16 @@ class GroupCommitWriter:
     """The one thread that writes incoming messages; see the module docstring."""
 
     def __init__(self, engine: Engine, on_committed: Callable[[list[int]], None] | None = None,
-                 batch_max: int = 128, batch_bytes: int = 64 * 1024 * 1024) -> None:
+                 batch_max: int = 128, batch_bytes: int = 64 * 1024 * 1024,
+                 hold_s: float = 1.0) -> None:
         self._engine = engine
         self._on_committed = on_committed
         self._batch_max = batch_max
         self._batch_bytes = batch_bytes
+        # While messages keep coming, the writer keeps its database connection (for up to
+        # *hold_s* without one) instead of checking one out, and pinging it, per batch.
+        self._hold_s = hold_s
+        self._conn: Connection | None = None
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._stopped = False
@@ -137,15 +143,36 @@ class GroupCommitWriter:
         return batch, stop
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            assert isinstance(item, _Pending)
-            batch, stop = self._take_batch(item)
-            self._commit(batch)
-            if stop:
-                return
+        try:
+            while True:
+                if self._conn is None:
+                    item = self._queue.get()
+                else:
+                    try:
+                        item = self._queue.get(timeout=self._hold_s)
+                    except queue.Empty:
+                        self._release()
+                        continue
+                if item is _STOP:
+                    return
+                assert isinstance(item, _Pending)
+                batch, stop = self._take_batch(item)
+                self._commit(batch)
+                if stop:
+                    return
+        finally:
+            self._release()
+
+    def _release(self, invalidate: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if invalidate:
+                conn.invalidate()
+            conn.close()
+        except Exception as exc:
+            log.warning("closing the store connection failed: %s", exc.__class__.__name__)
 
     def _commit(self, batch: list[_Pending]) -> None:
         # A session that gave up waiting (store timeout, answered 451) cancelled its future.
@@ -153,11 +180,29 @@ class GroupCommitWriter:
         if batch:
             self._store(batch)
 
+    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert and commit *rows* on the held connection (checked out, and so pinged, when
+        there is none). A held connection found closed (the server dropped it while it sat
+        idle) is replaced and the batch tried once more; other errors are the caller's."""
+        for attempt in (1, 2):
+            held = self._conn is not None
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            try:
+                with self._conn.begin():
+                    return insert_messages(self._conn, rows)
+            except Exception as exc:
+                lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                if lost or self._conn.invalidated:
+                    self._release(invalidate=True)
+                if not (held and lost and attempt == 1):
+                    raise
+        raise AssertionError("unreachable")
+
     def _store(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            with self._engine.begin() as conn:
-                ids = insert_messages(conn, [p.row for p in batch])
+            ids = self._insert([p.row for p in batch])
         except Exception as exc:
             if len(batch) > 1:
                 # One bad message must not fail the others: store them one by one.

@@ -15,6 +15,7 @@ sweeper re-sends after that.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import traceback
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from abuse_desk import metrics
@@ -30,7 +32,6 @@ from abuse_desk.app import Desk
 from abuse_desk.logs import log_context
 from abuse_desk.models import Case, DuplicateKey, Event, Message, MessageState, Notice, Report
 from classifier.classify import Decision, MessageFacts
-from classifier.runtime import upsert
 from parsers.base import Disposition, ParseResult
 from parsers.headers import first_address, read_top_headers
 from workflow import cases, timeline
@@ -140,11 +141,23 @@ def merge_duplicates(conn: Any, report_ids: list[int], decisions: list[Decision]
                 duplicates=Report.duplicates + 1))
             merged += 1
             continue
-        for key in decision.duplicate_keys:
-            upsert(conn, DuplicateKey.__table__,
-                   {"key": key[:255], "report_id": report_id, "created_at": now},
-                   "key", ["report_id", "created_at"])
+        keys = [{"key": key, "report_id": report_id, "created_at": now}
+                for key in dict.fromkeys(k[:255] for k in decision.duplicate_keys)]
+        if keys:
+            conn.execute(_key_upsert(conn.dialect.name), keys)
     return merged
+
+
+@functools.lru_cache(maxsize=4)
+def _key_upsert(dialect_name: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO UPDATE of one duplicate key, built once (building the
+    statement anew for every key cost more than running it); executed with one parameter set
+    per key."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    stmt = dialect.insert(DuplicateKey.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"report_id": stmt.excluded.report_id, "created_at": stmt.excluded.created_at})
 
 
 def attach_reply(conn: Any, desk: Desk, message_id: int, raw: bytes, result: ParseResult,

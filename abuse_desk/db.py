@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +39,22 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+IMMEDIATE = "abuse_desk_immediate"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """``engine.begin()`` for a transaction that reads before it writes. On SQLite it takes the
+    write lock at its start (BEGIN IMMEDIATE), waiting up to the busy timeout for it: a
+    transaction that only asks for the lock at its first write cannot wait (another writer
+    may have committed since it read) and fails at once with "database is locked". On
+    PostgreSQL it is ``engine.begin()``."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{IMMEDIATE: True})
+        with conn.begin():
+            yield conn
+
+
 def make_engine(cfg: DatabaseConfig, **kwargs: Any) -> Engine:
     """An engine for ``cfg.url``; SQLite gets WAL, synchronous=FULL and a busy timeout."""
     url = make_url(cfg.url)
@@ -60,7 +78,8 @@ def make_engine(cfg: DatabaseConfig, **kwargs: Any) -> Engine:
         # start with their write, so the busy timeout applies instead of a failed lock upgrade.
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            immediate = conn.get_execution_options().get(IMMEDIATE, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     connect_args = {"connect_timeout": max(1, int(cfg.connect_timeout_s))}

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
+from abuse_desk.db import as_utc, write_transaction
 from abuse_desk.models import Case, CaseState, Customer, Event, Message, MessageState, Report
 from classifier.categorize import NOT_ABUSE
 from classifier.classify import Decision, MessageFacts
@@ -422,7 +422,7 @@ def merge_into_case(desk: Desk, report_id: int, case_ref: str, decided_by: str) 
     text = "\n".join(p for p in (facts.subject, parsed.evidence or "") if p)
     actor = cases.Actor("specialist", decided_by)
     writer = desk.workflow.writer  # made (its key read) outside the transaction
-    with desk.engine.begin() as conn:
+    with write_transaction(desk.engine) as conn:
         conn.execute(select(Customer.id).where(Customer.id == case.customer_id)
                      .with_for_update(key_share=True))  # serializes claims, as attach_reports
         fresh = conn.execute(select(Case).where(Case.id == case.id)).one()
@@ -506,7 +506,7 @@ def reprocess(desk: Desk, message_id: int, actor: cases.Actor) -> Reprocessed:
     from workflow.pipeline import process_message
 
     now = desk.clock()
-    with desk.engine.begin() as conn:
+    with write_transaction(desk.engine) as conn:
         row = conn.execute(select(Message.state, Message.error).where(
             Message.id == message_id)).first()
         if row is None:

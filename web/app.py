@@ -91,7 +91,7 @@ def create_app(desk: Desk) -> Starlette:
     from starlette.staticfiles import StaticFiles
 
     from web import api, cases, dashboard, login, review
-    from web.base import Web
+    from web.base import Web, api_error
     from web.selfservice import routes as self_service_routes
 
     web = Web(desk)
@@ -99,7 +99,17 @@ def create_app(desk: Desk) -> Starlette:
     async def home(request: Request) -> Response:
         return RedirectResponse("/review", status_code=303)
 
-    return Starlette(routes=[
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # The traceback goes to the log (the server logs it after this answer); the person
+        # gets the desk's own page, with its security headers, and no internals.
+        text = ("The desk failed on its side; the error is in its log. Nothing was changed "
+                "unless a page says so: try again, and if it keeps failing, tell whoever runs "
+                "the desk.")
+        if request.url.path.startswith("/api/"):
+            return api_error(500, text)
+        return web.plain(500, text)
+
+    return Starlette(exception_handlers={Exception: server_error}, routes=[
         Route("/", home),
         Route("/status", health_page),
         Route("/healthz", healthz),

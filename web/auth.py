@@ -29,7 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
-from abuse_desk.db import as_utc
+from abuse_desk.db import as_utc, write_transaction
 from abuse_desk.models import ApiToken, User, WebSession
 
 ROLES = ("specialist", "supervisor")
@@ -90,7 +90,7 @@ def add_user(engine: Engine, name: str, role: str, password: str, now: datetime)
     if role not in ROLES:
         raise AuthError(f"role must be one of: {', '.join(ROLES)}")
     check_password(password)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         if conn.execute(select(User.id).where(User.name == name)).first() is not None:
             raise AuthError(f"user {name!r} exists: use `abuse-desk users passwd {name}` "
                             "or `users role` to change it")
@@ -102,7 +102,7 @@ def add_user(engine: Engine, name: str, role: str, password: str, now: datetime)
 
 def set_password(engine: Engine, name: str, password: str) -> None:
     check_password(password)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         user_id = _user_id(conn, name)
         conn.execute(update(User).where(User.id == user_id).values(
             password_hash=_hasher.hash(password)))
@@ -112,12 +112,12 @@ def set_password(engine: Engine, name: str, password: str) -> None:
 def set_role(engine: Engine, name: str, role: str) -> None:
     if role not in ROLES:
         raise AuthError(f"role must be one of: {', '.join(ROLES)}")
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(update(User).where(User.id == _user_id(conn, name)).values(role=role))
 
 
 def set_disabled(engine: Engine, name: str, disabled: bool) -> None:
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         user_id = _user_id(conn, name)
         conn.execute(update(User).where(User.id == user_id).values(disabled=disabled))
         if disabled:
@@ -157,7 +157,7 @@ def authenticate(engine: Engine, name: str, password: str) -> WebUser | None:
     if row is None or row.disabled:
         return None
     if _hasher.check_needs_rehash(stored):
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             conn.execute(update(User).where(User.id == row.id).values(
                 password_hash=_hasher.hash(password)))
     return WebUser(row.id, row.name, row.role)
@@ -169,7 +169,7 @@ def start_session(engine: Engine, user: WebUser, now: datetime, hours: float,
                   peer: str | None) -> str:
     """A new session for *user*; returns the cookie's token (stored only as its hash)."""
     token = secrets.token_urlsafe(32)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(delete(WebSession).where(WebSession.expires_at < now))
         conn.execute(insert(WebSession).values(
             id=_digest(token), user_id=user.id, csrf=secrets.token_urlsafe(32), created_at=now,
@@ -184,35 +184,40 @@ def load_session(engine: Engine, token: str | None, now: datetime,
     if not token or len(token) > 100:
         return None
     sid = _digest(token)
-    with engine.begin() as conn:
+    # Read, then write in a transaction of its own: on SQLite a transaction that reads before
+    # it writes cannot wait for the write lock (the busy timeout does not apply to a lock
+    # upgrade), and a worker committing in between failed the page with "database is locked".
+    with engine.connect() as conn:
         session = conn.execute(
             select(WebSession.user_id, WebSession.csrf, WebSession.flash,
                    WebSession.last_seen_at, WebSession.expires_at, User.name, User.role,
                    User.disabled)
             .join(User, User.id == WebSession.user_id).where(WebSession.id == sid)).first()
-        if session is None:
-            return None
-        name, role = session.name, session.role
-        if session.disabled or as_utc(session.expires_at) <= now:  # type: ignore[operator]
+    if session is None:
+        return None
+    name, role = session.name, session.role
+    if session.disabled or as_utc(session.expires_at) <= now:  # type: ignore[operator]
+        with write_transaction(engine) as conn:
             conn.execute(delete(WebSession).where(WebSession.id == sid))
-            return None
-        values: dict[str, Any] = {"flash": None}
-        seen = as_utc(session.last_seen_at)
-        if seen is None or (now - seen).total_seconds() > 60:
-            values.update(last_seen_at=now, expires_at=now + timedelta(hours=hours))
-        if values.keys() != {"flash"} or session.flash is not None:
+        return None
+    values: dict[str, Any] = {"flash": None}
+    seen = as_utc(session.last_seen_at)
+    if seen is None or (now - seen).total_seconds() > 60:
+        values.update(last_seen_at=now, expires_at=now + timedelta(hours=hours))
+    if values.keys() != {"flash"} or session.flash is not None:
+        with write_transaction(engine) as conn:
             conn.execute(update(WebSession).where(WebSession.id == sid).values(**values))
     return SessionInfo(sid, WebUser(session.user_id, name, role), session.csrf, session.flash)
 
 
 def set_flash(engine: Engine, session_id: str, message: str) -> None:
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(update(WebSession).where(WebSession.id == session_id).values(
             flash=message[:500]))
 
 
 def end_session(engine: Engine, session_id: str) -> None:
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(delete(WebSession).where(WebSession.id == session_id))
 
 
@@ -226,7 +231,7 @@ def add_token(engine: Engine, user_name: str, token_name: str, now: datetime) ->
     """A new API token for *user_name*; the token itself is shown once and never stored."""
     token_name = token_name.strip()[:64] or "api"
     token = "adk_" + secrets.token_urlsafe(32)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(insert(ApiToken).values(
             user_id=_user_id(conn, user_name), name=token_name, token_hash=_digest(token),
             created_at=now))
@@ -234,7 +239,7 @@ def add_token(engine: Engine, user_name: str, token_name: str, now: datetime) ->
 
 
 def revoke_tokens(engine: Engine, user_name: str, token_name: str | None, now: datetime) -> int:
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         stmt = update(ApiToken).where(ApiToken.user_id == _user_id(conn, user_name),
                                       ApiToken.revoked_at.is_(None))
         if token_name is not None:
@@ -245,7 +250,7 @@ def revoke_tokens(engine: Engine, user_name: str, token_name: str | None, now: d
 def token_user(engine: Engine, token: str, now: datetime) -> WebUser | None:
     if not token.startswith("adk_") or len(token) > 100:
         return None
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         row = conn.execute(
             select(ApiToken.id, ApiToken.last_used_at, User.id.label("uid"), User.name,
                    User.role, User.disabled)

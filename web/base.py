@@ -41,6 +41,8 @@ MAX_FORM = 256 * 1024
 MAX_FIELDS = 200
 TEMPLATES = Path(__file__).parent / "templates"
 
+# JSON answers: never cached, never sniffed into something a browser would run.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -237,7 +239,7 @@ class Web:
                     return api_error(exc.status, str(exc))
                 if isinstance(result, Response):
                     return result
-                return JSONResponse(result, headers={"Cache-Control": "no-store"})
+                return JSONResponse(result, headers=API_HEADERS)
             endpoint.required_role = role  # type: ignore[attr-defined]  # read by the tests
             endpoint.guard = "api"  # type: ignore[attr-defined]
             return endpoint
@@ -256,7 +258,7 @@ class ApiError(ValueError):
 
 def api_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status,
-                        headers={"Cache-Control": "no-store", **(headers or {})})
+                        headers={**API_HEADERS, **(headers or {})})
 
 
 async def read_json(request: Request) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
+from abuse_desk.db import as_utc, write_transaction
 from abuse_desk.models import Case, CaseState, Customer
 from workflow import cases, mailer, notices, timeline
 
@@ -102,7 +102,7 @@ def _answer(desk: Desk, token: str, answer: str, fixed: bool) -> HTMLResponse:
     now = desk.clock()
     who = cases.Actor("customer", "self-service")
     wf = desk.config.workflow
-    with desk.engine.begin() as conn:
+    with write_transaction(desk.engine) as conn:
         state = CaseState(case.state)
         if state in (CaseState.RESOLVED, CaseState.CLOSED, CaseState.TERMINATED):
             return _render(desk, token, "This case no longer takes answers.")

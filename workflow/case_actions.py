@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
+from abuse_desk.db import as_utc, write_transaction
 from abuse_desk.models import FeeEntry, Notice
 from parsers.base import iso_z
 from workflow import cases, notices, timeline
@@ -53,7 +53,7 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
     wf = desk.config.workflow
     if action == "message":
         desk.workflow.writer  # noqa: B018 - made (its key read or made) outside the transaction
-    with desk.engine.begin() as conn:
+    with write_transaction(desk.engine) as conn:
         case = cases.find_case(conn, ref)
         if action == "resolve":
             cases.resolve(conn, wf, case.id, now, who, reason)

@@ -301,3 +301,25 @@ def test_change_own_password(desk: Desk) -> None:
     assert auth.authenticate(desk.engine, "sam", "another long one") is not None
     assert auth.authenticate(desk.engine, "sam", PASSWORD) is None
     assert sessions(desk) == 0
+
+
+def test_a_failure_on_our_side_is_the_desks_own_page_not_a_trace(
+        desk: Desk, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals: /srv/desk.db")
+
+    monkeypatch.setattr("web.dashboard.stats", broken)
+    client = sign_in(TestClient(create_app(desk), follow_redirects=False,
+                                raise_server_exceptions=False), "sam")
+    page = client.get("/dashboard")
+    assert page.status_code == 500
+    assert 'role="alert"' in page.text and "try again" in page.text
+    assert "secret internals" not in page.text and "Traceback" not in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+    token = auth.add_token(desk.engine, "sam", "tool", clock())
+    answer = client.get("/api/v1/dashboard", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 500
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "try again" in answer.json()["error"]
+    assert "secret internals" not in answer.text

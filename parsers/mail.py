@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email
 import quopri
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.errors import MessageError
+from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.policy import compat32
 
@@ -29,6 +29,9 @@ from abuse_desk.config import ParserLimits
 from parsers.base import LimitExceeded
 from parsers.headers import clean_value
 
+# The parser is fed this many bytes at a time: ``email.message_from_bytes`` decodes the whole
+# message into one str first, which for a 25 MiB message cost ten times its size at the peak.
+FEED_CHUNK = 64 * 1024
 _DELIMITER = re.compile(rb"^--", re.M)
 _BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))""", re.I)
 
@@ -117,6 +120,19 @@ class Part:
         return (self.filename or "").lower()
 
 
+def _parse(raw: bytes, deadline: Deadline) -> Message:
+    """``email.message_from_bytes(raw, policy=compat32)``, fed in chunks (and within the time
+    budget)."""
+    parser = BytesFeedParser(policy=compat32)
+    view = memoryview(raw)
+    for start in range(0, len(raw), FEED_CHUNK):
+        parser.feed(view[start:start + FEED_CHUNK].tobytes())
+        deadline.check()
+    message = parser.close()
+    assert isinstance(message, Message)
+    return message
+
+
 class Mail:
     """One message, parsed once within the limits, for all parsers."""
 
@@ -133,7 +149,7 @@ class Mail:
                 " parts (parsers.max_parts)")
         try:
             renamed = _REPORT_TYPES.sub(rb"\1" + _PRIVATE.encode(), raw)
-            self.msg: Message = email.message_from_bytes(renamed, policy=compat32)
+            self.msg: Message = _parse(renamed, self.deadline)
         except RecursionError:
             limit = self.limits.max_mime_depth
             raise LimitExceeded(f"MIME nesting too deep to parse (limit {limit}, "

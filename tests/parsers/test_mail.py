@@ -1,0 +1,40 @@
+"""parsers.mail.Mail: the message is fed to the parser in chunks, and that changes nothing."""
+
+from __future__ import annotations
+
+import email
+from email.policy import compat32
+
+import pytest
+
+from parsers import mail as mail_module
+from parsers.base import LimitExceeded
+from parsers.mail import Deadline, Mail
+from tests.support import corpus_or_skip
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_chunked_feed_parses_every_corpus_mail_as_the_whole_bytes_would(
+        monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    # Small chunks split CRLF pairs, boundaries and encoded words across feeds.
+    corpus = corpus_or_skip()
+    monkeypatch.setattr(mail_module, "FEED_CHUNK", chunk)
+    paths = sorted(p for p in corpus.rglob("*.eml") if p.stat().st_size < 200_000)
+    assert len(paths) > 50
+    for path in paths[:: 1 if chunk > 1 else 10]:
+        raw = path.read_bytes()
+        # Mail renames report content types before parsing (see parsers.mail): so does this.
+        renamed = mail_module._REPORT_TYPES.sub(rb"\1" + mail_module._PRIVATE.encode(), raw)
+        whole = email.message_from_bytes(renamed, policy=compat32)
+        fed = Mail(raw).msg
+        assert [p.get_content_type() for p in fed.walk()] == \
+            [p.get_content_type() for p in whole.walk()], path
+        assert [p.get_payload(decode=True) for p in fed.walk() if not p.is_multipart()] == \
+            [p.get_payload(decode=True) for p in whole.walk() if not p.is_multipart()], path
+        assert fed.items() == whole.items(), path
+
+
+def test_the_time_budget_applies_while_the_message_is_fed() -> None:
+    raw = b"Subject: x\r\n\r\n" + b"line\r\n" * 100_000
+    with pytest.raises(LimitExceeded, match="time budget"):
+        Mail(raw, deadline=Deadline(-1.0))

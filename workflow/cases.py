@@ -90,8 +90,26 @@ def event(conn: Connection, now: datetime, actor: Actor, case_id: int, what: str
         subject_id=case_id, action=what, detail=detail))
 
 
+# Cases given work that is due at once (a step or a notice) in the connection's transaction:
+# the pipeline hands only those to the broker afterwards (timeline.kick), not every case a
+# report touched; anything missed is the scheduler's at its next tick.
+_DUE_NOW = "abuse_desk.due_now"
+
+
+def mark_due(conn: Connection, case_id: int) -> None:
+    conn.info.setdefault(_DUE_NOW, set()).add(case_id)
+
+
+def take_due(conn: Connection) -> set[int]:
+    """The cases :func:`mark_due` named on *conn* since the last call (and forget them)."""
+    due: set[int] = conn.info.pop(_DUE_NOW, set())
+    return due
+
+
 def add_step(conn: Connection, case_id: int, kind: str, due_at: datetime, now: datetime,
              state: str = "pending", **detail: Any) -> int:
+    if state == "pending" and due_at <= now:
+        mark_due(conn, case_id)
     return int(conn.execute(insert(TimelineStep).values(
         case_id=case_id, kind=kind, due_at=due_at, state=state, detail=detail,
         created_at=now).returning(TimelineStep.id)).scalar_one())
@@ -183,11 +201,17 @@ def open_case(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
 
 def _schedule_deadline(conn: Connection, cfg: WorkflowConfig, case_id: int, cls: str,
                        now: datetime, deadline: datetime) -> None:
-    add_step(conn, case_id, "notice", now, now)
+    """The notice now, the reminder and the deadline: in one INSERT (a case opens per new
+    complaint, so this is on the pipeline's hot path)."""
+    plan = [("notice", now)]
     reminder = reminder_for(cfg, cls, deadline, now)
     if reminder is not None:
-        add_step(conn, case_id, "reminder", reminder, now)
-    add_step(conn, case_id, "deadline", deadline, now)
+        plan.append(("reminder", reminder))
+    plan.append(("deadline", deadline))
+    conn.execute(insert(TimelineStep), [
+        {"case_id": case_id, "kind": kind, "due_at": due_at, "state": "pending", "detail": {},
+         "created_at": now} for kind, due_at in plan])
+    mark_due(conn, case_id)  # the notice
 
 
 def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar, case: Any,

@@ -233,8 +233,9 @@ def process_message(desk: Desk, message_id: int) -> str:
                       **({"reply": _jsonable(result.extra)} if result.extra else {})}
         else:
             detail = {}
-        touched: set[int] = set()
+        due: set[int] = set()
         with desk.engine.begin() as conn:
+            cases.take_due(conn)  # nothing left over from an earlier failed transaction
             claimed = conn.execute(
                 update(Message)
                 .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
@@ -252,17 +253,16 @@ def process_message(desk: Desk, message_id: int) -> str:
                     timedelta(days=desk.config.classifier.duplicate_window_days))
                 joined = cases.attach_reports(conn, desk.config.workflow,
                                               desk.workflow.calendar, ids, now)
-                touched.update(joined.values())
                 if joined:
                     detail["cases"] = sorted(set(joined.values()))
                     first_case = joined[min(joined)]
                     if create_ack(conn, desk.workflow.writer, message_id, first_case, now):
                         detail["acknowledged"] = True
+                        cases.mark_due(conn, first_case)
             elif state is MessageState.PROCESSED and result is not None and (
                     result.disposition is Disposition.REPLY or result.format == "bounce"):
                 case_id, why = attach_reply(conn, desk, message_id, row.raw, result, now)
                 if case_id is not None:
-                    touched.add(case_id)
                     detail["case"] = case_id
                 elif why is not None:
                     conn.execute(update(Message).where(Message.id == message_id).values(
@@ -272,7 +272,10 @@ def process_message(desk: Desk, message_id: int) -> str:
             conn.execute(insert(Event).values(
                 at=now, actor_kind="system", actor="pipeline", subject_type="message",
                 subject_id=message_id, action=state.value, detail=detail))
-        timeline.kick(desk, touched)
+            due = cases.take_due(conn)
+        # Only the cases this message gave work due now: a claim on an open case, or a reply,
+        # makes nothing due (a later step is the scheduler's), and asking cost two transactions.
+        timeline.kick(desk, due)
         metrics.PROCESSED.labels(state.value).inc()
         log.info("%s", state.value, extra={"fields": {
             "subject": outcome.values.get("header_subject"),

@@ -619,3 +619,23 @@ def test_cases_show_prints_the_timeline(desk: Desk, capsys: pytest.CaptureFixtur
     assert "2026-12-03T15:00:00Z  deadline   pending" in out
     assert "2026-12-02T15:00:00Z  reminder   pending" in out
 
+
+
+def test_the_pipeline_hands_the_broker_only_work_that_is_due_now(desk: Desk) -> None:
+    sent: list[tuple[str, int]] = []
+    desk.enqueue = lambda actor, ident: sent.append((actor, ident))
+    case = the_case(desk, deliver(desk, arf("45.137.21.7", 1)))
+    (notice_step,) = [s for s in steps_of(desk, case.id) if s.kind == "notice"]
+    assert sent == [("run_step", notice_step.id)]  # the first notice, at once
+
+    sent.clear()
+    assert the_case(desk, deliver(desk, arf("45.137.21.7", 2))).id == case.id
+    assert sent == []  # a claim on an open case: its notice is still to go, nothing is due
+
+    # The third claim in the window escalates (repeat claims): that step is due now, and so
+    # is the person's acknowledgement.
+    message_id = deliver(desk, person("Spam from 45.137.21.7", "45.137.21.7 spammed me.", "p1"))
+    assert the_case(desk, message_id).id == case.id
+    (ack,) = [n for n in notices_of(desk, case.id) if n.kind == "ack"]
+    (escalation,) = [s for s in steps_of(desk, case.id) if s.kind == "escalation"]
+    assert sorted(sent) == [("deliver_notice", ack.id), ("run_step", escalation.id)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from starlette.testclient import TestClient
 from abuse_desk.app import Desk
 from abuse_desk.models import Case, Event, FeeEntry, Report, TimelineStep, User
 from classifier import review
-from tests.web.web_support import signed_in, web_desk
+from tests.web.web_support import signed_in
 from tests.workflow.workflow_support import (
     START,
     Clock,
@@ -41,16 +40,6 @@ from workflow.cli import case_detail, case_rows
 API = "/api/v1"
 SCRIPT = "<script>alert(1)</script>"
 NOBODY_IP = "198.18.7.7"  # no customer owns it: its reports wait in review
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return web_desk(tmp_path, clock)
 
 
 @pytest.fixture

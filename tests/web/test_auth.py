@@ -25,22 +25,11 @@ from tests.web.web_support import (
     form_token,
     sign_in,
     signed_in,
-    web_desk,
 )
-from tests.workflow.workflow_support import START, Clock
+from tests.workflow.workflow_support import Clock
 from web import auth
 from web.app import create_app
 from web.base import COOKIE
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return web_desk(tmp_path, clock)
 
 
 def sessions(desk: Desk) -> int:

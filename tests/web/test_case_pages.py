@@ -15,9 +15,8 @@ from starlette.testclient import TestClient
 
 from abuse_desk.app import Desk
 from abuse_desk.models import Event, FeeEntry, TimelineStep
-from tests.web.web_support import PASSWORD, client_for, form_token, signed_in, web_desk
+from tests.web.web_support import PASSWORD, client_for, form_token, signed_in
 from tests.workflow.workflow_support import (
-    START,
     Clock,
     arf,
     case_by_id,
@@ -42,16 +41,6 @@ ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 PHISHING = ("Phishing site at 45.137.21.99",
             "Your server 45.137.21.99 hosts a phishing page imitating a bank login page that "
             "steals credentials: http://45.137.21.99/bank/login")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return web_desk(tmp_path, clock)
 
 
 # ---- helpers ---------------------------------------------------------------------------------

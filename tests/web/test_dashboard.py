@@ -20,7 +20,7 @@ from abuse_desk.app import Desk
 from abuse_desk.models import Customer, FeeEntry, Report
 from classifier.review import ReviewDecision, decide, queue
 from ingest.store import Envelope, insert_messages, message_row
-from tests.web.web_support import client_for, signed_in, web_desk
+from tests.web.web_support import client_for, signed_in
 from tests.workflow.workflow_support import (
     START,
     Clock,
@@ -42,16 +42,6 @@ BRUTE_FORCE = ("SSH brute force",
                "Brute force login attempts from 45.137.21.9 against our SSH server")
 ODD = ("hello", "Something odd keeps coming from 46.29.161.7")  # no type, no customer
 SVG = re.compile(r"<svg\b.*?</svg>", re.S)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return web_desk(tmp_path, clock)
 
 
 def deliver_now(desk: Desk, clock: Clock, raw: bytes) -> int:

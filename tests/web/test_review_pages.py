@@ -9,7 +9,6 @@ import dataclasses
 import html
 import re
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,10 +27,9 @@ from abuse_desk.models import (
     TrainingExample,
 )
 from ingest.store import Envelope, insert_messages, message_row
-from tests.web.web_support import client_for, csrf_of, form_token, signed_in, web_desk
+from tests.web.web_support import client_for, csrf_of, form_token, signed_in
 from tests.workflow.workflow_support import (
     START,
-    Clock,
     arf,
     case_by_id,
     message_row_of,
@@ -43,16 +41,6 @@ from workflow.pipeline import process_message
 
 SCRIPT = "<script>alert(1)</script>"
 ROW = re.compile(r'<tr data-href="(/review/(?:report|message)/\d+)"')
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return web_desk(tmp_path, clock)
 
 
 @pytest.fixture

@@ -55,6 +55,8 @@ class SmtpConfig:
     idle_timeout_s: float = 300.0
     max_connections: int = 1000
     max_connections_per_ip: int = 20
+    max_messages_per_ip_per_minute: int = 600
+    rate_limit_max_peers: int = 10000
     store_timeout_s: float = 30.0
     commit_batch_max: int = 128
     tls_cert: str = ""
@@ -247,6 +249,8 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("smtp", "max_line_length"): (lambda v: v >= 1000, "at least 1000 bytes (RFC 5321)"),
     ("smtp", "max_connections"): (lambda v: v > 0, "a positive number"),
     ("smtp", "max_connections_per_ip"): (lambda v: v > 0, "a positive number"),
+    ("smtp", "max_messages_per_ip_per_minute"): (lambda v: v >= 0, "zero (off) or more"),
+    ("smtp", "rate_limit_max_peers"): (lambda v: v > 0, "a positive number"),
     ("smtp", "commit_batch_max"): (lambda v: v > 0, "a positive number"),
     ("smtp", "store_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
     ("smtp", "idle_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),

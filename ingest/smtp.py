@@ -8,15 +8,29 @@ Replies, by design:
 * ``451 4.3.0`` on any failure of ours (database down or locked, disk full, a bug): the sender keeps
   the message and retries. Never a 5xx for our own failure, never internals in the text.
 * ``421 4.7.0`` a peer over its connection cap, or the listener over its total cap.
+* ``451 4.7.1`` at MAIL: a peer over its message rate (``smtp.max_messages_per_ip_per_minute``,
+  a token bucket per peer IP, per /64 for IPv6): a well-behaved MTA slows down and retries.
+
+End of DATA, and SMTP smuggling (CVE-2023-51764/51765/51766, aiosmtpd's CVE-2024-27305): only
+``<CRLF>.<CRLF>`` ends DATA. aiosmtpd (>= 1.4.5; we require 1.4.6) reads DATA in lines ending in
+CRLF, so a bare LF or a bare CR around a dot (``\n.\n``, ``\n.\r\n``, ``\r.\r\n``, ``\r\n.\r``,
+...) is data: whatever follows it, a smuggled ``MAIL FROM``/``RCPT TO``/``DATA`` and a second
+message included, becomes body bytes of the one message, stored as sent (dot-unstuffing aside).
+We neither refuse nor normalize bare LF or CR (Postfix's ``smtpd_forbid_bare_newline`` refuses
+or rewrites): a report is never lost for the sloppy line endings of its sender, nothing here
+relays the bytes onward, and the raw message stays exactly what the reporter sent.
+``tests/ingest/test_smtp_hostile.py`` holds the listener to this.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ipaddress
 import logging
 import ssl
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +54,8 @@ _REPLIES = {
         "552 5.3.4 Message size exceeds fixed maximum message size",
     "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Line too long",
 }
+
+SLOW_DOWN = "451 4.7.1 Too many messages from your address, slow down and try again later"
 
 StoreFn = Callable[[bytes, Envelope], concurrent.futures.Future[int]]
 
@@ -69,6 +85,86 @@ class ConnectionTracker:
             del self.by_ip[ip]
 
 
+def peer_key(ip: str) -> str:
+    """What the message rate is counted by: an IPv4 address, or the /64 of an IPv6 address (one
+    site gets a /64: per address, a sender would walk its 2**64 addresses past the limit)."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
+class _Bucket:
+    __slots__ = ("stamp", "tokens", "warned")
+
+    def __init__(self, tokens: float, stamp: float) -> None:
+        self.tokens, self.stamp, self.warned = tokens, stamp, float("-inf")
+
+
+class PeerRateLimiter:
+    """A token bucket per peer (:func:`peer_key`): holds *per_minute* tokens, refills at
+    *per_minute* a minute, one token per MAIL. *per_minute* 0 turns it off.
+
+    Bounded in memory: a peer idle long enough for its bucket to be full again is forgotten (it
+    is then no different from a new one), and past *max_peers* the peer idle longest is
+    forgotten too (it starts again with a full bucket: the limiter fails open, never shut).
+    Called from the event loop only: no lock.
+    """
+
+    def __init__(self, per_minute: int, max_peers: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.max_peers = max_peers
+        self._clock = clock
+        # Least recently used first: every take() moves its peer to the end.
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self.capacity > 0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, ip: str) -> bool:
+        """Spend one token of *ip*'s peer; False (and nothing spent) when it has none."""
+        if not self.enabled:
+            return True
+        now = self._clock()
+        full_after = self.capacity / self.rate
+        buckets = self._buckets
+        while buckets:
+            oldest = next(iter(buckets.values()))
+            if now - oldest.stamp < full_after:
+                break
+            buckets.popitem(last=False)
+        key = peer_key(ip)
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = _Bucket(self.capacity, now)
+            while len(buckets) > self.max_peers:
+                buckets.popitem(last=False)
+        else:
+            bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.stamp) * self.rate)
+            bucket.stamp = now
+            buckets.move_to_end(key)
+        if bucket.tokens < 1.0:
+            if now - bucket.warned >= 60.0:  # one line a minute per peer, not one per refusal
+                bucket.warned = now
+                log.warning("peer over its message rate, answering 451 4.7.1",
+                            extra={"fields": {"peer": key,
+                                              "per_minute": int(self.capacity)}})
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+
 class IntakeHandler:
     """aiosmtpd handler: recipient policy and store-before-250."""
 
@@ -77,6 +173,8 @@ class IntakeHandler:
         self._store = store
         self._mailboxes = {m.lower() for m in cfg.mailboxes}
         self._domains = {d.lower().rstrip(".") for d in cfg.domains}
+        self.limiter = PeerRateLimiter(cfg.max_messages_per_ip_per_minute,
+                                       cfg.rate_limit_max_peers)
 
     def accepts(self, address: str) -> bool:
         """Only ``<mailbox>@<domain>`` from config: no source routes, no % hacks, no relaying."""
@@ -91,6 +189,16 @@ class IntakeHandler:
         # Our replies carry RFC 3463 codes: say so (RFC 2034). No AUTH: nobody logs in here.
         kept = [r for r in responses[:-1] if not r.startswith("250-AUTH")]
         return [*kept, "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope,
+                          address: str, mail_options: list[str]) -> str:
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        if not self.limiter.take(str(peer)):
+            metrics.SMTP_REJECTED.labels("rate").inc()
+            return SLOW_DOWN
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope,
                           address: str, rcpt_options: list[str]) -> str:

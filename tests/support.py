@@ -24,6 +24,12 @@ NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # the clock of `fixed_desk`
 CORPUS = ROOT.parent / "shared" / "corpus"  # real sample mails, read-only, may be absent
 
 
+# How long a hostile input may take before a test calls it a hang. Not a speed target (those
+# live in `make bench`): the inputs it guards against (catastrophic backtracking, entity or
+# alias expansion, bombs) take minutes to forever; a loaded CI machine takes seconds.
+HANG_GUARD_S = 30.0
+
+
 def corpus_or_skip() -> Path:
     """The shared corpus, or skip the test saying where it was looked for."""
     import pytest
@@ -44,7 +50,8 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     override keys as in config.toml."""
     data: dict[str, dict[str, Any]] = {
         "database": {"url": f"sqlite:///{tmp_path / 'desk.db'}"},
-        "smtp": {"port": free_port()},
+        # Tests send bursts from 127.0.0.1; the rate limit's own tests turn it on.
+        "smtp": {"port": free_port(), "max_messages_per_ip_per_minute": 0},
         "web": {"port": free_port()},
         "pipeline": {"sweep_interval_s": 0.5, "worker_threads": 2},
         "log": {"level": "INFO"},

@@ -52,6 +52,7 @@ from parsers.common import (
     unique,
 )
 from parsers.dmca import dmca_elements, notice_text, undo_dash_escaping
+from parsers.headers import parse_address
 from parsers.mail import Mail, Part, decode_text
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # of one part, scanned for XML (real notices: under 10 KiB)
@@ -545,7 +546,7 @@ def _markmonitor_case(case: Node, report: ParsedReport, mail: Mail) -> None:
         items.append({"title": content.attr("", "name"), "filesize": content.attr("", "size"),
                       "hash": content.text("Hash"), "hash_type": content.attr("Hash", "algorithm")})
     report.extra["items"] = items
-    name, address = parseaddr(mail.from_)
+    name, address = parse_address(mail.from_)
     if "@" in address:
         report.reporter_address = address
         report.reporter_org = name.strip() or address.rsplit("@", 1)[1].lower()
@@ -589,7 +590,7 @@ def _reports(document: Document, mail: Mail) -> list[ParsedReport]:
         elif report.source_ip is None:
             report.warnings.append("no source IP address: URLs and hosts only")
         if not report.reporter_address:
-            _, address = parseaddr(mail.from_)
+            _, address = parse_address(mail.from_)
             if "@" in address:
                 report.reporter_address = address
                 report.inferred.append("reporter_address")

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from email.errors import MessageError, MissingHeaderBodySeparatorDefect
 from email.message import Message
 from email.policy import compat32
-from email.utils import parseaddr
 from typing import Any
 
 from parsers.base import Disposition, ParsedReport, ParseResult, Stage
@@ -41,7 +40,7 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.headers import clean_value
+from parsers.headers import ADDRESS_HEADERS, clean_address, clean_value, parse_address
 from parsers.mail import Mail, Part, decode_text, decode_transfer
 
 MAX_FIELD_BYTES = 64 * 1024  # a field block is a few hundred bytes; more is read no further
@@ -84,7 +83,8 @@ def clean(value: object) -> str | None:
 
 def header(mail: Mail, name: str, msg: Message | None = None) -> str | None:
     """``mail.header(name, msg)`` that never raises."""
-    return clean((msg or mail.msg).get(name))
+    value = (msg or mail.msg).get(name)
+    return clean_address(value) if name.lower() in ADDRESS_HEADERS else clean(value)
 
 
 # -- the field block (part 2) ---------------------------------------------------------------
@@ -517,15 +517,15 @@ def reporter_hop(received: list[str], reporter_domains: set[str],
 
 
 def address_of(value: str | None) -> str | None:
-    _, addr = parseaddr(value or "")
+    _, addr = parse_address(value)
     addr = addr.strip().lower()
     return addr if "@" in addr else None
 
 
 def reporter_of(root: Message, fields: FeedbackFields | None) -> tuple[str | None, str | None]:
     """(address, organisation) of the reporter: From, Reporting-MTA, User-Agent."""
-    sender = clean(root.get("From"))
-    name, _ = parseaddr(sender or "")
+    sender = clean_address(root.get("From"))
+    name, _ = parse_address(sender)
     address = address_of(sender)
     org = name.strip().strip('"') or None
     if org is None and fields is not None:

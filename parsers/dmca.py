@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parsers.base import Disposition, ParsedReport, ParseResult, Stage
@@ -38,6 +38,7 @@ from parsers.common import (
     refang,
     unique,
 )
+from parsers.headers import parse_address
 from parsers.mail import Mail
 
 MAX_TEXT_CHARS = 512 * 1024  # real notices are under 20 KiB
@@ -317,7 +318,7 @@ def locate(report: ParsedReport, text: str, mail: Mail) -> None:
 
 
 def reporter(report: ParsedReport, mail: Mail) -> None:
-    name, address = parseaddr(mail.from_)
+    name, address = parse_address(mail.from_)
     if "@" in address:
         report.reporter_address = address
     name = name.strip().strip('"').strip()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import quopri
 import re
 import time
@@ -27,7 +28,7 @@ from email.policy import compat32
 
 from abuse_desk.config import ParserLimits
 from parsers.base import LimitExceeded
-from parsers.headers import clean_value
+from parsers.headers import ADDRESS_HEADERS, clean_address, clean_value, no_surrogates
 
 # The parser is fed this many bytes at a time: ``email.message_from_bytes`` decodes the whole
 # message into one str first, which for a 25 MiB message cost ten times its size at the peak.
@@ -55,6 +56,10 @@ _REPORT_TYPES = re.compile(
     rb"(?im)^(content-type:[ \t]*)message/(?=(?:feedback-report|disposition-notification|"
     rb"global-delivery-status|global-disposition-notification)\b)")
 _PRIVATE = "x-abuse-desk-message/"
+# Python codecs that are not charsets: escapes would be read as characters (and can make NUL
+# and lone surrogates), or they decode nothing of use.
+_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "undefined", "idna",
+                           "punycode"})
 _CHARSET_ALIASES = {"unknown-8bit": "latin-1", "x-unknown": "latin-1", "8bit": "latin-1",
                     "ansi_x3.4-1968": "ascii", "us-ascii": "ascii", "x-sjis": "shift_jis"}
 
@@ -71,15 +76,23 @@ class Deadline:
             raise LimitExceeded(f"time budget of {self.seconds:g} s per message exceeded")
 
 
+def _clean(name: str, value: object) -> str | None:
+    return clean_address(value) if name.lower() in ADDRESS_HEADERS else clean_value(value)
+
+
 def decode_text(data: bytes, charset: str | None) -> str:
-    """*data* as text: its declared charset, else UTF-8, else Latin-1 (never fails)."""
-    name = (charset or "").strip().strip('"').lower()
+    """*data* as text: its declared charset, else UTF-8, else Latin-1 (never fails). Python's
+    own codecs that are no charset (``unicode_escape``: backslashes would be read as escapes)
+    are not used, and a lone surrogate (UTF-7 can decode to one) becomes U+FFFD."""
+    name = (charset or "").strip().strip('"').lower()[:100]
     name = _CHARSET_ALIASES.get(name, name)
     for candidate in (name, "utf-8"):
         if not candidate:
             continue
         try:
-            return data.decode(candidate)
+            if codecs.lookup(candidate).name in _NOT_CHARSETS:
+                continue
+            return no_surrogates(data.decode(candidate))
         except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: NUL in the name
             continue
     return data.decode("latin-1")
@@ -161,10 +174,10 @@ class Mail:
     def header(self, name: str, msg: Message | None = None) -> str | None:
         """The first *name* header of the message (or of *msg*), decoded and cleaned."""
         value = (msg or self.msg).get(name)
-        return clean_value(value) if value is not None else None
+        return _clean(name, value) if value is not None else None
 
     def headers(self, name: str, msg: Message | None = None) -> list[str]:
-        return [v for v in (clean_value(x) for x in (msg or self.msg).get_all(name) or []) if v]
+        return [v for v in (_clean(name, x) for x in (msg or self.msg).get_all(name) or []) if v]
 
     @property
     def subject(self) -> str:

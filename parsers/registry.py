@@ -10,11 +10,14 @@ traceback, for a parser bug).
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Iterable
+from typing import Any
 
 from abuse_desk.config import ParserLimits
-from parsers.base import FORMATS, Disposition, LimitExceeded, Parser, ParseResult
+from parsers.base import FORMATS, Disposition, LimitExceeded, ParsedReport, Parser, ParseResult
+from parsers.headers import no_surrogates
 from parsers.mail import Mail
 
 log = logging.getLogger(__name__)
@@ -43,8 +46,11 @@ class Registry:
         return [p.name for p in self.ordered()]
 
     def parse(self, raw: bytes, limits: ParserLimits | None = None) -> ParseResult:
-        """Parse one raw message; never raises (but for MemoryError and the like)."""
-        limits = limits or ParserLimits()
+        """Parse one raw message; never raises (but for MemoryError and the like). The result
+        is scrubbed: storable text only (see :func:`scrub_result`)."""
+        return scrub_result(self._parse(raw, limits or ParserLimits()))
+
+    def _parse(self, raw: bytes, limits: ParserLimits) -> ParseResult:
         try:
             mail = Mail(raw, limits)
         except LimitExceeded as exc:
@@ -90,3 +96,62 @@ def default_registry(message_id_domain: str = "abuse-desk.localhost") -> Registr
     from parsers.builtin import builtin_parsers
 
     return Registry(builtin_parsers(message_id_domain))
+
+
+# -- what may be stored ---------------------------------------------------------------------
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+MAX_SCRUB_DEPTH = 64  # nesting of ``extra`` kept; deeper containers (hostile JSON) become None
+
+
+def storable(text: str) -> str:
+    """*text* without NUL (U+FFFD instead) or lone surrogates: storable in any text column."""
+    return no_surrogates(text.replace("\x00", "\ufffd") if "\x00" in text else text)
+
+
+def one_line(text: str | None) -> str | None:
+    """A one-line field: storable, control characters (CR, LF, tab, NUL, C1, U+2028...) to
+    one blank."""
+    if text is None:
+        return None
+    return _CONTROLS.sub(" ", no_surrogates(text)).strip() or None
+
+
+def _tree(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict | list | tuple) and depth >= MAX_SCRUB_DEPTH:
+        return None
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: _tree(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tree(v, depth + 1) for v in value]
+    return value
+
+
+def _scrub_report(report: ParsedReport) -> None:
+    report.type_hint = one_line(report.type_hint)
+    report.source_ip = one_line(report.source_ip)
+    report.occurred_raw = one_line(report.occurred_raw)
+    report.reporter_address = one_line(report.reporter_address)
+    report.reporter_org = one_line(report.reporter_org)
+    report.urls = [u for u in (one_line(u) for u in report.urls) if u]
+    report.domains = [d for d in (one_line(d) for d in report.domains) if d]
+    report.evidence = storable(report.evidence) if report.evidence is not None else None
+    report.inferred = [storable(x) for x in report.inferred]
+    report.warnings = [storable(x) for x in report.warnings]
+    report.review_reasons = [storable(x) for x in report.review_reasons]
+    report.extra = _tree(report.extra)
+
+
+def scrub_result(result: ParseResult) -> ParseResult:
+    """*result* made storable, in place: no NUL and no lone surrogate in any of its text (a
+    CSV cell, a JSON string ``"\\u0000"`` or ``"\\ud800"``, a body in UTF-7 can carry them),
+    and no control character in a report's one-line fields."""
+    for report in result.reports:
+        _scrub_report(report)
+    result.review_reasons = [storable(x) for x in result.review_reasons]
+    result.errors = [storable(x) for x in result.errors]
+    result.extra = _tree(result.extra)
+    return result

@@ -33,7 +33,6 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -48,6 +47,7 @@ from parsers.common import (
     parse_time,
     unique,
 )
+from parsers.headers import parse_address
 from parsers.mail import Mail, Part
 
 PREFIX = "shadowserver:"
@@ -173,7 +173,7 @@ class ShadowserverParser:
 
 
 def _from_shadowserver(mail: Mail) -> bool:
-    address = parseaddr(mail.from_)[1].lower()
+    address = parse_address(mail.from_)[1].lower()
     return address.endswith("@shadowserver.org") or address.endswith(".shadowserver.org")
 
 
@@ -263,7 +263,7 @@ def _name_from_subject(subject: str) -> str | None:
 
 
 def _reporter(mail: Mail) -> tuple[str | None, str | None]:
-    display, parsed = parseaddr(mail.from_)
+    display, parsed = parse_address(mail.from_)
     address = parsed.lower() or None
     if _from_shadowserver(mail):
         return address, "Shadowserver"

@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
-from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from parsers.base import Disposition, ParsedReport, ParseResult, Stage
@@ -53,6 +52,7 @@ from parsers.common import (
     refang,
     unique,
 )
+from parsers.headers import parse_address
 from parsers.mail import Mail
 
 NO_OFFENDER = "no offender found in the text"
@@ -671,15 +671,14 @@ def _strip_html(text: str) -> str:
 
 def _reporter(mail: Mail, report: ParsedReport) -> tuple[str | None, str | None, str | None]:
     """The sender, or the real one behind a forwarder ("'X' via abuse", X-Original-From)."""
-    display, parsed = parseaddr(mail.from_)
+    display, parsed = parse_address(mail.from_)
     address = parsed.lower() or None
     originals = [mail.header(h) for h in ("X-Original-From", "X-Original-Sender")]
     forwarder = bool(re.search(r"\svia\s", f" {display} ", re.I))
     for value in originals + ([mail.header("Reply-To")] if forwarder else []):
         if not value:
             continue
-        real_display, real = next(((n, a) for n, a in getaddresses([value]) if "@" in a),
-                                  ("", ""))
+        real_display, real = parse_address(value)
         if real and real.lower() != address:
             report.inferred.append("reporter_address")
             org = mail.header("Organization") or real_display.strip() or None

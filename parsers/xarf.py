@@ -36,6 +36,7 @@ from parsers.common import (
     refang,
     unique,
 )
+from parsers.headers import parse_address
 from parsers.mail import Mail, Part, decode_text
 
 REPORT_NAMES = ("report.txt", "report.yaml", "report.yml")
@@ -447,7 +448,7 @@ def _reporter(report: ParsedReport, fields: Fields, mail: Mail) -> None:
     stated = fields.get("Reported-From")
     address = parseaddr(stated)[1] if stated else ""
     if "@" not in address:
-        address = parseaddr(mail.from_)[1]
+        address = parse_address(mail.from_)[1]
         if "@" in address:
             report.inferred.append("reporter_address")
     if "@" in address:

@@ -20,7 +20,7 @@ from parsers.base import Disposition, ParsedReport, ParseResult, iso_z
 from parsers.dmca import DmcaParser
 from parsers.mail import Mail
 from parsers.registry import Registry
-from tests.support import corpus_or_skip
+from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "acns"
 REGISTRY = Registry([AcnsParser(), DmcaParser()])
@@ -208,7 +208,7 @@ def test_not_well_formed_xml_is_read_with_a_regex_and_sent_to_review() -> None:
 def test_billion_laughs_is_refused_fast_and_nothing_is_expanded() -> None:
     started = time.monotonic()
     result = parse((DATA / "billion_laughs.eml").read_bytes())
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < HANG_GUARD_S
     [report] = result.reports
     assert report.review_reasons == [
         "ACNS XML declares entities (lol): refused, nothing expanded; fields read with a regex"]
@@ -285,7 +285,7 @@ def test_more_documents_than_the_limit() -> None:
     body = "\n".join(acns(f"192.0.2.{n % 250 + 1}", f"C-{n}") for n in range(MAX_DOCUMENTS + 50))
     started = time.monotonic()
     result = parse(text_mail(body))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < HANG_GUARD_S
     assert len(result.reports) == MAX_DOCUMENTS
     assert result.review_reasons == [
         f"more than {MAX_DOCUMENTS} ACNS documents in one message: the rest were not read"]
@@ -295,7 +295,7 @@ def test_a_huge_document_is_not_parsed() -> None:
     notes = "<Notes>" + "x" * 600_000 + "</Notes>"
     started = time.monotonic()
     [report] = parse(text_mail(acns("192.0.2.10", extra=notes))).reports
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < HANG_GUARD_S
     assert report.source_ip == "192.0.2.10"
     assert report.review_reasons == ["ACNS XML document larger than 524288 characters: not "
                                      "parsed, fields read with a regex"]
@@ -308,7 +308,7 @@ def test_deep_nesting_and_many_items() -> None:
     items = "<Content>" + "<Item><Title>t</Title></Item>" * (MAX_ITEMS + 10) + "</Content>"
     started = time.monotonic()
     [report] = parse(text_mail(acns("192.0.2.11", extra=items + deep))).reports
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < HANG_GUARD_S
     assert (report.source_ip, report.review_reasons) == ("192.0.2.11", [])
     assert report.extra["notes"] == "deep"
     assert len(report.extra["items"]) == MAX_ITEMS
@@ -319,7 +319,7 @@ def test_many_unclosed_roots_stay_linear() -> None:
     body = "<Infringement>" * 20_000 + "<IP_Address>192.0.2.12</IP_Address>"
     started = time.monotonic()
     result = parse(text_mail(body))
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < HANG_GUARD_S
     assert len(result.reports) <= MAX_DOCUMENTS
     assert result.needs_review
 

@@ -14,7 +14,7 @@ from parsers.base import Disposition, ParsedReport, iso_z
 from parsers.dmca import DmcaParser, dmca_elements, missing_elements
 from parsers.mail import Mail
 from parsers.registry import Registry
-from tests.support import corpus_or_skip
+from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "dmca"
 REGISTRY = Registry([DmcaParser()])
@@ -275,7 +275,7 @@ def test_notice_date_is_not_the_time_of_infringement() -> None:
 def test_hostile_text_is_read_in_bounded_time(body: str) -> None:
     started = time.monotonic()
     result = REGISTRY.parse(mail(body))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < HANG_GUARD_S
     assert result.format == "dmca"
     [report] = result.reports
     assert len(report.evidence or "") <= ParsedReport.MAX_EVIDENCE

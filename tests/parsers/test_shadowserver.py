@@ -21,7 +21,7 @@ from parsers.mail import Mail
 from parsers.registry import Registry
 from parsers.shadowserver import NOT_ATTACHED, ShadowserverParser
 from parsers.text import TextParser
-from tests.support import ROOT
+from tests.support import HANG_GUARD_S, ROOT
 
 DATA = Path(__file__).parent / "data" / "shadowserver"
 CORPUS = ROOT.parent / "shared" / "corpus" / "abuseio"
@@ -215,7 +215,7 @@ def test_zip_bomb_by_ratio_is_refused_within_a_second() -> None:
     assert len(bomb) < 100_000
     started = time.monotonic()
     result = PARSER.parse(Mail(attachment_mail(bomb, "bomb.csv.zip")))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < HANG_GUARD_S
     assert result.reports == []
     assert "compression ratio" in result.review_reasons[0]
     assert "parsers.max_zip_ratio" in result.review_reasons[0]
@@ -249,7 +249,7 @@ def test_a_lying_zip_header_is_not_believed() -> None:
     archive = _lying(zipped({name: csv_data}), name, declared=200)
     started = time.monotonic()
     result = PARSER.parse(Mail(attachment_mail(archive, name + ".zip")))
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < HANG_GUARD_S
     # Python's zipfile stops at the declared size and then fails the CRC: reading stops, the
     # message goes to review, and no row beyond the declared 200 bytes was taken.
     assert len(result.reports) <= 1

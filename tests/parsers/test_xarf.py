@@ -13,7 +13,7 @@ from parsers.base import Disposition, ParsedReport, iso_z
 from parsers.mail import Mail
 from parsers.registry import Registry
 from parsers.xarf import XarfParser, read_fields
-from tests.support import corpus_or_skip
+from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "xarf"
 REGISTRY = Registry([XarfParser()])
@@ -150,7 +150,7 @@ def test_signed_report_with_a_domain_source_ignores_the_signature() -> None:
 def test_alias_bomb_fixture_is_refused_but_its_fields_are_read() -> None:
     started = time.monotonic()
     result = REGISTRY.parse((DATA / "yaml_alias_bomb.eml").read_bytes())
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     [report] = result.reports
     assert report.review_reasons == [
         "report.txt uses YAML anchors, which we refuse (no alias expansion, no tags); it was "
@@ -167,7 +167,7 @@ def test_a_billion_laughs_is_answered_within_a_second() -> None:
                            + "\n".join(levels))
     started = time.monotonic()
     result = REGISTRY.parse(raw)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert result.needs_review
     assert result.reports[0].source_ip == "192.0.2.1"
     assert "anchors" in result.reports[0].review_reasons[0]
@@ -209,7 +209,7 @@ def test_deep_nesting_is_answered_within_a_second() -> None:
     raw = mail_with_report("Report-Type: spam\nSource: " + "[" * 100_000)
     started = time.monotonic()
     result = REGISTRY.parse(raw)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert result.needs_review
 
 
@@ -219,7 +219,7 @@ def test_a_huge_report_is_read_only_in_part() -> None:
                            "Reported-From: a@reporter.example\n" + padding)
     started = time.monotonic()
     [parsed] = REGISTRY.parse(raw).reports
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert parsed.source_ip == "192.0.2.8"
     assert any(w.startswith("report.txt is ") and "only the first 262144" in w
                for w in parsed.warnings)

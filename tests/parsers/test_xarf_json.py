@@ -18,7 +18,7 @@ from parsers.base import Disposition, ParsedReport, iso_z
 from parsers.mail import Mail
 from parsers.registry import Registry
 from parsers.xarf_json import XarfJsonParser, validate_v4
-from tests.support import corpus_or_skip
+from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "xarf_json"
 REGISTRY = Registry([XarfJsonParser()])
@@ -222,7 +222,7 @@ def test_deep_nesting_is_answered_within_a_second() -> None:
     raw = with_attachment(b"[" * 200_000 + b"]" * 200_000)
     started = time.monotonic()
     result = REGISTRY.parse(raw)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert result.reports[0].review_reasons == [
         "XARF JSON part xarf.json is nested too deep to read"]
 
@@ -232,7 +232,7 @@ def test_oversized_json_is_not_parsed_but_its_source_is_kept() -> None:
     raw = with_attachment(json.dumps(doc).encode())
     started = time.monotonic()
     result = REGISTRY.parse(raw)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     [report] = result.reports
     assert report.format == "xarf4"
     assert report.review_reasons[0].startswith("JSON part xarf.json is ")
@@ -255,7 +255,7 @@ def test_a_big_evidence_payload_is_decoded_only_as_far_as_the_excerpt() -> None:
     raw = with_attachment(json.dumps(doc).encode())
     started = time.monotonic()
     [report] = REGISTRY.parse(raw).reports
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < HANG_GUARD_S
     assert report.evidence is not None
     assert report.evidence.startswith("[text/plain] logs\nlog line\nlog line\n")
     assert len(report.evidence) <= ParsedReport.MAX_EVIDENCE

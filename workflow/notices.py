@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from abuse_desk.config import Config
-from abuse_desk.db import as_utc
+from abuse_desk.db import as_utc, write_transaction
 from abuse_desk.models import Case, Customer, Message, Notice, Report, Setting
 from parsers.base import iso_z
 from parsers.headers import first_address
@@ -60,7 +60,10 @@ def secret_key(engine: Engine, config: Config) -> bytes:
     desk's processes)."""
     if config.notify.secret_key:
         return config.notify.secret_key.encode()
-    with engine.begin() as conn:
+    # Read, then maybe insert: on SQLite the write lock is taken first, or a process that
+    # committed in between (a listener in a burst) made a starting worker exit with "database
+    # is locked".
+    with write_transaction(engine) as conn:
         value = conn.execute(select(Setting.value).where(Setting.key == "secret_key")).scalar()
         if value is None:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite

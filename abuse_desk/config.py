@@ -305,6 +305,10 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
 }
 
 
+# Keys whose values never appear in an error message (they may hold passwords).
+SECRETS = {("notify", "smarthost_password"), ("notify", "secret_key"), ("database", "url")}
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Return *value* as *annotation* or raise ConfigError saying what was expected."""
     if annotation is bool:
@@ -374,7 +378,13 @@ def build_config(data: Mapping[str, Any], source: str = "defaults",
             raise ConfigError(
                 f"environment variable {name}: expected ABUSE_DESK_<SECTION>__<KEY> with a "
                 f"section among {', '.join(sorted(sections))}")
-        merged[section][key] = (_env_value(raw), f"environment variable {name}")
+        parsed = _env_value(raw)
+        # A string key takes the variable as written unless it is a quoted TOML string: a
+        # password of digits is not a number.
+        if typing.get_type_hints(sections[section]).get(key) is str and \
+                not isinstance(parsed, str):
+            parsed = raw
+        merged[section][key] = (parsed, f"environment variable {name}")
 
     built: dict[str, Any] = {}
     for section, cls in sections.items():
@@ -384,10 +394,19 @@ def build_config(data: Mapping[str, Any], source: str = "defaults",
             if key not in hints:
                 raise ConfigError(
                     f"{where}: unknown key; [{section}] knows {', '.join(sorted(hints))}")
-            coerced = _coerce(value, hints[key], where)
+            secret = (section, key) in SECRETS
+            try:
+                coerced = _coerce(value, hints[key], where)
+            except ConfigError:
+                if not secret:
+                    raise
+                raise ConfigError(f"{where}: expected a string, got a "
+                                  f"{type(value).__name__} (its value is not shown: a secret)"
+                                  ) from None
             check = _CHECKS.get((section, key))
             if check is not None and not check[0](coerced):
-                raise ConfigError(f"{where}: {coerced!r} is not {check[1]}")
+                shown = "the value given" if secret else repr(coerced)
+                raise ConfigError(f"{where}: {shown} is not {check[1]}")
             values[key] = coerced
         built[section] = cls(**values)
     _check_subdivision(built["workflow"], source)

@@ -16,6 +16,7 @@ also approves restrictions, terminations and fee waivers.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import threading
 import time
@@ -163,6 +164,19 @@ def authenticate(engine: Engine, name: str, password: str) -> WebUser | None:
     return WebUser(row.id, row.name, row.role)
 
 
+def known_name(engine: Engine, name: str) -> str | None:
+    """*name* as an account is called, if that account exists; else None. For logs: what was
+    typed as a name is only written down when it names an account (people type their password
+    into the name field)."""
+    try:
+        name = check_name(name)
+    except AuthError:
+        return None
+    with engine.connect() as conn:
+        found = conn.execute(select(User.name).where(User.name == name)).scalar()
+    return str(found) if found is not None else None
+
+
 # ---- sessions ------------------------------------------------------------------------------
 
 def start_session(engine: Engine, user: WebUser, now: datetime, hours: float,
@@ -266,10 +280,34 @@ def token_user(engine: Engine, token: str, now: datetime) -> WebUser | None:
 
 # ---- login throttling ----------------------------------------------------------------------
 
+def peer_key(host: str | None) -> str:
+    """The throttle's key for a client address: an IPv4 address as it is, an IPv6 address by
+    its /64 (one subscriber's network: rotating addresses inside it costs an attacker nothing).
+    """
+    host = host or ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"peer:{host}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"peer:{ip.ipv4_mapped}"
+        return f"peer:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"peer:{ip}"
+
+
 class LoginThrottle:
     """Failed logins per key (account name, peer address) in a sliding window, in memory:
     each web process counts its own (a restart forgets; a supervisor can also disable an
-    account)."""
+    account).
+
+    :meth:`attempt` checks and counts in one step, so attempts sent in parallel cannot all pass
+    the check before the first of them fails. The table is bounded (``max_keys``): past it, the
+    keys that block nobody are forgotten, never a key that blocks (a spray of made-up names
+    must not lift the lock on the account under attack).
+    """
+
+    max_keys = 100_000
 
     def __init__(self, attempts: int, window_s: float, clock: Any = time.monotonic) -> None:
         self.attempts = attempts
@@ -277,6 +315,7 @@ class LoginThrottle:
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._prune_at = self.max_keys
 
     def _recent(self, key: str, now: float) -> deque[float]:
         seen = self._failures.setdefault(key, deque())
@@ -284,20 +323,46 @@ class LoginThrottle:
             seen.popleft()
         return seen
 
+    def _blocked(self, keys: tuple[str, ...], now: float) -> bool:
+        return any(len(self._recent(k, now)) >= self.attempts for k in keys if k)
+
+    def _count(self, keys: tuple[str, ...], now: float) -> None:
+        if len(self._failures) >= self._prune_at:
+            for key in list(self._failures):
+                if len(self._recent(key, now)) < self.attempts:
+                    del self._failures[key]
+            # Still full of blocking keys: do not scan again at every attempt.
+            self._prune_at = max(self.max_keys, 2 * len(self._failures))
+        for key in keys:
+            if key:
+                self._recent(key, now).append(now)
+
     def blocked(self, *keys: str) -> bool:
         now = self._clock()
         with self._lock:
-            return any(len(self._recent(k, now)) >= self.attempts for k in keys if k)
+            return self._blocked(keys, now)
+
+    def attempt(self, *keys: str) -> bool:
+        """False when a key is blocked (nothing counted); else True, the attempt counted as a
+        failure until :meth:`succeeded` takes it back."""
+        now = self._clock()
+        with self._lock:
+            if self._blocked(keys, now):
+                return False
+            self._count(keys, now)
+            return True
 
     def failed(self, *keys: str) -> None:
         now = self._clock()
         with self._lock:
-            if len(self._failures) > 100_000:  # bounded under a spray of names
-                self._failures.clear()
-            for key in keys:
-                if key:
-                    self._recent(key, now).append(now)
+            self._count(keys, now)
 
-    def succeeded(self, name_key: str) -> None:
+    def succeeded(self, name_key: str, *other_keys: str) -> None:
+        """A login as *name_key* succeeded: its failures are forgotten, and the attempt
+        :meth:`attempt` counted against *other_keys* (the address) is taken back."""
         with self._lock:
             self._failures.pop(name_key, None)
+            for key in other_keys:
+                seen = self._failures.get(key)
+                if seen:
+                    seen.pop()

@@ -57,19 +57,22 @@ def routes(web: Web) -> list[Route]:
             return _login_page(web, next_url, "The login form was out of date: sign in again.",
                                403, name)
         peer = request.client.host if request.client else ""
-        keys = (f"name:{name}", f"peer:{peer}")
-        if web.throttle.blocked(*keys):
-            log.warning("login refused for %r from %s: too many failures", name, peer)
+        keys = (f"name:{name}", auth.peer_key(peer))
+        if not web.throttle.attempt(*keys):
+            shown = await run_in_threadpool(auth.known_name, desk.engine, name)
+            log.warning("login refused for %s from %s: too many failures",
+                        repr(shown) if shown else "an unknown name", peer)
             return _login_page(web, next_url, "Too many failed logins: wait "
-                               f"{desk.config.web.login_window_minutes:g} minutes, or ask a "
-                               "supervisor to reset your password.", 429, name)
+                               f"{desk.config.web.login_window_minutes:g} minutes and try "
+                               "again.", 429, name)
         user = await run_in_threadpool(auth.authenticate, desk.engine, name,
                                        form.get("password") or "")
-        if user is None:
-            web.throttle.failed(*keys)
-            log.info("failed login for %r from %s", name, peer)
+        if user is None:  # counted as a failure by attempt()
+            shown = await run_in_threadpool(auth.known_name, desk.engine, name)
+            log.info("failed login for %s from %s",
+                     repr(shown) if shown else "an unknown name", peer)
             return _login_page(web, next_url, "Wrong name or password.", 401, name)
-        web.throttle.succeeded(keys[0])
+        web.throttle.succeeded(*keys)
         old = request.cookies.get(COOKIE)
         if old:
             previous = await run_in_threadpool(auth.load_session, desk.engine, old,
@@ -102,9 +105,18 @@ def routes(web: Web) -> list[Route]:
         current, new = ctx.form.get("current") or "", ctx.form.get("new") or ""
         if new != (ctx.form.get("again") or ""):
             return ctx.render("account.j2", status=400, message="The two new passwords differ.")
+        # The login's throttle: a session left open must not be a way to guess the password.
+        peer = ctx.request.client.host if ctx.request.client else ""
+        keys = (f"name:{ctx.user.name}", auth.peer_key(peer))
+        if not web.throttle.attempt(*keys):
+            return ctx.render("account.j2", status=429, message=(
+                "Too many wrong passwords: wait "
+                f"{desk.config.web.login_window_minutes:g} minutes and try again."))
         if auth.authenticate(desk.engine, ctx.user.name, current) is None:
+            log.info("%s gave a wrong current password to change it", ctx.user.name)
             return ctx.render("account.j2", status=400,
                               message="Your current password is not right.")
+        web.throttle.succeeded(*keys)
         try:
             auth.set_password(desk.engine, ctx.user.name, new)
         except auth.AuthError as exc:

@@ -4,8 +4,13 @@
 ``notify.token_days``; it is the only credential, so the page shows nothing of other cases and
 nothing of the reporters beyond the redacted evidence the notice carried. The customer can read
 the evidence and the deadline, answer, and say the issue is fixed (which resolves the case when
-``workflow.customer_can_resolve`` is true, else moves it to customer-responded). Everything the
-customer sends is an audit event under the name ``customer``.
+``workflow.customer_can_resolve`` is true and the case is not escalated; otherwise it is an
+answer, which moves an open or notified case to customer-responded). Everything the customer
+sends is an audit event under the name ``customer``.
+
+There is no CSRF token on the form: no cookie or other ambient credential is involved, so a
+request from another site can only act with a token it already knows, and anyone who knows it
+can act directly. The page sends no referrer (the token stays off other sites' logs).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from workflow import cases, mailer, notices, timeline
 
 MAX_FORM = 64 * 1024
 MAX_ANSWER = 10_000
+# States where the customer's "fixed" resolves the case (workflow.customer_can_resolve); in the
+# others it is an answer for the abuse team.
+SELF_RESOLVABLE = (CaseState.OPEN, CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED)
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -106,7 +114,9 @@ def _answer(desk: Desk, token: str, answer: str, fixed: bool) -> HTMLResponse:
         state = CaseState(case.state)
         if state in (CaseState.RESOLVED, CaseState.CLOSED, CaseState.TERMINATED):
             return _render(desk, token, "This case no longer takes answers.")
-        if fixed and wf.customer_can_resolve:
+        # Before escalation only: "fixed" on an escalated or restricted case would cancel the
+        # proposed restriction, or restore the service, with no supervisor's approval.
+        if fixed and wf.customer_can_resolve and state in SELF_RESOLVABLE:
             cases.customer_responded(conn, case.id, now, who, via="self-service",
                                      answer=answer, fixed=True)
             cases.resolve(conn, wf, case.id, now, who, "the customer reported it fixed")

@@ -8,6 +8,7 @@ notice itself) is not retried.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import re
@@ -146,6 +147,18 @@ def _close(smtp: smtplib.SMTP) -> None:
     smtp.close()
 
 
+def smarthost_tls_context() -> ssl.SSLContext:
+    """The client side of STARTTLS to the smarthost: the system's trust store, the certificate
+    checked against the host name, TLS 1.2 or newer."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = max(context.minimum_version, ssl.TLSVersion.TLSv1_2)
+    return context
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8", "replace")).decode("ascii")
+
+
 def _text(reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     return " ".join(text.split())[:300]
@@ -156,9 +169,10 @@ class SmtpTransport:
 
     Plain SMTP on *port* (587 or 25), upgraded with STARTTLS when *starttls* is true: then
     STARTTLS is required and a smarthost that does not offer it is a temporary failure, never a
-    send in clear. The certificate is checked against *host* with *tls_context* (default: the
-    system's trust store). Implicit TLS (SMTPS, port 465) is not supported. With a *username*,
-    AUTH is done (no username: no AUTH).
+    send in clear. The certificate is checked against *host* with *tls_context* (default:
+    :func:`smarthost_tls_context`, the system's trust store and TLS 1.2 or newer). Implicit
+    TLS (SMTPS, port 465) is not supported. With a *username*, AUTH is done (no username: no
+    AUTH).
 
     Classification: only the answers to MAIL, RCPT and DATA concern the notice; there 5xx is
     permanent, anything else temporary. Failures before MAIL (connection, timeout, TLS, greeting,
@@ -193,7 +207,11 @@ class SmtpTransport:
                code: int | None = None) -> DeliveryError:
         message = f"smarthost {self.host}:{self.port}: {what}"
         if self._password:
-            message = message.replace(self._password, "***")
+            # The password as typed, and as AUTH LOGIN and AUTH PLAIN sent it (a server that
+            # quotes the client's line in its refusal would otherwise put it in our log).
+            for secret in (_b64(f"\0{self.username}\0{self._password}"),
+                           _b64(self._password), self._password):  # the longest first
+                message = message.replace(secret, "***")
         return DeliveryError(message, permanent=permanent, code=code)
 
     def send(self, *, mail_from: str, to: str, raw: bytes, key: str) -> str:
@@ -223,7 +241,7 @@ class SmtpTransport:
                 if not smtp.has_extn("starttls"):
                     raise self._error("smarthost does not offer STARTTLS; refusing to send in "
                                       "clear (notify.smarthost_starttls is true)")
-                smtp.starttls(context=self._tls_context or ssl.create_default_context())
+                smtp.starttls(context=self._tls_context or smarthost_tls_context())
                 self._hello(smtp)
             if self.username:
                 self._login(smtp)
@@ -259,6 +277,9 @@ class SmtpTransport:
             what = f"cannot log in as {self.username!r}: {_text(str(exc))}"
         except OSError as exc:
             what = f"connection lost during login: {type(exc).__name__}"
+        except UnicodeError:  # smtplib encodes AUTH as ASCII: not a crash, and no part of it
+            what = (f"cannot log in as {self.username!r}: the user name or the password is not "
+                    "ASCII, and smtplib sends them in ASCII")
         # from None: the chained smtplib exception must not carry anything of the credentials.
         raise self._error(f"{what}; {hint}", code=code) from None
 

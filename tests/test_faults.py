@@ -14,6 +14,7 @@ tests: they run only with ABUSE_DESK_SOAK=1.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,6 +224,88 @@ def test_rabbitmq_outage(tmp_path: Path, outage_s: float) -> None:
                copies=outcome.copies, cases=outcome.cases, notices=outcome.notices)
     finally:
         rabbit.close()
+
+
+# ---- Redis away ------------------------------------------------------------------------------
+
+REDIS_BURST = 400
+
+
+def _start_redis(binary: str, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: _answers(port), 30, f"a private redis-server on port {port}")
+    return proc
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.mark.service
+@pytest.mark.parametrize("outage_s", [pytest.param(5.0, id="5s"),
+                                      pytest.param(30.0, marks=SOAK, id="30s")])
+def test_redis_outage(tmp_path: Path, redis_server_binary: str, outage_s: float) -> None:
+    """A private Redis SIGKILLed mid-burst (its queue, held only in memory, is lost with it)
+    and started again *outage_s* later: the listener answers 250 throughout, and the sweeper
+    sends what waits again, so everything is processed once by the same processes."""
+    redis_port = free_port()
+    redis = _start_redis(redis_server_binary, redis_port)
+    try:
+        config = make_config(tmp_path, broker={"url": f"redis://127.0.0.1:{redis_port}/0"},
+                             smtp=smtp_settings(),
+                             pipeline={"sweep_after_s": 3.0, "sweep_interval_s": 0.5},
+                             workflow={"step_lease_s": 15.0})
+        log = tmp_path / "desk.log"
+        engine = prepare_database(config, tmp_path, log)
+        port = config.smtp.port
+        probes: list[tuple[int, int]] = []
+        with DeskProcess(config, "smtp", log=log, port=port) as smtp, \
+                DeskProcess(config, "worker", log=log) as worker, \
+                DeskProcess(config, "scheduler", log=log) as scheduler:
+            burst = Burst(port, REDIS_BURST, tmp_path / "acked.txt")
+            try:
+                wait_for(lambda: len(burst.acked()) >= REDIS_BURST // 4, 300,
+                         "a quarter of the burst")
+                wait_for(lambda: processed_count(engine) > 0, 120, "processing to begin")
+                redis.kill()
+                redis.wait(10)
+                down_at = time.monotonic()
+                wall_base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+                while time.monotonic() - down_at < outage_s:
+                    token = REDIS_BURST + len(probes)
+                    code, reply = send(port, arf_body(token, wall_base))
+                    assert code == 250, f"broker away: {code} {reply!r}"
+                    probes.append((token, queued_id(reply)))
+                    time.sleep(0.25)
+                waiting = count_states(engine).get("received", 0)
+                assert waiting > 0, "nothing waited for the broker: was it really away?"
+                assert smtp.alive() and worker.alive() and scheduler.alive(), tail(log)
+                redis = _start_redis(redis_server_binary, redis_port)
+                acked = burst.finish(600) + probes
+                total = REDIS_BURST + len(probes)
+                wait_for(lambda: quiescent(engine, total), 300,
+                         "every message processed once Redis is back")
+                assert smtp.alive() and worker.alive() and scheduler.alive(), tail(log)
+                assert smtp.starts == worker.starts == scheduler.starts == 1
+            finally:
+                burst.close()
+        outcome = check_nothing_lost(engine, acked, total, Path(config.notify.maildir))
+        engine.dispose()
+        report("redis outage", outage_s=outage_s, probes=len(probes),
+               waiting_at_end_of_outage=waiting, messages=outcome.messages,
+               copies=outcome.copies, cases=outcome.cases, notices=outcome.notices)
+    finally:
+        redis.kill()
+        redis.wait(10)
 
 
 # ---- PostgreSQL restarted -------------------------------------------------------------------

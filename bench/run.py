@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import _num  # noqa: E402 - bench/ is not a package: found once HERE is on the path
+
 RESULTS = HERE / "results.json"
 # In the order they run: the cheap ones first, so a quick look is quick.
 BENCHMARKS = ("parse", "customers", "smtp", "memory", "pipeline")
@@ -110,14 +113,6 @@ def table(sections: list[dict[str, Any]]) -> str:
         for note in section.get("notes", []):
             lines.append(f"   note: {note}")
     return "\n".join(lines)
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
-    if isinstance(value, (int, float)):
-        return f"{int(value):,}"
-    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

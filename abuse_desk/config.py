@@ -25,6 +25,9 @@ from typing import Any
 
 ENV_PREFIX = "ABUSE_DESK_"
 ENV_CONFIG = "ABUSE_DESK_CONFIG"
+# The test suite's own variables (ABUSE_DESK_TEST_POSTGRES, ABUSE_DESK_TEST_SOAK, ...): not
+# configuration, so a desk started from a shell that has them set does not refuse them.
+ENV_TEST_PREFIX = "ABUSE_DESK_TEST_"
 
 
 class ConfigError(Exception):
@@ -371,7 +374,8 @@ def build_config(data: Mapping[str, Any], source: str = "defaults",
         for key, value in table.items():
             merged[section][key] = (value, f"{source}: {section}.{key}")
     for name, raw in sorted((env if env is not None else os.environ).items()):
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG or \
+                name.startswith(ENV_TEST_PREFIX):
             continue
         section, sep, key = name[len(ENV_PREFIX):].lower().partition("__")
         if not sep or section not in sections:

@@ -123,7 +123,9 @@ def test_env_quoted_toml_string_is_unquoted() -> None:
 
 def test_unrelated_environment_variables_are_ignored() -> None:
     config = build_config({}, env={"HOME": "/root", "ABUSE_DESKTOP": "x",
-                                   "ABUSE_DESK_CONFIG": "/nonexistent.toml"})
+                                   "ABUSE_DESK_CONFIG": "/nonexistent.toml",
+                                   "ABUSE_DESK_TEST_SOAK": "1",
+                                   "ABUSE_DESK_TEST_POSTGRES": "postgresql://x@y/z"})
     assert sections_of(config) == sections_of(build_config({}, env={}))
 
 

@@ -8,7 +8,7 @@
 
 Each checks that every message that got a 250 is stored, processed exactly once, in its
 customer's one case, with no notice sent twice. The many-kill and 30-second variants are soak
-tests: they run only with ABUSE_DESK_SOAK=1.
+tests: they run only with ABUSE_DESK_TEST_SOAK=1.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from tests.fault_support import (
 from tests.support import free_port, make_config, wait_for
 
 SOAK = [pytest.mark.soak, pytest.mark.timeout(1800),
-        pytest.mark.skipif(os.environ.get("ABUSE_DESK_SOAK") != "1",
-                           reason="a soak test: set ABUSE_DESK_SOAK=1 to run it")]
+        pytest.mark.skipif(os.environ.get("ABUSE_DESK_TEST_SOAK") != "1",
+                           reason="a soak test: set ABUSE_DESK_TEST_SOAK=1 to run it")]
 
 pytestmark = [pytest.mark.slow]
 

@@ -1,6 +1,6 @@
 """Load: 100 concurrent SMTP sessions against `abuse-desk serve` run as a child process.
 
-Invariants, for the short run (5 s, always) and the soak (60 s, ``ABUSE_DESK_SOAK=1``):
+Invariants, for the short run (5 s, always) and the soak (60 s, ``ABUSE_DESK_TEST_SOAK=1``):
 
 * every reply is the one the dialogue calls for (220, 250, 354, 250 queued, 221): with the caps
   set above the load, no 421 or 451 and nothing else either; no connection refused or dropped;
@@ -43,7 +43,7 @@ PER_CONNECTION = 10
 MIN_MESSAGES = 2
 REPLY_TIMEOUT_S = 60.0  # above smtp.store_timeout_s: a stalled store shows as a 451, not here
 MIB = 1024 * 1024
-SOAK = os.environ.get("ABUSE_DESK_SOAK") == "1"
+SOAK = os.environ.get("ABUSE_DESK_TEST_SOAK") == "1"
 
 
 def body(token: str, n: int) -> bytes:
@@ -253,7 +253,7 @@ def stop_now(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.soak
-@pytest.mark.skipif(not SOAK, reason="the 60 s soak runs only with ABUSE_DESK_SOAK=1 "
+@pytest.mark.skipif(not SOAK, reason="the 60 s soak runs only with ABUSE_DESK_TEST_SOAK=1 "
                                      "(.ci/run sets it)")
 def test_100_sessions_60s_soak(tmp_path: Path, load_config: Config) -> None:
     """100 sessions for 60 s: the invariants above, and memory flat after warm-up."""

@@ -40,7 +40,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 
 
 def chromium_path() -> str | None:
-    return (os.environ.get("ABUSE_DESK_CHROMIUM") or shutil.which("chromium")
+    return (os.environ.get("ABUSE_DESK_TEST_CHROMIUM") or shutil.which("chromium")
             or shutil.which("chromium-browser"))
 
 
@@ -53,7 +53,7 @@ def browser() -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:
         unavailable("no Chromium to drive: install Debian's `chromium` package "
-                    "(apt-get install chromium) or set ABUSE_DESK_CHROMIUM")
+                    "(apt-get install chromium) or set ABUSE_DESK_TEST_CHROMIUM")
     driver = sync_playwright().start()
     try:
         launched = driver.chromium.launch(executable_path=executable, headless=True,

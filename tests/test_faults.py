@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -160,75 +161,80 @@ def test_serve_sigkilled_repeatedly(tmp_path: Path, kills: int, count: int) -> N
     kill_repeatedly(tmp_path, config, "serve", kills, count)
 
 
-# ---- RabbitMQ away --------------------------------------------------------------------------
+# ---- the broker away --------------------------------------------------------------------------
 
-RABBIT_BURST = 400
+OUTAGE_BURST = 400
+
+
+def broker_outage(tmp_path: Path, broker_url: str, stop: Callable[[], None],
+                  start: Callable[[], None], outage_s: float) -> dict[str, object]:
+    """A burst through `abuse-desk smtp` + worker + scheduler on *broker_url*; *stop* the
+    broker once processing has begun, keep sending our own probes for *outage_s* (each must
+    get 250: the listener stores first), *start* it again, then check that everything was
+    processed once, in the right cases, by the same processes (none restarted)."""
+    config = make_config(tmp_path, broker={"url": broker_url}, smtp=smtp_settings(),
+                         pipeline={"sweep_after_s": 3.0, "sweep_interval_s": 0.5},
+                         workflow={"step_lease_s": 15.0})
+    log = tmp_path / "desk.log"
+    engine = prepare_database(config, tmp_path, log)
+    port = config.smtp.port
+    probes: list[tuple[int, int]] = []
+    with DeskProcess(config, "smtp", log=log, port=port) as smtp, \
+            DeskProcess(config, "worker", log=log) as worker, \
+            DeskProcess(config, "scheduler", log=log) as scheduler:
+        burst = Burst(port, OUTAGE_BURST, tmp_path / "acked.txt")
+        try:
+            wait_for(lambda: len(burst.acked()) >= OUTAGE_BURST // 4, 300,
+                     "a quarter of the burst")
+            wait_for(lambda: processed_count(engine) > 0, 120, "processing to begin")
+            stop()
+            down_at = time.monotonic()
+            acked_at_stop = len(burst.acked())
+            # While it is away, our own probes (and the burst) keep getting 250. Their
+            # incidents are hours apart from the burst's: no probe copies a burst report.
+            wall_base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+            while time.monotonic() - down_at < outage_s:
+                token = OUTAGE_BURST + len(probes)
+                code, reply = send(port, arf_body(token, wall_base))
+                assert code == 250, f"broker away: {code} {reply!r}"
+                probes.append((token, queued_id(reply)))
+                time.sleep(0.25)
+            during = len(burst.acked()) - acked_at_stop
+            waiting = count_states(engine).get("received", 0)
+            assert waiting > 0, "nothing waited for the broker: was it really away?"
+            assert smtp.alive() and worker.alive() and scheduler.alive(), tail(log)
+            start()
+            acked = burst.finish(600) + probes
+            total = OUTAGE_BURST + len(probes)
+            wait_for(lambda: quiescent(engine, total), 300,
+                     "every message processed once the broker is back")
+            assert smtp.alive() and worker.alive() and scheduler.alive(), tail(log)
+            assert smtp.starts == worker.starts == scheduler.starts == 1
+        finally:
+            burst.close()
+    outcome = check_nothing_lost(engine, acked, total, Path(config.notify.maildir))
+    engine.dispose()
+    return {"outage_s": outage_s, "probes": len(probes), "burst_acked_during": during,
+            "waiting_at_end_of_outage": waiting, "messages": outcome.messages,
+            "copies": outcome.copies, "cases": outcome.cases, "notices": outcome.notices}
 
 
 @pytest.mark.service
 @pytest.mark.parametrize("outage_s", [pytest.param(8.0, id="8s"),
                                       pytest.param(30.0, marks=SOAK, id="30s")])
 def test_rabbitmq_outage(tmp_path: Path, outage_s: float) -> None:
-    """A private RabbitMQ SIGKILLed mid-run and started again *outage_s* later: the listener
-    answers 250 throughout (it stores first), processing waits, then everything is processed
-    once by the same worker process, in the right cases."""
+    """A private RabbitMQ SIGKILLed mid-run and started again *outage_s* later (its durable
+    queue comes back with it)."""
     rabbit = PrivateRabbit(tmp_path / "rabbit")
     try:
         boot_s = rabbit.start()
-        config = make_config(tmp_path, broker={"url": rabbit.url}, smtp=smtp_settings(),
-                             pipeline={"sweep_after_s": 3.0, "sweep_interval_s": 0.5},
-                             workflow={"step_lease_s": 15.0})
-        log = tmp_path / "desk.log"
-        engine = prepare_database(config, tmp_path, log)
-        port = config.smtp.port
-        probes: list[tuple[int, int]] = []
-        with DeskProcess(config, "smtp", log=log, port=port) as smtp, \
-                DeskProcess(config, "worker", log=log) as worker, \
-                DeskProcess(config, "scheduler", log=log) as scheduler:
-            burst = Burst(port, RABBIT_BURST, tmp_path / "acked.txt")
-            try:
-                wait_for(lambda: len(burst.acked()) >= RABBIT_BURST // 4, 300,
-                         "a quarter of the burst")
-                wait_for(lambda: processed_count(engine) > 0, 120, "processing to begin")
-                rabbit.kill()
-                down_at = time.monotonic()
-                acked_at_kill = len(burst.acked())
-                # While it is away, our own probes (and the burst) keep getting 250. Their
-                # incidents are hours apart from the burst's: no probe copies a burst report.
-                wall_base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-                while time.monotonic() - down_at < outage_s:
-                    token = RABBIT_BURST + len(probes)
-                    code, reply = send(port, arf_body(token, wall_base))
-                    assert code == 250, f"broker away: {code} {reply!r}"
-                    probes.append((token, queued_id(reply)))
-                    time.sleep(0.25)
-                during = len(burst.acked()) - acked_at_kill
-                waiting = count_states(engine).get("received", 0)
-                assert waiting > 0, "nothing waited for the broker: was it really away?"
-                assert smtp.alive() and worker.alive() and scheduler.alive(), tail(log)
-                back_s = rabbit.start()
-                acked = burst.finish(600) + probes
-                total = RABBIT_BURST + len(probes)
-                wait_for(lambda: quiescent(engine, total), 300,
-                         "every message processed once RabbitMQ is back")
-                # The same processes: none was restarted to recover from the outage.
-                assert smtp.alive() and worker.alive() and scheduler.alive(), tail(log)
-                assert smtp.starts == worker.starts == scheduler.starts == 1
-            finally:
-                burst.close()
-        outcome = check_nothing_lost(engine, acked, total, Path(config.notify.maildir))
-        engine.dispose()
-        report("rabbitmq outage", outage_s=outage_s, boot_s=round(boot_s, 1),
-               restart_s=round(back_s, 1), probes=len(probes), burst_acked_during=during,
-               waiting_at_end_of_outage=waiting, messages=outcome.messages,
-               copies=outcome.copies, cases=outcome.cases, notices=outcome.notices)
+        restarts: list[float] = []
+        figures = broker_outage(tmp_path, rabbit.url, rabbit.kill,
+                                lambda: restarts.append(rabbit.start()), outage_s)
+        report("rabbitmq outage", boot_s=round(boot_s, 1), restart_s=round(restarts[0], 1),
+               **figures)
     finally:
         rabbit.close()
-
-
-# ---- Redis away ------------------------------------------------------------------------------
-
-REDIS_BURST = 400
 
 
 def _start_redis(binary: str, port: int) -> subprocess.Popen[bytes]:
@@ -255,57 +261,23 @@ def _answers(port: int) -> bool:
                                       pytest.param(30.0, marks=SOAK, id="30s")])
 def test_redis_outage(tmp_path: Path, redis_server_binary: str, outage_s: float) -> None:
     """A private Redis SIGKILLed mid-burst (its queue, held only in memory, is lost with it)
-    and started again *outage_s* later: the listener answers 250 throughout, and the sweeper
-    sends what waits again, so everything is processed once by the same processes."""
-    redis_port = free_port()
-    redis = _start_redis(redis_server_binary, redis_port)
+    and started again *outage_s* later: the sweeper sends what waits again."""
+    port = free_port()
+    servers = [_start_redis(redis_server_binary, port)]
+
+    def stop() -> None:
+        servers[-1].kill()
+        servers[-1].wait(10)
+
     try:
-        config = make_config(tmp_path, broker={"url": f"redis://127.0.0.1:{redis_port}/0"},
-                             smtp=smtp_settings(),
-                             pipeline={"sweep_after_s": 3.0, "sweep_interval_s": 0.5},
-                             workflow={"step_lease_s": 15.0})
-        log = tmp_path / "desk.log"
-        engine = prepare_database(config, tmp_path, log)
-        port = config.smtp.port
-        probes: list[tuple[int, int]] = []
-        with DeskProcess(config, "smtp", log=log, port=port) as smtp, \
-                DeskProcess(config, "worker", log=log) as worker, \
-                DeskProcess(config, "scheduler", log=log) as scheduler:
-            burst = Burst(port, REDIS_BURST, tmp_path / "acked.txt")
-            try:
-                wait_for(lambda: len(burst.acked()) >= REDIS_BURST // 4, 300,
-                         "a quarter of the burst")
-                wait_for(lambda: processed_count(engine) > 0, 120, "processing to begin")
-                redis.kill()
-                redis.wait(10)
-                down_at = time.monotonic()
-                wall_base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-                while time.monotonic() - down_at < outage_s:
-                    token = REDIS_BURST + len(probes)
-                    code, reply = send(port, arf_body(token, wall_base))
-                    assert code == 250, f"broker away: {code} {reply!r}"
-                    probes.append((token, queued_id(reply)))
-                    time.sleep(0.25)
-                waiting = count_states(engine).get("received", 0)
-                assert waiting > 0, "nothing waited for the broker: was it really away?"
-                assert smtp.alive() and worker.alive() and scheduler.alive(), tail(log)
-                redis = _start_redis(redis_server_binary, redis_port)
-                acked = burst.finish(600) + probes
-                total = REDIS_BURST + len(probes)
-                wait_for(lambda: quiescent(engine, total), 300,
-                         "every message processed once Redis is back")
-                assert smtp.alive() and worker.alive() and scheduler.alive(), tail(log)
-                assert smtp.starts == worker.starts == scheduler.starts == 1
-            finally:
-                burst.close()
-        outcome = check_nothing_lost(engine, acked, total, Path(config.notify.maildir))
-        engine.dispose()
-        report("redis outage", outage_s=outage_s, probes=len(probes),
-               waiting_at_end_of_outage=waiting, messages=outcome.messages,
-               copies=outcome.copies, cases=outcome.cases, notices=outcome.notices)
+        figures = broker_outage(tmp_path, f"redis://127.0.0.1:{port}/0", stop,
+                                lambda: servers.append(_start_redis(redis_server_binary, port)),
+                                outage_s)
+        report("redis outage", **figures)
     finally:
-        redis.kill()
-        redis.wait(10)
+        for server in servers:
+            server.kill()
+            server.wait(10)
 
 
 # ---- PostgreSQL restarted -------------------------------------------------------------------

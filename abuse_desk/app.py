@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import dramatiq
@@ -13,8 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from abuse_desk.broker import make_broker
+from abuse_desk.clock import Clock, system_clock
 from abuse_desk.config import Config
-from abuse_desk.db import make_engine, make_sessions, utcnow
+from abuse_desk.db import make_engine, make_sessions
 
 if TYPE_CHECKING:
     from classifier.runtime import ClassifierRuntime
@@ -28,7 +28,8 @@ class Desk:
     engine: Engine
     sessions: sessionmaker[Session]
     broker: dramatiq.Broker
-    clock: Callable[[], datetime] = field(default=utcnow)
+    # The one source of "now" for everything this desk decides (abuse_desk.clock).
+    clock: Clock = field(default=system_clock)
     # Sends an actor's work to the broker: enqueue("run_step", id); None where there is no
     # worker (the scheduler or `timeline run` picks the work up instead).
     enqueue: Callable[[str, int], None] | None = None
@@ -62,7 +63,7 @@ class Desk:
         self.engine.dispose()
 
 
-def open_desk(config: Config, clock: Callable[[], datetime] = utcnow) -> Desk:
+def open_desk(config: Config, clock: Clock = system_clock) -> Desk:
     engine = make_engine(config.database)
     return Desk(config=config, engine=engine, sessions=make_sessions(engine),
                 broker=make_broker(config.broker.url), clock=clock)

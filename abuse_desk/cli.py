@@ -21,11 +21,16 @@ from sqlalchemy.exc import (
 )
 
 from abuse_desk import __version__
+from abuse_desk.clock import Clock, fixed_clock, instant_arg, system_clock
 from abuse_desk.config import Config, ConfigError, load_config
 
 EPILOG = """Configuration: config.toml in the current directory, or --config PATH, or
 $ABUSE_DESK_CONFIG; any key can be overridden with ABUSE_DESK_<SECTION>__<KEY>
 (e.g. ABUSE_DESK_DATABASE__URL=postgresql+psycopg://desk@db/abuse)."""
+
+
+# Commands that run until stopped: they read the clock, a fixed --now makes no sense for them.
+LONG_RUNNING = frozenset({"serve", "smtp", "worker", "scheduler", "web"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     # (`abuse-desk --config X messages list`) to None.
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="configuration file (default: $ABUSE_DESK_CONFIG or ./config.toml)")
+    common.add_argument("--now", metavar="ISO", type=instant_arg, default=argparse.SUPPRESS,
+                        help="run a one-shot command as if it were this instant, e.g. "
+                             "2026-12-03T15:00:00Z (backfills, tests; default: the clock)")
 
     p = argparse.ArgumentParser(
         prog="abuse-desk", parents=[common], epilog=EPILOG,
@@ -160,8 +168,15 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
+    """Run the command in *argv*. *clock* is the source of "now" (default: ``--now`` when
+    given, else the system clock)."""
     args = _parser().parse_args(argv)
+    now = getattr(args, "now", None)
+    if now is not None and args.command in LONG_RUNNING:
+        return fail(f"--now is for one-shot commands; `{args.command}` runs on the clock")
+    if clock is None:
+        clock = system_clock if now is None else fixed_clock(now)
     try:
         config = load_config(getattr(args, "config", None))
     except ConfigError as exc:
@@ -173,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(config.log.level, config.log.format)
     try:
-        return _dispatch(args, config)
+        return _dispatch(args, config, clock)
     except (OperationalError, InterfaceError, DatabaseError) as exc:
         # DatabaseError: e.g. SQLite's "file is not a database"; the others: cannot connect.
         if isinstance(exc, IntegrityError):  # a bug, not the configuration: keep the traceback
@@ -184,37 +199,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "Check database.url and that the database server is up.", 1)
 
 
-def _dispatch(args: argparse.Namespace, config: Config) -> int:
+def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     from abuse_desk import runner
     from abuse_desk.db import SchemaOutOfDate
 
     try:
         if args.command == "serve":
-            runner.run(config, runner.PARTS)
+            runner.run(config, runner.PARTS, clock)
         elif args.command in runner.PARTS:
-            runner.run(config, (args.command,))
+            runner.run(config, (args.command,), clock)
         elif args.command == "db":
             return _db(args, config)
         elif args.command == "import":
-            return _import(args, config)
+            return _import(args, config, clock)
         elif args.command == "messages":
             return _messages_list(args, config)
         elif args.command == "parse":
-            return _parse(args, config)
+            return _parse(args, config, clock)
         elif args.command == "customers":
             from classifier.customer_cli import run_customers
 
-            return run_customers(args, config)
+            return run_customers(args, config, clock)
         elif args.command == "review":
-            return _review(args, config)
+            return _review(args, config, clock)
         elif args.command in ("cases", "fees", "timeline"):
             from workflow.cli import run_workflow
 
-            return run_workflow(args, config)
+            return run_workflow(args, config, clock)
         elif args.command == "users":
             from web.cli import run_users
 
-            return run_users(args, config)
+            return run_users(args, config, clock)
     except (runner.UsageError, SchemaOutOfDate) as exc:
         return fail(str(exc))
     except OSError as exc:
@@ -239,7 +254,7 @@ def _db(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _import(args: argparse.Namespace, config: Config) -> int:
+def _import(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     from abuse_desk.app import open_desk
     from abuse_desk.broker import is_in_process
     from abuse_desk.db import ensure_schema, is_sqlite
@@ -250,7 +265,7 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         return fail(f"no such file or folder: {', '.join(missing)}")
-    desk = open_desk(config)
+    desk = open_desk(config, clock)
     ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
     in_process = is_in_process(config.broker.url)
     dispatcher = None
@@ -260,7 +275,7 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     writer = GroupCommitWriter(desk.engine, dispatcher.dispatch if dispatcher else None).start()
     try:
         summary = import_paths(desk.engine, writer, args.paths, enqueued=not in_process,
-                               progress=not args.quiet and sys.stderr.isatty())
+                               clock=desk.clock, progress=not args.quiet and sys.stderr.isatty())
     finally:
         writer.stop()
         if dispatcher is not None:
@@ -300,12 +315,12 @@ def parse_json(file: str, result: Any, decisions: list[Any] | None = None) -> di
     }
 
 
-def _parse(args: argparse.Namespace, config: Config) -> int:
+def _parse(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     from parsers.base import iso_z
     from parsers.registry import default_registry
 
     registry = default_registry(config.smtp.hostname)
-    classify = _parse_classifier(config)
+    classify = _parse_classifier(config, clock)
     status = 0
     for path in args.files:
         try:
@@ -343,7 +358,7 @@ def _parse(args: argparse.Namespace, config: Config) -> int:
     return status
 
 
-def _parse_classifier(config: Config) -> Any:
+def _parse_classifier(config: Config, clock: Clock) -> Any:
     """A function classifying parsed reports against the configured database (its customers
     and learnt model), or None when there is no database to read: then `parse` still parses."""
     from abuse_desk.app import open_desk
@@ -355,7 +370,7 @@ def _parse_classifier(config: Config) -> Any:
     if is_sqlite(config.database.url) and not (url.database and Path(url.database).is_file()):
         return None  # no embedded database yet: nothing to classify against, create nothing
     try:
-        desk = open_desk(config)
+        desk = open_desk(config, clock)
         if current_revision(desk.engine) != head_revision():
             return None
     except Exception:
@@ -365,20 +380,21 @@ def _parse_classifier(config: Config) -> Any:
     def classify(raw: bytes, result: Any) -> list[Any]:
         headers = read_top_headers(raw)
         facts = MessageFacts(raw=raw, from_address=first_address(headers.from_),
-                             message_id=headers.message_id, subject=headers.subject or "")
+                             message_id=headers.message_id, received_at=clock(),
+                             subject=headers.subject or "")
         trust = classifier.assess_reporter(facts)
         return [classifier.classify(report, facts, trust) for report in result.reports]
 
     return classify
 
 
-def _review(args: argparse.Namespace, config: Config) -> int:
+def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     from abuse_desk.app import open_desk
     from abuse_desk.db import ensure_schema, is_sqlite
     from classifier import review
     from classifier.categorize import NOT_ABUSE
 
-    desk = open_desk(config)
+    desk = open_desk(config, clock)
     ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
     if args.review_command == "list":
         items = review.queue(desk, args.limit)

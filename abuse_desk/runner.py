@@ -26,6 +26,7 @@ from prometheus_client import start_http_server
 
 from abuse_desk.app import Desk, open_desk
 from abuse_desk.broker import QUEUE, is_in_process
+from abuse_desk.clock import Clock, system_clock
 from abuse_desk.config import Config
 from abuse_desk.db import ensure_schema, is_sqlite
 from ingest.smtp import SmtpListener, start_smtp
@@ -79,9 +80,10 @@ def check_parts(config: Config, parts: tuple[str, ...]) -> None:
             "ABUSE_DESK_BROKER__URL=redis://127.0.0.1:6379/0).")
 
 
-async def start(config: Config, parts: tuple[str, ...]) -> Running:
+async def start(config: Config, parts: tuple[str, ...],
+                clock: Clock = system_clock) -> Running:
     check_parts(config, parts)
-    desk = open_desk(config)
+    desk = open_desk(config, clock)
     running = Running(desk=desk)
     ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
     actors = declare_actors(desk)
@@ -106,7 +108,7 @@ async def start(config: Config, parts: tuple[str, ...]) -> Running:
         running.writer = GroupCommitWriter(
             desk.engine, running.dispatcher.dispatch,
             batch_max=config.smtp.commit_batch_max).start()
-        running.smtp = await start_smtp(config.smtp, running.writer.submit)
+        running.smtp = await start_smtp(config.smtp, running.writer.submit, desk.clock)
         log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
     if "web" in parts:
         sock = socket.socket(socket.AF_INET6 if ":" in config.web.host else socket.AF_INET)
@@ -146,7 +148,8 @@ async def stop(running: Running) -> None:
     running.desk.close()
 
 
-async def run_until_signalled(config: Config, parts: tuple[str, ...]) -> None:
+async def run_until_signalled(config: Config, parts: tuple[str, ...],
+                              clock: Clock = system_clock) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -159,12 +162,12 @@ async def run_until_signalled(config: Config, parts: tuple[str, ...]) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    running = await start(config, parts)
+    running = await start(config, parts, clock)
     log.info("abuse-desk %s ready", "+".join(parts))
     await stopping.wait()
     await stop(running)
     log.info("stopped cleanly")
 
 
-def run(config: Config, parts: tuple[str, ...]) -> None:
-    asyncio.run(run_until_signalled(config, parts))
+def run(config: Config, parts: tuple[str, ...], clock: Clock = system_clock) -> None:
+    asyncio.run(run_until_signalled(config, parts, clock))

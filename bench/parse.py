@@ -170,7 +170,8 @@ def classifying_desk(folder: Path, customers: int = CUSTOMERS) -> Any:
     config = build_config(base_sections(folder), "bench", env={})
     desk = open_desk(config)
     upgrade(desk.engine)
-    import_customers(desk.engine, customers_csv(folder / "customers.csv", customers))
+    import_customers(desk.engine, customers_csv(folder / "customers.csv", customers),
+                     clock=desk.clock)
     desk.warm()
     desk.classifier.classifier._dns = no_dns  # a DNS stub: see the docstring
     desk.classifier.index()
@@ -225,7 +226,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             return registry.parse(raw, limits)
 
         def parse_classify(raw: bytes) -> object:
-            return _examine(desk, raw)
+            return _examine(desk, raw, desk.clock())
 
         fns = {"floor": floor, "parse": parse, "classify": parse_classify}
         mix: dict[str, list[float]] = {name: [] for name in fns}
@@ -233,7 +234,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         for name, messages in groups.items():
             reports = sum(len(registry.parse(raw, limits).reports) for raw in messages)
             review = sum(1 for raw in messages
-                         if (o := _examine(desk, raw)).result is not None
+                         if (o := _examine(desk, raw, desk.clock())).result is not None
                          and o.result.disposition is Disposition.REPORT
                          and (o.reason or any(d.needs_review for d in o.decisions)))
             size = sum(len(m) for m in messages) / len(messages)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from abuse_desk.config import ClassifierConfig
@@ -37,6 +38,9 @@ class MessageFacts:
     raw: bytes
     from_address: str | None
     message_id: str | None
+    # When the desk received it: the time customers are looked up at when a report does not
+    # say when its incident happened.
+    received_at: datetime
     subject: str = ""
 
 
@@ -83,11 +87,12 @@ class Classifier:
         return self._trust.assess(message.raw, message.from_address,
                                   verify_dkim(message.raw, dns=self._dns))
 
-    def resolve(self, report: ParsedReport) -> Resolution:
-        resolution = self._index().resolve_report(report)
+    def resolve(self, report: ParsedReport, received_at: datetime) -> Resolution:
+        """The customer behind *report*, at its incident time or else at *received_at*."""
+        resolution = self._index().resolve_report(report, received_at)
         if resolution.customer_id is None and self._hook is not None and report.source_ip:
             hooked = self._hook.resolve(report.source_ip, report.source_port,
-                                        report.occurred_at)
+                                        report.occurred_at or received_at)
             resolution = resolution.with_hook(hooked, self._index())
         return resolution
 
@@ -105,7 +110,7 @@ class Classifier:
             classification = categorize(report.type_hint, text, self._model(),
                                         self.config.confidence_threshold)
         not_abuse = forced_type == NOT_ABUSE or is_not_abuse(classification)
-        resolution = self.resolve(report)
+        resolution = self.resolve(report, message.received_at)
         if forced_customer is not None:
             resolution = self._index().forced(forced_customer)
         via = {m.via for m in resolution.matches if m.customer_id == resolution.customer_id}

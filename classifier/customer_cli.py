@@ -11,12 +11,13 @@ import ipaddress
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from abuse_desk.clock import Clock, instant_arg
 from abuse_desk.config import Config
 from abuse_desk.models import Customer, CustomerResource
 from classifier.customer_import import HEADER, CustomerImportError, import_customers
@@ -42,13 +43,6 @@ RESOLVE_HELP = """VALUE is an IP (192.0.2.10, 2001:db8::1), a domain or URL
 resolves, 1 when none does (the reasons are printed), 2 on an error."""
 
 
-def _when(text: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not ISO 8601 (e.g. 2026-03-01T12:00:00Z or 2026-03-01)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _port(text: str) -> int:
@@ -79,7 +73,7 @@ def add_customer_commands(subparsers: Any, common_parent: argparse.ArgumentParse
                     "address) and how it was found, or 'no customer' with the reasons. "
                     + RESOLVE_HELP)
     res.add_argument("value", metavar="VALUE")
-    res.add_argument("--at", type=_when, metavar="ISO",
+    res.add_argument("--at", type=instant_arg, metavar="ISO",
                      help="the incident time (ISO 8601; default: now)")
     res.add_argument("--port", type=_port, metavar="N",
                      help="the source port (needed for an address shared by CGNAT)")
@@ -92,14 +86,14 @@ def add_customer_commands(subparsers: Any, common_parent: argparse.ArgumentParse
     ls.add_argument("--json", action="store_true", help="a JSON array, one object per customer")
 
 
-def run_customers(args: argparse.Namespace, config: Config) -> int:
+def run_customers(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     """Run the ``customers`` command in *args*; returns the exit status."""
     from abuse_desk.db import ensure_schema, is_sqlite, make_engine
 
     engine = make_engine(config.database)
     try:
         ensure_schema(engine, auto_upgrade=is_sqlite(config.database.url))
-        return _COMMANDS[args.customers_command](args, config, engine)
+        return _COMMANDS[args.customers_command](args, config, engine, clock)
     finally:
         engine.dispose()
 
@@ -136,13 +130,14 @@ class _Bar:
             self._bar = None
 
 
-def _import(args: argparse.Namespace, config: Config, engine: Engine) -> int:
+def _import(args: argparse.Namespace, config: Config, engine: Engine,
+            clock: Clock) -> int:
     path: Path = args.file
     if not path.is_file():
         return _fail(f"{path}: no such file (give the CSV file to import)")
     bar = _Bar(not args.quiet and sys.stderr.isatty())
     try:
-        result = import_customers(engine, path, progress=bar)
+        result = import_customers(engine, path, progress=bar, clock=clock)
     except CustomerImportError as exc:
         bar.close()
         print(f"abuse-desk: error: {exc}", file=sys.stderr)
@@ -190,7 +185,7 @@ def _host_of(url: str) -> str:
 
 
 def resolve_value(index: CustomerIndex, value: str, at: datetime, port: int | None,
-                  config: Config) -> tuple[str, Resolution]:
+                  config: Config, clock: Clock) -> tuple[str, Resolution]:
     """(what VALUE is, its resolution), asking the resolver hook about an IP nobody holds."""
     kind, resolver = next((k, r) for test, k, r in _VALUE_KINDS if test(value))
     resolution = combine([resolver(index, value, at, port)])
@@ -199,17 +194,19 @@ def resolve_value(index: CustomerIndex, value: str, at: datetime, port: int | No
             (cfg.resolver_hook_url or cfg.resolver_hook_command):
         from classifier.resolver_hook import ResolverHook
 
-        resolution = resolution.with_hook(ResolverHook.from_config(cfg).resolve(
+        resolution = resolution.with_hook(ResolverHook.from_config(cfg, clock).resolve(
             value, port, at), index)
     return kind, resolution
 
 
-def _resolve(args: argparse.Namespace, config: Config, engine: Engine) -> int:
+def _resolve(args: argparse.Namespace, config: Config, engine: Engine,
+             clock: Clock) -> int:
     value = args.value.strip()
     if not value:
         return _fail("VALUE is empty: give an IP, a domain, a URL or an address")
-    at = args.at or datetime.now(UTC)
-    kind, resolution = resolve_value(CustomerIndex.load(engine), value, at, args.port, config)
+    at = args.at or clock()
+    kind, resolution = resolve_value(CustomerIndex.load(engine), value, at, args.port, config,
+                                     clock)
     customer = _customer(engine, resolution.customer_id)
     if args.json:
         print(json.dumps({
@@ -272,7 +269,8 @@ def _window(resource: dict[str, Any]) -> str:
     return f" ({shown})" if shown else ""
 
 
-def _list(args: argparse.Namespace, config: Config, engine: Engine) -> int:
+def _list(args: argparse.Namespace, config: Config, engine: Engine,
+          clock: Clock) -> int:
     customers = customers_json(engine)
     if args.json:
         print(json.dumps(customers))
@@ -291,5 +289,5 @@ def _list(args: argparse.Namespace, config: Config, engine: Engine) -> int:
     return 0
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, Config, Engine], int]] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Config, Engine, Clock], int]] = {
     "import": _import, "resolve": _resolve, "list": _list}

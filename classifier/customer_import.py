@@ -19,7 +19,7 @@ The import adds and updates; it never deletes what the file does not mention.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
 
+from abuse_desk.clock import Clock
 from abuse_desk.models import Customer, CustomerResource
 from classifier.customers import Resource, as_utc
 
@@ -369,12 +370,12 @@ def _write(conn: Connection, work: _Plan, progress: Progress | None) -> None:
             progress.advance(len(chunk))
 
 
-def import_customers(engine: Engine, path: str | Path, *, progress: Progress | None = None,
-                     clock: Callable[[], datetime] | None = None) -> ImportResult:
+def import_customers(engine: Engine, path: str | Path, *, clock: Clock,
+                     progress: Progress | None = None) -> ImportResult:
     """Import *path* (see the module docstring); CustomerImportError if any row is bad, and
     then nothing of the file is imported."""
     rows = read_rows(path, progress)
-    now = clock() if clock else datetime.now(UTC)
+    now = clock()
     with engine.begin() as conn:
         first = _LOCK_FIRST.get(conn.dialect.name)
         if first:

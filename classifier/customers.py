@@ -29,7 +29,6 @@ import gc
 import ipaddress
 import math
 import re
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -427,8 +426,8 @@ def _stamp(value: datetime | str, _utc: Any = UTC) -> float:
     return (value if value.tzinfo is not None else value.replace(tzinfo=_utc)).timestamp()
 
 
-def _when(at: datetime | None) -> float:
-    return time.time() if at is None else _stamp(at)
+def _when(at: datetime) -> float:
+    return _stamp(at)
 
 
 def _prefix_key(value: str) -> str:
@@ -663,9 +662,9 @@ class CustomerIndex:
 
     # -- one value ---------------------------------------------------------------------------
 
-    def lookup_ip(self, ip: str, at: datetime | None = None, port: int | None = None,
+    def lookup_ip(self, ip: str, at: datetime, port: int | None = None,
                   *, via: str = VIA_IP) -> Lookup:
-        """Who held *ip* (at *port*, for CGNAT) at *at* (None: now), or why nobody."""
+        """Who held *ip* (at *port*, for CGNAT) at *at*, or why nobody."""
         tree = self._tree
         try:
             if "/" in ip:
@@ -675,8 +674,7 @@ class CustomerIndex:
             return Lookup(reason=f"{ip!r} is not an IP address")
         if entries is None:
             return _NOBODY
-        t = time.time() if at is None else \
-            (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+        t = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
         while entries is not None:
             hits = [e for e in entries if e[0] <= t < e[1]]
             if hits:
@@ -685,7 +683,7 @@ class CustomerIndex:
             entries = tree.get(parent) if parent is not None else None
         return Lookup(reason=NOBODY_AT_TIME)
 
-    def lookup_host(self, host: str, at: datetime | None = None, *,
+    def lookup_host(self, host: str, at: datetime, *,
                     via: str = VIA_DOMAIN) -> Lookup:
         """Who held *host* (or the closest domain above it) at *at*. An IP literal is looked
         up as an IP. Public suffixes are never resources, so siblings never match."""
@@ -708,7 +706,7 @@ class CustomerIndex:
         return Lookup(reason=f"{name} belonged to nobody at the incident time") if held \
             else _NOBODY
 
-    def lookup_email(self, address: str, at: datetime | None = None, *,
+    def lookup_email(self, address: str, at: datetime, *,
                      via: str = VIA_EMAIL) -> Lookup:
         """Who held the address *address* at *at* (addresses match addresses, not domains)."""
         key = normalize_address(address)
@@ -723,23 +721,24 @@ class CustomerIndex:
             return Lookup(reason=f"{key} belonged to nobody at the incident time")
         return _decide(key, key, hits, via, "email")
 
-    def resolve_ip(self, ip: str, at: datetime | None = None,
+    def resolve_ip(self, ip: str, at: datetime,
                    port: int | None = None) -> list[Match]:
         """The customer's match (a list of one), or [] when nobody or several."""
         return list(self.lookup_ip(ip, at, port).matches)
 
-    def resolve_host(self, host: str, at: datetime | None = None) -> list[Match]:
+    def resolve_host(self, host: str, at: datetime) -> list[Match]:
         return list(self.lookup_host(host, at).matches)
 
-    def resolve_email(self, address: str, at: datetime | None = None) -> list[Match]:
+    def resolve_email(self, address: str, at: datetime) -> list[Match]:
         return list(self.lookup_email(address, at).matches)
 
     # -- a report ----------------------------------------------------------------------------
 
-    def lookups(self, report: ReportLike) -> Iterator[Lookup]:
+    def lookups(self, report: ReportLike, received_at: datetime) -> Iterator[Lookup]:
         """Each value of *report* looked up, in the order that decides: the source IP, then
-        the hosts of its URLs, its domains, then the addresses it names."""
-        at = report.occurred_at
+        the hosts of its URLs, its domains, then the addresses it names; at the incident's
+        time, or when the report does not say, at *received_at* (the message's arrival)."""
+        at = report.occurred_at or received_at
         if report.source_ip:
             yield self.lookup_ip(report.source_ip, at, report.source_port)
         for host in _unique(h for h in (_url_host(u) for u in report.urls[:MAX_VALUES]) if h):
@@ -749,10 +748,10 @@ class CustomerIndex:
         for address in named_addresses(report.extra)[:MAX_VALUES]:
             yield self.lookup_email(address, at)
 
-    def resolve_report(self, report: ReportLike) -> Resolution:
-        """The customer behind *report*: the first value that resolves decides; the others
-        that name someone else are disagreements."""
-        return combine(list(self.lookups(report)))
+    def resolve_report(self, report: ReportLike, received_at: datetime) -> Resolution:
+        """The customer behind *report* (timed as ``lookups`` says): the first value that
+        resolves decides; the others that name someone else are disagreements."""
+        return combine(list(self.lookups(report, received_at)))
 
     def forced(self, customer: tuple[int, str] | str) -> Resolution:
         """A specialist's decision: *customer* as (id, external id) or an external id."""

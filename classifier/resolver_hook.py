@@ -15,7 +15,7 @@ Two kinds, both answering one JSON object::
 Answers are cached with their validity: an answer valid from F until U is reused for lookups of
 the same IP and port at incident times in ``[F, U)`` (an open ``valid_until`` means "still
 holds": up to the time of asking plus ``open_ttl_s``; an open ``valid_from``: from the time
-asked about). "Nobody" answers are reused for ``negative_ttl_s`` of wall time. A failure
+asked about). "Nobody" answers are reused for ``negative_ttl_s`` by the desk's clock. A failure
 (timeout, bad JSON, an error status, a non-zero exit) gives no customer with the reason, never
 an exception; after one the hook rests for ``failure_backoff_s``, so a dead hook costs one
 timeout, not one per report.
@@ -32,7 +32,6 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+
+from abuse_desk.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from abuse_desk.config import ClassifierConfig
@@ -202,7 +203,7 @@ class ResolverHook:
 
     def __init__(self, transport: Transport, source: str, *, negative_ttl_s: float = 300.0,
                  open_ttl_s: float = 300.0, failure_backoff_s: float = 10.0,
-                 max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+                 max_entries: int = 100_000, clock: Clock = system_clock) -> None:
         self._transport = transport
         self.source = source
         self._negative_ttl = negative_ttl_s
@@ -231,24 +232,27 @@ class ResolverHook:
                    **options)
 
     @classmethod
-    def from_config(cls, cfg: ClassifierConfig) -> ResolverHook:
-        """The hook of ``[classifier]`` (``resolver_hook_url`` or ``resolver_hook_command``)."""
+    def from_config(cls, cfg: ClassifierConfig, clock: Clock) -> ResolverHook:
+        """The hook of ``[classifier]`` (``resolver_hook_url`` or ``resolver_hook_command``),
+        asking at the times *clock* gives."""
         if cfg.resolver_hook_url and cfg.resolver_hook_command:
             raise ValueError("classifier.resolver_hook_url and classifier.resolver_hook_command "
                              "are both set: keep one")
         timeout, ttl = cfg.resolver_hook_timeout_s, cfg.resolver_hook_negative_ttl_s
         if cfg.resolver_hook_url:
-            return cls.http(cfg.resolver_hook_url, timeout_s=timeout, negative_ttl_s=ttl)
+            return cls.http(cfg.resolver_hook_url, timeout_s=timeout, negative_ttl_s=ttl,
+                            clock=clock)
         if cfg.resolver_hook_command:
-            return cls.command(cfg.resolver_hook_command, timeout_s=timeout, negative_ttl_s=ttl)
+            return cls.command(cfg.resolver_hook_command, timeout_s=timeout,
+                               negative_ttl_s=ttl, clock=clock)
         raise ValueError("no resolver hook configured (classifier.resolver_hook_url or "
                          "classifier.resolver_hook_command)")
 
-    def resolve(self, ip: str, port: int | None = None, at: datetime | None = None) -> HookAnswer:
-        """Who had *ip* (at *port*) at *at* (None: now). Never raises."""
-        now = self._clock()
-        when = datetime.fromtimestamp(now, UTC) if at is None else \
-            (at if at.tzinfo else at.replace(tzinfo=UTC))
+    def resolve(self, ip: str, port: int | None, at: datetime) -> HookAnswer:
+        """Who had *ip* (at *port*) at *at*. Never raises. The desk's clock says when it
+        asks: an answer without an end holds from its start until a while after asking."""
+        now = self._clock().timestamp()
+        when = at if at.tzinfo else at.replace(tzinfo=UTC)
         key, t = (ip, port), when.timestamp()
         cached = self._cached(key, t, now)
         if cached is not None:

@@ -125,6 +125,7 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
         parsed = parsed_from_row(report)
         facts = MessageFacts(raw=message.raw, from_address=first_address(message.header_from),
                              message_id=message.header_message_id,
+                             received_at=as_utc(message.received_at) or desk.clock(),
                              subject=message.header_subject or "")
         previous_type = report.type
     classifier = runtime.classifier
@@ -407,6 +408,7 @@ def merge_into_case(desk: Desk, report_id: int, case_ref: str, decided_by: str) 
         parsed = parsed_from_row(report)
         facts = MessageFacts(raw=message.raw, from_address=first_address(message.header_from),
                              message_id=message.header_message_id,
+                             received_at=as_utc(message.received_at) or desk.clock(),
                              subject=message.header_subject or "")
         previous = {"type": report.type, "customer_id": report.customer_id,
                     "reasons": report.review_reason}

@@ -56,7 +56,7 @@ class ClassifierRuntime:
              for r in cfg.trusted_reporters]).reporters
         hook = None
         if cfg.resolver_hook_url or cfg.resolver_hook_command:
-            hook = ResolverHook.from_config(cfg)
+            hook = ResolverHook.from_config(cfg, clock)
         self.classifier = Classifier(cfg, self.index, self.model, TrustPolicy(trusted), hook)
 
     # -- the customer index ------------------------------------------------------------------

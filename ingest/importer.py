@@ -15,12 +15,14 @@ import re
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, select
 from tqdm import tqdm
 
 from abuse_desk import metrics
+from abuse_desk.clock import Clock
 from abuse_desk.models import Message
 from ingest.store import Envelope, GroupCommitWriter
 from parsers.headers import header_block
@@ -151,18 +153,20 @@ def collect(paths: list[Path]) -> tuple[list[Source], list[tuple[str, str]]]:
     return sources, problems
 
 
-def envelope_for(raw: bytes, label: str, enqueued: bool) -> Envelope:
+def envelope_for(raw: bytes, label: str, enqueued: bool, received_at: datetime) -> Envelope:
     """The envelope an imported message had, as far as its delivery headers tell."""
     found: dict[str, str] = {}
     for name, value in _ADDR.findall(header_block(raw)):
         found.setdefault(name.decode().lower(), value.decode("utf-8", "replace").strip())
     rcpt = found.get("delivered-to") or found.get("x-original-to")
     return Envelope(mail_from=found.get("return-path"), rcpt_tos=[rcpt] if rcpt else [],
-                    origin="import", received_by=label[:1000], enqueued=enqueued)
+                    origin="import", received_by=label[:1000], enqueued=enqueued,
+                    received_at=received_at)
 
 
 def import_paths(engine: Engine, writer: GroupCommitWriter, paths: list[Path], *,
-                 enqueued: bool, progress: bool = True) -> ImportSummary:
+                 enqueued: bool, clock: Clock, progress: bool = True) -> ImportSummary:
+    """Store every message under *paths* through *writer*, dated by *clock*."""
     summary = ImportSummary()
     sources, summary.failed = collect(paths)
     in_flight: list[tuple[str, int, Future[int]]] = []
@@ -203,7 +207,7 @@ def import_paths(engine: Engine, writer: GroupCommitWriter, paths: list[Path], *
                     summary.duplicates += 1
                     continue
             in_flight.append((source.label, len(raw), writer.submit(raw, envelope_for(
-                raw, source.label, enqueued))))
+                raw, source.label, enqueued, clock()))))
             in_flight_bytes += len(raw)
             settle(MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES)
         settle(0, 0)

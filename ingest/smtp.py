@@ -39,6 +39,7 @@ from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from abuse_desk import metrics
+from abuse_desk.clock import Clock
 from abuse_desk.config import SmtpConfig
 from abuse_desk.logs import log_context
 from ingest.store import Envelope
@@ -168,7 +169,8 @@ class PeerRateLimiter:
 class IntakeHandler:
     """aiosmtpd handler: recipient policy and store-before-250."""
 
-    def __init__(self, cfg: SmtpConfig, store: StoreFn) -> None:
+    def __init__(self, cfg: SmtpConfig, store: StoreFn, clock: Clock) -> None:
+        self._clock = clock
         self._cfg = cfg
         self._store = store
         self._mailboxes = {m.lower() for m in cfg.mailboxes}
@@ -221,6 +223,7 @@ class IntakeHandler:
             helo=session.host_name,
             tls=session.ssl is not None,
             received_by=self._cfg.hostname,
+            received_at=self._clock(),
         )
         future = self._store(raw, env)
         try:
@@ -335,9 +338,9 @@ class SmtpListener:
             await asyncio.sleep(0.05)
 
 
-async def start_smtp(cfg: SmtpConfig, store: StoreFn) -> SmtpListener:
-    """Listen on ``cfg.host:cfg.port`` in the running loop."""
-    handler = IntakeHandler(cfg, store)
+async def start_smtp(cfg: SmtpConfig, store: StoreFn, clock: Clock) -> SmtpListener:
+    """Listen on ``cfg.host:cfg.port`` in the running loop; *clock* dates each message."""
+    handler = IntakeHandler(cfg, store, clock)
     tracker = ConnectionTracker(cfg.max_connections_per_ip, cfg.max_connections)
     context = tls_context(cfg)
     loop = asyncio.get_running_loop()

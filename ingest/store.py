@@ -26,7 +26,6 @@ from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import DBAPIError
 
 from abuse_desk import metrics
-from abuse_desk.db import utcnow
 from abuse_desk.logs import log_context
 from abuse_desk.models import Message, MessageState
 
@@ -45,7 +44,8 @@ class Envelope:
     helo: str | None = None
     tls: bool = False
     received_by: str | None = None
-    received_at: datetime = field(default_factory=utcnow)
+    # When the desk took the message, from the desk's clock (abuse_desk.clock).
+    received_at: datetime = field(kw_only=True)
     # False: no broker send follows the store (an import beside an in-process broker); the
     # message is marked never-sent, and the sweeper of the running desk sends it at its next tick.
     enqueued: bool = True

@@ -17,7 +17,9 @@ import email.utils
 import smtplib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from abuse_desk.clock import system_clock
 
 # One customer per /24 (tests/fault_support.py imports them with these prefixes); token N
 # reports an IP of customer N % 4.
@@ -72,7 +74,8 @@ def main() -> int:
     p.add_argument("--arf", action="store_true", help="send feedback-loop reports (arf_body)")
     p.add_argument("--codes", help="append 'N CODE' here for every answer to DATA but a 250")
     args = p.parse_args()
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    # incidents an hour before now by the desk processes' own clock (the system's)
+    base = system_clock().replace(microsecond=0) - timedelta(hours=1)
     make: Callable[[int], bytes] = (lambda t: arf_body(t, base)) if args.arf else body
 
     deadline = time.monotonic() + args.deadline_s

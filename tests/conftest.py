@@ -7,6 +7,7 @@ fail instead, so CI can never go green by skipping them.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -26,6 +27,17 @@ REDIS = os.environ.get("ABUSE_DESK_TEST_REDIS", "redis://127.0.0.1:6379/15")
 AMQP = os.environ.get("ABUSE_DESK_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(autouse=True)
+def keep_logging() -> Iterator[None]:
+    """``cli.main()`` replaces the root handlers with one on the test's (captured) stderr,
+    which is closed when the test ends: give the next test the handlers it had before."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def unavailable(why: str) -> None:

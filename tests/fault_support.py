@@ -22,13 +22,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from abuse_desk.clock import system_clock
 from abuse_desk.config import Config, SmtpConfig
 from abuse_desk.models import Case, Customer, Event, Message, Notice, Report, TimelineStep
 from classifier.customer_import import import_customers
@@ -70,7 +70,7 @@ def prepare_database(config: Config, tmp_path: Path, log: Path,
     if customers:
         csv = tmp_path / "fault-customers.csv"
         csv.write_text(customers_csv())
-        import_customers(engine, csv)
+        import_customers(engine, csv, clock=system_clock)  # the processes' clock
     return engine
 
 
@@ -204,7 +204,7 @@ def quiescent(engine: sa.Engine, at_least: int) -> bool:
     with engine.connect() as conn:
         due = sa.select(sa.func.count()).select_from(TimelineStep).where(
             TimelineStep.state.in_(("pending", "queued", "running")),
-            TimelineStep.due_at <= datetime.now(UTC))
+            TimelineStep.due_at <= system_clock())  # the processes run on it
         waiting = sa.select(sa.func.count()).select_from(Notice).where(
             Notice.state.in_(("pending", "sending")))
         return not conn.execute(due).scalar() and not conn.execute(waiting).scalar()

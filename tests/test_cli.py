@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sqlite3
 import subprocess
@@ -32,16 +31,6 @@ SUBCOMMANDS = [
     ["messages"], ["messages", "list"],
 ]
 CLOSED_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/x"
-
-
-@pytest.fixture(autouse=True)
-def keep_logging() -> Iterator[None]:
-    """cli.main() replaces the root handlers with one on this test's (captured) stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -437,3 +426,49 @@ def test_parse_unreadable_file(db_url: str, tmp_path: Path,
     doc = json.loads(capsys.readouterr().out)
     assert doc["errors"] == ["cannot read: No such file or directory"]
     assert doc["reports"] == []
+
+
+# -- the clock: --now --------------------------------------------------------------------------
+
+WINDOWED = ("customer_id,name,email,resource,valid_from,valid_until\n"
+            "C-1,Old Holder,,192.0.2.0/24,,2027-01-01T00:00:00Z\n"
+            "C-2,New Holder,,192.0.2.0/24,2027-01-01T00:00:00Z,\n")
+
+
+def test_now_runs_a_one_shot_command_at_that_instant(db_url: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "c.csv").write_text(WINDOWED)
+    assert cli.main(["customers", "import", str(tmp_path / "c.csv")]) == 0
+    for now, holder in (("2026-12-31T23:59:59Z", "C-1"), ("2027-01-01T00:00:00Z", "C-2")):
+        capsys.readouterr()
+        # before the command or after it: the same option
+        assert cli.main(["--now", now, "customers", "resolve", "192.0.2.9", "--json"]) == 0
+        assert cli.main(["customers", "resolve", "192.0.2.9", "--json", "--now", now]) == 0
+        first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+        assert (first["customer_id"], first["at"]) == (holder, now)
+        assert second == first
+
+
+def test_an_injected_clock_is_what_commands_read(db_url: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "c.csv").write_text(WINDOWED)
+    assert cli.main(["customers", "import", str(tmp_path / "c.csv")]) == 0
+    capsys.readouterr()
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    assert cli.main(["customers", "resolve", "192.0.2.9", "--json"], clock=lambda: at) == 0
+    assert json.loads(capsys.readouterr().out)["at"] == "2026-06-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("command", ["serve", "smtp", "worker", "scheduler", "web"])
+def test_now_is_refused_for_commands_that_run_on_the_clock(
+        command: str, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([command, "--now", "2026-12-03T15:00:00Z"]) == 2
+    assert f"--now is for one-shot commands; `{command}` runs on the clock" in \
+        capsys.readouterr().err
+
+
+def test_a_bad_now_is_a_usage_error(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--now", "tomorrow", "cases", "list"])
+    assert exit_.value.code == 2
+    assert "argument --now: 'tomorrow' is not ISO 8601" in capsys.readouterr().err

@@ -17,12 +17,13 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from abuse_desk.clock import system_clock
 from abuse_desk.config import Config
 from abuse_desk.models import Message
 from tests.burst_sender import arf_body
@@ -192,7 +193,7 @@ def broker_outage(tmp_path: Path, broker_url: str, stop: Callable[[], None],
             acked_at_stop = len(burst.acked())
             # While it is away, our own probes (and the burst) keep getting 250. Their
             # incidents are hours apart from the burst's: no probe copies a burst report.
-            wall_base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+            wall_base = system_clock().replace(microsecond=0) - timedelta(hours=3)
             while time.monotonic() - down_at < outage_s:
                 token = OUTAGE_BURST + len(probes)
                 code, reply = send(port, arf_body(token, wall_base))
@@ -445,7 +446,8 @@ def test_worker_start_survives_a_commit_between_read_and_write(tmp_path: Path) -
 
     def listener_commits() -> None:
         with other.begin() as conn2:
-            insert_messages(conn2, [message_row(b"x\r\n", Envelope(None, ["abuse@x"]))])
+            insert_messages(conn2, [message_row(b"x\r\n", Envelope(
+                None, ["abuse@x"], received_at=desk.clock()))])
 
     @sa.event.listens_for(desk.engine, "after_cursor_execute")
     def commit_elsewhere(conn: object, cursor: object, statement: str, *args: object) -> None:

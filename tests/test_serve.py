@@ -49,6 +49,7 @@ def test_ctrl_c_finishes_the_open_transaction_and_exits_cleanly(tmp_path: Path) 
 
 def test_restart_processes_what_the_last_run_left(tmp_path: Path) -> None:
     """Messages stored but not processed when the process died are processed at the next start."""
+    from abuse_desk.clock import system_clock
     from ingest.store import Envelope, insert_messages, message_row
 
     config = make_config(tmp_path)
@@ -57,7 +58,8 @@ def test_restart_processes_what_the_last_run_left(tmp_path: Path) -> None:
         pass  # creates the schema
     engine = sa.create_engine(config.database.url)
     with engine.begin() as conn:  # as if accepted just before a crash: never sent to a worker
-        envelope = Envelope(None, ["abuse@localhost"])
+        # the serve process runs on the system clock: the message arrived "just now" by it
+        envelope = Envelope(None, ["abuse@localhost"], received_at=system_clock())
         insert_messages(conn, [message_row(message(f"left {n}"), envelope) for n in range(3)])
     try:
         with desk_process(config, "serve", log=log, wait=config.smtp.port):

@@ -117,7 +117,7 @@ def set_role(engine: Engine, name: str, role: str) -> None:
         conn.execute(update(User).where(User.id == _user_id(conn, name)).values(role=role))
 
 
-def set_disabled(engine: Engine, name: str, disabled: bool) -> None:
+def set_disabled(engine: Engine, name: str, disabled: bool, now: datetime) -> None:
     with write_transaction(engine) as conn:
         user_id = _user_id(conn, name)
         conn.execute(update(User).where(User.id == user_id).values(disabled=disabled))
@@ -125,7 +125,7 @@ def set_disabled(engine: Engine, name: str, disabled: bool) -> None:
             conn.execute(delete(WebSession).where(WebSession.user_id == user_id))
             conn.execute(update(ApiToken).where(ApiToken.user_id == user_id,
                                                 ApiToken.revoked_at.is_(None))
-                         .values(revoked_at=datetime.now().astimezone()))
+                         .values(revoked_at=now))
 
 
 def list_users(engine: Engine) -> list[dict[str, Any]]:

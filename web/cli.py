@@ -8,8 +8,9 @@ import json
 import sys
 from typing import Any
 
+from abuse_desk.clock import Clock
 from abuse_desk.config import Config
-from abuse_desk.db import ensure_schema, is_sqlite, make_engine, utcnow
+from abuse_desk.db import ensure_schema, is_sqlite, make_engine
 from parsers.base import iso_z
 from web import auth
 
@@ -57,7 +58,7 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def run_users(args: argparse.Namespace, config: Config) -> int:
+def run_users(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     engine = make_engine(config.database)
     try:
         ensure_schema(engine, auto_upgrade=is_sqlite(config.database.url))
@@ -73,7 +74,7 @@ def run_users(args: argparse.Namespace, config: Config) -> int:
                 print(f"{u['name']:<24} {u['role']:<11} "
                       f"{'disabled' if u['disabled'] else 'active'}")
         elif action == "add":
-            user = auth.add_user(engine, args.name, args.role, _password(args), utcnow())
+            user = auth.add_user(engine, args.name, args.role, _password(args), clock())
             print(f"user {user.name} ({user.role}) added; sign in at "
                   f"http://{config.web.host}:{config.web.port}/login", file=sys.stderr)
         elif action == "passwd":
@@ -83,15 +84,15 @@ def run_users(args: argparse.Namespace, config: Config) -> int:
             auth.set_role(engine, args.name, args.role)
             print(f"{args.name} is now {args.role}", file=sys.stderr)
         elif action in ("disable", "enable"):
-            auth.set_disabled(engine, args.name, action == "disable")
+            auth.set_disabled(engine, args.name, action == "disable", clock())
             print(f"{args.name} {action}d", file=sys.stderr)
         elif action == "token":
-            token = auth.add_token(engine, args.name, args.label, utcnow())
+            token = auth.add_token(engine, args.name, args.label, clock())
             print(token)
             print(f"API token for {args.name} ({args.label}): shown once, keep it safe. Use "
                   "it as 'Authorization: Bearer TOKEN'.", file=sys.stderr)
         elif action == "revoke-tokens":
-            count = auth.revoke_tokens(engine, args.name, args.label, utcnow())
+            count = auth.revoke_tokens(engine, args.name, args.label, clock())
             print(f"{count} token(s) revoked", file=sys.stderr)
         return 0
     except auth.AuthError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from abuse_desk.app import Desk, open_desk
+from abuse_desk.clock import Clock, instant_arg
 from abuse_desk.config import Config
 from abuse_desk.db import as_utc, ensure_schema, is_sqlite
 from abuse_desk.models import (
@@ -32,15 +33,6 @@ from abuse_desk.models import (
 )
 from parsers.base import iso_z
 from workflow import case_actions, cases, timeline
-
-
-def _when(text: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not ISO 8601 (e.g. 2026-12-01T09:00:00Z)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _month(text: str) -> tuple[datetime, datetime]:
@@ -102,7 +94,7 @@ def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
     ex = action("extend", "move a case's deadline", "Move the deadline of an unresolved case; "
                 "its reminder and deadline steps are planned again.")
     when = ex.add_mutually_exclusive_group(required=True)
-    when.add_argument("--until", type=_when, metavar="ISO", help="the new deadline")
+    when.add_argument("--until", type=instant_arg, metavar="ISO", help="the new deadline")
     when.add_argument("--business-days", type=int, metavar="N",
                       help="N business days from now (desk calendar)")
     ex.add_argument("--by", required=True, metavar="NAME", help="the specialist")
@@ -134,8 +126,6 @@ def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
     tr = tsub.add_parser("run", parents=[common], help="run every step due at --now",
                          description="Run every timeline step and deliver every notice due at "
                                      "--now, until nothing more is due.")
-    tr.add_argument("--now", type=_when, metavar="ISO",
-                    help="the instant to run at (default: now), e.g. 2026-12-04T15:00:00Z")
     tr.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -144,8 +134,8 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _open(config: Config, now: datetime | None = None) -> Desk:
-    desk = open_desk(config) if now is None else open_desk(config, clock=lambda: now)
+def _open(config: Config, clock: Clock) -> Desk:
+    desk = open_desk(config, clock)
     ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
     return desk
 
@@ -328,9 +318,9 @@ def _csv_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def run_workflow(args: argparse.Namespace, config: Config) -> int:
+def run_workflow(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     if args.command == "timeline":
-        desk = _open(config, args.now)
+        desk = _open(config, clock)
         summary = timeline.run_due(desk)
         if args.json:
             print(json.dumps({"now": iso_z(desk.clock()), "steps": summary.steps,
@@ -340,7 +330,7 @@ def run_workflow(args: argparse.Namespace, config: Config) -> int:
             notes = ", ".join(f"{n} {k}" for k, n in sorted(summary.notices.items())) or "none"
             print(f"at {iso_z(desk.clock())}: steps {steps}; notices {notes}")
         return 0
-    desk = _open(config)
+    desk = _open(config, clock)
     if args.command == "fees":
         start, end = args.month
         if args.output:

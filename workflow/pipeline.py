@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from abuse_desk import metrics
 from abuse_desk.app import Desk
+from abuse_desk.db import as_utc
 from abuse_desk.logs import log_context
 from abuse_desk.models import Case, DuplicateKey, Event, Message, MessageState, Notice, Report
 from classifier.classify import Decision, MessageFacts
@@ -49,8 +50,9 @@ class Outcome:
     decisions: list[Decision] = field(default_factory=list)
 
 
-def _examine(desk: Desk, raw: bytes) -> Outcome:
-    """The pure part: what the message says. Never raises on content."""
+def _examine(desk: Desk, raw: bytes, received_at: datetime) -> Outcome:
+    """The pure part: what the message (received at *received_at*) says. Never raises on
+    content."""
     try:
         headers = read_top_headers(raw)
     except Exception as exc:  # a parser bug or hostile input: a person looks at it
@@ -74,7 +76,8 @@ def _examine(desk: Desk, raw: bytes) -> Outcome:
     if not result.reports:
         return Outcome(MessageState.PROCESSED, values, None, result)
     facts = MessageFacts(raw=raw, from_address=first_address(headers.from_),
-                         message_id=headers.message_id, subject=headers.subject or "")
+                         message_id=headers.message_id, received_at=received_at,
+                         subject=headers.subject or "")
     classifier = desk.classifier.classifier
     try:
         trust = classifier.assess_reporter(facts)
@@ -211,7 +214,8 @@ def process_message(desk: Desk, message_id: int) -> str:
     with log_context(message_id=message_id):
         with desk.engine.connect() as conn:
             row = conn.execute(
-                select(Message.state, Message.raw).where(Message.id == message_id)).first()
+                select(Message.state, Message.raw, Message.received_at)
+                .where(Message.id == message_id)).first()
         if row is None:
             log.warning("no such message: nothing to process")
             return "skipped"
@@ -219,7 +223,7 @@ def process_message(desk: Desk, message_id: int) -> str:
             log.info("already %s: nothing to do", row.state)
             return "skipped"
 
-        outcome = _examine(desk, row.raw)
+        outcome = _examine(desk, row.raw, as_utc(row.received_at) or desk.clock())
         state, result = outcome.state, outcome.result
         if result is not None and (result.reports or result.disposition is not
                                    Disposition.REPORT):

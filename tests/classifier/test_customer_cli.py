@@ -12,6 +12,7 @@ import pytest
 
 from abuse_desk.config import Config, build_config
 from classifier.customer_cli import add_customer_commands, run_customers
+from tests.support import NOW
 
 CSV = """customer_id,name,email,resource,valid_from,valid_until
 C-1,Example Hosting Ltd,noc@hosting.example,192.0.2.0/24,,2026-02-01T00:00:00Z
@@ -41,7 +42,7 @@ class Cli:
         self.config, self.capsys = config, capsys
 
     def __call__(self, *argv: str) -> tuple[int, str, str]:
-        code = run_customers(parser().parse_args(argv), self.config)
+        code = run_customers(parser().parse_args(argv), self.config, lambda: NOW)
         out, err = self.capsys.readouterr()
         return code, out, err
 

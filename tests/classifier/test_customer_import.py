@@ -249,7 +249,7 @@ class Recorder:
 
 def test_progress_is_reported(engine: Engine, tmp_path: Path) -> None:
     recorder = Recorder()
-    import_customers(engine, csv_file(tmp_path, FIRST), progress=recorder)
+    import_customers(engine, csv_file(tmp_path, FIRST), progress=recorder, clock=lambda: NOW)
     assert recorder.events == [("checking", 6), ("+", 6), ("writing", 6), ("+", 6)]
 
 

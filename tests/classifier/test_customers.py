@@ -40,7 +40,7 @@ def index(*rows: ResourceRow) -> CustomerIndex:
     return CustomerIndex.from_rows(rows)
 
 
-def who(ix: CustomerIndex, ip: str, at: datetime | None = AFTER,
+def who(ix: CustomerIndex, ip: str, at: datetime = AFTER,
         port: int | None = None) -> list[str]:
     return [m.external_id for m in ix.resolve_ip(ip, at, port)]
 
@@ -128,9 +128,13 @@ def test_naive_times_are_utc() -> None:
     assert who(ix, "192.0.2.1", datetime(2026, 1, 1, 0, 0, 0)) == []
 
 
-def test_no_time_means_now() -> None:
+def test_a_report_without_a_time_is_resolved_at_its_arrival() -> None:
     ix = index(row(1, "192.0.2.0/24", None, T), row(2, "192.0.2.0/24", T))
-    assert who(ix, "192.0.2.1", None) == ["C-2"]
+    untimed = ParsedReport(format="text", source_ip="192.0.2.1")
+    assert ix.resolve_report(untimed, BEFORE).external_id == "C-1"
+    assert ix.resolve_report(untimed, AFTER).external_id == "C-2"
+    timed = ParsedReport(format="text", source_ip="192.0.2.1", occurred_at=BEFORE)
+    assert ix.resolve_report(timed, AFTER).external_id == "C-1"  # the incident's time wins
 
 
 def test_ipv6_nested_and_separate_from_ipv4() -> None:
@@ -270,7 +274,7 @@ def desk_index() -> CustomerIndex:
 
 
 def test_the_source_ip_decides_first(desk_index: CustomerIndex) -> None:
-    res = desk_index.resolve_report(report(source_ip="192.0.2.10"))
+    res = desk_index.resolve_report(report(source_ip="192.0.2.10"), AFTER)
     assert (res.customer_id, res.external_id, res.reasons, res.disagreements) == (1, "C-1", [],
                                                                                   [])
     assert [(m.via, m.value) for m in res.matches] == [("source_ip", "192.0.2.10")]
@@ -279,28 +283,29 @@ def test_the_source_ip_decides_first(desk_index: CustomerIndex) -> None:
 def test_a_url_decides_when_the_ip_is_not_ours(desk_index: CustomerIndex) -> None:
     # spam from someone else's IP advertising a site a customer hosts: the site's customer
     res = desk_index.resolve_report(report(source_ip="203.0.113.5",
-                                           urls=["http://www.shop.example/buy?x=1"]))
+                                           urls=["http://www.shop.example/buy?x=1"]), AFTER)
     assert (res.external_id, res.reasons) == ("C-2", [])
     assert [(m.via, m.value, m.resource) for m in res.matches] == [
         ("url", "www.shop.example", "shop.example")]
 
 
 def test_then_domains_then_addresses(desk_index: CustomerIndex) -> None:
-    res = desk_index.resolve_report(report(domains=["Shop.Example"]))
+    res = desk_index.resolve_report(report(domains=["Shop.Example"]), AFTER)
     assert [(m.via, m.external_id) for m in res.matches] == [("domain", "C-2")]
-    res = desk_index.resolve_report(report(extra={"original_mail_from": "spammer@mail.example"}))
+    res = desk_index.resolve_report(
+        report(extra={"original_mail_from": "spammer@mail.example"}), AFTER)
     assert [(m.via, m.external_id) for m in res.matches] == [("email", "C-4")]
 
 
 def test_the_reporter_is_never_the_customer(desk_index: CustomerIndex) -> None:
-    res = desk_index.resolve_report(report(reporter_address="abuse@reporter.example"))
+    res = desk_index.resolve_report(report(reporter_address="abuse@reporter.example"), AFTER)
     assert (res.customer_id, res.reasons) == (None, [NO_CUSTOMER])
 
 
 def test_disagreements_are_recorded(desk_index: CustomerIndex) -> None:
     res = desk_index.resolve_report(report(
         source_ip="192.0.2.10", urls=["https://shop.example/", "https://shop.example/2"],
-        domains=["192.0.2.11"], extra={"original_from": "spammer@mail.example"}))
+        domains=["192.0.2.11"], extra={"original_from": "spammer@mail.example"}), AFTER)
     assert res.external_id == "C-1"
     assert res.disagreements == ["url shop.example is C-2 (shop.example)",
                                  "email spammer@mail.example is C-4 (spammer@mail.example)"]
@@ -314,20 +319,21 @@ def test_disagreements_are_recorded(desk_index: CustomerIndex) -> None:
 
 
 def test_no_customer_and_nobody_at_the_time(desk_index: CustomerIndex) -> None:
-    assert desk_index.resolve_report(report()).reasons == [NO_CUSTOMER]
-    assert desk_index.resolve_report(report(source_ip="203.0.113.1")).reasons == [NO_CUSTOMER]
-    res = desk_index.resolve_report(report(source_ip="198.51.100.7"))
+    assert desk_index.resolve_report(report(), AFTER).reasons == [NO_CUSTOMER]
+    assert desk_index.resolve_report(report(source_ip="203.0.113.1"),
+                                     AFTER).reasons == [NO_CUSTOMER]
+    res = desk_index.resolve_report(report(source_ip="198.51.100.7"), AFTER)
     assert (res.customer_id, res.reasons) == (None, [NOBODY_AT_TIME, NO_CUSTOMER])
 
 
 def test_an_ambiguous_ip_leaves_the_decision_to_the_next_value() -> None:
     ix = index(row(1, "192.0.2.200:1024-32767"), row(2, "192.0.2.200:32768-65535"),
                row(2, "shop.example"))
-    res = ix.resolve_report(report(source_ip="192.0.2.200", urls=["http://shop.example/"]))
+    res = ix.resolve_report(report(source_ip="192.0.2.200", urls=["http://shop.example/"]), AFTER)
     assert (res.external_id, res.reasons) == ("C-2", [CGNAT_NEEDS_PORT])
     assert [e.name for e in res.evidence] == ["resource:domain", "candidate:resource:ip-ports",
                                               "candidate:resource:ip-ports"]
-    res = ix.resolve_report(report(source_ip="192.0.2.200", source_port=2000))
+    res = ix.resolve_report(report(source_ip="192.0.2.200", source_port=2000), AFTER)
     assert res.external_id == "C-1"
 
 
@@ -336,7 +342,7 @@ def test_an_ambiguous_ip_leaves_the_decision_to_the_next_value() -> None:
 
 def test_with_hook_completes_a_resolution() -> None:
     ix = CustomerIndex.from_rows([row(1, "192.0.2.0/24")], customers=[(9, "C-9")])
-    none = ix.resolve_report(report(source_ip="203.0.113.9"))
+    none = ix.resolve_report(report(source_ip="203.0.113.9"), AFTER)
     answer = HookAnswer("203.0.113.9", None, AFTER, "C-9", T, None, source="http GET http://h/")
     res = none.with_hook(answer, ix)
     assert (res.customer_id, res.external_id, res.reasons) == (9, "C-9", [])

@@ -33,13 +33,14 @@ def complaint(subject: str, body: str, message_id: str) -> bytes:
 def desk(fixed_desk: Desk, tmp_path: Path) -> Desk:
     path = tmp_path / "customers.csv"
     path.write_text(CUSTOMERS)
-    import_customers(fixed_desk.engine, path)
+    import_customers(fixed_desk.engine, path, clock=fixed_desk.clock)
     return fixed_desk
 
 
 def run(desk: Desk, raw: bytes) -> list[Report]:
     with desk.engine.begin() as conn:
-        (message_id,) = insert_messages(conn, [message_row(raw, Envelope(None, ["abuse@x"]))])
+        (message_id,) = insert_messages(conn, [message_row(raw, Envelope(
+            None, ["abuse@x"], received_at=desk.clock()))])
     process_message(desk, message_id)
     with desk.sessions() as session:
         return list(session.scalars(select(Report).where(Report.message_id == message_id)))

@@ -22,13 +22,13 @@ T = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 
 
 class Clock:
-    """The hook's wall clock, moved by hand."""
+    """The desk's clock as the hook sees it, moved by hand (seconds since the epoch)."""
 
     def __init__(self) -> None:
         self.now = T.timestamp() + 86400
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
 
 
 class Hook:
@@ -201,14 +201,16 @@ def test_after_a_failure_the_hook_rests(hook: Hook, clock: Clock) -> None:
     assert len(hook.asked) == 2
 
 
-def test_from_config() -> None:
-    hook = ResolverHook.from_config(ClassifierConfig(resolver_hook_url="http://h.example/x"))
+def test_from_config(clock: Clock) -> None:
+    hook = ResolverHook.from_config(ClassifierConfig(resolver_hook_url="http://h.example/x"),
+                                    clock)
     assert hook.source == "http GET http://h.example/x"
-    command = ResolverHook.from_config(ClassifierConfig(resolver_hook_command=["who", "-q"]))
+    command = ResolverHook.from_config(ClassifierConfig(resolver_hook_command=["who", "-q"]),
+                                       clock)
     assert command.source == "command who -q"
     with pytest.raises(ValueError, match="both set: keep one"):
         ResolverHook.from_config(ClassifierConfig(resolver_hook_url="http://h.example/",
-                                                  resolver_hook_command=["who"]))
+                                                  resolver_hook_command=["who"]), clock)
 
 
 # -- a command -------------------------------------------------------------------------------
@@ -281,7 +283,7 @@ def test_nothing_the_transport_raises_escapes(clock: Clock) -> None:
         raise RuntimeError("a bug in the transport")
 
     resolver = ResolverHook(broken, "fake", clock=clock)
-    answer = resolver.resolve("192.0.2.1")  # no time: now, by the hook's clock
+    answer = resolver.resolve("192.0.2.1", None, clock())
     assert (answer.external_id, answer.reason, answer.at) == (
         None, "resolver hook failed: RuntimeError: a bug in the transport",
         datetime.fromtimestamp(clock.now, UTC))

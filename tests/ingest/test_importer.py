@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import mailbox
 import os
 import resource
@@ -27,7 +26,7 @@ from abuse_desk.models import Message
 from ingest import importer
 from ingest.importer import ImportSummary, envelope_for, import_paths
 from ingest.store import NEVER_SENT, GroupCommitWriter
-from tests.support import LiveDesk, make_config, wait_for
+from tests.support import NOW, LiveDesk, make_config, wait_for
 
 
 def mail(n: int, *, headers: str = "", body: str = "") -> bytes:
@@ -62,16 +61,6 @@ def write_maildir(path: Path, new: list[bytes], cur: list[bytes],
     return [*new, *cur]
 
 
-@pytest.fixture(autouse=True)
-def keep_logging() -> Iterator[None]:
-    """cli.main() replaces the root handlers with one on this test's (captured) stderr."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     eng = make_engine(DatabaseConfig(url=f"sqlite:///{tmp_path / 'desk.db'}"))
@@ -83,7 +72,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 def run_import(engine: Engine, paths: list[Path], *, enqueued: bool = False) -> ImportSummary:
     writer = GroupCommitWriter(engine).start()
     try:
-        return import_paths(engine, writer, paths, enqueued=enqueued, progress=False)
+        return import_paths(engine, writer, paths, enqueued=enqueued, clock=lambda: NOW,
+                            progress=False)
     finally:
         writer.stop()
 
@@ -263,7 +253,8 @@ def test_a_message_the_writer_cannot_store_is_reported(engine: Engine, tmp_path:
     writer = GroupCommitWriter(engine).start()
     writer.stop()  # every submit now fails
 
-    summary = import_paths(engine, writer, [tmp_path / "a.eml"], enqueued=False, progress=False)
+    summary = import_paths(engine, writer, [tmp_path / "a.eml"], enqueued=False,
+                           clock=lambda: NOW, progress=False)
 
     assert summary.stored == 0
     ((where, why),) = summary.failed
@@ -285,7 +276,8 @@ def test_many_mbox_files_do_not_exhaust_file_descriptors(
     try:
         # Room for the database and this process, not for one open file per mbox.
         resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 60, hard))
-        summary = import_paths(engine, writer, [folder], enqueued=False, progress=False)
+        summary = import_paths(engine, writer, [folder], enqueued=False, clock=lambda: NOW,
+                               progress=False)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         writer.stop()
@@ -306,7 +298,7 @@ def test_many_mbox_files_do_not_exhaust_file_descriptors(
 ])
 def test_envelope_guessed_from_delivery_headers(headers: str, mail_from: str | None,
                                                 rcpt_tos: list[str]) -> None:
-    env = envelope_for(mail(1, headers=headers), "/x/y.eml", enqueued=False)
+    env = envelope_for(mail(1, headers=headers), "/x/y.eml", enqueued=False, received_at=NOW)
     assert (env.mail_from, list(env.rcpt_tos)) == (mail_from, rcpt_tos)
     assert env.origin == "import"
     assert env.received_by == "/x/y.eml"

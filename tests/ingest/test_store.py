@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, func, select
 from abuse_desk.db import make_engine, upgrade
 from abuse_desk.models import Message
 from ingest.store import Dispatcher, Envelope, GroupCommitWriter
-from tests.support import make_config, wait_for
+from tests.support import NOW, make_config, wait_for
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def stored(engine: Engine) -> list[bytes]:
         return list(conn.execute(select(Message.raw).order_by(Message.id)).scalars())
 
 
-ENV = Envelope(mail_from="r@example.org", rcpt_tos=["abuse@localhost"])
+ENV = Envelope(mail_from="r@example.org", rcpt_tos=["abuse@localhost"], received_at=NOW)
 
 
 def test_waiting_messages_share_one_commit(engine: Engine) -> None:

@@ -551,6 +551,15 @@ CORPUS_EXPECTED: dict[str, tuple[str, str, str, tuple[str, ...], bool]] = {
     "abuseio/spamexperts/10.eml": ("arf:abuse", "10.0.2.35", "2015-08-04T11:01:12Z", (), False),
     "abuseio/spamexperts/11.eml": (
         "arf:abuse", "fdf1:cb9d:f59e:19b0::122", "2015-08-04T11:01:12Z", (), False),
+    # DMARC failure reports (RFC 6591 auth-failure ARF), one from each of four senders' layouts
+    "dmarc/failure/(Netease_DMARC_Failure_Report)_Rent_Reminder.eml": (
+        "arf:auth-failure", "167.89.69.24", "2018-09-28T08:48:42Z", (), False),
+    "dmarc/failure/DMARC_Failure_Report_for_domain.de_(mail-from=sharepoint@domain.de,"
+    "_ip=10.10.10.10).eml": ("arf:auth-failure", "10.10.10.10", "2018-10-01T09:20:27Z", (), False),
+    "dmarc/failure/dmarc_ruf_report_linkedin.crlf.eml": (
+        "arf:auth-failure", "10.10.10.10", "2019-04-30T02:09:00Z", (), False),
+    "dmarc/failure/dmarc_ruf_report_linkedin.eml": (
+        "arf:auth-failure", "10.10.10.10", "2019-04-30T02:09:00Z", (), False),
 }
 
 

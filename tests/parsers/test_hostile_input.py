@@ -17,7 +17,6 @@ import json
 import os
 import zipfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from parsers.headers import (
 )
 from parsers.mail import Mail, decode_text
 from parsers.registry import default_registry, scrub_result
+from tests.support import NOW
 from workflow.pipeline import report_rows
 
 pytestmark = pytest.mark.timeout(120)
@@ -82,7 +82,7 @@ def decision() -> Decision:
 def assert_storable(result: ParseResult) -> list[dict[str, Any]]:
     """The rows ``report_rows`` builds from *result*: no NUL and no lone surrogate in any text
     or JSON value, and no control character in a one-line field. Returns the rows."""
-    rows = report_rows(1, result, [decision() for _ in result.reports], datetime.now(UTC))
+    rows = report_rows(1, result, [decision() for _ in result.reports], NOW)
     texts = [*strings(rows), *result.review_reasons, *result.errors, *strings(result.extra)]
     for text in texts:
         assert "\x00" not in text, text[:200]

@@ -141,7 +141,7 @@ def test_every_route_refuses_requests_without_a_live_token(desk: Desk, client: T
     auth.revoke_tokens(desk.engine, "sam", "test", desk.clock())  # every token named "test"
     auth.add_user(desk.engine, "dan", "supervisor", "a long enough password", desk.clock())
     of_disabled = token(desk, "dan")["Authorization"]
-    auth.set_disabled(desk.engine, "dan", True)
+    auth.set_disabled(desk.engine, "dan", True, desk.clock())
     live = token(desk, "sue")
     refused: list[dict[str, str]] = [
         {}, {"Authorization": ""}, {"Authorization": "Bearer"},
@@ -172,8 +172,9 @@ def test_a_disabled_user_is_refused_even_with_a_token_not_revoked(desk: Desk,
                                                                   client: TestClient,
                                                                   sam: dict[str, str]) -> None:
     assert client.get(f"{API}/cases", headers=sam).status_code == 200
-    auth.set_disabled(desk.engine, "sam", True)
-    auth.set_disabled(desk.engine, "sam", False)  # enabled again: its old tokens stay revoked
+    auth.set_disabled(desk.engine, "sam", True, desk.clock())
+    # enabled again: its old tokens stay revoked
+    auth.set_disabled(desk.engine, "sam", False, desk.clock())
     assert client.get(f"{API}/cases", headers=sam).status_code == 401
     fresh = token(desk, "sam")
     assert client.get(f"{API}/cases", headers=fresh).status_code == 200

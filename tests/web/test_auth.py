@@ -190,12 +190,12 @@ def test_sessions_expire_after_idle_hours(desk: Desk, clock: Clock) -> None:
 def test_disabling_an_account_ends_its_sessions_and_tokens(desk: Desk, clock: Clock) -> None:
     client = signed_in(desk, "sam")
     auth.add_token(desk.engine, "sam", "script", clock())
-    auth.set_disabled(desk.engine, "sam", True)
+    auth.set_disabled(desk.engine, "sam", True, desk.clock())
     assert client.get("/account").status_code == 303
     assert login(client_for(desk), "sam", PASSWORD).status_code == 401
     with desk.engine.connect() as conn:
         assert conn.execute(select(ApiToken.revoked_at)).scalar_one() is not None
-    auth.set_disabled(desk.engine, "sam", False)
+    auth.set_disabled(desk.engine, "sam", False, desk.clock())
     assert login(client_for(desk), "sam", PASSWORD).status_code == 303
 
 

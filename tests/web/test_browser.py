@@ -56,8 +56,11 @@ def browser() -> Iterator[Any]:
                     "(apt-get install chromium) or set ABUSE_DESK_TEST_CHROMIUM")
     driver = sync_playwright().start()
     try:
+        # Chromium keeps the real clock under `make test-at`: it hangs under libfaketime, and
+        # only the desk's clock is under test (the server's cookies and pages carry its time).
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         launched = driver.chromium.launch(executable_path=executable, headless=True,
-                                          args=CHROMIUM_ARGS)
+                                          args=CHROMIUM_ARGS, env=env)
     except Exception as exc:
         driver.stop()
         unavailable(f"Chromium at {executable} did not start: {exc}")
@@ -114,7 +117,7 @@ def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live]:
     upgrade(desk.engine)
     csv = tmp_path / "customers.csv"
     csv.write_text(CUSTOMERS)
-    import_customers(desk.engine, csv)
+    import_customers(desk.engine, csv, clock=desk.clock)
     for name, role in USERS.items():
         auth.add_user(desk.engine, name, role, PASSWORD, desk.clock())
     desk.close()

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from abuse_desk import cli
 from abuse_desk.app import Desk
+from abuse_desk.db import as_utc
 from abuse_desk.models import Event, FeeEntry, Notice
 from classifier import review
 from workflow import cases, timeline
@@ -574,34 +575,39 @@ def test_cases_commands(desk: Desk, clock: Clock, capsys: pytest.CaptureFixture[
     timeline.run_due(desk)
     _use(desk, monkeypatch)
     capsys.readouterr()
-    assert cli.main(["cases", "list", "--json"]) == 0
+    assert cli.main(["cases", "list", "--json"], clock=clock) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row == {**row, "id": case.reference, "customer_id": "C-1", "category": "spam",
                    "type": "spam", "state": "notified", "report_count": 1,
                    "fee_total": "0.00", "deadline_at": "2026-12-03T15:00:00Z"}
-    assert cli.main(["cases", "list", "--state", "resolved", "--json"]) == 0
+    assert cli.main(["cases", "list", "--state", "resolved", "--json"], clock=clock) == 0
     assert json.loads(capsys.readouterr().out) == []
-    assert cli.main(["cases", "show", case.reference, "--json"]) == 0
+    assert cli.main(["cases", "show", case.reference, "--json"], clock=clock) == 0
     shown = json.loads(capsys.readouterr().out)
     assert [s["kind"] for s in shown["steps"]] == ["notice", "reminder", "deadline"]
     assert [s["state"] for s in shown["steps"]] == ["done", "pending", "pending"]
     assert [n["kind"] for n in shown["notices"]] == ["notice"]
     assert shown["events"][0]["action"] == "opened"
     assert cli.main(["cases", "escalate", case.reference, "--by", "bob",
-                     "--reason", "customer unreachable"]) == 0
+                     "--reason", "customer unreachable"], clock=clock) == 0
     assert cli.main(["cases", "waive-fee", case.reference, "--by", "sam",
-                     "--reason", "goodwill"]) == 0
-    assert cli.main(["cases", "resolve", str(case.id), "--by", "bob", "--reason", "done"]) == 0
+                     "--reason", "goodwill"], clock=clock) == 0
+    assert cli.main(["cases", "resolve", str(case.id), "--by", "bob", "--reason", "done"],
+                    clock=clock) == 0
     capsys.readouterr()
-    assert cli.main(["cases", "resolve", case.reference, "--by", "bob", "--reason", "x"]) == 2
+    assert cli.main(["cases", "resolve", case.reference, "--by", "bob", "--reason", "x"],
+                    clock=clock) == 2
     assert "already resolved" in capsys.readouterr().err
-    assert cli.main(["cases", "show", "C-2026-999999"]) == 2
+    assert cli.main(["cases", "show", "C-2026-999999"], clock=clock) == 2
     assert "cases list" in capsys.readouterr().err
-    assert cli.main(["fees", "export", "--month", "2026-11", "--include-waived"]) == 0
+    with desk.engine.connect() as conn:  # billed in the month the escalation assessed it
+        assessed = as_utc(conn.execute(select(FeeEntry.assessed_at)).scalar_one())
+    month = f"{assessed:%Y-%m}"
+    assert cli.main(["fees", "export", "--month", month, "--include-waived"], clock=clock) == 0
     exported = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["state"], r["waived_by"]) for r in exported] == [("waived", "sam")]
     with pytest.raises(SystemExit):
-        cli.main(["fees", "export", "--month", "2026-13"])
+        cli.main(["fees", "export", "--month", "2026-13"], clock=clock)
     assert "not a month as YYYY-MM" in capsys.readouterr().err
     with desk.engine.connect() as conn:
         actors = {(e.actor_kind, e.actor, e.action) for e in conn.execute(select(Event))}
@@ -609,12 +615,13 @@ def test_cases_commands(desk: Desk, clock: Clock, capsys: pytest.CaptureFixture[
             ("specialist", "bob", "resolved")} <= actors
 
 
-def test_cases_show_prints_the_timeline(desk: Desk, capsys: pytest.CaptureFixture[str],
+def test_cases_show_prints_the_timeline(desk: Desk, clock: Clock,
+                                        capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     _use(desk, monkeypatch)
     capsys.readouterr()
-    assert cli.main(["cases", "show", case.reference]) == 0
+    assert cli.main(["cases", "show", case.reference], clock=clock) == 0
     out = capsys.readouterr().out
     assert "2026-12-03T15:00:00Z  deadline   pending" in out
     assert "2026-12-02T15:00:00Z  reminder   pending" in out

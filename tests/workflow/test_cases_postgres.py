@@ -116,8 +116,8 @@ def warm(desk: Desk) -> None:
 def store(desk: Desk, raws: list[bytes]) -> list[int]:
     """Insert messages as SMTP would, without processing them."""
     with desk.engine.begin() as conn:
-        return insert_messages(conn, [message_row(raw, Envelope("sender@example.org",
-                                                                ["abuse@localhost"]))
+        return insert_messages(conn, [message_row(raw, Envelope(
+            "sender@example.org", ["abuse@localhost"], received_at=desk.clock()))
                                       for raw in raws])
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from abuse_desk.clock import system_clock
 from abuse_desk.config import Config
 from abuse_desk.models import Case, Notice
 from classifier.customer_import import import_customers
@@ -42,7 +43,7 @@ def prepare(config: Config, tmp_path: Path, log: Path) -> sa.Engine:
     engine = sa.create_engine(config.database.url)
     csv = tmp_path / "customers.csv"
     csv.write_text(CUSTOMERS)
-    import_customers(engine, csv)
+    import_customers(engine, csv, clock=system_clock)  # the processes' clock
     return engine
 
 

@@ -17,7 +17,8 @@ from workflow.pipeline import process_message
 
 def store(desk: Desk, raw: bytes) -> int:
     with desk.engine.begin() as conn:
-        (message_id,) = insert_messages(conn, [message_row(raw, Envelope(None, ["abuse@x"]))])
+        (message_id,) = insert_messages(conn, [message_row(raw, Envelope(
+            None, ["abuse@x"], received_at=desk.clock()))])
     return message_id
 
 

@@ -47,7 +47,7 @@ def workflow_desk(tmp_path: Path, clock: Clock, **sections: dict[str, Any]) -> D
     upgrade(desk.engine)
     csv = tmp_path / "customers.csv"
     csv.write_text(CUSTOMERS)
-    import_customers(desk.engine, csv)
+    import_customers(desk.engine, csv, clock=desk.clock)
     return desk
 
 
@@ -83,8 +83,8 @@ def person(subject: str, body: str, msg_id: str, sender: str = "jane@people.exam
 def deliver(desk: Desk, raw: bytes, mail_from: str | None = "sender@example.org") -> int:
     """Store *raw* as received by SMTP and run the pipeline on it; returns the message id."""
     with desk.engine.begin() as conn:
-        (message_id,) = insert_messages(conn, [message_row(raw, Envelope(mail_from,
-                                                                         ["abuse@localhost"]))])
+        (message_id,) = insert_messages(conn, [message_row(raw, Envelope(
+            mail_from, ["abuse@localhost"], received_at=desk.clock()))])
     process_message(desk, message_id)
     return message_id
 

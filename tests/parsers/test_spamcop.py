@@ -15,7 +15,7 @@ from parsers.base import Disposition, ParsedReport, ParseResult
 from parsers.mail import Mail
 from parsers.registry import Registry
 from parsers.spamcop import SpamcopParser
-from tests.support import CORPUS
+from tests.support import CORPUS, HANG_GUARD_S
 
 DATA = Path(__file__).parent / "data" / "spamcop"
 ARF_DATA = Path(__file__).parent / "data" / "arf"
@@ -260,7 +260,7 @@ def test_no_corpus_mail_is_taken_for_spamcop() -> None:
 def timed(raw: bytes, limits: ParserLimits | None = None) -> ParseResult:
     start = time.monotonic()
     result = parse(raw, limits)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < HANG_GUARD_S  # a hang guard, not a speed target
     return result
 
 

@@ -56,8 +56,12 @@ class SmtpConfig:
     max_message_size: int = 25 * 1024 * 1024
     max_line_length: int = 64 * 1024
     idle_timeout_s: float = 300.0
+    max_session_s: float = 1800.0
+    max_commands: int = 1000
     max_connections: int = 1000
     max_connections_per_ip: int = 20
+    max_recipients: int = 100
+    max_bytes_in_flight: int = 256 * 1024 * 1024
     max_messages_per_ip_per_minute: int = 600
     rate_limit_max_peers: int = 10000
     store_timeout_s: float = 30.0
@@ -257,6 +261,10 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("smtp", "commit_batch_max"): (lambda v: v > 0, "a positive number"),
     ("smtp", "store_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
     ("smtp", "idle_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("smtp", "max_session_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("smtp", "max_commands"): (lambda v: v >= 10, "10 or more"),
+    ("smtp", "max_recipients"): (lambda v: v > 0, "a positive number (RFC 5321 says 100)"),
+    ("smtp", "max_bytes_in_flight"): (lambda v: v > 0, "a positive number of bytes"),
     ("pipeline", "worker_threads"): (lambda v: v > 0, "a positive number"),
     ("pipeline", "max_retries"): (lambda v: v >= 0, "zero or more"),
     ("pipeline", "sweep_interval_s"): (lambda v: v > 0, "a positive number of seconds"),
@@ -414,7 +422,16 @@ def build_config(data: Mapping[str, Any], source: str = "defaults",
             values[key] = coerced
         built[section] = cls(**values)
     _check_subdivision(built["workflow"], source)
+    _check_smtp(built["smtp"], source)
     return Config(**built, source=source)
+
+
+def _check_smtp(smtp: SmtpConfig, source: str) -> None:
+    if smtp.max_bytes_in_flight < smtp.max_message_size:
+        raise ConfigError(
+            f"{source}: smtp.max_bytes_in_flight ({smtp.max_bytes_in_flight}) is less than "
+            f"smtp.max_message_size ({smtp.max_message_size}): a message of the largest size "
+            "could never be received")
 
 
 def _check_subdivision(workflow: WorkflowConfig, source: str) -> None:

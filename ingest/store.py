@@ -158,6 +158,8 @@ class GroupCommitWriter:
                 assert isinstance(item, _Pending)
                 batch, stop = self._take_batch(item)
                 self._commit(batch)
+                # Not kept until the next message comes: a batch may hold 64 MiB of mail.
+                del item, batch
                 if stop:
                     return
         finally:

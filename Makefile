@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-at lint bench clean help
+.PHONY: run test test-at lint bench accuracy clean help
 
 help:
 	@echo "make run    start the whole desk (SMTP 127.0.0.1:2525, web http://127.0.0.1:8025)"
@@ -13,6 +13,7 @@ help:
 	@echo "            run the time-dependent suites as if it were AT (needs faketime)"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  run the benchmarks (BENCH_ARGS=--quick for a smoke run), write bench/results.json"
+	@echo "make accuracy  score the desk on the labelled corpus (ACCURACY_ARGS=--misses lists the misses)"
 	@echo "make clean  remove the virtualenv and ./var"
 
 $(STAMP): pyproject.toml
@@ -45,6 +46,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+accuracy: $(STAMP)
+	$(BIN)/python bench/accuracy.py $(ACCURACY_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -208,19 +208,6 @@ def unlock_logins(engine: Engine, name: str, now: datetime, actor_kind: str,
             detail={"user": check_name(name), **({"reason": reason} if reason else {})}))
 
 
-def known_name(engine: Engine, name: str) -> str | None:
-    """*name* as an account is called, if that account exists; else None. For logs: what was
-    typed as a name is only written down when it names an account (people type their password
-    into the name field)."""
-    try:
-        name = check_name(name)
-    except AuthError:
-        return None
-    with engine.connect() as conn:
-        found = conn.execute(select(User.name).where(User.name == name)).scalar()
-    return str(found) if found is not None else None
-
-
 # ---- sessions ------------------------------------------------------------------------------
 
 def start_session(engine: Engine, user: WebUser, now: datetime, hours: float,

@@ -268,6 +268,14 @@ def test_the_peer_key_of_an_address() -> None:
     assert auth.peer_key(None) == "peer:"
 
 
+def test_the_login_keys_of_an_account_and_address() -> None:
+    keys = auth.LoginKeys.of("Sam ", "2001:db8:1:2::1")
+    assert keys == auth.LoginKeys.of("sam", "2001:db8:1:2:ffff::9")  # one /64, one pair
+    assert keys.pair == "pair:sam@2001:db8:1:2::/64"
+    assert keys.peer == "peer:2001:db8:1:2::/64" and keys.account == "account:sam"
+    assert auth.LoginKeys.of("sam", "2001:db8:1:3::1").pair != keys.pair
+
+
 def test_good_logins_do_not_use_up_the_address(desk: Desk) -> None:
     limit = desk.config.web.login_attempts_per_address
     client = client_for(desk)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -171,6 +172,9 @@ def fail(message: str, code: int = 2) -> int:
 def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
     """Run the command in *argv*. *clock* is the source of "now" (default: ``--now`` when
     given, else the system clock)."""
+    # Everything the desk makes (its database, the Maildir of notices, exports) is its owner's
+    # alone: reports carry personal data, the database the key that signs self-service links.
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     now = getattr(args, "now", None)
     if now is not None and args.command in LONG_RUNNING:
@@ -201,7 +205,7 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     from abuse_desk import runner
-    from abuse_desk.db import SchemaOutOfDate
+    from abuse_desk.db import FileModeError, SchemaOutOfDate
 
     try:
         if args.command == "serve":
@@ -230,7 +234,7 @@ def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
             from web.cli import run_users
 
             return run_users(args, config, clock)
-    except (runner.UsageError, SchemaOutOfDate) as exc:
+    except (runner.UsageError, SchemaOutOfDate, FileModeError) as exc:
         return fail(str(exc))
     except OSError as exc:
         if exc.errno in (98, 48):  # EADDRINUSE on Linux, macOS

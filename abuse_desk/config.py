@@ -76,9 +76,13 @@ class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8025
     session_hours: float = 12.0
+    session_max_hours: float = 24.0
     cookie_secure: bool = False
     login_attempts: int = 5
+    login_attempts_per_address: int = 20
+    login_attempts_per_account: int = 50
     login_window_minutes: float = 15.0
+    api_token_days: int = 90
     page_size: int = 50
 
 
@@ -184,6 +188,9 @@ class LogConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     port: int = 0
+    host: str = "127.0.0.1"
+    allow: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,16 @@ def _is_time_zone(name: str) -> bool:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _is_network(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
         return False
     return True
 
@@ -249,6 +266,17 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("smtp", "port"): (lambda v: 0 <= v <= 65535, "a TCP port, 0-65535"),
     ("web", "port"): (lambda v: 0 <= v <= 65535, "a TCP port, 0-65535"),
     ("metrics", "port"): (lambda v: 0 <= v <= 65535, "a TCP port, 0-65535 (0: off)"),
+    ("metrics", "allow"): (lambda v: all(_is_network(n) for n in v),
+                           "a list of addresses or networks, e.g. [\"10.0.0.0/8\", \"::1\"]"),
+    ("metrics", "token"): (lambda v: v == "" or len(v) >= 16,
+                           "empty (no token) or at least 16 characters"),
+    ("web", "session_hours"): (lambda v: v > 0, "a positive number of hours"),
+    ("web", "session_max_hours"): (lambda v: v > 0, "a positive number of hours"),
+    ("web", "login_attempts"): (lambda v: v > 0, "a positive number"),
+    ("web", "login_attempts_per_address"): (lambda v: v > 0, "a positive number"),
+    ("web", "login_attempts_per_account"): (lambda v: v >= 0, "zero (off) or more"),
+    ("web", "login_window_minutes"): (lambda v: v > 0, "a positive number of minutes"),
+    ("web", "api_token_days"): (lambda v: 0 < v <= 3650, "a number of days from 1 to 3650"),
     ("smtp", "mailboxes"): (lambda v: len(v) > 0 and all("@" not in m for m in v),
                             "a non-empty list of local parts without '@'"),
     ("smtp", "domains"): (lambda v: len(v) > 0, "a non-empty list of domains"),
@@ -317,7 +345,8 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
 
 
 # Keys whose values never appear in an error message (they may hold passwords).
-SECRETS = {("notify", "smarthost_password"), ("notify", "secret_key"), ("database", "url")}
+SECRETS = {("notify", "smarthost_password"), ("notify", "secret_key"), ("database", "url"),
+           ("metrics", "token")}
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

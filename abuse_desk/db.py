@@ -1,9 +1,14 @@
-"""Database engines (SQLite embedded, PostgreSQL in production) and schema migrations."""
+"""Database engines (SQLite embedded, PostgreSQL in production), schema migrations, and the
+modes of the desk's files: its SQLite database holds every report, the personal data in them,
+the accounts and the key that signs self-service links, so it is the owner's alone (0600, its
+folder 0700), made that way and checked at every start (:func:`private_database`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import os
+import stat
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,12 +56,97 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+# ---- file modes ------------------------------------------------------------------------------
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class FileModeError(RuntimeError):
+    """A file of the desk is open to other users and cannot be tightened by this process; the
+    message says what to run."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite *url*; None for PostgreSQL and in-memory databases."""
+    if not is_sqlite(url):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def tighten(path: Path, fix: str) -> str | None:
+    """Take group and other users' access away from *path* if it has any: done if this process
+    owns it (returns what was changed, for the log), else :class:`FileModeError` saying to run
+    *fix*. A shared folder with the sticky bit (``/tmp``) is left as it is: it is meant to be
+    shared, and what the desk keeps in it is 0600."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077 or (stat.S_ISDIR(st.st_mode) and mode & stat.S_ISVTX):
+        return None
+    if st.st_uid != os.geteuid():
+        raise FileModeError(
+            f"{path} is open to other users (mode {mode:04o}) and belongs to another user "
+            f"(uid {st.st_uid}), so this process cannot close it: run `{fix}` as its owner")
+    try:
+        os.chmod(path, mode & ~0o077)
+    except FileNotFoundError:  # a -wal or -shm SQLite removed meanwhile
+        return None
+    except OSError as exc:
+        raise FileModeError(f"{path} is open to other users (mode {mode:04o}) and cannot be "
+                            f"changed ({exc.strerror}): run `{fix}`") from None
+    return f"{path} was mode {mode:04o}, open to other users: now {mode & ~0o077:04o}"
+
+
+def private_database(path: Path) -> list[str]:
+    """Make the folder of the SQLite database at *path* (0700) and the database (0600) if they
+    are missing; close an existing folder, database, -wal, -shm or -journal to other users.
+    Returns what was changed (each also logged as a warning); :class:`FileModeError` when a
+    file belongs to someone else. SQLite makes its -wal and -shm files with the database's
+    mode."""
+    folder = path.parent
+    folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    fix = (f"chmod 700 {folder}; chmod 600 {path}*" if str(folder) not in ("", ".")
+           else f"chmod 600 {path}*")
+    changed = [tighten(folder, fix)] if str(folder) not in ("", ".") else []
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    for suffix in ("", *SQLITE_SIDE_FILES):
+        changed.append(tighten(Path(f"{path}{suffix}"), fix))
+    done = [c for c in changed if c]
+    for line in done:
+        log.warning("%s", line)
+    return done
+
+
+def private_folders(folders: Iterable[Path]) -> list[str]:
+    """Close existing *folders* (e.g. the Maildir outbox and its tmp, new, cur) to other users,
+    as :func:`tighten` does; returns what was changed, each also logged as a warning."""
+    done = []
+    for folder in folders:
+        changed = tighten(folder, f"chmod -R go= {folder}")
+        if changed:
+            log.warning("%s", changed)
+            done.append(changed)
+    return done
+
+
 def make_engine(cfg: DatabaseConfig, **kwargs: Any) -> Engine:
-    """An engine for ``cfg.url``; SQLite gets WAL, synchronous=FULL and a busy timeout."""
+    """An engine for ``cfg.url``; SQLite gets WAL, synchronous=FULL and a busy timeout, and its
+    files are the owner's only (:func:`private_database`)."""
     url = make_url(cfg.url)
     if is_sqlite(cfg.url):
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(cfg.url)
+        if path is not None:
+            private_database(path)
         engine = create_engine(
             url, connect_args={"timeout": cfg.busy_timeout_s, "isolation_level": None}, **kwargs)
 

@@ -316,6 +316,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    # Raised by each supervisor unlock (`abuse-desk users unlock`): a web process forgets the
+    # failed logins it counted for the account before the number it last saw.
+    login_unlocks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class WebSession(Base):
@@ -346,3 +349,4 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime]  # web.api_token_days after it was made, unless chosen

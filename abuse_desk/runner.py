@@ -18,20 +18,21 @@ import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dramatiq
 import uvicorn
 from dramatiq.brokers.stub import StubBroker
-from prometheus_client import start_http_server
+from starlette.applications import Starlette
 
 from abuse_desk.app import Desk, open_desk
 from abuse_desk.broker import QUEUE, is_in_process
 from abuse_desk.clock import Clock, system_clock
 from abuse_desk.config import Config
-from abuse_desk.db import ensure_schema, is_sqlite
+from abuse_desk.db import FileModeError, ensure_schema, is_sqlite, private_folders
 from ingest.smtp import SmtpListener, start_smtp
 from ingest.store import Dispatcher, GroupCommitWriter
-from web.app import create_app
+from web.app import create_app, create_metrics_app
 from workflow.actors import declare_actors
 from workflow.scheduler import Scheduler
 
@@ -69,6 +70,8 @@ class Running:
     worker: dramatiq.Worker | None = None
     web: _EmbeddedServer | None = None
     web_task: asyncio.Task[None] | None = None
+    metrics: _EmbeddedServer | None = None
+    metrics_task: asyncio.Task[None] | None = None
 
 
 def check_parts(config: Config, parts: tuple[str, ...]) -> None:
@@ -80,10 +83,37 @@ def check_parts(config: Config, parts: tuple[str, ...]) -> None:
             "ABUSE_DESK_BROKER__URL=redis://127.0.0.1:6379/0).")
 
 
+def check_files(config: Config) -> None:
+    """The Maildir outbox holds notices with customers' and reporters' data: an existing one
+    open to other users is closed (a warning says so) or, when it belongs to someone else, the
+    process refuses to start. (The SQLite database and its folder are checked where the engine
+    is made: ``abuse_desk.db.private_database``.)"""
+    if config.notify.transport != "maildir":
+        return
+    box = Path(config.notify.maildir)
+    try:
+        private_folders([box, box / "tmp", box / "new", box / "cur"])
+    except FileModeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _serve(app: Starlette, host: str, port: int) -> tuple[_EmbeddedServer, asyncio.Task[None]]:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = _EmbeddedServer(uvicorn.Config(app, log_config=None, access_log=False,
+                                            lifespan="off"))
+    return server, asyncio.create_task(server.serve(sockets=[sock]))
+
+
 async def start(config: Config, parts: tuple[str, ...],
                 clock: Clock = system_clock) -> Running:
     check_parts(config, parts)
-    desk = open_desk(config, clock)
+    check_files(config)
+    try:
+        desk = open_desk(config, clock)
+    except FileModeError as exc:
+        raise UsageError(str(exc)) from None
     running = Running(desk=desk)
     ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
     actors = declare_actors(desk)
@@ -111,17 +141,15 @@ async def start(config: Config, parts: tuple[str, ...],
         running.smtp = await start_smtp(config.smtp, running.writer.submit, desk.clock)
         log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
     if "web" in parts:
-        sock = socket.socket(socket.AF_INET6 if ":" in config.web.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.web.host, config.web.port))
-        uv = uvicorn.Config(create_app(desk), log_config=None, access_log=False,
-                            lifespan="off")
-        running.web = _EmbeddedServer(uv)
-        running.web_task = asyncio.create_task(running.web.serve(sockets=[sock]))
+        running.web, running.web_task = _serve(create_app(desk), config.web.host,
+                                               config.web.port)
         log.info("web on http://%s:%d/", config.web.host, config.web.port)
     elif config.metrics.port:
-        start_http_server(config.metrics.port, addr=config.web.host)
-        log.info("metrics on http://%s:%d/metrics", config.web.host, config.metrics.port)
+        # The same /metrics as the web desk's, with the same rule (metrics.allow, metrics.token),
+        # on metrics.host (loopback unless configured).
+        running.metrics, running.metrics_task = _serve(
+            create_metrics_app(desk), config.metrics.host, config.metrics.port)
+        log.info("metrics on http://%s:%d/metrics", config.metrics.host, config.metrics.port)
     return running
 
 
@@ -142,9 +170,11 @@ async def stop(running: Running) -> None:
                 await asyncio.to_thread(broker.join, QUEUE, timeout=WORKER_DRAIN_MS,
                                         fail_fast=False)
         await asyncio.to_thread(running.worker.stop)
-    if running.web is not None and running.web_task is not None:
-        running.web.should_exit = True
-        await running.web_task
+    for server, task in ((running.web, running.web_task),
+                         (running.metrics, running.metrics_task)):
+        if server is not None and task is not None:
+            server.should_exit = True
+            await task
     running.desk.close()
 
 

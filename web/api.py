@@ -252,6 +252,28 @@ def act_on_case(ctx: Ctx) -> dict[str, Any]:
     return {"result": said, "case": case_row(ctx, number)}
 
 
+# ---- accounts ----------------------------------------------------------------------------------
+
+UNLOCK_FIELDS = frozenset({"reason"})
+
+
+def unlock_user(ctx: Ctx) -> dict[str, Any]:
+    """A supervisor lets an account refused for wrong passwords sign in again at once."""
+    body = ctx.form
+    only_fields(body, UNLOCK_FIELDS)
+    reason = (body_str(body, "reason") or "").strip()[:500]
+    name = ctx.request.path_params["name"][:64]
+    try:
+        auth.unlock_logins(ctx.desk.engine, name, ctx.desk.clock(), ctx.user.role,
+                           ctx.user.name, reason)
+    except auth.NoSuchUser as exc:
+        raise ApiError(404, str(exc)) from None
+    except auth.AuthError as exc:
+        raise ApiError(400, str(exc)) from None
+    user = auth.check_name(name)
+    return {"user": user, "result": f"{user} can sign in again"}
+
+
 # ---- dashboard ---------------------------------------------------------------------------------
 
 def dashboard(ctx: Ctx) -> Any:
@@ -331,7 +353,7 @@ def routes(web: Web) -> list[Route]:
         cfg = web.desk.config.web
         session = await run_in_threadpool(auth.load_session, web.desk.engine,
                                           request.cookies.get(COOKIE), web.desk.clock(),
-                                          cfg.session_hours)
+                                          cfg.session_hours, cfg.session_max_hours)
         doc = openapi.document()
         schemas = [{"name": name, "description": schema.get("description", ""),
                     "fields": _fields(schema, doc)}
@@ -355,6 +377,7 @@ def routes(web: Web) -> list[Route]:
         api("/cases/{ref}", get_case),
         api("/cases/{ref}/actions", act_on_case, methods=("POST",)),
         api("/dashboard", dashboard),
+        api("/users/{name}/unlock", unlock_user, "supervisor", methods=("POST",)),
         Route(PREFIX + "/openapi.json", openapi_json, methods=["GET"]),
         Route(PREFIX + "/docs", docs, methods=["GET"]),
     ]

@@ -1,11 +1,20 @@
 """The web side (Starlette): the specialists' desk (``web.review``, ``web.cases``,
 ``web.dashboard``, the JSON API in ``web.api``, sign-in in ``web.login``), the customers'
 self-service page, and the public ``/status`` page, ``/healthz`` for load balancers and
-``/metrics``. Every desk page needs a signed-in user (``web.base``)."""
+``/metrics`` (for ``metrics.allow`` and ``metrics.token`` only). Every desk page needs a
+signed-in user (``web.base``). Every answer, whatever route made it, is sent with
+``frame-ancestors 'none'``, ``X-Frame-Options: DENY`` and ``nosniff``
+(:class:`web.base.SecurityHeaders`).
+
+:func:`create_metrics_app` is ``/metrics`` alone, for ``metrics.port`` in processes without
+the web part."""
 
 from __future__ import annotations
 
 import html
+import ipaddress
+import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -13,12 +22,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from abuse_desk import __version__
 from abuse_desk.app import Desk
+from abuse_desk.config import MetricsConfig
 from abuse_desk.db import as_utc
 from abuse_desk.metrics import BacklogCollector
 from abuse_desk.models import Message, MessageState
@@ -54,9 +65,58 @@ td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}
 </body></html>"""
 
 
-def create_app(desk: Desk) -> Starlette:
+def metrics_allowed(request: Request, cfg: MetricsConfig) -> bool:
+    """May this request read ``/metrics``: from an address in ``metrics.allow`` (the client
+    uvicorn believes: behind a proxy on 127.0.0.1, the one it names in X-Forwarded-For), or
+    with ``Authorization: Bearer <metrics.token>``."""
+    if cfg.token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and secrets.compare_digest(
+                given.strip().encode("utf-8", "replace"), cfg.token.encode()):
+            return True
+    try:
+        client = ipaddress.ip_address(request.client.host if request.client else "")
+    except ValueError:
+        return False
+    if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped is not None:
+        client = client.ipv4_mapped
+    return any(client in ipaddress.ip_network(net, strict=False) for net in cfg.allow)
+
+
+def metrics_endpoint(desk: Desk, backlog_too: bool = True) -> Callable[[Request],
+                                                                       Awaitable[Response]]:
+    """``/metrics``: this process's counters and (*backlog_too*) the desk's backlog, for the
+    clients :func:`metrics_allowed` lets in; 403 for anyone else."""
     registry = CollectorRegistry()  # not auto_describe: that would query the database here
     registry.register(BacklogCollector(lambda: backlog(desk)))
+    cfg = desk.config.metrics
+
+    async def endpoint(request: Request) -> Response:
+        if not metrics_allowed(request, cfg):
+            return PlainTextResponse(
+                "/metrics answers only to the addresses in metrics.allow, or with "
+                "Authorization: Bearer <metrics.token>.\n", status_code=403,
+                headers={"Cache-Control": "no-store"})
+        body = generate_latest(REGISTRY)
+        if backlog_too:
+            try:
+                body += await run_in_threadpool(generate_latest, registry)
+            except Exception:  # database away: still serve this process's counters
+                pass
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return endpoint
+
+
+def create_metrics_app(desk: Desk) -> Starlette:
+    """``/metrics`` alone (``metrics.port``), under the same rule as on the web desk."""
+    from web.base import SecurityHeaders
+
+    return Starlette(middleware=[Middleware(SecurityHeaders)], routes=[
+        Route("/metrics", metrics_endpoint(desk), methods=["GET"])])
+
+
+def create_app(desk: Desk) -> Starlette:
 
     async def health_page(request: Request) -> Response:
         try:
@@ -78,20 +138,12 @@ def create_app(desk: Desk) -> Starlette:
                                 status_code=503)
         return JSONResponse({"ok": True, "messages": counts, "queue_lag_seconds": lag})
 
-    async def metrics_endpoint(request: Request) -> Response:
-        body = generate_latest(REGISTRY)
-        try:
-            body += await run_in_threadpool(generate_latest, registry)
-        except Exception:  # database away: still serve this process's counters
-            pass
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
     from starlette.responses import RedirectResponse
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
     from web import api, cases, dashboard, login, review
-    from web.base import Web, api_error
+    from web.base import SecurityHeaders, Web, api_error
     from web.selfservice import routes as self_service_routes
 
     web = Web(desk)
@@ -109,11 +161,12 @@ def create_app(desk: Desk) -> Starlette:
             return api_error(500, text)
         return web.plain(500, text)
 
-    return Starlette(exception_handlers={Exception: server_error}, routes=[
+    return Starlette(exception_handlers={Exception: server_error},
+                     middleware=[Middleware(SecurityHeaders)], routes=[
         Route("/", home),
         Route("/status", health_page),
         Route("/healthz", healthz),
-        Route("/metrics", metrics_endpoint),
+        Route("/metrics", metrics_endpoint(desk), methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")),
               name="static"),
         *login.routes(web),

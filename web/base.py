@@ -41,8 +41,10 @@ MAX_FORM = 256 * 1024
 MAX_FIELDS = 200
 TEMPLATES = Path(__file__).parent / "templates"
 
-# JSON answers: never cached, never sniffed into something a browser would run.
-API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# JSON answers: never cached, never sniffed into something a browser would run, never framed.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+               "X-Frame-Options": "DENY"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -54,6 +56,46 @@ SECURITY_HEADERS = {
 }
 
 Endpoint = Callable[[Request], Any]
+
+
+class SecurityHeaders:
+    """ASGI middleware: every answer of the app, whichever route (or Starlette itself: a 404,
+    a 405, a redirect, a static file) made it, may not be framed by another site
+    (``frame-ancestors 'none'`` added to its Content-Security-Policy, or as one, and
+    ``X-Frame-Options: DENY``) and is not sniffed (``nosniff``). A route's own policy is kept
+    otherwise (the self-service page's inline style, ``/status``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = with_frame_rules(list(message.get("headers", [])))
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def with_frame_rules(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """*headers* (raw ASGI pairs) with the no-framing and no-sniffing rules in them."""
+    names = {name.lower() for name, _ in headers}
+    out = []
+    for name, value in headers:
+        if name.lower() == b"content-security-policy" and b"frame-ancestors" not in value:
+            value = value.rstrip(b"; ") + b"; frame-ancestors 'none'"
+        out.append((name, value))
+    if b"content-security-policy" not in names:
+        out.append((b"content-security-policy", b"frame-ancestors 'none'"))
+    if b"x-frame-options" not in names:
+        out.append((b"x-frame-options", b"DENY"))
+    if b"x-content-type-options" not in names:
+        out.append((b"x-content-type-options", b"nosniff"))
+    return out
 
 
 class FormError(ValueError):
@@ -131,7 +173,10 @@ class Web:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
         cfg = desk.config.web
-        self.throttle = auth.LoginThrottle(cfg.login_attempts, cfg.login_window_minutes * 60)
+        self.throttle = auth.LoginThrottle(
+            cfg.login_attempts, cfg.login_window_minutes * 60,
+            per_address=cfg.login_attempts_per_address,
+            per_account=cfg.login_attempts_per_account)
         self.zone = ZoneInfo(desk.config.workflow.time_zone)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
@@ -184,7 +229,7 @@ class Web:
                 cfg = self.desk.config.web
                 session = await run_in_threadpool(
                     auth.load_session, self.desk.engine, request.cookies.get(COOKIE),
-                    self.desk.clock(), cfg.session_hours)
+                    self.desk.clock(), cfg.session_hours, cfg.session_max_hours)
                 if session is None:
                     if request.method == "GET":
                         target = request.url.path + (f"?{request.url.query}"

@@ -40,6 +40,16 @@ def _login_page(web: Web, next_url: str, message: str | None = None, status: int
     return response
 
 
+def throttled(web: Web, refused: str) -> str:
+    """What a refused login says: what to wait for, and who can help."""
+    minutes = f"{web.desk.config.web.login_window_minutes:g}"
+    if refused == auth.ADDRESS:
+        return (f"Too many failed logins from your address: wait {minutes} minutes and try "
+                "again.")
+    return (f"Too many failed logins for this name: wait {minutes} minutes and try again, "
+            "or ask a supervisor to unlock your account.")
+
+
 def routes(web: Web) -> list[Route]:
     desk = web.desk
 
@@ -57,30 +67,30 @@ def routes(web: Web) -> list[Route]:
             return _login_page(web, next_url, "The login form was out of date: sign in again.",
                                403, name)
         peer = request.client.host if request.client else ""
-        keys = (f"name:{name}", auth.peer_key(peer))
-        if not web.throttle.attempt(*keys):
-            shown = await run_in_threadpool(auth.known_name, desk.engine, name)
-            log.warning("login refused for %s from %s: too many failures",
-                        repr(shown) if shown else "an unknown name", peer)
-            return _login_page(web, next_url, "Too many failed logins: wait "
-                               f"{desk.config.web.login_window_minutes:g} minutes and try "
-                               "again.", 429, name)
+        keys = auth.LoginKeys.of(name, peer)
+        shown, unlocks = await run_in_threadpool(auth.login_state, desk.engine, name)
+        refused = web.throttle.attempt(keys, unlocks)
+        if refused is not None:
+            log.warning("login refused for %s from %s: too many failures (%s)",
+                        repr(shown) if shown else "an unknown name", peer, refused)
+            return _login_page(web, next_url, throttled(web, refused), 429, name)
         user = await run_in_threadpool(auth.authenticate, desk.engine, name,
                                        form.get("password") or "")
         if user is None:  # counted as a failure by attempt()
-            shown = await run_in_threadpool(auth.known_name, desk.engine, name)
             log.info("failed login for %s from %s",
                      repr(shown) if shown else "an unknown name", peer)
             return _login_page(web, next_url, "Wrong name or password.", 401, name)
-        web.throttle.succeeded(*keys)
+        web.throttle.succeeded(keys)
+        cfg = desk.config.web
         old = request.cookies.get(COOKIE)
         if old:
             previous = await run_in_threadpool(auth.load_session, desk.engine, old,
-                                               desk.clock(), desk.config.web.session_hours)
+                                               desk.clock(), cfg.session_hours,
+                                               cfg.session_max_hours)
             if previous is not None:
                 await run_in_threadpool(auth.end_session, desk.engine, previous.id)
         token = await run_in_threadpool(auth.start_session, desk.engine, user, desk.clock(),
-                                        desk.config.web.session_hours, peer)
+                                        cfg.session_hours, peer, cfg.session_max_hours)
         log.info("%s signed in from %s", user.name, peer)
         response = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
@@ -107,8 +117,9 @@ def routes(web: Web) -> list[Route]:
             return ctx.render("account.j2", status=400, message="The two new passwords differ.")
         # The login's throttle: a session left open must not be a way to guess the password.
         peer = ctx.request.client.host if ctx.request.client else ""
-        keys = (f"name:{ctx.user.name}", auth.peer_key(peer))
-        if not web.throttle.attempt(*keys):
+        keys = auth.LoginKeys.of(ctx.user.name, peer)
+        _, unlocks = auth.login_state(desk.engine, ctx.user.name)
+        if web.throttle.attempt(keys, unlocks) is not None:
             return ctx.render("account.j2", status=429, message=(
                 "Too many wrong passwords: wait "
                 f"{desk.config.web.login_window_minutes:g} minutes and try again."))
@@ -116,18 +127,30 @@ def routes(web: Web) -> list[Route]:
             log.info("%s gave a wrong current password to change it", ctx.user.name)
             return ctx.render("account.j2", status=400,
                               message="Your current password is not right.")
-        web.throttle.succeeded(*keys)
+        web.throttle.succeeded(keys)
         try:
-            auth.set_password(desk.engine, ctx.user.name, new)
+            revoked = auth.set_password(desk.engine, ctx.user.name, new, desk.clock())
         except auth.AuthError as exc:
             return ctx.render("account.j2", status=400, message=f"{str(exc).capitalize()}.")
-        log.info("%s changed their password", ctx.user.name)
+        log.info("%s changed their password; %d API token(s) revoked", ctx.user.name, revoked)
         response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(COOKIE, path="/")
         return response
 
+    @web.page("supervisor")
+    def unlock(ctx: Ctx) -> Response:
+        name = (ctx.form.get("name") or "").strip()
+        try:
+            auth.unlock_logins(desk.engine, name, desk.clock(), ctx.user.role, ctx.user.name)
+        except auth.AuthError as exc:
+            return ctx.render("account.j2", status=404 if isinstance(exc, auth.NoSuchUser) else 400,
+                              message=None, unlock_message=f"{str(exc).capitalize()}.")
+        log.info("%s unlocked the logins of %s", ctx.user.name, auth.check_name(name))
+        return ctx.redirect("/account", f"{auth.check_name(name)} can sign in again.")
+
     return [Route("/account", account, methods=["GET"]),
             Route("/account/password", change_password, methods=["POST"]),
+            Route("/account/unlock", unlock, methods=["POST"]),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"])]

@@ -213,6 +213,16 @@ DASHBOARD = _object(
     fees=_object(None, month={"type": "string", "examples": ["2026-11"]},
                  assessed=_ref("FeeSum"), waived=_ref("FeeSum")))
 
+UNLOCK = {
+    **_object([], "A supervisor's unlock of an account refused after wrong passwords.",
+              reason={**STR, "description": "why (kept in the audit trail)"}),
+    "additionalProperties": False}
+UNLOCK_RESULT = _object(
+    None, "The account unlocked: every web process forgets its failed logins at its next "
+          "login attempt.",
+    user={**STR, "description": "the account's name"},
+    result={**STR, "description": "a sentence, e.g. 'sam can sign in again'"})
+
 SCHEMAS: dict[str, Any] = {
     "Case": CASE, "CaseDetail": CASE_DETAIL, "CaseList": CASE_LIST, "CaseReport": CASE_REPORT,
     "Step": STEP, "Notice": NOTICE, "Reply": REPLY, "Fee": FEE, "Event": EVENT,
@@ -220,6 +230,7 @@ SCHEMAS: dict[str, Any] = {
     "Decision": DECISION, "Classification": CLASSIFICATION, "DecisionResult": DECISION_RESULT,
     "CaseAction": CASE_ACTION, "CaseActionResult": CASE_ACTION_RESULT, "Error": ERROR,
     "Dashboard": DASHBOARD, "DueCases": DUE_CASES, "FeeSum": FEE_SUM,
+    "Unlock": UNLOCK, "UnlockResult": UNLOCK_RESULT,
 }
 
 
@@ -234,10 +245,10 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 RESPONSES: dict[str, Any] = {
     "BadRequest": _error("Bad input: a parameter or the body is wrong (the message says what)."),
     "Unauthorized": _error(
-        "No token, or a token that is malformed, revoked or of a disabled user.",
+        "No token, or a token that is malformed, expired, revoked or of a disabled user.",
         {"WWW-Authenticate": {"description": "Bearer realm=\"abuse-desk\"", "schema": STR}}),
     "Forbidden": _error("The token's user lacks the role this needs."),
-    "NotFound": _error("No such report or case."),
+    "NotFound": _error("No such report, case or user."),
     "TooLarge": _error("The body is larger than 256 KiB."),
 }
 
@@ -345,6 +356,16 @@ PATHS: dict[str, dict[str, Any]] = {
         "specialist", {"200": _ok("the figures", _ref("Dashboard"))},
         [_query("days", f"the last this many days (capped at {MAX_DAYS})",
                 {"type": "integer", "minimum": 1, "default": 30})], tag="dashboard")},
+    f"{PREFIX}/users/{{name}}/unlock": {"post": _operation(
+        "unlockUser", "Unlock an account's logins",
+        "After too many wrong passwords an account is refused from the addresses they came "
+        "from (and, under a spread-out attack, from addresses it has not signed in from). "
+        "This lets it sign in again at once, from everywhere; an address refused for guessing "
+        "many names stays refused until its window passes. Needs a supervisor's token; an "
+        "audit event records who unlocked it.",
+        "supervisor", {"200": _ok("the account unlocked", _ref("UnlockResult")),
+                       "403": _answer("Forbidden"), "404": _answer("NotFound")},
+        [_path("name", "the account's name", STR)], body="Unlock", tag="accounts")},
     f"{PREFIX}/openapi.json": {"get": _operation(
         "getOpenApi", "This document", "The API's OpenAPI 3.1 document. Public.", None,
         {"200": {"description": "the document",
@@ -362,7 +383,9 @@ The JSON API of the abuse desk: the review queue, reports, cases and the dashboa
 Every route but this document needs an API token, sent as `Authorization: Bearer adk_...`
 (make one with `abuse-desk users token NAME`). A token acts as its user, with the user's role:
 a specialist works the review queue and cases; a supervisor also approves restrictions and
-terminations and waives fees. Errors are JSON: `{"error": "what went wrong"}`."""
+terminations, waives fees and unlocks accounts. A token expires (`web.api_token_days`, or
+`--days N` when it is made) and is revoked when its user's password changes or the user is
+disabled. Errors are JSON: `{"error": "what went wrong"}`."""
 
 
 @functools.cache
@@ -377,6 +400,7 @@ def _document() -> dict[str, Any]:
         "tags": [{"name": "review", "description": "the review queue and reports"},
                  {"name": "cases", "description": "cases and what a person does to them"},
                  {"name": "dashboard", "description": "the desk's figures"},
+                 {"name": "accounts", "description": "the desk's users"},
                  {"name": "about", "description": "this description"}],
         "paths": PATHS,
         "components": {

@@ -20,6 +20,9 @@ from ingest.store import Envelope, insert_messages, message_row
 from tests.support import NOW, message
 from web.app import create_app
 
+# Prometheus on the desk's host: an address metrics.allow lets in by default.
+LOCAL = ("127.0.0.1", 50000)
+
 
 @pytest.fixture
 def desk(fixed_desk: Desk) -> Desk:
@@ -112,7 +115,7 @@ def test_healthz_sees_new_messages_without_restart(desk: Desk) -> None:
 
 
 def test_metrics_expose_backlog_and_process_counters(backlog_desk: Desk) -> None:
-    response = TestClient(create_app(backlog_desk)).get("/metrics")
+    response = TestClient(create_app(backlog_desk), client=LOCAL).get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
@@ -125,7 +128,7 @@ def test_metrics_expose_backlog_and_process_counters(backlog_desk: Desk) -> None
 
 
 def test_metrics_counters_are_live(desk: Desk) -> None:
-    client = TestClient(create_app(desk))
+    client = TestClient(create_app(desk), client=LOCAL)
     before = samples(client.get("/metrics").text)[("abuse_desk_smtp_accepted_total", ())]
     metrics.SMTP_ACCEPTED.inc()
     metrics.SMTP_ACCEPTED.inc()
@@ -134,7 +137,7 @@ def test_metrics_counters_are_live(desk: Desk) -> None:
 
 
 def test_metrics_backlog_follows_the_database(desk: Desk) -> None:
-    client = TestClient(create_app(desk))
+    client = TestClient(create_app(desk), client=LOCAL)
     assert samples(client.get("/metrics").text)[
         ("abuse_desk_messages", (("state", "received"),))] == 0
     store(desk, MessageState.RECEIVED, 42)
@@ -184,7 +187,7 @@ def check_unreachable(client: TestClient) -> None:
 
 
 def test_database_lost_after_start(backlog_desk: Desk, tmp_path: Path) -> None:
-    client = TestClient(create_app(backlog_desk))
+    client = TestClient(create_app(backlog_desk), client=LOCAL)
     assert client.get("/healthz").status_code == 200
     real = backlog_desk.engine
     backlog_desk.engine = broken_engine(tmp_path)  # the app holds this desk: it sees the change
@@ -196,7 +199,7 @@ def test_database_lost_after_start(backlog_desk: Desk, tmp_path: Path) -> None:
 
 
 def test_database_lost_after_start_postgres(backlog_desk: Desk) -> None:
-    client = TestClient(create_app(backlog_desk))
+    client = TestClient(create_app(backlog_desk), client=LOCAL)
     assert client.get("/healthz").status_code == 200
     real = backlog_desk.engine
     backlog_desk.engine = make_engine(DatabaseConfig(
@@ -216,6 +219,140 @@ def test_database_unreachable_from_the_start(desk: Desk, tmp_path: Path, where: 
         engine = make_engine(DatabaseConfig(url="postgresql+psycopg://desk@127.0.0.1:1/desk",
                                             connect_timeout_s=1.0))
     try:
-        check_unreachable(TestClient(create_app(dataclasses.replace(desk, engine=engine))))
+        check_unreachable(TestClient(create_app(dataclasses.replace(desk, engine=engine)),
+                                     client=LOCAL))
     finally:
         engine.dispose()
+
+
+# --- who may read /metrics --------------------------------------------------------------------
+
+
+def metrics_desk(desk: Desk, **metrics_cfg: object) -> Desk:
+    return dataclasses.replace(desk, config=dataclasses.replace(
+        desk.config, metrics=dataclasses.replace(desk.config.metrics, **metrics_cfg)))
+
+
+def test_metrics_refuse_a_client_outside_metrics_allow_without_the_token(desk: Desk) -> None:
+    """/metrics was public: anyone who reached the web desk read the backlog and the traffic
+    counters. It now answers metrics.allow (loopback by default) and the bearer
+    metrics.token; everyone else gets 403 and no figure."""
+    app = create_app(desk)
+    outside = TestClient(app, client=("203.0.113.7", 40000))
+    refused = outside.get("/metrics")
+    assert refused.status_code == 403
+    assert "metrics.allow" in refused.text and "abuse_desk_" not in refused.text
+    assert TestClient(app, client=("testclient", 1)).get("/metrics").status_code == 403
+    for local in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        assert TestClient(app, client=(local, 40000)).get("/metrics").status_code == 200, local
+
+    token = "a-long-enough-scrape-token"
+    app = create_app(metrics_desk(desk, token=token, allow=["10.0.0.0/8"]))
+    inside = TestClient(app, client=("10.1.2.3", 40000)).get("/metrics")
+    assert inside.status_code == 200 and "abuse_desk_messages" in inside.text
+    outside = TestClient(app, client=("203.0.113.7", 40000))
+    assert outside.get("/metrics").status_code == 403
+    assert outside.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert outside.get("/metrics", headers={"Authorization": f"Basic {token}"}).status_code == 403
+    scraped = outside.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200 and "abuse_desk_messages" in scraped.text
+    assert TestClient(app, client=("127.0.0.1", 1)).get("/metrics").status_code == 403
+
+
+def test_metrics_config_is_checked() -> None:
+    from abuse_desk.config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match=r"metrics\.allow"):
+        build_config({"metrics": {"allow": ["not a network"]}}, env={})
+    with pytest.raises(ConfigError, match=r"metrics\.token") as refused:
+        build_config({"metrics": {"token": "short"}}, env={})
+    assert "short" not in str(refused.value)  # a secret is not shown
+
+
+def test_metrics_behind_a_proxy_go_by_the_client_it_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the server `abuse-desk web` runs (uvicorn believes X-Forwarded-For from
+    127.0.0.1 only): a proxy on this host forwarding an outside client gets 403, its own
+    request 200; a client elsewhere cannot pass for 127.0.0.1 with the header; the token works
+    through the proxy."""
+    import asyncio
+    from typing import Any
+
+    import httpx2 as httpx
+
+    from abuse_desk import runner
+    from tests.support import make_config
+
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    token = "prometheus-scrape-token-0001"
+    config = make_config(tmp_path, metrics={"token": token})
+
+    async def scenario() -> None:
+        running = await runner.start(config, ("web",))
+        try:
+            server = running.web
+            assert server is not None
+            for _ in range(500):
+                if server.started:
+                    break
+                await asyncio.sleep(0.01)
+            app: Any = server.config.loaded_app
+
+            async def scrape(peer: str, headers: dict[str, str]) -> int:
+                transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+                async with httpx.AsyncClient(transport=transport,
+                                             base_url="http://desk.example") as c:
+                    return (await c.get("/metrics", headers=headers)).status_code
+
+            assert await scrape("127.0.0.1", {}) == 200
+            assert await scrape("127.0.0.1", {"X-Forwarded-For": "198.51.100.1"}) == 403
+            assert await scrape("203.0.113.7", {"X-Forwarded-For": "127.0.0.1"}) == 403
+            assert await scrape("127.0.0.1", {"X-Forwarded-For": "198.51.100.1",
+                                              "Authorization": f"Bearer {token}"}) == 200
+        finally:
+            await runner.stop(running)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.service
+def test_the_metrics_port_listens_on_loopback_not_on_web_host(
+        tmp_path: Path, redis_url: str) -> None:
+    """metrics.port (processes without the web part) used to listen on web.host, which is
+    0.0.0.0 where the desk faces a proxy on another host: every counter was public. It now
+    listens on metrics.host (127.0.0.1) and applies metrics.allow and metrics.token."""
+    import asyncio
+
+    import httpx2 as httpx
+
+    from abuse_desk import runner
+    from tests.support import free_port, make_config
+
+    port = free_port()
+    config = make_config(tmp_path, broker={"url": redis_url}, web={"host": "0.0.0.0"},
+                         metrics={"port": port})
+
+    async def scenario() -> None:
+        running = await runner.start(config, ("scheduler",))
+        try:
+            server = running.metrics
+            assert server is not None
+            for _ in range(500):
+                if server.started:
+                    break
+                await asyncio.sleep(0.01)
+            bound = {s.getsockname()[0] for srv in server.servers for s in srv.sockets}
+            assert bound == {"127.0.0.1"}
+            async with httpx.AsyncClient() as c:
+                answer = await c.get(f"http://127.0.0.1:{port}/metrics")
+            assert answer.status_code == 200 and "abuse_desk_smtp_accepted_total" in answer.text
+            assert answer.headers["x-frame-options"] == "DENY"
+            app = server.config.loaded_app
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as c:
+                assert (await c.get("/metrics")).status_code == 403
+        finally:
+            await runner.stop(running)
+        assert running.metrics_task is not None and running.metrics_task.done()
+
+    asyncio.run(scenario())

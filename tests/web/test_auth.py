@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2 as httpx
@@ -223,7 +223,7 @@ def test_throttle_window_passes() -> None:
 
 def test_a_password_change_signs_the_user_out(desk: Desk) -> None:
     client = signed_in(desk, "sam")
-    auth.set_password(desk.engine, "sam", "a brand new passphrase")
+    auth.set_password(desk.engine, "sam", "a brand new passphrase", desk.clock())
     assert client.get("/account").status_code == 303
     assert login(client_for(desk), "sam", "a brand new passphrase").status_code == 303
 
@@ -312,3 +312,145 @@ def test_a_failure_on_our_side_is_the_desks_own_page_not_a_trace(
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert "try again" in answer.json()["error"]
     assert "secret internals" not in answer.text
+
+
+# ---- lifetimes: sessions and API tokens ----------------------------------------------------
+
+def api_status(desk: Desk, token: str) -> int:
+    return client_for(desk).get("/api/v1/cases",
+                                headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def test_a_session_used_every_hour_still_ends_at_its_absolute_lifetime(desk: Desk,
+                                                                       clock: Clock) -> None:
+    """The idle expiry slid with every request, so a session kept busy (a stolen cookie
+    replayed by a script, a desk left open on a wall screen) never ended. It now ends
+    web.session_max_hours after the login, however often it is used."""
+    max_hours = desk.config.web.session_max_hours
+    client = signed_in(desk, "sam")
+    for _ in range(int(max_hours) - 1):
+        clock.now += timedelta(hours=1)
+        assert client.get("/account").status_code == 200
+    clock.now += timedelta(hours=1)
+    assert client.get("/account").status_code == 303
+    assert sessions(desk) == 0
+    assert login(client, "sam", PASSWORD).status_code == 303  # signing in again is a new one
+    with desk.engine.connect() as conn:
+        created, expires = conn.execute(select(WebSession.created_at,
+                                               WebSession.expires_at)).one()
+    assert expires - created == timedelta(hours=desk.config.web.session_hours)
+
+
+def test_the_idle_expiry_never_passes_the_absolute_lifetime(tmp_path: Path,
+                                                            clock: Clock) -> None:
+    from tests.web.web_support import USERS
+    from tests.workflow.workflow_support import workflow_desk
+
+    desk = workflow_desk(tmp_path, clock, web={"session_hours": 12.0, "session_max_hours": 2.0})
+    auth.add_user(desk.engine, "sam", USERS["sam"], PASSWORD, clock())
+    client = signed_in(desk, "sam")
+    with desk.engine.connect() as conn:
+        created, expires = conn.execute(select(WebSession.created_at,
+                                               WebSession.expires_at)).one()
+    assert expires - created == timedelta(hours=2)
+    clock.now += timedelta(hours=1, minutes=59)
+    assert client.get("/account").status_code == 200
+    clock.now += timedelta(minutes=1)
+    assert client.get("/account").status_code == 303
+
+
+def test_an_api_token_stops_working_after_its_expiry(desk: Desk, clock: Clock) -> None:
+    """API tokens never expired: one copied into a script years ago still acted as its user.
+    Now a token is valid web.api_token_days (90) from when it was made, checked against the
+    desk's clock at every use."""
+    made = clock()
+    token = auth.add_token(desk.engine, "sam", "script", made)
+    assert api_status(desk, token) == 200
+    clock.now = made + timedelta(days=desk.config.web.api_token_days) - timedelta(seconds=1)
+    assert api_status(desk, token) == 200
+    clock.now += timedelta(seconds=1)
+    assert api_status(desk, token) == 401
+    assert auth.token_user(desk.engine, token, clock()) is None
+    short = auth.add_token(desk.engine, "sam", "short", clock(), days=1)
+    assert api_status(desk, short) == 200
+    clock.now += timedelta(days=1)
+    assert api_status(desk, short) == 401
+
+
+def test_users_token_prints_its_expiry_and_takes_days(monkeypatch: pytest.MonkeyPatch,
+                                                      desk: Desk, clock: Clock,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    capsys.readouterr()
+    assert run(monkeypatch, desk, "users", "token", "sam", "--label", "ci", "--days", "7",
+               "--now", "2026-12-01T09:00:00Z") == 0
+    out = capsys.readouterr()
+    token = out.out.strip()
+    assert "valid until 2026-12-08T09:00:00Z" in out.err
+    assert auth.token_user(desk.engine, token, datetime(2026, 12, 8, 8, 59, tzinfo=UTC))
+    assert auth.token_user(desk.engine, token, datetime(2026, 12, 8, 9, 0, tzinfo=UTC)) is None
+    assert run(monkeypatch, desk, "users", "token", "sam", "--now",
+               "2026-12-01T09:00:00Z") == 0
+    assert "valid until 2027-03-01T09:00:00Z" in capsys.readouterr().err  # 90 days
+    for bad in ("0", "3651", "week"):
+        with pytest.raises(SystemExit):
+            run(monkeypatch, desk, "users", "token", "sam", "--days", bad)
+        assert "days" in capsys.readouterr().err
+
+
+def test_a_password_change_revokes_api_tokens(desk: Desk, clock: Clock,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A token made by whoever knew the old password outlived the password change. Now the
+    change revokes the user's tokens: on the account page and with `users passwd`."""
+    token = auth.add_token(desk.engine, "sam", "script", clock())
+    other = auth.add_token(desk.engine, "sue", "script", clock())
+    client = signed_in(desk, "sam")
+    page = client.get("/account").text
+    done = client.post("/account/password", data={
+        "csrf": csrf_of(page), "current": PASSWORD, "new": "another long one", "again":
+        "another long one"})
+    assert done.status_code == 303
+    assert api_status(desk, token) == 401
+    assert api_status(desk, other) == 200  # someone else's are untouched
+    assert "revokes your API tokens" in page  # and the page says so
+
+    again = auth.add_token(desk.engine, "sam", "new script", clock())
+    assert api_status(desk, again) == 200
+    capsys.readouterr()
+    assert run(monkeypatch, desk, "users", "passwd", "sam", "--password-stdin",
+               stdin="yet another long one\n") == 0
+    assert "1 API token(s) were revoked" in capsys.readouterr().err
+    assert api_status(desk, again) == 401
+    with desk.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ApiToken).where(
+            ApiToken.revoked_at.is_(None))).scalar_one() == 1  # sue's
+
+
+def test_a_disabled_user_gets_no_new_token(desk: Desk, clock: Clock) -> None:
+    auth.set_disabled(desk.engine, "sam", True, clock())
+    with pytest.raises(auth.AuthError, match="disabled"):
+        auth.add_token(desk.engine, "sam", "script", clock())
+
+
+def test_tokens_made_before_the_upgrade_get_the_default_lifetime(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from abuse_desk.db import upgrade
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO users (id, name, role, password_hash, disabled, created_at) VALUES "
+            "(1, 'sam', 'specialist', 'x', 0, '2026-01-01 00:00:00')"))
+        conn.execute(sa.text(
+            "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at) VALUES "
+            "(1, 1, 'old', 'h', '2026-01-01 00:00:00')"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        expires = conn.execute(select(ApiToken.expires_at)).scalar_one()
+        unlocks = conn.execute(select(User.login_unlocks)).scalar_one()
+    assert expires.replace(tzinfo=None) == datetime(2026, 4, 1)  # 90 days
+    assert unlocks == 0
+    engine.dispose()

@@ -1,9 +1,11 @@
 """Security of the web desk beyond test_auth.py and test_authorization.py: the login form's own
-cookie, a planted session cookie, the login throttle against many names, many addresses, an
-IPv6 network, parallel attempts, a spray of names and a client-sent X-Forwarded-For (through the
-server the runner starts), guessing a password through the password change form; and the
-customer's self-service link: no CSRF token (and why), what it may do to an escalated,
-restricted, closed or terminated case, another case, and how its MAC is compared."""
+cookie, a planted session cookie, the login throttle against many names, an attacker elsewhere
+guessing a real user's password, a spread-out attack on one account, an IPv6 network, parallel
+attempts, a spray of names and a client-sent X-Forwarded-For (through the server the runner
+starts), guessing a password through the password change form, a supervisor's unlock; framing
+of every answer; and the customer's self-service link: no CSRF token (and why), what it may do
+to an escalated, restricted, closed or terminated case, another case, and how its MAC is
+compared."""
 
 from __future__ import annotations
 
@@ -138,7 +140,7 @@ def test_a_page_csrf_token_in_the_header_must_be_right_too(desk: Desk) -> None:
 # ---- the login throttle --------------------------------------------------------------------
 
 def test_one_address_is_throttled_across_many_names(desk: Desk) -> None:
-    limit = desk.config.web.login_attempts
+    limit = desk.config.web.login_attempts_per_address
     app = create_app(desk)
     sprayer = peer(app, "203.0.113.7")
     for n in range(limit):
@@ -148,18 +150,107 @@ def test_one_address_is_throttled_across_many_names(desk: Desk) -> None:
     assert login(peer(app, "198.51.100.9"), "sue", PASSWORD).status_code == 303
 
 
-def test_one_account_is_throttled_across_many_addresses(desk: Desk) -> None:
+def test_wrong_passwords_from_another_address_do_not_lock_out_the_real_user(
+        desk: Desk) -> None:
+    """Five wrong passwords for an account used to lock it for everyone, from anywhere: an
+    attacker anywhere on the Internet could keep a specialist out of the desk. Now they refuse
+    the account from the attacker's address only."""
     limit = desk.config.web.login_attempts
     app = create_app(desk)
-    for n in range(limit):
-        assert login(peer(app, f"203.0.113.{n + 1}"), "sam", "not the password").status_code == 401
-    fresh = peer(app, "198.51.100.9")
-    assert login(fresh, "sam", PASSWORD).status_code == 429
-    assert login(fresh, "sue", PASSWORD).status_code == 303  # the address is not blocked
+    attacker = peer(app, "203.0.113.7")
+    for _ in range(limit):
+        assert login(attacker, "sam", "not the password").status_code == 401
+    assert login(attacker, "sam", PASSWORD).status_code == 429  # the attacker is stopped
+    for _ in range(3):  # and stays stopped while it keeps trying
+        assert login(attacker, "sam", "still guessing").status_code == 429
+    assert login(peer(app, "198.51.100.9"), "sam", PASSWORD).status_code == 303  # sam is not
+
+
+def test_a_spread_out_attack_on_one_account_is_stopped_but_its_owner_gets_in(
+        tmp_path: Path, clock: Clock) -> None:
+    """A botnet guessing one password from many addresses: past
+    web.login_attempts_per_account failures the account is refused from addresses it has not
+    signed in from; its owner, at an address they signed in from, still gets in."""
+    desk = workflow_desk(tmp_path, clock, web={"login_attempts_per_account": 8})
+    for name, role in USERS.items():
+        auth.add_user(desk.engine, name, role, PASSWORD, clock())
+    app = create_app(desk)
+    office = peer(app, "192.0.2.50")
+    assert login(office, "sam", PASSWORD).status_code == 303  # sam's usual address
+    for n in range(8):
+        assert login(peer(app, f"203.0.113.{n + 1}"), "sam", "not it").status_code == 401
+    assert login(peer(app, "198.51.100.9"), "sam", PASSWORD).status_code == 429
+    assert login(peer(app, "198.51.100.9"), "sue", PASSWORD).status_code == 303  # only sam
+    assert login(peer(app, "192.0.2.50"), "sam", PASSWORD).status_code == 303  # sam's own
+
+
+def test_a_supervisor_unlocks_an_account_for_every_address(desk: Desk,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """sam mistyped his password five times: refused from his address. `abuse-desk users
+    unlock sam` (another process: through the database) lets him in at once; the attacker's
+    address that guessed many names stays refused."""
+    from tests.web.test_auth import run
+
+    limit = desk.config.web.login_attempts
+    app = create_app(desk)
+    sam = peer(app, "192.0.2.50")
+    for _ in range(limit):
+        assert login(sam, "sam", "caps lock on").status_code == 401
+    refused = login(sam, "sam", PASSWORD)
+    assert refused.status_code == 429 and "ask a supervisor" in refused.text
+    sprayer = peer(app, "203.0.113.7")
+    for n in range(desk.config.web.login_attempts_per_address):
+        assert login(sprayer, f"guess{n}", "x").status_code == 401
+    assert run(monkeypatch, desk, "users", "unlock", "sam") == 0
+    assert "sam unlocked" in capsys.readouterr().err
+    assert login(sam, "sam", PASSWORD).status_code == 303
+    assert login(sprayer, "sam", PASSWORD).status_code == 429  # the address is still refused
+    # The unlock is recorded, and lifts only what was counted before it.
+    with desk.engine.connect() as conn:
+        (event,) = conn.execute(select(Event).where(Event.subject_type == "user")).all()
+    assert event.action == "logins-unlocked" and event.actor == "command line"
+    for _ in range(limit):
+        assert login(sam, "sam", "caps lock on again").status_code == 401
+    assert login(sam, "sam", PASSWORD).status_code == 429
+    assert run(monkeypatch, desk, "users", "unlock", "nobody") == 2
+
+
+def test_a_supervisor_unlocks_from_the_desk_and_the_api(desk: Desk) -> None:
+    limit = desk.config.web.login_attempts
+    app = create_app(desk)
+    sam = peer(app, "192.0.2.50")
+
+    def lock_sam_out() -> None:
+        for _ in range(limit):
+            assert login(sam, "sam", "caps lock on").status_code == 401
+        assert login(sam, "sam", PASSWORD).status_code == 429
+
+    lock_sam_out()
+    sue = peer(app, "192.0.2.60")
+    assert login(sue, "sue", PASSWORD).status_code == 303
+    csrf = csrf_of(sue.get("/account").text)
+    assert sue.post("/account/unlock", data={"csrf": csrf, "name": "ghost"}).status_code == 404
+    done = sue.post("/account/unlock", data={"csrf": csrf, "name": "Sam"})
+    assert done.status_code == 303
+    assert "sam can sign in again" in sue.get("/account").text
+    assert login(sam, "sam", PASSWORD).status_code == 303
+
+    lock_sam_out()
+    token = auth.add_token(desk.engine, "sue", "ops", desk.clock())
+    answer = sue.post("/api/v1/users/sam/unlock", json={"reason": "phoned in"},
+                      headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"user": "sam", "result": "sam can sign in again"}
+    assert login(sam, "sam", PASSWORD).status_code == 303
+    missing = sue.post("/api/v1/users/ghost/unlock", json={},
+                       headers={"Authorization": f"Bearer {token}"})
+    assert missing.status_code == 404
 
 
 def test_an_ipv6_network_counts_as_one_address(desk: Desk) -> None:
-    limit = desk.config.web.login_attempts
+    limit = desk.config.web.login_attempts_per_address
     app = create_app(desk)
     for n in range(limit):  # a new address of the same /64 for every guess
         answer = login(peer(app, f"2001:db8:1:2::{n + 1:x}"), f"guess{n}", "not the password")
@@ -177,8 +268,16 @@ def test_the_peer_key_of_an_address() -> None:
     assert auth.peer_key(None) == "peer:"
 
 
+def test_the_login_keys_of_an_account_and_address() -> None:
+    keys = auth.LoginKeys.of("Sam ", "2001:db8:1:2::1")
+    assert keys == auth.LoginKeys.of("sam", "2001:db8:1:2:ffff::9")  # one /64, one pair
+    assert keys.pair == "pair:sam@2001:db8:1:2::/64"
+    assert keys.peer == "peer:2001:db8:1:2::/64" and keys.account == "account:sam"
+    assert auth.LoginKeys.of("sam", "2001:db8:1:3::1").pair != keys.pair
+
+
 def test_good_logins_do_not_use_up_the_address(desk: Desk) -> None:
-    limit = desk.config.web.login_attempts
+    limit = desk.config.web.login_attempts_per_address
     client = client_for(desk)
     for _ in range(limit + 2):
         assert login(client, "sue", PASSWORD).status_code == 303
@@ -223,16 +322,21 @@ def test_a_spray_of_names_does_not_lift_the_lock_on_an_account() -> None:
         max_keys = 50
 
     now = [0.0]
-    throttle = Small(3, 60.0, clock=lambda: now[0])
+    throttle = Small(3, 60.0, clock=lambda: now[0], per_address=3, per_account=6)
+    sam_a, sam_b = auth.LoginKeys.of("sam", "192.0.2.1"), auth.LoginKeys.of("sam", "192.0.2.2")
     for _ in range(3):
-        assert throttle.attempt("name:sam", "peer:a")
-    assert not throttle.attempt("name:sam", "peer:b")
+        assert throttle.attempt(sam_a) is None
+    assert throttle.attempt(sam_a) == auth.ADDRESS
+    for _ in range(3):
+        assert throttle.attempt(sam_b) is None
+    assert throttle.attempt(auth.LoginKeys.of("sam", "192.0.2.3")) == auth.ACCOUNT
     for n in range(2000):  # made-up names from made-up addresses
-        throttle.attempt(f"name:guess{n}", f"peer:{n}")
-    assert throttle.blocked("name:sam") and throttle.blocked("peer:a")
+        throttle.attempt(auth.LoginKeys.of(f"guess{n}", f"10.{n // 250}.{n % 250}.1"))
+    assert throttle.attempt(sam_a) == auth.ADDRESS
+    assert throttle.attempt(auth.LoginKeys.of("sam", "192.0.2.3")) == auth.ACCOUNT
     assert len(throttle._failures) <= 2 * Small.max_keys  # still bounded
     now[0] = 61.0
-    assert throttle.attempt("name:sam", "peer:a")  # the window passes as before
+    assert throttle.attempt(sam_a) is None  # the window passes as before
 
 
 def test_the_password_change_form_is_throttled_like_the_login(desk: Desk) -> None:
@@ -258,7 +362,7 @@ def test_the_throttle_keys_on_the_address_uvicorn_trusts(
     believed."""
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
     config = make_config(tmp_path)
-    limit = config.web.login_attempts
+    limit = config.web.login_attempts_per_address
 
     async def scenario() -> None:
         running = await runner.start(config, ("web",))
@@ -440,3 +544,75 @@ def test_the_link_mac_is_checked_in_constant_time_and_before_the_expiry(
     # Another desk's key is not ours.
     with pytest.raises(notices.TokenError, match="not valid"):
         notices.read_token(b"other" * 8, token, now)
+
+
+# ---- framing -------------------------------------------------------------------------------
+
+def assert_unframeable(answer: httpx.Response, what: object) -> None:
+    csp = answer.headers.get("content-security-policy", "")
+    assert "frame-ancestors 'none'" in csp, (what, answer.status_code, csp)
+    assert answer.headers.get("x-frame-options") == "DENY", (what, answer.status_code)
+    assert answer.headers.get("x-content-type-options") == "nosniff", (what, answer.status_code)
+
+
+def test_no_answer_of_the_desk_can_be_framed(desk: Desk, clock: Clock) -> None:
+    """Clickjacking: only the desk's pages said frame-ancestors 'none'; the self-service page
+    (a customer's "fixed" button), the API, the health page, redirects, errors and static files
+    could be put in another site's frame. Every route is asked, found from the app itself, as
+    nobody, as a signed-in supervisor and with an API token, and so are the answers Starlette
+    makes itself (404, 405) and a failure on our side."""
+    from starlette.routing import Mount, Route
+
+    from tests.web.test_authorization import fill
+
+    case, link = notified(desk, arf("45.137.21.7"))
+    app = create_app(desk)
+    anonymous = TestClient(app, follow_redirects=False)
+    local = TestClient(app, follow_redirects=False, client=("127.0.0.1", 50000))
+    sue = TestClient(app, follow_redirects=False)
+    assert login(sue, "sue", PASSWORD).status_code == 303
+    csrf = form_token(sue, "/account")
+    token = auth.add_token(desk.engine, "sue", "t", clock())
+    bearer = {"Authorization": f"Bearer {token}"}
+    asked = 0
+    for route in app.routes:
+        if isinstance(route, Mount):
+            for path in ("/static/desk.css", "/static/nothing.css"):
+                assert_unframeable(anonymous.get(path), path)
+            continue
+        assert isinstance(route, Route)
+        path = route.path.replace("{token}", link).replace("{ref}", case.reference)
+        path = fill(path)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            form = {"csrf": csrf, "answer": "done"} if method == "POST" else None
+            for who, client, headers in (("nobody", anonymous, {}), ("local", local, {}),
+                                         ("sue", sue, {}), ("token", anonymous, bearer)):
+                if path.startswith("/api/v1/") and method == "POST":
+                    answer = client.request(method, path, json={}, headers=headers)
+                else:
+                    answer = client.request(method, path, data=form, headers=headers)
+                assert_unframeable(answer, (who, method, path))
+                asked += 1
+    assert asked > 60
+    assert_unframeable(anonymous.get("/self-service/forged.token.here"), "a bad link")
+    assert_unframeable(anonymous.get("/no/such/page"), "404")
+    assert_unframeable(anonymous.delete("/login"), "405")
+    assert_unframeable(anonymous.get(f"/self-service/{link}"), "the customer's page")
+    page = anonymous.get(f"/self-service/{link}")
+    assert "style-src 'unsafe-inline'" in page.headers["content-security-policy"]  # kept
+
+
+def test_a_failure_on_our_side_cannot_be_framed_either(
+        desk: Desk, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("web.dashboard.stats", broken)
+    client = TestClient(create_app(desk), follow_redirects=False,
+                        raise_server_exceptions=False)
+    assert login(client, "sam", PASSWORD).status_code == 303
+    assert_unframeable(client.get("/dashboard"), "500 page")
+    token = auth.add_token(desk.engine, "sam", "t", clock())
+    answer = client.get("/api/v1/dashboard", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 500
+    assert_unframeable(answer, "500 JSON")

@@ -302,6 +302,8 @@ def test_the_command_line_goes_through_the_lift_rule(
     capsys.readouterr()
     assert cli.main(["cases", "resolve", case.reference, "--by", "sam", "--reason", "fixed"],
                     clock=clock) == 0
+    timeline.run_due(desk)
+    assert restores(log) == 0 and case_by_id(desk, case.id).state == "restricted"
     assert "restore proposed" in capsys.readouterr().out
     for by in ("sam", "nobody-in-particular"):  # a specialist, or a name without an account
         assert cli.main(["cases", "approve", case.reference, "--action", "restore",

@@ -177,6 +177,7 @@ class NotifyConfig:
     acknowledge: bool = True
     ack_limit_per_sender: int = 3
     ack_limit_window_hours: float = 24.0
+    show_reporter_for: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,10 @@ def _is_date(text: str) -> bool:
     except ValueError:
         return False
     return len(text) == 10
+
+
+# Report formats people write (their reporters' personal data is redacted for customers).
+PERSON_FORMATS = ("dmca", "text")
 
 
 def _types() -> set[str]:
@@ -338,6 +343,9 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("notify", "token_days"): (lambda v: v > 0, "a positive number of days"),
     ("notify", "ack_limit_per_sender"): (lambda v: v >= 0, "zero or more"),
     ("notify", "ack_limit_window_hours"): (lambda v: v > 0, "a positive number of hours"),
+    ("notify", "show_reporter_for"): (
+        lambda v: all(t in _types() or t in PERSON_FORMATS for t in v),
+        "a list of our types (e.g. \"copyright\") or the formats \"dmca\", \"text\""),
     ("log", "level"): (lambda v: v.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
                        "DEBUG, INFO, WARNING or ERROR"),
     ("log", "format"): (lambda v: v in {"text", "json"}, "text or json"),

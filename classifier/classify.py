@@ -10,7 +10,7 @@ found by, and every reason a specialist must look at it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,14 @@ from classifier.customers import CustomerIndex, Resolution
 from classifier.duplicates import duplicate_keys, report_fingerprint
 from classifier.model import TextModel
 from classifier.resolver_hook import ResolverHook
-from classifier.trust import Trust, TrustPolicy, verify_dkim
+from classifier.trust import (
+    DkimResult,
+    Trust,
+    TrustPolicy,
+    aligned,
+    normalize_domain,
+    verify_dkim,
+)
 from classifier.types import Classification, Evidence
 from parsers.base import ParsedReport
 
@@ -57,6 +64,10 @@ class Decision:
     fingerprint: str
     duplicate_keys: list[str]
     evidence: dict[str, Any] = field(default_factory=dict)  # stored as reports.decision
+    # The reporter proved who it is (see :func:`authentication`); stored in reports.decision
+    # as "authenticated": only such claims count toward repeats, escalation, fees and
+    # restrictions (workflow/cases.py).
+    authenticated: bool = False
 
     @property
     def needs_review(self) -> bool:
@@ -65,6 +76,32 @@ class Decision:
 
 def _evidence(items: list[Evidence]) -> list[dict[str, Any]]:
     return [e.to_json() for e in items]
+
+
+@dataclass(frozen=True)
+class ReporterTrust(Trust):
+    """:class:`Trust` with whether the reporter is authenticated (what
+    :meth:`Classifier.assess_reporter` returns)."""
+
+    authenticated: bool = False
+    authentication: Evidence | None = None
+
+
+def authentication(trust: Trust, dkim: DkimResult, from_address: str | None) -> Evidence | None:
+    """Why the reporter of a message is authenticated, or None when it is not: trusted by
+    configuration (a listed reporter, DKIM-verified or ``require_dkim = false``), or a DKIM
+    signature that verified and aligns with the From domain (DMARC relaxed alignment). Anyone
+    can write any From line; only these count toward escalation. (SPF and
+    Authentication-Results belong here too.)"""
+    if trust.trusted:
+        return Evidence("auth:trusted-reporter", 1.0, f"trusted reporter {trust.reporter}")
+    domain = normalize_domain((from_address or "").rpartition("@")[2])
+    if not domain:
+        return None
+    signer = next((d for d in dkim.domains if aligned(d, domain)), None)
+    if signer is None:
+        return None
+    return Evidence("auth:dkim-aligned", 1.0, f"DKIM d={signer} aligns with From {domain}")
 
 
 class Classifier:
@@ -82,10 +119,14 @@ class Classifier:
         self._hook = hook
         self._dns = dns
 
-    def assess_reporter(self, message: MessageFacts) -> Trust:
-        """Once per message: does the reporter's DKIM back its claimed identity?"""
-        return self._trust.assess(message.raw, message.from_address,
-                                  verify_dkim(message.raw, dns=self._dns))
+    def assess_reporter(self, message: MessageFacts) -> ReporterTrust:
+        """Once per message: does the reporter's DKIM back its claimed identity, and is the
+        reporter authenticated at all?"""
+        dkim = verify_dkim(message.raw, dns=self._dns)
+        trust = self._trust.assess(message.raw, message.from_address, dkim)
+        why = authentication(trust, dkim, message.from_address)
+        return ReporterTrust(**{f.name: getattr(trust, f.name) for f in fields(trust)},
+                             authenticated=why is not None, authentication=why)
 
     def resolve(self, report: ParsedReport, received_at: datetime) -> Resolution:
         """The customer behind *report*, at its incident time or else at *received_at*."""
@@ -130,12 +171,15 @@ class Classifier:
         if not trust.trusted and trust.reason:
             reasons.append(trust.reason)
         keys = duplicate_keys(report, message.message_id, message.from_address)
+        authenticated = trust.trusted or (isinstance(trust, ReporterTrust)
+                                          and trust.authenticated)
+        auth = trust.authentication if isinstance(trust, ReporterTrust) else None
         return Decision(
             category=classification.category, type=classification.type,
             confidence=classification.confidence, customer_id=resolution.customer_id,
             external_id=resolution.external_id, not_abuse=not_abuse, trusted=trust.trusted,
             review_reasons=_unique(reasons), fingerprint=report_fingerprint(report),
-            duplicate_keys=keys,
+            duplicate_keys=keys, authenticated=authenticated,
             evidence={
                 "classification": _evidence(classification.evidence),
                 "customer": _evidence(resolution.evidence),
@@ -144,6 +188,8 @@ class Classifier:
                 "disagreements": resolution.disagreements,
                 "trust": _evidence(trust.evidence),
                 "not_abuse": not_abuse,
+                "authenticated": authenticated,
+                "authentication": auth.to_json() if auth is not None else None,
             })
 
 

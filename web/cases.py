@@ -151,6 +151,8 @@ def load_case(ctx: Ctx, ref: str) -> dict[str, Any] | None:
                          and deadline < ctx.desk.clock())
     detail["assessed_fees"] = [f for f in detail["fees"] if f["state"] == "assessed"]
     detail["proposed_steps"] = [s for s in detail["steps"] if s["state"] == "proposed"]
+    detail["proposed_label"] = detail["proposed_action"] or next(
+        (s["kind"] for s in detail["proposed_steps"] if s["kind"] == "restore"), None)
     return detail
 
 

@@ -71,7 +71,10 @@ CASE_REPORT = _object(
     id=INT, message_id=INT, format=STR, category=_nullable("string"), type=_nullable("string"),
     source_ip=_nullable("string"), source_port=_nullable("integer"), occurred_at=TIME,
     received_at=TIME, reporter=_nullable("string"),
-    duplicates={**INT, "description": "later copies merged into this report"})
+    duplicates={**INT, "description": "later copies merged into this report"},
+    authenticated={"type": "boolean", "description": "its reporter is authenticated (trusted "
+                   "by configuration, or DKIM aligned with the From domain): only such claims "
+                   "count toward repeats, fees and restrictions"})
 STEP = _object(
     None, "A step of the case's timeline.",
     id=INT, kind=STR, state=STR, due_at=TIME, done_at=TIME, attempts=INT,
@@ -99,6 +102,10 @@ CASE_DETAIL = {
     "description": "Everything about one case, as `abuse-desk cases show --json` prints it.",
     "allOf": [_ref("Case"), _object(
         None, escalated_at=TIME, resolved_at=TIME,
+        claims_authenticated={**INT, "description": "complaints of authenticated reporters"},
+        claims_unauthenticated={**INT, "description": "complaints of anyone else"},
+        escalation_note=_nullable("string", description="why the case waits for a specialist "
+                                  "to escalate (or to confirm an escalation), if it does"),
         reports={"type": "array", "items": _ref("CaseReport")},
         steps={"type": "array", "items": _ref("Step")},
         notices={"type": "array", "items": _ref("Notice")},

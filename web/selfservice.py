@@ -32,9 +32,6 @@ from workflow import cases, mailer, notices, timeline
 
 MAX_FORM = 64 * 1024
 MAX_ANSWER = 10_000
-# States where the customer's "fixed" resolves the case (workflow.customer_can_resolve); in the
-# others it is an answer for the abuse team.
-SELF_RESOLVABLE = (CaseState.OPEN, CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED)
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -75,7 +72,9 @@ def _render(desk: Desk, token: str, said: str = "") -> HTMLResponse:
     zone = customer.time_zone or desk.config.workflow.time_zone
     deadline = as_utc(case.deadline_at)
     with desk.engine.connect() as conn:
-        reports = notices.report_views(conn, case.id, desk.workflow.writer.secret, zone)
+        reports = notices.report_views(
+            conn, case.id, desk.workflow.writer.secret, zone,
+            show_reporter_for=desk.config.notify.show_reporter_for)
     e = html.escape
     items = "".join(
         f"<li>{e(r['received_at'])}: {e(r['format'])} report"
@@ -98,7 +97,8 @@ def _render(desk: Desk, token: str, said: str = "") -> HTMLResponse:
         + (f"<p>Please correct it by <strong>{e(mailer.format_deadline(deadline, zone))}"
            "</strong>.</p>" if deadline and open_ else "")
         + f"<h2>Evidence</h2><ol>{items}</ol>{form}"
-        + "<p class=note>Recipient addresses in the evidence are redacted (RFC 6590).</p>")
+        + "<p class=note>Recipient addresses in the evidence are redacted (RFC 6590); the "
+        "names, addresses and phone numbers of people who complained are removed.</p>")
     return _page(f"Abuse case {case.reference}", body)
 
 
@@ -114,9 +114,10 @@ def _answer(desk: Desk, token: str, answer: str, fixed: bool) -> HTMLResponse:
         state = CaseState(case.state)
         if state in (CaseState.RESOLVED, CaseState.CLOSED, CaseState.TERMINATED):
             return _render(desk, token, "This case no longer takes answers.")
-        # Before escalation only: "fixed" on an escalated or restricted case would cancel the
-        # proposed restriction, or restore the service, with no supervisor's approval.
-        if fixed and wf.customer_can_resolve and state in SELF_RESOLVABLE:
+        # The case rule decides (workflow.cases.may_resolve): before escalation only, where
+        # customer_can_resolve allows; "fixed" on an escalated or restricted case would cancel
+        # the proposed restriction, or restore the service, with no supervisor's approval.
+        if fixed and cases.may_resolve(wf, state, who) is None:
             cases.customer_responded(conn, case.id, now, who, via="self-service",
                                      answer=answer, fixed=True)
             cases.resolve(conn, wf, case.id, now, who, "the customer reported it fixed")

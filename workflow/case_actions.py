@@ -3,7 +3,11 @@
 :func:`apply` takes a case (reference or number), an action and who does it, makes the change in
 one transaction (every change is an audit event under that person's name), hands what is due
 to the workers, and says what it did. Callers check roles first: ``SUPERVISOR_ACTIONS`` need a
-supervisor on the web desk and the API.
+supervisor on the web desk and the API. The rules of what a claim may cause and who lifts a
+restriction are below, in ``workflow.cases`` (``escalate``, ``resolve``, ``approve_action``),
+so they hold whichever way a person comes in: a specialist resolving a restricted case proposes
+the restore to a supervisor, and only a supervisor's approval (or ``workflow.auto_actions``)
+lifts it.
 
 ``message`` writes the specialist's text (``reason``) to the customer: a notice of kind
 ``message`` that the timeline delivers like the others (``workflow.notices.create_message``).
@@ -56,12 +60,16 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
     with write_transaction(desk.engine) as conn:
         case = cases.find_case(conn, ref)
         if action == "resolve":
-            cases.resolve(conn, wf, case.id, now, who, reason)
-            said = f"{case.reference} resolved"
+            if cases.resolve(conn, wf, case.id, now, who, reason) == "restore-proposed":
+                said = (f"{case.reference}: restore proposed; the restriction stays until a "
+                        "supervisor approves it, then the case is resolved")
+            else:
+                said = f"{case.reference} resolved"
         elif action == "escalate":
             if not cases.escalate(conn, wf, case.id, now, who, reason):
                 raise cases.CaseError(f"case {case.reference} is {case.state}: only open, "
-                                      "notified or customer-responded cases escalate")
+                                      "notified or customer-responded cases escalate (or an "
+                                      "escalation no authenticated claim backed)")
             said = f"{case.reference} escalated"
         elif action == "approve":
             cases.approve_action(conn, case.id, now, who, request.approve, reason)

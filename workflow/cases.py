@@ -11,6 +11,19 @@ last claim is within ``workflow.related_window_days``; otherwise it opens a new 
 case that gets such a claim is reopened with a fresh notice and deadline. Concurrent workers
 adding claims for one customer are serialized by a lock on the customer's row (PostgreSQL; on
 SQLite the database's write lock already does that).
+
+What a claim may cause depends on who stands behind it. Only claims of *authenticated* reporters
+(``reports.decision["authenticated"]``: trusted by configuration, or DKIM aligned with the From
+domain; see ``classifier.classify.authentication``) count toward an early escalation for repeat
+claims, are charged a fee on escalation and can lead to a proposed (or automatic) restriction.
+Unauthenticated claims open a case, notify the customer and appear on it; escalating on their
+count is a specialist's decision (:func:`escalate` by a person). A deadline that passes
+unresolved still escalates (the customer's silence, not a claim count), but without an
+authenticated claim it charges nothing and proposes nothing until a person confirms it.
+
+Lifting a restriction (:func:`lift_approver`) is a supervisor's decision, or automatic where
+``workflow.auto_actions`` makes the case's actions automatic; every path that could lift one
+(resolving a restricted case, approving a restore) goes through it, whoever calls.
 """
 
 from __future__ import annotations
@@ -20,7 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
+from sqlalchemy import case as when
 
 from abuse_desk.config import WorkflowConfig
 from abuse_desk.db import as_utc
@@ -56,6 +70,13 @@ class Actor:
 
 
 SYSTEM = Actor("system", "timeline")
+# Actors who are people of the desk (web roles; the command line takes the --by user's role).
+PEOPLE = ("specialist", "supervisor")
+AUTO_APPROVER = "config (workflow.auto_actions)"
+
+
+def is_person(actor: Actor) -> bool:
+    return actor.kind in PEOPLE
 
 
 def reference(case_id: int, opened_at: datetime) -> str:
@@ -231,7 +252,7 @@ def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
     event(conn, now, actor, case.id, "claim-added", report_id=report.id)
     if state in ACTIVE and timeline_class(cfg, report.type) == "prompt" != case.timeline_class:
         _make_prompt(conn, cfg, case, report, now, actor)
-    if state in ESCALATED:
+    if state in ESCALATED and (is_person(actor) or is_authenticated(report)):
         assess_fees(conn, cfg, case.id, now, [report.id])
     if state is not CaseState.OPEN:  # an open case's first notice is still to go: it lists all
         pending = conn.execute(select(TimelineStep.id).where(
@@ -241,9 +262,15 @@ def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
             add_step(conn, case.id, "update", now + timedelta(minutes=cfg.update_delay_minutes),
                      now, since=now.isoformat())
     if state in ACTIVE:
-        repeat = repeat_claims(conn, cfg, case.id, case.type, now)
+        count = count_claims(conn, case.id, now - timedelta(days=cfg.repeat_window_days))
+        repeat = repeat_claims(conn, cfg, case.id, case.type, now, count)
         if repeat is not None:
             escalate(conn, cfg, case.id, now, SYSTEM, repeat)
+        else:
+            held = held_claims(cfg, case.type, count)
+            if held is not None:
+                event(conn, now, actor, case.id, "escalation-held", report_id=report.id,
+                      reason=held)
 
 
 def _make_prompt(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any, now: datetime,
@@ -266,19 +293,76 @@ def _make_prompt(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any, 
           type=report.type, deadline_at=deadline.isoformat())
 
 
+def authenticated_clause() -> ColumnElement[bool]:
+    """SQL: the report's reporter is authenticated (reports from before the flag existed: when
+    they were trusted)."""
+    return or_(Report.decision["authenticated"].as_boolean(), Report.trusted.is_(True))
+
+
+def is_authenticated(report: Any) -> bool:
+    """The same for a ``reports`` row."""
+    decision = report.decision if isinstance(report.decision, dict) else {}
+    return bool(decision.get("authenticated")) or report.trusted is True
+
+
+@dataclass(frozen=True)
+class ClaimCount:
+    """A case's complaints (mails, each counted once) by whether their reporter proved who
+    it is."""
+
+    authenticated: int
+    unauthenticated: int
+
+    @property
+    def total(self) -> int:
+        return self.authenticated + self.unauthenticated
+
+
+def count_claims(conn: Connection, case_id: int, since: datetime | None = None) -> ClaimCount:
+    """The case's complaints (since *since*), in one query."""
+    stmt = select(func.count(func.distinct(Report.message_id)),
+                  func.count(func.distinct(when((authenticated_clause(), Report.message_id)))),
+                  ).where(Report.case_id == case_id)
+    if since is not None:
+        stmt = stmt.where(Report.created_at >= since)
+    total, authenticated = conn.execute(stmt).one()
+    return ClaimCount(int(authenticated), int(total) - int(authenticated))
+
+
+def _threshold(cfg: WorkflowConfig, type_: str) -> int:
+    return cfg.repeat_copyright_claims if type_ == "copyright" else cfg.repeat_claims
+
+
 def repeat_claims(conn: Connection, cfg: WorkflowConfig, case_id: int, type_: str,
-                  now: datetime) -> str | None:
-    """The reason to escalate early, when the case has enough claims of related conduct (each
-    complaint mail counts once, however many reports it carried)."""
-    threshold = cfg.repeat_copyright_claims if type_ == "copyright" else cfg.repeat_claims
-    since = now - timedelta(days=cfg.repeat_window_days)
-    count = conn.execute(
-        select(func.count(func.distinct(Report.message_id)))
-        .where(Report.case_id == case_id, Report.created_at >= since)).scalar_one()
-    if count >= threshold:
+                  now: datetime, count: ClaimCount | None = None) -> str | None:
+    """The reason to escalate early, when the case has enough claims of related conduct from
+    authenticated reporters (each complaint mail counts once, however many reports it
+    carried). *count*: the case's claims in the window, when already counted."""
+    threshold = _threshold(cfg, type_)
+    if count is None:
+        count = count_claims(conn, case_id, now - timedelta(days=cfg.repeat_window_days))
+    if count.authenticated >= threshold:
         what = "repeat copyright infringement: " if type_ == "copyright" else ""
-        return (f"{what}{count} complaints of related conduct within "
-                f"{cfg.repeat_window_days} days (threshold {threshold})")
+        return (f"{what}{count.authenticated} complaints of related conduct within "
+                f"{cfg.repeat_window_days} days (threshold {threshold}; authenticated "
+                "reporters only)")
+    return None
+
+
+def unauthenticated_note(count: ClaimCount) -> str:
+    return (f"{count.unauthenticated} unauthenticated claim"
+            f"{'' if count.unauthenticated == 1 else 's'}: a specialist decides whether to "
+            "escalate")
+
+
+def held_claims(cfg: WorkflowConfig, type_: str, count: ClaimCount) -> str | None:
+    """Why a case that would have escalated for repeat claims did not: enough complaints (in
+    the window: *count*), but not enough from authenticated reporters. None otherwise."""
+    threshold = _threshold(cfg, type_)
+    if count.total >= threshold > count.authenticated:
+        return (f"{count.total} complaints within {cfg.repeat_window_days} days (threshold "
+                f"{threshold}), {count.authenticated} authenticated; "
+                + unauthenticated_note(count))
     return None
 
 
@@ -313,25 +397,64 @@ def is_automatic(cfg: WorkflowConfig, case: Any) -> bool:
     return bool({"all", case.timeline_class, case.type} & auto)
 
 
+def _awaiting_person(conn: Connection, case_id: int) -> bool:
+    """Whether the case's escalation was made without an authenticated claim or a person
+    (its deadline passed), so nothing was charged or proposed and a person may confirm it."""
+    last = conn.execute(select(Event.action, Event.detail).where(
+        Event.subject_type == "case", Event.subject_id == case_id,
+        Event.action.in_(("escalated", "escalation-confirmed")))
+        .order_by(Event.id.desc()).limit(1)).first()
+    return (last is not None and last.action == "escalated"
+            and bool((last.detail or {}).get("awaiting_person")))
+
+
 def escalate(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime, actor: Actor,
              reason: str) -> bool:
-    """Escalate: fees per complaint, the customer told, a restriction or termination proposed
-    (or scheduled, where config makes it automatic). False when already escalated or closed."""
+    """Escalate: the customer told, fees per complaint, a restriction or termination proposed
+    (or scheduled, where config makes it automatic). False when already escalated or closed.
+
+    What the escalation may cause depends on what caused it. A person's escalation accepts
+    every complaint of the case: each is charged and an action proposed. The timeline's (repeat
+    claims, or a deadline that passed) charges only the complaints of authenticated reporters,
+    and proposes an action only when there is one; without any it records that a person must
+    decide, and a person's escalation of that case later confirms it (charges, proposes)."""
     case = conn.execute(select(Case).where(Case.id == case_id)).one()
-    if CaseState(case.state) not in ACTIVE:
+    state = CaseState(case.state)
+    person = is_person(actor)
+    confirming = (state is CaseState.ESCALATED and person
+                  and _awaiting_person(conn, case_id))
+    if state not in ACTIVE and not confirming:
         return False
-    action = _proposed_action(conn, case.customer_id, case_id)
-    conn.execute(update(Case).where(Case.id == case_id).values(
-        state=CaseState.ESCALATED.value, escalated_at=now, updated_at=now,
-        proposed_action=action))
-    fees = assess_fees(conn, cfg, case_id, now)
-    cancel_steps(conn, case_id, ("reminder", "deadline"), now, "escalated")
+    if person:
+        accepted = list(conn.execute(select(Report.id).where(
+            Report.case_id == case_id)).scalars())
+    else:
+        accepted = list(conn.execute(select(Report.id).where(
+            Report.case_id == case_id, authenticated_clause())).scalars())
+    backed = person or bool(accepted)
+    action = _proposed_action(conn, case.customer_id, case_id) if backed else None
+    values: dict[str, Any] = {"state": CaseState.ESCALATED.value, "updated_at": now,
+                              "proposed_action": action}
+    if not confirming:
+        values["escalated_at"] = now
+    conn.execute(update(Case).where(Case.id == case_id).values(**values))
+    fees = assess_fees(conn, cfg, case_id, now, accepted)
+    if not confirming:
+        cancel_steps(conn, case_id, ("reminder", "deadline"), now, "escalated")
     add_step(conn, case_id, "escalation", now, now, reason=reason)
-    auto = is_automatic(cfg, case)
-    add_step(conn, case_id, action, now, now, state="pending" if auto else "proposed",
-             reason=reason, approved_by="config (workflow.auto_actions)" if auto else None)
-    event(conn, now, actor, case_id, "escalated", reason=reason, fees=fees,
-          proposed_action=action, automatic=auto)
+    auto = False
+    if action is not None:
+        auto = is_automatic(cfg, case)
+        add_step(conn, case_id, action, now, now, state="pending" if auto else "proposed",
+                 reason=reason, approved_by=AUTO_APPROVER if auto else None)
+    detail: dict[str, Any] = {"reason": reason, "fees": fees, "proposed_action": action,
+                              "automatic": auto, "accepted_claims": len(accepted)}
+    if not backed:
+        detail["awaiting_person"] = True
+        detail["note"] = ("no authenticated claim: nothing charged or proposed; a specialist "
+                          "decides (escalate the case to confirm)")
+    event(conn, now, actor, case_id, "escalation-confirmed" if confirming else "escalated",
+          **detail)
     return True
 
 
@@ -353,23 +476,74 @@ def find_case(conn: Connection, ref: str) -> Any:
     return case
 
 
+def may_resolve(cfg: WorkflowConfig, state: CaseState, actor: Actor) -> str | None:
+    """None when *actor* may resolve a case in *state*; otherwise why not. A customer (the
+    self-service page) resolves only a case that is not escalated, and only where
+    ``workflow.customer_can_resolve`` allows; their "fixed" never lifts a restriction."""
+    if state in (CaseState.RESOLVED, CaseState.CLOSED):
+        return f"it is already {state.value}"
+    if state is CaseState.TERMINATED:
+        return "it is terminated; restore the service first"
+    if actor.kind == "customer":
+        if not cfg.customer_can_resolve:
+            return "customers do not resolve cases here (workflow.customer_can_resolve)"
+        if state not in ACTIVE:
+            return f"it is {state.value}: the abuse team decides"
+    return None
+
+
+def lift_approver(cfg: WorkflowConfig, case: Any, actor: Actor) -> str | None:
+    """The one rule for lifting a restriction: who approves it when *actor* asks. A supervisor
+    approves it; where ``workflow.auto_actions`` makes the case's actions automatic, the
+    configuration does (for anyone of the desk); otherwise nobody, and it waits for a
+    supervisor. A customer never lifts one."""
+    if actor.kind == "supervisor":
+        return actor.name
+    if actor.kind != "customer" and is_automatic(cfg, case):
+        return AUTO_APPROVER
+    return None
+
+
 def resolve(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime, actor: Actor,
-            reason: str) -> None:
+            reason: str) -> str:
+    """Resolve the case; returns "resolved", or "restore-proposed" when the case is restricted
+    and *actor* may not lift the restriction: then a restore (that resolves the case once it
+    is done) waits for a supervisor and the case stays restricted."""
     case = _case(conn, case_id)
     state = CaseState(case.state)
-    if state in (CaseState.RESOLVED, CaseState.CLOSED):
-        raise CaseError(f"case {case.reference} is already {state.value}")
-    if state is CaseState.TERMINATED:
-        raise CaseError(f"case {case.reference} is terminated; restore the service first")
+    why = may_resolve(cfg, state, actor)
+    if why is not None:
+        raise CaseError(f"case {case.reference} cannot be resolved: {why}")
+    if state is CaseState.RESTRICTED:
+        approver = lift_approver(cfg, case, actor)
+        if approver is None:
+            return _propose_restore(conn, case, now, actor, reason)
+    else:
+        approver = None
     conn.execute(update(Case).where(Case.id == case_id).values(
         state=CaseState.RESOLVED.value, resolved_at=now, updated_at=now, proposed_action=None))
     cancel_steps(conn, case_id, ("reminder", "deadline", "update", "restrict", "terminate"),
                  now, f"resolved by {actor.name}")
     if state is CaseState.RESTRICTED:
+        cancel_steps(conn, case_id, ("restore",), now, "restore approved on resolve")
         add_step(conn, case_id, "restore", now, now, reason="case resolved",
-                 approved_by=actor.name)
+                 approved_by=approver)
     add_step(conn, case_id, "resolved", now, now)
     event(conn, now, actor, case_id, "resolved", reason=reason, previous_state=state.value)
+    return "resolved"
+
+
+def _propose_restore(conn: Connection, case: Any, now: datetime, actor: Actor,
+                     reason: str) -> str:
+    proposed = conn.execute(select(TimelineStep.id).where(
+        TimelineStep.case_id == case.id, TimelineStep.kind == "restore",
+        TimelineStep.state.in_(("proposed", "pending", "queued", "running")))).first()
+    if proposed is None:
+        add_step(conn, case.id, "restore", now, now, state="proposed",
+                 reason=reason or "case resolved", proposed_by=actor.name, resolve=True)
+    event(conn, now, actor, case.id, "restore-proposed", reason=reason,
+          note="the restriction stays until a supervisor approves the restore")
+    return "restore-proposed"
 
 
 def customer_responded(conn: Connection, case_id: int, now: datetime, actor: Actor,
@@ -388,11 +562,17 @@ def customer_responded(conn: Connection, case_id: int, now: datetime, actor: Act
 
 def approve_action(conn: Connection, case_id: int, now: datetime, actor: Actor,
                    action: str | None = None, reason: str = "") -> int:
-    """A specialist approves the proposed restriction or termination (or orders *action*)
-    directly; returns the step that will carry it out."""
+    """A supervisor approves the proposed restriction, termination or restore (or orders
+    *action* directly); returns the step that will carry it out. A restore (lifting a
+    restriction) is refused to anyone but a supervisor, whoever calls; the web desk and the API
+    ask for a supervisor for every approval."""
     case = _case(conn, case_id)
     if action is None:
         action = case.proposed_action
+        if action is None and conn.execute(select(TimelineStep.id).where(
+                TimelineStep.case_id == case_id, TimelineStep.kind == "restore",
+                TimelineStep.state == "proposed")).first() is not None:
+            action = "restore"
         if action is None:
             raise CaseError(f"case {case.reference} has no proposed action; name one: "
                             f"{', '.join(ACTIONS)}")
@@ -401,15 +581,21 @@ def approve_action(conn: Connection, case_id: int, now: datetime, actor: Actor,
     state = CaseState(case.state)
     if action == "restore" and state not in (CaseState.RESTRICTED, CaseState.TERMINATED):
         raise CaseError(f"case {case.reference} is {state.value}: nothing to restore")
+    if action == "restore" and actor.kind != "supervisor":
+        raise CaseError(f"only a supervisor lifts a restriction; {actor.name} is "
+                        f"{actor.kind}: a supervisor approves the restore of {case.reference}")
     if action != "restore" and state in (CaseState.TERMINATED, CaseState.CLOSED):
         raise CaseError(f"case {case.reference} is {state.value}")
-    proposed = conn.execute(select(TimelineStep.id).where(
+    proposed = conn.execute(select(TimelineStep.id, TimelineStep.detail).where(
         TimelineStep.case_id == case_id, TimelineStep.kind == action,
-        TimelineStep.state == "proposed")).scalar()
+        TimelineStep.state == "proposed")).first()
     if proposed is not None:
-        conn.execute(update(TimelineStep).where(TimelineStep.id == proposed).values(
-            state="pending", due_at=now, detail={"approved_by": actor.name, "reason": reason}))
-        step_id = int(proposed)
+        detail = {**(proposed.detail or {}), "approved_by": actor.name}
+        detail["reason"] = reason or detail.get("reason") or ""
+        conn.execute(update(TimelineStep).where(TimelineStep.id == proposed.id).values(
+            state="pending", due_at=now, detail=detail))
+        mark_due(conn, case_id)
+        step_id = int(proposed.id)
     else:
         step_id = add_step(conn, case_id, action, now, now, approved_by=actor.name,
                            reason=reason)

@@ -30,6 +30,7 @@ from abuse_desk.models import (
     Notice,
     Report,
     TimelineStep,
+    User,
 )
 from parsers.base import iso_z
 from workflow import case_actions, cases, timeline
@@ -74,11 +75,14 @@ def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
     for name, help_, desc in (
             ("resolve", "mark a case resolved (pending deadline steps are cancelled)",
              "Mark a case resolved: its reminder, deadline and proposed actions are cancelled, "
-             "a restricted service is restored, and the customer is told. A related claim "
-             "within workflow.related_window_days reopens it."),
+             "and the customer is told. A restricted service is restored when --by names a "
+             "supervisor's account (or workflow.auto_actions covers the case); otherwise the "
+             "restore is proposed to a supervisor and the case stays restricted until one "
+             "approves it. A related claim within workflow.related_window_days reopens it."),
             ("escalate", "escalate a case now (fees assessed, an action proposed)",
              "Escalate a case before its deadline: a fee per complaint is written to the "
-             "ledger, the customer is told, and a restriction (or termination) is proposed.")):
+             "ledger, the customer is told, and a restriction (or termination) is proposed. "
+             "Also confirms an escalation the deadline made without an authenticated claim.")):
         p = action(name, help_, desc)
         p.add_argument("--by", required=True, metavar="NAME", help="the specialist")
         p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
@@ -88,7 +92,9 @@ def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
                 "restrict, terminate, restore). It goes to the provisioning hook "
                 "(workflow.action_hook_url or action_hook_command) at the next step run.")
     ap.add_argument("--action", choices=cases.ACTIONS, help="default: the proposed action")
-    ap.add_argument("--by", required=True, metavar="NAME", help="the specialist approving")
+    ap.add_argument("--by", required=True, metavar="NAME",
+                    help="who approves (a restore needs a supervisor's account: abuse-desk "
+                         "users)")
     ap.add_argument("--reason", default="", help="why (kept in the audit trail)")
 
     ex = action("extend", "move a case's deadline", "Move the deadline of an unresolved case; "
@@ -208,21 +214,35 @@ def case_detail(desk: Desk, ref: str) -> dict[str, Any]:
         events = conn.execute(select(Event).where(Event.subject_type == "case",
                                                   Event.subject_id == case.id)
                               .order_by(Event.at, Event.id)).all()
+        claims = cases.count_claims(conn, case.id)
     with desk.sessions() as session:
         reports = session.execute(
             select(Report, Message.received_at, Message.header_from)
             .join(Message, Message.id == Report.message_id)
             .where(Report.case_id == case.id).order_by(Report.id)).all()
+    note = None
+    escalations = [e for e in events if e.action in ("escalated", "escalation-confirmed")]
+    if claims.unauthenticated and case.state in [s.value for s in cases.ACTIVE]:
+        note = cases.unauthenticated_note(claims)
+    elif (case.state == CaseState.ESCALATED.value and escalations
+          and escalations[-1].action == "escalated"
+          and (escalations[-1].detail or {}).get("awaiting_person")):
+        note = ("escalated without an authenticated claim: nothing charged or proposed; "
+                "a specialist decides (escalate the case to confirm)")
     return {
         **row,
         "escalated_at": iso_z(as_utc(case.escalated_at)),
         "resolved_at": iso_z(as_utc(case.resolved_at)),
+        "claims_authenticated": claims.authenticated,
+        "claims_unauthenticated": claims.unauthenticated,
+        "escalation_note": note,
         "reports": [{
             "id": r.id, "message_id": r.message_id, "format": r.format,
             "category": r.category, "type": r.type, "source_ip": r.source_ip,
             "source_port": r.source_port, "occurred_at": iso_z(as_utc(r.occurred_at)),
             "received_at": iso_z(as_utc(received)), "reporter": sender,
-            "duplicates": r.duplicates} for r, received, sender in reports],
+            "duplicates": r.duplicates, "authenticated": cases.is_authenticated(r)}
+            for r, received, sender in reports],
         "steps": [{
             "id": s.id, "kind": s.kind, "state": s.state, "due_at": iso_z(as_utc(s.due_at)),
             "done_at": iso_z(as_utc(s.done_at)), "attempts": s.attempts, "error": s.error,
@@ -261,10 +281,13 @@ def _print_case(detail: dict[str, Any]) -> None:
           f"{detail['report_count']} report(s), fees {detail['fee_currency']} "
           f"{detail['fee_total']}"
           + (f", proposed: {detail['proposed_action']}" if detail["proposed_action"] else ""))
+    if detail["escalation_note"]:
+        print(f"  {detail['escalation_note']}")
     print("  reports:")
     for r in detail["reports"]:
         print(f"    #{r['id']} {r['format']} {r['type']} {r['source_ip'] or '-'} "
-              f"received {_short(r['received_at'])} from {r['reporter'] or '-'}")
+              f"received {_short(r['received_at'])} from {r['reporter'] or '-'}"
+              + ("" if r["authenticated"] else " (unauthenticated)"))
     print("  timeline:")
     for s in detail["steps"]:
         when = _short(s["done_at"] or s["due_at"])
@@ -346,6 +369,16 @@ def run_workflow(args: argparse.Namespace, config: Config, clock: Clock) -> int:
         return _fail(str(exc))
 
 
+def _actor(desk: Desk, name: str) -> cases.Actor:
+    """``--by NAME`` acts with the role of the desk's account NAME (``abuse-desk users``); a
+    name without an enabled account acts as a specialist (it cannot lift a restriction)."""
+    with desk.engine.connect() as conn:
+        row = conn.execute(select(User.role, User.disabled).where(User.name == name)).first()
+    if row is None or row.disabled or row.role not in cases.PEOPLE:
+        return cases.Actor("specialist", name)
+    return cases.Actor(row.role, name)
+
+
 def _cases(args: argparse.Namespace, desk: Desk) -> int:
     command = args.cases_command
     if command == "list":
@@ -366,7 +399,7 @@ def _cases(args: argparse.Namespace, desk: Desk) -> int:
         else:
             _print_case(detail)
         return 0
-    who = cases.Actor("specialist", args.by)
+    who = _actor(desk, args.by)
     said = case_actions.apply(desk, args.case, case_actions.Request(
         action=command, reason=args.reason or "",
         until=getattr(args, "until", None), business_days=getattr(args, "business_days", None),

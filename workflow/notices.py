@@ -21,9 +21,10 @@ import hmac
 import re
 import secrets
 from base64 import urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import getaddresses
+from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -35,7 +36,7 @@ from abuse_desk.db import as_utc, write_transaction
 from abuse_desk.models import Case, Customer, Message, Notice, Report, Setting
 from parsers.base import iso_z
 from parsers.headers import first_address
-from workflow import mailer
+from workflow import mailer, redaction
 from workflow.calendar import BusinessCalendar
 
 MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf-json", "acns", "shadowserver", "spamcop"})
@@ -134,7 +135,8 @@ def _when(value: datetime | None, zone: str) -> str:
     return mailer.format_deadline(value.replace(microsecond=0), zone) if value else ""
 
 
-def _report_view(row: Any, secret: bytes, zone: str) -> dict[str, Any]:
+def _report_view(row: Any, secret: bytes, zone: str,
+                 show_reporter_for: Collection[str] = ()) -> dict[str, Any]:
     fields = row.fields or {}
     evidence = str(fields.get("evidence") or "")
     recipients = mailer.recipients_in_evidence(evidence)
@@ -144,12 +146,23 @@ def _report_view(row: Any, secret: bytes, zone: str) -> dict[str, Any]:
     for value in rcpt if isinstance(rcpt, list) else [rcpt] if isinstance(rcpt, str) else []:
         recipients.extend(mailer.addresses_in(str(value)))
     evidence = mailer.redact(evidence, recipients, secret)
+    # A complaint a person wrote: the customer reads it without the writer's personal data,
+    # unless notify.show_reporter_for names its type or format (workflow/redaction.py).
+    person = (row.format not in MACHINE_FORMATS
+              and not {row.format, row.type} & set(show_reporter_for))
+    if person:
+        display = parseaddr(row.header_from or "")[0]
+        evidence = redaction.redact_person(
+            evidence, names=[n for n in (display, fields.get("reporter_org")) if n],
+            addresses=[a for a in (fields.get("reporter_address"),
+                                   first_address(row.header_from)) if a], secret=secret)
     if len(evidence) > EVIDENCE_LIMIT:
         evidence = evidence[:EVIDENCE_LIMIT] + "\n[... evidence cut here ...]"
     return {
         "received_at": _when(row.received_at, zone),
         "format": row.format,
-        "reporter": _reporter(fields, row.format, row.header_from),
+        "reporter": "a third party" if person else _reporter(fields, row.format,
+                                                             row.header_from),
         "source_ip": row.source_ip, "source_port": row.source_port,
         "occurred_at": _when(row.occurred_at, zone) or None,
         "urls": [str(u) for u in (fields.get("urls") or [])][:20],
@@ -170,15 +183,19 @@ def _reporter(fields: dict[str, Any], fmt: str, header_from: str | None) -> str:
 
 
 def report_views(conn: Connection, case_id: int, secret: bytes, zone: str,
-                 since: datetime | None = None) -> list[dict[str, Any]]:
-    """The case's reports as a notice shows them, evidence redacted (RFC 6590) and cut."""
-    stmt = (select(Report.format, Report.source_ip, Report.source_port, Report.occurred_at,
-                   Report.fields, Message.received_at, Message.header_from)
+                 since: datetime | None = None,
+                 show_reporter_for: Collection[str] = ()) -> list[dict[str, Any]]:
+    """The case's reports as a notice shows them, evidence redacted (RFC 6590; a person's
+    personal data, see :mod:`workflow.redaction`) and cut."""
+    stmt = (select(Report.format, Report.type, Report.source_ip, Report.source_port,
+                   Report.occurred_at, Report.fields, Message.received_at,
+                   Message.header_from)
             .join(Message, Message.id == Report.message_id)
             .where(Report.case_id == case_id).order_by(Report.id))
     if since is not None:
         stmt = stmt.where(Report.created_at >= since)
-    return [_report_view(r, secret, zone) for r in conn.execute(stmt.limit(REPORTS_LIMIT))]
+    return [_report_view(r, secret, zone, show_reporter_for)
+            for r in conn.execute(stmt.limit(REPORTS_LIMIT))]
 
 
 def _money(cents: int, currency: str) -> str:
@@ -203,7 +220,7 @@ def context(conn: Connection, writer: Writer, case: Any, customer: Any, kind: st
                                                FeeEntry.state == "assessed")).one()
         fee = {"amount": _money(cfg.workflow.fee_amount_cents, cfg.workflow.fee_currency),
                "currency": cfg.workflow.fee_currency, "count": int(amounts[0]),
-               "total": _money(int(amounts[1]), cfg.workflow.fee_currency)}
+               "total": _money(int(amounts[1]), cfg.workflow.fee_currency)} if amounts[0] else None
     since = None
     if kind == "update" and detail.get("since"):
         since = datetime.fromisoformat(detail["since"])
@@ -220,8 +237,10 @@ def context(conn: Connection, writer: Writer, case: Any, customer: Any, kind: st
             "time_left": time_left,
         },
         "customer": {"name": customer.name, "external_id": customer.external_id},
-        "reports": report_views(conn, case.id, writer.secret, zone),
-        "new_reports": report_views(conn, case.id, writer.secret, zone, since) if since else [],
+        "reports": report_views(conn, case.id, writer.secret, zone,
+                                show_reporter_for=cfg.notify.show_reporter_for),
+        "new_reports": report_views(conn, case.id, writer.secret, zone, since,
+                                    cfg.notify.show_reporter_for) if since else [],
         "self_service_url": writer.self_service_url(case.id, now),
         "copyright_guide_url": (cfg.notify.copyright_guide_url
                                 if case.type == "copyright" else None),

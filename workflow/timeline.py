@@ -13,7 +13,8 @@ idempotent and re-check the case before acting:
   deadline was extended: the extension scheduled its own step).
 - An action step (restrict, terminate, restore) is claimed with a lease, the provisioning hook is
   called outside any transaction, and the result recorded; a failure retries with backoff, a
-  crash is taken up again when the lease runs out. ``proposed`` steps wait for a specialist.
+  crash is taken up again when the lease runs out. ``proposed`` steps wait for a supervisor's
+  approval; a restore proposed by a specialist's resolve resolves the case once it is done.
 - A notice is claimed (``sending`` with a lease), handed to the transport under the stable key
   ``notice-<id>``, then marked ``sent``; temporary failures retry with backoff up to
   ``notify.max_attempts``, permanent ones mark it ``failed`` on its case.
@@ -235,9 +236,16 @@ def _run_action(desk: Desk, step_id: int) -> str:
             values["proposed_action"] = None
         conn.execute(update(Case).where(Case.id == case.id).values(**values))
         past = {"restrict": "restricted", "terminate": "terminated", "restore": "restored"}
+        detail = step.detail or {}
         cases.event(conn, now, cases.SYSTEM, case.id, past[action], answer=answer,
-                    approved_by=(step.detail or {}).get("approved_by"), reason=reason)
+                    approved_by=detail.get("approved_by"), reason=reason)
         cases.add_step(conn, case.id, "action", now, now, action=action, reason=reason)
+        if action == "restore" and detail.get("resolve") and new_state is CaseState.ESCALATED:
+            # A specialist resolved the restricted case; a supervisor approved lifting it.
+            cases.resolve(conn, wf_cfg, case.id, now,
+                          cases.Actor("supervisor", str(detail.get("approved_by") or "")),
+                          f"{reason} (resolved by {detail.get('proposed_by')}, restore "
+                          f"approved by {detail.get('approved_by')})")
     kick(desk, [case.id])
     return "done"
 

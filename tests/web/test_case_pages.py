@@ -533,3 +533,67 @@ def test_a_form_without_the_csrf_token_changes_nothing(desk: Desk, clock: Clock,
         assert "CSRF" in answer.text
     assert events(desk, case.id) == before
     assert case_by_id(desk, case.id).state == case.state
+
+
+# ---- who lifts a restriction: the web page and the API go through the case rule --------------
+
+def restricted(desk: Desk, clock: Clock) -> Any:
+    """A case escalated at its deadline and restricted with a supervisor's approval."""
+    case = escalated(desk, clock)
+    sue = signed_in(desk, "sue")
+    done(sue, act(sue, case, "approve", approve="", reason="no answer"), case)
+    timeline.run_due(desk)
+    case = case_by_id(desk, case.id)
+    assert case.state == "restricted"
+    return case
+
+
+def restore_steps(desk: Desk, case_id: int) -> list[tuple[str, Any]]:
+    return [(s.state, (s.detail or {}).get("approved_by")) for s in steps_of(desk, case_id)
+            if s.kind == "restore"]
+
+
+def test_a_specialist_resolving_a_restricted_case_on_the_page_does_not_lift_the_restriction(
+        desk: Desk, clock: Clock) -> None:
+    case = restricted(desk, clock)
+    sam = signed_in(desk, "sam")
+    page = done(sam, act(sam, case, "resolve", reason="customer cleaned up"), case)
+    timeline.run_due(desk)
+    assert case_by_id(desk, case.id).state == "restricted"
+    assert restore_steps(desk, case.id) == [("proposed", None)]
+    assert "restore proposed" in page and "the proposed: restore" in page
+    sue = signed_in(desk, "sue")
+    done(sue, act(sue, case, "approve", approve="", reason="ok"), case)
+    timeline.run_due(desk)
+    assert case_by_id(desk, case.id).state == "resolved"
+    assert restore_steps(desk, case.id) == [("done", "sue")]
+
+
+def test_a_specialist_resolving_a_restricted_case_by_the_api_does_not_lift_the_restriction(
+        desk: Desk, clock: Clock) -> None:
+    case = restricted(desk, clock)
+    client = client_for(desk)
+    url = f"/api/v1/cases/{case.reference}/actions"
+    sam = {"Authorization": f"Bearer {auth.add_token(desk.engine, 'sam', 't', clock())}"}
+    answer = client.post(url, headers=sam, json={"action": "resolve", "reason": "fixed"})
+    assert answer.status_code == 200, answer.text
+    timeline.run_due(desk)
+    assert case_by_id(desk, case.id).state == "restricted"
+    assert restore_steps(desk, case.id) == [("proposed", None)]
+    assert "restore proposed" in answer.json()["result"]
+    shown = client.get(f"/api/v1/cases/{case.reference}", headers=sam).json()
+    assert [s["kind"] for s in shown["steps"] if s["state"] == "proposed"] == ["restore"]
+
+
+def test_the_case_page_says_when_unauthenticated_claims_wait_for_a_specialist(
+        desk: Desk, clock: Clock) -> None:
+    for n, sender in enumerate(("a@one.example", "b@two.example", "c@three.example")):
+        message_id = deliver(desk, person("Spam from 45.137.21.7",
+                                          "Your customer at 45.137.21.7 spammed me.",
+                                          f"u{n}", sender=sender))
+        clock.now += timedelta(minutes=1)
+    case = the_case(desk, message_id)
+    page = html_of(signed_in(desk, "sam"), f"/cases/{case.reference}")
+    assert "3 unauthenticated claims: a specialist decides whether to escalate" in page
+    assert page.count("(unauthenticated)") == 3
+    assert case_by_id(desk, case.id).state == "open"

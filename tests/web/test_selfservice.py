@@ -14,7 +14,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from abuse_desk.app import Desk
-from abuse_desk.models import Event
+from abuse_desk.models import Event, TimelineStep
 from tests.workflow.workflow_support import (
     START,
     Clock,
@@ -28,7 +28,7 @@ from tests.workflow.workflow_support import (
     workflow_desk,
 )
 from web.app import create_app
-from workflow import timeline
+from workflow import cases, timeline
 
 DEADLINE_TEXT = "Thursday, 3 December 2026, 10:00 EST (15:00 UTC)"
 LINK = re.compile(r"https?://\S+/self-service/([A-Za-z0-9._-]+)")
@@ -282,3 +282,79 @@ def test_a_form_with_many_fields_is_a_client_error_not_a_crash(desk: Desk) -> No
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert 400 <= response.status_code < 500
     assert case_by_id(desk, case.id).state == "notified"
+
+
+# ---- what the customer sees of a person who complained ---------------------------------------
+
+JANE = (
+    "Spam from 45.137.21.7",
+    "Hello,\r\n\r\n"
+    "my name is Jane Doe and your customer at 45.137.21.7 keeps sending spam to my shop.\r\n"
+    "Nov 24 13:50:01 mx postfix/smtpd[4242]: connect from unknown[45.137.21.7]\r\n"
+    "It advertised http://cheap-watches.example/buy at 2026-11-24 13:50 UTC.\r\n"
+    "Please call me back on +1 (555) 010-4477 or my mobile 0171 5550199.\r\n\r\n"
+    "Best regards,\r\n"
+    "Jane Doe\r\n"
+    "Doe Flowers, 42 Rosewood Lane\r\n"
+    "Springfield, IL 62704\r\n"
+    "Phone: +1 555 010 4478\r\n",
+    "jane1")
+PERSONAL = ("Jane", "Doe", "(555)", "010-4477", "0171", "5550199", "555 010 4478", "Rosewood",
+            "Springfield", "62704", "jane.doe")
+EVIDENCE = ("45.137.21.7", "http://cheap-watches.example/buy", "13:50:01",
+            "postfix/smtpd[4242]: connect from unknown[45.137.21.7]")
+
+
+def customer_mails(desk: Desk) -> list[Any]:
+    return [m for m in outbox(desk) if m["To"] == "noc@alpha.example"]
+
+
+def test_a_free_text_reporters_name_phone_and_address_do_not_reach_the_customer(
+        desk: Desk, clock: Clock) -> None:
+    case, token = notified(desk, person(*JANE, sender="jane.doe@people.example"))
+    assert (case.type, case.customer_id) == ("spam", 1)
+    clock.now = START + timedelta(days=8)  # the reminder, before the deadline
+    timeline.run_due(desk)
+    mails = customer_mails(desk)
+    assert [m["Message-ID"].split(".")[1] for m in mails] == ["notice", "reminder"]
+    shown = {"self-service page": page(desk, token).text}
+    for mail in mails:
+        shown[f"{mail['Message-ID']} text"] = text_of(mail)
+        shown[f"{mail['Message-ID']} html"] = str(mail.get_body(("html",)).get_content())
+    for where, text in shown.items():
+        leaked = [p for p in PERSONAL if p.lower() in text.lower()]
+        assert not leaked, (where, leaked, text)
+        assert all(e in text.replace("&amp;", "&") for e in EVIDENCE), (where, text)
+        assert "a third party" in text or "self-service" in where, (where, text)
+    assert "[phone removed]" in shown["self-service page"]
+    assert "[signature removed]" in shown["self-service page"]
+
+
+def test_a_configured_reporter_class_is_shown_as_written(tmp_path: Path, clock: Clock) -> None:
+    desk = workflow_desk(tmp_path, clock, notify={"show_reporter_for": ["spam"]})
+    _case, token = notified(desk, person(*JANE, sender="jane.doe@people.example"))
+    (mail,) = customer_mails(desk)
+    for text in (text_of(mail), page(desk, token).text):
+        assert "Jane Doe" in text and "+1 (555) 010-4477" in text and "Rosewood" in text
+
+
+def test_fixed_on_a_restricted_case_goes_through_the_lift_rule(desk: Desk,
+                                                               clock: Clock) -> None:
+    """The page asks the case rule (workflow.cases.may_resolve) whether "fixed" resolves: not
+    on a restricted case, so the restriction stays and no restore is proposed or approved."""
+    case, token = notified(desk, arf("45.137.21.7"))
+    clock.now = START + timedelta(days=10)
+    timeline.run_due(desk)  # the deadline passed: escalated, restriction proposed
+    with desk.engine.begin() as conn:
+        cases.approve_action(conn, case.id, clock.now, cases.Actor("supervisor", "sue"))
+    timeline.run_due(desk)
+    assert case_by_id(desk, case.id).state == "restricted"
+    response = post(desk, token, data={"answer": "all clean, please restore", "fixed": "1"})
+    assert response.status_code == 200 and "with our abuse team" in response.text
+    timeline.run_due(desk)
+    assert case_by_id(desk, case.id).state == "restricted"
+    with desk.engine.connect() as conn:
+        kinds = list(conn.execute(select(TimelineStep.kind).where(
+            TimelineStep.case_id == case.id)).scalars())
+    assert "restore" not in kinds
+    assert [e.action for e in customer_events(desk, case.id)] == ["customer-responded"]

@@ -24,6 +24,7 @@ from workflow.cli import case_detail, case_rows, export_fees
 
 from .workflow_support import (
     START,
+    TRUSTED_FBL,
     Clock,
     arf,
     case_by_id,
@@ -309,9 +310,9 @@ def test_approved_restriction_runs_the_hook_and_restores_on_resolve(
     assert log.read_text().startswith(f"restrict C-1 {case.reference}\n")
     assert case_by_id(desk, case.id).state == "restricted"
     assert [n.kind for n in notices_of(desk, case.id)][-1] == "action"
-    with desk.engine.begin() as conn:
-        cases.resolve(conn, desk.config.workflow, case.id, clock.now,
-                      cases.Actor("specialist", "alice"), "fixed")
+    with desk.engine.begin() as conn:  # a supervisor's resolve lifts it (tests/workflow/
+        cases.resolve(conn, desk.config.workflow, case.id, clock.now,  # test_claim_trust.py:
+                      cases.Actor("supervisor", "sue"), "fixed")  # a specialist's does not)
     timeline.run_due(desk)
     assert f"restore C-1 {case.reference}" in log.read_text()
     assert case_by_id(desk, case.id).state == "resolved"
@@ -628,7 +629,12 @@ def test_cases_show_prints_the_timeline(desk: Desk, clock: Clock,
 
 
 
-def test_the_pipeline_hands_the_broker_only_work_that_is_due_now(desk: Desk) -> None:
+def test_the_pipeline_hands_the_broker_only_work_that_is_due_now(tmp_path: Path,
+                                                                 clock: Clock) -> None:
+    # Jane is a reporter the desk trusts (by configuration), so her claim counts as the third.
+    jane = {"name": "Jane", "senders": ["jane@people.example"], "require_dkim": False}
+    desk = workflow_desk(tmp_path, clock,
+                         classifier={"trusted_reporters": [TRUSTED_FBL, jane]})
     sent: list[tuple[str, int]] = []
     desk.enqueue = lambda actor, ident: sent.append((actor, ident))
     case = the_case(desk, deliver(desk, arf("45.137.21.7", 1)))

@@ -29,6 +29,11 @@ C-3,Gamma Nomail,,46.29.160.0/24,,
 """
 # Tue 2026-11-24 10:00 in New York: two days before US Thanksgiving.
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+# The feedback loop of arf(): a reporter trusted by configuration (its mails are not signed, so
+# it is believed by its From alone), so its claims are authenticated and count toward repeats,
+# fees and restrictions. person() complaints are not authenticated (no DKIM, not listed).
+FBL_SENDER = "fbl@mailbox.example"
+TRUSTED_FBL = {"name": "Mailbox FBL", "senders": [FBL_SENDER], "require_dkim": False}
 
 
 @dataclass
@@ -42,7 +47,8 @@ class Clock:
 def workflow_desk(tmp_path: Path, clock: Clock, **sections: dict[str, Any]) -> Desk:
     workflow = {"time_zone": "America/New_York", "holiday_country": "US",
                 "closure_dates": ["2026-11-27"], **sections.pop("workflow", {})}
-    config = make_config(tmp_path, workflow=workflow, **sections)
+    classifier = {"trusted_reporters": [TRUSTED_FBL], **sections.pop("classifier", {})}
+    config = make_config(tmp_path, workflow=workflow, classifier=classifier, **sections)
     desk = open_desk(config, clock=clock)
     upgrade(desk.engine)
     csv = tmp_path / "customers.csv"
@@ -51,9 +57,10 @@ def workflow_desk(tmp_path: Path, clock: Clock, **sections: dict[str, Any]) -> D
     return desk
 
 
-def arf(ip: str, n: int = 1, feedback: str = "abuse", sender: str = "fbl@mailbox.example",
+def arf(ip: str, n: int = 1, feedback: str = "abuse", sender: str = FBL_SENDER,
         extra_headers: str = "") -> bytes:
-    """A feedback-loop report (RFC 5965) about spam from *ip*."""
+    """A feedback-loop report (RFC 5965) about spam from *ip* (from the trusted test feedback
+    loop unless *sender* says otherwise)."""
     return (
         f"From: Mailbox FBL <{sender}>\r\nTo: abuse@localhost\r\n"
         f"Subject: FW: Cheap watches {n}\r\nDate: Tue, 24 Nov 2026 14:00:00 +0000\r\n"

@@ -181,6 +181,18 @@ def _check_sender(desk: Desk, row: Any, outcome: Outcome) -> dict[str, Any] | No
     auth = desk.workflow.authenticator.check(
         row.raw, mail_from=row.mail_from, peer_ip=row.peer_ip, helo=row.helo).to_json()
     outcome.values["sender_authentication"] = auth
+    tokens = replies.envelope_reply_tokens(row.rcpt_tos)
+    if tokens and result.disposition is Disposition.REPORT:  # sent to a notice's Reply-To
+        with desk.engine.connect() as conn:
+            known = replies.known_reply_token(conn, tokens)
+        if known:
+            outcome.state, outcome.reason, outcome.decisions = MessageState.PROCESSED, None, []
+            outcome.result = ParseResult(
+                disposition=Disposition.REPLY, format="reply", parser="reply",
+                extra={"case_reference": case_reference(outcome.values.get("header_subject")),
+                       "reply_tokens": tokens})
+            outcome.values.update(disposition=Disposition.REPLY.value, format="reply")
+            return None
     subject = outcome.values.get("header_subject")
     if case_reference(subject) is None:
         return None

@@ -106,6 +106,17 @@ def case_tag(conn: Connection, subject: str | None,
 
 # ---- replies -------------------------------------------------------------------------------------
 
+def envelope_reply_tokens(rcpt_tos: Sequence[str] | None) -> list[str]:
+    """The reply tokens of our tagged addresses among the envelope's recipients."""
+    return _envelope_tokens(REPLY_TOKEN, rcpt_tos)
+
+
+def known_reply_token(conn: Connection, tokens: Sequence[str]) -> bool:
+    """Whether one of *tokens* is the reply token of a mail of ours."""
+    return bool(tokens) and conn.execute(select(Notice.id).where(
+        Notice.reply_token.in_(list(tokens))).limit(1)).first() is not None
+
+
 def _named_mail(conn: Connection, message_ids: Sequence[str], tokens: Sequence[str]) -> Any:
     """The newest of our mails that *message_ids* (exact Message-IDs) or *tokens* (reply
     tokens) name, or None."""

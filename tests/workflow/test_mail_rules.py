@@ -132,13 +132,15 @@ def test_forged_from_gets_no_acknowledgement(desk: Desk) -> None:
          "Received: from attacker by mx.desk.test\r\n").encode()
         + person(*phishing(4), "f4", sender="victim@people.example"),  # the forged pass below
     ]
-    for n, raw in enumerate(forged):
-        message_id = deliver(desk, raw, mail_from=f"bounce{n}@attacker.example")
+    ids = [deliver(desk, raw, mail_from=f"bounce{n}@attacker.example")
+           for n, raw in enumerate(forged)]
+    for message_id in ids:
         assert the_case(desk, message_id) is not None  # the complaint itself is taken
-        assert message_row_of(desk, message_id).sender_authentication["authenticated"] is False
     timeline.run_due(desk)
     assert acks(desk) == []
     assert {m["To"] for m in outbox(desk)} == {"noc@alpha.example"}
+    for message_id in ids:
+        assert message_row_of(desk, message_id).sender_authentication["authenticated"] is False
 
 
 def test_ack_subject_echoes_no_attacker_text(desk: Desk) -> None:
@@ -170,10 +172,11 @@ def test_xarf4_senders_get_no_acknowledgement(desk: Desk) -> None:
     raw = authenticated("scan-sentinel.example").encode() + msg.as_bytes()
     message_id = deliver(desk, raw, mail_from="reports@scan-sentinel.example")
     assert message_row_of(desk, message_id).format == "xarf4"
-    assert message_row_of(desk, message_id).sender_authentication["authenticated"] is True
     case = the_case(desk, message_id)
     timeline.run_due(desk)
     assert acks(desk) == []
+    # Not for want of authentication: its From is authenticated; a machine gets no answer.
+    assert message_row_of(desk, message_id).sender_authentication["authenticated"] is True
     (notice,) = outbox(desk)
     # Named to the customer as the organisation it is, not as "a third party".
     assert "Scan Sentinel" in text_of(notice) and "a third party" not in text_of(notice)

@@ -302,6 +302,8 @@ def process_message(desk: Desk, message_id: int) -> str:
                                                     rcpt_tos=row.rcpt_tos)
                 if threaded.note:
                     detail["threaded"] = threaded.note
+                    if threaded.case_id is None:  # a DSN that proves nothing: counted here
+                        log.info("%s", threaded.note)
                 if threaded.case_id is not None:
                     detail["case"] = threaded.case_id
                 elif threaded.review is not None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from parsers.guards import mailbox_of
 from parsers.registry import default_registry
 
 REGISTRY = default_registry("desk.integra-isp.example")
@@ -75,3 +78,20 @@ def test_thousands_of_tokens_are_read_in_bounded_time_and_number() -> None:
     assert time.monotonic() - started < 5  # a hang guard, not a speed target
     assert result.disposition.value == "reply"
     assert 1 <= len(result.extra["reply_tokens"]) <= 10
+
+
+@pytest.mark.parametrize("local, delimiter, mailbox", [
+    ("abuse", "+", "abuse"),
+    (f"abuse+r-{TOKEN}", "+", "abuse"),
+    (f"Abuse+b-{TOKEN}", "+", "Abuse"),
+    ("abuse+x%evil.example", "+", None),  # a % hack does not ride in a tag
+    ("abuse+evil.example!x", "+", None),
+    ("abuse+", "+", None),
+    ("+r-x", "+", None),
+    (f"abuse+r-{TOKEN}", "", f"abuse+r-{TOKEN}"),  # no delimiter: the whole local part
+    (f"abuse-r-{TOKEN}", "-", "abuse"),
+])
+def test_the_mailbox_a_tagged_local_part_names(local: str, delimiter: str,
+                                                mailbox: str | None) -> None:
+    # For ingest/smtp.py's recipient check (IntakeHandler.accepts).
+    assert mailbox_of(local, delimiter) == mailbox

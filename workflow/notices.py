@@ -130,9 +130,6 @@ def read_token(secret: bytes, token: str, now: datetime) -> int:
 
 # ---- the tokens of our mails ----------------------------------------------------------------
 
-TOKEN = re.compile(r"[a-z2-7]{26}")
-
-
 def new_token() -> str:
     """130 random bits in 26 characters of lower-case base32: fit for a local part (and safe
     from the MTAs that lower-case one)."""

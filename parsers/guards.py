@@ -149,7 +149,11 @@ class BounceParser:
         ours: list[str] = []
         status = diagnostic = None
         texts = [v for name in RECIPIENT_HEADERS for v in mail.headers(name)]
+        receipt = str(mail.msg.get_param("report-type", "") or "").lower() == \
+            "disposition-notification"
         for part in mail.parts:
+            if part.content_type == "message/disposition-notification":
+                receipt = True
             if part.content_type in ("message/delivery-status",
                                      "message/global-delivery-status"):
                 text = part.text()
@@ -165,7 +169,8 @@ class BounceParser:
                 ours += [m.group(1).lower() for m in self._ours.finditer(text)]
         return ParseResult(disposition=Disposition.IGNORED, format="bounce", extra={
             "notice_message_ids": list(dict.fromkeys(ours))[:MAX_TOKENS], "status": status,
-            "diagnostic": diagnostic, "bounce_tokens": tokens_in(BOUNCE_TOKEN, texts)})
+            "diagnostic": diagnostic, "bounce_tokens": tokens_in(BOUNCE_TOKEN, texts),
+            "read_receipt": receipt})
 
 
 class AutoReplyParser:

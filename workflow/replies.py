@@ -17,7 +17,9 @@ What proves what (``workflow/notices.py`` makes the tokens):
   no case at all sends the message to review, as a reply that matched nothing.
 * **A bounce** marks a mail bounced only when it came with a null envelope sender (as DSNs do,
   RFC 5321 section 4.5.5) and names the mail's bounce token (its VERP envelope sender
-  ``abuse+b-TOKEN@``); any other DSN is ignored, with the reason on the message's event.
+  ``abuse+b-TOKEN@``), and is a failure: not a delay warning (4.x.x) or a success notice
+  (2.x.x), not a read receipt. Any other DSN is ignored, with the reason on the message's
+  event and in the log.
 """
 
 from __future__ import annotations
@@ -184,6 +186,11 @@ def attach_bounce(conn: Connection, message_id: int, result: ParseResult, now: d
                           .order_by(Notice.id.desc()).limit(1)).first()
     if notice is None:
         return Threaded(note="DSN ignored: no mail of ours has its bounce token")
+    status = str(extra.get("status") or "")
+    if extra.get("read_receipt"):
+        return Threaded(note=f"a read receipt (MDN) for notice {notice.id}: not a bounce")
+    if status[:1] in ("2", "4"):  # relayed or delivered; or delayed, still trying
+        return Threaded(note=f"DSN status {status} for notice {notice.id}: not a bounce")
     conn.execute(update(Notice).where(Notice.id == notice.id).values(
         state="bounced", bounced_at=now,
         error=" ".join(str(v) for v in (extra.get("status"), extra.get("diagnostic")) if v)

@@ -370,3 +370,19 @@ def test_a_real_dsn_to_the_verp_address_marks_the_notice(desk: Desk) -> None:
     (row,) = notices_of(desk, case.id)
     assert row.state == "bounced" and "5.1.1" in row.error
     assert ("system", "timeline", "notice-bounced") in case_events(desk, case.id)
+
+
+@pytest.mark.parametrize("status, receipt", [("4.4.1", False), ("2.0.0", False),
+                                             ("5.1.1", True)])
+def test_a_delay_warning_or_a_read_receipt_is_no_bounce(desk: Desk, status: str,
+                                                        receipt: bool) -> None:
+    case, notice = notified(desk)
+    (row,) = notices_of(desk, case.id)
+    verp = f"abuse+b-{row.bounce_token}@integra-isp.example"
+    raw = dsn(verp, f"Message-ID: {notice['Message-ID']}").replace(
+        b"Status: 5.1.1", f"Status: {status}".encode())
+    if receipt:
+        raw = raw.replace(b"report-type=delivery-status", b"report-type=disposition-notification")
+    message_id = receive(desk, raw, mail_from="", rcpt=[verp])
+    (row,) = notices_of(desk, case.id)
+    assert (row.state, message_row_of(desk, message_id).case_id) == ("sent", None)

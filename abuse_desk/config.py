@@ -69,6 +69,7 @@ class SmtpConfig:
     tls_cert: str = ""
     tls_key: str = ""
     require_tls: bool = False
+    recipient_delimiter: str = "+"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ class ClassifierConfig:
     resolver_hook_negative_ttl_s: float = 300.0
     duplicate_window_days: int = 30
     index_refresh_s: float = 5.0
+    authserv_id: str = ""
+    spf_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,8 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("smtp", "max_commands"): (lambda v: v >= 10, "10 or more"),
     ("smtp", "max_recipients"): (lambda v: v > 0, "a positive number (RFC 5321 says 100)"),
     ("smtp", "max_bytes_in_flight"): (lambda v: v > 0, "a positive number of bytes"),
+    ("smtp", "recipient_delimiter"): (lambda v: v in ("", "+", "-", "=", "_", "."),
+                                      'one of "+", "-", "=", "_", "." or "" (none)'),
     ("pipeline", "worker_threads"): (lambda v: v > 0, "a positive number"),
     ("pipeline", "max_retries"): (lambda v: v >= 0, "zero or more"),
     ("pipeline", "sweep_interval_s"): (lambda v: v > 0, "a positive number of seconds"),
@@ -308,6 +313,9 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("classifier", "confidence_threshold"): (lambda v: 0 <= v <= 1, "a number from 0 to 1"),
     ("classifier", "resolver_hook_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
     ("classifier", "duplicate_window_days"): (lambda v: v > 0, "a positive number of days"),
+    ("classifier", "authserv_id"): (lambda v: not any(c.isspace() or c in ";()\"" for c in v),
+                                    "an authserv-id such as mx.example.net (no spaces), or \"\""),
+    ("classifier", "spf_timeout_s"): (lambda v: v >= 0, "zero (no SPF check) or more seconds"),
     ("workflow", "time_zone"): (_is_time_zone, "an IANA time zone such as Europe/Berlin"),
     ("workflow", "holiday_country"): (_is_country, "a country code the holidays package knows "
                                       "(US, DE, GB, ...) or \"\" for none"),

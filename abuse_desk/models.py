@@ -82,6 +82,9 @@ class Message(Base):
     header_date: Mapped[str | None] = mapped_column(Text)
     # A reply to one of our notices, or a bounce of one, is attached to its case.
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    # Whether its From is authenticated (classifier/authentication.py): the pipeline writes it,
+    # acknowledgements and threading read it. None: never checked (no acknowledgement).
+    sender_authentication: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_messages_state_enqueued", "state", "enqueued_at"),)
 
@@ -261,6 +264,12 @@ class Notice(Base):
     lease_until: Mapped[datetime | None]
     receipt: Mapped[str | None] = mapped_column(Text)  # the transport's answer
     bounced_at: Mapped[datetime | None]
+    # Unguessable, one pair per mail (workflow/notices.py): a reply naming reply_token (in the
+    # Message-ID it answers, or the Reply-To address it was sent to) comes from whoever received
+    # this mail; a DSN with a null sender naming bounce_token (the VERP envelope sender) is a
+    # bounce of this mail. None for mails written before tokens existed.
+    reply_token: Mapped[str | None] = mapped_column(String(32), unique=True)
+    bounce_token: Mapped[str | None] = mapped_column(String(32), unique=True)
 
     __table_args__ = (Index("ix_notices_state_next", "state", "next_attempt_at"),)
 

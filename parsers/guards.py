@@ -1,5 +1,18 @@
 """Guards, tried before any report format: replies to our own notices, bounces, auto-replies.
 
+A **reply** is a message that answers one of our mails by naming it: one of our Message-IDs in
+In-Reply-To/References, or our reply address ``abuse+r-TOKEN@`` among its recipients. Whether
+the named mail exists, and so which case the reply belongs to, the workflow decides
+(``workflow/replies.py``): a Message-ID or a token no mail of ours has proves nothing. Our
+case tag in the Subject alone (``[Abuse Case C-2026-000123]``) does not make a reply: case
+references are sequential, anyone can write one. Such a message is parsed as any other; the
+workflow threads it only when it comes from an authenticated contact of the case's customer,
+and keeps the reference as a hint otherwise.
+
+A **bounce** (DSN, MDN) counts for one of our mails only when it names the mail's bounce token
+(``abuse+b-TOKEN@``, the VERP envelope sender the mail went out with) and came with a null
+envelope sender; the guard reads the tokens, the workflow checks both.
+
 ``Auto-Submitted: auto-generated`` alone proves nothing here: blocklists, Netcraft, IP-Echelon and
 abusix put it on real reports (it means "do not auto-reply to this"). Only ``auto-replied`` and
 the other auto-reply markers make a message an auto-reply.
@@ -32,8 +45,50 @@ _BOUNCE_SUBJECT = re.compile(
     r"returned mail|mail delivery (?:failed|system)|failure notice|non[- ]?delivery)", re.I)
 
 
+# The tokens of our tagged addresses (workflow/notices.py: 26 characters of base32), after any
+# of the recipient delimiters smtp.recipient_delimiter allows.
+REPLY_TOKEN = re.compile(r"[+\-=_.]r-([a-z2-7]{26})@", re.I)
+BOUNCE_TOKEN = re.compile(r"[+\-=_.]b-([a-z2-7]{26})@", re.I)
+# Where a mail names the address it was sent to.
+RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To",
+                     "X-Envelope-To")
+MAX_TOKENS = 10  # tokens read from one message
+
+
+_TAG = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def mailbox_of(local: str, delimiter: str) -> str | None:
+    """The mailbox a recipient's local part names, for the listener's recipient check:
+    ``abuse`` for ``abuse``, and (with *delimiter* ``"+"``) for ``abuse+r-TOKEN``; None for a
+    tag that is not letters, digits and '-' (no ``%``, ``!`` or other relaying tricks ride in
+    a tag). Without a delimiter the local part is the mailbox."""
+    if not delimiter or delimiter not in local:
+        return local
+    mailbox, _, tag = local.partition(delimiter)
+    return mailbox if mailbox and _TAG.fullmatch(tag) else None
+
+
+def tokens_in(pattern: re.Pattern[str], texts: list[str]) -> list[str]:
+    """The distinct tokens *pattern* finds in *texts* (lower case, at most MAX_TOKENS)."""
+    found: dict[str, None] = {}
+    for text in texts:
+        for match in pattern.finditer(text):
+            found.setdefault(match.group(1).lower())
+            if len(found) >= MAX_TOKENS:
+                return list(found)
+    return list(found)
+
+
+def case_reference(subject: str | None) -> str | None:
+    """The case reference a Subject names (``[Abuse Case C-2026-000123]``, ``[C-...]``)."""
+    tag = CASE_TAG.search(subject or "")
+    return tag.group(1).upper() if tag else None
+
+
 class ReplyParser:
-    """A reply to one of our notices: our Message-ID in In-Reply-To/References, or our case tag."""
+    """A message that names one of our mails: our Message-ID in In-Reply-To/References, or our
+    reply address among its recipients. The workflow checks that the mail exists."""
 
     name = "reply"
     stage = Stage.GUARD
@@ -41,23 +96,32 @@ class ReplyParser:
     def __init__(self, message_id_domain: str = "abuse-desk.localhost") -> None:
         self._ours = re.compile(r"<[^<>@\s]+@" + re.escape(message_id_domain.lower()) + ">")
 
+    def _recipients(self, mail: Mail) -> list[str]:
+        return [v for name in RECIPIENT_HEADERS for v in mail.headers(name)]
+
     def matches(self, mail: Mail) -> bool:
         refs = " ".join(mail.headers("In-Reply-To") + mail.headers("References")).lower()
-        return bool(self._ours.search(refs) or CASE_TAG.search(mail.subject))
+        return bool(self._ours.search(refs)
+                    or tokens_in(REPLY_TOKEN, self._recipients(mail)))
 
     def parse(self, mail: Mail) -> ParseResult:
-        tag = CASE_TAG.search(mail.subject)
         refs = mail.headers("In-Reply-To") + mail.headers("References")
         ours = [m.group(0) for ref in refs for m in self._ours.finditer(ref.lower())]
-        # The workflow attaches the reply to its case by either of these.
+        # The workflow attaches the reply to the case of the mail these name; the case tag of
+        # the Subject is kept for people to read, it threads nothing.
         return ParseResult(disposition=Disposition.REPLY, format="reply", extra={
-            "case_reference": tag.group(1).upper() if tag else None, "notice_message_ids": ours})
+            "case_reference": case_reference(mail.subject),
+            "notice_message_ids": list(dict.fromkeys(ours))[:MAX_TOKENS],
+            "reply_tokens": tokens_in(REPLY_TOKEN, self._recipients(mail))})
 
 
 class BounceParser:
     """Delivery-status notifications (RFC 3464) and read receipts (RFC 8098). A bounce of one
-    of our notices names its Message-ID in the returned headers; the workflow marks that notice
-    bounced on its case."""
+    of our mails is sent to its VERP envelope sender, ``abuse+b-TOKEN@``: the guard reads the
+    tokens from the recipient headers and the delivery-status and returned-header parts (the
+    workflow adds those of the envelope); the workflow marks the mail bounced on its case only
+    for a token of ours and a null envelope sender. Our Message-IDs in the returned headers are
+    kept for people to read: anyone can copy one into a forged DSN."""
 
     name = "bounce"
     stage = Stage.GUARD
@@ -84,20 +148,29 @@ class BounceParser:
     def parse(self, mail: Mail) -> ParseResult:
         ours: list[str] = []
         status = diagnostic = None
+        texts = [v for name in RECIPIENT_HEADERS for v in mail.headers(name)]
+        receipt = str(mail.msg.get_param("report-type", "") or "").lower() == \
+            "disposition-notification"
         for part in mail.parts:
+            if part.content_type == "message/disposition-notification":
+                receipt = True
             if part.content_type in ("message/delivery-status",
                                      "message/global-delivery-status"):
                 text = part.text()
+                texts.append(text[:200_000])
                 found = re.search(r"^status:\s*([245]\.\d{1,3}\.\d{1,3})", text, re.I | re.M)
                 status = status or (found.group(1) if found else None)
                 found = re.search(r"^diagnostic-code:\s*(.{1,300})", text, re.I | re.M)
                 diagnostic = diagnostic or (found.group(1).strip() if found else None)
             elif part.content_type in ("message/rfc822", "text/rfc822-headers",
                                        "message/rfc822-headers", "text/plain"):
-                ours += [m.group(1).lower() for m in self._ours.finditer(part.text()[:200_000])]
+                text = part.text()[:200_000]
+                texts.append(text)
+                ours += [m.group(1).lower() for m in self._ours.finditer(text)]
         return ParseResult(disposition=Disposition.IGNORED, format="bounce", extra={
-            "notice_message_ids": list(dict.fromkeys(ours)), "status": status,
-            "diagnostic": diagnostic})
+            "notice_message_ids": list(dict.fromkeys(ours))[:MAX_TOKENS], "status": status,
+            "diagnostic": diagnostic, "bounce_tokens": tokens_in(BOUNCE_TOKEN, texts),
+            "read_receipt": receipt})
 
 
 class AutoReplyParser:

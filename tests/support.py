@@ -69,8 +69,10 @@ def config_env(config: Config) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABUSE_DESK_")}
     env["ABUSE_DESK_CONFIG"] = os.devnull  # not ./config.toml: only what is set here
     for section in ("database", "broker", "smtp", "web", "pipeline", "parsers", "log", "metrics",
-                    "workflow", "notify"):
+                    "workflow", "notify", "classifier"):
         for key, value in vars(getattr(config, section)).items():
+            if key == "trusted_reporters":  # tables: not written as one variable
+                continue
             env[f"ABUSE_DESK_{section.upper()}__{key.upper()}"] = json.dumps(value)
     env["PYTHONUNBUFFERED"] = "1"
     return env

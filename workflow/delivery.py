@@ -56,7 +56,10 @@ def _check_key(key: str) -> str:
 
 
 class MaildirTransport:
-    """Writes each notice as ``new/<key>.eml`` in a Maildir (tmp/, new/, cur/, made mode 0o700).
+    """Writes each notice as ``new/<key>.eml`` in a Maildir (tmp/, new/, cur/, made mode 0o700),
+    with the envelope sender as its first line, ``Return-Path: <mail_from>`` (as a delivering
+    MTA writes it: whatever relays the file on must send it from there, the notice's VERP
+    address, so that its bounces come back matched to it).
 
     Idempotent by key: the message is written to ``tmp/``, fsynced, and renamed over
     ``new/<key>.eml`` (then ``new/`` is fsynced), so a second send of the same key replaces the
@@ -75,10 +78,13 @@ class MaildirTransport:
         return f"MaildirTransport({str(self.path)!r})"
 
     def send(self, *, mail_from: str, to: str, raw: bytes, key: str) -> str:
-        """Deliver *raw* as ``new/<key>.eml``; the envelope is not recorded in a Maildir."""
+        """Deliver *raw* as ``new/<key>.eml``, after a ``Return-Path:`` line naming
+        *mail_from* (the recipient is not recorded)."""
         name = _check_key(key) + ".eml"
+        if any(c in mail_from for c in "\r\n<>"):
+            raise ValueError(f"address {mail_from!r} contains CR, LF, '<' or '>'")
         try:
-            return self._deliver(name, raw)
+            return self._deliver(name, b"Return-Path: <" + mail_from.encode() + b">\r\n" + raw)
         except OSError as exc:
             raise DeliveryError(f"maildir {self.path}: cannot deliver {name}: {exc}",
                                 permanent=False) from exc

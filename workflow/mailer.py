@@ -241,17 +241,20 @@ def _plain_address(value: str, what: str) -> str:
 def compose(*, from_addr: str, from_name: str, to_addr: str, subject: str, message_id: str,
             date: datetime, text: str, html: str | None = None, in_reply_to: str | None = None,
             references: Sequence[str] = (), auto_submitted: str = "auto-generated",
-            organization: str = "", extra_headers: Mapping[str, str] | None = None) -> bytes:
+            organization: str = "", extra_headers: Mapping[str, str] | None = None,
+            reply_to: str | None = None) -> bytes:
     """The complete message as bytes with CRLF line ends (policy SMTP).
 
     Every header value passes :func:`header_safe` (non-ASCII becomes RFC 2047); In-Reply-To and
-    References keep only values passing :func:`msg_id_or_none`. Bodies are UTF-8,
-    quoted-printable: text/plain alone, or multipart/alternative with text/html. Raises
-    ValueError for an address that is not plain, a bad Message-ID, a naive date, or an extra
-    header that is malformed or one compose() sets itself.
+    References keep only values passing :func:`msg_id_or_none`. *reply_to*, a plain address,
+    becomes the Reply-To (our own tagged address: replies to it carry the notice's token).
+    Bodies are UTF-8, quoted-printable: text/plain alone, or multipart/alternative with
+    text/html. Raises ValueError for an address that is not plain, a bad Message-ID, a naive
+    date, or an extra header that is malformed or one compose() sets itself.
     """
     sender = _plain_address(from_addr, "from_addr")
     recipient = _plain_address(to_addr, "to_addr")
+    answer_to = _plain_address(reply_to, "reply_to") if reply_to is not None else None
     own_id = msg_id_or_none(message_id)
     if own_id is None or own_id != message_id:
         raise ValueError(f"message_id is not a single <left@right> msg-id: {message_id!r}")
@@ -261,6 +264,8 @@ def compose(*, from_addr: str, from_name: str, to_addr: str, subject: str, messa
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = Address(display_name=header_safe(from_name, 100), addr_spec=sender)
     msg["To"] = Address(addr_spec=recipient)
+    if answer_to is not None:
+        msg["Reply-To"] = Address(addr_spec=answer_to)
     msg["Subject"] = header_safe(subject, 250)
     msg["Date"] = format_datetime(date)
     msg.set_raw("Message-ID", own_id)

@@ -6,10 +6,23 @@ A notice row holds the exact bytes to send, so a retry sends the same mail with 
 Message-ID; the row is created in the same transaction as the step that asked for it, and
 ``notices.step_id`` (unique) makes that one mail per step however often the step is delivered.
 
-Acknowledgements go to people only: never to a null sender, to mail marked ``Auto-Submitted``
-(other than ``no``), ``Precedence: bulk/list/junk``, mailing lists (``List-*``), or to the
-machine formats (ARF, X-ARF, XARF, ACNS, Shadowserver, SpamCop); at most
-``notify.ack_limit_per_sender`` per sender address per window, one per message.
+Acknowledgements go to people only, and only to a sender whose From is authenticated
+(``messages.sender_authentication``, see ``classifier/authentication.py``): to that From, or to
+the Reply-To when its domain is aligned with the authenticated From domain. Never to a null
+sender, to mail marked ``Auto-Submitted`` (other than ``no``), ``Precedence: bulk/list/junk``,
+mailing lists (``List-*``), or to the machine formats (:data:`MACHINE_FORMATS`); at most
+``notify.ack_limit_per_sender`` per sender address per window, one per message. Their Subject
+is ours alone (``[Abuse Case C-...] We received your report``): nothing the reporter wrote goes
+into it; their subject appears in the body only, cut short.
+
+Every mail gets two tokens of its own (:func:`new_token`, 130 random bits, stored on its row):
+the **reply token** is the random part of its Message-ID and, for mails to customers, of its
+Reply-To (``abuse+r-TOKEN@``): a reply that names it (In-Reply-To/References, or sent to that
+address) comes from someone who received that mail, and threads into its case (as the
+customer's answer for a customer mail, as a reporter's follow-up for an acknowledgement). The
+**bounce token** is in the envelope sender (VERP, ``abuse+b-TOKEN@``): a DSN with a null sender
+that names it is a bounce of that mail. The case reference (``C-2026-000123``, sequential) is
+for people to read; nothing threads or authorizes on it alone.
 """
 
 from __future__ import annotations
@@ -20,8 +33,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from base64 import urlsafe_b64decode, urlsafe_b64encode
-from collections.abc import Collection
+from base64 import b32encode, urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import getaddresses, parseaddr
@@ -34,12 +47,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from abuse_desk.config import Config
 from abuse_desk.db import as_utc, write_transaction
 from abuse_desk.models import Case, Customer, Message, Notice, Report, Setting
+from classifier.trust import aligned
 from parsers.base import iso_z
 from parsers.headers import first_address
 from workflow import mailer, redaction
 from workflow.calendar import BusinessCalendar
 
-MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf-json", "acns", "shadowserver", "spamcop"})
+# Formats (parsers.base.FORMATS, as the parsers name them) that machines send: their senders
+# get no acknowledgement, and notices name them by domain.
+MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf4", "acns", "shadowserver", "spamcop"})
+ACK_SUBJECT = "We received your report"
+THEIR_SUBJECT_LIMIT = 80  # characters of the reporter's subject an acknowledgement's body shows
 EVIDENCE_LIMIT = 8_000  # characters of evidence per report in a notice
 REPORTS_LIMIT = 20  # reports listed per notice (the rest are counted)
 
@@ -110,6 +128,37 @@ def read_token(secret: bytes, token: str, now: datetime) -> int:
     return int(parts[0])
 
 
+# ---- the tokens of our mails ----------------------------------------------------------------
+
+def new_token() -> str:
+    """130 random bits in 26 characters of lower-case base32: fit for a local part (and safe
+    from the MTAs that lower-case one)."""
+    return b32encode(secrets.token_bytes(17)).decode("ascii").lower()[:26]
+
+
+def tagged_address(address: str, delimiter: str, tag: str) -> str:
+    """``abuse@example.net`` with *tag*: ``abuse+TAG@example.net`` (*delimiter* "+")."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}{delimiter}{tag}@{domain}"
+
+
+def envelope_sender(config: Config, bounce_token: str | None) -> str:
+    """The MAIL FROM of a mail: its VERP address ``abuse+b-TOKEN@`` (bounces come back to it),
+    or ``notify.from_address`` without a token or with ``smtp.recipient_delimiter`` empty."""
+    delimiter = config.smtp.recipient_delimiter
+    if not bounce_token or not delimiter:
+        return config.notify.from_address
+    return tagged_address(config.notify.from_address, delimiter, f"b-{bounce_token}")
+
+
+def reply_address(config: Config, reply_token: str) -> str | None:
+    """The Reply-To of a mail to a customer, ``abuse+r-TOKEN@``; None without a delimiter."""
+    delimiter = config.smtp.recipient_delimiter
+    if not delimiter:
+        return None
+    return tagged_address(config.notify.from_address, delimiter, f"r-{reply_token}")
+
+
 # ---- what a notice says --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -121,8 +170,11 @@ class Writer:
     templates: mailer.Templates
     secret: bytes
 
-    def message_id(self, case_ref: str, tag: str) -> str:
-        return f"<{case_ref}.{tag}.{secrets.token_hex(6)}@{self.config.smtp.hostname}>"
+    def message_id(self, case_ref: str, tag: str, token: str | None = None) -> str:
+        """``<C-2026-000123.notice.TOKEN@smtp.hostname>``: the reply token makes it unguessable
+        (a reply naming it in In-Reply-To proves it answers this mail)."""
+        return (f"<{case_ref}.{tag}.{token or secrets.token_hex(6)}"
+                f"@{self.config.smtp.hostname}>")
 
     def self_service_url(self, case_id: int, now: datetime) -> str:
         token = make_token(self.secret, case_id,
@@ -262,14 +314,16 @@ def create_notice(conn: Connection, writer: Writer, case_id: int, kind: str, ste
     rendered = writer.templates.render(kind, case.category, case.type,
                                        context(conn, writer, case, customer, kind, now, detail))
     subject = f"[Abuse Case {case.reference}] {rendered.subject}"
-    msg_id = writer.message_id(case.reference, kind)
+    reply_token, bounce_token = new_token(), new_token()
+    msg_id = writer.message_id(case.reference, kind, reply_token)
     notify = writer.config.notify
     to_addr = _valid_address(customer.email)
     values: dict[str, Any] = {
         "case_id": case_id, "step_id": step_id, "kind": kind, "header_message_id": msg_id,
         "to_addr": to_addr or (customer.email or ""), "subject": subject,
         "body_text": rendered.text, "body_html": rendered.html, "created_at": now,
-        "next_attempt_at": now, "attempts": 0}
+        "next_attempt_at": now, "attempts": 0, "reply_token": reply_token,
+        "bounce_token": bounce_token}
     if to_addr is None:
         values.update(state="failed", error=(
             f"customer {customer.external_id} has no valid e-mail address "
@@ -278,7 +332,8 @@ def create_notice(conn: Connection, writer: Writer, case_id: int, kind: str, ste
         values.update(state="pending", raw=mailer.compose(
             from_addr=notify.from_address, from_name=notify.from_name, to_addr=to_addr,
             subject=subject, message_id=msg_id, date=now, text=rendered.text,
-            html=rendered.html, organization=notify.organization))
+            html=rendered.html, organization=notify.organization,
+            reply_to=reply_address(writer.config, reply_token)))
     return int(conn.execute(insert(Notice).values(**values).returning(Notice.id)).scalar_one())
 
 
@@ -329,17 +384,25 @@ def _one_address(value: str) -> str | None:
     return _valid_address(modern[0])
 
 
-def ack_address(raw: bytes) -> str | None:
+def ack_address(raw: bytes, authentication: Mapping[str, Any] | None) -> str | None:
+    """Where an acknowledgement may go: nowhere unless the From is authenticated
+    (*authentication* as ``SenderAuthentication.to_json()`` gives it); then the Reply-To when it
+    is one unambiguous address whose domain is aligned with the authenticated From domain (a
+    person writing from a colleague's mailbox of the same organisation), else the From."""
+    if not authentication or authentication.get("authenticated") is not True:
+        return None
+    sender = _valid_address(str(authentication.get("address") or ""))
+    domain = str(authentication.get("domain") or "")
+    if sender is None or not domain:
+        return None
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:262_144]
     headers = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
-    for name in ("Reply-To", "From"):
-        values = [str(v) for v in headers.get_all(name, [])]
-        if len(values) != 1:
-            continue  # several From or Reply-To headers: do not guess (CVE-2023-27043)
-        address = _one_address(values[0])
-        if address is not None:
-            return address
-    return None
+    values = [str(v) for v in headers.get_all("Reply-To", [])]
+    if len(values) == 1:  # several Reply-To headers: do not guess (CVE-2023-27043)
+        reply_to = _one_address(values[0])
+        if reply_to is not None and aligned(reply_to.rpartition("@")[2], domain):
+            return reply_to
+    return sender
 
 
 def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
@@ -353,10 +416,11 @@ def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
         return None
     msg = conn.execute(select(Message.raw, Message.mail_from, Message.format,
                               Message.header_subject, Message.header_message_id,
-                              Message.received_at).where(Message.id == message_id)).one()
+                              Message.received_at, Message.sender_authentication)
+                       .where(Message.id == message_id)).one()
     if automated_reason(msg.raw, msg.mail_from, msg.format) is not None:
         return None
-    to_addr = ack_address(msg.raw)
+    to_addr = ack_address(msg.raw, msg.sender_authentication)
     if to_addr is None or to_addr.lower() == notify.from_address.lower():
         return None
     since = now - timedelta(hours=notify.ack_limit_window_hours)
@@ -375,12 +439,16 @@ def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
         "customer": {"name": "", "external_id": ""}, "reports": [], "new_reports": [],
         "self_service_url": None, "copyright_guide_url": None, "fee_amount": "", "fee": None,
         "action": None, "reason": None,
-        "ack": {"their_subject": mailer.header_safe(msg.header_subject or "(no subject)", 150),
+        "ack": {"their_subject": mailer.header_safe(msg.header_subject or "(no subject)",
+                                                    THEIR_SUBJECT_LIMIT),
                 "received_at": _when(msg.received_at, writer.config.workflow.time_zone)},
     }
     rendered = writer.templates.render("ack", case.category, case.type, ctx)
-    subject = f"[Abuse Case {case.reference}] {rendered.subject}"
-    msg_id = writer.message_id(case.reference, "ack")
+    # Ours alone, whatever the template says: a Subject that repeated the reporter's would let
+    # anyone have the desk send their text under its name.
+    subject = f"[Abuse Case {case.reference}] {ACK_SUBJECT}"
+    reply_token, bounce_token = new_token(), new_token()
+    msg_id = writer.message_id(case.reference, "ack", reply_token)
     their_id = mailer.msg_id_or_none(msg.header_message_id)
     raw = mailer.compose(
         from_addr=notify.from_address, from_name=notify.from_name, to_addr=to_addr,
@@ -391,6 +459,7 @@ def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
         case_id=case_id, message_id=message_id, kind="ack", header_message_id=msg_id,
         to_addr=to_addr, subject=subject, body_text=rendered.text, body_html=rendered.html,
         state="pending", attempts=0, raw=raw, created_at=now, next_attempt_at=now,
+        reply_token=reply_token, bounce_token=bounce_token,
     ).returning(Notice.id)).scalar_one())
 
 
@@ -460,15 +529,17 @@ def create_message(conn: Connection, writer: Writer, case_id: int, text: str, no
         "the subject line, so that your answer reaches the right case.\n"
         f"You can also see the case and answer online:\n{link}\n\n"
         f"Kind regards,\n{notify.organization} Abuse Team\n")
-    msg_id = writer.message_id(case.reference, "message")
+    reply_token, bounce_token = new_token(), new_token()
+    msg_id = writer.message_id(case.reference, "message", reply_token)
     parent = _first_notice_id(conn, case_id)
     raw = mailer.compose(
         from_addr=notify.from_address, from_name=notify.from_name, to_addr=to_addr,
         subject=full_subject, message_id=msg_id, date=now, text=text_part, html=None,
         in_reply_to=parent, references=[parent] if parent else [], auto_submitted="no",
-        organization=notify.organization)
+        organization=notify.organization, reply_to=reply_address(cfg, reply_token))
     return int(conn.execute(insert(Notice).values(
         case_id=case_id, kind="message", header_message_id=msg_id, to_addr=to_addr,
         subject=mailer.header_safe(full_subject, 250), body_text=text_part, body_html=None,
         state="pending", attempts=0, raw=raw, created_at=now, next_attempt_at=now,
+        reply_token=reply_token, bounce_token=bounce_token,
     ).returning(Notice.id)).scalar_one())

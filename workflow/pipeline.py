@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,11 +31,12 @@ from abuse_desk import metrics
 from abuse_desk.app import Desk
 from abuse_desk.db import as_utc
 from abuse_desk.logs import log_context
-from abuse_desk.models import Case, DuplicateKey, Event, Message, MessageState, Notice, Report
+from abuse_desk.models import DuplicateKey, Event, Message, MessageState, Report
 from classifier.classify import Decision, MessageFacts
 from parsers.base import Disposition, ParseResult
+from parsers.guards import case_reference
 from parsers.headers import first_address, read_top_headers
-from workflow import cases, timeline
+from workflow import cases, replies, timeline
 from workflow.notices import create_ack
 
 log = logging.getLogger(__name__)
@@ -163,50 +164,71 @@ def _key_upsert(dialect_name: str) -> Any:
         set_={"report_id": stmt.excluded.report_id, "created_at": stmt.excluded.created_at})
 
 
-def attach_reply(conn: Any, desk: Desk, message_id: int, raw: bytes, result: ParseResult,
-                 now: datetime) -> tuple[int | None, str | None]:
-    """Attach a reply to one of our mails, or a bounce of one, to its case: (case id, None),
-    or (None, why a person should look at it), or (None, None) for a bounce of something that
-    is not ours."""
-    extra = result.extra or {}
-    ours = [str(i).lower() for i in extra.get("notice_message_ids") or []]
-    notice = None
-    if ours:
-        notice = conn.execute(select(Notice.id, Notice.case_id, Notice.kind, Notice.to_addr)
-                              .where(func.lower(Notice.header_message_id).in_(ours))
-                              .order_by(Notice.id.desc())).first()
-    if result.format == "bounce":
-        if notice is None:
-            return None, None
-        conn.execute(update(Notice).where(Notice.id == notice.id).values(
-            state="bounced", bounced_at=now,
-            error=" ".join(str(v) for v in (extra.get("status"), extra.get("diagnostic")) if v)
-            or "bounced"))
-        cases.attach_message(conn, message_id, notice.case_id)
-        cases.event(conn, now, cases.SYSTEM, notice.case_id, "notice-bounced",
-                    notice_id=notice.id, to=notice.to_addr, message_id=message_id,
-                    status=extra.get("status"), diagnostic=extra.get("diagnostic"))
-        return notice.case_id, None
-    case_id = notice.case_id if notice is not None else None
-    if case_id is None and extra.get("case_reference"):
-        case_id = conn.execute(select(Case.id).where(
-            Case.reference == str(extra["case_reference"]).upper())).scalar()
-    if case_id is None:
-        return None, ("a reply to one of our mails, but no case matches "
-                      f"(reference {extra.get('case_reference')!r}, ids {ours[:3]})")
-    sender = first_address(read_top_headers(raw).from_) or "unknown"
-    cases.attach_message(conn, message_id, case_id)
-    if notice is not None and notice.kind == "ack":
-        cases.event(conn, now, cases.Actor("reporter", sender), case_id, "reporter-replied",
-                    message_id=message_id)
-    else:
-        cases.customer_responded(conn, case_id, now, cases.Actor("customer", sender),
-                                 message_id=message_id, via="mail")
-    return case_id, None
-
-
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+# ---- the sender, and mail about our own mails (workflow/replies.py) ---------------------------
+
+def _check_sender(desk: Desk, row: Any, outcome: Outcome) -> dict[str, Any] | None:
+    """Outside any transaction: whether the From of a report (or a reply) is authenticated,
+    and a case tag in its Subject: proven by an authenticated customer address, the message
+    becomes the customer's reply; otherwise it stays what the parsers made of it, and the tag
+    is returned as a hint for specialists."""
+    result = outcome.result
+    if result is None or result.disposition not in (Disposition.REPORT, Disposition.REPLY):
+        return None
+    auth = desk.workflow.authenticator.check(
+        row.raw, mail_from=row.mail_from, peer_ip=row.peer_ip, helo=row.helo).to_json()
+    outcome.values["sender_authentication"] = auth
+    tokens = replies.envelope_reply_tokens(row.rcpt_tos)
+    if tokens and result.disposition is Disposition.REPORT:  # sent to a notice's Reply-To
+        with desk.engine.connect() as conn:
+            known = replies.known_reply_token(conn, tokens)
+        if known:
+            outcome.state, outcome.reason, outcome.decisions = MessageState.PROCESSED, None, []
+            outcome.result = ParseResult(
+                disposition=Disposition.REPLY, format="reply", parser="reply",
+                extra={"case_reference": case_reference(outcome.values.get("header_subject")),
+                       "reply_tokens": tokens})
+            outcome.values.update(disposition=Disposition.REPLY.value, format="reply")
+            return None
+    subject = outcome.values.get("header_subject")
+    if case_reference(subject) is None:
+        return None
+    with desk.engine.connect() as conn:
+        tag = replies.case_tag(conn, subject, auth, desk.clock())
+    if tag is None:
+        return None
+    if result.disposition is Disposition.REPLY:  # the fallback when no mail of ours matches
+        if tag.case_id is not None:
+            result.extra["contact_case"] = tag.case_id
+        return None
+    if tag.case_id is None and tag.exists:
+        if outcome.state is MessageState.REVIEW and outcome.reason:
+            outcome.reason += (f"\n(the Subject names case {tag.reference}; not threaded: "
+                               f"{tag.why_not})")
+        return tag.hint()
+    # The customer, writing with the case tag: its answer, not a complaint against itself. A
+    # tag naming no case at all: a reply that matches nothing, for a person (attach_reply).
+    outcome.state, outcome.reason, outcome.decisions = MessageState.PROCESSED, None, []
+    outcome.result = ParseResult(disposition=Disposition.REPLY, format="reply", parser="reply",
+                                 extra={"case_reference": tag.reference,
+                                        "contact_case": tag.case_id})
+    outcome.values.update(disposition=Disposition.REPLY.value, format="reply")
+    return None
+
+
+def _with_sender(rows: list[dict[str, Any]], auth: dict[str, Any] | None,
+                 hint: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Report rows with the sender's authentication (and a case tag's hint) in their
+    ``decision``: what a rule reading one report (escalation) needs to know of its sender."""
+    for row in rows:
+        if auth is not None:
+            row["decision"]["sender_authentication"] = auth
+        if hint is not None:
+            row["decision"]["case_reference_hint"] = hint
+    return rows
 
 
 def process_message(desk: Desk, message_id: int) -> str:
@@ -214,7 +236,8 @@ def process_message(desk: Desk, message_id: int) -> str:
     with log_context(message_id=message_id):
         with desk.engine.connect() as conn:
             row = conn.execute(
-                select(Message.state, Message.raw, Message.received_at)
+                select(Message.state, Message.raw, Message.received_at, Message.mail_from,
+                       Message.rcpt_tos, Message.peer_ip, Message.helo)
                 .where(Message.id == message_id)).first()
         if row is None:
             log.warning("no such message: nothing to process")
@@ -224,6 +247,7 @@ def process_message(desk: Desk, message_id: int) -> str:
             return "skipped"
 
         outcome = _examine(desk, row.raw, as_utc(row.received_at) or desk.clock())
+        hint = _check_sender(desk, row, outcome)
         state, result = outcome.state, outcome.result
         if result is not None and (result.reports or result.disposition is not
                                    Disposition.REPORT):
@@ -237,6 +261,8 @@ def process_message(desk: Desk, message_id: int) -> str:
                       **({"reply": _jsonable(result.extra)} if result.extra else {})}
         else:
             detail = {}
+        if hint is not None:
+            detail["case_reference_hint"] = hint
         due: set[int] = set()
         with desk.engine.begin() as conn:
             cases.take_due(conn)  # nothing left over from an earlier failed transaction
@@ -251,7 +277,8 @@ def process_message(desk: Desk, message_id: int) -> str:
             if state is MessageState.PROCESSED and result is not None and result.reports:
                 ids = list(conn.execute(
                     insert(Report).returning(Report.id, sort_by_parameter_order=True),
-                    report_rows(message_id, result, outcome.decisions, now)).scalars())
+                    _with_sender(report_rows(message_id, result, outcome.decisions, now),
+                                 outcome.values.get("sender_authentication"), hint)).scalars())
                 detail["duplicates"] = merge_duplicates(
                     conn, ids, outcome.decisions, now,
                     timedelta(days=desk.config.classifier.duplicate_window_days))
@@ -265,14 +292,25 @@ def process_message(desk: Desk, message_id: int) -> str:
                         cases.mark_due(conn, first_case)
             elif state is MessageState.PROCESSED and result is not None and (
                     result.disposition is Disposition.REPLY or result.format == "bounce"):
-                case_id, why = attach_reply(conn, desk, message_id, row.raw, result, now)
-                if case_id is not None:
-                    detail["case"] = case_id
-                elif why is not None:
+                if result.format == "bounce":
+                    threaded = replies.attach_bounce(conn, message_id, result, now,
+                                                     mail_from=row.mail_from,
+                                                     rcpt_tos=row.rcpt_tos)
+                else:
+                    sender = first_address(outcome.values.get("header_from")) or "unknown"
+                    threaded = replies.attach_reply(conn, message_id, sender, result, now,
+                                                    rcpt_tos=row.rcpt_tos)
+                if threaded.note:
+                    detail["threaded"] = threaded.note
+                    if threaded.case_id is None:  # a DSN that proves nothing: counted here
+                        log.info("%s", threaded.note)
+                if threaded.case_id is not None:
+                    detail["case"] = threaded.case_id
+                elif threaded.review is not None:
                     conn.execute(update(Message).where(Message.id == message_id).values(
-                        state=MessageState.REVIEW.value, error=why))
+                        state=MessageState.REVIEW.value, error=threaded.review))
                     state = MessageState.REVIEW
-                    detail["reason"] = why
+                    detail["reason"] = threaded.review
             conn.execute(insert(Event).values(
                 at=now, actor_kind="system", actor="pipeline", subject_type="message",
                 subject_id=message_id, action=state.value, detail=detail))

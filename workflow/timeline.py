@@ -38,10 +38,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from abuse_desk.db import as_utc
 from abuse_desk.logs import log_context
 from abuse_desk.models import Case, CaseState, Customer, Notice, TimelineStep
+from classifier.authentication import SenderAuthenticator
 from workflow import cases, mailer
 from workflow.calendar import BusinessCalendar
 from workflow.delivery import DeliveryError, Transport, make_transport, retry_delay
-from workflow.notices import Writer, create_notice, secret_key
+from workflow.notices import Writer, create_notice, envelope_sender, secret_key
 from workflow.provisioning import HookError, call_hook
 
 if TYPE_CHECKING:
@@ -69,6 +70,12 @@ class Workflow:
     @functools.cached_property
     def transport(self) -> Transport:
         return make_transport(self.config.notify, self.config.smtp.hostname)
+
+    @functools.cached_property
+    def authenticator(self) -> SenderAuthenticator:
+        """Whose From is authenticated (acknowledgements, replies threaded by case tag)."""
+        cfg = self.config.classifier
+        return SenderAuthenticator(cfg.authserv_id, spf_timeout_s=cfg.spf_timeout_s)
 
 
 # ---- steps ---------------------------------------------------------------------------------
@@ -270,12 +277,12 @@ def deliver_notice(desk: Desk, notice_id: int) -> str:
             if claimed != 1:
                 return "skipped"
             row = conn.execute(select(Notice.raw, Notice.to_addr, Notice.attempts,
-                                      Notice.case_id, Notice.kind)
+                                      Notice.case_id, Notice.kind, Notice.bounce_token)
                                .where(Notice.id == notice_id)).one()
         try:
-            receipt = desk.workflow.transport.send(
-                mail_from=notify.from_address, to=row.to_addr, raw=row.raw or b"",
-                key=f"notice-{notice_id}")
+            receipt = desk.workflow.transport.send(  # from its VERP address: bounces match it
+                mail_from=envelope_sender(desk.config, row.bounce_token), to=row.to_addr,
+                raw=row.raw or b"", key=f"notice-{notice_id}")
         except (DeliveryError, ValueError) as exc:
             if isinstance(exc, ValueError):  # a notice no transport can take: not retried
                 exc = DeliveryError(f"cannot be sent: {exc}", permanent=True)

@@ -267,8 +267,8 @@ def test_the_case_page_shows_timeline_reports_notices_replies_fees_and_events(
 def test_a_bounce_is_shown_with_its_text(desk: Desk) -> None:
     case = notified(desk)
     (first,) = outbox(desk)
-    bounce = (
-        "From: MAILER-DAEMON@alpha.example\r\nTo: abuse@localhost\r\n"
+    bounce = (  # to the notice's envelope sender (VERP): only such a DSN marks it bounced
+        f"From: MAILER-DAEMON@alpha.example\r\nTo: {first['Return-Path']}\r\n"
         "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <b1@alpha.example>\r\n"
         "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; "
         "boundary=\"d\"\r\n\r\n--d\r\nContent-Type: text/plain\r\n\r\n"

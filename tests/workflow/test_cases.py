@@ -27,6 +27,7 @@ from .workflow_support import (
     TRUSTED_FBL,
     Clock,
     arf,
+    authenticated,
     case_by_id,
     deliver,
     message_row_of,
@@ -451,11 +452,13 @@ def test_a_customer_reply_threads_into_its_case(desk: Desk) -> None:
 
 @pytest.mark.parametrize("tag", ["[Abuse Case {ref}]", "[{ref}]"])
 def test_a_new_mail_with_only_the_case_tag_threads_too(desk: Desk, tag: str) -> None:
+    # From the customer's own address, authenticated (tests/workflow/test_mail_rules.py: from
+    # anyone else the tag proves nothing).
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     timeline.run_due(desk)
     subject = "about " + tag.format(ref=case.reference)  # as the notice asks them to write
-    reply = (f"From: noc@alpha.example\r\nSubject: {subject}\r\n"
-             "Message-ID: <r2@alpha.example>\r\n\r\nfixed\r\n").encode()
+    reply = (f"{authenticated('alpha.example')}From: noc@alpha.example\r\nSubject: {subject}"
+             "\r\nMessage-ID: <r2@alpha.example>\r\n\r\nfixed\r\n").encode()
     message_id = deliver(desk, reply)
     assert message_row_of(desk, message_id).case_id == case.id
     assert reports_of(desk, message_id) == []
@@ -474,8 +477,9 @@ def test_a_bounce_of_our_notice_marks_it_on_the_case(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     timeline.run_due(desk)
     msg_id, subject = _notice_mail(desk)
+    verp = outbox(desk)[0]["Return-Path"]  # the notice's envelope sender: abuse+b-TOKEN@
     bounce = (
-        "From: MAILER-DAEMON@alpha.example\r\nTo: abuse@localhost\r\n"
+        f"From: MAILER-DAEMON@alpha.example\r\nTo: {verp}\r\n"
         "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <b1@alpha.example>\r\n"
         "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; "
         "boundary=\"d\"\r\n\r\n--d\r\nContent-Type: text/plain\r\n\r\nnot delivered\r\n"

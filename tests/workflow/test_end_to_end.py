@@ -20,7 +20,7 @@ from abuse_desk.models import Case, Notice
 from classifier.customer_import import import_customers
 from tests.support import ROOT, config_env, desk_process, make_config, wait_for
 
-from .workflow_support import CUSTOMERS, arf, person
+from .workflow_support import AUTHSERV_ID, CUSTOMERS, arf, person
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def run_through(config: Config, engine: sa.Engine) -> None:
 
 
 def test_smtp_to_notice_embedded(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, classifier={"authserv_id": AUTHSERV_ID})  # jane's is ok
     log = tmp_path / "desk.log"
     engine = prepare(config, tmp_path, log)
     try:
@@ -87,7 +87,8 @@ def test_smtp_to_notice_embedded(tmp_path: Path) -> None:
 @pytest.mark.service
 def test_smtp_to_notice_on_postgres_and_redis(tmp_path: Path, postgres_url: str,
                                               redis_url: str) -> None:
-    config = make_config(tmp_path, database={"url": postgres_url}, broker={"url": redis_url})
+    config = make_config(tmp_path, database={"url": postgres_url}, broker={"url": redis_url},
+                         classifier={"authserv_id": AUTHSERV_ID})
     log = tmp_path / "desk.log"
     engine = prepare(config, tmp_path, log)
     try:

@@ -409,14 +409,21 @@ def test_html_escapes_reporter_controlled_values() -> None:
     assert XSS in out.text  # plain text is not HTML-escaped
 
 
-def test_ack_subject_and_privacy() -> None:
+def test_ack_template_keeps_the_reporters_subject_in_the_body_cut_short() -> None:
     ack = {"their_subject": "spam\r\nBcc: victim@example.com", "received_at": "2026-11-30"}
     out = render("ack", ack=ack)
-    assert out.subject == "Your report: spam Bcc: victim@example.com"
+    # The desk sets an acknowledgement's Subject itself; the template's line names no reporter.
+    assert out.subject == "We received your report"
+    assert '("spam Bcc: victim@example.com")' in " ".join(out.text.split())
+    assert "\nBcc:" not in out.text
     assert "Jane Doe" not in out.text and "Jane Doe" not in out.html
     assert "100234" not in out.text and "100234" not in out.html
     empty = render("ack", ack={"their_subject": "  ", "received_at": "2026-11-30"})
-    assert empty.subject == "Your report: (no subject)"
+    assert "()" not in empty.text and '("' not in empty.text
+    long = render("ack", ack={"their_subject": "x" * 500, "received_at": "2026-11-30"})
+    assert "x" * 80 not in long.text and "x" * 79 + "…" in long.text
+    assert "<b>" not in render("ack", ack={"their_subject": "<b>hi</b>",
+                                           "received_at": "2026-11-30"}).html
 
 
 @pytest.mark.parametrize("action", ["restrict", "terminate", "restore"])

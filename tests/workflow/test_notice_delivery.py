@@ -136,7 +136,8 @@ def test_a_4xx_keeps_the_notice_pending_then_it_goes_when_the_smarthost_accepts(
     assert notice.receipt == "250 2.0.0 Ok: queued as SMART1"
     assert server.message_ids() == [notice.header_message_id]
     assert server.accepted[0]["to"] == ["noc@alpha.example"]
-    assert server.accepted[0]["from"] == desk.config.notify.from_address
+    # From the notice's own VERP address, so that its bounces come back matched to it.
+    assert server.accepted[0]["from"] == f"abuse+b-{notice.bounce_token}@integra-isp.example"
     assert [e.detail["notice_id"] for e in case_events(desk, case.id, "notice-sent")] == [
         notice.id]
 

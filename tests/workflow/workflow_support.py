@@ -34,6 +34,14 @@ START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 # fees and restrictions. person() complaints are not authenticated (no DKIM, not listed).
 FBL_SENDER = "fbl@mailbox.example"
 TRUSTED_FBL = {"name": "Mailbox FBL", "senders": [FBL_SENDER], "require_dkim": False}
+# The authserv-id of the tests' boundary MTA (classifier.authserv_id of workflow_desk).
+AUTHSERV_ID = "mx.desk.test"
+
+
+def authenticated(domain: str) -> str:
+    """The Authentication-Results our boundary MTA writes for a sender of *domain* whose
+    DMARC check passed (classifier/authentication.py believes it)."""
+    return f"Authentication-Results: {AUTHSERV_ID}; dmarc=pass header.from={domain}\r\n"
 
 
 @dataclass
@@ -47,7 +55,8 @@ class Clock:
 def workflow_desk(tmp_path: Path, clock: Clock, **sections: dict[str, Any]) -> Desk:
     workflow = {"time_zone": "America/New_York", "holiday_country": "US",
                 "closure_dates": ["2026-11-27"], **sections.pop("workflow", {})}
-    classifier = {"trusted_reporters": [TRUSTED_FBL], **sections.pop("classifier", {})}
+    classifier = {"trusted_reporters": [TRUSTED_FBL], "authserv_id": AUTHSERV_ID,
+                  **sections.pop("classifier", {})}
     config = make_config(tmp_path, workflow=workflow, classifier=classifier, **sections)
     desk = open_desk(config, clock=clock)
     upgrade(desk.engine)
@@ -80,11 +89,13 @@ def arf(ip: str, n: int = 1, feedback: str = "abuse", sender: str = FBL_SENDER,
 
 
 def person(subject: str, body: str, msg_id: str, sender: str = "jane@people.example",
-           extra_headers: str = "") -> bytes:
-    """A complaint written by a person."""
+           extra_headers: str = "", authentic: bool = True) -> bytes:
+    """A complaint written by a person; *authentic*: with our boundary MTA's word that the
+    From is authenticated (DMARC pass)."""
+    trace = authenticated(sender.rpartition("@")[2]) if authentic else ""
     return (f"From: Jane Doe <{sender}>\r\nTo: abuse@localhost\r\nSubject: {subject}\r\n"
             f"Message-ID: <{msg_id}@people.example>\r\nDate: Tue, 24 Nov 2026 14:00:00 +0000"
-            f"\r\n{extra_headers}\r\n{body}\r\n").encode()
+            f"\r\n{trace}{extra_headers}\r\n{body}\r\n").encode()
 
 
 def deliver(desk: Desk, raw: bytes, mail_from: str | None = "sender@example.org") -> int:

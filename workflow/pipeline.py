@@ -33,6 +33,7 @@ from abuse_desk.db import as_utc
 from abuse_desk.logs import log_context
 from abuse_desk.models import DuplicateKey, Event, Message, MessageState, Report
 from classifier.classify import Decision, MessageFacts
+from classifier.types import Evidence
 from parsers.base import Disposition, ParseResult
 from parsers.guards import case_reference
 from parsers.headers import first_address, read_top_headers
@@ -226,6 +227,15 @@ def _with_sender(rows: list[dict[str, Any]], auth: dict[str, Any] | None,
     for row in rows:
         if auth is not None:
             row["decision"]["sender_authentication"] = auth
+            if auth.get("authenticated") and not row["decision"].get("authenticated"):
+                # One notion of "authenticated" for the escalation rule (workflow.cases): the
+                # classifier's (a trusted reporter, aligned DKIM) or the sender's (our MTA's
+                # Authentication-Results, aligned DKIM or SPF).
+                row["decision"]["authenticated"] = True
+                row["decision"]["authentication"] = Evidence(
+                    f"auth:{auth.get('how') or 'sender'}", 1.0,
+                    f"{auth.get('how')} for {auth.get('domain')} "
+                    f"({auth.get('source') or 'checked by the desk'})").to_json()
         if hint is not None:
             row["decision"]["case_reference_hint"] = hint
     return rows

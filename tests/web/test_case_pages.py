@@ -590,7 +590,7 @@ def test_the_case_page_says_when_unauthenticated_claims_wait_for_a_specialist(
     for n, sender in enumerate(("a@one.example", "b@two.example", "c@three.example")):
         message_id = deliver(desk, person("Spam from 45.137.21.7",
                                           "Your customer at 45.137.21.7 spammed me.",
-                                          f"u{n}", sender=sender))
+                                          f"u{n}", sender=sender, authentic=False))
         clock.now += timedelta(minutes=1)
     case = the_case(desk, message_id)
     page = html_of(signed_in(desk, "sam"), f"/cases/{case.reference}")

@@ -84,7 +84,7 @@ def forged_complaints(desk: Desk, clock: Clock, count: int = 3) -> Any:
     a minute apart; returns their case."""
     case_ids = set()
     for n, sender in enumerate(FORGED[:count]):
-        message_id = deliver(desk, person(*SPAM, f"forged{n}", sender=sender))
+        message_id = deliver(desk, person(*SPAM, f"forged{n}", sender=sender, authentic=False))
         (report,) = reports_of(desk, message_id)
         assert not report.decision.get("authenticated"), report.decision
         case_ids.add(the_case(desk, message_id).id)
@@ -159,7 +159,7 @@ def test_unauthenticated_claims_do_not_make_up_the_repeat_count(desk: Desk,
     clock.now += timedelta(hours=1)
     deliver(desk, arf("45.137.21.7", 2))
     clock.now += timedelta(hours=1)
-    deliver(desk, person(*SPAM, "forged", sender=FORGED[0]))
+    deliver(desk, person(*SPAM, "forged", sender=FORGED[0], authentic=False))
     case = case_by_id(desk, case.id)
     assert (case.state, case.claims) == ("open", 3)
     assert case_detail(desk, case.reference)["escalation_note"] == (
@@ -186,7 +186,8 @@ def test_a_specialist_escalates_on_unauthenticated_claims_and_charges_them(
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     assert len(fees(desk, case.id)) == 3
     # A later forged claim on the escalated case is recorded but not charged.
-    deliver(desk, person(*SPAM, "forged-late", sender="someone@else.example"))
+    deliver(desk, person(*SPAM, "forged-late", sender="someone@else.example",
+                         authentic=False))
     assert (case_by_id(desk, case.id).claims, len(fees(desk, case.id))) == (4, 3)
 
 

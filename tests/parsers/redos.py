@@ -252,6 +252,8 @@ def growth(pattern: re.Pattern[Any], uses: Iterable[str], size: int, factor: int
         small = build(pattern, attack, size)
         if cpu_seconds(pattern, small, uses, limit) >= MEASURABLE_S:  # then measured again
             took = cpu_seconds(pattern, small, uses, limit, tries=2)
+            if took < MEASURABLE_S:
+                continue  # the first run was slowed by something else
             big = build(pattern, attack, size * factor)
             yield small, took, cpu_seconds(pattern, big, uses, limit * factor, tries=2)
 

@@ -39,6 +39,7 @@ PATTERN_CPU_S = 1.0  # per input of ATTACK_CHARS; a linear pattern takes millise
 ATTACK_CHARS = 8_000
 GROWTH = 4  # the longer input of the growth check is this many times longer
 MAX_GROWTH = 10.0  # linear: about GROWTH times as long; quadratic: about GROWTH ** 2
+GROWN_S = 0.1  # and only a longer input taking this long counts (noise below it)
 
 # The ARF parser's Received reader as it was (parsers/arf.py, before issue 16).
 OLD_FROM_BY = re.compile(r"^\s*from\s+(?P<from>.*?)\s+by\s+(?P<by>[^\s;()]+)", re.I | re.S)
@@ -67,7 +68,7 @@ def superlinear(found: Found) -> str | None:
     size = BOUNDED.get(found.where, ATTACK_CHARS)
     try:
         for text, short, long in growth(found.pattern, found.uses, size, GROWTH, PATTERN_CPU_S):
-            if found.where not in BOUNDED and long > MAX_GROWTH * short:
+            if found.where not in BOUNDED and long > max(MAX_GROWTH * short, GROWN_S):
                 return (f"{describe(text)} took {short:.3f} s, {GROWTH} times as long an input "
                         f"{long:.3f} s")
     except Runaway as exc:

@@ -79,7 +79,7 @@ _URL_LIKE = re.compile(r"^(?:https?|ftp)://\S+$", re.I)
 _HOST_LIKE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+"
                         r"[a-z][a-z0-9-]{0,62}$", re.I)
 _DMY = re.compile(r"^\s*(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4})(?:[ T]+(?P<h>\d{1,2}):"
-                  r"(?P<mi>\d{2})(?::(?P<s>\d{2}))?\s*(?P<ampm>[AP]M)?)?\s*"
+                  r"(?P<mi>\d{2})(?::(?P<s>\d{2}))?\s*+(?P<ampm>[AP]M)?)?\s*+"
                   r"(?P<zone>Z|UTC|GMT|[+-]\d{2}:?\d{2})?\s*$", re.I)
 _P2P = {"p2p", "bittorrent", "torrent", "gnutella", "gnutella2", "edonkey", "edonkey2000",
         "ed2k", "emule", "kad", "ares", "fasttrack", "kazaa", "directconnect", "dc++",

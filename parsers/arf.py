@@ -32,11 +32,13 @@ from typing import Any
 
 from parsers.base import Disposition, ParsedReport, ParseResult, Stage
 from parsers.common import (
+    BY_HOST_NO_PARENS,
     clean_ip,
     domains_of,
     excerpt,
     find_ips,
     parse_time,
+    received_from_by,
     refang,
     unique,
 )
@@ -64,7 +66,7 @@ _SPLIT_NAMES = sorted(SINGLE_FIELDS | {
     key=len, reverse=True)
 _EMBEDDED = re.compile(r"(?<=\s)(" + "|".join(re.escape(n) for n in _SPLIT_NAMES) + r")\s*:\s*",
                        re.I)
-_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,76})[ \t]*:[ \t]*(.*)$")
+_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,76})[ \t]*+:[ \t]*+(.*)$")
 _FIELD_START = re.compile(r"^\s*(?:[A-Za-z][A-Za-z0-9_-]{0,76})[ \t]*:", re.M)
 _FEEDBACK_TYPE_LINE = re.compile(rb"^[ \t]*feedback-type[ \t]*:", re.I | re.M)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,76}:[ \t]")
@@ -424,7 +426,6 @@ class Hop:
     header: str
 
 
-_FROM_BY = re.compile(r"^\s*from\s+(?P<from>.*?)\s+by\s+(?P<by>[^\s;()]+)", re.I | re.S)
 _BRACKET_IP = re.compile(r"\[(?:ipv6:)?([0-9a-f:.]{3,45})\]", re.I)
 _PAREN_IP = re.compile(r"\(\s*([0-9a-f:.]{3,45})\s*\)", re.I)
 _RDNS = re.compile(r"\(\s*([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\.?\s*\[")
@@ -479,13 +480,13 @@ def reporter_hop(received: list[str], reporter_domains: set[str],
     for value in received[:MAX_RECEIVED]:
         if mail is not None:
             mail.deadline.check()
-        m = _FROM_BY.match(value[:4000])
-        if not m:
+        parts = received_from_by(value[:4000], BY_HOST_NO_PARENS)
+        if parts is None:
             continue
-        by_domain = base_domain(m.group("by"))
+        from_clause, by_host = parts
+        by_domain = base_domain(by_host)
         if by_domain:
             domains.add(by_domain)
-        from_clause = m.group("from")
         candidates = [c for c in (clean_ip(x) for x in _BRACKET_IP.findall(from_clause)) if c]
         if not candidates:
             candidates = [c for c in (clean_ip(x) for x in _PAREN_IP.findall(from_clause)) if c]

@@ -228,3 +228,48 @@ def parse_int(value: str | None) -> int | None:
         return None
     m = re.match(r"\s*(\d{1,10})", str(value))
     return int(m.group(1)) if m else None
+
+
+# -- Received -------------------------------------------------------------------------------
+
+_FROM_WORD = re.compile(r"\s*+from(?=\s)", re.I)
+# A ``by`` with blanks on both sides, then the by-host: up to a blank or ";" (text parser), or
+# also "(" and ")" (ARF). Possessive: a by-host never starts with a blank.
+BY_HOST = r"[^\s;]+"
+BY_HOST_NO_PARENS = r"[^\s;()]+"
+_BY_AFTER_BLANK = {host: re.compile(rf"(?<=\s)by\s++({host})", re.I)
+                   for host in (BY_HOST, BY_HOST_NO_PARENS)}
+
+
+def received_from_by(value: str, by_token: str = BY_HOST) -> tuple[str, str] | None:
+    """(from clause, by host) of a Received value: what
+    ``^\\s*from\\s+(?P<from>.*?)\\s+by\\s+(?P<by>BY_TOKEN)`` (re.I | re.S) matches, for
+    BY_TOKEN ``BY_HOST`` or ``BY_HOST_NO_PARENS``, found in linear time. That pattern
+    backtracks cubically on a long run of whitespace (its quantifiers around the lazy clause
+    all take spaces: 2,000 spaces kept the process on one header for about 14 s, holding the
+    GIL).
+
+    The clause starts after the blanks that follow ``from`` and ends at the blanks before the
+    first ``by`` that has blanks on both sides and a by-token after them; an empty clause only
+    when there is no such ``by`` and ``from`` is followed by two or more blanks and that ``by``
+    (``from  by x``), as the backtracking pattern had it.
+    """
+    head = _FROM_WORD.match(value)
+    if head is None:
+        return None
+    gap = head.end()
+    start = gap
+    while start < len(value) and value[start].isspace():
+        start += 1
+    by_after_blank = _BY_AFTER_BLANK[by_token]
+    found = by_after_blank.search(value, start + 1)
+    if found is not None:
+        end = found.start()
+        while value[end - 1].isspace():  # stops after value[start], not a blank
+            end -= 1
+        return value[start:end], found.group(1)
+    if start - gap >= 2:  # "from  by x": the first blank is from's, the second by's
+        found = by_after_blank.match(value, start)
+        if found is not None:
+            return "", found.group(1)
+    return None

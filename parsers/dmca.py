@@ -21,6 +21,7 @@ ones, so they never lead to a customer.
 
 from __future__ import annotations
 
+import bisect
 import re
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -103,8 +104,10 @@ _SIGNED_LINE = re.compile(
     r"signed\s+electronically)(?:\s+by)?[ \t]*[:\-][ \t]*\S", re.I | re.M)
 _SIGNED_PHRASE = re.compile(r"\b(?:electronically\s+signed|signed\s+electronically|"
                             r"this\s+(?:notice|letter)\s+(?:is|has\s+been)\s+signed)\b", re.I)
+# "regards" alone is found on its own line (not from a blank line above it: from every blank
+# line of a long run, "\s*regards" scanned the whole run, quadratically).
 _CLOSING = re.compile(
-    r"^[ \t>]*(?:sincerely(?:\s+yours)?|(?:best|kind|warm|with\s+best)?\s*regards|"
+    r"^[ \t>]*+(?:sincerely(?:\s+yours)?|(?:(?:best|kind|warm|with\s+best)\s*|[^\S\n]*+)regards|"
     r"respectfully(?:\s+(?:yours|submitted))?|yours\s+(?:truly|faithfully|sincerely)|"
     r"cordially|thank\s+you|thanks|best(?:\s+wishes)?)[ \t]{0,20}(?:[,.!][ \t]{0,20})?\r?$",
     re.I | re.M)
@@ -131,8 +134,13 @@ _POSTAL = re.compile(
     r"\b(?i:P\.?\s?O\.?\s+Box)\s+\d|"
     r"\b\d{1,6}\s+(?:[A-Z][\w.'-]*\s+){1,4}(?i:street|st\.|avenue|ave\.?|boulevard|blvd\.?|road|"
     r"rd\.|drive|dr\.|lane|ln\.|way|place|plaza|square|suite|parkway|pkwy)\b", re.M)
-_GOOD_FAITH = re.compile(
-    r"good[\s-]+faith[\s\S]{0,60}?\bbeli|beli\w*[\s\S]{0,20}?in\s+good\s+faith", re.I)
+# "good faith ... belie(f/ve)", or "belie(f/ve)... in good faith": the latter was the pattern
+# ``beli\w*[\s\S]{0,20}?in\s+good\s+faith``, quadratic on a long word full of "beli" (every
+# one scanned to the end of the word); see has_good_faith.
+_GOOD_FAITH = re.compile(r"good[\s-]+faith[\s\S]{0,60}?\bbeli", re.I)
+_BELI = re.compile(r"beli", re.I)
+_WORD_REST = re.compile(r"\w*+")
+_IN_GOOD_FAITH = re.compile(r"in\s++good\s++faith", re.I)
 _ACCURACY = re.compile(r"\baccura(?:te|cy)\b|\btrue\s+and\s+(?:correct|accurate|complete)\b", re.I)
 _PERJURY = re.compile(r"penalty\s+of\s+perjury", re.I)
 _AUTHORITY = re.compile(r"authori[sz]|on\s+behalf\s+of|\bowner\b|\bagent\b|exclusive\s+right",
@@ -150,6 +158,29 @@ def _has_signature(text: str, pgp_signed: bool) -> bool:
     return pgp_signed
 
 
+def has_good_faith(text: str) -> bool:
+    """Whether ``good[\\s-]+faith[\\s\\S]{0,60}?\\bbeli|beli\\w*[\\s\\S]{0,20}?in\\s+good\\s+faith``
+    (re.I) is found in *text*, in linear time. After "beli", ``\\w*`` may end anywhere in its
+    word and 0-20 characters may follow: "in good faith" must start from 4 characters after
+    "beli" to 20 past the end of its word. A later "beli" of the same word reaches no further
+    than the first, so only the first of each word is tried."""
+    if _GOOD_FAITH.search(text):
+        return True
+    starts = [m.start() for m in _IN_GOOD_FAITH.finditer(text)]
+    if not starts:
+        return False
+    word_end = -1
+    for beli in _BELI.finditer(text):
+        if beli.start() < word_end:
+            continue  # in the word of the "beli" just tried
+        rest = _WORD_REST.match(text, beli.end())
+        word_end = rest.end() if rest else beli.end()
+        i = bisect.bisect_left(starts, beli.end())
+        if i < len(starts) and starts[i] <= word_end + 20:
+            return True
+    return False
+
+
 def dmca_elements(text: str, *, located: bool, pgp_signed: bool = False) -> dict[str, bool]:
     """Which of the six 512(c)(3)(A) elements *text* carries; *located* says whether the
     infringing material has a location (a reported URL or an IP address)."""
@@ -159,7 +190,7 @@ def dmca_elements(text: str, *, located: bool, pgp_signed: bool = False) -> dict
         "work": bool(_WORK.search(text) or _WORK_PHRASE.search(text)),
         "infringing_material": located and bool(_MATERIAL.search(text)),
         "contact": bool(_EMAIL.search(text) or _PHONE.search(text) or _POSTAL.search(text)),
-        "good_faith": bool(_GOOD_FAITH.search(text)),
+        "good_faith": has_good_faith(text),
         "accuracy_perjury": bool(_ACCURACY.search(text) and _PERJURY.search(text)
                                  and _AUTHORITY.search(text)),
     }

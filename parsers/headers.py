@@ -166,10 +166,11 @@ def read_top_headers(raw: bytes) -> TopHeaders:
 _ATOM = r'[^\s"<>()\[\],;:\\@.]+'
 _ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*"
 _NOT_IN_NAME = r'"<>()\[\],;:\\@'
+# A name ends at a non-blank: a lazy name before "\s+<" backtracked quadratically on blanks.
 _SIMPLE_MAILBOX = re.compile(
-    rf"\s*(?:(?P<bare>{_ADDR_SPEC})(?:\s*\((?P<comment>[^()\\]*)\))?"  # a@b (Name)
+    rf"\s*+(?:(?P<bare>{_ADDR_SPEC})(?:\s*\((?P<comment>[^()\\]*)\))?"  # a@b (Name)
     rf'|(?:"(?P<quoted>[^"\\]*)"'  # "Name" <a@b>
-    rf"|(?P<phrase>(?:[^{_NOT_IN_NAME}.\s][^{_NOT_IN_NAME}]*?)?))"  # Name <a@b>, <a@b>
+    rf"|(?P<phrase>(?:[^{_NOT_IN_NAME}.\s](?:[^{_NOT_IN_NAME}]*[^{_NOT_IN_NAME}\s])?)?))"
     rf"(?:\s+|(?<!\.))<(?P<angle>{_ADDR_SPEC})>)\s*")  # "Inc.<a@b>" is not simple
 MAX_MAILBOXES = 20  # a From with more "@" than this names no one we could trust
 

@@ -279,10 +279,31 @@ def _filename(msg: Message) -> str | None:
 
 
 _TAG = re.compile(r"<[^<>]{0,2000}>")
-_SCRIPT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
+_SCRIPT_OPEN = re.compile(r"<(script|style)\b", re.I)
+_SCRIPT_CLOSE = {5: re.compile(r"</style\s*+>", re.I), 6: re.compile(r"</script\s*+>", re.I)}
+
+
+def drop_scripts(html: str) -> str:
+    """``<script>...</script>`` and ``<style>...</style>`` elements replaced by a blank: what
+    ``re.sub(r"<(script|style)\\b.*?</\\1\\s*>", " ", html, flags=re.I | re.S)`` gives, in
+    linear time. That pattern rescanned to the end from every unclosed ``<script``."""
+    out: list[str] = []
+    last = pos = 0
+    unclosed: set[int] = set()  # tag names (by length) with no closing tag further on
+    while (opened := _SCRIPT_OPEN.search(html, pos)) is not None:
+        name = len(opened.group(1))
+        closed = None if name in unclosed else _SCRIPT_CLOSE[name].search(html, opened.end())
+        if closed is None:
+            unclosed.add(name)
+            pos = opened.end()
+            continue
+        out += (html[last:opened.start()], " ")
+        last = pos = closed.end()
+    out.append(html[last:])
+    return "".join(out)
 
 
 def _strip_html(html: str) -> str:
     import html as html_module
 
-    return html_module.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", html)))
+    return html_module.unescape(_TAG.sub(" ", drop_scripts(html)))

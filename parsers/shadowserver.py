@@ -574,9 +574,23 @@ def _unwrap(url: str) -> str | None:
     target = parse_qs(parts.query).get("url") or parse_qs(parts.query).get("u")
     if target and target[0].lower().startswith("http"):
         return target[0]
-    m = re.search(r"__(https?://.+?)__;", url)  # urldefense v3
-    if m:
-        return m.group(1)
+    return _urldefense_v3(url)
+
+
+_URLDEFENSE_V3 = re.compile(r"__(https?://)")
+
+
+def _urldefense_v3(url: str) -> str | None:
+    """What ``re.search(r"__(https?://.+?)__;", url)`` captures, in linear time: that pattern
+    rescanned to the end of the line from every ``__http`` when no ``__;`` follows."""
+    pos = 0
+    while (start := _URLDEFENSE_V3.search(url, pos)) is not None:
+        line_end = url.find("\n", start.end())
+        line_end = len(url) if line_end < 0 else line_end
+        end = url.find("__;", start.end() + 1, line_end)
+        if end >= 0:
+            return url[start.start(1):end]
+        pos = line_end  # no later start on this line has a "__;" after it either
     return None
 
 

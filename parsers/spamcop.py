@@ -49,20 +49,20 @@ MAX_SITES = 100  # spamvertised sites in one report
 
 _SUBJECT = re.compile(r"\[SpamCop\s*[:(]", re.I)
 _SUBJECT_PARTS = re.compile(
-    r"\[SpamCop\s*[:(]\s*\(?(?P<what>\S*?)\)?\s*,?\s*id:\s*(?P<id>\d+)\s*\]", re.I)
+    r"\[SpamCop\s*+[:(]\s*+\(?(?P<what>\S*?)\)?\s*+(?:,\s*+)?id:\s*+(?P<id>\d+)\s*+\]", re.I)
 _VERSION = re.compile(r"SpamCop V(\d+(?:\.\d+)*)", re.I)
 _EMAIL_FROM = re.compile(
-    r"^[ \t]*Email from[ \t]+(?P<ip>[0-9A-Fa-f.:\[\]]{3,47})[ \t]*/[ \t]*(?P<date>[^\r\n]*?)"
-    r"[ \t]*$", re.M | re.I)
+    r"^[ \t]*Email from[ \t]+(?P<ip>[0-9A-Fa-f.:\[\]]{3,47})[ \t]*+/[ \t]*+"
+    r"(?P<date>(?:[^\r\n]*[^\r\n \t])?)[ \t]*$", re.M | re.I)
 _SITE = re.compile(r"^[ \t]*Spamvertised web ?site:[ \t]*(?P<url>\S+)", re.M | re.I)
 _RESOLVED = re.compile(
-    r"^[ \t]*(?P<url>\S+)[ \t]+is[ \t]+(?P<ip>[0-9A-Fa-f.:]{3,45})[ \t]*;[ \t]*(?P<date>[^\r\n]*?)"
-    r"[ \t]*$", re.M)
+    r"^[ \t]*(?P<url>\S+)[ \t]+is[ \t]+(?P<ip>[0-9A-Fa-f.:]{3,45})[ \t]*+;[ \t]*+"
+    r"(?P<date>(?:[^\r\n]*[^\r\n \t])?)[ \t]*$", re.M)
 _TRACKING = re.compile(r"https?://(?:www\.)?spamcop\.net/[^\s<>\"']+", re.I)
 _OFFENDING = re.compile(r"^[ \t]*(?:\[\s*Offending message\s*\]|Offending message:)[^\r\n]*\r?\n?",
                         re.M | re.I)
 _COMMENTS = re.compile(
-    r"^[^\r\n]*Comments from recipient[^\r\n]*\r?\n(?P<text>.*?)"
+    r"^(?=[^\r\n]*Comments from recipient)[^\r\n]*+\r?\n(?P<text>.*?)"
     r"(?=^[^\r\n]*End of comments|^[ \t]*\[\s*[A-Z][^\]\r\n]*\]|\Z)", re.M | re.S | re.I)
 _SUMMARY_ROW = re.compile(
     r"^[ \t]*(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{2,40})[ \t]+"

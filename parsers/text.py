@@ -49,11 +49,12 @@ from parsers.common import (
     host_of,
     is_public_ip,
     parse_time,
+    received_from_by,
     refang,
     unique,
 )
 from parsers.headers import parse_address
-from parsers.mail import Mail
+from parsers.mail import Mail, drop_scripts
 
 NO_OFFENDER = "no offender found in the text"
 ZONELESS = "time without zone, taken as UTC"
@@ -99,7 +100,8 @@ class Mention:
 
 _PORT_AFTER = re.compile(  # "1.2.3.4:8080", "[2001:db8::1]:443", "1.2.3.4 port 4242"
     r"\]?:(?P<a>\d{1,5})(?![\d.])"
-    r"|\s*,?\s*\(?\s*(?:(?:source|src)\s*)?port\s*[:=#]?\s*(?P<b>\d{1,5})\b", re.I)
+    r"|\s*+(?:,\s*+)?(?:\(\s*+)?(?:(?:source|src)\s*+)?port\s*+(?:[:=#]\s*+)?(?P<b>\d{1,5})\b",
+    re.I)
 _CIDR_AFTER = re.compile(r"/\d{1,3}\b")
 _LABEL = re.compile(
     r"\b(?:source|src|offending|offender|attacker|attacking|attacks?|abusive|abuse|infected|"
@@ -109,8 +111,8 @@ _LABEL = re.compile(
 _NEGATIVE = re.compile(r"\b(?:dest\w*|dst|target\w*|victim|our|my|to|towards|against)\b"
                        r"[^.\n]{0,30}$", re.I)
 _GENERIC_PORT = re.compile(r"\bport[\s:=#]*(\d{1,5})\b", re.I)
-_SOURCE_PORT = re.compile(r"\b(?:src[_ -]?port|source[_ -]?port|sport)\b\s*[:=#]?\s*(\d{1,5})\b",
-                          re.I)
+_SOURCE_PORT = re.compile(r"\b(?:src[_ -]?port|source[_ -]?port|sport)\b\s*+(?:[:=#]\s*+)?"
+                          r"(\d{1,5})\b", re.I)
 
 
 def _mentions(text: str, networks: list[str]) -> list[Mention]:
@@ -235,7 +237,7 @@ _FW_MARKER = re.compile(
     r"mensaje reenviado|messaggio originale|messaggio inoltrato|doorgestuurd bericht|"
     r"oorspronkelijk bericht)\s*-{2,}|begin forwarded message\s*:|"
     r"anfang der weitergeleiteten nachricht\s*:)", re.I)
-_HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*:[ \t]*(.*)$")
+_HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*+:[ \t]*+(.*)$")
 _CONTINUATION = re.compile(r"^[ \t]+\S")
 _FW_FIELDS = {
     "from": "from", "von": "from", "de": "from", "van": "from", "da": "from",
@@ -342,20 +344,45 @@ class Hop:
     zone_stated: bool
 
 
-_RECEIVED = re.compile(r"^\s*from\s+(?P<from>.*?)\s+by\s+(?P<by>[^\s;]+)", re.I | re.S)
+_PORT_SUFFIX = re.compile(r":(\d{1,5})")
+
+
+def _first_parenthesized(text: str) -> str:
+    """What ``re.search(r"\\(([^)]*)\\)", text)`` captures ("" for none), in linear time: the
+    pattern rescanned to the end from every "(" when no ")" follows."""
+    start = text.find("(")
+    end = text.find(")", start + 1) if start >= 0 else -1
+    return text[start + 1:end] if end >= 0 else ""
+
+
+def _bracketed(text: str) -> list[tuple[str, str]]:
+    """What ``re.findall(r"\\[([^\\]]+)\\](?::(\\d{1,5}))?", text)`` returns, in linear time:
+    the pattern rescanned to the end from every "[" when no "]" follows."""
+    found: list[tuple[str, str]] = []
+    pos = 0
+    while (start := text.find("[", pos)) >= 0:
+        end = text.find("]", start + 1)
+        if end < 0:
+            break  # no "]" after this "[", nor after any later one
+        if end == start + 1:  # "[]": the pattern wants a character inside
+            pos = start + 1
+            continue
+        port = _PORT_SUFFIX.match(text, end + 1)
+        found.append((text[start + 1:end], port.group(1) if port else ""))
+        pos = port.end() if port else end + 1
+    return found
 
 
 def _parse_received(value: str) -> Hop | None:
     value = " ".join(value.split())[:2000]
-    m = _RECEIVED.match(value)
-    if not m:
+    parts = received_from_by(value)
+    if parts is None:
         return None
-    clause = m.group("from")
+    clause, by_host = parts
     words = clause.split()
     first = words[0].strip("[]()") if words else None
-    paren = re.search(r"\(([^)]*)\)", clause)
-    inner = paren.group(1) if paren else ""
-    bracketed = re.findall(r"\[([^\]]+)\](?::(\d{1,5}))?", clause)
+    inner = _first_parenthesized(clause)
+    bracketed = _bracketed(clause)
     ip, port = None, None
     for literal, literal_port in bracketed:
         ip = clean_ip(literal)
@@ -377,7 +404,7 @@ def _parse_received(value: str) -> Hop | None:
         rdns = token if "." in token and clean_ip(token.strip("[]")) is None else None
     time_raw = value.rsplit(";", 1)[1].strip() if ";" in value else None
     at, stated = parse_time(time_raw)
-    return Hop(ip=ip, port=port, helo=helo_name, rdns=rdns, by=m.group("by").lower(), time=at,
+    return Hop(ip=ip, port=port, helo=helo_name, rdns=rdns, by=by_host.lower(), time=at,
                time_raw=time_raw, zone_stated=stated)
 
 
@@ -661,12 +688,11 @@ def _texts(mail: Mail) -> tuple[str, str, list[Message]]:
 
 
 _TAG = re.compile(r"<[^>]{0,2000}>")
-_SCRIPT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
 
 
 def _strip_html(text: str) -> str:
     text = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>|</tr\s*>", "\n", text)
-    return html.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", text)))
+    return html.unescape(_TAG.sub(" ", drop_scripts(text)))
 
 
 def _reporter(mail: Mail, report: ParsedReport) -> tuple[str | None, str | None, str | None]:
@@ -687,12 +713,15 @@ def _reporter(mail: Mail, report: ParsedReport) -> tuple[str | None, str | None,
             return real.lower(), org, address
     org = mail.header("Organization")
     if not org and display.strip():
-        org = re.sub(r"\s+via\s+.*$", "", display.strip(), flags=re.I).strip("'\" ") or None
+        org = _VIA_TAIL.sub("", display.strip()).strip("'\" ") or None
         if org:
             report.inferred.append("reporter_org")
     return address, org, None
 
 
+# " via Forwarder" to the end: starts only where a blank run starts (from inside one, "\s+via"
+# rescanned the rest of the run from each of its blanks).
+_VIA_TAIL = re.compile(r"(?<!\s)\s++via\s++.*$", re.I)
 _HOST = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$")
 
 

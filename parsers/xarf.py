@@ -52,7 +52,7 @@ _XARF_KEYS = ("reported-from", "report-type", "source", "source-type", "category
               "report-id", "user-agent")
 _KEY_LINE = re.compile(r"^[ \t]*[\"']?(" + "|".join(map(re.escape, _XARF_KEYS)) + r")[\"']?[ \t]*:",
                        re.I | re.M)
-_LINE = re.compile(r"^[\"']?(?P<key>[A-Za-z][A-Za-z0-9_.-]{0,63})[\"']?[ \t]*:[ \t]*"
+_LINE = re.compile(r"^[\"']?(?P<key>[A-Za-z][A-Za-z0-9_.-]{0,63})[\"']?[ \t]*+:[ \t]*+"
                    r"(?P<value>.*)$")
 _BROKEN_SCHEME = re.compile(r"\b(https?|ftp):\s+//", re.I)
 _SCHEMA_NAME = re.compile(r"^(?P<category>[a-z]+)(?:_(?P<type>[a-z][a-z-]*))?"

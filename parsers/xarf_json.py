@@ -49,7 +49,9 @@ _FEEDBACK_TYPES = ("message/feedback-report", "text/feedback-report")
 _XARF_KEYS = re.compile(
     rb'"(?:xarf_version|source_identifier|ReporterInfo|ReportType|ReportClass|SourceIp)"\s*:')
 _FEEDBACK_XARF = re.compile(r"^[ \t]*feedback-type[ \t]*:[ \t]*xarf\b", re.I | re.M)
-_FIELD = re.compile(r"^[ \t]*([A-Za-z][A-Za-z0-9-]{0,63})[ \t]*:[ \t]*(.*?)[ \t]*$", re.M)
+# The value up to its last non-blank (not a lazy ".*?" before "[ \t]*$": quadratic on blanks).
+_FIELD = re.compile(r"^[ \t]*+([A-Za-z][A-Za-z0-9-]{0,63})[ \t]*+:[ \t]*+((?:.*[^ \t\n])?)[ \t]*$",
+                    re.M)
 _LOOSE = re.compile(r'"(source_identifier|SourceIp|ReportType|category|type)"\s*:\s*'
                     r'"([^"\\]{1,255})"')
 _URL_START = re.compile(r"^[a-z][a-z0-9+.-]{0,15}://", re.I)

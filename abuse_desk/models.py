@@ -82,6 +82,10 @@ class Message(Base):
     header_date: Mapped[str | None] = mapped_column(Text)
     # A reply to one of our notices, or a bounce of one, is attached to its case.
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    # Examinations begun (workflow/pipeline.py): one that never came back (its process died)
+    # counts; past pipeline.max_attempts the message goes to review instead of another one.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    attempted_at: Mapped[datetime | None]  # when the last counted attempt began
 
     __table_args__ = (Index("ix_messages_state_enqueued", "state", "enqueued_at"),)
 

@@ -26,7 +26,7 @@ from classifier.customers import CustomerIndex, Resolution
 from classifier.duplicates import duplicate_keys, report_fingerprint
 from classifier.model import TextModel
 from classifier.resolver_hook import ResolverHook
-from classifier.trust import Trust, TrustPolicy, verify_dkim
+from classifier.trust import DkimLimits, Trust, TrustPolicy, verify_dkim
 from classifier.types import Classification, Evidence
 from parsers.base import ParsedReport
 
@@ -74,18 +74,21 @@ class Classifier:
     def __init__(self, config: ClassifierConfig, index: Callable[[], CustomerIndex],
                  model: Callable[[], TextModel | None], trust: TrustPolicy,
                  hook: ResolverHook | None = None,
-                 dns: Callable[..., bytes | None] | None = None) -> None:
+                 dns: Callable[..., bytes | None] | None = None,
+                 dkim: DkimLimits | None = None) -> None:
         self.config = config
         self._index = index
         self._model = model
         self._trust = trust
         self._hook = hook
         self._dns = dns
+        self._dkim = dkim or DkimLimits()
 
     def assess_reporter(self, message: MessageFacts) -> Trust:
-        """Once per message: does the reporter's DKIM back its claimed identity?"""
+        """Once per message: does the reporter's DKIM back its claimed identity? (Within the
+        DKIM limits: header size, signatures, DNS time.)"""
         return self._trust.assess(message.raw, message.from_address,
-                                  verify_dkim(message.raw, dns=self._dns))
+                                  verify_dkim(message.raw, dns=self._dns, limits=self._dkim))
 
     def resolve(self, report: ParsedReport, received_at: datetime) -> Resolution:
         """The customer behind *report*, at its incident time or else at *received_at*."""

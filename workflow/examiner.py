@@ -46,10 +46,10 @@ import enum
 import io
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
 import pickle
 import re
+import selectors
 import signal
 import threading
 import time
@@ -78,6 +78,8 @@ ALARM_AFTER_KILL_S = 5.0
 START_TIMEOUT_S = 300.0
 MIB = 1024 * 1024
 
+# Room for the message's header values on the board an examiner shares with its worker.
+BOARD_BYTES = 16 * 1024
 # What an examiner is doing, shared with its parent so a reason can name the stage.
 STAGES = ("starting", "waiting", "reading headers", "parsing", "DKIM verification",
           "classifying", "returning the result")
@@ -162,31 +164,94 @@ def _context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-class _Child:
-    """One examiner process, seen from the pool."""
+class Board:
+    """Shared memory between an examiner and its worker: the stage the examination is in and
+    the message's header values, written by the examiner as it goes (no message on the pipe,
+    no wake-up), read by the worker only when the budget ran out."""
 
-    def __init__(self, ctx: multiprocessing.context.BaseContext, config: Config,
-                 now: datetime) -> None:
-        self.conn, child_conn = ctx.Pipe(duplex=True)
+    def __init__(self, ctx: multiprocessing.context.BaseContext) -> None:
         self.stage = ctx.Value("i", 0, lock=False)
-        self.process: BaseProcess = ctx.Process(  # type: ignore[attr-defined]
-            target=child_main, name="abuse-desk examiner", daemon=True,
-            args=(child_conn, config, os.getcwd(), self.stage, now))
-        self.process.start()
-        child_conn.close()
-        self.ready = False
+        self.headers = ctx.Array("B", BOARD_BYTES, lock=False)  # 4-byte length, then a pickle
+
+    def set_stage(self, name: str) -> None:
+        self.stage.value = STAGES.index(name)
 
     @property
     def stage_name(self) -> str:
         index = int(self.stage.value)
         return STAGES[index] if 0 <= index < len(STAGES) else "examination"
 
+    def put_headers(self, values: dict[str, Any]) -> None:
+        data = pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+        if len(data) > BOARD_BYTES - 4:  # long encoded values: what fits is enough to find it
+            data = pickle.dumps({k: v[:500] if isinstance(v, str) else v
+                                 for k, v in values.items()}, pickle.HIGHEST_PROTOCOL)
+        if len(data) > BOARD_BYTES - 4:
+            data = b""
+        view = memoryview(self.headers).cast("B")
+        view[4:4 + len(data)] = data
+        view[:4] = len(data).to_bytes(4, "little")
+
+    def clear_headers(self) -> None:
+        memoryview(self.headers).cast("B")[:4] = bytes(4)
+
+    def take_headers(self) -> dict[str, Any]:
+        view = memoryview(self.headers).cast("B")
+        size = int.from_bytes(view[:4], "little")
+        if not 0 < size <= BOARD_BYTES - 4:
+            return {}
+        try:
+            values = _loads(bytes(view[4:4 + size]))
+        except Exception:  # a torn write: the examiner was killed while writing
+            return {}
+        return values if isinstance(values, dict) else {}
+
+
+class _Child:
+    """One examiner process, seen from the pool."""
+
+    def __init__(self, ctx: multiprocessing.context.BaseContext, config: Config,
+                 now: datetime) -> None:
+        self.conn, child_conn = ctx.Pipe(duplex=True)
+        self.board = Board(ctx)
+        self.process: BaseProcess = ctx.Process(  # type: ignore[attr-defined]
+            target=child_main, name="abuse-desk examiner", daemon=True,
+            args=(child_conn, config, os.getcwd(), self.board, now))
+        self.process.start()
+        child_conn.close()
+        self.ready = False
+        self._selector: selectors.BaseSelector | None = None
+
+    @property
+    def stage_name(self) -> str:
+        return self.board.stage_name
+
+    def wait(self, stop_r: int, timeout: float) -> set[Any]:
+        """Which of the pipe (``conn``), the examiner's exit (``sentinel``) and the pool's stop
+        (``stop``) are ready within *timeout* seconds (one selector, kept: this is on every
+        message's path)."""
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self.conn.fileno(), selectors.EVENT_READ, "conn")
+            self._selector.register(self.process.sentinel, selectors.EVENT_READ, "sentinel")
+            self._selector.register(stop_r, selectors.EVENT_READ, "stop")
+        return {key.data for key, _ in self._selector.select(timeout)}
+
+    def exited(self, stop_r: int) -> bool:
+        """Whether the examiner is gone (one poll of the selector, no wait)."""
+        return "sentinel" in self.wait(stop_r, 0)
+
+    def forget_stop(self, stop_r: int) -> None:
+        """The stop pipe stays readable once stopping: stop watching it."""
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(stop_r)
+
     def wait_ready(self, timeout: float, stop_r: int,
                    stop_at: Callable[[], float | None]) -> None:
         """Wait for the examiner's "ready" (it loads the customer index first), at most
         *timeout* seconds and not past the pool's stop."""
         end = time.monotonic() + timeout
-        watched: list[Any] = [self.conn, self.process.sentinel, stop_r]
         while not self.ready:
             stopping = stop_at()
             left = (end if stopping is None else min(end, stopping)) - time.monotonic()
@@ -194,10 +259,10 @@ class _Child:
                 if stopping is not None:
                     raise ExaminerStopped("the desk is stopping")
                 raise ExaminerUnavailable(f"an examiner did not start within {timeout:g} s")
-            ready = multiprocessing.connection.wait(watched, left)
-            if stop_r in ready:
-                watched.remove(stop_r)
-            if self.conn in ready:
+            ready = self.wait(stop_r, left)
+            if "stop" in ready:
+                self.forget_stop(stop_r)
+            if "conn" in ready:
                 try:
                     kind, payload = _loads(self.conn.recv_bytes())
                 except (EOFError, OSError):
@@ -205,11 +270,14 @@ class _Child:
                 if kind == "error":
                     raise ExaminerUnavailable(f"an examiner could not start: {payload}")
                 self.ready = kind == "ready"
-            elif self.process.sentinel in ready:
+            elif "sentinel" in ready:
                 raise ExaminerUnavailable(
                     f"an examiner exited while starting ({_exit_text(self.process)})")
 
     def kill(self) -> None:
+        if self._selector is not None:
+            with contextlib.suppress(Exception):
+                self._selector.close()
         with contextlib.suppress(Exception):
             if self.process.is_alive():
                 self.process.kill()
@@ -300,6 +368,10 @@ class ExaminerPool:
                     raise ExaminerStopped("the desk is stopping")
                 if self._idle:
                     child = self._idle.pop()
+                    if child.ready and child.exited(self._stop_r):  # died while idle
+                        self._count -= 1
+                        child.kill()
+                        continue
                     break
                 if self._count < self._size:
                     try:
@@ -318,7 +390,7 @@ class ExaminerPool:
     def _release(self, child: _Child, healthy: bool) -> None:
         with self._cond:
             self._busy.discard(child)
-            keep = healthy and not self._closed and child.process.is_alive()
+            keep = healthy and not self._closed
             if keep:
                 self._idle.append(child)
             else:
@@ -342,11 +414,10 @@ class ExaminerPool:
         try:
             child.conn.send_bytes(pickle.dumps(task, pickle.HIGHEST_PROTOCOL))
             child.conn.send_bytes(raw)
-        except OSError as exc:
-            raise ExaminerDied(f"the examiner could not be given the message: {exc}") from exc
+        except OSError as exc:  # it was gone before it had the message
+            raise ExaminerUnavailable(f"the examiner could not be given the message: "
+                                      f"{exc}") from exc
         hard_end = time.monotonic() + budget + KILL_GRACE_S
-        values: dict[str, Any] = {}
-        watched: list[Any] = [child.conn, child.process.sentinel, self._stop_r]
         while True:
             stop_at = self._stop_at
             end = hard_end if stop_at is None else min(hard_end, stop_at)
@@ -358,18 +429,15 @@ class ExaminerPool:
                     raise ExaminerStopped(f"the desk is stopping (the examination was in {stage})")
                 log.warning("examination exceeded its time budget of %g s during %s: examiner "
                             "killed", budget, stage)
-                return time_budget_outcome(values, budget, stage), False
-            ready = multiprocessing.connection.wait(watched, left)
-            if self._stop_r in ready:
-                watched.remove(self._stop_r)  # stays readable: the new end is in _stop_at
-            if child.conn in ready:
+                return time_budget_outcome(child.board.take_headers(), budget, stage), False
+            ready = child.wait(self._stop_r, left)
+            if "stop" in ready:
+                child.forget_stop(self._stop_r)  # the new end is in _stop_at
+            if "conn" in ready:
                 try:
                     kind, payload = _loads(child.conn.recv_bytes())
                 except (EOFError, OSError):
                     kind, payload = "died", None
-                if kind == "headers":
-                    values = payload
-                    continue
                 if kind == "done":
                     outcome, healthy = payload
                     return outcome, healthy
@@ -377,7 +445,7 @@ class ExaminerPool:
                     raise ExaminerUnavailable(f"the examiner could not work: {payload}")
                 if kind != "died":
                     raise ExaminerDied(f"the examiner answered {kind!r}: {payload}")
-            elif child.process.sentinel not in ready:
+            elif "sentinel" not in ready:
                 continue
             # the examiner is gone without an answer
             stage = child.stage_name
@@ -385,7 +453,7 @@ class ExaminerPool:
             if self._stop_at is not None:
                 raise ExaminerStopped(f"the desk is stopping (the examiner {how} in {stage})")
             if child.process.exitcode == -signal.SIGALRM:  # its own alarm: the time budget
-                return time_budget_outcome(values, budget, stage), False
+                return time_budget_outcome(child.board.take_headers(), budget, stage), False
             raise ExaminerDied(f"the examiner {how} during {stage}")
 
     def begin_stop(self, grace_s: float) -> None:
@@ -430,18 +498,28 @@ _STDLIB_TYPES = {
 }
 
 
+_ALLOWED: dict[tuple[str, str], Any] = {}  # the types found so far, by (module, name)
+
+
 class _ResultUnpickler(pickle.Unpickler):
     """Builds only data: the desk's own dataclasses and enums, and a few standard types."""
 
     def find_class(self, module: str, name: str) -> Any:
+        found = _ALLOWED.get((module, name))
+        if found is not None:
+            return found
         if (module, name) in _STDLIB_TYPES:
-            return super().find_class(module, name)
-        if module.startswith(_OUR_PACKAGES):
             found = super().find_class(module, name)
-            if isinstance(found, type) and (dataclasses.is_dataclass(found)
-                                            or issubclass(found, enum.Enum)):
-                return found
-        raise pickle.UnpicklingError(f"an examiner sent a {module}.{name}: not a result type")
+        elif module.startswith(_OUR_PACKAGES):
+            found = super().find_class(module, name)
+            if not (isinstance(found, type) and (dataclasses.is_dataclass(found)
+                                                 or issubclass(found, enum.Enum))):
+                found = None
+        if found is None:
+            raise pickle.UnpicklingError(
+                f"an examiner sent a {module}.{name}: not a result type")
+        _ALLOWED[(module, name)] = found
+        return found
 
 
 def _loads(data: bytes) -> Any:
@@ -539,7 +617,7 @@ class _ExaminerDesk:
         runtime.model()
 
 
-def child_main(conn: Connection, config: Config, cwd: str, stage: Any,
+def child_main(conn: Connection, config: Config, cwd: str, board: Board,
                now: datetime) -> None:
     """The examiner: examine one message at a time until the pipe closes."""
     from abuse_desk.logs import log_context, setup_logging
@@ -559,7 +637,7 @@ def child_main(conn: Connection, config: Config, cwd: str, stage: Any,
     conn.send_bytes(pickle.dumps(("ready", os.getpid())))
     refresh_s = max(1.0, config.classifier.index_refresh_s)
     while True:
-        stage.value = STAGES.index("waiting")
+        board.set_stage("waiting")
         try:
             while not conn.poll(refresh_s):
                 held.refresh()  # while idle, so a changed index is loaded outside any budget
@@ -572,7 +650,7 @@ def child_main(conn: Connection, config: Config, cwd: str, stage: Any,
             return
         held.now = task["now"]
         with log_context(message_id=task["message_id"], examiner=os.getpid()):
-            answer, healthy = _examine_one(conn, held, stage, raw, task["received_at"])
+            answer, healthy = _examine_one(held, board, raw, task["received_at"])
         del raw
         signal.setitimer(signal.ITIMER_REAL, 0)
         try:
@@ -583,7 +661,7 @@ def child_main(conn: Connection, config: Config, cwd: str, stage: Any,
             return  # after a MemoryError or the database's failure: a fresh examiner
 
 
-def _examine_one(conn: Connection, held: _ExaminerDesk, stage: Any, raw: bytes,
+def _examine_one(held: _ExaminerDesk, board: Board, raw: bytes,
                  received_at: datetime) -> tuple[bytes, bool]:
     """Examine *raw* within the budget; returns the answer for the desk, pickled, and whether
     this examiner may take another message."""
@@ -594,11 +672,12 @@ def _examine_one(conn: Connection, held: _ExaminerDesk, stage: Any, raw: bytes,
     values: dict[str, Any] = {}
 
     def progress(name: str, found: dict[str, Any] | None = None) -> None:
-        stage.value = STAGES.index(name)
+        board.set_stage(name)
         if found is not None:  # the headers: the desk keeps them should the budget run out
             values.update(found)
-            conn.send_bytes(pickle.dumps(("headers", found), pickle.HIGHEST_PROTOCOL))
+            board.put_headers(found)
 
+    board.clear_headers()
     signal.setitimer(signal.ITIMER_REAL,
                      limits.time_budget_s + KILL_GRACE_S + ALARM_AFTER_KILL_S)
     limited, healthy = False, True
@@ -608,18 +687,18 @@ def _examine_one(conn: Connection, held: _ExaminerDesk, stage: Any, raw: bytes,
         outcome = _examine(held.desk, raw, received_at, progress)
         if limited and outcome.reason and _MEMORY_FAILURE.search(outcome.reason):
             outcome = memory_budget_outcome(outcome.values, limits.max_memory_mb,
-                                            STAGES[stage.value],
+                                            board.stage_name,
                                             f": {outcome.reason.splitlines()[0]}")
             healthy = False
     except MemoryError:
-        outcome = memory_budget_outcome(values, limits.max_memory_mb, STAGES[stage.value])
+        outcome = memory_budget_outcome(values, limits.max_memory_mb, board.stage_name)
         healthy = False
     except SQLAlchemyError as exc:  # the database, not the message: the worker retries
         text = f"{exc.__class__.__name__}: {exc}"[:500]
         return pickle.dumps(("unavailable", text)), False
     finally:
         _unlimit_memory()
-    stage.value = STAGES.index("returning the result")
+    board.set_stage("returning the result")
     try:
         return pickle.dumps(("done", (outcome, healthy)), pickle.HIGHEST_PROTOCOL), healthy
     except Exception as exc:  # a result that cannot be sent is a bug: the message to a person

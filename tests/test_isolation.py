@@ -201,6 +201,69 @@ def test_an_examiner_cannot_send_the_worker_code_to_run() -> None:
         examiner._loads(pickle.dumps(("done", Evil())))
 
 
+def test_an_examiner_finds_what_the_worker_would_have_found(pool_desk: Desk) -> None:
+    """The same outcome through the pipe as in the worker's own thread, for every sample."""
+    samples = sorted((Path(__file__).parent / "parsers" / "data").rglob("*.eml"))
+    assert len(samples) > 20
+    with pool_desk.examiner.reserve() as slot:  # type: ignore[union-attr]
+        for path in samples:
+            raw = path.read_bytes()
+            inline = pipeline._examine(pool_desk, raw, NOW)
+            examined = slot.examine(raw, NOW, NOW)
+            assert examined == inline, path
+
+
+def test_an_examiner_killed_while_idle_costs_no_attempt(pool_desk: Desk) -> None:
+    pool = pool_desk.examiner
+    assert isinstance(pool, ExaminerPool)
+    first = store(pool_desk, message("spam from 192.0.2.7"))
+    assert process_message(pool_desk, first) == "processed"
+    (pid,) = pool.pids()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not alive(pid), 10, "the examiner to die")
+
+    second = store(pool_desk, message("spam from 192.0.2.8"))
+    assert process_message(pool_desk, second) == "processed"
+    assert load(pool_desk.engine, second).attempts == 1
+    assert pool.pids() != [pid]
+
+
+def test_worker_threads_share_the_examiners(tmp_path: Path) -> None:
+    """Six threads, two examiners, one message that holds its examiner until its budget runs
+    out: every other message is processed meanwhile, nothing waits forever."""
+    config = pool_config(tmp_path)
+    desk = open_desk(config, clock=lambda: NOW)
+    upgrade(desk.engine)
+    desk.examiner = pool = ExaminerPool(config, desk.clock, size=2).start()
+    try:
+        hostile = store(desk, message("hold-the-gil 192.0.2.1"))
+        normal = [store(desk, message(f"spam from 192.0.2.{n}")) for n in range(10, 40)]
+        outcomes: dict[int, str] = {}
+        errors: list[BaseException] = []
+
+        def work(ids: list[int]) -> None:
+            try:
+                for message_id in ids:
+                    outcomes[message_id] = process_message(desk, message_id)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=([hostile] if n == 0 else
+                                                       normal[n - 1::5],))
+                   for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(HANG_GUARD_S)
+        assert not any(t.is_alive() for t in threads)
+        assert errors == []
+        assert outcomes.pop(hostile) == "review"
+        assert set(outcomes.values()) == {"processed"} and len(outcomes) == len(normal)
+    finally:
+        pool.close()
+        desk.close()
+
+
 # -- `abuse-desk serve`: the listener and the web stay responsive ------------------------------
 
 

@@ -271,20 +271,26 @@ class _Child:
                     raise ExaminerUnavailable(f"an examiner could not start: {payload}")
                 self.ready = kind == "ready"
             elif "sentinel" in ready:
+                if stop_at() is not None:
+                    raise ExaminerStopped("the desk is stopping")
                 raise ExaminerUnavailable(
                     f"an examiner exited while starting ({_exit_text(self.process)})")
 
-    def kill(self) -> None:
-        if self._selector is not None:
-            with contextlib.suppress(Exception):
-                self._selector.close()
+    def kill_process(self) -> None:
+        """SIGKILL the examiner (from any thread: the one waiting on it sees it exit)."""
         with contextlib.suppress(Exception):
             if self.process.is_alive():
                 self.process.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the examiner and let go of everything it held (by the thread using it)."""
+        self.kill_process()
         with contextlib.suppress(Exception):
             self.process.join(5)
-        with contextlib.suppress(Exception):
-            self.conn.close()
+        for closeable in (self._selector, self.conn):
+            with contextlib.suppress(Exception):
+                if closeable is not None:
+                    closeable.close()
 
 
 def _exit_text(process: BaseProcess) -> str:
@@ -327,6 +333,7 @@ class ExaminerPool:
         self._count = 0  # started and not yet discarded
         self._stop_at: float | None = None  # monotonic; set once stopping
         self._stop_r, self._stop_w = os.pipe()  # readable once stopping: wakes the waiters
+        self._pipe_open = True
         self._closed = False
 
     @property
@@ -396,8 +403,12 @@ class ExaminerPool:
             else:
                 self._count -= 1
             self._cond.notify()
+            last = self._closed and not self._busy
         if not keep:
             child.kill()
+        if last:
+            self._close_stop_pipe()
+        if not keep:
             # A new one in its place, ready by the time it is needed.
             with self._cond:
                 if not self._closed and self._stop_at is None and self._count < self._size:
@@ -462,19 +473,32 @@ class ExaminerPool:
             if self._stop_at is None or time.monotonic() + grace_s < self._stop_at:
                 self._stop_at = time.monotonic() + grace_s
             self._cond.notify_all()
-        with contextlib.suppress(OSError):
-            os.write(self._stop_w, b"x")
+            if self._pipe_open:
+                with contextlib.suppress(OSError):
+                    os.write(self._stop_w, b"x")
 
     def close(self) -> None:
         """Kill every examiner (those in use too: their examinations end ExaminerStopped)."""
         self.begin_stop(0.0)
         with self._cond:
             self._closed = True
-            children = [*self._idle, *self._busy]
+            idle, busy = list(self._idle), list(self._busy)
             self._idle.clear()
+            self._count -= len(idle)
             self._cond.notify_all()
-        for child in children:
+        for child in idle:
             child.kill()
+        for child in busy:  # their threads clean up after them
+            child.kill_process()
+        if not busy:
+            self._close_stop_pipe()
+
+    def _close_stop_pipe(self) -> None:
+        """Once no thread waits on it any more (a closed fd's number is soon another's)."""
+        with self._cond:
+            if not self._pipe_open or self._busy:
+                return
+            self._pipe_open = False
         for fd in (self._stop_r, self._stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -494,7 +518,7 @@ _STDLIB_TYPES = {
 } | {("datetime", name) for name in ("datetime", "date", "time", "timedelta", "timezone")} | {
     ("decimal", "Decimal"), ("ipaddress", "IPv4Address"), ("ipaddress", "IPv6Address"),
     ("ipaddress", "IPv4Network"), ("ipaddress", "IPv6Network"), ("collections", "OrderedDict"),
-    ("zoneinfo", "ZoneInfo"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("zoneinfo", "ZoneInfo"),
 }
 
 
@@ -640,14 +664,14 @@ def child_main(conn: Connection, config: Config, cwd: str, board: Board,
         board.set_stage("waiting")
         try:
             while not conn.poll(refresh_s):
-                held.refresh()  # while idle, so a changed index is loaded outside any budget
+                # While idle, so that a changed index is loaded outside any message's budget;
+                # the database away is tried again at the next message.
+                with contextlib.suppress(SQLAlchemyError):
+                    held.refresh()
             task = pickle.loads(conn.recv_bytes())
             raw = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the desk closed the pipe, or is gone
-        except Exception as exc:  # the database is away: the desk sees this examiner exit
-            log.warning("examiner stops: %s: %s", exc.__class__.__name__, exc)
-            return
         held.now = task["now"]
         with log_context(message_id=task["message_id"], examiner=os.getpid()):
             answer, healthy = _examine_one(held, board, raw, task["received_at"])

@@ -195,11 +195,12 @@ def _key_upsert(dialect_name: str) -> Any:
         set_={"report_id": stmt.excluded.report_id, "created_at": stmt.excluded.created_at})
 
 
-def attach_reply(conn: Any, desk: Desk, message_id: int, raw: bytes, result: ParseResult,
-                 now: datetime) -> tuple[int | None, str | None]:
+def attach_reply(conn: Any, desk: Desk, message_id: int, header_from: str | None,
+                 result: ParseResult, now: datetime) -> tuple[int | None, str | None]:
     """Attach a reply to one of our mails, or a bounce of one, to its case: (case id, None),
     or (None, why a person should look at it), or (None, None) for a bounce of something that
-    is not ours."""
+    is not ours. *header_from* is the From the examination read (the worker does not read the
+    message's bytes itself)."""
     extra = result.extra or {}
     ours = [str(i).lower() for i in extra.get("notice_message_ids") or []]
     notice = None
@@ -226,7 +227,7 @@ def attach_reply(conn: Any, desk: Desk, message_id: int, raw: bytes, result: Par
     if case_id is None:
         return None, ("a reply to one of our mails, but no case matches "
                       f"(reference {extra.get('case_reference')!r}, ids {ours[:3]})")
-    sender = first_address(read_top_headers(raw).from_) or "unknown"
+    sender = first_address(header_from) or "unknown"
     cases.attach_message(conn, message_id, case_id)
     if notice is not None and notice.kind == "ack":
         cases.event(conn, now, cases.Actor("reporter", sender), case_id, "reporter-replied",
@@ -386,7 +387,8 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
                     cases.mark_due(conn, first_case)
         elif state is MessageState.PROCESSED and result is not None and (
                 result.disposition is Disposition.REPLY or result.format == "bounce"):
-            case_id, why = attach_reply(conn, desk, message_id, claim.raw, result, now)
+            case_id, why = attach_reply(conn, desk, message_id,
+                                        outcome.values.get("header_from"), result, now)
             if case_id is not None:
                 detail["case"] = case_id
             elif why is not None:

@@ -27,7 +27,7 @@ import uvicorn
 from dramatiq.brokers.stub import StubBroker
 from prometheus_client import start_http_server
 
-from abuse_desk.app import Desk, open_desk
+from abuse_desk.app import Desk, PluginError, open_desk
 from abuse_desk.broker import QUEUE, is_in_process
 from abuse_desk.clock import Clock, system_clock
 from abuse_desk.config import Config
@@ -97,6 +97,10 @@ async def start(config: Config, parts: tuple[str, ...],
         actors.process_message.send(message_id)
 
     if "worker" in parts:
+        try:
+            _ = desk.parsers  # the configured plugins load here, before any examiner starts
+        except PluginError as exc:
+            raise UsageError(str(exc)) from None
         if config.pipeline.examiners > 0:
             running.examiners = ExaminerPool(config, desk.clock, config.pipeline.examiners)
             desk.examiner = running.examiners.start()

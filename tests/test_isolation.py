@@ -9,6 +9,7 @@ The misbehaving parsers are in ``tests/isolation_plugins.py``, loaded through
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pickle
@@ -262,6 +263,22 @@ def test_worker_threads_share_the_examiners(tmp_path: Path) -> None:
     finally:
         pool.close()
         desk.close()
+
+
+@pytest.mark.parametrize(("plugin", "error"), [
+    ("tests.no_such_module:factory", "ModuleNotFoundError: No module named 'tests.no_such_module'"),
+    ("tests.isolation_plugins:ALL", "TypeError: 'list' object is not callable"),
+    ("tests.support:free_port", "did not give a parser"),
+])
+def test_a_plugin_that_gives_no_parser_stops_the_worker_saying_why(
+        tmp_path: Path, plugin: str, error: str) -> None:
+    from abuse_desk.runner import PARTS, UsageError, start
+
+    config = make_config(tmp_path, parsers={"plugins": [plugin]})
+    with pytest.raises(UsageError) as raised:
+        asyncio.run(start(config, PARTS))
+    assert str(raised.value).startswith(f"parsers.plugins: {plugin}")
+    assert error in str(raised.value)
 
 
 # -- `abuse-desk serve`: the listener and the web stay responsive ------------------------------

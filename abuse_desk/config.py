@@ -93,6 +93,9 @@ class PipelineConfig:
     sweep_interval_s: float = 10.0
     worker_threads: int = 4
     max_retries: int = 5
+    examiners: int = 2
+    max_attempts: int = 3
+    stop_grace_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,12 @@ class ParserLimits:
     max_csv_rows: int = 100_000
     max_reports: int = 10_000
     time_budget_s: float = 30.0
+    max_memory_mb: int = 1024
+    dkim_max_header_bytes: int = 256 * 1024
+    dkim_max_signatures: int = 3
+    dkim_dns_timeout_s: float = 2.0
+    dkim_dns_budget_s: float = 5.0
+    plugins: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,11 @@ def _is_date(text: str) -> bool:
 PERSON_FORMATS = ("dmca", "text")
 
 
+def _is_plugin(name: str) -> bool:
+    module, sep, attr = name.partition(":")
+    return bool(sep) and all(part.isidentifier() for part in (*module.split("."), attr))
+
+
 def _types() -> set[str]:
     from classifier.types import TYPES
 
@@ -307,9 +321,18 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("pipeline", "max_retries"): (lambda v: v >= 0, "zero or more"),
     ("pipeline", "sweep_interval_s"): (lambda v: v > 0, "a positive number of seconds"),
     ("pipeline", "sweep_after_s"): (lambda v: v >= 0, "zero or more seconds"),
+    ("pipeline", "examiners"): (lambda v: v >= 0, "zero (examine in the worker's threads) or "
+                                "more processes"),
+    ("pipeline", "max_attempts"): (lambda v: v > 0, "a positive number"),
+    ("pipeline", "stop_grace_s"): (lambda v: v >= 0, "zero or more seconds"),
     **{("parsers", key): (lambda v: v > 0, "a positive number") for key in (
         "max_mime_depth", "max_parts", "max_decoded_bytes", "max_zip_uncompressed_bytes",
-        "max_zip_ratio", "max_csv_rows", "max_reports", "time_budget_s")},
+        "max_zip_ratio", "max_csv_rows", "max_reports", "time_budget_s",
+        "dkim_max_header_bytes", "dkim_max_signatures", "dkim_dns_timeout_s",
+        "dkim_dns_budget_s")},
+    ("parsers", "max_memory_mb"): (lambda v: v >= 0, "zero (no limit) or more MiB"),
+    ("parsers", "plugins"): (lambda v: all(_is_plugin(x) for x in v),
+                             "a list of \"package.module:factory\" names"),
     ("classifier", "confidence_threshold"): (lambda v: 0 <= v <= 1, "a number from 0 to 1"),
     ("classifier", "resolver_hook_timeout_s"): (lambda v: v > 0, "a positive number of seconds"),
     ("classifier", "duplicate_window_days"): (lambda v: v > 0, "a positive number of days"),

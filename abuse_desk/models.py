@@ -85,6 +85,10 @@ class Message(Base):
     # Whether its From is authenticated (classifier/authentication.py): the pipeline writes it,
     # acknowledgements and threading read it. None: never checked (no acknowledgement).
     sender_authentication: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Examinations begun (workflow/pipeline.py): one that never came back (its process died)
+    # counts; past pipeline.max_attempts the message goes to review instead of another one.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    attempted_at: Mapped[datetime | None]  # when the last counted attempt began
 
     __table_args__ = (Index("ix_messages_state_enqueued", "state", "enqueued_at"),)
 

@@ -1,11 +1,14 @@
 """Starting and stopping the desk's parts, together (`serve`) or one per process.
 
-Parts: ``smtp`` (listener + store writer + broker dispatcher), ``worker`` (dramatiq worker threads),
-``scheduler`` (sweeper, later timeline steps) and ``web``. `abuse-desk serve` runs all four in one
-process on the in-process broker; `abuse-desk smtp|worker|scheduler|web` runs one, against a real
-broker. SIGINT or SIGTERM stops the process cleanly: the listener stops accepting, open
-transactions get a grace period, every message handed to the writer is committed, the worker
-finishes what it holds; a second signal exits at once.
+Parts: ``smtp`` (listener + store writer + broker dispatcher), ``worker`` (dramatiq worker threads
+and their examiner processes), ``scheduler`` (sweeper, later timeline steps) and ``web``.
+`abuse-desk serve` runs all four in one process on the in-process broker; `abuse-desk
+smtp|worker|scheduler|web` runs one, against a real broker. Messages are examined (parsed,
+DKIM-checked, classified) only in the examiner processes (``workflow/examiner.py``), never in
+the threads that answer SMTP or HTTP. SIGINT or SIGTERM stops the process cleanly and promptly:
+the listener stops accepting, open transactions get a grace period, every message handed to the
+writer is committed, the worker goes on examining for ``pipeline.stop_grace_s`` and then kills
+its examiners (what they held stays received for the next start); a second signal exits at once.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import uvicorn
 from dramatiq.brokers.stub import StubBroker
 from starlette.applications import Starlette
 
-from abuse_desk.app import Desk, open_desk
+from abuse_desk.app import Desk, PluginError, open_desk
 from abuse_desk.broker import QUEUE, is_in_process
 from abuse_desk.clock import Clock, system_clock
 from abuse_desk.config import Config
@@ -34,13 +37,13 @@ from ingest.smtp import SmtpListener, start_smtp
 from ingest.store import Dispatcher, GroupCommitWriter
 from web.app import create_app, create_metrics_app
 from workflow.actors import declare_actors
+from workflow.examiner import ExaminerPool
 from workflow.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
 PARTS = ("smtp", "worker", "scheduler", "web")
 SMTP_GRACE_S = 5.0
-WORKER_DRAIN_MS = 30_000
 
 
 class UsageError(Exception):
@@ -68,6 +71,7 @@ class Running:
     dispatcher: Dispatcher | None = None
     scheduler: Scheduler | None = None
     worker: dramatiq.Worker | None = None
+    examiners: ExaminerPool | None = None
     web: _EmbeddedServer | None = None
     web_task: asyncio.Task[None] | None = None
     metrics: _EmbeddedServer | None = None
@@ -123,7 +127,15 @@ async def start(config: Config, parts: tuple[str, ...],
         actors.process_message.send(message_id)
 
     if "worker" in parts:
-        desk.warm()
+        try:
+            _ = desk.parsers  # the configured plugins load here, before any examiner starts
+        except PluginError as exc:
+            raise UsageError(str(exc)) from None
+        if config.pipeline.examiners > 0:
+            running.examiners = ExaminerPool(config, desk.clock, config.pipeline.examiners)
+            desk.examiner = running.examiners.start()
+        # The examiners hold their own classifier; `serve`'s web builds one when first used.
+        desk.warm(examine=running.examiners is None)
         running.worker = dramatiq.Worker(
             desk.broker, worker_threads=config.pipeline.worker_threads, worker_timeout=250)
         running.worker.start()
@@ -163,13 +175,20 @@ async def stop(running: Running) -> None:
     if running.scheduler is not None:
         await asyncio.to_thread(running.scheduler.stop)
     if running.worker is not None:
+        grace_s = running.desk.config.pipeline.stop_grace_s
+        if running.examiners is not None:
+            # Examinations go on for the grace period, then are killed (the messages stay
+            # received); what is still queued then fails at once instead of being examined.
+            running.examiners.begin_stop(grace_s)
         broker = running.desk.broker
         if isinstance(broker, StubBroker) and QUEUE in broker.queues:
             # Finish what is queued in memory; anything left is re-sent at the next start.
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(broker.join, QUEUE, timeout=WORKER_DRAIN_MS,
+                await asyncio.to_thread(broker.join, QUEUE, timeout=int((grace_s + 5) * 1000),
                                         fail_fast=False)
         await asyncio.to_thread(running.worker.stop)
+        if running.examiners is not None:
+            await asyncio.to_thread(running.examiners.close)
     for server, task in ((running.web, running.web_task),
                          (running.metrics, running.metrics_task)):
         if server is not None and task is not None:

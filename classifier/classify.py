@@ -27,6 +27,7 @@ from classifier.duplicates import duplicate_keys, report_fingerprint
 from classifier.model import TextModel
 from classifier.resolver_hook import ResolverHook
 from classifier.trust import (
+    DkimLimits,
     DkimResult,
     Trust,
     TrustPolicy,
@@ -111,18 +112,21 @@ class Classifier:
     def __init__(self, config: ClassifierConfig, index: Callable[[], CustomerIndex],
                  model: Callable[[], TextModel | None], trust: TrustPolicy,
                  hook: ResolverHook | None = None,
-                 dns: Callable[..., bytes | None] | None = None) -> None:
+                 dns: Callable[..., bytes | None] | None = None,
+                 dkim: DkimLimits | None = None) -> None:
         self.config = config
         self._index = index
         self._model = model
         self._trust = trust
         self._hook = hook
         self._dns = dns
+        self._dkim = dkim or DkimLimits()
 
     def assess_reporter(self, message: MessageFacts) -> ReporterTrust:
-        """Once per message: does the reporter's DKIM back its claimed identity, and is the
-        reporter authenticated at all?"""
-        dkim = verify_dkim(message.raw, dns=self._dns)
+        """Once per message: does the reporter's DKIM back its claimed identity (within the
+        DKIM limits: header size, signatures, DNS time), and is the reporter authenticated
+        at all?"""
+        dkim = verify_dkim(message.raw, dns=self._dns, limits=self._dkim)
         trust = self._trust.assess(message.raw, message.from_address, dkim)
         why = authentication(trust, dkim, message.from_address)
         return ReporterTrust(**{f.name: getattr(trust, f.name) for f in fields(trust)},

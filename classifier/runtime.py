@@ -22,7 +22,7 @@ from classifier.classify import Classifier
 from classifier.customers import CustomerIndex
 from classifier.model import TextModel
 from classifier.resolver_hook import ResolverHook
-from classifier.trust import DEFAULT_TRUSTED_REPORTERS, TrustPolicy
+from classifier.trust import DEFAULT_TRUSTED_REPORTERS, DkimLimits, TrustPolicy
 
 MODEL = "text-model"
 
@@ -57,7 +57,8 @@ class ClassifierRuntime:
         hook = None
         if cfg.resolver_hook_url or cfg.resolver_hook_command:
             hook = ResolverHook.from_config(cfg, clock)
-        self.classifier = Classifier(cfg, self.index, self.model, TrustPolicy(trusted), hook)
+        self.classifier = Classifier(cfg, self.index, self.model, TrustPolicy(trusted), hook,
+                                     dkim=DkimLimits.from_config(config.parsers))
 
     # -- the customer index ------------------------------------------------------------------
 

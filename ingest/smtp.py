@@ -61,6 +61,7 @@ from abuse_desk import metrics
 from abuse_desk.clock import Clock
 from abuse_desk.config import SmtpConfig
 from abuse_desk.logs import log_context
+from abuse_desk.mailboxes import mailbox_of
 from ingest.store import Envelope
 
 log = logging.getLogger(__name__)
@@ -389,7 +390,9 @@ class IntakeHandler:
         local, at, domain = address.rpartition("@")
         if not at or not local or "@" in local or ":" in address or "," in address:
             return False
-        return local.lower() in self._mailboxes and domain.lower().rstrip(".") in self._domains
+        mailbox = mailbox_of(local, self._cfg.recipient_delimiter)  # abuse+r-TOKEN is abuse
+        return (mailbox is not None and mailbox.lower() in self._mailboxes
+                and domain.lower().rstrip(".") in self._domains)
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: SmtpEnvelope,
                           hostname: str, responses: list[str]) -> list[str]:

@@ -55,20 +55,6 @@ RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To",
 MAX_TOKENS = 10  # tokens read from one message
 
 
-_TAG = re.compile(r"[A-Za-z0-9-]{1,64}")
-
-
-def mailbox_of(local: str, delimiter: str) -> str | None:
-    """The mailbox a recipient's local part names, for the listener's recipient check:
-    ``abuse`` for ``abuse``, and (with *delimiter* ``"+"``) for ``abuse+r-TOKEN``; None for a
-    tag that is not letters, digits and '-' (no ``%``, ``!`` or other relaying tricks ride in
-    a tag). Without a delimiter the local part is the mailbox."""
-    if not delimiter or delimiter not in local:
-        return local
-    mailbox, _, tag = local.partition(delimiter)
-    return mailbox if mailbox and _TAG.fullmatch(tag) else None
-
-
 def tokens_in(pattern: re.Pattern[str], texts: list[str]) -> list[str]:
     """The distinct tokens *pattern* finds in *texts* (lower case, at most MAX_TOKENS)."""
     found: dict[str, None] = {}

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 
 from abuse_desk.app import Desk
 from abuse_desk.broker import QUEUE
 from workflow import pipeline, timeline
+from workflow.examiner import ExaminerStopped
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,17 @@ def declare_actors(desk: Desk) -> Actors:
     def deliver_notice(notice_id: int) -> None:
         timeline.deliver_notice(desk, notice_id)
 
-    def declare(fn: Callable[[int], None], time_limit_ms: int) -> dramatiq.Actor[[int], None]:
+    def declare(fn: Callable[[int], None], time_limit_ms: int,
+                **options: Any) -> dramatiq.Actor[[int], None]:
         return dramatiq.actor(
             broker=desk.broker, actor_name=fn.__name__, queue_name=QUEUE,
             max_retries=desk.config.pipeline.max_retries, min_backoff=1_000,
-            max_backoff=60_000, time_limit=time_limit_ms)(fn)
+            max_backoff=60_000, time_limit=time_limit_ms, **options)(fn)
 
-    actors = Actors(process_message=declare(process_message, 600_000),
+    # A message whose examination a stop cut short is not retried: it stays received, and
+    # the next start (or another worker's sweeper) sends it again.
+    actors = Actors(process_message=declare(process_message, 600_000,
+                                            throws=(ExaminerStopped,)),
                     run_step=declare(run_step, 300_000),
                     deliver_notice=declare(deliver_notice, 300_000))
     desk.enqueue = actors.send

@@ -11,6 +11,18 @@ transaction. Failures split in two: a failure on the *content* (a parser raising
 limit, nothing understood) moves the message to ``review`` with its reason and traceback, for a
 person; a failure of the *system* (database unreachable) raises, so dramatiq retries and the
 sweeper re-sends after that.
+
+Examining (parse, DKIM, classify: :func:`_examine`) runs in an examiner process
+(``workflow/examiner.py``) within the message's time and memory budget; a message past its
+budget goes to review with the reason, in its first attempt. Each delivery that examines the
+message first records an attempt (``messages.attempts``, with ``attempted_at``, in a small
+transaction of its own): a delivery that finds more than ``pipeline.max_attempts`` earlier
+attempts that never came back (their examiner or worker died each time) puts the message in
+review with "processing did not finish in N attempts" instead of examining it again. A
+delivery that arrives while another attempt began less than ``attempt_lease_s`` ago (a
+duplicate, not a retry) examines without counting, so duplicates never send a message to
+review; an attempt that ends for a reason of ours (the database, an examiner that could not
+start) is given back.
 """
 
 from __future__ import annotations
@@ -19,11 +31,12 @@ import functools
 import json
 import logging
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,6 +51,12 @@ from parsers.base import Disposition, ParseResult
 from parsers.guards import case_reference
 from parsers.headers import first_address, read_top_headers
 from workflow import cases, replies, timeline
+from workflow.examiner import (
+    ExaminerDied,
+    ExaminerStopped,
+    ExaminerUnavailable,
+    InlineExaminer,
+)
 from workflow.notices import create_ack
 
 log = logging.getLogger(__name__)
@@ -52,9 +71,22 @@ class Outcome:
     decisions: list[Decision] = field(default_factory=list)
 
 
-def _examine(desk: Desk, raw: bytes, received_at: datetime) -> Outcome:
+Progress = Callable[..., None]
+
+
+def _no_progress(stage: str, headers: dict[str, Any] | None = None) -> None:
+    pass
+
+
+def _examine(desk: Desk, raw: bytes, received_at: datetime,
+             progress: Progress = _no_progress,
+             sender: Mapping[str, Any] | None = None) -> Outcome:
     """The pure part: what the message (received at *received_at*) says. Never raises on
-    content."""
+    content. *progress* is told each stage as it starts (an examiner names it when the
+    budget runs out), and the header values once read. *sender*: the envelope as our
+    listener saw it (``mail_from``, ``peer_ip``, ``helo``), for the sender's authentication
+    of a complaint or a reply (``values["sender_authentication"]``)."""
+    progress("reading headers")
     try:
         headers = read_top_headers(raw)
     except Exception as exc:  # a parser bug or hostile input: a person looks at it
@@ -67,6 +99,7 @@ def _examine(desk: Desk, raw: bytes, received_at: datetime) -> Outcome:
         "header_subject": headers.subject,
         "header_date": headers.date,
     }
+    progress("parsing", values)
     result = desk.parsers.parse(raw, desk.config.parsers)
     values["disposition"] = result.disposition.value
     values["format"] = result.format
@@ -75,6 +108,11 @@ def _examine(desk: Desk, raw: bytes, received_at: datetime) -> Outcome:
         if result.errors:
             reason += "\n" + "\n".join(result.errors)  # the traceback of a parser bug
         return Outcome(MessageState.REVIEW, values, reason, result)
+    if result.reports or result.disposition is Disposition.REPLY:
+        progress("sender authentication")
+        values["sender_authentication"] = desk.workflow.authenticator.check(
+            raw, **{k: (sender or {}).get(k) for k in ("mail_from", "peer_ip", "helo")}
+        ).to_json()
     if not result.reports:
         return Outcome(MessageState.PROCESSED, values, None, result)
     facts = MessageFacts(raw=raw, from_address=first_address(headers.from_),
@@ -82,7 +120,9 @@ def _examine(desk: Desk, raw: bytes, received_at: datetime) -> Outcome:
                          subject=headers.subject or "")
     classifier = desk.classifier.classifier
     try:
+        progress("DKIM verification")
         trust = classifier.assess_reporter(facts)
+        progress("classifying")
         decisions = [classifier.classify(report, facts, trust) for report in result.reports]
     except SQLAlchemyError:
         raise  # the system, not the content: dramatiq retries
@@ -171,18 +211,17 @@ def _jsonable(value: Any) -> Any:
 
 # ---- the sender, and mail about our own mails (workflow/replies.py) ---------------------------
 
-def _check_sender(desk: Desk, row: Any, outcome: Outcome) -> dict[str, Any] | None:
-    """Outside any transaction: whether the From of a report (or a reply) is authenticated,
-    and a case tag in its Subject: proven by an authenticated customer address, the message
-    becomes the customer's reply; otherwise it stays what the parsers made of it, and the tag
-    is returned as a hint for specialists."""
+def _check_sender(desk: Desk, claim: _Claim, outcome: Outcome) -> dict[str, Any] | None:
+    """Outside any transaction, in the worker: with the sender's authentication the
+    examination found, a message sent to a notice's reply address is the customer's reply; a
+    case tag in its Subject, proven by an authenticated customer address, makes it the
+    customer's reply too; otherwise it stays what the parsers made of it, and the tag is
+    returned as a hint for specialists."""
     result = outcome.result
     if result is None or result.disposition not in (Disposition.REPORT, Disposition.REPLY):
         return None
-    auth = desk.workflow.authenticator.check(
-        row.raw, mail_from=row.mail_from, peer_ip=row.peer_ip, helo=row.helo).to_json()
-    outcome.values["sender_authentication"] = auth
-    tokens = replies.envelope_reply_tokens(row.rcpt_tos)
+    auth = outcome.values.get("sender_authentication")
+    tokens = replies.envelope_reply_tokens(claim.rcpt_tos)
     if tokens and result.disposition is Disposition.REPORT:  # sent to a notice's Reply-To
         with desk.engine.connect() as conn:
             known = replies.known_reply_token(conn, tokens)
@@ -241,96 +280,203 @@ def _with_sender(rows: list[dict[str, Any]], auth: dict[str, Any] | None,
     return rows
 
 
+def attempt_lease_s(desk: Desk) -> float:
+    """How long an attempt may still be running: a delivery within this of the last attempt's
+    start is taken for a duplicate of it, one after it for a retry after a crash."""
+    return 2 * desk.config.parsers.time_budget_s + 10.0
+
+
+@dataclass
+class _Claim:
+    raw: bytes
+    received_at: datetime
+    attempts: int
+    counted: bool  # False: another attempt holds the lease; this one examines uncounted
+    at: datetime
+    # the envelope as our listener saw it
+    mail_from: str | None = None
+    rcpt_tos: list[str] = field(default_factory=list)
+    peer_ip: str | None = None
+    helo: str | None = None
+
+    @property
+    def sender(self) -> dict[str, Any]:
+        return {"mail_from": self.mail_from, "peer_ip": self.peer_ip, "helo": self.helo}
+
+
+def _claim_attempt(desk: Desk, message_id: int, now: datetime) -> _Claim | str:
+    """Record an attempt on a ``received`` message; or why there is nothing to do."""
+    cutoff = now - timedelta(seconds=attempt_lease_s(desk))
+    with desk.engine.begin() as conn:
+        row = conn.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.state == MessageState.RECEIVED,
+                   or_(Message.attempted_at.is_(None), Message.attempted_at <= cutoff))
+            .values(attempts=Message.attempts + 1, attempted_at=now)
+            .returning(Message.raw, Message.received_at, Message.attempts, *_ENVELOPE)).first()
+        if row is not None:
+            return _Claim(row.raw, as_utc(row.received_at) or now, row.attempts, True, now,
+                          *_envelope(row))
+        held = conn.execute(
+            select(Message.state, Message.raw, Message.received_at, Message.attempts,
+                   *_ENVELOPE).where(Message.id == message_id)).first()
+    if held is None:
+        return "no such message: nothing to process"
+    if held.state != MessageState.RECEIVED:
+        return f"already {held.state}: nothing to do"
+    return _Claim(held.raw, as_utc(held.received_at) or now, held.attempts, False, now,
+                  *_envelope(held))
+
+
+_ENVELOPE = (Message.mail_from, Message.rcpt_tos, Message.peer_ip, Message.helo)
+
+
+def _envelope(row: Any) -> tuple[Any, ...]:
+    return row.mail_from, list(row.rcpt_tos or []), row.peer_ip, row.helo
+
+
+def _end_attempt(desk: Desk, message_id: int, claim: _Claim, *, give_back: bool) -> None:
+    """An attempt that ended without an outcome: let the next delivery count as a new attempt
+    at once, and, when the failure was ours (*give_back*), not against the message. Best
+    effort: the database may be what failed."""
+    if not claim.counted:
+        return
+    values: dict[str, Any] = {"attempted_at": None}
+    if give_back:
+        values["attempts"] = Message.attempts - 1
+    try:
+        with desk.engine.begin() as conn:
+            conn.execute(update(Message).where(
+                Message.id == message_id, Message.state == MessageState.RECEIVED,
+                Message.attempted_at == claim.at).values(**values))
+    except SQLAlchemyError as exc:
+        log.warning("could not end the attempt: %s: %s", exc.__class__.__name__, exc)
+
+
+def _examine_claimed(desk: Desk, message_id: int) -> tuple[_Claim, Outcome] | str:
+    """Take an examiner, record the attempt, examine (or give up on a message whose earlier
+    attempts never came back); or why there is nothing to do."""
+    examiner = desk.examiner or InlineExaminer(desk)
+    max_attempts = desk.config.pipeline.max_attempts
+    with examiner.reserve() as slot:
+        now = desk.clock()
+        claim = _claim_attempt(desk, message_id, now)
+        if isinstance(claim, str):
+            return claim
+        if claim.counted and claim.attempts > max_attempts:
+            log.warning("%d attempts did not finish: to review", claim.attempts - 1)
+            return claim, Outcome(MessageState.REVIEW, {}, (
+                f"processing did not finish in {claim.attempts - 1} attempts: the examiner or "
+                "its worker died each time (pipeline.max_attempts)"))
+        try:
+            return claim, slot.examine(claim.raw, claim.received_at, now, message_id,
+                                       claim.sender)
+        except ExaminerStopped:
+            _end_attempt(desk, message_id, claim, give_back=False)  # it counts: see stop
+            raise
+        except ExaminerUnavailable:
+            _end_attempt(desk, message_id, claim, give_back=True)
+            raise
+        except ExaminerDied as exc:
+            log.warning("attempt %d did not finish: %s", claim.attempts, exc)
+            _end_attempt(desk, message_id, claim, give_back=False)
+            raise
+        except BaseException:  # the actor's time limit, a bug: the attempt is not the message's
+            _end_attempt(desk, message_id, claim, give_back=True)
+            raise
+
+
 def process_message(desk: Desk, message_id: int) -> str:
     """Process one message; returns the outcome ("processed", "review", "skipped")."""
     with log_context(message_id=message_id):
-        with desk.engine.connect() as conn:
-            row = conn.execute(
-                select(Message.state, Message.raw, Message.received_at, Message.mail_from,
-                       Message.rcpt_tos, Message.peer_ip, Message.helo)
-                .where(Message.id == message_id)).first()
-        if row is None:
-            log.warning("no such message: nothing to process")
+        examined = _examine_claimed(desk, message_id)
+        if isinstance(examined, str):
+            log.info("%s", examined)
             return "skipped"
-        if row.state != MessageState.RECEIVED:
-            log.info("already %s: nothing to do", row.state)
-            return "skipped"
+        claim, outcome = examined
+        try:
+            return _write(desk, message_id, claim, outcome)
+        except BaseException:
+            _end_attempt(desk, message_id, claim, give_back=True)  # ours, not the message's
+            raise
 
-        outcome = _examine(desk, row.raw, as_utc(row.received_at) or desk.clock())
-        hint = _check_sender(desk, row, outcome)
-        state, result = outcome.state, outcome.result
-        if result is not None and (result.reports or result.disposition is not
-                                   Disposition.REPORT):
-            desk.workflow.writer  # noqa: B018 - made (its key read) outside the transaction
-        now = desk.clock()
-        if outcome.reason:
-            detail: dict[str, Any] = {"reason": outcome.reason}
-        elif result is not None:
-            detail = {"disposition": result.disposition.value, "format": result.format,
-                      "parser": result.parser, "reports": len(result.reports),
-                      **({"reply": _jsonable(result.extra)} if result.extra else {})}
-        else:
-            detail = {}
-        if hint is not None:
-            detail["case_reference_hint"] = hint
-        due: set[int] = set()
-        with desk.engine.begin() as conn:
-            cases.take_due(conn)  # nothing left over from an earlier failed transaction
-            claimed = conn.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
-                .values(state=state.value, processed_at=now, error=outcome.reason,
-                        **outcome.values))
-            if claimed.rowcount != 1:
-                log.info("processed by another delivery meanwhile")
-                return "skipped"
-            if state is MessageState.PROCESSED and result is not None and result.reports:
-                ids = list(conn.execute(
-                    insert(Report).returning(Report.id, sort_by_parameter_order=True),
-                    _with_sender(report_rows(message_id, result, outcome.decisions, now),
-                                 outcome.values.get("sender_authentication"), hint)).scalars())
-                detail["duplicates"] = merge_duplicates(
-                    conn, ids, outcome.decisions, now,
-                    timedelta(days=desk.config.classifier.duplicate_window_days))
-                joined = cases.attach_reports(conn, desk.config.workflow,
-                                              desk.workflow.calendar, ids, now)
-                if joined:
-                    detail["cases"] = sorted(set(joined.values()))
-                    first_case = joined[min(joined)]
-                    if create_ack(conn, desk.workflow.writer, message_id, first_case, now):
-                        detail["acknowledged"] = True
-                        cases.mark_due(conn, first_case)
-            elif state is MessageState.PROCESSED and result is not None and (
-                    result.disposition is Disposition.REPLY or result.format == "bounce"):
-                if result.format == "bounce":
-                    threaded = replies.attach_bounce(conn, message_id, result, now,
-                                                     mail_from=row.mail_from,
-                                                     rcpt_tos=row.rcpt_tos)
-                else:
-                    sender = first_address(outcome.values.get("header_from")) or "unknown"
-                    threaded = replies.attach_reply(conn, message_id, sender, result, now,
-                                                    rcpt_tos=row.rcpt_tos)
-                if threaded.note:
-                    detail["threaded"] = threaded.note
-                    if threaded.case_id is None:  # a DSN that proves nothing: counted here
-                        log.info("%s", threaded.note)
-                if threaded.case_id is not None:
-                    detail["case"] = threaded.case_id
-                elif threaded.review is not None:
-                    conn.execute(update(Message).where(Message.id == message_id).values(
-                        state=MessageState.REVIEW.value, error=threaded.review))
-                    state = MessageState.REVIEW
-                    detail["reason"] = threaded.review
-            conn.execute(insert(Event).values(
-                at=now, actor_kind="system", actor="pipeline", subject_type="message",
-                subject_id=message_id, action=state.value, detail=detail))
-            due = cases.take_due(conn)
-        # Only the cases this message gave work due now: a claim on an open case, or a reply,
-        # makes nothing due (a later step is the scheduler's), and asking cost two transactions.
-        timeline.kick(desk, due)
-        metrics.PROCESSED.labels(state.value).inc()
-        log.info("%s", state.value, extra={"fields": {
-            "subject": outcome.values.get("header_subject"),
-            "format": outcome.values.get("format"),
-            "reports": len(result.reports) if result else 0}})
-        return state.value
+
+def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
+    """Write *outcome*, with the message's reports, cases and events, in one transaction."""
+    hint = _check_sender(desk, claim, outcome)
+    state, result = outcome.state, outcome.result
+    if result is not None and (result.reports or result.disposition is not
+                               Disposition.REPORT):
+        desk.workflow.writer  # noqa: B018 - made (its key read) outside the transaction
+    now = desk.clock()
+    if outcome.reason:
+        detail: dict[str, Any] = {"reason": outcome.reason}
+    elif result is not None:
+        detail = {"disposition": result.disposition.value, "format": result.format,
+                  "parser": result.parser, "reports": len(result.reports),
+                  **({"reply": _jsonable(result.extra)} if result.extra else {})}
+    else:
+        detail = {}
+    if hint is not None:
+        detail["case_reference_hint"] = hint
+    due: set[int] = set()
+    with desk.engine.begin() as conn:
+        cases.take_due(conn)  # nothing left over from an earlier failed transaction
+        claimed = conn.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
+            .values(state=state.value, processed_at=now, error=outcome.reason,
+                    **outcome.values))
+        if claimed.rowcount != 1:
+            log.info("processed by another delivery meanwhile")
+            return "skipped"
+        if state is MessageState.PROCESSED and result is not None and result.reports:
+            ids = list(conn.execute(
+                insert(Report).returning(Report.id, sort_by_parameter_order=True),
+                _with_sender(report_rows(message_id, result, outcome.decisions, now),
+                             outcome.values.get("sender_authentication"), hint)).scalars())
+            detail["duplicates"] = merge_duplicates(
+                conn, ids, outcome.decisions, now,
+                timedelta(days=desk.config.classifier.duplicate_window_days))
+            joined = cases.attach_reports(conn, desk.config.workflow,
+                                          desk.workflow.calendar, ids, now)
+            if joined:
+                detail["cases"] = sorted(set(joined.values()))
+                first_case = joined[min(joined)]
+                if create_ack(conn, desk.workflow.writer, message_id, first_case, now):
+                    detail["acknowledged"] = True
+                    cases.mark_due(conn, first_case)
+        elif state is MessageState.PROCESSED and result is not None and (
+                result.disposition is Disposition.REPLY or result.format == "bounce"):
+            if result.format == "bounce":
+                threaded = replies.attach_bounce(conn, message_id, result, now,
+                                                 mail_from=claim.mail_from,
+                                                 rcpt_tos=claim.rcpt_tos)
+            else:
+                sender = first_address(outcome.values.get("header_from")) or "unknown"
+                threaded = replies.attach_reply(conn, message_id, sender, result, now,
+                                                rcpt_tos=claim.rcpt_tos)
+            if threaded.note:
+                detail["threaded"] = threaded.note
+                if threaded.case_id is None:  # a DSN that proves nothing: counted here
+                    log.info("%s", threaded.note)
+            if threaded.case_id is not None:
+                detail["case"] = threaded.case_id
+            elif threaded.review is not None:
+                conn.execute(update(Message).where(Message.id == message_id).values(
+                    state=MessageState.REVIEW.value, error=threaded.review))
+                state = MessageState.REVIEW
+                detail["reason"] = threaded.review
+        conn.execute(insert(Event).values(
+            at=now, actor_kind="system", actor="pipeline", subject_type="message",
+            subject_id=message_id, action=state.value, detail=detail))
+        due = cases.take_due(conn)
+    # Only the cases this message gave work due now: a claim on an open case, or a reply,
+    # makes nothing due (a later step is the scheduler's), and asking cost two transactions.
+    timeline.kick(desk, due)
+    metrics.PROCESSED.labels(state.value).inc()
+    log.info("%s", state.value, extra={"fields": {
+        "subject": outcome.values.get("header_subject"),
+        "format": outcome.values.get("format"),
+        "reports": len(result.reports) if result else 0}})
+    return state.value

@@ -150,6 +150,9 @@ def test_null_sender_accepted(desk: LiveDesk) -> None:
     "@relay.example:abuse@example.com",  # source route to elsewhere
     "@localhost:abuse@localhost",       # source route even to us
     "abuse",                            # no domain
+    "abuse+x%evil.example@localhost",   # a tag carrying a percent hack
+    "info+r-abc@localhost",             # a tag on another mailbox
+    "abuse+@localhost",                 # an empty tag
 ])
 def test_other_recipients_refused(desk: LiveDesk, rcpt: str) -> None:
     with smtplib.SMTP(*desk.smtp_addr) as client:
@@ -158,6 +161,16 @@ def test_other_recipients_refused(desk: LiveDesk, rcpt: str) -> None:
         code, reply = client.rcpt(rcpt)
     # 550 5.1.1 from our policy, or 553 5.1.3 where aiosmtpd finds the address malformed.
     assert (code, reply[:5]) in {(550, b"5.1.1"), (553, b"5.1.3")}, (code, reply)
+
+
+@pytest.mark.parametrize("rcpt", ["abuse+r-9x4kq2@localhost", "Abuse+b-7ZZ0@LOCALHOST"])
+def test_our_reply_and_bounce_addresses_are_accepted(desk: LiveDesk, rcpt: str) -> None:
+    # notices are sent from abuse+b-TOKEN@ and answered at abuse+r-TOKEN@ (smtp.recipient_delimiter)
+    with smtplib.SMTP(*desk.smtp_addr) as client:
+        client.ehlo()
+        client.mail("")
+        code, _ = client.rcpt(rcpt)
+    assert code == 250
 
 
 def test_data_without_accepted_recipient_is_refused(desk: LiveDesk) -> None:

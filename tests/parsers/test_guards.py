@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from parsers.guards import mailbox_of
+from abuse_desk.mailboxes import mailbox_of
 from parsers.registry import default_registry
 
 REGISTRY = default_registry("desk.integra-isp.example")

@@ -171,7 +171,9 @@ def _split(text: str, separator: str) -> list[str]:
 
 
 _METHOD = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]*)(?:\s*/\s*\d+)?\s*=\s*([A-Za-z0-9_-]+)")
-_PROPERTY = re.compile(r'([A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]+)')
+# From the start of a property name only, names and blanks taken whole: linear on long runs.
+_PROPERTY = re.compile(r'(?<![A-Za-z0-9_.-])([A-Za-z0-9_-]++\.[A-Za-z0-9_.-]++)\s*+=\s*+'
+                       r'("(?:[^"\\]|\\.)*+"|[^\s;]++)')
 
 
 def parse_authentication_results(value: str) -> tuple[str, list[AuthResult]]:

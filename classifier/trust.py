@@ -276,7 +276,8 @@ def _tag_text(tags: Mapping[bytes, bytes], tag: bytes) -> str:
 
 
 def _signed_headers(tags: Mapping[bytes, bytes]) -> set[bytes]:
-    return {h.lower() for h in re.split(rb"\s*:\s*", tags.get(b"h", b"").strip())}
+    # A linear split (a regex with blanks around the colon is quadratic on long blank runs).
+    return {h.strip().lower() for h in tags.get(b"h", b"").strip().split(b":")}
 
 
 def _unsigned_tail(verifier: Any, tags: Mapping[bytes, bytes]) -> str | None:

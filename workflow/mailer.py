@@ -86,7 +86,9 @@ MSG_ID_MAX = 250
 
 _ATEXT = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]"
 _DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-_ADDRESS = re.compile(rf"{_ATEXT}+@{_DOMAIN}")
+# From the start of a run of atext only, taken whole: searched in a long run without "@", the
+# plain "{_ATEXT}+@" would try again from every position of it (quadratic).
+_ADDRESS = re.compile(rf"(?<!{_ATEXT}){_ATEXT}++@{_DOMAIN}")
 _DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _PLAIN_ADDRESS = re.compile(rf"{_DOT_ATOM}@{_DOMAIN}")
 _RECEIVED_FOR = re.compile(rf"\bfor\s+<?({_ATEXT}+@{_DOMAIN})>?", re.IGNORECASE)

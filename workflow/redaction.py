@@ -53,7 +53,7 @@ _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}|\b\d{1,2}:\d{2}(?::
 
 # Closings that start a signature, in the languages abuse mail comes in most.
 _CLOSING_WORDS = (
-    r"(?:best|kind|warm|warmest|many|with|yours)?\s*(?:regards|wishes|greetings)"
+    r"(?:(?:best|kind|warm|warmest|many|with|yours)\s*+)?(?:regards|wishes|greetings)"
     r"|sincerely(?: yours)?|yours (?:truly|sincerely|faithfully)|respectfully(?: yours)?"
     r"|cheers|best|thanks(?: again| in advance)?|thank you(?: in advance)?|many thanks"
     r"|regards|rgds|br|sent from my \w+"
@@ -63,7 +63,9 @@ _CLOSING_WORDS = (
     r"|saludos(?: cordiales)?|atentamente|cordiali saluti|distinti saluti|saluti"
     r"|met vriendelijke groet(?:en)?|groeten|med vänliga hälsningar|hälsningar"
     r"|z poważaniem|с уважением")
-_CLOSING = re.compile(rf"^\s*(?:{_CLOSING_WORDS})\s*(?:[,.!:;–-]+\s*(.*?)|)\s*$", re.I)
+# Linear: blanks are taken whole (possessive), and the rest up to its last non-blank greedily.
+_CLOSING = re.compile(rf"^\s*+(?:{_CLOSING_WORDS})\s*+(?:[,.!:;–-]++\s*+(.*\S)?)?\s*+$",
+                      re.I)
 # "Regards Jane Doe" (no comma) for the unambiguous closings only: "Thanks for the help" is not.
 _CLOSING_NAME = re.compile(
     r"^\s*(?:(?:[Bb]est|[Kk]ind|[Ww]arm|[Ww]armest|[Mm]any)\s+[Rr]egards|[Rr]egards|[Ss]incerely"
@@ -92,7 +94,7 @@ _LABELLED = re.compile(
 # A recipient header line of forwarded mail: its display names go, the addresses are hashed.
 _RECIPIENT_LINE = re.compile(
     r"^([ \t]*+(?:>++[ \t]*+)?(?:to|cc|bcc|delivered-to|x-original-to|envelope-to|x-envelope-to"
-    r"|reply-to|original-recipient|resent-to)[ \t]*:[ \t]*)(.*)$", re.I)
+    r"|reply-to|original-recipient|resent-to)[ \t]*+:[ \t]*+)(.*)$", re.I)
 # An address anywhere (linear: a local part is matched at most 256 characters back from its @).
 _ATEXT = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]"
 _EMAIL = re.compile(rf"{_ATEXT}{{1,256}}@[A-Za-z0-9](?:[A-Za-z0-9-]{{0,62}}[A-Za-z0-9])?"

@@ -171,7 +171,7 @@ def _compiled_meanwhile() -> Iterator[list[re.Pattern[Any]]]:
 def _built_at_run_time() -> Iterator[Found]:
     """Patterns compiled from data inside functions, with data as it comes in production."""
     from parsers import acns, guards, mail
-    from workflow import mailer
+    from workflow import mailer, redaction
 
     for name in ("infringement", "investigationinfo", "source", "content", "item", "ip_address",
                  "timestamp", "url", "port", "filename"):
@@ -193,6 +193,9 @@ def _built_at_run_time() -> Iterator[Found]:
     for pattern in seen:
         if "victim" in str(pattern.pattern):
             yield Found("workflow.mailer.redact", pattern, frozenset({"search"}))
+    # a reporter's display name, whole and word by word, as the redaction of notices builds it
+    for pattern in redaction._name_patterns(["Jane Q. Doe-Smith", "jane.doe", "J. Doe"]):
+        yield Found("workflow.redaction._name_patterns", pattern, frozenset({"search"}))
 
 
 def product_patterns() -> tuple[list[Found], list[str]]:

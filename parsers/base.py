@@ -45,6 +45,41 @@ FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "t
            "autoreply", "bounce", "reply")
 
 
+class Role(enum.StrEnum):
+    """What the words around an address say it is, from the complaint's point of view."""
+
+    OFFENDER = "offender"  # labelled as the accused: source, attacker, infected, bot, spamming
+    MENTIONED = "mentioned"  # named with no label: perhaps the offender
+    C2 = "c2"  # a control server or sinkhole the offender talked to
+    VICTIM = "victim"  # attacked: destination, target, honeypot, the reporter's own server
+    REPORTER = "reporter"  # the reporter's own infrastructure: its relays, its mail servers
+    RELAY = "relay"  # a mailbox provider's internal hop, a forwarder
+    RANGE = "range"  # the start or end of a range (a WHOIS inetnum, a CIDR), not a host
+
+
+# Roles that never make a report of their own, even when the address is the provider's.
+NOT_OFFENDERS = frozenset({Role.VICTIM, Role.REPORTER, Role.RELAY, Role.RANGE})
+
+
+@dataclass
+class Candidate:
+    """An address a message offers as perhaps the offender, with what surrounds it: the
+    classifier keeps the candidates that are the provider's own (``classifier/offenders.py``)."""
+
+    value: str  # an IP address (normalized) or a host name (lower case)
+    role: Role = Role.MENTIONED
+    weight: float = 0.5  # how strongly its context says "the accused" (0..1)
+    port: int | None = None  # its own port (a source port, the open service's port)
+    occurred_at: datetime | None = None  # UTC, from the same row or line
+    occurred_raw: str | None = None
+    context: str = ""  # the label, column or line it was found in (bounded)
+    type_hint: str | None = None  # a type stated for this row (a CERT's table)
+
+    @property
+    def is_ip(self) -> bool:
+        return ":" in self.value or self.value.replace(".", "").isdigit()
+
+
 @dataclass
 class ParsedReport:
     """One complaint, in the source's terms; the classifier maps it to our categories."""
@@ -65,6 +100,9 @@ class ParsedReport:
     warnings: list[str] = field(default_factory=list)
     review_reasons: list[str] = field(default_factory=list)  # why a person must look at it
     extra: dict[str, Any] = field(default_factory=dict)  # format-specific fields
+    # Other addresses the report offers, with their roles (free text, tables): the classifier
+    # may make a report of each that is the provider's own. Empty: the fields above decide.
+    candidates: list[Candidate] = field(default_factory=list)
 
     MAX_EVIDENCE: ClassVar[int] = 4096
 
@@ -75,6 +113,9 @@ class ParsedReport:
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["occurred_at"] = iso_z(self.occurred_at)
+        for candidate in doc["candidates"]:
+            candidate["occurred_at"] = iso_z(candidate["occurred_at"])
+            candidate["role"] = str(candidate["role"])
         doc["needs_review"] = self.needs_review
         return doc
 

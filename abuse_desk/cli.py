@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
                          "fraud, illegal)")
     rd.add_argument("--not-abuse", action="store_true", help="the report is not abuse")
     rd.add_argument("--customer", metavar="CUSTOMER_ID", help="the customer's id (as imported)")
-    rd.add_argument("--by", required=True, metavar="NAME", help="the specialist deciding")
+    rd.add_argument("--by", required=True, metavar="NAME", help="who decides: an enabled account")
 
     from workflow.cli import add_workflow_commands
 
@@ -415,9 +415,16 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     if args.not_abuse and args.type:
         return fail("--type and --not-abuse exclude each other")
     decided_type = NOT_ABUSE if args.not_abuse else args.type
+    from workflow.case_actions import account_actor
+    from workflow.cases import CaseError
+
+    try:  # a decision is made by someone the desk knows: --by names an enabled account
+        who = account_actor(desk.engine, args.by)
+    except CaseError as exc:
+        return fail(str(exc))
     try:
         outcome = review.decide(desk, review.ReviewDecision(
-            report_id=args.report_id, decided_by=args.by, type=decided_type,
+            report_id=args.report_id, decided_by=who.name, type=decided_type,
             customer=args.customer))
     except review.ReviewError as exc:
         return fail(str(exc))

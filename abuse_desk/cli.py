@@ -192,7 +192,14 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
 
     setup_logging(config.log.level, config.log.format)
     try:
-        return _dispatch(args, config, clock)
+        code = _dispatch(args, config, clock)
+        if args.command not in LONG_RUNNING:
+            sys.stdout.flush()  # a reader that went away shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        if args.command in LONG_RUNNING:
+            raise
+        return closed_pipe()
     except (OperationalError, InterfaceError, DatabaseError) as exc:
         # DatabaseError: e.g. SQLite's "file is not a database"; the others: cannot connect.
         if isinstance(exc, IntegrityError):  # a bug, not the configuration: keep the traceback
@@ -201,6 +208,25 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
         why += "" if why.endswith((".", "?", "!")) else "."
         return fail(f"cannot use the database at {_safe_url(config.database.url)}: {why} "
                     "Check database.url and that the database server is up.", 1)
+
+
+# The exit status of a command whose reader closed the pipe (`abuse-desk cases list | head`):
+# 128 + SIGPIPE, what the shell shows for any program a pipe's reader left (`yes | head`).
+CLOSED_PIPE_STATUS = 141
+
+
+def closed_pipe() -> int:
+    """The reader of standard output went away: stop quietly, no traceback. Standard output is
+    pointed at /dev/null, so that what is still buffered cannot fail again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (tests): nothing to do
+        pass
+    return CLOSED_PIPE_STATUS
 
 
 def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:

@@ -75,9 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                       description="Print the schema version of the database and of the code.")
 
     imp = add("import", "store .eml files, mbox files and Maildir folders, then process them",
-              "Store each message of each PATH (an .eml file, an mbox file, a Maildir folder, "
-              "or a folder of these) like mail received by SMTP, then queue it for processing. "
-              "Messages already stored (same bytes) are skipped, so a re-run is safe.")
+              "Store each message of each PATH (.eml, mbox, Maildir, or folders of these) like "
+              "SMTP mail and queue it; the same bytes are stored once (a re-run is safe). Files "
+              "that are not mail (no mbox 'From ' line or header block) are skipped and counted.")
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
 

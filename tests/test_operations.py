@@ -342,7 +342,7 @@ def test_worker_scheduler_and_smtp_wait_for_their_broker_and_say_so_once(
                             message("while the broker is away"))
         time.sleep(3)  # several retries (0.5 s, 1 s, 2 s...) while nothing answers
         for part in ("worker", "scheduler"):
-            assert not said(logs[part], "ready"), lines(logs[part])
+            assert not said(logs[part], f"abuse-desk {part} ready"), lines(logs[part])
         assert "mail is accepted and stored meanwhile" in said(logs["smtp"], "waiting")[0]
         redis = subprocess.Popen(
             [redis_server_binary, "--port", str(redis_port), "--bind", "127.0.0.1",
@@ -382,7 +382,7 @@ def test_worker_scheduler_and_smtp_wait_for_their_broker_and_say_so_once(
         assert len(waiting) == 1, text  # said once, not every retry
         assert "starts once it answers" in waiting[0]
         answers = said(logs[part], f"the broker {url} answers")
-        ready = said(logs[part], "ready")
+        ready = said(logs[part], f"abuse-desk {part} ready")
         assert len(answers) == 1 and len(ready) == 1, text
         assert text.index(waiting[0]) < text.index(answers[0]) < text.index(ready[0])
         assert not [line for line in text if "CRITICAL" in line or "level=CRITICAL" in line

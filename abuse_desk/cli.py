@@ -75,9 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                       description="Print the schema version of the database and of the code.")
 
     imp = add("import", "store .eml files, mbox files and Maildir folders, then process them",
-              "Store each message of each PATH (an .eml file, an mbox file, a Maildir folder, "
-              "or a folder of these) like mail received by SMTP, then queue it for processing. "
-              "Messages already stored (same bytes) are skipped, so a re-run is safe.")
+              "Store each message of each PATH (.eml, mbox, Maildir, or folders of these) like "
+              "SMTP mail and queue it; the same bytes are stored once (a re-run is safe). Files "
+              "that are not mail (no mbox 'From ' line or header block) are skipped and counted.")
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
                          "fraud, illegal)")
     rd.add_argument("--not-abuse", action="store_true", help="the report is not abuse")
     rd.add_argument("--customer", metavar="CUSTOMER_ID", help="the customer's id (as imported)")
-    rd.add_argument("--by", required=True, metavar="NAME", help="the specialist deciding")
+    rd.add_argument("--by", required=True, metavar="NAME", help="who decides: an enabled account")
 
     from workflow.cli import add_workflow_commands
 
@@ -192,7 +192,14 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
 
     setup_logging(config.log.level, config.log.format)
     try:
-        return _dispatch(args, config, clock)
+        code = _dispatch(args, config, clock)
+        if args.command not in LONG_RUNNING:
+            sys.stdout.flush()  # a reader that went away shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        if args.command in LONG_RUNNING:
+            raise
+        return closed_pipe()
     except (OperationalError, InterfaceError, DatabaseError) as exc:
         # DatabaseError: e.g. SQLite's "file is not a database"; the others: cannot connect.
         if isinstance(exc, IntegrityError):  # a bug, not the configuration: keep the traceback
@@ -201,6 +208,25 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
         why += "" if why.endswith((".", "?", "!")) else "."
         return fail(f"cannot use the database at {_safe_url(config.database.url)}: {why} "
                     "Check database.url and that the database server is up.", 1)
+
+
+# The exit status of a command whose reader closed the pipe (`abuse-desk cases list | head`):
+# 128 + SIGPIPE, what the shell shows for any program a pipe's reader left (`yes | head`).
+CLOSED_PIPE_STATUS = 141
+
+
+def closed_pipe() -> int:
+    """The reader of standard output went away: stop quietly, no traceback. Standard output is
+    pointed at /dev/null, so that what is still buffered cannot fail again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout (tests): nothing to do
+        pass
+    return CLOSED_PIPE_STATUS
 
 
 def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
@@ -415,9 +441,16 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     if args.not_abuse and args.type:
         return fail("--type and --not-abuse exclude each other")
     decided_type = NOT_ABUSE if args.not_abuse else args.type
+    from workflow.case_actions import account_actor
+    from workflow.cases import CaseError
+
+    try:  # a decision is made by someone the desk knows: --by names an enabled account
+        who = account_actor(desk.engine, args.by)
+    except CaseError as exc:
+        return fail(str(exc))
     try:
         outcome = review.decide(desk, review.ReviewDecision(
-            report_id=args.report_id, decided_by=args.by, type=decided_type,
+            report_id=args.report_id, decided_by=who.name, type=decided_type,
             customer=args.customer))
     except review.ReviewError as exc:
         return fail(str(exc))

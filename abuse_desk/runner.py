@@ -9,19 +9,31 @@ the threads that answer SMTP or HTTP. SIGINT or SIGTERM stops the process cleanl
 the listener stops accepting, open transactions get a grace period, every message handed to the
 writer is committed, the worker goes on examining for ``pipeline.stop_grace_s`` and then kills
 its examiners (what they held stays received for the next start); a second signal exits at once.
+
+At start, a ``worker`` or ``scheduler`` on a real broker waits for it (:func:`wait_for_broker`):
+it says so once ("waiting for the broker redis://…"), tries again with a bounded backoff,
+reminds every ``BROKER_REMINDER_S``, says when the broker answers, and only then starts its
+threads and logs "ready". An ``smtp`` listener never waits (mail is stored whatever the broker
+does): it says that the broker does not answer and when it does. A process that will send
+notices (``worker``, ``scheduler``, ``serve``) with production-like settings that still speak
+for the sample organisation warns at start (:func:`production_warnings`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dramatiq
 import uvicorn
@@ -29,9 +41,9 @@ from dramatiq.brokers.stub import StubBroker
 from starlette.applications import Starlette
 
 from abuse_desk.app import Desk, PluginError, open_desk
-from abuse_desk.broker import QUEUE, is_in_process
+from abuse_desk.broker import QUEUE, broker_problem, is_in_process, safe_url
 from abuse_desk.clock import Clock, system_clock
-from abuse_desk.config import Config
+from abuse_desk.config import Config, NotifyConfig
 from abuse_desk.db import FileModeError, ensure_schema, is_sqlite, private_folders
 from ingest.smtp import SmtpListener, start_smtp
 from ingest.store import Dispatcher, GroupCommitWriter
@@ -44,6 +56,16 @@ log = logging.getLogger(__name__)
 
 PARTS = ("smtp", "worker", "scheduler", "web")
 SMTP_GRACE_S = 5.0
+# Waiting for the broker at start: the first retry after this many seconds, doubling up to
+# BROKER_MAX_RETRY_S; a reminder every BROKER_REMINDER_S; each probe gives up after
+# BROKER_PROBE_S (so that a stop signal is obeyed promptly).
+BROKER_FIRST_RETRY_S = 0.5
+BROKER_MAX_RETRY_S = 15.0
+BROKER_REMINDER_S = 60.0
+BROKER_PROBE_S = 2.0
+_monotonic = time.monotonic  # (the tests move it)
+# The sample organisation of config.toml, which a production desk must not speak for.
+SAMPLE_DOMAIN = "integra-isp.example"
 
 
 class UsageError(Exception):
@@ -76,6 +98,7 @@ class Running:
     web_task: asyncio.Task[None] | None = None
     metrics: _EmbeddedServer | None = None
     metrics_task: asyncio.Task[None] | None = None
+    broker_watch: asyncio.Task[bool] | None = None  # smtp: says when the broker answers
 
 
 def check_parts(config: Config, parts: tuple[str, ...]) -> None:
@@ -101,6 +124,154 @@ def check_files(config: Config) -> None:
         raise UsageError(str(exc)) from None
 
 
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def _in_sample_domain(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == SAMPLE_DOMAIN or host.endswith("." + SAMPLE_DOMAIN)
+
+
+def production_signs(config: Config) -> list[str]:
+    """What makes *config* look like a production desk rather than a try-out on one machine."""
+    signs = []
+    if not is_sqlite(config.database.url):
+        signs.append("database.url is not SQLite")
+    if not is_in_process(config.broker.url):
+        signs.append(f"broker.url is {safe_url(config.broker.url)}")
+    for key, host in (("smtp.host", config.smtp.host), ("web.host", config.web.host)):
+        if not _is_loopback(host):
+            signs.append(f"{key} is {host}")
+    return signs
+
+
+def production_warnings(config: Config) -> list[str]:
+    """Warnings for a production-like *config* whose notices would still speak for the sample
+    organisation of config.toml, or send customers self-service links to a loopback address;
+    each names the keys to set. Empty for a try-out desk (SQLite, memory://, loopback)."""
+    signs = production_signs(config)
+    if not signs:
+        return []
+    notify, sample = config.notify, NotifyConfig()
+    keep = [f"notify.{key} ({value!r})" for key, value, is_sample in (
+        ("organization", notify.organization, notify.organization == sample.organization),
+        ("from_name", notify.from_name, notify.from_name == sample.from_name),
+        ("from_address", notify.from_address,
+         _in_sample_domain(notify.from_address.rpartition("@")[2])),
+        ("copyright_guide_url", notify.copyright_guide_url,
+         _in_sample_domain(_host_of(notify.copyright_guide_url)))) if is_sample]
+    why = "; ".join(signs)
+    warnings = []
+    if keep:
+        warnings.append(
+            f"production-like settings ({why}), but notices still speak for the sample "
+            f"organisation of config.toml: set {', '.join(keep)} to your own (see the "
+            "README, Production: notice delivery)")
+    if _is_loopback(_host_of(notify.public_url)):
+        warnings.append(
+            f"production-like settings ({why}), but notify.public_url is "
+            f"{notify.public_url!r}, a loopback address: the self-service links in notices "
+            "will not open for customers; set notify.public_url to the address customers "
+            "reach the web desk at (e.g. https://abuse.example.net)")
+    return warnings
+
+
+async def wait_for_broker(url: str, stopping: asyncio.Event | None = None,
+                          waiting: str = "the worker starts once it answers") -> bool:
+    """Wait until the broker at *url* answers: True then, False when *stopping* is set first.
+    Says once that it waits (with *waiting*: what happens meanwhile), tries again after
+    ``BROKER_FIRST_RETRY_S`` doubling up to ``BROKER_MAX_RETRY_S``, reminds every
+    ``BROKER_REMINDER_S``, and says when the broker answers."""
+
+    async def probe() -> str | None:
+        return await asyncio.to_thread(broker_problem, url, BROKER_PROBE_S)
+
+    why = await probe()
+    if why is None:
+        return True
+    shown = safe_url(url)
+    log.warning("waiting for the broker %s (%s): %s; trying again with a backoff of up to "
+                "%.0f s", shown, why, waiting, BROKER_MAX_RETRY_S)
+    started = said = _monotonic()
+    delay = BROKER_FIRST_RETRY_S
+    while True:
+        if stopping is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                return False
+        why = await probe()
+        now = _monotonic()
+        if why is None:
+            log.info("the broker %s answers (waited %.0f s)", shown, now - started)
+            return True
+        if now - said >= BROKER_REMINDER_S:
+            log.warning("still waiting for the broker %s after %.0f s: %s", shown,
+                        now - started, why)
+            said = now
+        delay = min(delay * 2, BROKER_MAX_RETRY_S)
+
+
+class BrokerErrorThrottle(logging.Filter):
+    """While a worker's broker is away, dramatiq's consumer threads log a CRITICAL "Consumer
+    encountered a connection error" and "Restarting consumer in 3.00 seconds" every three
+    seconds each. This lets one of them through per ``BROKER_REMINDER_S``, as a WARNING that
+    says what goes on, and drops the restart lines."""
+
+    def __init__(self) -> None:
+        super().__init__("abuse-desk broker errors")
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.msg if isinstance(record.msg, str) else ""
+        if text.startswith("Restarting consumer in"):
+            return False
+        if not text.startswith("Consumer encountered a connection error"):
+            return True
+        with self._lock:
+            now = _monotonic()
+            if self._last is not None and now - self._last < BROKER_REMINDER_S:
+                return False
+            self._last = now
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = ("lost the broker (%s); the worker reconnects every few seconds (said "
+                      "again every %.0f s while it lasts)")
+        record.args = (*(record.args if isinstance(record.args, tuple) else ()),
+                       BROKER_REMINDER_S)
+        return True
+
+
+_THROTTLE = BrokerErrorThrottle()
+
+
+def throttle_broker_errors(broker: dramatiq.Broker) -> None:
+    """Install :class:`BrokerErrorThrottle` on the loggers of *broker*'s consumer threads (one
+    per queue and delay queue: ``dramatiq.worker.ConsumerThread(QUEUE)``), one throttle for
+    all of them."""
+    queues = {*broker.get_declared_queues(), *broker.get_declared_delay_queues()}
+    for queue in sorted(queues):
+        logger = logging.getLogger(f"dramatiq.worker.ConsumerThread({queue})")
+        if _THROTTLE not in logger.filters:
+            logger.addFilter(_THROTTLE)
+
+
 def _serve(app: Starlette, host: str, port: int) -> tuple[_EmbeddedServer, asyncio.Task[None]]:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,7 +282,9 @@ def _serve(app: Starlette, host: str, port: int) -> tuple[_EmbeddedServer, async
 
 
 async def start(config: Config, parts: tuple[str, ...],
-                clock: Clock = system_clock) -> Running:
+                clock: Clock = system_clock, stopping: asyncio.Event | None = None) -> Running:
+    """Start *parts*. A worker or scheduler on a real broker first waits for it; when
+    *stopping* is set meanwhile, returns with nothing but the desk open (:func:`stop` it)."""
     check_parts(config, parts)
     check_files(config)
     try:
@@ -126,6 +299,26 @@ async def start(config: Config, parts: tuple[str, ...],
     def send(message_id: int) -> None:
         actors.process_message.send(message_id)
 
+    waits = bool({"worker", "scheduler"} & set(parts)) and not is_in_process(config.broker.url)
+    if {"worker", "scheduler"} & set(parts):
+        for warning in production_warnings(config):
+            log.warning("%s", warning)
+    if not waits:
+        await _start_workers(running, parts, send)
+        await _start_front(running, parts, send, watch_broker=True)
+        return running
+    # The listener and the web never wait for the broker: they start first.
+    await _start_front(running, parts, send, watch_broker=False)
+    starts = " and ".join(p for p in ("worker", "scheduler") if p in parts)
+    if await wait_for_broker(config.broker.url, stopping, f"the {starts} starts once it answers"):
+        await _start_workers(running, parts, send)
+    return running
+
+
+async def _start_workers(running: Running, parts: tuple[str, ...],
+                         send: Callable[[int], None]) -> None:
+    """The worker (with its examiners) and the scheduler, as far as *parts* has them."""
+    desk, config = running.desk, running.desk.config
     if "worker" in parts:
         try:
             _ = desk.parsers  # the configured plugins load here, before any examiner starts
@@ -136,6 +329,7 @@ async def start(config: Config, parts: tuple[str, ...],
             desk.examiner = running.examiners.start()
         # The examiners hold their own classifier; `serve`'s web builds one when first used.
         desk.warm(examine=running.examiners is None)
+        throttle_broker_errors(desk.broker)
         running.worker = dramatiq.Worker(
             desk.broker, worker_threads=config.pipeline.worker_threads, worker_timeout=250)
         running.worker.start()
@@ -145,6 +339,13 @@ async def start(config: Config, parts: tuple[str, ...],
             # The in-process queue died with the last process: re-send all that is left now.
             await asyncio.to_thread(running.scheduler.sweep, 0.0)
         running.scheduler.start()
+
+
+async def _start_front(running: Running, parts: tuple[str, ...], send: Callable[[int], None],
+                       watch_broker: bool) -> None:
+    """The SMTP listener and the web desk (or /metrics alone), as far as *parts* has them;
+    *watch_broker*: the listener says when a real broker does not answer, and when it does."""
+    desk, config = running.desk, running.desk.config
     if "smtp" in parts:
         running.dispatcher = Dispatcher(send).start()
         running.writer = GroupCommitWriter(
@@ -152,6 +353,12 @@ async def start(config: Config, parts: tuple[str, ...],
             batch_max=config.smtp.commit_batch_max).start()
         running.smtp = await start_smtp(config.smtp, running.writer.submit, desk.clock)
         log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
+        if watch_broker and not is_in_process(config.broker.url):
+            # Mail never waits for the broker: what arrives meanwhile is stored and sent on
+            # (the dispatcher, then the sweeper).
+            running.broker_watch = asyncio.create_task(wait_for_broker(
+                config.broker.url, None, "mail is accepted and stored meanwhile, and sent to "
+                "the workers once it answers"))
     if "web" in parts:
         running.web, running.web_task = _serve(create_app(desk), config.web.host,
                                                config.web.port)
@@ -162,10 +369,13 @@ async def start(config: Config, parts: tuple[str, ...],
         running.metrics, running.metrics_task = _serve(
             create_metrics_app(desk), config.metrics.host, config.metrics.port)
         log.info("metrics on http://%s:%d/metrics", config.metrics.host, config.metrics.port)
-    return running
 
 
 async def stop(running: Running) -> None:
+    if running.broker_watch is not None:
+        running.broker_watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running.broker_watch
     if running.smtp is not None:
         await running.smtp.drain(SMTP_GRACE_S)
     if running.writer is not None:
@@ -211,9 +421,10 @@ async def run_until_signalled(config: Config, parts: tuple[str, ...],
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    running = await start(config, parts, clock)
-    log.info("abuse-desk %s ready", "+".join(parts))
-    await stopping.wait()
+    running = await start(config, parts, clock, stopping)
+    if not stopping.is_set():  # (set while it waited for the broker: nothing was started)
+        log.info("abuse-desk %s ready", "+".join(parts))
+        await stopping.wait()
     await stop(running)
     log.info("stopped cleanly")
 

@@ -35,6 +35,7 @@ from classifier.customer_import import import_customers
 from tests.burst_sender import ARF_PREFIXES, arf_source_ip
 from tests.conftest import unavailable
 from tests.support import ROOT, config_env, free_port, wait_for, wait_port
+from workflow.delivery import maildir_name
 
 # The customers the ARF bursts complain about: customer i owns ARF_PREFIXES[i].0/24.
 CUSTOMER_IDS = [f"F-{i + 1}" for i in range(len(ARF_PREFIXES))]
@@ -330,7 +331,10 @@ def check_nothing_lost(engine: sa.Engine, acked: list[tuple[int, int]], count: i
     outcome.notices = len(notices)
     if maildir is not None:
         files = sorted((maildir / "new").glob("*.eml"))
-        assert sorted(p.name for p in files) == sorted(f"notice-{n.id}.eml" for n in notices)
+        # One file per notice, named notice-<id>-<16 hex of its Message-ID>.eml (issue 18).
+        assert sorted(p.name for p in files) == sorted(maildir_name(
+            f"notice-{n.id}", f"Message-ID: {n.header_message_id}\r\n\r\n".encode())
+            for n in notices)
         header_ids = Counter(
             str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
                 ["Message-ID"]).strip("<>") for p in files)

@@ -11,6 +11,13 @@ lifts it.
 
 ``message`` writes the specialist's text (``reason``) to the customer: a notice of kind
 ``message`` that the timeline delivers like the others (``workflow.notices.create_message``).
+
+Who acts is always someone the desk knows (:func:`account_actor`): the web desk and the API
+act as the signed-in account or the token's, the command line's ``--by NAME`` as the enabled
+account NAME, with its role. A name that is no account, or a disabled one, is refused (it
+used to act as a specialist under any name, so the audit trail could say
+"specialist:nobody-such"). The desk's own identity, ``system``, is never taken from a person:
+only the timeline (the scheduler, ``abuse-desk timeline run``) acts as it.
 """
 
 from __future__ import annotations
@@ -18,17 +25,59 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from abuse_desk.app import Desk
+from abuse_desk.config import WorkflowConfig
 from abuse_desk.db import as_utc, write_transaction
-from abuse_desk.models import FeeEntry, Notice
+from abuse_desk.models import FeeEntry, Notice, User
 from parsers.base import iso_z
 from workflow import cases, notices, timeline
 
 ACTIONS = ("resolve", "escalate", "approve", "extend", "waive-fee", "note", "message")
 SUPERVISOR_ACTIONS = frozenset({"approve", "waive-fee"})
 MAX_TEXT = 10_000
+
+
+ACCOUNTS_HINT = ("`abuse-desk users list` shows the accounts; `abuse-desk users add NAME --role "
+                 "specialist` makes one")
+
+
+def account_actor(engine: Engine, name: str) -> cases.Actor:
+    """The person *name* names, acting with the role of their desk account (``abuse-desk
+    users``); :class:`workflow.cases.CaseError` when *name* is no enabled account."""
+    wanted = name.strip().lower()
+    if not wanted:
+        raise cases.CaseError(f"say who acts: --by NAME, the name of a desk account; "
+                              f"{ACCOUNTS_HINT}")
+    with engine.connect() as conn:
+        row = conn.execute(select(User.name, User.role, User.disabled)
+                           .where(User.name == wanted)).first()
+    if row is None:
+        why = ("is the desk's own identity (the timeline's), not a person's account"
+               if wanted == cases.SYSTEM.kind else "is not an account of the desk")
+        raise cases.CaseError(f"{name.strip()[:64]!r} {why}: name the person who acts; "
+                              f"{ACCOUNTS_HINT}")
+    if row.disabled:
+        raise cases.CaseError(f"the account {row.name!r} is disabled: name an enabled account "
+                              f"(`abuse-desk users list`), or enable it with `abuse-desk users "
+                              f"enable {row.name}`")
+    if row.role not in cases.PEOPLE:
+        raise cases.CaseError(f"the account {row.name!r} has the role {row.role!r}, which cannot "
+                              f"act on cases: `abuse-desk users role {row.name} specialist`")
+    return cases.Actor(row.role, row.name)
+
+
+def provisioning_note(cfg: WorkflowConfig) -> str:
+    """What an approved restrict, terminate or restore does with *cfg*: where it goes, or that
+    it is only recorded (said by the approve dialog, the command line and the API)."""
+    if cfg.action_hook_url or cfg.action_hook_command:
+        hook = "workflow.action_hook_url" if cfg.action_hook_url else "action_hook_command"
+        return (f"it goes to the provisioning system ({hook}) when the timeline runs its step; "
+                "the case shows the answer")
+    return ("recorded on the case only: no provisioning hook is configured "
+            "(workflow.action_hook_url or action_hook_command), so carry it out on the "
+            "customer's service yourself")
 
 
 @dataclass(frozen=True)
@@ -73,7 +122,8 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
             said = f"{case.reference} escalated"
         elif action == "approve":
             cases.approve_action(conn, case.id, now, who, request.approve, reason)
-            said = f"{case.reference}: {request.approve or case.proposed_action} approved"
+            said = (f"{case.reference}: {request.approve or case.proposed_action} approved; "
+                    + provisioning_note(wf))
         elif action == "extend":
             until = request.until
             if until is None:

@@ -30,7 +30,6 @@ from abuse_desk.models import (
     Notice,
     Report,
     TimelineStep,
-    User,
 )
 from parsers.base import iso_z
 from workflow import case_actions, cases, timeline
@@ -43,6 +42,10 @@ def _month(text: str) -> tuple[datetime, datetime]:
     start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return start, end
+
+
+BY_HELP = ("who acts: an enabled desk account, whose role it acts with (`abuse-desk users "
+           "list`); other names are refused")
 
 
 def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
@@ -84,17 +87,18 @@ def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
              "ledger, the customer is told, and a restriction (or termination) is proposed. "
              "Also confirms an escalation the deadline made without an authenticated claim.")):
         p = action(name, help_, desc)
-        p.add_argument("--by", required=True, metavar="NAME", help="the specialist")
+        p.add_argument("--by", required=True, metavar="NAME", help=BY_HELP)
         p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
 
     ap = action("approve", "approve the proposed restriction or termination, or order one",
                 "Approve the action proposed at escalation (or name one with --action: "
                 "restrict, terminate, restore). It goes to the provisioning hook "
-                "(workflow.action_hook_url or action_hook_command) at the next step run.")
+                "(workflow.action_hook_url or action_hook_command) when the timeline runs its "
+                "step; with neither configured it is only recorded on the case, and someone "
+                "carries it out by hand.")
     ap.add_argument("--action", choices=cases.ACTIONS, help="default: the proposed action")
     ap.add_argument("--by", required=True, metavar="NAME",
-                    help="who approves (a restore needs a supervisor's account: abuse-desk "
-                         "users)")
+                    help=BY_HELP + "; a restore needs a supervisor's account")
     ap.add_argument("--reason", default="", help="why (kept in the audit trail)")
 
     ex = action("extend", "move a case's deadline", "Move the deadline of an unresolved case; "
@@ -103,14 +107,14 @@ def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
     when.add_argument("--until", type=instant_arg, metavar="ISO", help="the new deadline")
     when.add_argument("--business-days", type=int, metavar="N",
                       help="N business days from now (desk calendar)")
-    ex.add_argument("--by", required=True, metavar="NAME", help="the specialist")
+    ex.add_argument("--by", required=True, metavar="NAME", help=BY_HELP)
     ex.add_argument("--reason", required=True, help="why (kept in the audit trail)")
 
     wv = action("waive-fee", "waive a case's assessed fees (or one with --fee)",
                 "Waive the assessed fees of a case (all of them, or one by --fee ID). Waived "
                 "fees stay in the ledger, marked waived, with who and why.")
     wv.add_argument("--fee", type=int, metavar="FEE_ID", help="only this fee")
-    wv.add_argument("--by", required=True, metavar="NAME", help="the specialist")
+    wv.add_argument("--by", required=True, metavar="NAME", help=BY_HELP)
     wv.add_argument("--reason", required=True, help="why (kept in the ledger)")
 
     f = add("fees", "the fee ledger: export for billing",
@@ -370,13 +374,9 @@ def run_workflow(args: argparse.Namespace, config: Config, clock: Clock) -> int:
 
 
 def _actor(desk: Desk, name: str) -> cases.Actor:
-    """``--by NAME`` acts with the role of the desk's account NAME (``abuse-desk users``); a
-    name without an enabled account acts as a specialist (it cannot lift a restriction)."""
-    with desk.engine.connect() as conn:
-        row = conn.execute(select(User.role, User.disabled).where(User.name == name)).first()
-    if row is None or row.disabled or row.role not in cases.PEOPLE:
-        return cases.Actor("specialist", name)
-    return cases.Actor(row.role, name)
+    """``--by NAME`` acts with the role of the desk's enabled account NAME (``abuse-desk
+    users``); any other name is refused (:func:`workflow.case_actions.account_actor`)."""
+    return case_actions.account_actor(desk.engine, name)
 
 
 def _cases(args: argparse.Namespace, desk: Desk) -> int:
@@ -399,7 +399,7 @@ def _cases(args: argparse.Namespace, desk: Desk) -> int:
         else:
             _print_case(detail)
         return 0
-    who = _actor(desk, args.by)
+    who = _actor(desk, args.by)  # CaseError: run_workflow says it and exits 2
     said = case_actions.apply(desk, args.case, case_actions.Request(
         action=command, reason=args.reason or "",
         until=getattr(args, "until", None), business_days=getattr(args, "business_days", None),

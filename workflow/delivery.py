@@ -9,6 +9,7 @@ notice itself) is not retried.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import random
 import re
@@ -37,9 +38,9 @@ class DeliveryError(Exception):
 class Transport(Protocol):
     """Sends one notice. ``send`` returns a short receipt or raises :class:`DeliveryError`.
 
-    *raw* is the complete message with CRLF line ends; *key* a stable unique name for the notice
-    (``notice-42``): sending the same key twice does not make two mails where the transport can
-    guarantee that.
+    *raw* is the complete message with CRLF line ends; *key* a stable name for the notice within
+    its desk (``notice-42``): sending the same notice twice does not make two mails where the
+    transport can guarantee that.
     """
 
     name: str
@@ -56,17 +57,23 @@ def _check_key(key: str) -> str:
 
 
 class MaildirTransport:
-    """Writes each notice as ``new/<key>.eml`` in a Maildir (tmp/, new/, cur/, made mode 0o700),
-    with the envelope sender as its first line, ``Return-Path: <mail_from>`` (as a delivering
-    MTA writes it: whatever relays the file on must send it from there, the notice's VERP
-    address, so that its bounces come back matched to it).
+    """Writes each notice as ``new/<key>-<id>.eml`` in a Maildir (tmp/, new/, cur/, made mode
+    0o700), with the envelope sender as its first line, ``Return-Path: <mail_from>`` (as a
+    delivering MTA writes it: whatever relays the file on must send it from there, the notice's
+    VERP address, so that its bounces come back matched to it).
 
-    Idempotent by key: the message is written to ``tmp/``, fsynced, and renamed over
-    ``new/<key>.eml`` (then ``new/`` is fsynced), so a second send of the same key replaces the
-    first file: one mail, not two. A Maildir reader may already have moved ``new/<key>.eml`` to
-    ``cur/<key>.eml:2,FLAGS``; such a file in ``cur/`` counts as delivered and the send does
-    nothing. (A reader moving the file between that check and the rename can still see it twice.)
-    OSErrors (disk full, permissions) are temporary :class:`DeliveryError`.
+    The name is unique across desks and processes (:func:`maildir_name`): ``<id>`` is 16 hex
+    digits of the SHA-256 of the notice's Message-ID, which carries a random token of its own
+    (of the whole message when it has none). Two desks writing notice 1 to one folder write two
+    files (the key alone, ``notice-1.eml``, let the second overwrite the first).
+
+    Idempotent by notice: the message is written to ``tmp/``, fsynced, and renamed over
+    ``new/<name>`` (then ``new/`` is fsynced), so a second send of the same notice (same key,
+    same Message-ID) replaces the first file: one mail, not two. A Maildir reader may already
+    have moved ``new/<name>`` to ``cur/<name>:2,FLAGS``; such a file in ``cur/`` counts as
+    delivered and the send does nothing. (A reader moving the file between that check and the
+    rename can still see it twice.) OSErrors (disk full, permissions) are temporary
+    :class:`DeliveryError`.
     """
 
     name = "maildir"
@@ -78,9 +85,9 @@ class MaildirTransport:
         return f"MaildirTransport({str(self.path)!r})"
 
     def send(self, *, mail_from: str, to: str, raw: bytes, key: str) -> str:
-        """Deliver *raw* as ``new/<key>.eml``, after a ``Return-Path:`` line naming
-        *mail_from* (the recipient is not recorded)."""
-        name = _check_key(key) + ".eml"
+        """Deliver *raw* as ``new/<key>-<id>.eml`` (:func:`maildir_name`), after a
+        ``Return-Path:`` line naming *mail_from* (the recipient is not recorded)."""
+        name = maildir_name(key, raw, mail_from)
         if any(c in mail_from for c in "\r\n<>"):
             raise ValueError(f"address {mail_from!r} contains CR, LF, '<' or '>'")
         try:
@@ -124,6 +131,37 @@ class MaildirTransport:
                     entry.name.startswith(name + sep) for sep in _INFO_SEPARATORS):
                 return entry.name
         return None
+
+
+def maildir_name(key: str, raw: bytes, mail_from: str = "") -> str:
+    """The outbox file name of the notice *key* whose message is *raw*: ``<key>-<16 hex>.eml``,
+    the hex from its Message-ID (random per notice: unique across desks sharing a folder, and
+    the same each time the notice is sent), or from *mail_from* and the whole message when it
+    has no Message-ID."""
+    message_id = _message_id(raw)
+    digest = hashlib.sha256(message_id if message_id else
+                            mail_from.encode("utf-8", "replace") + b"\0" + raw).hexdigest()
+    return f"{_check_key(key)}-{digest[:16]}.eml"
+
+
+def _message_id(raw: bytes) -> bytes | None:
+    """The Message-ID field's value of *raw*'s header block (unfolded, stripped), or None."""
+    value: bytearray | None = None
+    for line in raw.split(b"\n", 1000):
+        line = line.rstrip(b"\r")
+        if not line:
+            break  # the end of the header block
+        if line[:1] in (b" ", b"\t"):
+            if value is not None:  # a folded continuation of the Message-ID
+                value += line
+            continue
+        if value is not None:
+            break
+        name, colon, rest = line.partition(b":")
+        if colon and name.strip().lower() == b"message-id":
+            value = bytearray(rest)
+    found = bytes(value).strip() if value is not None else b""
+    return found or None
 
 
 def _fsync_dir(path: Path) -> None:

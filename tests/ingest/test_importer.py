@@ -451,3 +451,133 @@ def test_cli_import_with_a_real_broker_sends_each_message(
     queued = redis.Redis.from_url(redis_url).hvals(f"dramatiq:{QUEUE}.msgs")
     sent = sorted(json.loads(m)["args"][0] for m in queued)
     assert sent == [r.id for r in stored]
+
+
+# -- what is mail (issue 18: `import DIR` took README.md as a complaint) --------------------
+
+
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504  # how an Outlook .msg file starts
+
+
+def a_folder_with_other_files(folder: Path) -> list[bytes]:
+    """Mail of every kind beside files that are not mail; returns the mail that counts."""
+    (folder / ".git" / "objects").mkdir(parents=True)
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / ".git" / "objects" / "ab12").write_bytes(b"x\x9c\x4b\xca\xc9\x4f")
+    (folder / "README.md").write_text("# Reports\n\nExported from the old desk. Note: the\n"
+                                      "mbox files are in mbox/.\n")
+    (folder / "notes.txt").write_text("Subject of the call: spam from 192.0.2.7\n"
+                                      "we should ask them\n")
+    (folder / "headers-only-unknown.txt").write_text("Key: value\nOther: thing\n\nbody\n")
+    (folder / "report.pdf").write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")
+    (folder / "outlook.msg").write_bytes(OLE2)
+    crlf = mail(3).replace(b"\n", b"\r\n")
+    folded = (b"Received: from mx.example.net\n\tby mx.isp.example; Mon, 2 Feb 2026\n"
+              + mail(4))
+    (folder / "a.eml").write_bytes(mail(1))
+    (folder / "1770000000.M1P2.host").write_bytes(mail(2))  # no extension
+    (folder / "crlf.eml").write_bytes(crlf)
+    (folder / "folded").write_bytes(folded)
+    (folder / "headers-only.eml").write_bytes(b"Subject: spam from 192.0.2.9\n")
+    write_mbox(folder / "old.mbox", [mail(5)])
+    in_box = write_maildir(folder / ".hidden-but-a-maildir", new=[mail(6)], cur=[])
+    return [mail(1), mail(2), crlf, folded, b"Subject: spam from 192.0.2.9\n", mail(5), *in_box]
+
+
+def test_a_folder_imports_its_mail_and_skips_other_files_saying_why(
+        engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    wanted = a_folder_with_other_files(folder)
+
+    summary = run_import(engine, [folder])
+
+    assert sorted(r.raw for r in rows(engine)) == sorted(wanted)
+    assert (summary.stored, summary.failed) == (len(wanted), [])
+    assert summary.skipped == {
+        importer.HIDDEN: [str(folder / ".git")],
+        importer.NOT_MAIL: [str(folder / name) for name in (
+            "README.md", "headers-only-unknown.txt", "notes.txt", "report.pdf")],
+        importer.OUTLOOK: [str(folder / "outlook.msg")],
+    }
+    lines = summary.text().splitlines()
+    assert lines[0] == f"{len(wanted)} stored, 0 already stored (same bytes), 0 failed, 6 skipped"
+    assert (f"  skipped 4 files that are not mail (no message header block at their start): "
+            f"{folder / 'README.md'}, {folder / 'headers-only-unknown.txt'}, "
+            f"{folder / 'notes.txt'}, {folder / 'report.pdf'}") in lines
+    assert (f"  skipped 1 Outlook .msg or other Office files (not RFC 5322 mail: save them as "
+            f".eml): {folder / 'outlook.msg'}") in lines
+
+
+def test_a_named_file_that_is_not_mail_is_skipped_too(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# abuse-desk\n\nAn ISP's abuse desk.\n")
+    summary = run_import(engine, [tmp_path / "README.md"])
+    assert (summary.stored, summary.failed, rows(engine)) == (0, [], [])
+    assert summary.skipped == {importer.NOT_MAIL: [str(tmp_path / "README.md")]}
+
+
+def test_many_skipped_files_are_counted_and_a_few_named(engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for n in range(8):
+        (folder / f"note{n}.txt").write_text("just text\n")
+    summary = run_import(engine, [folder])
+    (line,) = [x for x in summary.text().splitlines() if "skipped 8" in x]
+    assert line.endswith(f"{folder / 'note4.txt'} and 3 more")
+
+
+@pytest.mark.parametrize(("head", "whole", "why"), [
+    (b"From: a@example.org\nSubject: x\n\nbody", True, None),
+    (b"Subject: x\r\nX-Long: a\r\n  folded\r\n\r\nbody\r\n", True, None),
+    (b"Received: from a\n by b\nDate: Mon, 2 Feb 2026 10:00:00 +0000\n", True, None),
+    (b"message-id : <obsolete-blank@example.org>\n\n", True, None),  # obs-syntax blank
+    (b"Subject: cut" + b"\nX-Pad: " + b"p" * 100 + b"\nX-Cut: abc", False, None),
+    (b"X-Mailer: a\nX-Other: b\n\nbody", True, "NOT_MAIL"),  # no field of a message
+    (b"# Title\n\nSubject: x\n", True, "NOT_MAIL"),
+    (b"  Subject: indented first line\n\n", True, "NOT_MAIL"),
+    (b"Subject: x\nnot a header\n\nbody", True, "NOT_MAIL"),
+    (b"Sub ject: x\n\n", True, "NOT_MAIL"),
+    (b"Subject x\n\n", True, "NOT_MAIL"),
+    (OLE2, True, "OUTLOOK"),
+    (b"\xef\xbb\xbfHello", True, "NOT_MAIL"),
+])
+def test_what_is_mail(head: bytes, whole: bool, why: str | None) -> None:
+    assert importer.not_mail(head, whole) == (getattr(importer, why) if why else None)
+
+
+def test_a_fifo_is_skipped_not_read(engine: Engine, tmp_path: Path) -> None:
+    """A FIFO among the files would block the import forever waiting for a writer."""
+    import threading
+
+    folder = tmp_path / "with-a-fifo"
+    folder.mkdir()
+    os.mkfifo(folder / "fifo")
+    (folder / "a.eml").write_bytes(mail(1))
+    done: list[ImportSummary] = []
+    worker = threading.Thread(target=lambda: done.append(run_import(engine, [folder])),
+                              daemon=True)
+    worker.start()
+    worker.join(60)  # a hang guard
+    if worker.is_alive():  # blocked opening the FIFO: let it go before failing
+        os.close(os.open(folder / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(60)
+        pytest.fail("the import blocked on a FIFO")
+    (summary,) = done
+    assert summary.skipped == {importer.NOT_REGULAR: [str(folder / "fifo")]}
+    assert [r.raw for r in rows(engine)] == [mail(1)]
+
+
+def test_cli_import_of_a_folder_says_what_it_skipped_and_exits_0(
+        cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "README.md").write_text("# Reports\n")
+    (folder / "a.eml").write_bytes(mail(1))
+
+    assert cli.main(["import", "--quiet", str(folder)]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "1 stored, 0 already stored (same bytes), 0 failed, 1 skipped"
+    assert lines[1] == ("  skipped 1 files that are not mail (no message header block at "
+                        f"their start): {folder / 'README.md'}")
+    assert [r.raw for r in cli_rows(cli_env)] == [mail(1)]

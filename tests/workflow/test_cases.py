@@ -579,6 +579,10 @@ def test_cases_commands(desk: Desk, clock: Clock, capsys: pytest.CaptureFixture[
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     timeline.run_due(desk)
     _use(desk, monkeypatch)
+    from web import auth  # --by names a desk account (issue 18)
+
+    auth.add_user(desk.engine, "bob", "specialist", "b" * 12, clock())
+    auth.add_user(desk.engine, "sam", "specialist", "s" * 12, clock())
     capsys.readouterr()
     assert cli.main(["cases", "list", "--json"], clock=clock) == 0
     (row,) = json.loads(capsys.readouterr().out)

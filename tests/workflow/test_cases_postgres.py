@@ -21,6 +21,7 @@ from abuse_desk.db import as_utc
 from abuse_desk.models import Case, Event, FeeEntry, Message, Notice, Report, TimelineStep
 from ingest.store import Envelope, insert_messages, message_row
 from workflow import cases, timeline
+from workflow.delivery import maildir_name
 from workflow.pipeline import process_message
 
 from .workflow_support import (
@@ -278,7 +279,8 @@ def test_concurrent_deliveries_of_one_notice_send_one_mail(desk: Desk) -> None:
     outcomes = together(4, lambda _: timeline.deliver_notice(desk, notice.id))
     assert sorted(outcomes) == ["sent", "skipped", "skipped", "skipped"]
     new = Path(desk.config.notify.maildir) / "new"
-    assert [p.name for p in new.iterdir()] == [f"notice-{notice.id}.eml"]
+    assert [p.name for p in new.iterdir()] == [maildir_name(  # issue 18: <id>-<Message-ID hash>
+        f"notice-{notice.id}", f"Message-ID: {notice.header_message_id}\r\n\r\n".encode())]
     (notice,) = notices_of(desk, case.id)
     assert (notice.state, notice.attempts) == ("sent", 1)
     with desk.engine.connect() as conn:

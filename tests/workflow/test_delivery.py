@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -22,6 +24,7 @@ from workflow.delivery import (
     DeliveryError,
     MaildirTransport,
     SmtpTransport,
+    maildir_name,
     make_transport,
     retry_delay,
 )
@@ -49,39 +52,80 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
+NAME = maildir_name("notice-1", RAW)  # notice-1-<16 hex of its Message-ID>.eml
+
+
 def test_maildir_send_writes_one_file_in_new(tmp_path: Path) -> None:
     box = tmp_path / "outbox"
     receipt = MaildirTransport(box).send(mail_from=FROM, to=TO, raw=RAW, key="notice-1")
-    assert receipt == "maildir new/notice-1.eml"
-    assert _files(box / "new") == ["notice-1.eml"]
+    assert re.fullmatch(r"notice-1-[0-9a-f]{16}\.eml", NAME)
+    assert receipt == f"maildir new/{NAME}"
+    assert _files(box / "new") == [NAME]
     # The envelope sender first (Return-Path, as an MTA delivering it writes it), then the mail.
-    assert (box / "new" / "notice-1.eml").read_bytes() == (
+    assert (box / "new" / NAME).read_bytes() == (
         b"Return-Path: <abuse@integra-isp.example>\r\n" + RAW)
     assert _files(box / "tmp") == [] and _files(box / "cur") == []
     for sub in ("", "tmp", "new", "cur"):
         assert (box / sub).stat().st_mode & 0o777 == 0o700
 
 
-def test_maildir_same_key_twice_leaves_one_file(tmp_path: Path) -> None:
+def test_maildir_same_notice_twice_leaves_one_file(tmp_path: Path) -> None:
     transport = MaildirTransport(tmp_path)
-    transport.send(mail_from=FROM, to=TO, raw=b"first\r\n", key="notice-1")
-    transport.send(mail_from=FROM, to=TO, raw=b"second\r\n", key="notice-1")
-    assert _files(tmp_path / "new") == ["notice-1.eml"]
-    assert (tmp_path / "new" / "notice-1.eml").read_bytes().endswith(b"\r\nsecond\r\n")
+    transport.send(mail_from=FROM, to=TO, raw=RAW, key="notice-1")
+    again = RAW.replace(b"Regards", b"Regards again")  # the same notice: key and Message-ID
+    transport.send(mail_from=FROM, to=TO, raw=again, key="notice-1")
+    assert _files(tmp_path / "new") == [NAME]
+    assert (tmp_path / "new" / NAME).read_bytes().endswith(b"Regards again\r\n")
     assert _files(tmp_path / "tmp") == []
+    # Without a Message-ID the whole message names it: sent twice, still one file.
+    for _ in range(2):
+        transport.send(mail_from=FROM, to=TO, raw=b"Subject: x\r\n\r\nbody\r\n", key="notice-2")
+    assert len(_files(tmp_path / "new")) == 2
+
+
+def test_maildir_two_desks_sharing_one_outbox_do_not_overwrite_each_other(
+        tmp_path: Path) -> None:
+    """Issue 18: each desk has its own notice 1; the file name used to be notice-1.eml for
+    both, and the second desk's replaced the first desk's."""
+    first = RAW.replace(b"<notice-1@abuse-desk.localhost>",
+                        b"<C-2026-000001.notice.aaaa1111@desk-a.example>")
+    second = RAW.replace(b"<notice-1@abuse-desk.localhost>",
+                         b"<C-2026-000001.notice.bbbb2222@desk-b.example>")
+    desk_a, desk_b = MaildirTransport(tmp_path), MaildirTransport(tmp_path)
+    desk_a.send(mail_from=FROM, to=TO, raw=first, key="notice-1")
+    desk_b.send(mail_from=FROM, to=TO, raw=second, key="notice-1")
+    files = _files(tmp_path / "new")
+    assert len(files) == 2 and all(f.startswith("notice-1-") for f in files)
+    assert sorted((tmp_path / "new" / f).read_bytes() for f in files) == sorted(
+        b"Return-Path: <" + FROM.encode() + b">\r\n" + m for m in (first, second))
 
 
 def test_maildir_mail_moved_to_cur_is_not_delivered_again(tmp_path: Path) -> None:
     transport = MaildirTransport(tmp_path)
     transport.send(mail_from=FROM, to=TO, raw=RAW, key="notice-1")
-    os.replace(tmp_path / "new" / "notice-1.eml", tmp_path / "cur" / "notice-1.eml:2,S")
+    os.replace(tmp_path / "new" / NAME, tmp_path / "cur" / f"{NAME}:2,S")
     receipt = transport.send(mail_from=FROM, to=TO, raw=RAW, key="notice-1")
-    assert "already delivered" in receipt and "notice-1.eml:2,S" in receipt
+    assert "already delivered" in receipt and f"{NAME}:2,S" in receipt
     assert _files(tmp_path / "new") == []
-    assert _files(tmp_path / "cur") == ["notice-1.eml:2,S"]
+    assert _files(tmp_path / "cur") == [f"{NAME}:2,S"]
     # A neighbour whose name merely starts with the same characters is another notice.
     transport.send(mail_from=FROM, to=TO, raw=RAW, key="notice-10")
-    assert _files(tmp_path / "new") == ["notice-10.eml"]
+    assert _files(tmp_path / "new") == [maildir_name("notice-10", RAW)]
+
+
+@pytest.mark.parametrize(("raw", "message_id"), [
+    (RAW, b"<notice-1@abuse-desk.localhost>"),
+    (b"Subject: x\nmessage-id:\n <folded@example>\nX: y\n\nbody\n", b"<folded@example>"),
+    (b"Subject: x\r\n\r\nMessage-ID: <in-the-body@example>\r\n", None),
+    (b"Message-ID:   \r\n\r\n", None),
+])
+def test_the_name_comes_from_the_header_message_id(raw: bytes, message_id: bytes | None) -> None:
+    name = maildir_name("notice-7", raw, FROM)
+    if message_id is None:  # no Message-ID in the header block: the envelope and the bytes
+        whole = FROM.encode() + b"\0" + raw
+        assert name == f"notice-7-{hashlib.sha256(whole).hexdigest()[:16]}.eml"
+    else:
+        assert name == f"notice-7-{hashlib.sha256(message_id).hexdigest()[:16]}.eml"
 
 
 @pytest.mark.parametrize("key", ["", "../escape", "a/b", "notice 1", "nötice", ".hidden",
@@ -336,3 +380,51 @@ def test_retry_delay() -> None:
         assert 0.9 * 60 * 2 ** (n - 1) <= delay <= 60 * 2 ** (n - 1)
     for n in (7, 20, 10_000):
         assert 0.9 * 3600 <= retry_delay(n, 60, 3600) <= 3600
+
+
+# --- two desks, one outbox ---------------------------------------------------------------------
+
+
+def test_two_desks_on_one_outbox_each_keep_their_notice_1_and_a_resend_is_one_file(
+        tmp_path: Path) -> None:
+    """Issue 18: two desks (two databases) delivering to one Maildir both number their first
+    notice 1; with files named notice-<id>.eml the second overwrote the first. Each is its own
+    file now, and delivering a notice again (a crash before the bookkeeping) still leaves one
+    file for it."""
+    from sqlalchemy import select, update
+
+    from abuse_desk.models import Notice
+    from workflow import timeline
+
+    from .workflow_support import START, Clock, arf, deliver, notices_of, the_case, workflow_desk
+
+    clock = Clock(START)
+    shared = str(tmp_path / "shared-outbox")
+    desks = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        desks.append(workflow_desk(tmp_path / name, clock, notify={"maildir": shared}))
+    try:
+        sent = []
+        for desk in desks:
+            case = the_case(desk, deliver(desk, arf("45.137.21.7")))
+            timeline.run_due(desk)
+            (notice,) = [n for n in notices_of(desk, case.id) if n.kind == "notice"]
+            assert (notice.id, notice.state) == (1, "sent")
+            with desk.engine.connect() as conn:
+                sent.append(conn.execute(select(Notice.raw).where(Notice.id == 1)).scalar_one())
+        new = Path(shared) / "new"
+        files = _files(new)
+        assert len(files) == 2, files
+        assert sorted(files) == sorted(maildir_name("notice-1", raw) for raw in sent)
+        for raw in sent:  # each desk's own mail, whole
+            assert (new / maildir_name("notice-1", raw)).read_bytes().endswith(raw)
+
+        first = desks[0]
+        with first.engine.begin() as conn:  # as if the worker died before marking it sent
+            conn.execute(update(Notice).where(Notice.id == 1).values(state="pending"))
+        assert timeline.deliver_notice(first, 1) == "sent"
+        assert _files(new) == files
+    finally:
+        for desk in desks:
+            desk.close()

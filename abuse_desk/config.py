@@ -154,6 +154,7 @@ class WorkflowConfig:
     repeat_claims: int = 3
     repeat_window_days: int = 30
     repeat_copyright_claims: int = 2
+    occasion_grace_hours: float = 4.0
     update_delay_minutes: float = 60.0
     fee_amount_cents: int = 10_000
     fee_currency: str = "USD"
@@ -354,6 +355,7 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("workflow", "repeat_claims"): (lambda v: v >= 2, "2 or more claims"),
     ("workflow", "repeat_copyright_claims"): (lambda v: v >= 2, "2 or more claims"),
     ("workflow", "repeat_window_days"): (lambda v: v > 0, "a positive number of days"),
+    ("workflow", "occasion_grace_hours"): (lambda v: v >= 0, "zero or more hours"),
     ("workflow", "fee_amount_cents"): (lambda v: v >= 0, "zero or more cents"),
     ("workflow", "fee_currency"): (lambda v: len(v) == 3 and v.isalpha() and v.isupper(),
                                    "an ISO 4217 code such as USD"),

@@ -309,6 +309,9 @@ class FeeEntry(Base):
     state: Mapped[str] = mapped_column(String(16), default="assessed")
     waived_by: Mapped[str | None] = mapped_column(Text)
     waive_reason: Mapped[str | None] = mapped_column(Text)
+    # Why it was charged: which failure to cooperate (deadline passed unanswered, recurrence
+    # after "fixed", a specialist's escalation), with the dates.
+    reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Setting(Base):

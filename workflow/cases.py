@@ -241,19 +241,40 @@ def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
     conn.execute(update(Case).where(Case.id == case.id).values(
         claims=Case.claims + 1, last_claim_at=now, updated_at=now))
     state = CaseState(case.state)
+    repeat = repeat_of(conn, cfg, case, report, now)
+    counts = is_authenticated(report) or is_person(actor)
     if state is CaseState.RESOLVED:
+        if repeat is not None and counts:
+            _recurred(conn, cfg, case, report, now, actor, repeat)
+            return
+        fixed = said_fixed_at(conn, case)
+        if repeat is None and fixed is not None and incident_at(report) <= fixed:
+            # A late complaint about conduct before the customer fixed it: the same occasion,
+            # on the record; the customer is not told again.
+            event(conn, now, actor, case.id, "claim-added", report_id=report.id,
+                  note=f"about conduct before the customer said on {_day(fixed)} it was "
+                       "fixed: the same occasion, the case stays resolved")
+            return
         deadline = deadline_for(cfg, calendar, case.timeline_class, now)
         conn.execute(update(Case).where(Case.id == case.id).values(
             state=CaseState.OPEN.value, deadline_at=deadline, resolved_at=None))
         _schedule_deadline(conn, cfg, case.id, case.timeline_class, now, deadline)
+        detail: dict[str, Any] = {}
+        if repeat is not None:
+            detail["note"] = (f"{repeat.reason}; the reporter is not authenticated: a "
+                              "specialist decides whether it is a repeat")
         event(conn, now, actor, case.id, "reopened", report_id=report.id,
-              reason="a related claim within the window", deadline_at=deadline.isoformat())
+              reason="a related claim within the window", deadline_at=deadline.isoformat(),
+              **detail)
         return
     event(conn, now, actor, case.id, "claim-added", report_id=report.id)
     if state in ACTIVE and timeline_class(cfg, report.type) == "prompt" != case.timeline_class:
         _make_prompt(conn, cfg, case, report, now, actor)
-    if state in ESCALATED and (is_person(actor) or is_authenticated(report)):
-        assess_fees(conn, cfg, case.id, now, [report.id])
+    if state in ESCALATED and (is_person(actor) or (
+            is_authenticated(report) and not _awaiting_person(conn, case.id))):
+        assess_fees(conn, cfg, case.id, now, [report.id],
+                    reason=f"further complaint on a case escalated on "
+                           f"{_day(case.escalated_at)} for not cooperating")
     if state is not CaseState.OPEN:  # an open case's first notice is still to go: it lists all
         pending = conn.execute(select(TimelineStep.id).where(
             TimelineStep.case_id == case.id, TimelineStep.kind == "update",
@@ -261,16 +282,142 @@ def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
         if pending is None:
             add_step(conn, case.id, "update", now + timedelta(minutes=cfg.update_delay_minutes),
                      now, since=now.isoformat())
-    if state in ACTIVE:
-        count = count_claims(conn, case.id, now - timedelta(days=cfg.repeat_window_days))
-        repeat = repeat_claims(conn, cfg, case.id, case.type, now, count)
-        if repeat is not None:
-            escalate(conn, cfg, case.id, now, SYSTEM, repeat)
+    if state in ACTIVE and repeat is not None:
+        if counts:
+            # Conduct that goes on after the deadline while the customer is working on it: the
+            # abuse team takes the case over, but a customer who answers is cooperating, so
+            # nothing is charged or proposed until a specialist confirms.
+            escalate(conn, cfg, case.id, now, SYSTEM, repeat.reason, charge=[],
+                     facts=repeat.facts,
+                     hold_note=("the customer answered and is working on it: nothing charged "
+                                "or proposed; a specialist decides (escalate the case to "
+                                "confirm)"))
         else:
-            held = held_claims(cfg, case.type, count)
-            if held is not None:
-                event(conn, now, actor, case.id, "escalation-held", report_id=report.id,
-                      reason=held)
+            event(conn, now, actor, case.id, "escalation-held", report_id=report.id,
+                  reason=f"{repeat.reason}; the reporter is not authenticated: a specialist "
+                         "decides whether to escalate")
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Why a claim is a repeat of conduct the customer was told about: what happened, and the
+    dates the escalation mail and the fee ledger name."""
+
+    kind: str  # "after-fixed" or "after-deadline"
+    reason: str
+    facts: dict[str, Any]
+
+
+def _day(value: datetime | None) -> str:
+    value = as_utc(value)
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "?"
+
+
+def incident_at(report: Any) -> datetime:
+    """When the conduct a report is about happened: the time the reporter gives for it, unless
+    that is missing or later than the report's arrival; else the arrival."""
+    created = as_utc(report.created_at)
+    occurred = as_utc(report.occurred_at)
+    if occurred is not None and created is not None and occurred <= created:
+        return occurred
+    assert created is not None
+    return created
+
+
+def notified_at(conn: Connection, case_id: int) -> datetime | None:
+    """When the customer was last notified of the case (its first notice, or the fresh one of
+    a reopened case); None while the notice is still to go."""
+    at = conn.execute(select(func.max(Event.at)).where(
+        Event.subject_type == "case", Event.subject_id == case_id,
+        Event.action == "notified")).scalar()
+    return as_utc(at)
+
+
+def said_fixed_at(conn: Connection, case: Any) -> datetime | None:
+    """When the customer said the case's issue was fixed: the time a resolved case was resolved,
+    when the customer answered it (or resolved it) after its last notice. None otherwise (a
+    specialist closed it without the customer's word)."""
+    resolved = as_utc(case.resolved_at)
+    if CaseState(case.state) is not CaseState.RESOLVED or resolved is None:
+        return None
+    since = notified_at(conn, case.id) or as_utc(case.opened_at)
+    answered = conn.execute(select(Event.id).where(
+        Event.subject_type == "case", Event.subject_id == case.id,
+        or_(Event.action == "customer-responded",
+            (Event.action == "resolved") & (Event.actor_kind == "customer")),
+        Event.at >= since, Event.at <= resolved).limit(1)).first()
+    return resolved if answered is not None else None
+
+
+def repeat_of(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any,
+              now: datetime) -> Repeat | None:
+    """Whether *report* on *case* is a repeat, as the policy counts related conduct.
+
+    Complaints about incidents before the customer was notified, or within
+    ``workflow.occasion_grace_hours`` after, are one occasion with the first: never a repeat.
+    A repeat is conduct after that which either returns after the customer said it was fixed
+    (the case was resolved on the customer's word), or goes on after the customer had its time
+    (the case's deadline passed while it is still unresolved)."""
+    notified = notified_at(conn, case.id)
+    if notified is None:
+        return None
+    grace_end = notified + timedelta(hours=cfg.occasion_grace_hours)
+    incident = incident_at(report)
+    if incident <= grace_end:
+        return None
+    facts: dict[str, Any] = {"notified_at": notified.isoformat(),
+                             "incident_at": incident.isoformat(),
+                             "report_id": report.id}
+    fixed = said_fixed_at(conn, case)
+    if fixed is not None:
+        if incident <= fixed:
+            return None
+        return Repeat("after-fixed", (
+            f"the conduct returned on {_day(incident)} after the customer said on "
+            f"{_day(fixed)} that it was fixed (notified {_day(notified)})"),
+            {**facts, "fixed_at": fixed.isoformat()})
+    deadline = as_utc(case.deadline_at)
+    if CaseState(case.state) in ACTIVE and deadline is not None and deadline <= now \
+            and incident > deadline:
+        return Repeat("after-deadline", (
+            f"the conduct went on on {_day(incident)}, after the deadline of "
+            f"{_day(deadline)} (notified {_day(notified)})"),
+            {**facts, "deadline_at": deadline.isoformat()})
+    return None
+
+
+def _recurred(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any, now: datetime,
+              actor: Actor, repeat: Repeat) -> None:
+    """The conduct came back after the customer said it was fixed: the case is reopened and
+    escalated at once, the returning complaint charged (not the first occasion's, which the
+    customer cooperated on)."""
+    conn.execute(update(Case).where(Case.id == case.id).values(
+        state=CaseState.NOTIFIED.value, resolved_at=None))
+    event(conn, now, actor, case.id, "reopened", report_id=report.id, reason=repeat.reason,
+          repeat=True)
+    escalate(conn, cfg, case.id, now, SYSTEM, repeat.reason, charge=[report.id],
+             fee_reason=f"recurrence: {repeat.reason}", facts=repeat.facts)
+
+
+def deadline_passed(conn: Connection, cfg: WorkflowConfig, case: Any, now: datetime) -> str:
+    """The case's deadline passed unresolved. Without an answer from the customer it escalates,
+    and each authenticated complaint is charged with that reason; a customer who answered and
+    is working on it is cooperating: no escalation and no fee, the case says the deadline
+    passed and a specialist decides. Returns "escalated" or "answered"."""
+    deadline = as_utc(case.deadline_at) or now
+    notified = notified_at(conn, case.id)
+    facts = {"deadline_at": deadline.isoformat(),
+             "notified_at": notified.isoformat() if notified else None}
+    if CaseState(case.state) is CaseState.CUSTOMER_RESPONDED:
+        event(conn, now, SYSTEM, case.id, "deadline-passed", **facts,
+              note=("the customer answered and is working on it: not escalated, nothing "
+                    "charged; a specialist decides (extend the deadline, escalate or resolve)"))
+        return "answered"
+    reason = (f"the deadline of {_day(deadline)} passed without a resolution or an answer "
+              f"(notified {_day(notified)})")
+    escalate(conn, cfg, case.id, now, SYSTEM, reason, fee_reason=f"no cooperation: {reason}",
+             facts=facts)
+    return "escalated"
 
 
 def _make_prompt(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any, now: datetime,
@@ -329,55 +476,27 @@ def count_claims(conn: Connection, case_id: int, since: datetime | None = None) 
     return ClaimCount(int(authenticated), int(total) - int(authenticated))
 
 
-def _threshold(cfg: WorkflowConfig, type_: str) -> int:
-    return cfg.repeat_copyright_claims if type_ == "copyright" else cfg.repeat_claims
-
-
-def repeat_claims(conn: Connection, cfg: WorkflowConfig, case_id: int, type_: str,
-                  now: datetime, count: ClaimCount | None = None) -> str | None:
-    """The reason to escalate early, when the case has enough claims of related conduct from
-    authenticated reporters (each complaint mail counts once, however many reports it
-    carried). *count*: the case's claims in the window, when already counted."""
-    threshold = _threshold(cfg, type_)
-    if count is None:
-        count = count_claims(conn, case_id, now - timedelta(days=cfg.repeat_window_days))
-    if count.authenticated >= threshold:
-        what = "repeat copyright infringement: " if type_ == "copyright" else ""
-        return (f"{what}{count.authenticated} complaints of related conduct within "
-                f"{cfg.repeat_window_days} days (threshold {threshold}; authenticated "
-                "reporters only)")
-    return None
-
-
 def unauthenticated_note(count: ClaimCount) -> str:
     return (f"{count.unauthenticated} unauthenticated claim"
             f"{'' if count.unauthenticated == 1 else 's'}: a specialist decides whether to "
             "escalate")
 
 
-def held_claims(cfg: WorkflowConfig, type_: str, count: ClaimCount) -> str | None:
-    """Why a case that would have escalated for repeat claims did not: enough complaints (in
-    the window: *count*), but not enough from authenticated reporters. None otherwise."""
-    threshold = _threshold(cfg, type_)
-    if count.total >= threshold > count.authenticated:
-        return (f"{count.total} complaints within {cfg.repeat_window_days} days (threshold "
-                f"{threshold}), {count.authenticated} authenticated; "
-                + unauthenticated_note(count))
-    return None
-
-
 def assess_fees(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime,
-                report_ids: Iterable[int] | None = None) -> int:
-    """One fee per complaint (report) of the case that has none yet; returns how many."""
+                report_ids: Iterable[int] | None = None, reason: str = "") -> int:
+    """One fee per complaint (report) of the case that has none yet, each ledger line with
+    *reason* (why the customer is charged); returns how many."""
     if cfg.fee_amount_cents <= 0:
         return 0
     if report_ids is None:
         report_ids = list(conn.execute(select(Report.id).where(
             Report.case_id == case_id)).scalars())
+    report_ids = list(report_ids)
     charged = set(conn.execute(select(FeeEntry.report_id).where(
-        FeeEntry.report_id.in_(list(report_ids)))).scalars())
+        FeeEntry.report_id.in_(report_ids))).scalars())
     rows = [{"case_id": case_id, "report_id": rid, "amount_cents": cfg.fee_amount_cents,
-             "currency": cfg.fee_currency, "assessed_at": now, "state": "assessed"}
+             "currency": cfg.fee_currency, "assessed_at": now, "state": "assessed",
+             "reason": reason[:1000] or None}
             for rid in report_ids if rid not in charged]
     if rows:
         conn.execute(insert(FeeEntry), rows)
@@ -409,15 +528,19 @@ def _awaiting_person(conn: Connection, case_id: int) -> bool:
 
 
 def escalate(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime, actor: Actor,
-             reason: str) -> bool:
+             reason: str, *, charge: Iterable[int] | None = None, fee_reason: str = "",
+             facts: dict[str, Any] | None = None, hold_note: str = "") -> bool:
     """Escalate: the customer told, fees per complaint, a restriction or termination proposed
     (or scheduled, where config makes it automatic). False when already escalated or closed.
 
     What the escalation may cause depends on what caused it. A person's escalation accepts
-    every complaint of the case: each is charged and an action proposed. The timeline's (repeat
-    claims, or a deadline that passed) charges only the complaints of authenticated reporters,
-    and proposes an action only when there is one; without any it records that a person must
-    decide, and a person's escalation of that case later confirms it (charges, proposes)."""
+    every complaint of the case: each is charged and an action proposed. The timeline's
+    charges only complaints of authenticated reporters: *charge* (the complaints the customer
+    did not cooperate on; an empty list when the customer is cooperating), or every
+    authenticated complaint of the case. It proposes an action only when it charged one;
+    otherwise it records that a person must decide (*hold_note* says why), and a person's
+    escalation of that case later confirms it (charges, proposes). *facts* (dates: notified,
+    deadline, said fixed) go to the escalation mail; *fee_reason* on each fee line."""
     case = conn.execute(select(Case).where(Case.id == case_id)).one()
     state = CaseState(case.state)
     person = is_person(actor)
@@ -428,9 +551,12 @@ def escalate(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime,
     if person:
         accepted = list(conn.execute(select(Report.id).where(
             Report.case_id == case_id)).scalars())
+        fee_reason = fee_reason or f"escalated by {actor.kind} {actor.name}: {reason}"
     else:
-        accepted = list(conn.execute(select(Report.id).where(
-            Report.case_id == case_id, authenticated_clause())).scalars())
+        stmt = select(Report.id).where(Report.case_id == case_id, authenticated_clause())
+        if charge is not None:
+            stmt = stmt.where(Report.id.in_(list(charge)))
+        accepted = list(conn.execute(stmt).scalars())
     backed = person or bool(accepted)
     action = _proposed_action(conn, case.customer_id, case_id) if backed else None
     values: dict[str, Any] = {"state": CaseState.ESCALATED.value, "updated_at": now,
@@ -438,10 +564,15 @@ def escalate(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime,
     if not confirming:
         values["escalated_at"] = now
     conn.execute(update(Case).where(Case.id == case_id).values(**values))
-    fees = assess_fees(conn, cfg, case_id, now, accepted)
+    fees = assess_fees(conn, cfg, case_id, now, accepted, reason=fee_reason or reason)
     if not confirming:
         cancel_steps(conn, case_id, ("reminder", "deadline"), now, "escalated")
-    add_step(conn, case_id, "escalation", now, now, reason=reason)
+    facts = dict(facts or {})
+    if not facts.get("notified_at"):
+        notified = notified_at(conn, case_id)
+        facts["notified_at"] = notified.isoformat() if notified else None
+    add_step(conn, case_id, "escalation", now, now, reason=reason, charged=fees,
+             cooperating=not backed, **facts)
     auto = False
     if action is not None:
         auto = is_automatic(cfg, case)
@@ -451,8 +582,8 @@ def escalate(conn: Connection, cfg: WorkflowConfig, case_id: int, now: datetime,
                               "automatic": auto, "accepted_claims": len(accepted)}
     if not backed:
         detail["awaiting_person"] = True
-        detail["note"] = ("no authenticated claim: nothing charged or proposed; a specialist "
-                          "decides (escalate the case to confirm)")
+        detail["note"] = hold_note or ("no authenticated claim: nothing charged or proposed; a "
+                                       "specialist decides (escalate the case to confirm)")
     event(conn, now, actor, case_id, "escalation-confirmed" if confirming else "escalated",
           **detail)
     return True

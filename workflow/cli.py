@@ -231,8 +231,9 @@ def case_detail(desk: Desk, ref: str) -> dict[str, Any]:
     elif (case.state == CaseState.ESCALATED.value and escalations
           and escalations[-1].action == "escalated"
           and (escalations[-1].detail or {}).get("awaiting_person")):
-        note = ("escalated without an authenticated claim: nothing charged or proposed; "
-                "a specialist decides (escalate the case to confirm)")
+        note = str((escalations[-1].detail or {}).get("note") or (
+            "escalated without an authenticated claim: nothing charged or proposed; "
+            "a specialist decides (escalate the case to confirm)"))
     return {
         **row,
         "escalated_at": iso_z(as_utc(case.escalated_at)),
@@ -328,14 +329,15 @@ def export_fees(desk: Desk, start: datetime, end: datetime, out: Any,
         stmt = stmt.where(FeeEntry.state == "assessed")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["fee_id", "assessed_at", "case", "customer_id", "customer_name",
-                     "report_id", "amount", "currency", "state", "waived_by", "waive_reason"])
+                     "report_id", "amount", "currency", "state", "waived_by", "waive_reason",
+                     "reason"])
     count = 0
     with desk.sessions() as session:
         for fee, ref, external_id, name in session.execute(stmt):
             writer.writerow([fee.id, iso_z(as_utc(fee.assessed_at)), ref, external_id,
                              _csv_safe(name), fee.report_id, _money(fee.amount_cents),
                              fee.currency, fee.state, _csv_safe(fee.waived_by or ""),
-                             _csv_safe(fee.waive_reason or "")])
+                             _csv_safe(fee.waive_reason or ""), _csv_safe(fee.reason or "")])
             count += 1
     return count
 

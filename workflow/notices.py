@@ -272,7 +272,8 @@ def context(conn: Connection, writer: Writer, case: Any, customer: Any, kind: st
                                                FeeEntry.state == "assessed")).one()
         fee = {"amount": _money(cfg.workflow.fee_amount_cents, cfg.workflow.fee_currency),
                "currency": cfg.workflow.fee_currency, "count": int(amounts[0]),
-               "total": _money(int(amounts[1]), cfg.workflow.fee_currency)} if amounts[0] else None
+               "total": _money(int(amounts[1]), cfg.workflow.fee_currency),
+               "lines": _fee_lines(conn, case.id, zone)} if amounts[0] else None
     since = None
     if kind == "update" and detail.get("since"):
         since = datetime.fromisoformat(detail["since"])
@@ -300,8 +301,44 @@ def context(conn: Connection, writer: Writer, case: Any, customer: Any, kind: st
         "fee": fee,
         "action": detail.get("action"),
         "reason": detail.get("reason"),
+        "history": _history(detail, zone) if kind == "escalation" else None,
         "ack": None,
     }
+
+
+def _history(detail: dict[str, Any], zone: str) -> dict[str, Any]:
+    """What happened before an escalation, as its mail tells it: when the customer was
+    notified, which deadline passed, when they said it was fixed and when the conduct came back
+    (the dates ``workflow.cases`` put on the escalation step)."""
+    def when(key: str) -> str | None:
+        value = detail.get(key)
+        if not value:
+            return None
+        try:
+            return _when(datetime.fromisoformat(str(value)), zone) or None
+        except ValueError:
+            return None
+
+    return {"notified": when("notified_at"), "deadline": when("deadline_at"),
+            "fixed": when("fixed_at"), "returned": when("incident_at"),
+            "cooperating": bool(detail.get("cooperating"))}
+
+
+def _fee_lines(conn: Connection, case_id: int, zone: str) -> list[dict[str, Any]]:
+    """The case's assessed fees, one per complaint, with the complaint's arrival and the reason
+    it was charged."""
+    from abuse_desk.models import FeeEntry
+
+    rows = conn.execute(
+        select(FeeEntry.amount_cents, FeeEntry.currency, FeeEntry.reason, Message.received_at,
+               Report.source_ip)
+        .join(Report, Report.id == FeeEntry.report_id)
+        .join(Message, Message.id == Report.message_id)
+        .where(FeeEntry.case_id == case_id, FeeEntry.state == "assessed")
+        .order_by(FeeEntry.id).limit(REPORTS_LIMIT))
+    return [{"amount": _money(r.amount_cents, r.currency), "received_at": _when(r.received_at,
+                                                                                  zone),
+             "source_ip": r.source_ip, "reason": r.reason or ""} for r in rows]
 
 
 def create_notice(conn: Connection, writer: Writer, case_id: int, kind: str, step_id: int,

@@ -9,8 +9,10 @@ idempotent and re-check the case before acting:
   writes its notice row (``notices.step_id`` is unique): one notice per step, however often the
   step is delivered. If the case has moved on (a reminder for a resolved case) it is ``skipped``
   with the reason.
-- A deadline step escalates a case that is still unresolved (and does nothing for one whose
-  deadline was extended: the extension scheduled its own step).
+- A deadline step escalates a case that is still unresolved and unanswered, charging its
+  complaints (``cases.deadline_passed``); a case the customer answered is only marked (the
+  customer is cooperating); one whose deadline was extended is left alone (the extension
+  scheduled its own step).
 - An action step (restrict, terminate, restore) is claimed with a lease, the provisioning hook is
   called outside any transaction, and the result recorded; a failure retries with backoff, a
   crash is taken up again when the lease runs out. ``proposed`` steps wait for a supervisor's
@@ -123,8 +125,7 @@ def _mail_step(conn: Connection, wf: Workflow, case: Any, step: Any,
         deadline = as_utc(case.deadline_at)
         if deadline is not None and deadline > now:
             return "deadline was extended", None
-        cases.escalate(conn, wf.config.workflow, case.id, now, cases.SYSTEM,
-                       "deadline passed unresolved")
+        cases.deadline_passed(conn, wf.config.workflow, case, now)
         return None, None
     return f"unknown step kind {kind!r}", None
 

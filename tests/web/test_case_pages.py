@@ -228,9 +228,9 @@ def test_the_case_page_shows_timeline_reports_notices_replies_fees_and_events(
              f"Subject: Re: {first['Subject']} {SCRIPT}\r\nIn-Reply-To: {first['Message-ID']}"
              f"\r\nMessage-ID: <r1@alpha.example>\r\n\r\nWe cleaned the host. {SCRIPT}\r\n"
              "<img src=x onerror=alert(2)>\r\n").encode()
-    deliver(desk, reply)
     clock.now = DEADLINE + timedelta(hours=1)
-    timeline.run_due(desk)  # customer-responded, still unresolved: escalated
+    timeline.run_due(desk)  # no answer by the deadline: escalated
+    deliver(desk, reply)  # the customer answers late
     case = case_by_id(desk, case.id)
     assert case.state == "escalated"
     html = html_of(signed_in(desk, "sam"), f"/cases/{case.reference}")
@@ -253,7 +253,7 @@ def test_the_case_page_shows_timeline_reports_notices_replies_fees_and_events(
     assert kinds == ["notice", "reminder", "escalation"]
     assert f"[Abuse Case {case.reference}] Spam sent from your Integra ISP service" in main
     assert re.search(r"<pre>Dear Alpha Hosting,.*?WHAT YOU NEED TO DO", main, re.S)
-    assert "Reason: deadline passed unresolved" in main
+    assert "Reason: the deadline of 2026-12-03 15:00 UTC passed without" in main
     # The customer's reply, as text: never markup.
     assert f"We cleaned the host. {ESCAPED}" in main
     assert "&lt;img src=x onerror=alert(2)&gt;" in main

@@ -190,24 +190,6 @@ def test_an_update_notice_collects_new_claims_on_a_notified_case(tmp_path: Path,
     assert kinds == ["notice", "update"]
 
 
-def test_repeat_claims_escalate_early(desk: Desk, clock: Clock) -> None:
-    case = the_case(desk, deliver(desk, arf("45.137.21.7", 1)))
-    for n in (2, 3):
-        clock.now += timedelta(hours=2)
-        deliver(desk, arf("45.137.21.7", n))
-    case = case_by_id(desk, case.id)
-    assert case.state == "escalated"
-    assert case.proposed_action == "restrict"
-    with desk.engine.connect() as conn:
-        (reason,) = conn.execute(select(Event.detail).where(
-            Event.subject_id == case.id, Event.action == "escalated")).scalars()
-    assert reason["reason"].startswith("3 complaints of related conduct within 30 days")
-    with desk.engine.connect() as conn:
-        fees = list(conn.execute(select(FeeEntry).where(FeeEntry.case_id == case.id)))
-    assert [(f.amount_cents, f.currency, f.state) for f in fees] == [(10_000, "USD",
-                                                                       "assessed")] * 3
-
-
 def test_one_mail_with_many_reports_counts_once_for_repeats(desk: Desk) -> None:
     body = "\n".join(f"Phishing page stealing bank logins at http://45.137.21.{n}/login"
                      for n in (7, 8, 9))
@@ -653,10 +635,20 @@ def test_the_pipeline_hands_the_broker_only_work_that_is_due_now(tmp_path: Path,
     assert the_case(desk, deliver(desk, arf("45.137.21.7", 2))).id == case.id
     assert sent == []  # a claim on an open case: its notice is still to go, nothing is due
 
-    # The third claim in the window escalates (repeat claims): that step is due now, and so
-    # is the person's acknowledgement.
+    # A third claim before the customer had its time is the same occasion: nothing escalates;
+    # only the person's acknowledgement is due now.
     message_id = deliver(desk, person("Spam from 45.137.21.7", "45.137.21.7 spammed me.", "p1"))
     assert the_case(desk, message_id).id == case.id
     (ack,) = [n for n in notices_of(desk, case.id) if n.kind == "ack"]
+    assert [s for s in steps_of(desk, case.id) if s.kind == "escalation"] == []
+    assert sorted(sent) == [("deliver_notice", ack.id)]
+
+    # A specialist's escalation is due at once.
+    sent.clear()
+    with desk.engine.begin() as conn:
+        cases.escalate(conn, desk.config.workflow, case.id, clock.now,
+                       cases.Actor("specialist", "sam"), "confirmed spam run")
+        due = cases.take_due(conn)
+    timeline.kick(desk, due)
     (escalation,) = [s for s in steps_of(desk, case.id) if s.kind == "escalation"]
-    assert sorted(sent) == [("deliver_notice", ack.id), ("run_step", escalation.id)]
+    assert ("run_step", escalation.id) in sent

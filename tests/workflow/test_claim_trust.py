@@ -115,9 +115,7 @@ def test_three_forged_free_text_complaints_do_not_escalate_or_charge(desk: Desk,
     assert [n.kind for n in notices_of(desk, case.id) if n.kind != "ack"] == ["notice"]
     customer_mail = [m for m in outbox(desk) if m["To"] == "noc@alpha.example"]
     assert len(customer_mail) == 1 and "escalated" not in str(customer_mail[0]["Subject"])
-    # The case says why it waits for a person, in the audit trail and on the case.
-    (held,) = [e for e in events(desk, case.id) if e.action == "escalation-held"]
-    assert "0 authenticated" in held.detail["reason"]
+    # The case says why it waits for a person.
     detail = case_detail(desk, case.reference)
     assert (detail["claims_authenticated"], detail["claims_unauthenticated"]) == (0, 3)
     assert detail["escalation_note"] == ("3 unauthenticated claims: a specialist decides "
@@ -125,8 +123,8 @@ def test_three_forged_free_text_complaints_do_not_escalate_or_charge(desk: Desk,
     assert [r["authenticated"] for r in detail["reports"]] == [False] * 3
 
 
-def test_three_authenticated_feedback_loop_reports_still_escalate(desk: Desk, clock: Clock,
-                                                                  key: Key) -> None:
+def test_three_authenticated_feedback_loop_reports_escalate_at_the_deadline(
+        desk: Desk, clock: Clock, key: Key) -> None:
     use_dns(desk, key)
     first = deliver(desk, dkim_arf(key, 1))
     (report,) = reports_of(desk, first)
@@ -136,12 +134,16 @@ def test_three_authenticated_feedback_loop_reports_still_escalate(desk: Desk, cl
     for n in (2, 3):
         clock.now += timedelta(hours=1)
         deliver(desk, dkim_arf(key, n))
+    timeline.run_due(desk)
     case = the_case(desk, first)
-    assert (case.state, case.proposed_action) == ("escalated", "restrict")
+    # Within hours of the notice: one occasion, the customer has its time.
+    assert (case.state, fees(desk, case.id)) == ("notified", [])
+    clock.now = as_utc(case.deadline_at)  # type: ignore[assignment]
+    timeline.run_due(desk)  # no answer by the deadline: escalated, every complaint charged
+    case = the_case(desk, first)
     assert [f.amount_cents for f in fees(desk, case.id)] == [10_000] * 3
     (restrict,) = [s for s in steps_of(desk, case.id) if s.kind == "restrict"]
-    assert restrict.state == "pending"  # auto_actions = ["all"]
-    timeline.run_due(desk)
+    assert (restrict.state, case.state) == ("done", "restricted")  # auto_actions = ["all"]
     assert "escalation" in [n.kind for n in notices_of(desk, case.id)]
 
 
@@ -153,26 +155,26 @@ def test_a_signature_of_another_domain_does_not_authenticate(desk: Desk, clock: 
     assert report.decision["authenticated"] is False
 
 
-def test_unauthenticated_claims_do_not_make_up_the_repeat_count(desk: Desk,
-                                                                clock: Clock) -> None:
+def test_the_deadline_charges_only_authenticated_complaints(desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7", 1)))  # the trusted test FBL
     clock.now += timedelta(hours=1)
     deliver(desk, arf("45.137.21.7", 2))
     clock.now += timedelta(hours=1)
     deliver(desk, person(*SPAM, "forged", sender=FORGED[0], authentic=False))
+    timeline.run_due(desk)
     case = case_by_id(desk, case.id)
-    assert (case.state, case.claims) == ("open", 3)
+    assert (case.state, case.claims) == ("notified", 3)
     assert case_detail(desk, case.reference)["escalation_note"] == (
         "1 unauthenticated claim: a specialist decides whether to escalate")
-    clock.now += timedelta(hours=1)
-    deliver(desk, arf("45.137.21.7", 3))  # the third authenticated one
-    assert case_by_id(desk, case.id).state == "escalated"
+    clock.now = as_utc(case.deadline_at)  # type: ignore[assignment]
+    timeline.run_due(desk)
+    assert case_by_id(desk, case.id).state == "restricted"  # auto_actions = ["all"]
     # Only the authenticated complaints are charged by the timeline's escalation.
     charged = {f.report_id for f in fees(desk, case.id)}
     with desk.engine.connect() as conn:
         formats = {r.id: r.format for r in conn.execute(select(Report).where(
             Report.case_id == case.id))}
-    assert sorted(formats[r] for r in charged) == ["arf"] * 3
+    assert sorted(formats[r] for r in charged) == ["arf"] * 2
 
 
 def test_a_specialist_escalates_on_unauthenticated_claims_and_charges_them(

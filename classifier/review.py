@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -101,7 +101,16 @@ def parsed_from_row(report: Report) -> ParsedReport:
 
 
 def decide(desk: Desk, decision: ReviewDecision) -> Decision:
-    """Apply a specialist's decision; returns the report's new classification."""
+    """Apply a specialist's decision; returns the report's new classification.
+
+    A decision ends the review item when the report is then not abuse, has no reason left, or
+    the specialist has fixed both its type and its customer (in this decision or an earlier
+    one on the same report): the reasons still left (a reporter whose signature could not be
+    checked or does not verify, a copyright notice, a classification the machine was unsure
+    of) are overridden, kept in the report's evidence as ``overridden_reasons``, and the report
+    is handled like any other: it joins its customer's case or opens one (audited as the
+    specialist's). A decision that leaves the type or the customer open keeps the item in the
+    queue, with what is still needed."""
     if decision.type is None and decision.customer is None:
         raise ReviewError("say what you decided: a type, a customer, or not abuse")
     if decision.type is not None and decision.type != NOT_ABUSE and decision.type not in TYPES:
@@ -114,12 +123,15 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
             raise ReviewError(f"no report {decision.report_id}")
         message = session.get(Message, report.message_id)
         assert message is not None
+        prior = dict((report.decision or {}).get("specialist") or {})
+        decided_type = decision.type or prior.get("type")
+        decided_customer = decision.customer or prior.get("customer")
         forced_customer = None
-        if decision.customer is not None:
+        if decided_customer is not None:
             customer = session.scalar(select(Customer).where(
-                Customer.external_id == decision.customer))
+                Customer.external_id == decided_customer))
             if customer is None:
-                raise ReviewError(f"no customer {decision.customer!r}: import it first "
+                raise ReviewError(f"no customer {decided_customer!r}: import it first "
                                   "(abuse-desk customers import FILE.csv)")
             forced_customer = (customer.id, customer.external_id)
         parsed = parsed_from_row(report)
@@ -130,9 +142,21 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
         previous_type = report.type
     classifier = runtime.classifier
     trust = classifier.assess_reporter(facts)
-    kept_type = decision.type if decision.type is not None else previous_type
+    kept_type = decided_type if decided_type is not None else previous_type
     outcome = classifier.classify(parsed, facts, trust, forced_type=kept_type,
                                   forced_customer=forced_customer)
+    evidence = dict(outcome.evidence)
+    evidence["specialist"] = {"type": decided_type, "customer": decided_customer,
+                              "by": decision.decided_by}
+    both = (decided_type is not None and decided_customer is not None
+            and outcome.type is not None and outcome.customer_id is not None)
+    final = outcome.not_abuse or not outcome.review_reasons or both
+    overridden = list(outcome.review_reasons) if final else []
+    if overridden:
+        evidence["overridden_reasons"] = overridden
+        outcome = replace(outcome, review_reasons=[], evidence=evidence)
+    else:
+        outcome = replace(outcome, evidence=evidence)
     now = desk.clock()
     text = "\n".join(p for p in (facts.subject, parsed.evidence or "") if p)
     writer = desk.workflow.writer  # made (its key read) outside the transaction
@@ -141,13 +165,15 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
             category=outcome.category, type=outcome.type, confidence=outcome.confidence,
             customer_id=outcome.customer_id, decision=outcome.evidence,
             review_reason="; ".join(outcome.review_reasons) or None,
-            reviewed_by=decision.decided_by, reviewed_at=now))
+            reviewed_by=decision.decided_by, reviewed_at=now if final else None))
         conn.execute(insert(Event).values(
             at=now, actor_kind="specialist", actor=decision.decided_by, subject_type="report",
             subject_id=decision.report_id, action="review-decision",
             detail={"type": decision.type, "customer": decision.customer,
                     "previous_type": previous_type,
-                    "remaining_reasons": outcome.review_reasons}))
+                    "remaining_reasons": outcome.review_reasons,
+                    "overridden_reasons": overridden,
+                    "outcome": _ending(outcome, final)}))
         if decision.type is not None and text:
             runtime.learn(conn, text, decision.type, decision.decided_by, decision.report_id)
         # Decided and no reason left: the report joins (or opens) its customer's case.
@@ -158,6 +184,18 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
             create_ack(conn, writer, report.message_id, joined[decision.report_id], now)
     timeline.kick(desk, joined.values())
     return outcome
+
+
+def _ending(outcome: Decision, final: bool) -> str:
+    """What the decision made of the report, for the audit trail."""
+    if outcome.not_abuse:
+        return "closed: not abuse"
+    if not final:
+        return "still in review: " + ("set the customer" if outcome.customer_id is None
+                                      else "set the type")
+    if outcome.customer_id is None:
+        return "closed: not a customer of ours"
+    return "to its customer's case"
 
 
 # ---- what the desk shows of the queue ---------------------------------------------------------

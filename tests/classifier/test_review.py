@@ -235,3 +235,77 @@ def test_reprocess_refuses_a_message_that_has_reports(desk: Desk) -> None:
     stored = message_row_of(desk, report.message_id)
     assert (stored.state, stored.error) == (MessageState.REVIEW, "odd")  # rolled back
     assert events(desk, "message", report.message_id) == [("system", "pipeline", "processed")]
+
+
+# ---- a specialist's decision ends the review item -----------------------------------------------
+
+STRICT_FBL = {"name": "Strict FBL", "senders": ["fbl@strict.example"], "require_dkim": True}
+DMCA = ("DMCA Notice of copyright infringement",
+        "Copyright infringement notice. The work Movie X was shared via BitTorrent from "
+        "45.137.21.9 at 2026-11-24T12:00:00Z. Infringing file: movie.mkv.")
+
+
+def strict_desk(tmp_path: Path, clock: Clock) -> Desk:
+    """A desk that trusts a feedback loop only with its DKIM signature."""
+    from tests.workflow.workflow_support import TRUSTED_FBL
+
+    return workflow_desk(tmp_path, clock,
+                         classifier={"trusted_reporters": [TRUSTED_FBL, STRICT_FBL]})
+
+
+def in_queue(desk: Desk, report_id: int) -> bool:
+    return any(i["report_id"] == report_id for i in review.queue(desk))
+
+
+def test_a_decision_on_a_report_whose_signature_does_not_verify_opens_its_case(
+        tmp_path: Path, clock: Clock) -> None:
+    desk = strict_desk(tmp_path, clock)
+    report = only_report(desk, deliver(desk, arf("45.137.21.7", 1,
+                                                 sender="fbl@strict.example")))
+    assert "DKIM does not verify" in report.review_reason and report.case_id is None
+    outcome = review.decide(desk, review.ReviewDecision(report.id, "sam", type="spam",
+                                                        customer="C-1"))
+    assert outcome.review_reasons == []
+    stored = only_report(desk, report.message_id)
+    assert stored.case_id is not None and stored.review_reason is None
+    assert stored.decision["overridden_reasons"][0].startswith("claims to be Strict FBL")
+    assert not in_queue(desk, report.id)
+    case = case_by_id(desk, stored.case_id)
+    assert (case.state, case.type) == ("open", "spam")
+    # Audited: the specialist's decision on the report, the case opened under their name.
+    assert ("specialist", "sam", "review-decision") in events(desk, "report", report.id)
+    assert ("specialist", "sam", "opened") in events(desk, "case", case.id)
+    # Not authenticated by the decision: the reporter still did not prove who it is.
+    assert not cases.is_authenticated(stored)
+
+
+def test_type_then_customer_in_two_decisions_ends_the_item(tmp_path: Path,
+                                                           clock: Clock) -> None:
+    desk = strict_desk(tmp_path, clock)
+    report = only_report(desk, deliver(desk, arf("45.137.21.7", 1,
+                                                 sender="fbl@strict.example")))
+    outcome = review.decide(desk, review.ReviewDecision(report.id, "sam", type="spam"))
+    assert outcome.review_reasons and in_queue(desk, report.id)  # the customer is still open
+    review.decide(desk, review.ReviewDecision(report.id, "sam", customer="C-1"))
+    stored = only_report(desk, report.message_id)
+    assert (stored.type, stored.case_id is not None, stored.reviewed_by) == ("spam", True, "sam")
+    assert not in_queue(desk, report.id)
+
+
+def test_a_copyright_notice_for_a_customer_without_a_case_opens_one(desk: Desk) -> None:
+    report = only_report(desk, deliver(desk, person(*DMCA, "dmca1",
+                                                    sender="legal@studio.example")))
+    assert report.type == "copyright" and report.review_reason and report.case_id is None
+    review.decide(desk, review.ReviewDecision(report.id, "sam", type="copyright",
+                                              customer="C-1"))
+    stored = only_report(desk, report.message_id)
+    case = case_by_id(desk, stored.case_id)
+    assert (case.type, case.timeline_class, case.state) == ("copyright", "prompt", "open")
+
+
+def test_not_abuse_closes_the_item(desk: Desk) -> None:
+    report = unowned(desk)
+    review.decide(desk, review.ReviewDecision(report.id, "sam", type="not-abuse"))
+    stored = only_report(desk, report.message_id)
+    assert (stored.case_id, stored.review_reason) == (None, None)
+    assert not in_queue(desk, report.id)

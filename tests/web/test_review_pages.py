@@ -9,6 +9,7 @@ import dataclasses
 import html
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from ingest.store import Envelope, insert_messages, message_row
 from tests.web.web_support import client_for, csrf_of, form_token, signed_in
 from tests.workflow.workflow_support import (
     START,
+    Clock,
     arf,
     case_by_id,
     message_row_of,
@@ -515,3 +517,37 @@ def test_a_reprocessed_message_that_yields_a_report_leads_to_it(desk: Desk,
     shown = sam.get(answer.headers["location"]).text
     assert (f"Message {message_id} reprocessed: report {report.id} needs review "
             "(no customer resolves)") in shown
+
+
+def test_a_report_held_for_its_signature_is_decided_into_a_case(tmp_path: Path,
+                                                                clock: Clock) -> None:
+    from tests.web.web_support import PASSWORD, USERS
+    from tests.workflow.workflow_support import TRUSTED_FBL, workflow_desk
+    from web import auth
+
+    strict = {"name": "Strict FBL", "senders": ["fbl@strict.example"], "require_dkim": True}
+    desk = workflow_desk(tmp_path, clock,
+                         classifier={"trusted_reporters": [TRUSTED_FBL, strict]})
+    for name, role in USERS.items():
+        auth.add_user(desk.engine, name, role, PASSWORD, clock())
+    sam = signed_in(desk, "sam")
+    report = only_report(desk, deliver_at(desk, arf("45.137.21.7",
+                                                    sender="fbl@strict.example"), START))
+    assert "claims to be Strict FBL but DKIM" in report.review_reason
+    page = f"/review/report/{report.id}"
+    assert post(sam, page, f"{page}/type", type="spam").status_code == 303
+    # The type alone does not end it (the customer is the specialist's to confirm) ...
+    assert page in queued(sam.get("/review").text)
+    answer = post(sam, page, f"{page}/customer", customer="C-1")
+    assert answer.status_code == 303
+    # ... type and customer do: the report opens its case, the reason overridden, audited.
+    stored = only_report(desk, report.message_id)
+    case = case_by_id(desk, stored.case_id)
+    assert (case.type, case.customer_id, case.state) == ("spam", customer_id(desk, "C-1"),
+                                                         "open")
+    assert stored.review_reason is None
+    assert "DKIM" in stored.decision["overridden_reasons"][0]
+    assert f"opened case {case.reference}" in sam.get(answer.headers["location"]).text
+    assert page not in queued(sam.get("/review").text)
+    (_, decided) = events_on(desk, "report", report.id)
+    assert (decided.actor, decided.detail["outcome"]) == ("sam", "to its customer's case")

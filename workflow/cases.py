@@ -185,13 +185,24 @@ def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCale
                    report_ids: Iterable[int], now: datetime,
                    actor: Actor = Actor("system", "pipeline")) -> dict[int, int]:
     """Put each joinable report in its case (opening one where needed); returns
-    {report_id: case_id} for the reports that joined."""
+    {report_id: case_id} for the reports that joined.
+
+    The rows of one message for one customer (a scanner's or a CERT's table, a feedback loop's
+    digest) are one complaint: the first finds (or opens) the case, the others join that same
+    case whatever their type, so the customer gets one case and one notice listing them."""
     joined: dict[int, int] = {}
+    of_message: dict[tuple[int, int], int] = {}
     for report_id in report_ids:
         report = conn.execute(select(Report).where(Report.id == report_id)).first()
         if report is None or not joinable(report):
             continue
         _lock_customer(conn, report.customer_id)
+        key = (report.message_id, report.customer_id)
+        if key in of_message:
+            case = conn.execute(select(Case).where(Case.id == of_message[key])).one()
+            add_claim(conn, cfg, calendar, case, report, now, actor)
+            joined[report_id] = case.id
+            continue
         case = _related_case(conn, cfg, report, now)
         if case is None:
             case_id = open_case(conn, cfg, calendar, report, now, actor)
@@ -199,6 +210,7 @@ def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCale
             case_id = case.id
             add_claim(conn, cfg, calendar, case, report, now, actor)
         joined[report_id] = case_id
+        of_message[key] = case_id
     return joined
 
 

@@ -199,9 +199,9 @@ def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCale
         _lock_customer(conn, report.customer_id)
         key = (report.message_id, report.customer_id)
         if key in of_message:
-            case = conn.execute(select(Case).where(Case.id == of_message[key])).one()
-            add_claim(conn, cfg, calendar, case, report, now, actor)
-            joined[report_id] = case.id
+            sibling = conn.execute(select(Case).where(Case.id == of_message[key])).one()
+            add_claim(conn, cfg, calendar, sibling, report, now, actor)
+            joined[report_id] = sibling.id
             continue
         case = _related_case(conn, cfg, report, now)
         if case is None:

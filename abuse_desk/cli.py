@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
                                description="Reports that need a person, oldest first.")
     rl.add_argument("--json", action="store_true", help="a JSON array")
     rl.add_argument("--limit", type=_count, metavar="N", help="at most N reports")
+    rl.add_argument("--message", type=int, metavar="MESSAGE_ID",
+                    help="every row of this message (a feed's rows are grouped otherwise)")
     rd = review_sub.add_parser(
         "decide", parents=[common], help="decide a report: its type, its customer, or not abuse",
         description="Record a specialist's decision on a report. The report is classified "
@@ -430,16 +432,17 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     desk = open_desk(config, clock)
     ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
     if args.review_command == "list":
-        items = review.queue(desk, args.limit)
+        items = review.queue(desk)
+        if args.message is not None:
+            items = review.filter_queue(items, review.QueueFilter(message=args.message),
+                                        desk.clock())
+        items = items[:args.limit] if args.limit is not None else items
         if args.json:
             print(json.dumps(items, indent=None))
         else:
             print(f"{len(items)} report(s) waiting for review")
-            for item in items:
-                what = (f"report {item['report_id']}" if item["report_id"] is not None
-                        else f"message {item['message_id']}")
-                print(f"  {what} ({item['format']}, {item['source_ip'] or '-'}, received "
-                      f"{item['received_at']}): {'; '.join(item['review_reasons'])}")
+            for line in review.queue_lines(items, every_row=args.message is not None):
+                print(line)
         return 0
     if args.not_abuse and args.type:
         return fail("--type and --not-abuse exclude each other")

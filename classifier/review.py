@@ -217,11 +217,12 @@ class QueueFilter:
     category: str = ""  # a category, or "none" for items without one
     reporter: str = ""  # a substring of the From header (any case)
     older_than_hours: float | None = None  # received at least this long ago
+    message: int | None = None  # only the rows of this message
 
     @property
     def active(self) -> bool:
         return bool(self.reason or self.category or self.reporter
-                    or self.older_than_hours is not None)
+                    or self.older_than_hours is not None or self.message is not None)
 
 
 def filter_queue(items: list[dict[str, Any]], flt: QueueFilter,
@@ -232,6 +233,8 @@ def filter_queue(items: list[dict[str, Any]], flt: QueueFilter,
               if flt.older_than_hours is not None else None)
     kept = []
     for item in items:
+        if flt.message is not None and item["message_id"] != flt.message:
+            continue
         if reason and not any(reason in r.lower() for r in item["review_reasons"]):
             continue
         if flt.category == "none" and item["category"] is not None:
@@ -246,6 +249,67 @@ def filter_queue(items: list[dict[str, Any]], flt: QueueFilter,
                 continue
         kept.append(item)
     return kept
+
+
+# Rows of one message shown under its heading before "and N more" (the queue page, the CLI).
+GROUP_SHOWN = 3
+
+
+def group_queue(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of :func:`queue` grouped by the message they came from, in the queue's order:
+    a scanner's or a CERT's table of 115 rows is one entry with its rows, the kinds of reason
+    among them (how many rows have each) and the customers they name (how many rows each,
+    "none" for rows without one). Each group: message_id, received_at, reporter, subject,
+    format, count, items, reasons [(kind, n)], customers [(customer, n)]."""
+    groups: dict[int, dict[str, Any]] = {}
+    for item in items:
+        group = groups.get(item["message_id"])
+        if group is None:
+            group = groups[item["message_id"]] = {
+                "message_id": item["message_id"], "received_at": item["received_at"],
+                "reporter": item["reporter"], "subject": item["subject"],
+                "format": item["format"], "items": []}
+        group["items"].append(item)
+    for group in groups.values():
+        reasons: dict[str, int] = {}
+        customers: dict[str, int] = {}
+        for item in group["items"]:
+            for kind in dict.fromkeys(reason_kind(r) for r in item["review_reasons"]):
+                reasons[kind] = reasons.get(kind, 0) + 1
+            who = item["customer_id"] or "none"
+            customers[who] = customers.get(who, 0) + 1
+        group["count"] = len(group["items"])
+        group["reasons"] = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        group["customers"] = sorted(customers.items(), key=lambda kv: (-kv[1], kv[0]))
+    return list(groups.values())
+
+
+def queue_lines(items: list[dict[str, Any]], every_row: bool = False) -> list[str]:
+    """The queue as ``abuse-desk review list`` prints it: an item a line, the rows of one
+    message under one heading (its first rows, then how to list them all) unless
+    *every_row*."""
+    lines = []
+    for group in group_queue(items):
+        indent = "  "
+        if group["count"] > 1:
+            reasons = ", ".join(f"{kind} ({n})" for kind, n in group["reasons"])
+            customers = ", ".join(f"{c} ({n})" for c, n in group["customers"])
+            lines.append(f"  message {group['message_id']} ({group['format']}, received "
+                         f"{group['received_at']}, from {group['reporter'] or '-'}): "
+                         f"{group['count']} rows; {reasons}; customers {customers}")
+            indent = "    "
+        shown = group["items"] if every_row else group["items"][:GROUP_SHOWN]
+        for item in shown:
+            what = (f"report {item['report_id']}" if item["report_id"] is not None
+                    else f"message {item['message_id']}")
+            lines.append(f"{indent}{what} ({item['format']}, {item['source_ip'] or '-'}, "
+                         f"received {item['received_at']}): "
+                         f"{'; '.join(item['review_reasons'])}")
+        more = group["count"] - len(shown)
+        if more:
+            lines.append(f"{indent}... and {more} more: abuse-desk review list --message "
+                         f"{group['message_id']}")
+    return lines
 
 
 def _parse_time(value: str | None) -> datetime | None:

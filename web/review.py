@@ -85,23 +85,42 @@ def queue_page(ctx: Ctx) -> Response:
         except ValueError:
             problems.append(f"age {age_text[:20]!r} is not a number of hours: showing any age")
             older, age_text = None, ""
+    message_text = str(query.get("message") or "").strip()
+    message: int | None = None
+    if message_text:
+        if message_text.isdigit() and len(message_text) < 19:
+            message = int(message_text)
+        else:
+            problems.append(f"message {message_text[:20]!r} is not a message number: "
+                            "showing every message")
+            message_text = ""
     flt = review.QueueFilter(reason=str(query.get("reason") or "").strip()[:200],
                              category=category,
                              reporter=str(query.get("reporter") or "").strip()[:200],
-                             older_than_hours=older)
+                             older_than_hours=older, message=message)
     everything = review.queue(ctx.desk)
     items = review.filter_queue(everything, flt, ctx.desk.clock())
     kinds: dict[str, int] = {}
     for item in everything:
         for kind in dict.fromkeys(review.reason_kind(r) for r in item["review_reasons"]):
             kinds[kind] = kinds.get(kind, 0) + 1
+    # The rows of one message (a feed's table) are one entry of the queue: its heading, the
+    # first rows, and a link to all of them; a page holds page_size entries.
+    groups = review.group_queue(items)
     size = max(1, ctx.desk.config.web.page_size)
     page = _page_number(query.get("page"))
-    rows = items[(page - 1) * size:page * size]
-    for row in rows:
-        row["url"] = _item_url(row)
+    shown = groups[(page - 1) * size:page * size]
+    rows = []
+    for group in shown:
+        group["shown"] = (group["items"] if message is not None
+                          else group["items"][:review.GROUP_SHOWN])
+        group["more"] = group["count"] - len(group["shown"])
+        for row in group["shown"]:
+            row["url"] = _item_url(row)
+            rows.append(row)
     filters = {k: v for k, v in (("reason", flt.reason), ("category", category),
-                                 ("reporter", flt.reporter), ("age", age_text)) if v}
+                                 ("reporter", flt.reporter), ("age", age_text),
+                                 ("message", message_text)) if v}
 
     def url(to_page: int) -> str:
         params = {**filters, **({"page": str(to_page)} if to_page > 1 else {})}
@@ -113,9 +132,9 @@ def queue_page(ctx: Ctx) -> Response:
         oldest_matching=items[0]["received_at"] if items else None,
         reason=flt.reason, category=category, reporter=flt.reporter, age=age_text,
         categories=list(CATEGORIES), kinds=sorted(kinds.items()), filtered=bool(filters),
-        problems=problems, page=page, size=size,
+        problems=problems, page=page, size=size, groups=shown, message=message_text,
         prev_url=url(page - 1) if page > 1 else None,
-        next_url=url(page + 1) if page * size < len(items) else None)
+        next_url=url(page + 1) if page * size < len(groups) else None)
 
 
 # ---- one report ------------------------------------------------------------------------------

@@ -309,3 +309,39 @@ def test_not_abuse_closes_the_item(desk: Desk) -> None:
     stored = only_report(desk, report.message_id)
     assert (stored.case_id, stored.review_reason) == (None, None)
     assert not in_queue(desk, report.id)
+
+
+# ---- a feed's rows are one entry of the queue ---------------------------------------------------
+
+def feed_in_review(desk: Desk, ips: list[str]) -> int:
+    """A Shadowserver table whose signature cannot be verified (it is not signed here): every
+    row waits for a person. Returns the message id."""
+    from tests.classifier.test_duplicates import shadowserver_mail
+
+    rows = [f'"2026-11-24 10:00:00","{ip}","tcp",22,,"ssh",64500,"DE"\r\n' for ip in ips]
+    raw = shadowserver_mail(rows).replace(b"Sun, 01 Mar 2026", b"Tue, 24 Nov 2026")
+    message_id = deliver(desk, raw)
+    assert all(r.review_reason for r in reports_of(desk, message_id))
+    return message_id
+
+
+def test_the_queue_groups_the_rows_of_one_message(desk: Desk) -> None:
+    ips = [f"45.137.21.{n}" for n in range(1, 6)] + ["46.29.160.5", "46.29.161.9"]
+    feed = feed_in_review(desk, ips)
+    single = unowned(desk).message_id
+    groups = review.group_queue(review.queue(desk))
+    assert [(g["message_id"], g["count"]) for g in groups] == [(feed, 7), (single, 1)]
+    (kind, n), = groups[0]["reasons"][:1]
+    assert n == 7 and kind.startswith("claims to be Shadowserver but DKIM")
+    assert groups[0]["customers"] == [("C-1", 5), ("C-3", 1), ("none", 1)]
+
+    lines = review.queue_lines(review.queue(desk))
+    heading = [line for line in lines if line.startswith(f"  message {feed} ")]
+    assert len(heading) == 1 and "7 rows" in heading[0] and "C-1 (5)" in heading[0]
+    assert sum(1 for line in lines if line.startswith("    report ")) == review.GROUP_SHOWN
+    assert f"    ... and 4 more: abuse-desk review list --message {feed}" in lines
+    # Asked for one message, every row of it.
+    only = review.filter_queue(review.queue(desk), review.QueueFilter(message=feed), START)
+    assert len(only) == 7
+    assert sum(1 for line in review.queue_lines(only, every_row=True)
+               if line.startswith("    report ")) == 7

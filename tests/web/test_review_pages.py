@@ -551,3 +551,22 @@ def test_a_report_held_for_its_signature_is_decided_into_a_case(tmp_path: Path,
     assert page not in queued(sam.get("/review").text)
     (_, decided) = events_on(desk, "report", report.id)
     assert (decided.actor, decided.detail["outcome"]) == ("sam", "to its customer's case")
+
+
+def test_the_queue_page_shows_a_feeds_rows_under_one_heading(desk: Desk,
+                                                             sam: TestClient) -> None:
+    from tests.classifier.test_duplicates import shadowserver_mail
+
+    rows = [f'"2026-11-24 10:00:00","45.137.21.{n}","tcp",22,,"ssh",64500,"DE"\r\n'
+            for n in range(1, 9)]
+    message_id = deliver_at(desk, shadowserver_mail(rows), START)
+    reports = reports_of(desk, message_id)
+    assert len(reports) == 8 and all(r.review_reason for r in reports)
+    page = sam.get("/review").text
+    assert page.count('<tr class="group">') == 1
+    assert f"<strong>Message {message_id}: 8 rows</strong>" in page
+    assert len(queued(page)) == 3  # the first rows; the rest behind one link
+    assert f'href="/review?message={message_id}">&hellip; and 5 more rows' in page
+    every = sam.get(f"/review?message={message_id}").text
+    assert len(queued(every)) == 8
+    assert "is not a message number" in sam.get("/review?message=abc").text

@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
                          "fraud, illegal)")
     rd.add_argument("--not-abuse", action="store_true", help="the report is not abuse")
     rd.add_argument("--customer", metavar="CUSTOMER_ID", help="the customer's id (as imported)")
+    rd.add_argument("--all-rows", action="store_true",
+                    help="the same decision on every other row of the report's message waiting "
+                         "for review for the same customer (a feed's table): one case, one notice")
     rd.add_argument("--by", required=True, metavar="NAME", help="who decides: an enabled account")
 
     from workflow.cli import add_workflow_commands
@@ -457,7 +460,7 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     try:
         outcome = review.decide(desk, review.ReviewDecision(
             report_id=args.report_id, decided_by=who.name, type=decided_type,
-            customer=args.customer))
+            customer=args.customer, all_rows=args.all_rows))
     except review.ReviewError as exc:
         return fail(str(exc))
     print(f"report {args.report_id}: {outcome.category or 'not abuse'}/{outcome.type or '-'}, "

@@ -85,6 +85,7 @@ class ReviewDecision:
     decided_by: str
     type: str | None = None  # one of our types, or NOT_ABUSE
     customer: str | None = None  # the customer's external id
+    all_rows: bool = False  # also every other queued row of the message for that customer
 
 
 def parsed_from_row(report: Report) -> ParsedReport:
@@ -110,12 +111,91 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
     of) are overridden, kept in the report's evidence as ``overridden_reasons``, and the report
     is handled like any other: it joins its customer's case or opens one (audited as the
     specialist's). A decision that leaves the type or the customer open keeps the item in the
-    queue, with what is still needed."""
+    queue, with what is still needed.
+
+    With ``all_rows`` the same decision is made, in the same transaction, on every other row of
+    the report's message still in the queue for the same customer (a feed's table): they go
+    to one case together, and the customer gets one notice listing them."""
     if decision.type is None and decision.customer is None:
         raise ReviewError("say what you decided: a type, a customer, or not abuse")
     if decision.type is not None and decision.type != NOT_ABUSE and decision.type not in TYPES:
         raise ReviewError(f"unknown type {decision.type!r}; one of: {', '.join(TYPES)} "
                           f"or {NOT_ABUSE}")
+    first = _prepare(desk, decision)
+    prepared = [first]
+    if decision.all_rows and first.final and first.outcome.customer_id is not None:
+        for sibling in _siblings(desk, decision.report_id, first.outcome.customer_id):
+            prepared.append(_prepare(desk, replace(
+                decision, report_id=sibling, all_rows=False,
+                type=first.outcome.evidence["specialist"]["type"],
+                customer=first.outcome.external_id)))
+    now = desk.clock()
+    writer = desk.workflow.writer  # made (its key read) outside the transaction
+    runtime = desk.classifier
+    with desk.engine.begin() as conn:
+        for one in prepared:
+            outcome = one.outcome
+            conn.execute(update(Report).where(Report.id == one.report_id).values(
+                category=outcome.category, type=outcome.type, confidence=outcome.confidence,
+                customer_id=outcome.customer_id, decision=outcome.evidence,
+                review_reason="; ".join(outcome.review_reasons) or None,
+                reviewed_by=decision.decided_by, reviewed_at=now if one.final else None))
+            detail: dict[str, Any] = {
+                "type": decision.type, "customer": decision.customer,
+                "previous_type": one.previous_type,
+                "remaining_reasons": outcome.review_reasons,
+                "overridden_reasons": one.overridden, "outcome": _ending(outcome, one.final)}
+            if one.report_id != decision.report_id:
+                detail["with_row"] = decision.report_id
+            conn.execute(insert(Event).values(
+                at=now, actor_kind="specialist", actor=decision.decided_by,
+                subject_type="report", subject_id=one.report_id, action="review-decision",
+                detail=detail))
+            if decision.type is not None and one.text and one is first:  # one example
+                runtime.learn(conn, one.text, decision.type, decision.decided_by,
+                              one.report_id)
+        # Decided and no reason left: the reports join (or open) their customer's case; the
+        # rows of one message for one customer go to the same case (cases.attach_reports).
+        joined = cases.attach_reports(
+            conn, desk.config.workflow, desk.workflow.calendar,
+            [one.report_id for one in prepared], now,
+            cases.Actor("specialist", decision.decided_by))
+        if joined:
+            first_joined = joined[min(joined)]
+            create_ack(conn, writer, first.message_id, first_joined, now)
+    timeline.kick(desk, set(joined.values()))
+    return first.outcome
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    report_id: int
+    message_id: int
+    outcome: Decision
+    final: bool
+    overridden: list[str]
+    previous_type: str | None
+    text: str
+
+
+def _siblings(desk: Desk, report_id: int, customer_id: int) -> list[int]:
+    """The other rows of *report_id*'s message still in the queue for *customer_id*."""
+    with desk.engine.connect() as conn:
+        message_id = conn.execute(select(Report.message_id).where(
+            Report.id == report_id)).scalar_one()
+        return list(conn.execute(select(Report.id).where(
+            Report.message_id == message_id, Report.id != report_id,
+            Report.customer_id == customer_id, Report.review_reason.is_not(None),
+            Report.reviewed_at.is_(None), Report.case_id.is_(None),
+            Report.duplicate_of.is_(None)).order_by(Report.id).limit(MAX_ROWS)).scalars())
+
+
+# How many rows of one message one decision takes along (a feed's table for one customer).
+MAX_ROWS = 5000
+
+
+def _prepare(desk: Desk, decision: ReviewDecision) -> _Prepared:
+    """Classify one report again with the decision fixed; nothing written yet."""
     runtime = desk.classifier
     with desk.sessions() as session:
         report = session.get(Report, decision.report_id)
@@ -140,6 +220,7 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
                              received_at=as_utc(message.received_at) or desk.clock(),
                              subject=message.header_subject or "")
         previous_type = report.type
+        message_id = report.message_id
     classifier = runtime.classifier
     trust = classifier.assess_reporter(facts)
     kept_type = decided_type if decided_type is not None else previous_type
@@ -157,33 +238,9 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
         outcome = replace(outcome, review_reasons=[], evidence=evidence)
     else:
         outcome = replace(outcome, evidence=evidence)
-    now = desk.clock()
     text = "\n".join(p for p in (facts.subject, parsed.evidence or "") if p)
-    writer = desk.workflow.writer  # made (its key read) outside the transaction
-    with desk.engine.begin() as conn:
-        conn.execute(update(Report).where(Report.id == decision.report_id).values(
-            category=outcome.category, type=outcome.type, confidence=outcome.confidence,
-            customer_id=outcome.customer_id, decision=outcome.evidence,
-            review_reason="; ".join(outcome.review_reasons) or None,
-            reviewed_by=decision.decided_by, reviewed_at=now if final else None))
-        conn.execute(insert(Event).values(
-            at=now, actor_kind="specialist", actor=decision.decided_by, subject_type="report",
-            subject_id=decision.report_id, action="review-decision",
-            detail={"type": decision.type, "customer": decision.customer,
-                    "previous_type": previous_type,
-                    "remaining_reasons": outcome.review_reasons,
-                    "overridden_reasons": overridden,
-                    "outcome": _ending(outcome, final)}))
-        if decision.type is not None and text:
-            runtime.learn(conn, text, decision.type, decision.decided_by, decision.report_id)
-        # Decided and no reason left: the report joins (or opens) its customer's case.
-        joined = cases.attach_reports(
-            conn, desk.config.workflow, desk.workflow.calendar, [decision.report_id], now,
-            cases.Actor("specialist", decision.decided_by))
-        if joined:
-            create_ack(conn, writer, report.message_id, joined[decision.report_id], now)
-    timeline.kick(desk, joined.values())
-    return outcome
+    return _Prepared(decision.report_id, message_id, outcome, final, overridden, previous_type,
+                     text)
 
 
 def _ending(outcome: Decision, final: bool) -> str:

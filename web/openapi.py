@@ -153,7 +153,10 @@ DECISION = {
                   "customer, or both.",
               type={"type": ["string", "null"], "enum": [*TYPES, NOT_ABUSE, None]},
               customer=_nullable("string", description="the customer's external id, "
-                                                       "e.g. C-1")),
+                                                       "e.g. C-1"),
+              all_rows={"type": "boolean", "description": "the same decision on every other "
+                        "row of the report's message waiting for review for the same customer "
+                        "(a feed's table): one case, one notice"}),
     "additionalProperties": False, "minProperties": 1}
 CLASSIFICATION = _object(
     None, "A report's classification after the decision.",

@@ -170,12 +170,15 @@ def show_report(ctx: Ctx, report_id: int, status: int = 200, error: str | None =
     item = review.queue_item(ctx.desk, report_id, detail["message_id"], items)
     following = review.next_in_queue(ctx.desk, item, (report_id, detail["message_id"]), items)
     customers = [c["customer"] for c in detail["candidates"]]
+    rows_in_message = sum(1 for i in items if i["message_id"] == detail["message_id"]
+                          and i["report_id"] not in (None, report_id))
     return ctx.render(
         "review/report.j2", status=status, nav="review", r=detail, raw=raw, raw_cut=cut,
         raw_limit_kib=RAW_LIMIT // 1024, error=error, form=form or {},
         categories=CATEGORIES, not_abuse=NOT_ABUSE, customers=_customer_choices(ctx),
         case_choices=_case_choices(ctx, customers),
         next_url=_item_url(following) if following is not None else None,
+        rows_in_message=rows_in_message,
         decidable=detail["case"] is None and detail["duplicate_of"] is None)
 
 
@@ -253,11 +256,13 @@ def _decision(ctx: Ctx, report_id: int, action: str) -> review.ReviewDecision:
         type_ = form.get("type", "").strip()
         if not type_:
             raise review.ReviewError("choose a type")
-        return review.ReviewDecision(report_id, ctx.user.name, type=type_[:64])
+        return review.ReviewDecision(report_id, ctx.user.name, type=type_[:64],
+                                     all_rows=form.get("all_rows") == "1")
     customer = form.get("customer", "").strip()
     if not customer:
         raise review.ReviewError("name the customer by its ID, e.g. C-1")
-    return review.ReviewDecision(report_id, ctx.user.name, customer=customer[:128])
+    return review.ReviewDecision(report_id, ctx.user.name, customer=customer[:128],
+                                 all_rows=form.get("all_rows") == "1")
 
 
 # ---- one message without report --------------------------------------------------------------

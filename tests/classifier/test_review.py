@@ -345,3 +345,35 @@ def test_the_queue_groups_the_rows_of_one_message(desk: Desk) -> None:
     assert len(only) == 7
     assert sum(1 for line in review.queue_lines(only, every_row=True)
                if line.startswith("    report ")) == 7
+
+
+def test_one_decision_on_all_rows_of_a_feed_makes_one_case_and_one_notice(
+        desk: Desk, clock: Clock) -> None:
+    from workflow import timeline
+
+    ips = [f"45.137.21.{n}" for n in range(1, 6)] + ["46.29.160.5"]
+    feed = feed_in_review(desk, ips)
+    rows = reports_of(desk, feed)
+    alpha = [r for r in rows if r.source_ip.startswith("45.")]
+    review.decide(desk, review.ReviewDecision(alpha[0].id, "sam", type="open-service",
+                                              customer="C-1", all_rows=True))
+    after = {r.id: r for r in reports_of(desk, feed)}
+    case_ids = {after[r.id].case_id for r in alpha}
+    assert len(case_ids) == 1 and None not in case_ids
+    assert case_by_id(desk, case_ids.pop()).claims == 5
+    other = next(r for r in rows if r.source_ip == "46.29.160.5")
+    assert after[other.id].case_id is None and after[other.id].review_reason  # another customer
+    assert [e[2] for e in events(desk, "report", alpha[3].id)] == ["review-decision"]
+    timeline.run_due(desk)
+    assert notices_to(desk, "noc@alpha.example") == ["notice"]
+    groups = review.group_queue(review.queue(desk))
+    assert [(g["message_id"], g["count"]) for g in groups] == [(feed, 1)]
+
+
+def notices_to(desk: Desk, address: str) -> list[str]:
+    """The kinds of the notices written to *address*, oldest first."""
+    from abuse_desk.models import Notice
+
+    with desk.engine.connect() as conn:
+        return list(conn.execute(select(Notice.kind).where(Notice.to_addr == address)
+                                 .order_by(Notice.id)).scalars())

@@ -570,3 +570,23 @@ def test_the_queue_page_shows_a_feeds_rows_under_one_heading(desk: Desk,
     every = sam.get(f"/review?message={message_id}").text
     assert len(queued(every)) == 8
     assert "is not a message number" in sam.get("/review?message=abc").text
+
+
+def test_setting_the_customer_for_all_rows_of_a_feed(desk: Desk, sam: TestClient) -> None:
+    from tests.classifier.test_duplicates import shadowserver_mail
+
+    rows = [f'"2026-11-24 10:00:00","45.137.21.{n}","tcp",22,,"ssh",64500,"DE"\r\n'
+            for n in range(1, 5)]
+    message_id = deliver_at(desk, shadowserver_mail(rows), START)
+    first = reports_of(desk, message_id)[0]
+    page = f"/review/report/{first.id}"
+    shown = sam.get(page).text
+    assert "and the 3 other rows of this message for the same customer" in shown
+    assert post(sam, page, f"{page}/type", type="open-service",
+                all_rows="1").status_code == 303
+    assert all(r.case_id is None for r in reports_of(desk, message_id))  # customer next
+    assert post(sam, page, f"{page}/customer", customer="C-1",
+                all_rows="1").status_code == 303
+    cases_of = {r.case_id for r in reports_of(desk, message_id)}
+    assert len(cases_of) == 1 and None not in cases_of
+    assert "The review queue is empty" in sam.get("/review").text

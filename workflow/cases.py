@@ -7,19 +7,39 @@ why.
 
 Joining: a report with a customer, a category and a type, not in review and not a duplicate,
 joins the customer's case for related conduct (same type, or the same source IP or domain) whose
-last claim is within ``workflow.related_window_days``; otherwise it opens a new case. A resolved
-case that gets such a claim is reopened with a fresh notice and deadline. Concurrent workers
+last claim is within ``workflow.related_window_days``; otherwise it opens a new case. The rows of
+one message for one customer (a feed's table) go to one case together. A resolved case that gets
+such a claim is reopened with a fresh notice and deadline (or escalated, when it is a repeat
+after "fixed"; or only recorded, when it is about conduct before the fix). Concurrent workers
 adding claims for one customer are serialized by a lock on the customer's row (PostgreSQL; on
 SQLite the database's write lock already does that).
 
-What a claim may cause depends on who stands behind it. Only claims of *authenticated* reporters
-(``reports.decision["authenticated"]``: trusted by configuration, or DKIM aligned with the From
-domain; see ``classifier.classify.authentication``) count toward an early escalation for repeat
-claims, are charged a fee on escalation and can lead to a proposed (or automatic) restriction.
-Unauthenticated claims open a case, notify the customer and appear on it; escalating on their
-count is a specialist's decision (:func:`escalate` by a person). A deadline that passes
-unresolved still escalates (the customer's silence, not a claim count), but without an
-authenticated claim it charges nothing and proposes nothing until a person confirms it.
+Related conduct is counted as the acceptable use policy means it: the customer has its time
+(five business days, 24 hours for prompt classes) to correct an issue. Complaints about incidents
+before the customer was notified, or within ``workflow.occasion_grace_hours`` after, are one
+occasion with the first: however many arrive, they never escalate or charge anything on their
+own. A *repeat* (:func:`repeat_of`) is conduct after that which returns after the customer said
+it was fixed (the case was resolved on the customer's answer), or that goes on after the
+deadline passed while the case is still unresolved. When the conduct happened is the report's
+incident time (``occurred_at``), else its arrival.
+
+Fees, one per complaint with its reason on the ledger line, only when the customer did not
+cooperate: the deadline passed without a resolution or an answer (:func:`deadline_passed`
+escalates and charges the case's complaints), or the conduct returned after "fixed"
+(:func:`add_claim` reopens and escalates the case and charges the returning complaint). A
+customer who answered and is working on it is cooperating: at the deadline the case is only
+marked, and conduct that goes on after it escalates the case to the abuse team without a fee
+or a proposed action until a specialist confirms. A specialist's escalation charges every
+complaint of the case (the specialist's reason on each line).
+
+Only claims of *authenticated* reporters (``reports.decision["authenticated"]``: trusted by
+configuration, or DKIM aligned with the From domain; see
+``classifier.classify.authentication``) count as repeats, are charged by the timeline and can
+lead to a proposed (or automatic) restriction. Unauthenticated claims open a case, notify the
+customer and appear on it; escalating on them is a specialist's decision (:func:`escalate` by a
+person). A deadline that passes unanswered still escalates (the customer's silence, not a claim
+count), but without an authenticated claim it charges nothing and proposes nothing until a
+person confirms it.
 
 Lifting a restriction (:func:`lift_approver`) is a supervisor's decision, or automatic where
 ``workflow.auto_actions`` makes the case's actions automatic; every path that could lift one

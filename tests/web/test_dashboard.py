@@ -218,10 +218,13 @@ def test_review_queue_count_matches_the_queue(desk: Desk, clock: Clock) -> None:
     data = stats(desk)["review"]
     assert data["size"] == len(queue(desk)) == 2
     assert data["oldest_age_seconds"] == 2 * 3600
-    # Decided (the customer only): out of the queue though its type is still unknown.
+    # The customer only, its type still unknown: still in the queue (no dead end) ...
     (report,) = reports_of(desk, odd)
     decide(desk, ReviewDecision(report.id, "sam", customer="C-3"))
     assert reports_of(desk, odd)[0].review_reason
+    assert stats(desk)["review"]["size"] == len(queue(desk)) == 2
+    # ... until the type is decided too.
+    decide(desk, ReviewDecision(report.id, "sam", type="harassment"))
     data = stats(desk)["review"]
     assert data["size"] == len(queue(desk)) == 1
     assert (data["reports"], data["messages"], data["oldest_age_seconds"]) == (0, 1, 3600)

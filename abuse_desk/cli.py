@@ -116,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
                          "fraud, illegal)")
     rd.add_argument("--not-abuse", action="store_true", help="the report is not abuse")
     rd.add_argument("--customer", metavar="CUSTOMER_ID", help="the customer's id (as imported)")
+    rd.add_argument("--not-ours", action="store_true",
+                    help="the report is about no customer of ours: closed without a case")
     rd.add_argument("--all-rows", action="store_true",
                     help="the same decision on every other row of the report's message waiting "
                          "for review for the same customer (a feed's table): one case, one notice")
@@ -449,6 +451,8 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
         return 0
     if args.not_abuse and args.type:
         return fail("--type and --not-abuse exclude each other")
+    if args.not_ours and (args.not_abuse or args.customer):
+        return fail("--not-ours excludes --not-abuse and --customer")
     decided_type = NOT_ABUSE if args.not_abuse else args.type
     from workflow.case_actions import account_actor
     from workflow.cases import CaseError
@@ -460,9 +464,12 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     try:
         outcome = review.decide(desk, review.ReviewDecision(
             report_id=args.report_id, decided_by=who.name, type=decided_type,
-            customer=args.customer, all_rows=args.all_rows))
+            customer=args.customer, all_rows=args.all_rows, not_ours=args.not_ours))
     except review.ReviewError as exc:
         return fail(str(exc))
+    if args.not_ours:
+        print(f"report {args.report_id}: about no customer of ours; closed without a case")
+        return 0
     print(f"report {args.report_id}: {outcome.category or 'not abuse'}/{outcome.type or '-'}, "
           f"customer {outcome.external_id or 'none'}"
           + (f"; still needs review: {'; '.join(outcome.review_reasons)}"

@@ -86,6 +86,7 @@ class ReviewDecision:
     type: str | None = None  # one of our types, or NOT_ABUSE
     customer: str | None = None  # the customer's external id
     all_rows: bool = False  # also every other queued row of the message for that customer
+    not_ours: bool = False  # about no customer of ours: closed without a case
 
 
 def parsed_from_row(report: Report) -> ParsedReport:
@@ -116,8 +117,12 @@ def decide(desk: Desk, decision: ReviewDecision) -> Decision:
     With ``all_rows`` the same decision is made, in the same transaction, on every other row of
     the report's message still in the queue for the same customer (a feed's table): they go
     to one case together, and the customer gets one notice listing them."""
+    if decision.not_ours:
+        if decision.customer is not None:
+            raise ReviewError("a report is either about a customer or not ours, not both")
+        return _not_ours(desk, decision)
     if decision.type is None and decision.customer is None:
-        raise ReviewError("say what you decided: a type, a customer, or not abuse")
+        raise ReviewError("say what you decided: a type, a customer, not ours, or not abuse")
     if decision.type is not None and decision.type != NOT_ABUSE and decision.type not in TYPES:
         raise ReviewError(f"unknown type {decision.type!r}; one of: {', '.join(TYPES)} "
                           f"or {NOT_ABUSE}")
@@ -241,6 +246,35 @@ def _prepare(desk: Desk, decision: ReviewDecision) -> _Prepared:
     text = "\n".join(p for p in (facts.subject, parsed.evidence or "") if p)
     return _Prepared(decision.report_id, message_id, outcome, final, overridden, previous_type,
                      text)
+
+
+def _not_ours(desk: Desk, decision: ReviewDecision) -> Decision:
+    """The specialist found the report is about no customer of ours (an address or a domain
+    we do not serve, a reporter's mistake): it is closed without a case, audited. A type
+    decided with it is kept (and taught to the text model)."""
+    first = _prepare(desk, replace(decision, not_ours=False, customer=None,
+                                   type=decision.type or NOT_ABUSE))
+    now = desk.clock()
+    with desk.engine.begin() as conn:
+        row = conn.execute(select(Report.type, Report.category, Report.decision).where(
+            Report.id == decision.report_id)).one()
+        kept_type = decision.type if decision.type not in (None, NOT_ABUSE) else row.type
+        evidence = {**(row.decision or {}), "not_ours": {"by": decision.decided_by}}
+        conn.execute(update(Report).where(Report.id == decision.report_id).values(
+            customer_id=None, type=kept_type, decision=evidence, review_reason=None,
+            reviewed_by=decision.decided_by, reviewed_at=now))
+        conn.execute(insert(Event).values(
+            at=now, actor_kind="specialist", actor=decision.decided_by, subject_type="report",
+            subject_id=decision.report_id, action="review-decision",
+            detail={"type": decision.type, "customer": None, "not_ours": True,
+                    "previous_type": first.previous_type,
+                    "overridden_reasons": first.outcome.evidence.get("overridden_reasons", []),
+                    "outcome": "closed: not a customer of ours"}))
+        if decision.type not in (None, NOT_ABUSE) and first.text:
+            desk.classifier.learn(conn, first.text, str(decision.type), decision.decided_by,
+                                  decision.report_id)
+    return replace(first.outcome, customer_id=None, external_id=None, review_reasons=[],
+                   type=kept_type, evidence=evidence)
 
 
 def _ending(outcome: Decision, final: bool) -> str:

@@ -40,7 +40,7 @@ _NUMBER = re.compile(r"[0-9]{1,12}")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
 CASE_STATES = frozenset(s.value for s in CaseState)
-DECISION_FIELDS = frozenset({"type", "customer", "all_rows"})
+DECISION_FIELDS = frozenset({"type", "customer", "all_rows", "not_ours"})
 ACTION_FIELDS = frozenset({"action", "reason", "until", "business_days", "fee_id", "approve",
                            "subject"})
 
@@ -182,12 +182,12 @@ def decide_report(ctx: Ctx) -> dict[str, Any]:
             raise ApiError(404, f"no report {report_id}")
     try:
         review.decidable(ctx.desk, report_id)  # not a claim on a case yet, not a copy
-        all_rows = body.get("all_rows", False)
-        if not isinstance(all_rows, bool):
-            raise ApiError(400, "all_rows must be true or false")
+        all_rows, not_ours = body.get("all_rows", False), body.get("not_ours", False)
+        if not isinstance(all_rows, bool) or not isinstance(not_ours, bool):
+            raise ApiError(400, "all_rows and not_ours must be true or false")
         outcome = review.decide(ctx.desk, review.ReviewDecision(
             report_id, decided_by=ctx.user.name, type=type_ and type_.strip(),
-            customer=customer and customer.strip(), all_rows=all_rows))
+            customer=customer and customer.strip(), all_rows=all_rows, not_ours=not_ours))
     except review.ReviewError as exc:
         raise ApiError(400, str(exc)) from None
     with ctx.desk.engine.connect() as conn:

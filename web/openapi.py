@@ -156,7 +156,9 @@ DECISION = {
                                                        "e.g. C-1"),
               all_rows={"type": "boolean", "description": "the same decision on every other "
                         "row of the report's message waiting for review for the same customer "
-                        "(a feed's table): one case, one notice"}),
+                        "(a feed's table): one case, one notice"},
+              not_ours={"type": "boolean", "description": "the report is about no customer "
+                        "of ours: closed without a case"}),
     "additionalProperties": False, "minProperties": 1}
 CLASSIFICATION = _object(
     None, "A report's classification after the decision.",

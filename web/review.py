@@ -33,7 +33,7 @@ RAW_LIMIT = 512 * 1024  # bytes of a raw message shown on a page
 MAX_PAGE = 100_000
 CUSTOMER_CHOICES = 1000  # customers offered in the customer field's suggestions
 CASE_CHOICES = 50  # open cases of the candidate customers offered to merge into
-ACTIONS = ("type", "customer", "not-abuse", "merge")
+ACTIONS = ("type", "customer", "not-abuse", "not-ours", "merge")
 ACTIVE = frozenset(s.value for s in cases.ACTIVE)
 
 
@@ -199,6 +199,9 @@ def _outcome_flash(ctx: Ctx, report_id: int) -> tuple[str, bool]:
             .where(Report.id == report_id)).one()
     if (row.decision or {}).get("not_abuse"):
         return f"Report {report_id}: not abuse; it has left the queue.", True
+    if (row.decision or {}).get("not_ours"):
+        return (f"Report {report_id}: about no customer of ours; closed without a case, it has "
+                "left the queue.", True)
     parts = [row.type or "no type yet", f"customer {row.external_id}" if row.external_id
              else "no customer yet"]
     if row.reference is not None:
@@ -252,6 +255,8 @@ def _decision(ctx: Ctx, report_id: int, action: str) -> review.ReviewDecision:
     form = ctx.form
     if action == "not-abuse":
         return review.ReviewDecision(report_id, ctx.user.name, type=NOT_ABUSE)
+    if action == "not-ours":
+        return review.ReviewDecision(report_id, ctx.user.name, not_ours=True)
     if action == "type":
         type_ = form.get("type", "").strip()
         if not type_:

@@ -377,3 +377,22 @@ def notices_to(desk: Desk, address: str) -> list[str]:
     with desk.engine.connect() as conn:
         return list(conn.execute(select(Notice.kind).where(Notice.to_addr == address)
                                  .order_by(Notice.id)).scalars())
+
+
+def test_not_ours_closes_the_item_without_a_case(desk: Desk) -> None:
+    report = unowned(desk)
+    outcome = review.decide(desk, review.ReviewDecision(report.id, "sam", type="harassment",
+                                                        not_ours=True))
+    assert (outcome.customer_id, outcome.review_reasons) == (None, [])
+    stored = only_report(desk, report.message_id)
+    assert (stored.case_id, stored.customer_id, stored.review_reason) == (None, None, None)
+    assert (stored.type, stored.reviewed_by) == ("harassment", "sam")
+    assert stored.decision["not_ours"] == {"by": "sam"}
+    assert not in_queue(desk, report.id)
+    with desk.engine.connect() as conn:
+        (detail,) = conn.execute(select(Event.detail).where(
+            Event.subject_type == "report", Event.subject_id == report.id)).scalars()
+    assert detail["outcome"] == "closed: not a customer of ours"
+    with pytest.raises(review.ReviewError, match="not both"):
+        review.decide(desk, review.ReviewDecision(report.id, "sam", customer="C-1",
+                                                  not_ours=True))

@@ -590,3 +590,14 @@ def test_setting_the_customer_for_all_rows_of_a_feed(desk: Desk, sam: TestClient
     cases_of = {r.case_id for r in reports_of(desk, message_id)}
     assert len(cases_of) == 1 and None not in cases_of
     assert "The review queue is empty" in sam.get("/review").text
+
+
+def test_not_ours_is_one_button(desk: Desk, sam: TestClient) -> None:
+    report = only_report(desk, unknown_arf(desk))
+    page = f"/review/report/{report.id}"
+    assert f'action="{page}/not-ours"' in sam.get(page).text
+    answer = post(sam, page, f"{page}/not-ours")
+    assert answer.status_code == 303
+    stored = only_report(desk, report.message_id)
+    assert (stored.case_id, stored.review_reason, stored.reviewed_by) == (None, None, "sam")
+    assert "about no customer of ours" in sam.get(answer.headers["location"]).text

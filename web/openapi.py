@@ -92,7 +92,10 @@ FEE = _object(
     None, "A fee in the ledger.",
     id=INT, report_id=_nullable("integer"), amount=STR, currency=STR,
     state={"type": "string", "description": "assessed or waived"}, assessed_at=TIME,
-    waived_by=_nullable("string"), waive_reason=_nullable("string"))
+    waived_by=_nullable("string"), waive_reason=_nullable("string"),
+    reason=_nullable("string", description="why it was charged: the deadline passed "
+                                           "unanswered, the conduct returned after 'fixed', "
+                                           "or a specialist's escalation"))
 EVENT = _object(
     None, "An entry of the audit trail.",
     at=TIME, actor_kind={"type": "string", "description": "system, specialist, supervisor, "

@@ -266,7 +266,7 @@ def case_detail(desk: Desk, ref: str) -> dict[str, Any]:
             "id": f.id, "report_id": f.report_id, "amount": _money(f.amount_cents),
             "currency": f.currency, "state": f.state,
             "assessed_at": iso_z(as_utc(f.assessed_at)), "waived_by": f.waived_by,
-            "waive_reason": f.waive_reason} for f in fees],
+            "waive_reason": f.waive_reason, "reason": f.reason} for f in fees],
         "events": [{
             "at": iso_z(as_utc(e.at)), "actor_kind": e.actor_kind, "actor": e.actor,
             "action": e.action, "detail": e.detail} for e in events],
@@ -312,7 +312,8 @@ def _print_case(detail: dict[str, Any]) -> None:
         for f in detail["fees"]:
             print(f"    #{f['id']} report {f['report_id']} {f['currency']} {f['amount']} "
                   f"{f['state']}" + (f" by {f['waived_by']}: {f['waive_reason']}"
-                                     if f["waived_by"] else ""))
+                                     if f["waived_by"] else "")
+                  + (f" ({f['reason']})" if f["reason"] else ""))
     print("  events:")
     for e in detail["events"]:
         print(f"    {_short(e['at'])}  {e['actor_kind']}:{e['actor']}  {e['action']}")

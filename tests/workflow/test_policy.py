@@ -24,7 +24,7 @@ from abuse_desk.app import Desk
 from abuse_desk.db import as_utc
 from abuse_desk.models import Event, FeeEntry
 from workflow import cases, timeline
-from workflow.cli import export_fees
+from workflow.cli import case_detail, export_fees
 
 from .workflow_support import (
     START,
@@ -140,7 +140,9 @@ def test_a_deadline_passed_without_an_answer_escalates_and_charges_each_complain
     assert "the deadline to correct the issue passed without a resolution or an" in text
     assert "2 complaints at USD 100.00, a total of USD 200.00" in text
     assert "with your cooperation" not in text
-    # The billing export carries the reason.
+    # The case shows it, and the billing export carries it.
+    shown = case_detail(desk, case.reference)["fees"]
+    assert all(f["reason"].startswith("no cooperation: the deadline") for f in shown)
     out = io.StringIO()
     assert export_fees(desk, START, DEADLINE + timedelta(days=1), out) == 2
     header, first = out.getvalue().splitlines()[:2]

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -46,6 +46,7 @@ from abuse_desk.db import as_utc
 from abuse_desk.logs import log_context
 from abuse_desk.models import DuplicateKey, Event, Message, MessageState, Report
 from classifier.classify import Decision, MessageFacts
+from classifier.trust import COULD_NOT_CHECK
 from classifier.types import Evidence
 from parsers.base import Disposition, ParseResult
 from parsers.guards import case_reference
@@ -395,10 +396,80 @@ def process_message(desk: Desk, message_id: int) -> str:
             return "skipped"
         claim, outcome = examined
         try:
+            retried = _retry_unchecked_trust(desk, message_id, claim, outcome)
+            if retried is not None:
+                return retried
             return _write(desk, message_id, claim, outcome)
         except BaseException:
             _end_attempt(desk, message_id, claim, give_back=True)  # ours, not the message's
             raise
+
+
+# ---- a reporter's DKIM that could not be checked: examined again later ----------------------
+
+DKIM_RETRY = "dkim-retry"  # the event of each retry (on the message): they are counted
+
+
+def unchecked_trust(outcome: Outcome) -> str | None:
+    """The review reason of a message held only for want of a DNS answer: a claimed trusted
+    reporter whose DKIM could not be checked (``classifier.trust.COULD_NOT_CHECK``), or None."""
+    if outcome.state is not MessageState.PROCESSED:
+        return None
+    for decision in outcome.decisions:
+        for fact in decision.evidence.get("trust") or []:
+            if isinstance(fact, Mapping) and fact.get("name") == COULD_NOT_CHECK:
+                return next((r for r in decision.review_reasons
+                             if "could not be checked" in r), "DKIM could not be checked")
+    return None
+
+
+def dkim_retry_delay(retry: int, base_s: float, max_s: float) -> float:
+    """Seconds before the *retry*-th retry (1, 2, ...): *base_s* doubling, up to *max_s*."""
+    return float(min(base_s * 2.0 ** min(max(retry - 1, 0), 30), max_s))
+
+
+def _retry_unchecked_trust(desk: Desk, message_id: int, claim: _Claim,
+                           outcome: Outcome) -> str | None:
+    """A message whose reporter's DKIM could not be checked is left ``received`` and examined
+    again later (the sweeper sends it when its ``enqueued_at`` comes: now + the backoff), at
+    most ``pipeline.dkim_retries`` times; the retry is not an attempt that died, so it is given
+    back. Returns the outcome word ("retry", "skipped"), or None to write the outcome now
+    (nothing to retry, or the retries are spent: review with the reason)."""
+    reason = unchecked_trust(outcome)
+    if reason is None:
+        return None
+    cfg = desk.config.pipeline
+    with desk.engine.connect() as conn:
+        done = int(conn.execute(select(func.count()).select_from(Event).where(
+            Event.subject_type == "message", Event.subject_id == message_id,
+            Event.action == DKIM_RETRY)).scalar_one())
+    if done >= cfg.dkim_retries:
+        for decision in outcome.decisions:
+            decision.review_reasons = [
+                f"{r} (tried {done + 1} times)" if r == reason and done else r
+                for r in decision.review_reasons]
+        return None
+    if not claim.counted:
+        return "skipped"  # a duplicate of the attempt that holds the lease: that one retries
+    now = desk.clock()
+    delay = dkim_retry_delay(done + 1, cfg.dkim_retry_base_s, cfg.dkim_retry_max_s)
+    with desk.engine.begin() as conn:
+        moved = conn.execute(update(Message).where(
+            Message.id == message_id, Message.state == MessageState.RECEIVED,
+            Message.attempted_at == claim.at).values(
+            attempted_at=None, attempts=Message.attempts - 1,
+            enqueued_at=now + timedelta(seconds=delay - cfg.sweep_after_s))).rowcount
+        if moved != 1:
+            return "skipped"
+        conn.execute(insert(Event).values(
+            at=now, actor_kind="system", actor="pipeline", subject_type="message",
+            subject_id=message_id, action=DKIM_RETRY,
+            detail={"retry": done + 1, "of": cfg.dkim_retries, "delay_s": delay,
+                    "reason": reason[:500]}))
+    log.info("reporter's DKIM could not be checked: retry %d of %d in %.0f s", done + 1,
+             cfg.dkim_retries, delay)
+    metrics.PROCESSED.labels("retry").inc()
+    return "retry"
 
 
 def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:

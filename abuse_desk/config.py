@@ -193,8 +193,8 @@ class NotifyConfig:
     copyright_guide_url: str = "https://integra-isp.example/abuse/copyright-complaints"
     templates_dir: str = ""
     acknowledge: bool = True
-    ack_limit_per_sender: int = 3
-    ack_limit_window_hours: float = 24.0
+    ack_limit_per_sender: int = 1
+    ack_limit_window_hours: float = 1.0
     show_reporter_for: list[str] = field(default_factory=list)
 
 

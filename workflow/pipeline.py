@@ -472,12 +472,18 @@ def _retry_unchecked_trust(desk: Desk, message_id: int, claim: _Claim,
     return "retry"
 
 
+def _a_complaint(outcome: Outcome) -> bool:
+    """Whether a message in review is a complaint (the parsers took it for one): its sender
+    is acknowledged like any other reporter's."""
+    return outcome.values.get("disposition") == Disposition.REPORT.value
+
+
 def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
     """Write *outcome*, with the message's reports, cases and events, in one transaction."""
     hint = _check_sender(desk, claim, outcome)
     state, result = outcome.state, outcome.result
-    if result is not None and (result.reports or result.disposition is not
-                               Disposition.REPORT):
+    if (result is not None and (result.reports or result.disposition is not
+                               Disposition.REPORT)) or _a_complaint(outcome):
         desk.workflow.writer  # noqa: B018 - made (its key read) outside the transaction
     now = desk.clock()
     if outcome.reason:
@@ -490,6 +496,12 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
         detail = {}
     if hint is not None:
         detail["case_reference_hint"] = hint
+    if state is MessageState.REVIEW and _a_complaint(outcome) \
+            and "sender_authentication" not in outcome.values:
+        # Whether a complaint that a person must read can be acknowledged (outside the
+        # transaction: the DKIM and SPF checks may ask the DNS).
+        outcome.values["sender_authentication"] = desk.workflow.authenticator.check(
+            claim.raw, **claim.sender).to_json()
     due: set[int] = set()
     with desk.engine.begin() as conn:
         cases.take_due(conn)  # nothing left over from an earlier failed transaction
@@ -511,12 +523,18 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
                 timedelta(days=desk.config.classifier.duplicate_window_days))
             joined = cases.attach_reports(conn, desk.config.workflow,
                                           desk.workflow.calendar, ids, now)
+            first_case = joined[min(joined)] if joined else None
             if joined:
                 detail["cases"] = sorted(set(joined.values()))
-                first_case = joined[min(joined)]
-                if create_ack(conn, desk.workflow.writer, message_id, first_case, now):
-                    detail["acknowledged"] = True
+            # A person is acknowledged whatever became of the complaint: with the case's
+            # reference, or the message's when it went to review or is not ours.
+            if create_ack(conn, desk.workflow.writer, message_id, first_case, now):
+                detail["acknowledged"] = True
+                if first_case is not None:
                     cases.mark_due(conn, first_case)
+        elif state is MessageState.REVIEW and _a_complaint(outcome):
+            if create_ack(conn, desk.workflow.writer, message_id, None, now):
+                detail["acknowledged"] = True
         elif state is MessageState.PROCESSED and result is not None and (
                 result.disposition is Disposition.REPLY or result.format == "bounce"):
             if result.format == "bounce":

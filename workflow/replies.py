@@ -144,6 +144,10 @@ def attach_reply(conn: Connection, message_id: int, sender: str, result: ParseRe
         [str(t).lower() for t in extra.get("reply_tokens") or []]
         + _envelope_tokens(REPLY_TOKEN, rcpt_tos)))
     mail = _named_mail(conn, ids, tokens)
+    if mail is not None and mail.case_id is None:  # our acknowledgement of a caseless report
+        return Threaded(review=(
+            f"a reporter's follow-up to acknowledgement {mail.id}, whose complaint has no case "
+            "(it is in review or was not ours)"))
     if mail is not None:
         cases.attach_message(conn, message_id, mail.case_id)
         if mail.kind == "ack":  # the reporter who got our acknowledgement, not the customer
@@ -195,6 +199,8 @@ def attach_bounce(conn: Connection, message_id: int, result: ParseResult, now: d
         state="bounced", bounced_at=now,
         error=" ".join(str(v) for v in (extra.get("status"), extra.get("diagnostic")) if v)
         or "bounced"))
+    if notice.case_id is None:  # an acknowledgement of a complaint without a case
+        return Threaded(note=f"bounce of acknowledgement {notice.id}")
     cases.attach_message(conn, message_id, notice.case_id)
     cases.event(conn, now, cases.SYSTEM, notice.case_id, "notice-bounced",
                 notice_id=notice.id, to=notice.to_addr, message_id=message_id,

@@ -16,8 +16,20 @@ lines took minutes). At most ``max_signatures`` signatures are checked (a messag
 hundred, each naming a DNS name the sender chose), with one TXT lookup each, each within
 ``dns_timeout_s`` and all of them within ``dns_budget_s``. A lookup that times out or finds no
 server, or one the budget no longer allows, is "could not check" (``temperror``), not "does not
-verify" (``fail``). Nothing the message or the DNS does raises out of :func:`verify_dkim`. The
-DNS lookup is injectable, so tests run offline with their own keys.
+verify" (``fail``): a timeout, SERVFAIL from every server, no resolver configured, a socket
+error. A claimed trusted reporter whose DKIM could not be checked is ``Trust.could_not_check``
+(evidence :data:`COULD_NOT_CHECK`): the pipeline examines the message again later, with backoff,
+before it goes to a person with "DKIM could not be checked (DNS ...)"
+(``pipeline.dkim_retries``). Nothing the message or the DNS does raises out of
+:func:`verify_dkim`. The DNS lookup is injectable, so tests run offline with their own keys.
+
+Behind a boundary MTA that already checked DKIM and DMARC (``classifier.authserv_id``, its
+RFC 8601 authserv-id), its Authentication-Results are used when present
+(:func:`boundary_verdict`): only the topmost run of headers with that authserv-id counts (any
+other can be written by the sender); ``dmarc=pass`` or ``dkim=pass`` with a ``header.d`` aligned
+with the From prove the reporter like a signature verified here, with no DNS asked;
+``temperror`` is "could not check"; any other result is "does not verify" (unless a signature
+verifies here).
 """
 
 from __future__ import annotations

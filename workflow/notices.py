@@ -6,14 +6,22 @@ A notice row holds the exact bytes to send, so a retry sends the same mail with 
 Message-ID; the row is created in the same transaction as the step that asked for it, and
 ``notices.step_id`` (unique) makes that one mail per step however often the step is delivered.
 
-Acknowledgements go to people only, and only to a sender whose From is authenticated
+Every person who writes in is acknowledged, whatever becomes of the complaint: one that opens
+or joins a case gets the case's reference, one that goes to review or is not about us gets the
+message's own (``M-2026-000123``, :func:`message_reference`; such an acknowledgement has no case,
+and its delivery, bounce and follow-ups are recorded on the message). Acknowledgements go to
+people only (RFC 3834), and only to a sender whose From is authenticated
 (``messages.sender_authentication``, see ``classifier/authentication.py``): to that From, or to
 the Reply-To when its domain is aligned with the authenticated From domain. Never to a null
 sender, to mail marked ``Auto-Submitted`` (other than ``no``), ``Precedence: bulk/list/junk``,
-mailing lists (``List-*``), or to the machine formats (:data:`MACHINE_FORMATS`); at most
-``notify.ack_limit_per_sender`` per sender address per window, one per message. Their Subject
-is ours alone (``[Abuse Case C-...] We received your report``): nothing the reporter wrote goes
-into it; their subject appears in the body only, cut short.
+mailing lists (``List-*``), ``X-Auto-Response-Suppress``, the machine formats
+(:data:`MACHINE_FORMATS`), machines' addresses (MAILER-DAEMON, no-reply, owner-*, *-request) or
+the desk's own addresses; at most ``notify.ack_limit_per_sender`` per reporter address per
+``notify.ack_limit_window_hours`` (one an hour by default), one per message. They carry
+``Auto-Submitted: auto-replied`` and In-Reply-To/References naming the reporter's message. Their
+Subject is ours alone (``[Abuse Case C-...] We received your report``, ``[Abuse Report M-...]``
+without a case): nothing the reporter wrote goes into it; their subject appears in the body
+only, cut short.
 
 Every mail gets two tokens of its own (:func:`new_token`, 130 random bits, stored on its row):
 the **reply token** is the random part of its Message-ID and, for mails to customers, of its

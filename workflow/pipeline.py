@@ -23,6 +23,16 @@ delivery that arrives while another attempt began less than ``attempt_lease_s`` 
 duplicate, not a retry) examines without counting, so duplicates never send a message to
 review; an attempt that ends for a reason of ours (the database, an examiner that could not
 start) is given back.
+
+A report whose reporter claims to be a trusted one but whose DKIM could not be checked (the DNS
+did not answer: ``classifier.trust.COULD_NOT_CHECK``) is not written: the message stays
+``received`` with its ``enqueued_at`` moved so that the sweeper sends it again after a backoff
+(``pipeline.dkim_retry_base_s`` doubling up to ``dkim_retry_max_s``), at most
+``pipeline.dkim_retries`` times (each a ``dkim-retry`` event on the message; a retry is not an
+attempt that died, so it is given back); then its reports go to review with "DKIM could not be
+checked (DNS ...)". Every person whose complaint is written is acknowledged
+(``workflow.notices.create_ack``), with its case's reference or, in review or not ours, the
+message's.
 """
 
 from __future__ import annotations

@@ -482,6 +482,18 @@ def _retry_unchecked_trust(desk: Desk, message_id: int, claim: _Claim,
     return "retry"
 
 
+def _send_now(desk: Desk, notice_id: int | None) -> None:
+    """Hand an acknowledgement without a case to the broker at once (the scheduler's next tick
+    would find it too; delivery claims it, so it is sent once either way)."""
+    if notice_id is None or desk.enqueue is None:
+        return
+    try:
+        desk.enqueue("deliver_notice", notice_id)
+    except Exception as exc:  # the scheduler sends it at its next tick
+        log.warning("could not hand acknowledgement %d to the broker now (%s: %s)", notice_id,
+                    exc.__class__.__name__, exc)
+
+
 def _a_complaint(outcome: Outcome) -> bool:
     """Whether a message in review is a complaint (the parsers took it for one): its sender
     is acknowledged like any other reporter's."""
@@ -513,6 +525,7 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
         outcome.values["sender_authentication"] = desk.workflow.authenticator.check(
             claim.raw, **claim.sender).to_json()
     due: set[int] = set()
+    caseless_ack: int | None = None  # an acknowledgement with no case to kick: sent below
     with desk.engine.begin() as conn:
         cases.take_due(conn)  # nothing left over from an earlier failed transaction
         claimed = conn.execute(
@@ -538,12 +551,16 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
                 detail["cases"] = sorted(set(joined.values()))
             # A person is acknowledged whatever became of the complaint: with the case's
             # reference, or the message's when it went to review or is not ours.
-            if create_ack(conn, desk.workflow.writer, message_id, first_case, now):
+            ack = create_ack(conn, desk.workflow.writer, message_id, first_case, now)
+            if ack:
                 detail["acknowledged"] = True
                 if first_case is not None:
                     cases.mark_due(conn, first_case)
+                else:
+                    caseless_ack = ack
         elif state is MessageState.REVIEW and _a_complaint(outcome):
-            if create_ack(conn, desk.workflow.writer, message_id, None, now):
+            caseless_ack = create_ack(conn, desk.workflow.writer, message_id, None, now)
+            if caseless_ack:
                 detail["acknowledged"] = True
         elif state is MessageState.PROCESSED and result is not None and (
                 result.disposition is Disposition.REPLY or result.format == "bounce"):
@@ -573,6 +590,7 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
     # Only the cases this message gave work due now: a claim on an open case, or a reply,
     # makes nothing due (a later step is the scheduler's), and asking cost two transactions.
     timeline.kick(desk, due)
+    _send_now(desk, caseless_ack)
     metrics.PROCESSED.labels(state.value).inc()
     log.info("%s", state.value, extra={"fields": {
         "subject": outcome.values.get("header_subject"),

@@ -246,3 +246,15 @@ def test_the_header_helper_still_authenticates() -> None:
     # the tests' boundary MTA says DMARC passed for the person's domain
     assert re.match(r"Authentication-Results: mx\.desk\.test; dmarc=pass",
                     authenticated("people.example"))
+
+
+def test_an_acknowledgement_without_a_case_is_handed_to_the_broker_at_once(desk: Desk) -> None:
+    sent: list[tuple[str, int]] = []
+    desk.enqueue = lambda actor, ident: sent.append((actor, ident))
+
+    deliver(desk, person(*NOT_OURS, "k1"))
+
+    (row,) = ack_rows(desk)
+    assert sent == [("deliver_notice", row.id)]
+    assert timeline.deliver_notice(desk, row.id) == "sent"
+    assert timeline.deliver_notice(desk, row.id) == "skipped"  # sent once, however often asked

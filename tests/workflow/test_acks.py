@@ -258,3 +258,26 @@ def test_an_acknowledgement_without_a_case_is_handed_to_the_broker_at_once(desk:
     assert sent == [("deliver_notice", row.id)]
     assert timeline.deliver_notice(desk, row.id) == "sent"
     assert timeline.deliver_notice(desk, row.id) == "skipped"  # sent once, however often asked
+
+
+def test_a_reply_to_such_an_acknowledgement_joins_the_case_a_specialist_opened_since(
+        desk: Desk) -> None:
+    from classifier.review import ReviewDecision, decide
+
+    message_id = deliver(desk, person(*NOT_OURS, "c1"))
+    (ack,) = acks(desk)
+    (report,) = reports_of(desk, message_id)
+    decide(desk, ReviewDecision(report.id, "admin", type="phishing", customer="C-1"))
+    (report,) = reports_of(desk, message_id)
+
+    reply = person(f"Re: {ack['Subject']}", "Any news?", "c2",
+                   extra_headers=f"In-Reply-To: {ack['Message-ID']}\r\n")
+    follow_up = deliver(desk, reply)
+
+    row = message_row_of(desk, follow_up)
+    assert (row.state, row.case_id) == (MessageState.PROCESSED, report.case_id)
+    with desk.engine.connect() as conn:
+        replied = conn.execute(select(Event.actor_kind, Event.action).where(
+            Event.subject_type == "case", Event.subject_id == report.case_id,
+            Event.action == "reporter-replied")).all()
+    assert replied == [("reporter", "reporter-replied")]

@@ -96,6 +96,12 @@ class PipelineConfig:
     examiners: int = 2
     max_attempts: int = 3
     stop_grace_s: float = 5.0
+    # A claimed trusted reporter whose DKIM could not be checked (the DNS did not answer) is
+    # examined again this many times, dkim_retry_base_s apart doubling up to dkim_retry_max_s,
+    # before it goes to review with "DKIM could not be checked (DNS ...)".
+    dkim_retries: int = 3
+    dkim_retry_base_s: float = 120.0
+    dkim_retry_max_s: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -187,8 +193,8 @@ class NotifyConfig:
     copyright_guide_url: str = "https://integra-isp.example/abuse/copyright-complaints"
     templates_dir: str = ""
     acknowledge: bool = True
-    ack_limit_per_sender: int = 3
-    ack_limit_window_hours: float = 24.0
+    ack_limit_per_sender: int = 1
+    ack_limit_window_hours: float = 1.0
     show_reporter_for: list[str] = field(default_factory=list)
 
 
@@ -325,6 +331,9 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
                                 "more processes"),
     ("pipeline", "max_attempts"): (lambda v: v > 0, "a positive number"),
     ("pipeline", "stop_grace_s"): (lambda v: v >= 0, "zero or more seconds"),
+    ("pipeline", "dkim_retries"): (lambda v: 0 <= v <= 20, "0 to 20"),
+    ("pipeline", "dkim_retry_base_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("pipeline", "dkim_retry_max_s"): (lambda v: v > 0, "a positive number of seconds"),
     **{("parsers", key): (lambda v: v > 0, "a positive number") for key in (
         "max_mime_depth", "max_parts", "max_decoded_bytes", "max_zip_uncompressed_bytes",
         "max_zip_ratio", "max_csv_rows", "max_reports", "time_budget_s",

@@ -33,6 +33,9 @@ from parsers.base import NOT_OFFENDERS, Candidate, ParsedReport, Role
 # hosts is a table for a person (or a table parser), not a thousand cases.
 MAX_EXPANDED = 50
 
+# Review reasons a parser gives for want of an offender: answered once a candidate is ours.
+ANSWERED = frozenset({"no offender found in the text"})
+
 # Roles in the order that ranks candidates (before their weight).
 _RANK = {Role.OFFENDER: 0, Role.MENTIONED: 1, Role.C2: 2}
 
@@ -157,5 +160,5 @@ def _as(report: ParsedReport, c: Candidate, *, single: bool) -> ParsedReport:
     return replace(report, source_ip=source_ip, source_port=port, urls=urls, domains=domains,
                    occurred_at=occurred_at, occurred_raw=occurred_raw, inferred=inferred,
                    extra=extra, warnings=list(report.warnings),
-                   review_reasons=list(report.review_reasons),
+                   review_reasons=[r for r in report.review_reasons if r not in ANSWERED],
                    type_hint=c.type_hint or report.type_hint)

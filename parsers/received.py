@@ -156,6 +156,13 @@ def _family(host: str | None) -> int | None:
     return next((n for n, family in enumerate(PROVIDER_FAMILIES) if label in family), None)
 
 
+def same_provider(name: str | None, by: str | None) -> bool:
+    """Whether the sending name and the receiving host belong to one mailbox provider's family
+    of domains (``x.prod.outlook.com`` handing to ``y.office365.com``)."""
+    family = _family(name)
+    return family is not None and family == _family(by)
+
+
 def is_routable(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip).is_global
@@ -175,6 +182,15 @@ def is_documentation(ip: str) -> bool:
 
 _DOCUMENTATION = tuple(ipaddress.ip_network(n) for n in (
     "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+
+
+def provider_network(ip: str) -> bool:
+    """One of the mailbox providers' internal relay networks (``PROVIDER_NETWORKS``)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr.version == n.version and addr in n for n in PROVIDER_NETWORKS)
 
 
 def internal_network(ip: str) -> bool:

@@ -767,6 +767,11 @@ def _texts(mail: Mail) -> tuple[str, str, list[Message]]:
                 inside.update(id(sub) for sub in inner.walk())
         elif part.content_type in ("text/rfc822-headers", "message/rfc822-headers"):
             blocks.append(HeaderParser(policy=compat32).parsestr(part.text()[:256 * 1024]))
+        elif part.content_type == "text/plain" and part.filename and \
+                id(part.message) not in inside:
+            saved = _saved_headers(part.text()[:256 * 1024])  # a message's source as a file
+            if saved is not None:
+                blocks.append(saved)
     own: list[str] = []
     attached: list[str] = []
     for kind in ("text/plain", "text/html"):
@@ -780,6 +785,19 @@ def _texts(mail: Mail) -> tuple[str, str, list[Message]]:
     if not own and not mail.msg.is_multipart() and not mail.content_type.startswith("text/"):
         own.append(mail.body_text())
     return ("\n".join(own)[:MAX_TEXT_CHARS], "\n".join(attached)[:MAX_TEXT_CHARS], blocks)
+
+
+_SAVED_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,60}:")
+
+
+def _saved_headers(text: str) -> Message | None:
+    """The header block of a message saved as a text file ("message source", "original
+    message"), when the file starts with header lines and has Received lines."""
+    head = text.lstrip()[:64 * 1024]
+    if not _SAVED_HEADER.match(head):
+        return None
+    block = HeaderParser(policy=compat32).parsestr(head)
+    return block if block.get_all("Received") else None
 
 
 _TAG = re.compile(r"<[^>]{0,2000}>")

@@ -1,0 +1,83 @@
+"""Free text offers every address it names as a candidate, with what its line says it is: the
+classifier keeps the ones that are ours (tests/classifier/test_offenders.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from parsers.base import Candidate, Role
+from parsers.mail import Mail
+from parsers.text import TextParser
+
+PARSER = TextParser()
+
+
+def candidates(body: str, subject: str = "Abuse report") -> dict[str, Candidate]:
+    raw = (f"From: soc@reporter.example\r\nTo: abuse@isp.example\r\nSubject: {subject}\r\n"
+           "Date: Mon, 23 Nov 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body).encode()
+    report = PARSER.parse(Mail(raw)).reports[0]
+    found: dict[str, Candidate] = {}
+    for c in report.candidates:
+        found.setdefault(c.value, c)
+    return found
+
+
+def test_labels_say_source_or_victim() -> None:
+    got = candidates("Attacker IP: 198.51.100.7\nTarget: 192.0.2.50 (our web server)\n"
+                     "Our honeypot 192.0.2.51 was hit.\n")
+    assert got["198.51.100.7"].role is Role.OFFENDER
+    assert got["192.0.2.50"].role is Role.VICTIM
+    assert got["192.0.2.51"].role is Role.VICTIM
+
+
+def test_an_arrow_points_from_the_source_to_the_victim() -> None:
+    got = candidates("2026-11-23 03:12:09 UTC 203.0.113.9:51234 -> 192.0.2.10:22 SYN\n")
+    assert got["203.0.113.9"].role is not Role.VICTIM
+    assert got["203.0.113.9"].port == 51234
+    assert got["192.0.2.10"].role is Role.VICTIM
+
+
+def test_time_comes_from_the_addresss_own_line_with_its_zone() -> None:
+    got = candidates("Log excerpt:\n"
+                     "2026-11-22 23:05:07 +0100 sshd: Failed password from 203.0.113.5\n"
+                     "2026-11-23 01:00:00 +0100 sshd: Failed password from 203.0.113.6\n")
+    assert got["203.0.113.5"].occurred_at == datetime(2026, 11, 22, 22, 5, 7, tzinfo=UTC)
+    assert got["203.0.113.6"].occurred_at == datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+
+
+def test_a_whois_range_is_not_a_host_and_its_dates_are_not_the_incident() -> None:
+    body = ("inetnum:        198.51.100.0 - 198.51.100.255\n"
+            "netname:        EXAMPLE-NET\n"
+            "created:        2010-01-04T09:00:00Z\n"
+            "last-modified:  2019-05-02T10:00:00Z\n\n"
+            "NetRange:       203.0.113.0 - 203.0.113.255\n\n"
+            "Nov 21 08:30:19 web1 sshd[811]: Invalid user admin from 198.51.100.143\n")
+    got = candidates(body)
+    for ip in ("198.51.100.0", "198.51.100.255", "203.0.113.0", "203.0.113.255"):
+        assert got[ip].role is Role.RANGE, ip
+    assert got["198.51.100.143"].role is Role.OFFENDER
+    report = PARSER.parse(Mail(
+        ("From: a@b.example\r\nSubject: x\r\nDate: Mon, 23 Nov 2026 12:00:00 +0000\r\n\r\n"
+         + body).encode())).reports[0]
+    assert report.occurred_at is not None and report.occurred_at.year == 2026
+
+
+def test_defanged_and_ipv6_forms_and_host_names() -> None:
+    got = candidates("Phishing kit at hxxp://203[.]0[.]113[.]44/login and "
+                     "https://[2001:db8:77::20]/x, mail relayed by IPv6:2001:db8:1f:7::44, "
+                     "the form posts to collector.badsite.example.\n")
+    assert {"203.0.113.44", "2001:db8:77::20", "2001:db8:1f:7::44",
+            "collector.badsite.example"} <= set(got)
+
+
+def test_a_control_server_is_not_the_infected_host() -> None:
+    got = candidates("Infected host 198.51.100.20 contacted C2 server 192.0.2.99 at 10:00 UTC.\n")
+    assert got["198.51.100.20"].role is Role.OFFENDER
+    assert got["192.0.2.99"].role is Role.C2
+
+
+def test_private_and_documentation_addresses_are_offered() -> None:
+    got = candidates("Spam from 192.0.2.10 and from 10.1.2.3\n")
+    assert got["192.0.2.10"].role is Role.OFFENDER
+    assert got["10.1.2.3"].role is Role.OFFENDER

@@ -173,8 +173,9 @@ _MON = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
 _DOW = r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
 _HMS = r"(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
 _AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?[Mm]\.?(?![a-z]))?"
-_ZONE = (r"(?:\s*(?P<zone>[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MEST|MET|EEST|EET|WET"
-         r"|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)(?:\s*\([A-Za-z ]{1,20}\))?)?")
+_ZONE = (r"(?:\s*(?P<zone>[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MESZ|MEZ|MEST|MET"
+         r"|EEST|EET|WET|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)"
+         r"(?:\s*\([A-Za-z ]{1,20}\))?)?")
 _TIMES = [
     re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})(?:T|\s+)" + _HMS + _ZONE),
     re.compile(r"\b" + _DOW + r"(?P<d>\d{1,2})\s+" + _MON + r"\s+(?P<y>\d{4}),?\s+(?:at\s+)?"
@@ -185,7 +186,35 @@ _TIMES = [
                r"\s+)?(?P<y>\d{4})\b"),  # ctime and date(1)
     re.compile(r"(?m)^[ \t]*" + _MON + r"\s+(?P<d>\d{1,2})\s+" + _HMS  # syslog: no year
                + r"(?!\s*\d{4})\b"),
+    # "23.11.2026 21:31:52" (German, Dutch ...), "22/11/2026 01:22:51 PM", "11/22/2026 ..."
+    re.compile(r"\b(?P<d>\d{1,2})\.(?P<mo>\d{1,2})\.(?P<y>\d{4}),?\s+(?:um\s+|à\s+|a las\s+)?"
+               + _HMS + _AMPM + _ZONE),
+    re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4}),?\s+(?:at\s+)?" + _HMS + _AMPM
+               + _ZONE),
 ]
+_LOCAL_NAMES = {"MEZ": "CET", "MESZ": "CEST"}
+# A zone the text declares for the times it lists ("Server time zone is CET", "times below are
+# US Eastern (EST, UTC-5)", "Datum/Zeit (MEZ)"): taken for its times written without one.
+_DECLARED = re.compile(r"\b(?:time[ \t]?zones?|timezone|times?|zeitzone|zeiten|uhrzeit|zeit|"
+                       r"heures?|horas?|fuseau|zona)\b[^\n]{0,80}", re.I)
+_ZONE_WORD = re.compile(r"\b(?:UTC|GMT)[ \t]?(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?\b"
+                        r"|\b(?P<name>UTC|GMT|CEST|CET|MESZ|MEZ|EEST|EET|WET|BST|EST|EDT|CST|CDT|"
+                        r"MST|MDT|PST|PDT|JST|AEST)\b")
+
+
+def declared_zone(text: str) -> str | None:
+    """The zone a text declares for its times, as "+HHMM" or a name parse_time knows."""
+    for n, m in enumerate(_DECLARED.finditer(text[:MAX_KEYWORD_CHARS])):
+        if n >= 50:
+            break
+        zone = _ZONE_WORD.search(m.group(0))
+        if zone is None:
+            continue
+        if zone.group("name"):
+            return _LOCAL_NAMES.get(zone.group("name"), zone.group("name"))
+        return f"{zone.group('sign')}{int(zone.group('h')):02d}{zone.group('m') or '00'}"
+    return None
+
 _MONTHS = {m: n for n, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 
@@ -198,8 +227,9 @@ class Found:
     year_inferred: bool = False
 
 
-def _times(text: str, date_header: datetime | None, limit: int = 20) -> list[Found]:
-    """Times in *text*, in order of appearance."""
+def _times(text: str, date_header: datetime | None, limit: int = 20,
+           zone: str | None = None) -> list[Found]:
+    """Times in *text*, in order of appearance; *zone* for those written without one."""
     hits: list[tuple[int, re.Match[str]]] = []
     for pattern in _TIMES:
         for n, m in enumerate(pattern.finditer(text)):
@@ -212,15 +242,20 @@ def _times(text: str, date_header: datetime | None, limit: int = 20) -> list[Fou
     for _start, m in hits:
         if any(a <= m.start() < b for a, b in taken):
             continue
-        value = _time_of(m, date_header)
+        value = _time_of(m, date_header, zone)
         if value is not None:
             taken.append((m.start(), m.end()))
             found.append(value)
     return found
 
 
-def _time_of(m: re.Match[str], date_header: datetime | None) -> Found | None:
+def _time_of(m: re.Match[str], date_header: datetime | None,
+             default_zone: str | None = None) -> Found | None:
     parts = m.groupdict()
+    if parts.get("a"):  # d/m/y or m/d/y: a day above 12 decides, else AM/PM says American
+        a, b = int(parts["a"]), int(parts["b"])
+        us = b > 12 or (a <= 12 and bool(parts.get("ampm")))
+        parts["mo"], parts["d"] = (str(a), str(b)) if us else (str(b), str(a))
     month = int(parts["mo"]) if parts.get("mo") else _MONTHS[parts["mon"][:3].lower()]
     hour = int(parts["h"])
     if parts.get("ampm"):
@@ -234,7 +269,9 @@ def _time_of(m: re.Match[str], date_header: datetime | None) -> Found | None:
         year = date_header.year
     else:
         year = int(parts["y"])
-    zone = parts.get("zone") or ""
+    zone = _LOCAL_NAMES.get(parts.get("zone") or "", parts.get("zone") or "")
+    if not zone and default_zone:
+        zone = default_zone
     second = (parts["s"] or "00") + (f".{parts['frac']}" if parts.get("frac") else "")
     iso = f"{year:04d}-{month:02d}-{int(parts['d']):02d} {hour:02d}:{parts['mi']}:{second}"
     at, stated = parse_time(f"{iso} {zone}".strip())
@@ -399,8 +436,9 @@ _WHOIS_RANGE = re.compile(  # a WHOIS block's range lines: their addresses are r
 _WHOIS_DATE = re.compile(  # a WHOIS block's record dates: never the incident's time
     r"^[ \t>]*(?:created|last-modified|changed|regdate|updated|registration date|"
     r"last updated|modified)[ \t]*+:", re.I)
-_RANGE_DASH = re.compile(r"^\s{0,3}[-\u2013]\s{0,3}[0-9a-fA-F]")
-_RANGE_BEFORE = re.compile(r"[0-9a-fA-F]\s{0,3}[-\u2013]\s{0,3}$")
+# "A - B" where B is an address too ("198.51.100.0 - 198.51.100.255"), not "1.2.3.4 - 2026-..."
+_RANGE_DASH = re.compile(r"^\s{0,3}[-\u2013]\s{0,3}(?:\d{1,3}\.\d{1,3}\.|[0-9a-fA-F]{1,4}:)")
+_RANGE_BEFORE = re.compile(r"(?:\d\.\d{1,3}|[0-9a-fA-F]:[0-9a-fA-F]{0,4})\s{0,3}[-\u2013]\s{0,3}$")
 # Words before an address, on its line: the last one found says what the address is.
 _OFFENDER_WORDS = re.compile(
     r"\b(?:source|src|offending|offender|attacker|attacking|attacks?|attacked\s+(?:us|from)|"
@@ -443,7 +481,8 @@ def _role_of(before: str) -> tuple[Role, float]:
 
 
 def _text_candidates(text: str, mentions: list[Mention], where: str, weight_bonus: float,
-                     date_header: datetime | None) -> list[Candidate]:
+                     date_header: datetime | None, zone: str | None = None
+                     ) -> list[Candidate]:
     """A candidate for each address of *text*: its role from its line, the time of its line."""
     out: list[Candidate] = []
     line_times: dict[int, Found | None] = {}
@@ -465,7 +504,8 @@ def _text_candidates(text: str, mentions: list[Mention], where: str, weight_bonu
         if line.lstrip().startswith(">"):
             weight *= 0.8  # a quoted reply: said before, perhaps by someone else
         if start not in line_times:
-            found = _times(line, date_header, limit=2) if not _WHOIS_DATE.match(line) else []
+            found = _times(line, date_header, limit=2, zone=zone) \
+                if not _WHOIS_DATE.match(line) else []
             line_times[start] = found[0] if found else None
         timed = line_times[start]
         out.append(Candidate(
@@ -511,6 +551,23 @@ _COMMON_FILES = frozenset({"exe", "zip", "php", "html", "htm", "js", "txt", "pdf
                            "mp4", "mp3", "avi", "mkv", "iso", "apk", "jar", "vbs", "ps1"})
 
 
+_GENERIC_TLDS = frozenset({
+    "com", "net", "org", "info", "biz", "edu", "gov", "mil", "int", "io", "me", "tv", "cc",
+    "xyz", "top", "site", "online", "shop", "store", "app", "dev", "cloud", "club", "live", "pro",
+    "asia", "tech", "website", "space", "fun", "icu", "vip", "work", "link", "click", "win",
+    "bid", "loan", "host", "press", "email", "services", "support", "digital", "media", "news",
+    "blog", "world", "life", "today", "agency", "company", "group", "network", "solutions",
+    "eu", "ru", "su", "uk", "mobi", "name", "example", "test", "invalid", "museum", "travel",
+    "jobs", "cat", "tel", "coop", "aero", "page", "rest", "bar", "monster", "cyou", "sbs",
+})
+
+
+def _known_tld(tld: str) -> bool:
+    """A top-level domain a bare host name may end in: a country code or a common gTLD (not
+    "log.filter", "index.php")."""
+    return tld not in _COMMON_FILES and (len(tld) == 2 or tld in _GENERIC_TLDS)
+
+
 def _host_candidates(text: str, urls: list[str], defanged: list[str],
                      reporter_base: str | None) -> list[Candidate]:
     """URL hosts and host names written bare ("the site shop.example"), never the
@@ -531,7 +588,7 @@ def _host_candidates(text: str, urls: list[str], defanged: list[str],
             break
         host = m.group(1).lower()
         tld = host.rsplit(".", 1)[-1]
-        if tld in _COMMON_FILES or _base(host) == reporter_base or clean_ip(host):
+        if not _known_tld(tld) or _base(host) == reporter_base or clean_ip(host):
             continue
         start, _end = _line_at(text, m.start())
         role, weight = _role_of(text[max(start, m.start() - 64):m.start()])
@@ -612,7 +669,10 @@ def read_text(mail: Mail) -> ParsedReport:
             fw = refang(_clean(f.get("subject", "")))
             candidates += _text_candidates(fw, _mentions(fw, []), "forwarded subject", 0.1,
                                            date_header)
-    candidates += _text_candidates(body.plain, body_mentions, "text", 0.0, date_header)
+    zone = declared_zone(body.plain)
+    if zone:
+        extra["declared_zone"] = zone
+    candidates += _text_candidates(body.plain, body_mentions, "text", 0.0, date_header, zone)
     candidates += _hop_candidates(blocks, reporter_base)
     excluded = {c.value for c in candidates if c.role in NOT_OFFENDERS}
     offered = {c.value for c in candidates if c.role not in NOT_OFFENDERS}
@@ -704,7 +764,8 @@ def _when(report: ParsedReport, extra: dict[str, Any], mail: Mail, body: Body, h
     if extra.get("source_ip_from") == "received header" and hop and hop.time and hop.time_raw:
         chosen, source = Found(hop.time, hop.time_raw, hop.zone_stated), "received header"
     if chosen is None:
-        text_times = _times(_without_record_dates(body.plain), date_header)
+        text_times = _times(_without_record_dates(body.plain), date_header,
+                            zone=extra.get("declared_zone"))
         if text_times:
             chosen, source = text_times[0], "text"
     if chosen is None and first_timed and first_timed.time and first_timed.time_raw:

@@ -441,16 +441,6 @@ def _section_classes() -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "source"}
 
 
-def _is_network(value: object) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_network(str(value), strict=False)
-    except ValueError:
-        return False
-    return isinstance(value, str)
-
-
 def build_config(data: Mapping[str, Any], source: str = "defaults",
                  env: Mapping[str, str] | None = None) -> Config:
     """Validate *data* (a parsed TOML document) plus env overrides into a :class:`Config`."""

@@ -118,3 +118,43 @@ def test_own_networks() -> None:
     assert in_networks("2001:db8:1::5", nets)
     assert not in_networks("198.51.100.1", nets)
     assert not in_networks("shop.example", nets)
+
+
+def _text_report(body: str, subject: str = "Abuse") -> ParsedReport:
+    from parsers.mail import Mail
+    from parsers.text import TextParser
+
+    raw = (f"From: admin@victim.example\r\nTo: abuse@isp.example\r\nSubject: {subject}\r\n"
+           "Date: Fri, 20 Nov 2026 10:00:00 +0000\r\n\r\n" + body).encode()
+    return TextParser().parse(Mail(raw)).reports[0]
+
+
+def test_free_text_spam_from_a_documentation_address_that_is_ours() -> None:
+    # The README's own example: the customer file says 192.0.2.10 is ours.
+    desk = classifier("192.0.2.10")
+    got = desk.offenders([_text_report("We received spam from 192.0.2.10, please stop it.")],
+                         AT)
+    assert [r.source_ip for r in got] == ["192.0.2.10"]
+    assert desk.resolve(got[0], AT).external_id == "C-1"
+
+
+def test_free_text_log_naming_two_of_our_hosts_and_a_victim_gives_two_reports() -> None:
+    body = ("Our server 192.0.2.80 was attacked. Firewall log (times UTC):\n"
+            "2026-11-19 23:05:07 DROP 198.51.100.3:40000 -> 192.0.2.80:22\n"
+            "2026-11-19 23:07:00 DROP 198.51.100.4:40001 -> 192.0.2.80:22\n")
+    got = classifier("198.51.100.0/24", "192.0.2.80").offenders([_text_report(body)], AT)
+    assert [(r.source_ip, r.source_port, r.occurred_at) for r in got] == [
+        ("198.51.100.3", 40000, ROW_TIME),
+        ("198.51.100.4", 40001, datetime(2026, 11, 19, 23, 7, tzinfo=UTC))]
+
+
+def test_own_networks_is_configured_as_cidrs() -> None:
+    import pytest
+
+    from abuse_desk.config import ConfigError, build_config
+
+    config = build_config({"classifier": {"own_networks": ["192.0.2.0/24", "2001:db8::/32"]}},
+                          env={})
+    assert config.classifier.own_networks == ["192.0.2.0/24", "2001:db8::/32"]
+    with pytest.raises(ConfigError, match="own_networks"):
+        build_config({"classifier": {"own_networks": ["not a network"]}}, env={})

@@ -90,9 +90,11 @@ _QUOTE = re.compile(r"^(?:[ \t]*>)+[ \t]?")
 
 
 def _clean(text: str) -> str:
-    """Compatibility forms folded (full-width digits), soft hyphens and zero-width marks gone."""
+    """Compatibility forms folded (full-width digits), soft hyphens and zero-width marks gone,
+    a defanged colon ("2001[:]db8[:]:1", "1.2.3.4[:]8080") a colon again."""
     text = unicodedata.normalize("NFKC", text)
-    return _INVISIBLE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _INVISIBLE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("[:]", ":") if "[:]" in text else text
 
 
 def _ip_text(text: str) -> str:
@@ -173,8 +175,8 @@ _MON = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
 _DOW = r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
 _HMS = r"(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
 _AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?[Mm]\.?(?![a-z]))?"
-_ZONE = (r"(?:\s*(?P<zone>[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MESZ|MEZ|MEST|MET"
-         r"|EEST|EET|WET|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)"
+_ZONE = (r"(?:\s*(?:Uhr\s*)?\(?(?P<zone>[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MESZ"
+         r"|MEZ|MEST|MET|EEST|EET|WET|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)\)?"
          r"(?:\s*\([A-Za-z ]{1,20}\))?)?")
 _TIMES = [
     re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})(?:T|\s+)" + _HMS + _ZONE),
@@ -189,7 +191,8 @@ _TIMES = [
     # "23.11.2026 21:31:52" (German, Dutch ...), "22/11/2026 01:22:51 PM", "11/22/2026 ..."
     re.compile(r"\b(?P<d>\d{1,2})\.(?P<mo>\d{1,2})\.(?P<y>\d{4}),?\s+(?:um\s+|à\s+|a las\s+)?"
                + _HMS + _AMPM + _ZONE),
-    re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4}),?\s+(?:at\s+)?" + _HMS + _AMPM
+    re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4}),?\s+(?:at\s+|um\s+|à\s+|a las\s+)?"
+               + _HMS + _AMPM
                + _ZONE),
 ]
 _LOCAL_NAMES = {"MEZ": "CET", "MESZ": "CEST"}

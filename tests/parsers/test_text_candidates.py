@@ -81,3 +81,22 @@ def test_private_and_documentation_addresses_are_offered() -> None:
     got = candidates("Spam from 192.0.2.10 and from 10.1.2.3\n")
     assert got["192.0.2.10"].role is Role.OFFENDER
     assert got["10.1.2.3"].role is Role.OFFENDER
+
+
+def test_a_defanged_colon_and_a_port() -> None:
+    got = candidates("Bot at 2001[:]db8[:]4400[:]:7 and 198[.]51[.]100[.]9[:]8080\n")
+    assert "2001:db8:4400::7" in got
+    assert got["198.51.100.9"].port == 8080
+
+
+def test_day_month_year_and_american_times() -> None:
+    got = candidates("Login vom 23.11.2026 um 21:44:10 (MEZ) von 198.51.100.3\n"
+                     "11/22/2026 01:22:51 PM EST DENY 203.0.113.4 -> 192.0.2.1\n")
+    assert got["198.51.100.3"].occurred_at == datetime(2026, 11, 23, 20, 44, 10, tzinfo=UTC)
+    assert got["203.0.113.4"].occurred_at == datetime(2026, 11, 22, 18, 22, 51, tzinfo=UTC)
+
+
+def test_a_zone_declared_once_holds_for_the_lines_below() -> None:
+    got = candidates("Server time zone is CET.\n"
+                     "2026-11-22 17:02:11 Ban 203.0.113.17\n")
+    assert got["203.0.113.17"].occurred_at == datetime(2026, 11, 22, 16, 2, 11, tzinfo=UTC)

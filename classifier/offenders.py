@@ -70,14 +70,18 @@ def choose(report: ParsedReport, is_ours: Callable[[Candidate, datetime | None],
     docstring), or *report* itself with its best-labelled candidate as the offender."""
     if not report.candidates:
         return [report]
-    eligible = [c for c in report.candidates if c.role not in NOT_OFFENDERS]
+    # An address named somewhere as a victim, relay, reporter or range end is not the offender
+    # unless it is also labelled the offender somewhere.
+    labelled = {c.value for c in report.candidates if c.role is Role.OFFENDER}
+    excluded = {c.value for c in report.candidates if c.role in NOT_OFFENDERS} - labelled
+    eligible = [c for c in report.candidates
+                if c.role not in NOT_OFFENDERS and c.value not in excluded]
     ranked = sorted(_unique(eligible), key=rank)
     ours: list[Candidate] = []
     for candidate in ranked:
         if is_ours(candidate, candidate.occurred_at or report.occurred_at):
             ours.append(candidate)
     if not ours:
-        excluded = {c.value for c in report.candidates if c.role in NOT_OFFENDERS}
         current = _current(report)
         if current is not None and current not in excluded:
             return [report]  # the parser's own pick stands: it says whom it accuses

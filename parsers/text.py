@@ -449,10 +449,16 @@ _OFFENDER_WORDS = re.compile(
     r"bot|scanner|scanning|originating|origin|culprit|harass\w*|hosted\s+(?:at|on)|hosting|"
     r"resolves\s+to|from|von|vom|depuis|desde|de\s+la\s+ip|origen|angreifer|quelle|"
     r"client|connecting|remote|rhost|peer)\b", re.I)
+# "our" / "my" only with a machine after it ("our server", "my web site", "unser Mailserver"):
+# "our client", "unserer Mandantin" are people, and the address after them is often the
+# offender's.
 _VICTIM_WORDS = re.compile(
-    r"\b(?:dest\w*|dst|dpt|target\w*|victim\w*|honeypot\w*|sensor\w*|trap|our|my|to|towards|"
-    r"against|ziel\w*|unser\w*|mein\w*|cible|destino|nuestr\w*|notre|nos|local|"
-    r"attacked\s+(?:host|server|ip))\b", re.I)
+    r"\b(?:dest\w*|dst|dpt|target\w*|victim\w*|honeypot\w*|sensor\w*|trap|to|towards|"
+    r"against|ziel\w*|cible|destino|local|attacked\s+(?:host|server|ip)|"
+    r"(?:our|my|unser\w*|mein\w*|notre|nos|nuestr\w*|mi)\s+(?:own\s+)?(?:web\s*|mail\s*)?"
+    r"(?:servers?|hosts?|honeypots?|networks?|netz\w*|sites?|websites?|systems?|machines?|"
+    r"ip|ips|address\w*|adresse\w*|firewall\w*|sensors?|range|platform|infrastructure|"
+    r"servidor\w*|serveur\w*|rechner|server\w*|shop|forum|blog|instance|vps))\b", re.I)
 _C2_WORDS = re.compile(r"(?:\bc2\b|\bc&c\b|\bcnc\b|command[- ]and[- ]control|sinkhole\w*|"
                        r"control\s+server|\bpanel\b|\bcontacted\b|\bconnects?\s+to\b|"
                        r"\bbeacon\w*)", re.I)

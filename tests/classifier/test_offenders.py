@@ -158,3 +158,12 @@ def test_own_networks_is_configured_as_cidrs() -> None:
     assert config.classifier.own_networks == ["192.0.2.0/24", "2001:db8::/32"]
     with pytest.raises(ConfigError, match="own_networks"):
         build_config({"classifier": {"own_networks": ["not a network"]}}, env={})
+
+
+def test_an_address_named_as_the_victim_is_not_the_offender_for_being_named_again() -> None:
+    # "our honeypot 192.0.2.5 ... hits on 192.0.2.5": both ours here, neither accused
+    got = classifier("192.0.2.0/24", "203.0.113.9").offenders([report(
+        Candidate("192.0.2.5", Role.VICTIM, 0.1),
+        Candidate("192.0.2.5", Role.MENTIONED, 0.5),
+        Candidate("203.0.113.9", Role.MENTIONED, 0.5))], AT)
+    assert [r.source_ip for r in got] == ["203.0.113.9"]

@@ -100,3 +100,12 @@ def test_a_zone_declared_once_holds_for_the_lines_below() -> None:
     got = candidates("Server time zone is CET.\n"
                      "2026-11-22 17:02:11 Ban 203.0.113.17\n")
     assert got["203.0.113.17"].occurred_at == datetime(2026, 11, 22, 16, 2, 11, tzinfo=UTC)
+
+
+def test_our_client_is_a_person_not_a_machine() -> None:
+    got = candidates("Threats against our client from IP 2001:db8:9a::2.\n"
+                     "Unserer Mandantin schrieb IP 198.51.100.8 Drohungen.\n"
+                     "Our mail server 192.0.2.25 received it.\n")
+    assert got["2001:db8:9a::2"].role is Role.OFFENDER
+    assert got["198.51.100.8"].role is not Role.VICTIM
+    assert got["192.0.2.25"].role is Role.VICTIM

@@ -433,6 +433,7 @@ def _kind(subject: str, text: str) -> tuple[str | None, dict[str, int]]:
 # -- candidates: every address with what its line says it is --------------------------------
 
 MAX_CANDIDATES = 500
+MAX_LINE = 2000  # a longer line is read around each address only
 _WHOIS_RANGE = re.compile(  # a WHOIS block's range lines: their addresses are range ends
     r"^[ \t>]*(?:inetnum|inet6num|netrange|cidr|route6?|netblock|ip[- ]?range|network|"
     r"nethandle|parent)[ \t]*+:", re.I)
@@ -498,7 +499,12 @@ def _text_candidates(text: str, mentions: list[Mention], where: str, weight_bonu
     previous: Mention | None = None
     for mention in mentions:
         start, end = _line_at(text, mention.start)
-        line = text[start:end]
+        key = start
+        if end - start > MAX_LINE:  # a huge line: the words around the address only
+            key = -1 - mention.start
+            line = text[max(start, mention.start - 300):min(end, mention.end + 300)]
+        else:
+            line = text[start:end]
         before = text[max(start, mention.start - 64):mention.start]
         after = text[mention.end:min(end, mention.end + 8)]
         if _WHOIS_RANGE.match(line) or _RANGE_DASH.match(after) or \
@@ -507,16 +513,16 @@ def _text_candidates(text: str, mentions: list[Mention], where: str, weight_bonu
         else:
             role, weight = _role_of(before)
             gap = text[previous.end:mention.start] if previous is not None and \
-                previous.start >= start else ""
-            if gap and len(gap) <= 24 and _ARROW.search(gap):
+                previous.start >= start and mention.start - previous.end <= 24 else ""
+            if gap and _ARROW.search(gap):
                 role, weight = Role.VICTIM, 0.1  # "src -> dst"
         if line.lstrip().startswith(">"):
             weight *= 0.8  # a quoted reply: said before, perhaps by someone else
-        if start not in line_times:
+        if key not in line_times:
             found = _times(line, date_header, limit=2, zone=zone) \
                 if not _WHOIS_DATE.match(line) else []
-            line_times[start] = found[0] if found else None
-        timed = line_times[start]
+            line_times[key] = found[0] if found else None
+        timed = line_times[key]
         out.append(Candidate(
             value=mention.ip, role=role, weight=min(1.0, weight + weight_bonus),
             port=mention.port, occurred_at=timed.at if timed else None,

@@ -174,8 +174,9 @@ def _inside(spans: list[tuple[int, int]], pos: int) -> bool:
 _MON = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
 _DOW = r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
 _HMS = r"(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
-_AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?[Mm]\.?(?![a-z]))?"
-_ZONE = (r"(?:\s*(?:Uhr\s*)?\(?(?P<zone>[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MESZ"
+_AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?\s?[Mm]\.?(?![a-z]))?"
+_ZONE = (r"(?:\s*(?:Uhr\s*)?\(?(?P<zone>(?:UTC|GMT) ?[+-]\d{1,2}(?::?\d{2})?(?!\d)|"
+         r"[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MESZ"
          r"|MEZ|MEST|MET|EEST|EET|WET|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)\)?"
          r"(?:\s*\([A-Za-z ]{1,20}\))?)?")
 _TIMES = [
@@ -189,16 +190,17 @@ _TIMES = [
     re.compile(r"(?m)^[ \t]*" + _MON + r"\s+(?P<d>\d{1,2})\s+" + _HMS  # syslog: no year
                + r"(?!\s*\d{4})\b"),
     # "23.11.2026 21:31:52" (German, Dutch ...), "22/11/2026 01:22:51 PM", "11/22/2026 ..."
-    re.compile(r"\b(?P<d>\d{1,2})\.(?P<mo>\d{1,2})\.(?P<y>\d{4}),?\s+(?:um\s+|à\s+|a las\s+)?"
+    re.compile(r"\b(?P<d>\d{1,2})\.(?P<mo>\d{1,2})\.(?P<y>\d{4}|\d{2}),?\s+(?:um\s+|à\s+|a las\s+)?"
                + _HMS + _AMPM + _ZONE),
     re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4}),?\s+(?:at\s+|um\s+|à\s+|a las\s+)?"
                + _HMS + _AMPM
                + _ZONE),
 ]
 _LOCAL_NAMES = {"MEZ": "CET", "MESZ": "CEST"}
+_UTC_OFFSET = re.compile(r"(?:UTC|GMT) ?([+-])(\d{1,2})(?::?(\d{2}))?")
 # A zone the text declares for the times it lists ("Server time zone is CET", "times below are
 # US Eastern (EST, UTC-5)", "Datum/Zeit (MEZ)"): taken for its times written without one.
-_DECLARED = re.compile(r"\b(?:time[ \t]?zones?|timezone|times?|zeitzone|zeiten|uhrzeit|zeit|"
+_DECLARED = re.compile(r"\b(?:time[ \t]?zones?|timezone|times?|clock|zeitzone|zeiten|uhrzeit|zeit|"
                        r"heures?|horas?|fuseau|zona)\b[^\n]{0,80}", re.I)
 _ZONE_WORD = re.compile(r"\b(?:UTC|GMT)[ \t]?(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?\b"
                         r"|\b(?P<name>UTC|GMT|CEST|CET|MESZ|MEZ|EEST|EET|WET|BST|EST|EDT|CST|CDT|"
@@ -272,7 +274,12 @@ def _time_of(m: re.Match[str], date_header: datetime | None,
         year = date_header.year
     else:
         year = int(parts["y"])
+        if year < 100:  # "22.11.26"
+            year += 2000
     zone = _LOCAL_NAMES.get(parts.get("zone") or "", parts.get("zone") or "")
+    offset = _UTC_OFFSET.fullmatch(zone)
+    if offset:  # "UTC-6", "GMT+05:30"
+        zone = f"{offset.group(1)}{int(offset.group(2)):02d}{offset.group(3) or '00'}"
     if not zone and default_zone:
         zone = default_zone
     second = (parts["s"] or "00") + (f".{parts['frac']}" if parts.get("frac") else "")
@@ -491,9 +498,10 @@ def _role_of(before: str) -> tuple[Role, float]:
 
 
 def _text_candidates(text: str, mentions: list[Mention], where: str, weight_bonus: float,
-                     date_header: datetime | None, zone: str | None = None
-                     ) -> list[Candidate]:
-    """A candidate for each address of *text*: its role from its line, the time of its line."""
+                     date_header: datetime | None, zone: str | None = None,
+                     zoneless: set[int] | None = None) -> list[Candidate]:
+    """A candidate for each address of *text*: its role from its line, the time of its line
+    (the ids of those whose time had no zone go to *zoneless*)."""
     out: list[Candidate] = []
     line_times: dict[int, Found | None] = {}
     previous: Mention | None = None
@@ -523,13 +531,25 @@ def _text_candidates(text: str, mentions: list[Mention], where: str, weight_bonu
                 if not _WHOIS_DATE.match(line) else []
             line_times[key] = found[0] if found else None
         timed = line_times[key]
-        out.append(Candidate(
+        candidate = Candidate(
             value=mention.ip, role=role, weight=min(1.0, weight + weight_bonus),
             port=mention.port, occurred_at=timed.at if timed else None,
             occurred_raw=timed.raw[:200] if timed else None,
-            context=f"{where}: {line.strip()[:160]}"))
+            context=f"{where}: {line.strip()[:160]}")
+        if timed is not None and not timed.zone_stated and zoneless is not None:
+            zoneless.add(id(candidate))
+        out.append(candidate)
         previous = mention
     return out
+
+
+def _prefer_stated_zones(candidates: list[Candidate], zoneless: set[int]) -> None:
+    """An address with a time whose zone is known somewhere (a Received line, "... CET")
+    loses the zone-less times of its other lines: "08:05:44 (heure de Paris)" is not UTC."""
+    stated = {c.value for c in candidates if c.occurred_at is not None and id(c) not in zoneless}
+    for c in candidates:
+        if id(c) in zoneless and c.value in stated:
+            c.occurred_at, c.occurred_raw = None, None
 
 
 def _hop_candidates(blocks: list[Message], reporter_base: str | None) -> list[Candidate]:
@@ -687,8 +707,11 @@ def read_text(mail: Mail) -> ParsedReport:
     zone = declared_zone(body.plain)
     if zone:
         extra["declared_zone"] = zone
-    candidates += _text_candidates(body.plain, body_mentions, "text", 0.0, date_header, zone)
+    zoneless: set[int] = set()
+    candidates += _text_candidates(body.plain, body_mentions, "text", 0.0, date_header, zone,
+                                   zoneless)
     candidates += _hop_candidates(blocks, reporter_base)
+    _prefer_stated_zones(candidates, zoneless)
     excluded = {c.value for c in candidates if c.role in NOT_OFFENDERS}
     offered = {c.value for c in candidates if c.role not in NOT_OFFENDERS}
     public = [(ip, where) for ip, where in public if ip in offered or ip not in excluded]

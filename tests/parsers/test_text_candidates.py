@@ -109,3 +109,24 @@ def test_our_client_is_a_person_not_a_machine() -> None:
     assert got["2001:db8:9a::2"].role is Role.OFFENDER
     assert got["198.51.100.8"].role is not Role.VICTIM
     assert got["192.0.2.25"].role is Role.VICTIM
+
+
+def test_a_time_with_a_known_zone_wins_over_a_zoneless_one_for_the_same_address() -> None:
+    body = ("Sent from 198.51.100.31 on 20/11/2026 at 08:05:44 (local time).\n\n"
+            "Received: from mx.sender.example (mx.sender.example [198.51.100.31]) by\n"
+            " mx.reporter.example; Fri, 20 Nov 2026 07:05:44 +0000\n")
+    got = [c for c in _all(body) if c.value == "198.51.100.31" and c.occurred_at]
+    assert {c.occurred_at for c in got} == {datetime(2026, 11, 20, 7, 5, 44, tzinfo=UTC)}
+
+
+def test_two_digit_years_and_spaced_pm() -> None:
+    got = candidates("22.11.26 03:12:41 Portscan: 198.51.100.5 -> TCP 22\n"
+                     "el 22/11/2026 a las 10:03:17 p. m. UTC-6 desde 203.0.113.8\n")
+    assert got["198.51.100.5"].occurred_at == datetime(2026, 11, 22, 3, 12, 41, tzinfo=UTC)
+    assert got["203.0.113.8"].occurred_at == datetime(2026, 11, 23, 4, 3, 17, tzinfo=UTC)
+
+
+def _all(body: str) -> list[Candidate]:
+    raw = ("From: soc@reporter.example\r\nTo: abuse@isp.example\r\nSubject: spam\r\n"
+           "Date: Fri, 20 Nov 2026 12:00:00 +0000\r\n\r\n" + body).encode()
+    return PARSER.parse(Mail(raw)).reports[0].candidates

@@ -441,9 +441,11 @@ def _kind(subject: str, text: str) -> tuple[str | None, dict[str, int]]:
 
 MAX_CANDIDATES = 500
 MAX_LINE = 2000  # a longer line is read around each address only
-_WHOIS_RANGE = re.compile(  # a WHOIS block's range lines: their addresses are range ends
+_WHOIS_RANGE = re.compile(  # a WHOIS block's lines: their addresses are ranges, not hosts
     r"^[ \t>]*(?:inetnum|inet6num|netrange|cidr|route6?|netblock|ip[- ]?range|network|"
-    r"nethandle|parent)[ \t]*+:", re.I)
+    r"nethandle|parent|ref|netname|origin\w*|descr|remarks|mnt-[a-z-]{1,20}|orgname|"
+    r"orgid|nettype|rdap|whois)[ \t]*+:|^[ \t>]*[%#].{0,60}(?:related to|abuse contact for)",
+    re.I)
 _WHOIS_DATE = re.compile(  # a WHOIS block's record dates: never the incident's time
     r"^[ \t>]*(?:created|last-modified|changed|regdate|updated|registration date|"
     r"last updated|modified)[ \t]*+:", re.I)

@@ -167,3 +167,17 @@ def test_an_address_named_as_the_victim_is_not_the_offender_for_being_named_agai
         Candidate("192.0.2.5", Role.MENTIONED, 0.5),
         Candidate("203.0.113.9", Role.MENTIONED, 0.5))], AT)
     assert [r.source_ip for r in got] == ["203.0.113.9"]
+
+
+def test_a_pasted_whois_block_of_our_own_range_accuses_only_the_logged_host() -> None:
+    body = ("Port scan from our neighbour, log in UTC:\n"
+            "2026-11-19 23:05:07 DENY TCP 198.51.100.143:61000 -> 192.0.2.33:22\n\n"
+            "NetRange:       198.51.100.0 - 198.51.100.255\n"
+            "CIDR:           198.51.100.0/24\n"
+            "RegDate:        2018-04-02\n"
+            "Ref:            https://rdap.arin.example/registry/ip/198.51.100.0\n"
+            "% Abuse contact for '198.51.100.0 - 198.51.100.255' is 'abuse@isp.example'\n"
+            "inetnum:        198.51.100.0 - 198.51.100.255\n"
+            "created:        2010-01-04T09:00:00Z\n")
+    got = classifier("198.51.100.0/24").offenders([_text_report(body)], AT)
+    assert [(r.source_ip, r.occurred_at) for r in got] == [("198.51.100.143", ROW_TIME)]

@@ -76,6 +76,11 @@ def choose(report: ParsedReport, is_ours: Callable[[Candidate, datetime | None],
     excluded = {c.value for c in report.candidates if c.role in NOT_OFFENDERS} - labelled
     eligible = [c for c in report.candidates
                 if c.role not in NOT_OFFENDERS and c.value not in excluded]
+    if report.source_ip and report.source_ip not in excluded and \
+            all(c.value != report.source_ip for c in eligible):
+        # The parser's own pick counts too, when its candidates left it out.
+        eligible.append(Candidate(report.source_ip, Role.MENTIONED, 0.5, report.source_port,
+                                  report.occurred_at, report.occurred_raw, "source_ip"))
     ranked = sorted(_unique(eligible), key=rank)
     ours: list[Candidate] = []
     for candidate in ranked:

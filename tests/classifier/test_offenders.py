@@ -181,3 +181,9 @@ def test_a_pasted_whois_block_of_our_own_range_accuses_only_the_logged_host() ->
             "created:        2010-01-04T09:00:00Z\n")
     got = classifier("198.51.100.0/24").offenders([_text_report(body)], AT)
     assert [(r.source_ip, r.occurred_at) for r in got] == [("198.51.100.143", ROW_TIME)]
+
+
+def test_the_parsers_own_source_ip_counts_when_its_candidates_leave_it_out() -> None:
+    got = classifier("203.0.113.1").offenders([report(
+        Candidate("198.51.100.2", Role.MENTIONED, 0.5), source_ip="203.0.113.1")], AT)
+    assert [r.source_ip for r in got] == ["203.0.113.1"]

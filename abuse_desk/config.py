@@ -142,6 +142,9 @@ class ClassifierConfig:
     index_refresh_s: float = 5.0
     authserv_id: str = ""
     spf_timeout_s: float = 5.0
+    # The provider's own address space beyond the customer index (CIDRs): an address a report
+    # names inside it counts as ours when the offender is chosen (classifier/offenders.py).
+    own_networks: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -348,6 +351,8 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("classifier", "authserv_id"): (lambda v: not any(c.isspace() or c in ";()\"" for c in v),
                                     "an authserv-id such as mx.example.net (no spaces), or \"\""),
     ("classifier", "spf_timeout_s"): (lambda v: v >= 0, "zero (no SPF check) or more seconds"),
+    ("classifier", "own_networks"): (lambda v: all(_is_network(n) for n in v),
+                                     "a list of CIDR networks such as \"192.0.2.0/24\""),
     ("workflow", "time_zone"): (_is_time_zone, "an IANA time zone such as Europe/Berlin"),
     ("workflow", "holiday_country"): (_is_country, "a country code the holidays package knows "
                                       "(US, DE, GB, ...) or \"\" for none"),

@@ -134,6 +134,7 @@ def _examine(desk: Desk, raw: bytes, received_at: datetime,
         progress("DKIM verification")
         trust = classifier.assess_reporter(facts)
         progress("classifying")
+        result.reports = classifier.offenders(result.reports, received_at)
         decisions = [classifier.classify(report, facts, trust) for report in result.reports]
     except SQLAlchemyError:
         raise  # the system, not the content: dramatiq retries

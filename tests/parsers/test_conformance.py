@@ -4,7 +4,7 @@ and its disposition, format and source IPs are what the table says.
 The table was checked against the files (each parser's own test states the per-file fields it
 reads: see test_arf.py, test_xarf.py, test_acns.py, test_shadowserver.py, test_text.py). The
 samples are sanitised: most addresses are private or documentation ranges, which the free-text
-parser does not take as offenders (their reports need review instead).
+parser offers like any other (the classifier takes them only when they are the provider's own).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ EXPECTED = {
         ["fdf1:cb9d:f59e:19b0::33:4f"],
     ),
     "abuseio/cleanmx/Cleanmx_Example_1.eml": ("report", "xarf", ["192.168.2.20"]),
-    "abuseio/cleanmx/Cleanmx_Example_2.eml": ("report", "text", []),
+    "abuseio/cleanmx/Cleanmx_Example_2.eml": ("report", "text", ["172.16.10.13"]),
     "abuseio/cleanmx/Cleanmx_Example_3.eml": ("report", "xarf", ["fdf1:cb9d:f59e:19b0:45ff::1"]),
-    "abuseio/cleanmx/Cleanmx_Example_4.eml": ("report", "text", []),
+    "abuseio/cleanmx/Cleanmx_Example_4.eml": ("report", "text", ["fdf1:cb9d:f59e:19b0:45ff::1"]),
     "abuseio/copyrightcompliance/Copyrightcompliance_Example_1.eml": (
         "report",
         "acns",
@@ -43,8 +43,8 @@ EXPECTED = {
         "acns",
         ["fdf1:cb9d:f59e:19b0:2:3:ff33:345"],
     ),
-    "abuseio/cyscon/Cyscon_Example_1.eml": ("report", "text", []),
-    "abuseio/cyscon/Cyscon_Example_2.eml": ("report", "text", []),
+    "abuseio/cyscon/Cyscon_Example_1.eml": ("report", "text", ["172.16.10.13"]),
+    "abuseio/cyscon/Cyscon_Example_2.eml": ("report", "text", ["fdf1:cb9d:f59e:19b0:ff3:567:0:33"]),
     "abuseio/feedback-loop/AOL_example_1.eml": ("report", "arf", ["10.17.18.1"]),
     "abuseio/feedback-loop/AOL_example_2.eml": ("report", "arf", ["10.17.18.2"]),
     "abuseio/feedback-loop/Bluetie_example_1.eml": ("report", "arf", ["10.17.18.3"]),
@@ -69,8 +69,9 @@ EXPECTED = {
     "abuseio/feedback-loop/Yahoo_example_2.eml": ("report", "arf", ["10.17.18.26"]),
     "abuseio/feedback-loop/Zoho_example_1.eml": ("report", "arf", ["10.17.18.28"]),
     "abuseio/feedback-loop/Zoho_example_2.eml": ("report", "arf", ["10.17.18.29"]),
-    "abuseio/google/Safe_Browsing_Report_1.eml": ("report", "text", []),
-    "abuseio/google/Safe_Browsing_Report_2.eml": ("report", "text", []),
+    "abuseio/google/Safe_Browsing_Report_1.eml": ("report", "text", ["10.0.2.23"]),
+    "abuseio/google/Safe_Browsing_Report_2.eml": (
+        "report", "text", ["fdf1:cb9d:f59e:19b0:ff3:567:0:30"]),
     "abuseio/ip-echelon/ip-echelon_sample1.eml": ("report", "acns", ["192.168.2.200"]),
     "abuseio/ip-echelon/ip-echelon_sample10.eml": ("report", "acns", ["192.168.3.3"]),
     "abuseio/ip-echelon/ip-echelon_sample11.eml": ("report", "acns", ["192.168.3.3"]),
@@ -94,10 +95,14 @@ EXPECTED = {
     "abuseio/netcraft/Netcraft_Example_6.eml": ("report", "xarf", ["10.19.3.1"]),
     "abuseio/netcraft/Netcraft_Example_8.eml": ("report", "xarf", ["10.2.2.15"]),
     "abuseio/netcraft/Netcraft_Example_9.eml": ("report", "xarf", ["10.2.2.15"]),
-    "abuseio/projecthoneypot/Projecthoneypot_Example_free_1.eml": ("report", "text", []),
-    "abuseio/projecthoneypot/Projecthoneypot_Example_free_2.eml": ("report", "text", []),
-    "abuseio/projecthoneypot/Projecthoneypot_Example_paid_1.eml": ("report", "text", []),
-    "abuseio/projecthoneypot/Projecthoneypot_Example_paid_2.eml": ("report", "text", []),
+    "abuseio/projecthoneypot/Projecthoneypot_Example_free_1.eml": (
+        "report", "text", ["10.0.2.1"]),
+    "abuseio/projecthoneypot/Projecthoneypot_Example_free_2.eml": (
+        "report", "text", ["fdaa:b1c7:75bc:bab0::1"]),
+    "abuseio/projecthoneypot/Projecthoneypot_Example_paid_1.eml": (
+        "report", "text", ["192.168.1.19"]),
+    "abuseio/projecthoneypot/Projecthoneypot_Example_paid_2.eml": (
+        "report", "text", ["fd30::1:ff4e:3e:d:19"]),
     "abuseio/shadowserver/2015-01-01-dns_openresolver-sample-asn.csv.zip.eml": (
         "report",
         "shadowserver",
@@ -313,9 +318,9 @@ EXPECTED = {
     "abuseio/spamexperts/7.eml": ("report", "arf", ["10.0.2.35"]),
     "abuseio/spamexperts/8.eml": ("report", "arf", ["10.0.2.35"]),
     "abuseio/spamexperts/9.eml": ("report", "arf", ["10.0.2.35"]),
-    "abuseio/webiron/Webiron_Example_1.eml": ("report", "text", []),
-    "abuseio/webiron/Webiron_Example_2.eml": ("report", "text", []),
-    "abuseio/webiron/Webiron_Example_3.eml": ("report", "text", []),
+    "abuseio/webiron/Webiron_Example_1.eml": ("report", "text", ["172.16.31.20"]),
+    "abuseio/webiron/Webiron_Example_2.eml": ("report", "text", ["172.16.10.13"]),
+    "abuseio/webiron/Webiron_Example_3.eml": ("report", "text", ["fdf1:cb9d:f59e:19b0:0:3:4:2"]),
     "rfc/rfc5965-B1-simple.eml": ("report", "arf", ["192.0.2.1"]),
     "rfc/rfc5965-B2-full.eml": ("report", "arf", ["192.0.2.1"]),
     "rfc/rfc6591-B1-auth-failure.eml": ("report", "arf", ["192.0.2.1"]),
@@ -385,7 +390,7 @@ EXPECTED = {
     "949348866075514174.eml": ("report", "text", []),
     "dmarc/aggregate/addisonfoods.com!example.com!1536105600!1536191999.xml": (
         "report", "text", ["109.203.100.17"]),
-    "dmarc/aggregate/empty_reason.xml": ("report", "text", []),
+    "dmarc/aggregate/empty_reason.xml": ("report", "text", ["198.51.100.123"]),
     "dmarc/aggregate/estadocuenta1.infonacot.gob.mx!example.com!1536853302!1536939702!2940"
     ".xml.zip": ("report", "text", []),
     "dmarc/aggregate/example.net!example.com!1529366400!1529452799.xml": (
@@ -401,8 +406,8 @@ EXPECTED = {
     "dmarc/aggregate/protection.outlook.com!example.com!1711756800!1711843200.xml": (
         "report", "text", ["100.24.188.149"]),
     "dmarc/aggregate/rfc9990-example.net!example.com!1700000000!1700086399.xml": (
-        "report", "text", []),
-    "dmarc/aggregate/rfc9990-sample.xml": ("report", "text", []),
+        "report", "text", ["198.51.100.1"]),
+    "dmarc/aggregate/rfc9990-sample.xml": ("report", "text", ["192.0.2.123"]),
     "dmarc/aggregate/twilight.eml": ("report", "text", []),
     "dmarc/aggregate/usssa.com!example.com!1538784000!1538870399.xml": (
         "report", "text", ["12.20.127.40"]),
@@ -410,7 +415,7 @@ EXPECTED = {
         "report", "text", ["199.230.200.36"]),
     "dmarc/smtp_tls/google.com_smtp_tls_report.eml": ("report", "text", []),
     "dmarc/smtp_tls/mail.ru.json": ("report", "text", []),
-    "dmarc/smtp_tls/rfc8460.json": ("report", "text", []),
+    "dmarc/smtp_tls/rfc8460.json": ("report", "text", ["2001:db8:abcd:12::1"]),
     "dmarc/smtp_tls/smtp_tls.json": ("report", "text", ["209.85.222.201"]),
 }
 

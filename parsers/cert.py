@@ -89,7 +89,7 @@ _TYPES: list[tuple[str, re.Pattern[str]]] = [
                                r"login.attempt|credential.stuffing", re.I)),
     ("scan", re.compile(r"\bscan(?:s|ning|ner)?\b|varredura|skenav|scanning|escaneo|"
                         r"port.?scan|portscan", re.I)),
-    ("bot", re.compile(r"infect|infiz|besmet|u[zž]kr[eė]st|infectad|botnet|\bbot\b|drone|"
+    ("bot", re.compile(r"infect|infiz|besmet|u[zž]kr[eė]st|infectad|botnet|\bbots?\b|drone|"
                        r"sinkhole|\bc2\b|c&c|command.and.control|malware|maliciel|"
                        r"schadprogramm|schadsoftware|c[oó]digo\s+da[nñ]ino|trojan|\brat\b|"
                        r"stealer|webshell|web\s+shell|compromis|kompromit|gecompromitteerd|"
@@ -247,7 +247,8 @@ def _row_hosts(row: dict[str, str]) -> tuple[str | None, str | None, list[tuple[
 
 
 def _row_time(row: dict[str, str], zone: int | None) -> tuple[datetime | None, str | None]:
-    labels = [lab for lab in row if _TIME_WORDS.search(lab) and not _PORT_WORDS.search(lab)]
+    labels = [lab for lab in row if _TIME_WORDS.search(lab) and (
+        not _PORT_WORDS.search(lab) or re.search(r"time|date|zeit|datum", lab, re.I))]
     labels.sort(key=lambda lab: bool(_LAST_TIME.search(lab)))
     labels += [lab for lab in row if lab.startswith("column ") or lab == "line"]
     for label in labels:

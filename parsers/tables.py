@@ -49,7 +49,7 @@ _FORMAT_PREFIX = re.compile(r"^\s*(?:format|formato|formaat|columns?|spalten|fel
 # "Label: value", "Label : value", "- Label: value"; the label holds no digit-colon (a time)
 _KEY_VALUE = re.compile(r"^\s{0,12}(?:[-*\u2022>]\s{1,4})?(?P<key>[^\s:|;,=][^:|;=]{0,46}?)"
                         r"\s{0,20}:\s{0,40}(?P<value>\S.{0,1000})$")
-_NOT_A_LABEL = re.compile(r"\d{1,2}$|https?$|hxxps?$|ftp$|mailto$", re.I)
+_NOT_A_LABEL = re.compile(r"^\d{1,2}$|https?$|hxxps?$|ftp$|mailto$", re.I)
 _TIMEISH = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{1,2}:\d{2}")
 _IP_PORT = re.compile(r"\[?(?P<ip>[0-9A-Fa-f:.]{7,45})\]?:(?P<port>\d{1,5})"
                       r"(?:/(?P<proto>tcp|udp))?\b", re.I)
@@ -323,6 +323,9 @@ def _flatten(value: Any, prefix: str, out: dict[str, str], depth: int) -> None:
     elif isinstance(value, list):
         if all(not isinstance(v, dict | list) for v in value):
             out[prefix] = _cell(", ".join(str(v) for v in value[:20]))
+        else:  # a list of objects ("address": [{"ip": ...}]): the first as the prefix itself
+            for n, item in enumerate(value[:5]):
+                _flatten(item, prefix if n == 0 else f"{prefix}.{n}", out, depth + 1)
     elif value is not None:
         out[prefix] = _cell(value)
 

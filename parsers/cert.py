@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
 from parsers.base import Candidate, Disposition, ParsedReport, ParseResult, Role, Stage
-from parsers.common import clean_ip, excerpt, find_urls, host_of, parse_time, refang
+from parsers.common import clean_ip, excerpt, find_ips, find_urls, host_of, parse_time, refang
 from parsers.headers import parse_address
 from parsers.mail import Mail
 from parsers.tables import (
@@ -37,6 +37,7 @@ from parsers.tables import (
     host_lines,
     host_port,
     read_tables,
+    text_lines,
 )
 
 PREFIX = "cert:"
@@ -49,7 +50,10 @@ _NOTICE = re.compile(
     r"scan\w*|threat\w*|autoreport\w*|leak\w*|exposure|exposed|shadowserver|honeypot|"
     r"infect\w*|infiz\w*|besmet|u[zž]kr[eė]st\w*|vulnerab\w*|verwundbar\w*|kwetsba\w*|"
     r"offene?|open|aberto|abierto|atvir\w*|botnet\w*|bot|malware|phishing|ddos|incident\w*|"
-    r"abuse\s+report|n6)\b", re.I)
+    r"abuse\s+report|n6|\w{1,3}bl|reputation)\b", re.I)
+# A blocklist saying an address is no longer listed: nothing to act on.
+_DELISTED = re.compile(r"\b(?:removed\s+from|delisted|de-listed|no\s+longer\s+listed|"
+                       r"entfernt|verwijderd)\b", re.I)
 _NOT_NOTICE = re.compile(r"\bdmarc\b|report\s+domain:|\btls[- ]?rpt\b|\btls report\b", re.I)
 
 # -- column labels --------------------------------------------------------------------------
@@ -60,18 +64,18 @@ _VICTIM_WORDS = re.compile(r"dst|dest|ziel|target|cible|doel|destino|tikslo|tiks
                            r"victim|honeypot|attacked|remote|peer|reporter|sensor|dip\b", re.I)
 _HOST_WORDS = re.compile(r"ip|host|address|adres|adress|endere|direcci|client|endpoint|source|"
                          r"src|quell|bron|origem|origen|infect|affected|betroffen|beacon|device|"
-                         r"system|server|asset|adresas", re.I)
+                         r"system|server|asset|adresas|listed|listing", re.I)
 _STRONG_HOST = re.compile(r"source|src|quell|bron|origem|origen|infect|affected|betroffen|"
                           r"client|beacon|your|hosting|ihr|uw\b", re.I)
 _PORT_WORDS = re.compile(r"port|porta|poort|prievad|puerto", re.I)
 _SOURCE_PORT = re.compile(r"source|src|quell|bron|origem|origen|client|[sš]altinio", re.I)
 _TIME_WORDS = re.compile(r"time|zeit|date|datum|data|hora|laikas|tijd|horodatage|detect|seen|"
                          r"observ|report|first|start|utc|tidpunkt|fecha|aikaleima|gmt|when|"
-                         r"confirmed|ocorr|verific", re.I)
+                         r"confirmed|ocorr|verific|created|added|reportad|gemeld", re.I)
 _LAST_TIME = re.compile(r"last|letzt|[uú]ltim|laatst|paskutin", re.I)
 _TYPE_WORDS = re.compile(r"type|typ|tipas|tipo|kategor|category|classification|incident|"
                          r"activity|feed|event|threat|dienst|service|servi[cç]o|product|"
-                         r"vulnerab|kwetsba|indicat|indicador|details|listed|reason", re.I)
+                         r"vulnerab|kwetsba|indicat|indicador|details|listed|reason|\blist\b", re.I)
 _MALWARE_WORDS = re.compile(r"malware|family|infection|bot.?name|schadsoftware|schadprogramm|"
                             r"kenk[eė]jiška|threatcode|threat.?code|trojan", re.I)
 _URL_WORDS = re.compile(r"url|link|site|website|page|p[aá]gina|svetain", re.I)
@@ -90,6 +94,7 @@ _TYPES: list[tuple[str, re.Pattern[str]]] = [
     ("scan", re.compile(r"\bscan(?:s|ning|ner)?\b|varredura|skenav|scanning|escaneo|"
                         r"port.?scan|portscan", re.I)),
     ("bot", re.compile(r"infect|infiz|besmet|u[zž]kr[eė]st|infectad|botnet|\bbots?\b|drone|"
+                       r"\bxbl\b|\bcbl\b|"
                        r"sinkhole|\bc2\b|c&c|command.and.control|malware|maliciel|"
                        r"schadprogramm|schadsoftware|c[oó]digo\s+da[nñ]ino|trojan|\brat\b|"
                        r"stealer|webshell|web\s+shell|compromis|kompromit|gecompromitteerd|"
@@ -314,6 +319,8 @@ class CertParser:
         head = f"{mail.from_} {mail.subject}"
         if _NOT_NOTICE.search(head):
             return False
+        if _DELISTED.search(mail.subject) and find_ips(mail.subject, limit=2):
+            return True
         return bool(_NOTICE.search(head))
 
     def parse(self, mail: Mail) -> ParseResult | None:
@@ -323,9 +330,14 @@ class CertParser:
         texts = body_texts(mail)
         text = "\n".join(texts)
         zone = notice_zone(f"{mail.subject}\n{text}")
+        if _DELISTED.search(mail.subject):
+            return ParseResult(disposition=Disposition.IGNORED, format="cert", extra={
+                "reason": "a blocklist says the address is no longer listed"})
         hosts = self._hosts(tables, zone)
         if not hosts:
             hosts = self._hosts(host_lines(text), zone)
+        if not hosts and _NOTICE.search(mail.from_):
+            hosts = self._single_host(mail.subject, text, tables, zone)
         if not hosts:
             return None
         notice_type = type_from(mail.subject) or type_from(text) or "incident"
@@ -334,7 +346,7 @@ class CertParser:
         for host in list(hosts.values())[:MAX_REPORTS]:
             report = ParsedReport(
                 format="cert", type_hint=PREFIX + (host.type_key or notice_type),
-                source_ip=host.ip, source_port=host.port, occurred_at=host.occurred_at,
+                source_ip=host.ip or None, source_port=host.port, occurred_at=host.occurred_at,
                 occurred_raw=host.occurred_raw, urls=host.urls,
                 domains=[d for d in (host_of(u) for u in host.urls) if d],
                 reporter_address=address or None, reporter_org=name or None,
@@ -347,13 +359,49 @@ class CertParser:
             reports.append(report)
         return ParseResult(disposition=Disposition.REPORT, format="cert", reports=reports)
 
+    def _single_host(self, subject: str, text: str, tables: list[Table],
+                     zone: int | None) -> dict[str, _Host]:
+        """A notice about one host named in its subject (or the only address of its text),
+        its time the first one the text states; or, with no address at all, the URLs of a
+        labelled field (a phishing page)."""
+        ips = [ip for ip in find_ips(subject, limit=3)]
+        if not ips:
+            ips = find_ips(text, limit=3)
+        if len(ips) == 1:
+            host = _Host(ips[0], rows=1)
+            for line in text_lines(text):
+                if re.search(r"\d{1,2}:\d{2}", line) and re.search(
+                        r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}", line):
+                    host.occurred_at = row_time(line, "", zone)
+                    if host.occurred_at is not None:
+                        host.occurred_raw = line.strip()[:200]
+                        break
+            host.evidence.append(excerpt(text, 1024))
+            return {host.ip: host}
+        hosts: dict[str, _Host] = {}
+        if ips:
+            return hosts
+        for table in tables:
+            for row in table.rows:
+                urls = _row_urls(row)
+                if not urls:
+                    continue
+                key = host_of(urls[0]) or urls[0]
+                host = hosts.setdefault(key, _Host("", urls=urls[:10], rows=0))
+                host.rows += 1
+                when, raw = _row_time(row, zone)
+                if when is not None and host.occurred_at is None:
+                    host.occurred_at, host.occurred_raw = when, raw
+                host.evidence.append(_evidence(row))
+        return hosts
+
     def _hosts(self, tables: list[Table], zone: int | None) -> dict[str, _Host]:
         hosts: dict[str, _Host] = {}
         for table in tables:
             for row in table.rows:
                 if "line" in row:
-                    ips = [clean_cell_ip(x) for x in re.findall(r"\S+", refang(row["line"]))]
-                    ip = next((x for x in ips if x), None)
+                    found = find_ips(row["line"], limit=3)
+                    ip = found[0] if len(found) == 1 else None
                     others: list[tuple[str, str, Role]] = []
                     label: str | None = "line"
                 else:

@@ -48,7 +48,7 @@ _FORMAT_PREFIX = re.compile(r"^\s*(?:format|formato|formaat|columns?|spalten|fel
                             re.I)
 # "Label: value", "Label : value", "- Label: value"; the label holds no digit-colon (a time)
 _KEY_VALUE = re.compile(r"^\s{0,12}(?:[-*\u2022>]\s{1,4})?(?P<key>[^\s:|;,=][^:|;=]{0,46}?)"
-                        r"\s{0,20}:\s{0,40}(?P<value>\S.{0,1000})$")
+                        r"\s{0,20}:(?!//)\s{0,40}(?P<value>\S.{0,1000})$")
 _NOT_A_LABEL = re.compile(r"^\d{1,2}$|https?$|hxxps?$|ftp$|mailto$", re.I)
 _TIMEISH = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{1,2}:\d{2}")
 _IP_PORT = re.compile(r"\[?(?P<ip>[0-9A-Fa-f:.]{7,45})\]?:(?P<port>\d{1,5})"
@@ -185,6 +185,7 @@ def clean_cell_ip(cell: str) -> str | None:
     text = refang(cell.strip())
     if not text or " " in text.strip():
         return None
+    text = re.sub(r"/(?:32|128)$", "", text)  # a listing of one address: 192.0.2.1/32
     m = _IP_PORT.fullmatch(text)
     if m:
         return clean_ip(m.group("ip"))

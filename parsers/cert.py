@@ -50,7 +50,7 @@ _NOTICE = re.compile(
     r"scan\w*|threat\w*|autoreport\w*|leak\w*|exposure|exposed|shadowserver|honeypot|"
     r"infect\w*|infiz\w*|besmet|u[zž]kr[eė]st\w*|vulnerab\w*|verwundbar\w*|kwetsba\w*|"
     r"offene?|open|aberto|abierto|atvir\w*|botnet\w*|bot|malware|phishing|ddos|incident\w*|"
-    r"abuse\s+report|n6|\w{1,3}bl|reputation)\b", re.I)
+    r"abuse\s+report|n6|beacon\w*|c2|c&c|\w{1,3}bl|reputation)\b", re.I)
 # A blocklist saying an address is no longer listed: nothing to act on.
 _DELISTED = re.compile(r"\b(?:removed\s+from|delisted|de-listed|no\s+longer\s+listed|"
                        r"entfernt|verwijderd)\b", re.I)
@@ -67,7 +67,7 @@ _HOST_WORDS = re.compile(r"ip|host|address|adres|adress|endere|direcci|client|en
                          r"system|server|asset|adresas|listed|listing", re.I)
 _STRONG_HOST = re.compile(r"source|src|quell|bron|origem|origen|infect|affected|betroffen|"
                           r"client|beacon|your|hosting|ihr|uw\b", re.I)
-_PORT_WORDS = re.compile(r"port|porta|poort|prievad|puerto", re.I)
+_PORT_WORDS = re.compile(r"\bport|port\b|_port|poort|prievad|puerto", re.I)
 _SOURCE_PORT = re.compile(r"source|src|quell|bron|origem|origen|client|[sš]altinio", re.I)
 _TIME_WORDS = re.compile(r"time|zeit|date|datum|data|hora|laikas|tijd|horodatage|detect|seen|"
                          r"observ|report|first|start|utc|tidpunkt|fecha|aikaleima|gmt|when|"
@@ -85,7 +85,8 @@ _URL_WORDS = re.compile(r"url|link|site|website|page|p[aá]gina|svetain", re.I)
 _TYPES: list[tuple[str, re.Pattern[str]]] = [
     ("phishing", re.compile(r"phish|hame[cç]onn|sukčiav|sukciav|p[aá]gina\s+falsa|"
                             r"nagemaakte|fraudulent\s+(?:page|site)", re.I)),
-    ("ddos", re.compile(r"\bddos\b(?!.{0,40}(?:amplif|reflect|verstärk|amplific))|"
+    ("ddos", re.compile(r"\bddos[- ]?(?:ataka|attack|aanval|angriff|traffic|ataque)|"
+                        r"\bddos\b(?!.{0,40}(?:amplif|reflect|verstärk))|"
                         r"d[eé]ni\s+de\s+service|denial.of.service\s+(?:attack|traffic)|"
                         r"deelname|participa", re.I)),
     ("brute-force", re.compile(r"brute|for[cç]a\s+bruta|force\s+brute|password.guess|"
@@ -98,7 +99,7 @@ _TYPES: list[tuple[str, re.Pattern[str]]] = [
                        r"sinkhole|\bc2\b|c&c|command.and.control|malware|maliciel|"
                        r"schadprogramm|schadsoftware|c[oó]digo\s+da[nñ]ino|trojan|\brat\b|"
                        r"stealer|webshell|web\s+shell|compromis|kompromit|gecompromitteerd|"
-                       r"defacement|malicious", re.I)),
+                       r"defacement", re.I)),
     ("open-service", re.compile(r"\bopen\b|offene?\b|aberto|abierto|atvir|exposed|exposing|"
                                 r"expose|accessible|erreichbar|bereikbaar|unprotected|"
                                 r"unauthenticated|without\s+(?:authentication|a\s+password)|"
@@ -120,6 +121,14 @@ def type_from(text: str) -> str | None:
 
 # -- time -----------------------------------------------------------------------------------
 
+_MONTHS = {m: n for n, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]{0,6}\.?"
+_MONTH_DATE = re.compile(  # "Nov 21, 2026", "21 Nov 2026", "November 21 2026"
+    rf"\b(?:(?P<m1>{_MONTH})\s(?P<d1>\d{{1,2}}),?\s(?P<y1>\d{{4}})|"
+    rf"(?P<d2>\d{{1,2}})\.?\s(?P<m2>{_MONTH})\s(?P<y2>\d{{4}}))\b", re.I)
+_DATE = re.compile(rf"\d{{4}}-\d{{1,2}}-\d{{1,2}}|\d{{1,2}}[./-]\d{{1,2}}[./-]\d{{4}}|"
+                   rf"\b{_MONTH}\s\d{{1,2}},?\s\d{{4}}|\b\d{{1,2}}\.?\s{_MONTH}\s\d{{4}}", re.I)
 _DMY = re.compile(r"\b(\d{1,2})([./-])(\d{1,2})\2(\d{4})\b")
 _AMPM = re.compile(r"\b(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AP])\.?M\.?\b", re.I)
 _UTC_OFFSET = re.compile(r"\b(?:UTC|GMT)\s?([+\-\u2212])\s?(\d{1,2})(?::?(\d{2}))?\b")
@@ -168,6 +177,13 @@ def row_time(value: str, label: str, default_zone: int | None) -> datetime | Non
     text = value.strip()
     if not text:
         return None
+    named_month = _MONTH_DATE.search(text)
+    if named_month:
+        parts = named_month.groupdict()
+        month = _MONTHS[(parts["m1"] or parts["m2"])[:3].lower()]
+        day = int(parts["d1"] or parts["d2"])
+        text = (text[:named_month.start()] + f"{parts['y1'] or parts['y2']}-{month:02d}-{day:02d}"
+                + text[named_month.end():])
     dmy = _DMY.search(text)
     if dmy:  # 22-11-2026, 22.11.2026, 11/23/2026 (month first when the day cannot be a month)
         a, b, year = int(dmy.group(1)), int(dmy.group(3)), dmy.group(4)
@@ -258,7 +274,7 @@ def _row_time(row: dict[str, str], zone: int | None) -> tuple[datetime | None, s
     labels += [lab for lab in row if lab.startswith("column ") or lab == "line"]
     for label in labels:
         value = row[label]
-        if not re.search(r"\d{1,2}:\d{2}|\d{4}-\d{2}-\d{2}", value):
+        if not re.search(r"\d{1,2}:\d{2}", value) and not _DATE.search(value):
             continue
         when = row_time(value, label, zone)
         if when is not None:
@@ -333,9 +349,10 @@ class CertParser:
         if _DELISTED.search(mail.subject):
             return ParseResult(disposition=Disposition.IGNORED, format="cert", extra={
                 "reason": "a blocklist says the address is no longer listed"})
-        hosts = self._hosts(tables, zone)
+        named = frozenset(find_ips(mail.subject, limit=5))
+        hosts = self._hosts(tables, zone, named)
         if not hosts:
-            hosts = self._hosts(host_lines(text), zone)
+            hosts = self._hosts(host_lines(text), zone, named)
         if not hosts and _NOTICE.search(mail.from_):
             hosts = self._single_host(mail.subject, text, tables, zone)
         if not hosts:
@@ -370,8 +387,9 @@ class CertParser:
         if len(ips) == 1:
             host = _Host(ips[0], rows=1)
             for line in text_lines(text):
-                if re.search(r"\d{1,2}:\d{2}", line) and re.search(
-                        r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}", line):
+                if line.lstrip().startswith(">"):
+                    continue
+                if re.search(r"\d{1,2}:\d{2}", line) and _DATE.search(line):
                     host.occurred_at = row_time(line, "", zone)
                     if host.occurred_at is not None:
                         host.occurred_raw = line.strip()[:200]
@@ -395,7 +413,8 @@ class CertParser:
                 host.evidence.append(_evidence(row))
         return hosts
 
-    def _hosts(self, tables: list[Table], zone: int | None) -> dict[str, _Host]:
+    def _hosts(self, tables: list[Table], zone: int | None,
+               named: frozenset[str] = frozenset()) -> dict[str, _Host]:
         hosts: dict[str, _Host] = {}
         for table in tables:
             for row in table.rows:
@@ -406,12 +425,16 @@ class CertParser:
                     label: str | None = "line"
                 else:
                     label, ip, others = _row_hosts(row)
+                if ip is None:  # a scanner's "target" is the host its subject names
+                    label, ip = next(((lab, x) for lab, x, _ in others if x in named),
+                                     (None, None))
+                    others = [o for o in others if o[1] != ip]
                 if ip is None:
                     continue
                 host = hosts.setdefault(ip, _Host(ip))
                 host.rows += 1
                 when, raw = _row_time(row, zone)
-                if when is not None and (host.occurred_at is None or when < host.occurred_at):
+                if when is not None and host.occurred_at is None:  # the first row's time
                     host.occurred_at, host.occurred_raw = when, raw
                 port = _row_port(row, label)
                 if host.port is None and port is not None:

@@ -50,6 +50,7 @@ _FORMAT_PREFIX = re.compile(r"^\s*(?:format|formato|formaat|columns?|spalten|fel
 _KEY_VALUE = re.compile(r"^\s{0,12}(?:[-*\u2022>]\s{1,4})?(?P<key>[^\s:|;,=][^:|;=]{0,46}?)"
                         r"\s{0,20}:(?!//)\s{0,40}(?P<value>\S.{0,1000})$")
 _NOT_A_LABEL = re.compile(r"^\d{1,2}$|https?$|hxxps?$|ftp$|mailto$", re.I)
+_DATEISH = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}")
 _TIMEISH = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{1,2}:\d{2}")
 _IP_PORT = re.compile(r"\[?(?P<ip>[0-9A-Fa-f:.]{7,45})\]?:(?P<port>\d{1,5})"
                       r"(?:/(?P<proto>tcp|udp))?\b", re.I)
@@ -90,7 +91,9 @@ def has_ip(value: str) -> bool:
 
 
 def text_lines(text: str) -> list[str]:
-    return [line[:MAX_LINE_CHARS].rstrip("\r") for line in text[:MAX_TEXT_CHARS].splitlines()]
+    """The lines of *text*, each cut; quoted lines (``> ...``, an earlier message) blank."""
+    return ["" if line.lstrip().startswith(">") else line[:MAX_LINE_CHARS].rstrip("\r")
+            for line in text[:MAX_TEXT_CHARS].splitlines()]
 
 
 def _split(line: str, delimiter: str) -> list[str]:
@@ -236,11 +239,19 @@ def keyvalue_blocks(text: str) -> list[Table]:
     for line in text_lines(text):
         m = _KEY_VALUE.match(line)
         key = m.group("key").strip() if m else ""
-        if m and key and not _NOT_A_LABEL.search(key) and _is_label(key):
+        value = m.group("value") if m else ""
+        if not key or _NOT_A_LABEL.search(key) or not _is_label(key):
+            # "  Endpoint   192.0.2.1:27017" (an HTML table made text): label, value
+            key = ""
+            pair = _BLANKS.split(line.strip(), maxsplit=1)
+            if line.startswith((" ", "\t")) and len(pair) == 2 and _is_label(pair[0]) \
+                    and len(pair[0]) <= 30 and "  " not in pair[1].strip():
+                key, value = pair[0].strip(), pair[1]
+        if key and not _NOT_A_LABEL.search(key) and _is_label(key):
             if key in current:
                 rows.append(current)
                 current = {}
-            current[key] = _cell(m.group("value"))
+            current[key] = _cell(value)
             continue
         if not line.strip():
             continue
@@ -258,7 +269,7 @@ def host_lines(text: str) -> list[Table]:
     ``192.0.2.1:123 (udp) - 2026-11-20 23:30:41 -0300 - monlist``."""
     rows = []
     for line in text_lines(text):
-        if not _TIMEISH.search(line) or line.lstrip().startswith(">"):
+        if not _DATEISH.search(line):
             continue
         ips = find_ips(line, limit=3)
         if len(ips) != 1:

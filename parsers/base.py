@@ -143,7 +143,7 @@ class Parser(Protocol):
 
     def matches(self, mail: Mail) -> bool: ...
 
-    def parse(self, mail: Mail) -> ParseResult: ...
+    def parse(self, mail: Mail) -> ParseResult | None: ...  # None: not this parser's after all
 
 
 class LimitExceeded(Exception):

@@ -261,10 +261,11 @@ def _row_hosts(row: dict[str, str]) -> tuple[str | None, str | None, list[tuple[
     hosts = [(lab, ip) for lab, ip, role in ips if role == Role.OFFENDER
              and (_HOST_WORDS.search(lab) or lab.startswith("column ") or lab == "line")]
     strong = [(lab, ip) for lab, ip in hosts if _STRONG_HOST.search(lab)]
-    chosen = (strong or hosts or [(None, None)])[0]
-    others = [(lab, ip, role or Role.MENTIONED) for lab, ip, role in ips
-              if ip != chosen[1]]
-    return chosen[0], chosen[1], others
+    picked = (strong or hosts)[:1]
+    host_label: str | None = picked[0][0] if picked else None
+    chosen: str | None = picked[0][1] if picked else None
+    others = [(lab, ip, role or Role.MENTIONED) for lab, ip, role in ips if ip != chosen]
+    return host_label, chosen, others
 
 
 def _row_time(row: dict[str, str], zone: int | None) -> tuple[datetime | None, str | None]:

@@ -50,6 +50,7 @@ _FORMAT_PREFIX = re.compile(r"^\s*(?:format|formato|formaat|columns?|spalten|fel
 _KEY_VALUE = re.compile(r"^\s{0,12}(?:[-*\u2022>]\s{1,4})?(?P<key>[^\s:|;,=][^:|;=]{0,46}?)"
                         r"\s{0,20}:(?!//)\s{0,40}(?P<value>\S.{0,1000})$")
 _NOT_A_LABEL = re.compile(r"^\d{1,2}$|https?$|hxxps?$|ftp$|mailto$", re.I)
+_YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
 _DATEISH = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}")
 _TIMEISH = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{1,2}:\d{2}")
 _IP_PORT = re.compile(r"\[?(?P<ip>[0-9A-Fa-f:.]{7,45})\]?:(?P<port>\d{1,5})"
@@ -240,7 +241,8 @@ def keyvalue_blocks(text: str) -> list[Table]:
         m = _KEY_VALUE.match(line)
         key = m.group("key").strip() if m else ""
         value = m.group("value") if m else ""
-        if not key or _NOT_A_LABEL.search(key) or not _is_label(key):
+        if not key or _NOT_A_LABEL.search(key) or not _is_label(key) or "  " in key \
+                or _YEAR.search(key):
             # "  Endpoint   192.0.2.1:27017" (an HTML table made text): label, value
             key = ""
             pair = _BLANKS.split(line.strip(), maxsplit=1)
@@ -392,7 +394,7 @@ def json_table(text: str, source: str, budget: _Budget) -> Table | None:
 def xml_table(data: bytes, source: str, budget: _Budget) -> Table | None:
     """Elements whose children are all leaves become rows (``<event><ip>..</ip>...</event>``)."""
     try:
-        from defusedxml import ElementTree as SafeET  # type: ignore[import-untyped]
+        from defusedxml import ElementTree as SafeET
 
         root = SafeET.fromstring(data[:MAX_TEXT_CHARS])
     except ImportError:

@@ -51,6 +51,8 @@ _NOTICE = re.compile(
     r"infect\w*|infiz\w*|besmet|u[zž]kr[eė]st\w*|vulnerab\w*|verwundbar\w*|kwetsba\w*|"
     r"offene?|open|aberto|abierto|atvir\w*|botnet\w*|bot|malware|phishing|ddos|incident\w*|"
     r"abuse\s+report|n6|beacon\w*|c2|c&c|\w{1,3}bl|reputation)\b", re.I)
+_LISTING = re.compile(r"\blist(?:ed|ing)\b|\bblock\s?list|\bblacklist", re.I)
+_CERT_SENDER = re.compile(r"cert|csirt|cirt|ncsc", re.I)  # also inside a name: "HKCERT"
 # A blocklist saying an address is no longer listed: nothing to act on.
 _DELISTED = re.compile(r"\b(?:removed\s+from|delisted|de-listed|no\s+longer\s+listed|"
                        r"entfernt|verwijderd)\b", re.I)
@@ -70,7 +72,7 @@ _STRONG_HOST = re.compile(r"source|src|quell|bron|origem|origen|infect|affected|
 _PORT_WORDS = re.compile(r"\bport|port\b|_port|poort|prievad|puerto", re.I)
 _SOURCE_PORT = re.compile(r"source|src|quell|bron|origem|origen|client|[sš]altinio", re.I)
 _TIME_WORDS = re.compile(r"time|zeit|date|datum|data|hora|laikas|tijd|horodatage|detect|seen|"
-                         r"observ|report|first|start|utc|tidpunkt|fecha|aikaleima|gmt|when|"
+                         r"observ|report|first|\blast\b|start|utc|tidpunkt|fecha|aikaleima|gmt|when|"
                          r"confirmed|ocorr|verific|created|added|reportad|gemeld", re.I)
 _LAST_TIME = re.compile(r"last|letzt|[uú]ltim|laatst|paskutin", re.I)
 _TYPE_WORDS = re.compile(r"type|typ|tipas|tipo|kategor|category|classification|incident|"
@@ -268,10 +270,13 @@ def _row_hosts(row: dict[str, str]) -> tuple[str | None, str | None, list[tuple[
     return host_label, chosen, others
 
 
-def _row_time(row: dict[str, str], zone: int | None) -> tuple[datetime | None, str | None]:
+def _row_time(row: dict[str, str], zone: int | None,
+              latest: bool = False) -> tuple[datetime | None, str | None]:
+    """The row's time: its first time column (``first seen`` before ``last seen``), or with
+    *latest* (a blocklist listing: the last trap hit keeps it listed) its ``last`` one."""
     labels = [lab for lab in row if _TIME_WORDS.search(lab) and (
         not _PORT_WORDS.search(lab) or re.search(r"time|date|zeit|datum", lab, re.I))]
-    labels.sort(key=lambda lab: bool(_LAST_TIME.search(lab)))
+    labels.sort(key=lambda lab: bool(_LAST_TIME.search(lab)) != latest)
     labels += [lab for lab in row if lab.startswith("column ") or lab == "line"]
     for label in labels:
         value = row[label]
@@ -351,10 +356,11 @@ class CertParser:
             return ParseResult(disposition=Disposition.IGNORED, format="cert", extra={
                 "reason": "a blocklist says the address is no longer listed"})
         named = frozenset(find_ips(mail.subject, limit=5))
-        hosts = self._hosts(tables, zone, named)
+        latest = type_from(mail.subject) == "spam" or bool(_LISTING.search(mail.subject))
+        hosts = self._hosts(tables, zone, named, latest)
         if not hosts:
-            hosts = self._hosts(host_lines(text), zone, named)
-        if not hosts and _NOTICE.search(mail.from_):
+            hosts = self._hosts(host_lines(text), zone, named, latest)
+        if not hosts and (_NOTICE.search(mail.from_) or _CERT_SENDER.search(mail.from_)):
             hosts = self._single_host(mail.subject, text, tables, zone)
         if not hosts:
             return None
@@ -415,7 +421,7 @@ class CertParser:
         return hosts
 
     def _hosts(self, tables: list[Table], zone: int | None,
-               named: frozenset[str] = frozenset()) -> dict[str, _Host]:
+               named: frozenset[str] = frozenset(), latest: bool = False) -> dict[str, _Host]:
         hosts: dict[str, _Host] = {}
         for table in tables:
             for row in table.rows:
@@ -434,7 +440,7 @@ class CertParser:
                     continue
                 host = hosts.setdefault(ip, _Host(ip))
                 host.rows += 1
-                when, raw = _row_time(row, zone)
+                when, raw = _row_time(row, zone, latest)
                 if when is not None and host.occurred_at is None:  # the first row's time
                     host.occurred_at, host.occurred_raw = when, raw
                 port = _row_port(row, label)

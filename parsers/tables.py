@@ -50,6 +50,7 @@ _FORMAT_PREFIX = re.compile(r"^\s*(?:format|formato|formaat|columns?|spalten|fel
 _KEY_VALUE = re.compile(r"^\s{0,12}(?:[-*\u2022>]\s{1,4})?(?P<key>[^\s:|;,=][^:|;=]{0,46}?)"
                         r"\s{0,20}:(?!//)\s{0,40}(?P<value>\S.{0,1000})$")
 _NOT_A_LABEL = re.compile(r"^\d{1,2}$|https?$|hxxps?$|ftp$|mailto$", re.I)
+_URL = re.compile(r"\bh(?:tt|xx)ps?\[?:", re.I)
 _YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
 _DATEISH = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}")
 _TIMEISH = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{1,2}:\d{2}")
@@ -262,7 +263,7 @@ def keyvalue_blocks(text: str) -> list[Table]:
             current = {}
     if current:
         rows.append(current)
-    rows = [r for r in rows if any(has_ip(v) for v in r.values())]
+    rows = [r for r in rows if any(has_ip(v) or _URL.search(v) for v in r.values())]
     return [Table("keyvalue", rows)] if rows else []
 
 

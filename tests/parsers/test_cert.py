@@ -213,3 +213,25 @@ def test_the_type_a_notice_states(text: str, key: str | None) -> None:
 def test_row_times_with_their_zone(value: str, label: str, zone: int | None,
                                    expected: str) -> None:
     assert row_time(value, label, zone) == at(expected)
+
+
+def test_a_listing_takes_its_last_trap_hit_a_scanner_its_first_sighting() -> None:
+    block = ("  IP           192.0.2.58\n  First impact  2026-11-22 08:14:02 CET\n"
+             "  Last impact   2026-11-22 13:14:02 CET\n")
+    [listed] = parse(notice(block, subject="IP 192.0.2.58 listed in Level1",
+                            sender="List <noreply@list.example>")).reports
+    assert listed.occurred_at == at("2026-11-22T12:14:02")
+    seen = "IP:          192.0.2.99\nFirst seen:  2026-11-21 14:22:09 UTC\n" \
+           "Last seen:   2026-11-22 09:22:09 UTC\n"
+    [scanner] = parse(notice(seen, subject="Scanning activity from 192.0.2.99")).reports
+    assert scanner.occurred_at == at("2026-11-21T14:22:09")
+    assert scanner.type_hint == "cert:scan"
+
+
+def test_a_phishing_url_with_the_zone_of_a_csirt_named_inside_a_word() -> None:
+    body = ("Phishing URL: hxxps://bank-verify[.]mobile.example/logon.html\n"
+            "Reported time: 23 Nov 2026 09:30 (HKT, GMT+8)\n")
+    [report] = parse(notice(body, subject="Phishing Website", sender="XXCERT <x@xxcert.example>")
+                     ).reports
+    assert report.urls == ["https://bank-verify.mobile.example/logon.html"]
+    assert report.occurred_at == at("2026-11-23T01:30:00")

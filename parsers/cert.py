@@ -56,7 +56,11 @@ _CERT_SENDER = re.compile(r"cert|csirt|cirt|ncsc", re.I)  # also inside a name: 
 # A blocklist saying an address is no longer listed: nothing to act on.
 _DELISTED = re.compile(r"\b(?:removed\s+from|delisted|de-listed|no\s+longer\s+listed|"
                        r"entfernt|verwijderd)\b", re.I)
-_NOT_NOTICE = re.compile(r"\bdmarc\b|report\s+domain:|\btls[- ]?rpt\b|\btls report\b", re.I)
+_NOT_NOTICE = re.compile(r"\bdmarc\b|report\s+domain:|\btls[- ]?rpt\b|\btls report\b|"
+                         r"copyright|\bdmca\b|infring|urheberrecht|piracy|trademark", re.I)
+# A copyright notice names IPs and times in tables too: it is the DMCA parser's.
+_COPYRIGHT = re.compile(r"\bdmca\b|512\s?\(c\)|copyright\s+infringement|infringing\s+"
+                        r"(?:material|content|work)", re.I)
 
 # -- column labels --------------------------------------------------------------------------
 
@@ -355,6 +359,8 @@ class CertParser:
         if _DELISTED.search(mail.subject):
             return ParseResult(disposition=Disposition.IGNORED, format="cert", extra={
                 "reason": "a blocklist says the address is no longer listed"})
+        if type_from(mail.subject) is None and _COPYRIGHT.search(text[:100_000]):
+            return None
         named = frozenset(find_ips(mail.subject, limit=5))
         latest = type_from(mail.subject) == "spam" or bool(_LISTING.search(mail.subject))
         hosts = self._hosts(tables, zone, named, latest)

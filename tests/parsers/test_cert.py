@@ -235,3 +235,12 @@ def test_a_phishing_url_with_the_zone_of_a_csirt_named_inside_a_word() -> None:
                      ).reports
     assert report.urls == ["https://bank-verify.mobile.example/logon.html"]
     assert report.occurred_at == at("2026-11-23T01:30:00")
+
+
+def test_a_copyright_notice_with_a_table_is_left_to_the_dmca_parser() -> None:
+    body = ("Notice of infringing material under 17 U.S.C. 512(c)(3).\n\n"
+            "IP Address | Timestamp (UTC) | Title\n192.0.2.5 | 2026-11-22 03:14:55 | A Film\n")
+    raw = notice(body, subject="Security notice: unauthorised distribution")
+    mail = Mail(raw)
+    assert PARSER.matches(mail) and PARSER.parse(mail) is None
+    assert not PARSER.matches(Mail(notice(body, subject="DMCA copyright infringement notice")))

@@ -145,6 +145,7 @@ _NAMED = {"UTC": 0, "GMT": 0, "Z": 0, "CET": 60, "MEZ": 60, "CEST": 120, "MESZ":
           "WET": 0, "WEST": 60, "BST": 60, "AEST": 600, "MSK": 180}
 _NAMED_RE = re.compile(r"(?<![A-Za-z])(" + "|".join(sorted(_NAMED, key=len, reverse=True))
                        + r")(?![A-Za-z])")
+_ZONE_CONTEXT = re.compile(r"time|zeit|zone|hora|tijd|heure|laik|aikaleim|fuso", re.I)
 _TIME_IN_LINE = re.compile(
     r"\d{4}-\d{1,2}-\d{1,2}[T ]\d{1,2}:\d{2}(?::\d{2})?(?:\.\d{1,6})?(?:Z|[+-]\d{2}:?\d{2})?"
     r"(?:\s{0,3}(?:UTC|GMT|[A-Z]{3,4}(?![a-z])|[+-]\d{4}))?")
@@ -175,6 +176,10 @@ def notice_zone(text: str) -> int | None:
     m = _UTC_OFFSET.search(text[:50_000])
     if m:
         return zone_of(m.group(0))
+    for named in _NAMED_RE.finditer(text[:50_000]):  # "all times are CET", "Zeitzone: MEZ"
+        before = text[max(0, named.start() - 40):named.start()]
+        if _ZONE_CONTEXT.search(before):
+            return _NAMED[named.group(1)]
     return None
 
 
@@ -183,6 +188,8 @@ def row_time(value: str, label: str, default_zone: int | None) -> datetime | Non
     text = value.strip()
     if not text:
         return None
+    if re.fullmatch(r"1\d{9}(?:\.\d{1,6})?", text):  # seconds since the epoch (JSON feeds)
+        return datetime.fromtimestamp(float(text), UTC)
     named_month = _MONTH_DATE.search(text)
     if named_month:
         parts = named_month.groupdict()
@@ -284,7 +291,7 @@ def _row_time(row: dict[str, str], zone: int | None,
     labels += [lab for lab in row if lab.startswith("column ") or lab == "line"]
     for label in labels:
         value = row[label]
-        if not re.search(r"\d{1,2}:\d{2}", value) and not _DATE.search(value):
+        if not re.search(r"\d{1,2}:\d{2}|^1\d{9}\b", value) and not _DATE.search(value):
             continue
         when = row_time(value, label, zone)
         if when is not None:
@@ -356,7 +363,7 @@ class CertParser:
         texts = body_texts(mail)
         text = "\n".join(texts)
         zone = notice_zone(f"{mail.subject}\n{text}")
-        if _DELISTED.search(mail.subject):
+        if _DELISTED.search(mail.subject) and find_ips(mail.subject, limit=2):
             return ParseResult(disposition=Disposition.IGNORED, format="cert", extra={
                 "reason": "a blocklist says the address is no longer listed"})
         if type_from(mail.subject) is None and _COPYRIGHT.search(text[:100_000]):

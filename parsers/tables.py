@@ -294,7 +294,8 @@ def text_tables(text: str) -> list[Table]:
 
 
 def _sniff_csv(text: str) -> str | None:
-    first = next((line for line in text_lines(text[:8192]) if line.strip()), "")
+    first = next((line for line in text_lines(text[:8192])
+                  if line.strip() and not line.startswith("#")), "")
     counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
     delimiter, count = max(counts.items(), key=lambda kv: kv[1])
     return delimiter if count >= 1 else None
@@ -305,7 +306,8 @@ def csv_table(text: str, source: str, budget: _Budget) -> Table | None:
     delimiter = _sniff_csv(text)
     if delimiter is None:
         return None
-    lines = (line[:MAX_LINE_CHARS] for line in text[:MAX_TEXT_CHARS].splitlines() if line.strip())
+    lines = (line[:MAX_LINE_CHARS] for line in text[:MAX_TEXT_CHARS].splitlines()
+             if line.strip() and not line.startswith("#"))  # "# generated ...": a comment
     reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = [_cell(c) for c in next(reader)][:MAX_COLUMNS]

@@ -389,7 +389,10 @@ class CertParser:
                 reporter_address=address or None, reporter_org=name or None,
                 evidence=excerpt("\n".join(host.evidence), ParsedReport.MAX_EVIDENCE),
                 incidents=max(1, host.rows), warnings=list(warnings[:10]),
-                candidates=host.candidates,
+                candidates=([Candidate(host.ip, Role.OFFENDER, 1.0, host.port, host.occurred_at,
+                                       host.occurred_raw, "affected host",
+                                       PREFIX + (host.type_key or notice_type)),
+                             *host.candidates] if host.candidates and host.ip else []),
                 extra={"subject": mail.subject[:200], "rows": host.rows})
             if host.occurred_at is None:
                 report.inferred.append("occurred_at")

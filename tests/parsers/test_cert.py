@@ -76,7 +76,9 @@ def test_the_sinkhole_or_c2_column_is_never_the_offender() -> None:
     [report] = parse(notice(body, subject="Infected systems in AS64500")).reports
     assert report.source_ip == "192.0.2.61" and report.source_port == 50612
     assert report.type_hint == "cert:bot"
-    assert [(c.value, c.role) for c in report.candidates] == [("203.0.113.53", Role.VICTIM)]
+    assert [(c.value, c.role) for c in report.candidates] == [
+        ("192.0.2.61", Role.OFFENDER), ("203.0.113.53", Role.VICTIM)]
+    assert report.candidates[0].port == 50612
 
 
 def test_a_cc_column_beside_the_infected_host_is_a_c2_candidate() -> None:
@@ -86,7 +88,8 @@ def test_a_cc_column_beside_the_infected_host_is_a_c2_candidate() -> None:
     [report] = parse(notice(body, subject="Incident: Botnet infected systems")).reports
     assert report.source_ip == "192.0.2.19"
     assert report.occurred_at == at("2026-11-22T13:12:11")  # IST is UTC+5:30
-    assert [(c.value, c.role) for c in report.candidates] == [("203.0.113.180", Role.C2)]
+    assert [(c.value, c.role) for c in report.candidates] == [
+        ("192.0.2.19", Role.OFFENDER), ("203.0.113.180", Role.C2)]
 
 
 def test_key_value_blocks_with_the_zone_in_the_value() -> None:

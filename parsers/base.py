@@ -41,7 +41,7 @@ class Stage(enum.IntEnum):
 
 
 # The formats of `abuse-desk parse --json`, fixed by the parsers issue.
-FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "text",
+FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "cert", "text",
            "autoreply", "bounce", "reply")
 
 

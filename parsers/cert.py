@@ -289,6 +289,9 @@ def _row_time(row: dict[str, str], zone: int | None,
         not _PORT_WORDS.search(lab) or re.search(r"time|date|zeit|datum", lab, re.I))]
     labels.sort(key=lambda lab: bool(_LAST_TIME.search(lab)) != latest)
     labels += [lab for lab in row if lab.startswith("column ") or lab == "line"]
+    # then any cell that is a whole date and time ("Tested on: 2015-09-23 04:04:18 +0200")
+    labels += [lab for lab in row if lab not in labels and not _PORT_WORDS.search(lab)
+               and _DATE.search(row[lab]) and re.search(r"\d{1,2}:\d{2}", row[lab])]
     for label in labels:
         value = row[label]
         if not re.search(r"\d{1,2}:\d{2}|^1\d{9}\b", value) and not _DATE.search(value):

@@ -262,3 +262,11 @@ def test_a_csv_file_with_a_comment_line_first() -> None:
                  attachment=("telnet.csv", "text/plain", csv))
     [report] = parse(raw).reports
     assert (report.source_ip, report.source_port) == ("192.0.2.30", 23)
+
+
+def test_a_date_and_time_under_any_label_is_the_rows_time() -> None:
+    body = ("# begin logs\n\nIP:             192.0.2.13\nURL:            http://bad.example/\n"
+            "Tested on:      2015-09-23 04:04:18 +0200\n\n# end logs\n")
+    [report] = parse(notice(body, subject="Malware URL on your network")).reports
+    assert report.occurred_at == at("2015-09-23T02:04:18")
+    assert report.urls == ["http://bad.example/"]

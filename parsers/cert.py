@@ -261,8 +261,8 @@ def _row_hosts(row: dict[str, str]) -> tuple[str | None, str | None, list[tuple[
     """(label of the host column, its IP, the other addresses with their roles)."""
     ips: list[tuple[str, str, Role | None]] = []
     for label, value in row.items():
-        if not value or not has_ip(value):
-            continue
+        if not value or not has_ip(value) or _PORT_WORDS.search(label):
+            continue  # an address under a port's label: a misaligned row, not a host
         ip = clean_cell_ip(value) or clean_ip(refang(value).split()[0])
         if ip is None:
             if _URL_WORDS.search(label):

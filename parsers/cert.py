@@ -118,11 +118,20 @@ _ROW_TYPE_KEYS = {"open service": "open-service"}
 
 
 def type_from(text: str) -> str | None:
-    """The ``cert:`` key a piece of text states, or None."""
+    """The ``cert:`` key a short text states (a subject, a row's type cell), or None: the
+    first of the keys in their order of precedence."""
     for key, pattern in _TYPES:
         if pattern.search(text[:20_000]):
             return key
     return None
+
+
+def type_of_text(text: str) -> str | None:
+    """The ``cert:`` key a notice's text states: the one it names first (a notice says what
+    it is about before it says what that may lead to: "open resolvers ... abused for DDoS")."""
+    found = [(m.start(), n, key) for n, (key, pattern) in enumerate(_TYPES)
+             if (m := pattern.search(text[:20_000])) is not None]
+    return min(found)[2] if found else None
 
 
 # -- time -----------------------------------------------------------------------------------
@@ -211,10 +220,12 @@ def row_time(value: str, label: str, default_zone: int | None) -> datetime | Non
                 + text[ampm.end():])
     found = _TIME_IN_LINE.search(text)
     core = found.group(0) if found else text
-    parsed, _ = parse_time(re.sub(r"(?:\s{0,3}(?:UTC|GMT|[A-Z]{3,4}|[+-]\d{4}))$", "", core)
-                           if found else core)
+    parsed, known = parse_time(re.sub(r"(?:\s{0,3}(?:UTC|GMT|[A-Z]{3,4}|[+-]\d{4}))$", "", core)
+                               if found else core)
     if parsed is None:
         return None
+    if known:  # parse_time read the zone itself (an RFC 5322 date, an ISO offset)
+        return parsed
     zone = zone_of(text)
     if zone is None:
         zone = zone_of(label)
@@ -380,7 +391,7 @@ class CertParser:
             hosts = self._single_host(mail.subject, text, tables, zone)
         if not hosts:
             return None
-        notice_type = type_from(mail.subject) or type_from(text) or "incident"
+        notice_type = type_from(mail.subject) or type_of_text(text) or "incident"
         name, address = parse_address(mail.from_)
         reports = []
         for host in list(hosts.values())[:MAX_REPORTS]:

@@ -152,9 +152,9 @@ class ShadowserverParser:
         from_shadowserver = _from_shadowserver(mail)
         if not from_shadowserver:
             from parsers.cert import PREFIX as CERT_PREFIX
-            from parsers.cert import type_from
+            from parsers.cert import type_from, type_of_text
 
-            stated = type_from(mail.subject) or type_from(mail.body_text(64 * 1024))
+            stated = type_from(mail.subject) or type_of_text(mail.body_text(64 * 1024))
             ctx.fallback_hint = CERT_PREFIX + stated if stated else None
         found_attachment = False
         for part in mail.parts:

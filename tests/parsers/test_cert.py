@@ -270,3 +270,12 @@ def test_a_date_and_time_under_any_label_is_the_rows_time() -> None:
     [report] = parse(notice(body, subject="Malware URL on your network")).reports
     assert report.occurred_at == at("2015-09-23T02:04:18")
     assert report.urls == ["http://bad.example/"]
+
+
+def test_a_notices_text_is_about_what_it_names_first() -> None:
+    from parsers.cert import type_of_text
+
+    assert type_of_text("Open resolvers answer anyone and are abused for DDoS attacks.") \
+        == "open-service"
+    assert type_of_text("Devices infected with Mirai scan for open telnet ports.") == "bot"
+    assert row_time("Mon, 23 Nov 2026 07:12:31 +0100", "Date", None) == at("2026-11-23T06:12:31")

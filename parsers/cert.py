@@ -106,7 +106,8 @@ _TYPES: list[tuple[str, re.Pattern[str]]] = [
                        r"schadprogramm|schadsoftware|c[oó]digo\s+da[nñ]ino|trojan|\brat\b|"
                        r"stealer|webshell|web\s+shell|compromis|kompromit|gecompromitteerd|"
                        r"defacement", re.I)),
-    ("open-service", re.compile(r"\bopen\b|offene?\b|aberto|abierto|atvir|exposed|exposing|"
+    ("open-service", re.compile(r"\bopen\b|offene?\b|[öo]ffentlich|zug[äa]nglich|aberto|"
+                                r"abierto|atvir|exposed|exposing|"
                                 r"expose|accessible|erreichbar|bereikbaar|unprotected|"
                                 r"unauthenticated|without\s+(?:authentication|a\s+password)|"
                                 r"resolver|amplif|reflector|vulnerab|verwundbar|kwetsba|"
@@ -126,11 +127,22 @@ def type_from(text: str) -> str | None:
     return None
 
 
+_OUR_SCAN = re.compile(r"\b(?:our|we|us|unsere[mnrs]?|wir|eines|einer|during|while|daily|"
+                       r"regular|regelm\w*|zuge|nosso|nossa|nuestro|onze|notre|nos|mūsų|"
+                       r"internet-wide|research)\b", re.I)
+
+
 def type_of_text(text: str) -> str | None:
     """The ``cert:`` key a notice's text states: the one it names first (a notice says what
     it is about before it says what that may lead to: "open resolvers ... abused for DDoS")."""
-    found = [(m.start(), n, key) for n, (key, pattern) in enumerate(_TYPES)
-             if (m := pattern.search(text[:20_000])) is not None]
+    text = text[:20_000]
+    found = []
+    for n, (key, pattern) in enumerate(_TYPES):
+        for m in pattern.finditer(text):
+            if key == "scan" and _OUR_SCAN.search(text[max(0, m.start() - 30):m.start()]):
+                continue  # "during our daily scan", "im Zuge eines Scans": the reporter's scan
+            found.append((m.start(), n, key))
+            break
     return min(found)[2] if found else None
 
 

@@ -279,3 +279,13 @@ def test_a_notices_text_is_about_what_it_names_first() -> None:
         == "open-service"
     assert type_of_text("Devices infected with Mirai scan for open telnet ports.") == "bot"
     assert row_time("Mon, 23 Nov 2026 07:12:31 +0100", "Date", None) == at("2026-11-23T06:12:31")
+
+
+def test_the_reporters_own_scan_is_not_a_scan_by_the_host() -> None:
+    from parsers.cert import type_of_text
+
+    assert type_of_text("Im Zuge eines Scans wurden Systeme gefunden, die RDP öffentlich "
+                        "zugänglich machen.") == "open-service"
+    assert type_of_text("During our daily scan we found exposed Redis servers.") \
+        == "open-service"
+    assert type_of_text("This address was scanning the Internet for telnet.") == "scan"

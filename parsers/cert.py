@@ -52,6 +52,7 @@ _NOTICE = re.compile(
     r"offene?|open|aberto|abierto|atvir\w*|botnet\w*|bot|malware|phishing|ddos|incident\w*|"
     r"abuse\s+report|n6|beacon\w*|c2|c&c|\w{1,3}bl|reputation)\b", re.I)
 _LISTING = re.compile(r"\blist(?:ed|ing)\b|\bblock\s?list|\bblacklist", re.I)
+_TABLE_FILE = re.compile(r"\.(?:csv|tsv|json|jsonl|xml|zip|gz)$", re.I)  # evidence as a file
 _CERT_SENDER = re.compile(r"cert|csirt|cirt|ncsc", re.I)  # also inside a name: "HKCERT"
 # A blocklist saying an address is no longer listed: nothing to act on.
 _DELISTED = re.compile(r"\b(?:removed\s+from|delisted|de-listed|no\s+longer\s+listed|"
@@ -380,12 +381,12 @@ class CertParser:
             return False
         if _DELISTED.search(mail.subject) and find_ips(mail.subject, limit=2):
             return True
-        return bool(_NOTICE.search(head))
+        return bool(_NOTICE.search(head)) or any(_TABLE_FILE.search(p.name) for p in mail.parts
+                                                 if p.filename)
 
     def parse(self, mail: Mail) -> ParseResult | None:
         warnings: list[str] = []
-        tables = [t for t in read_tables(mail, warnings=warnings)
-                  if not t.source.startswith("xml:") or "record" not in t.source]
+        tables = read_tables(mail, warnings=warnings)
         texts = body_texts(mail)
         text = "\n".join(texts)
         zone = notice_zone(f"{mail.subject}\n{text}")
@@ -403,12 +404,14 @@ class CertParser:
             hosts = self._single_host(mail.subject, text, tables, zone)
         if not hosts:
             return None
-        notice_type = type_from(mail.subject) or type_of_text(text) or "incident"
+        notice_type = type_from(mail.subject) or type_of_text(text)
+        if notice_type is None and not any(h.type_key for h in hosts.values()):
+            return None  # no type stated: not a security notice (a copyright or brand notice)
         name, address = parse_address(mail.from_)
         reports = []
         for host in list(hosts.values())[:MAX_REPORTS]:
             report = ParsedReport(
-                format="cert", type_hint=PREFIX + (host.type_key or notice_type),
+                format="cert", type_hint=PREFIX + (host.type_key or notice_type or "incident"),
                 source_ip=host.ip or None, source_port=host.port, occurred_at=host.occurred_at,
                 occurred_raw=host.occurred_raw, urls=host.urls,
                 domains=[d for d in (host_of(u) for u in host.urls) if d],
@@ -417,7 +420,7 @@ class CertParser:
                 incidents=max(1, host.rows), warnings=list(warnings[:10]),
                 candidates=([Candidate(host.ip, Role.OFFENDER, 1.0, host.port, host.occurred_at,
                                        host.occurred_raw, "affected host",
-                                       PREFIX + (host.type_key or notice_type)),
+                                       PREFIX + (host.type_key or notice_type or "incident")),
                              *host.candidates] if host.candidates and host.ip else []),
                 extra={"subject": mail.subject[:200], "rows": host.rows})
             if host.occurred_at is None:

@@ -382,6 +382,8 @@ def json_table(text: str, source: str, budget: _Budget) -> Table | None:
                 doc.append(json.loads(line))
             except (ValueError, RecursionError):
                 return None
+    if isinstance(doc, dict) and "policies" in doc and "organization-name" in doc:
+        return None  # an SMTP TLS report (RFC 8460): no evidence of abuse
     table = Table(source)
     for record in _records(doc):
         if not budget.take():
@@ -410,6 +412,8 @@ def xml_table(data: bytes, source: str, budget: _Budget) -> Table | None:
         except ET.ParseError:
             return None
     except Exception:  # defusedxml refuses entities and DTDs; a parse error: nothing to read
+        return None
+    if _local(root.tag).lower() == "feedback":  # a DMARC aggregate report: no evidence of abuse
         return None
     table = Table(source)
     seen = 0

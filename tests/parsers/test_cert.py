@@ -219,7 +219,8 @@ def test_row_times_with_their_zone(value: str, label: str, zone: int | None,
 
 
 def test_a_listing_takes_its_last_trap_hit_a_scanner_its_first_sighting() -> None:
-    block = ("  IP           192.0.2.58\n  First impact  2026-11-22 08:14:02 CET\n"
+    block = ("Listed because it sent mail to our spamtraps.\n\n"
+             "  IP           192.0.2.58\n  First impact  2026-11-22 08:14:02 CET\n"
              "  Last impact   2026-11-22 13:14:02 CET\n")
     [listed] = parse(notice(block, subject="IP 192.0.2.58 listed in Level1",
                             sender="List <noreply@list.example>")).reports
@@ -289,3 +290,20 @@ def test_the_reporters_own_scan_is_not_a_scan_by_the_host() -> None:
     assert type_of_text("During our daily scan we found exposed Redis servers.") \
         == "open-service"
     assert type_of_text("This address was scanning the Internet for telnet.") == "scan"
+
+
+def test_a_table_file_from_any_sender_is_read() -> None:
+    csv = b"ip,port,timestamp\n192.0.2.40,9200,2026-11-19 11:48:16\n"
+    raw = notice("Exposed Elasticsearch: see the file.", subject="[Ref 4711] Notification",
+                 sender="Data Team <team@research.example>",
+                 attachment=("hosts.csv", "application/octet-stream", csv))
+    [report] = parse(raw).reports
+    assert report.source_ip == "192.0.2.40" and report.type_hint == "cert:open-service"
+
+
+def test_a_notice_that_states_no_type_is_left_to_the_other_parsers() -> None:
+    body = ("Please remove the listings below.\n\nURL | IP | Date\n"
+            "https://shop.example/item | 192.0.2.77 | 2026-11-21 16:45:00\n")
+    mail = Mail(notice(body, subject="Enforcement notice ref 88", sender="Brand Desk <b@d.example>",
+                       attachment=("list.csv", "text/csv", b"ip,date\n192.0.2.77,2026-11-21\n")))
+    assert PARSER.matches(mail) and PARSER.parse(mail) is None

@@ -202,3 +202,12 @@ def test_hostile_text_stays_fast() -> None:
     aligned_tables(hostile)
     host_lines(hostile)
     assert time.monotonic() - started < 5
+
+
+def test_dmarc_aggregate_and_tls_reports_are_no_evidence() -> None:
+    dmarc = (b"<?xml version='1.0'?><feedback><record><row><source_ip>192.0.2.1</source_ip>"
+             b"<count>2</count></row></record></feedback>")
+    tls = json.dumps({"organization-name": "Mail Co", "report-id": "1", "policies": [
+        {"summary": {"total-failure-session-count": 1}}]}).encode()
+    assert file_tables(dmarc, "r.xml", budget()) == []
+    assert file_tables(tls, "r.json", budget()) == []

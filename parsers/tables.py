@@ -166,8 +166,8 @@ def delimited_tables(text: str) -> list[Table]:
                 tables.append(Table("text", rows, header))
                 used.update(range(n, m))
                 n = m
-            else:
-                n += 1
+            else:  # a block without an address: none of its lines starts a table either
+                n = max(m, n + 1)
     # header-less lines: three or more cells, one of them an IP, same shape as their neighbours
     for delimiter in ("|", ";", "\t"):
         rows = []
@@ -229,7 +229,7 @@ def aligned_tables(text: str) -> list[Table]:
             tables.append(Table("aligned", rows, header))
             n = m
         else:
-            n += 1
+            n = max(m, n + 1)
     return tables
 
 

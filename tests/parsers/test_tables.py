@@ -211,3 +211,10 @@ def test_dmarc_aggregate_and_tls_reports_are_no_evidence() -> None:
         {"summary": {"total-failure-session-count": 1}}]}).encode()
     assert file_tables(dmarc, "r.xml", budget()) == []
     assert file_tables(tls, "r.json", budget()) == []
+
+
+def test_many_header_like_lines_stay_linear() -> None:
+    text = "name | room | phone\n" * 20_000 + "name  room  phone  desk\n" * 20_000
+    started = time.monotonic()
+    assert delimited_tables(text) == [] and aligned_tables(text) == []
+    assert time.monotonic() - started < 5

@@ -5,6 +5,8 @@ The table was checked against the files (each parser's own test states the per-f
 reads: see test_arf.py, test_xarf.py, test_acns.py, test_shadowserver.py, test_text.py). The
 samples are sanitised: most addresses are private or documentation ranges, which the free-text
 parser offers like any other (the classifier takes them only when they are the provider's own).
+A security notice whose key/value block labels the affected host is read by the CERT parser,
+which takes the labelled host whatever its range: the customer index decides whether it is ours.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ EXPECTED = {
         "acns",
         ["fdf1:cb9d:f59e:19b0:2:3:ff33:345"],
     ),
-    "abuseio/cyscon/Cyscon_Example_1.eml": ("report", "text", ["172.16.10.13"]),
-    "abuseio/cyscon/Cyscon_Example_2.eml": ("report", "text", ["fdf1:cb9d:f59e:19b0:ff3:567:0:33"]),
+    "abuseio/cyscon/Cyscon_Example_1.eml": ("report", "cert", ["172.16.10.13"]),
+    "abuseio/cyscon/Cyscon_Example_2.eml": ("report", "cert", ["fdf1:cb9d:f59e:19b0:ff3:567:0:33"]),
     "abuseio/feedback-loop/AOL_example_1.eml": ("report", "arf", ["10.17.18.1"]),
     "abuseio/feedback-loop/AOL_example_2.eml": ("report", "arf", ["10.17.18.2"]),
     "abuseio/feedback-loop/Bluetie_example_1.eml": ("report", "arf", ["10.17.18.3"]),
@@ -318,7 +320,7 @@ EXPECTED = {
     "abuseio/spamexperts/7.eml": ("report", "arf", ["10.0.2.35"]),
     "abuseio/spamexperts/8.eml": ("report", "arf", ["10.0.2.35"]),
     "abuseio/spamexperts/9.eml": ("report", "arf", ["10.0.2.35"]),
-    "abuseio/webiron/Webiron_Example_1.eml": ("report", "text", ["172.16.31.20"]),
+    "abuseio/webiron/Webiron_Example_1.eml": ("report", "cert", ["172.16.31.20"]),
     "abuseio/webiron/Webiron_Example_2.eml": ("report", "text", ["172.16.10.13"]),
     "abuseio/webiron/Webiron_Example_3.eml": ("report", "text", ["fdf1:cb9d:f59e:19b0:0:3:4:2"]),
     "rfc/rfc5965-B1-simple.eml": ("report", "arf", ["192.0.2.1"]),

@@ -63,7 +63,7 @@ from workflow.calendar import BusinessCalendar
 
 # Formats (parsers.base.FORMATS, as the parsers name them) that machines send: their senders
 # get no acknowledgement, and notices name them by domain.
-MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf4", "acns", "shadowserver", "spamcop"})
+MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf4", "acns", "shadowserver", "spamcop", "cert"})
 ACK_SUBJECT = "We received your report"
 THEIR_SUBJECT_LIMIT = 80  # characters of the reporter's subject an acknowledgement's body shows
 EVIDENCE_LIMIT = 8_000  # characters of evidence per report in a notice

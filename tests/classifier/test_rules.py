@@ -59,6 +59,32 @@ POSITIVE = [
     ("the site was advertised in spam we received", "rule:spamvertising", "spamvertising"),
     ("an open resolver answering recursive queries", "rule:open-service", "open-service"),
     ("MongoDB publicly accessible without authentication", "rule:open-service", "open-service"),
+    ("servidores DNS recursivos abertos na sua rede", "rule:open-service", "open-service"),
+    ("ein Telnet-Dienst ist aus dem Internet erreichbar", "rule:open-service", "open-service"),
+    ("devices vulnerable to CVE-2024-21762", "rule:vulnerable", "open-service"),
+    ("Systeme mit bekannten Schwachstellen", "rule:vulnerable", "open-service"),
+    ("systemen die kwetsbaar zijn", "rule:vulnerable", "open-service"),
+    ("servers running an end-of-life version", "rule:vulnerable", "open-service"),
+    ("a web shop selling counterfeit jackets", "rule:counterfeit", "fraud"),
+    ("uses our client's registered trademarks without authorisation", "rule:counterfeit",
+     "fraud"),
+    ("un site qui vend des contrefaçons", "rule:counterfeit", "fraud"),
+    ("a tech support scam with a fake support hotline", "rule:fraud", "fraud"),
+    ("a crypto giveaway promising to double your coins", "rule:fraud", "fraud"),
+    ("a cloned login page asking victims to confirm their card details",
+     "rule:phishing-words", "phishing"),
+    ("página falsa do banco rouba credenciais", "rule:phishing-words", "phishing"),
+    ("sukčiavimo svetainė", "rule:phishing-words", "phishing"),
+    ("open resolvers were used as reflectors against our customer", "rule:ddos", "ddos"),
+    ("we were the target of a DNS amplification attack", "rule:ddos", "ddos"),
+    ("the Redis server has been compromised and runs a coin miner", "rule:malware", "malware"),
+    ("un message malveillant avec une pièce jointe malveillante", "rule:virus-spam",
+     "virus-spam"),
+    ("Prievadų skenavimas iš Jūsų tinklo", "rule:port-scan", "port-scan"),
+    ("FAIL LOGIN: Client 192.0.2.1", "rule:brute-force", "hacking"),
+    ("the message says I will be killed", "rule:harassment", "harassment"),
+    ("relays an illegal stream of our broadcast", "rule:copyright", "copyright"),
+    ("your IP is listed on our blocklist", "rule:spam", "spam"),
 ]
 
 # (text, a rule that must not fire on it)
@@ -77,6 +103,14 @@ NEGATIVE = [
     ("our spamassassin score", "rule:spamvertising"),
     ("child care services", "rule:illegal"),
     ("the uncompromised server", "rule:intrusion"),
+    # footers, banners and the reporter's own scanning are not evidence (classifier.boilerplate)
+    ("Spam from your network.\nCopyright © 2026 Example Mail GmbH", "rule:copyright"),
+    ("open telnet on port 23\nBanner: Copyright (c) 2009 RouterCo, all rights reserved",
+     "rule:copyright"),
+    ("telnet open. WARNING: Unauthorized access to this system is prohibited.",
+     "rule:intrusion"),
+    ("During our daily scan we found an open resolver on your network", "rule:port-scan"),
+    ("vulnerable to a flaw known to be exploited", "rule:intrusion"),
 ]
 
 

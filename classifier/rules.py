@@ -109,6 +109,17 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"broadcast(?:ing)? rights", r"exclusive (?:rights|licen[cs]ee)",
         r"urheberrecht\w*", r"droits? d'auteur", r"derechos de autor", r"auteursrecht\w*",
         r"direitos autorais", r"diritto d'autore",
+        # piracy and broadcasting rights: sports and TV rights holders' notices
+        r"anti-?pira\w*", r"antipira\w*", r"piraterie", r"pirater[ií]a", r"pirataria",
+        r"weiterverbreit\w*", r"lizenznehmer\w*", r"exklusive (?:lizenz|rechte|[üu]bertragungs)\w*",
+        r"(?:illegale?|unerlaubte?) (?:live-?)?(?:[üu]bertragung|weiterverbreitung|streams?)\w*",
+        r"derechos (?:audiovisuales|de emisi[óo]n|de retransmisi[óo]n)",
+        r"retransmi\w* (?:ilegal\w*|sin autorizaci[óo]n|illicite\w*|without)",
+        r"droits (?:audiovisuels|de diffusion|de retransmission)", r"diffusion illicite",
+        r"diritti (?:audiovisivi|televisivi|di trasmissione)", r"trasmess\w* illecitamente",
+        r"trasmissione illecita", r"direitos de transmiss[ãa]o",
+        r"content protection", r"protecci[óo]n de contenidos", r"contentschutz",
+        r"unlicen[cs]ed (?:use|copy|copies|stream\w*)", r"without (?:a )?licen[cs]e",
     )),
     ("rule:harassment", "harassment", 0.6, (
         r"harass\w*", r"threaten\w*", r"threats? (?:to|against|by|via)", r"death threats?",

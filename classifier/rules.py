@@ -3,7 +3,8 @@
 A rule that fires gives one piece of evidence for its type, named after the rule
 (``rule:phishing-words``), whose weight grows with the number of *distinct* phrases it found:
 ``1 - (1 - weight) ** k`` for k distinct phrases, k capped at ``MAX_DISTINCT``. Repeating one
-phrase a hundred times is one phrase.
+phrase a hundred times is one phrase, and so are phrases that begin with the same
+``STEM_CHARS`` letters: "fraud", "fraudulent" and "fraude" are one word in three forms.
 
 The phrases are plain alternations of words (no nested quantifiers), searched in at most
 ``MAX_TEXT_CHARS`` of text after its boilerplate is taken out (``classifier.boilerplate``: footers,
@@ -22,6 +23,7 @@ from classifier.types import TYPES, Evidence
 
 MAX_TEXT_CHARS = 20_000
 MAX_DISTINCT = 3  # distinct phrases counted per rule
+STEM_CHARS = 5  # phrases that begin alike are one word in several forms or languages
 MAX_DETAIL_TERMS = 5
 
 # (name, type, weight, phrases). A phrase is a regex fragment; \b is added around each.
@@ -30,11 +32,11 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"phish\w*", r"credentials?", r"credential harvest\w*", r"login page", r"log-?in form",
         r"sign-?in page", r"login portal", r"fake (?:bank|login|log-in|sign-?in|paypal|apple|"
         r"microsoft|office ?365)\w*",
-        r"spoofed (?:site|page|website|bank)", r"impersonat\w+", r"verify your account",
+        r"spoofed (?:site|page|website|bank)", r"verify your account",
         r"account (?:has been )?suspended", r"cloned (?:site|website|page|login)",
-        r"look-?alike (?:domain|site|website|page)s?", r"brand impersonation",
-        r"(?:confirm|enter|update) (?:their |your |the )?(?:card|bank|banking|account|payment|"
-        r"login) (?:data|details|information|credentials)",
+        r"look-?alike (?:domain|site|website|page)s?",
+        r"(?:confirm|enter|update)[\"'”]? (?:their |your |the )?(?:card|bank|banking|account|"
+        r"payment|login) (?:data|details|information|credentials)",
         r"(?:harvest\w*|steal\w*) (?:credentials|passwords|card data|login data)",
         # de / fr / es / pt / it / nl / pl / lt / fi
         r"gef[äa]lschte (?:webseite|seite|bank\w*|anmeldeseite|login-?seite)", r"zugangsdaten",
@@ -44,6 +46,10 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"furto di credenziali", r"pagina (?:falsa|contraffatta)",
         r"nep-?(?:website|pagina|bank)", r"inloggegevens", r"valse (?:website|inlogpagina)",
         r"wy[łl]udz\w*", r"sukčiav\w*", r"sukciav\w*", r"tietojenkalastelu\w*",
+    )),
+    # impersonating a brand is phishing's way and brand fraud's too: weak on its own
+    ("rule:impersonation", "phishing", 0.3, (
+        r"impersonat\w+", r"brand impersonation", r"pretend\w* to be (?:our|the|a) bank",
     )),
     ("rule:brute-force", "hacking", 0.6, (
         r"brute[- ]?forc\w*", r"failed password", r"authentication failures?",
@@ -62,11 +68,12 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"intrusion", r"exploit(?:ation)? attempts?", r"attempt(?:ed|s)? to exploit",
         r"tried to exploit", r"exploiting", r"sql injection", r"sqli", r"hacked", r"hacking",
         r"defac(?:ed|ement)", r"unauthori[sz]ed access", r"remote code execution attempts?",
-        r"path traversal", r"command injection", r"attacking (?:our|my)",
+        r"path traversal", r"command injection",
         r"einbruch\w*", r"piratage", r"intrusi[óo]n", r"inbraak\w*",
     )),
     ("rule:port-scan", "port-scan", 0.6, (
-        r"port ?scan\w*", r"scann(?:ing|ed|er|ers)", r"scans?", r"prob(?:ing|es|ed)",
+        r"port ?scan\w*", r"scann(?:ing|ed)", r"scans?", r"prob(?:ing|es|ed)",
+        r"(?:scan\w*|prob\w*|look\w*|search\w*) for open (?:ports?|services?)",
         r"nmap", r"masscan", r"zmap",
         r"gescannt", r"balayage de ports", r"escaneo de puertos", r"poortscan\w*",
         r"varredura\w*", r"skenavim\w*", r"skenuot\w*", r"skanowani\w*", r"scansion\w*",
@@ -102,7 +109,9 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
     )),
     # A word with "torrent" in it, read once: "\w*torrent\w*" backtracked quadratically.
     ("rule:copyright", "copyright", 0.65, (
-        r"dmca", r"infring\w*", r"copyright\w*", r"(?=\w*torrent)\w++", r"pira(?:cy|ted)",
+        # "trademark infringement" is a brand's complaint, not a copyright one
+        r"dmca", r"(?<!trademark )(?<!trade mark )infring\w*", r"copyright\w*",
+        r"(?=\w*torrent)\w++", r"pira(?:cy|ted)",
         r"intellectual property", r"17 u\.?s\.?c", r"rights ?holders?",
         r"unauthori[sz]ed (?:distribution|copies|copy|sharing|stream\w*|retransmission)",
         r"peer-to-peer", r"p2p", r"illegal stream\w*", r"live stream\w* without",
@@ -132,18 +141,32 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"ass[ée]dio", r"amea[çc]a\w*",
     )),
     ("rule:fraud", "fraud", 0.6, (
-        r"scam\w*", r"fraud\w*", r"advance[- ]fee",
+        r"scam\w*", r"frauds?", r"fraude", r"advance[- ]fee",
+        r"(?:fake|bogus) (?:virus|security) (?:warnings?|alerts?)",
+        r"(?:call|ring) (?:the|a) (?:fake |bogus )?(?:support|hotline|phone number)",
+        r"(?:claim|say|tell|pretend|warn)\w* (?:that )?(?:the |your |their |a |his |her |my )?"
+        r"(?:visitor's |user's )?(?:computer|pc|device|phone|system) (?:is|was|has been) "
+        r"(?:infected|hacked|locked)",
         r"fake (?:shop|store|webshop|invoice|support|hotline|tech support|giveaway|investment|"
         r"exchange|trading)", r"never (?:delivered|received|shipped)", r"money mule\w*",
-        r"swindl\w*", r"giveaway", r"guaranteed returns?", r"double your", r"ponzi",
+        r"swindl\w*", r"giveaway", r"gift cards?", r"guaranteed returns?", r"double your", r"ponzi",
         r"pyramid scheme", r"investment (?:scheme|platform)", r"support (?:number|hotline)",
         r"betrug\w*", r"betr[üu]ger\w*", r"fake-?shop", r"anlagebetrug", r"arnaque\w*",
         r"escroquerie\w*", r"estafa\w*", r"golpe", r"oplichting", r"oplichter\w*",
         r"nepwinkel\w*", r"truffa\w*",
     )),
+    # "fraudulent website" is said of phishing pages as much as of fake shops
+    ("rule:fraudulent", "fraud", 0.3, (
+        r"fraudul\w*", r"fraudol\w*", r"betr[üu]gerisch\w*", r"frauduleu\w*",
+    )),
+    # a trademark named: a brand's complaint, or only a notice's boilerplate
+    ("rule:trademark", "fraud", 0.3, (
+        r"trade ?marks?", r"registered trade ?marks?", r"marke(?:n|nzeichen)?", r"marques?",
+        r"marcas? registradas?",
+    )),
     ("rule:counterfeit", "fraud", 0.65, (
-        r"counterfeit\w*", r"fake (?:goods|products|merchandise|brand\w*)", r"trade ?marks?",
-        r"registered trade ?marks?", r"trade ?mark infringement",
+        r"counterfeit\w*", r"fake (?:goods|products|merchandise|brand\w*)",
+        r"trade ?mark (?:infringement|violation|misuse|abuse)",
         r"unauthori[sz]ed (?:use of (?:our|the|its|their) (?:client's )?"
         r"(?:brand|trade ?mark|logo)s?|sellers?|resellers?)",
         r"f[äa]lschung\w*", r"gef[äa]lschte (?:ware|waren|produkte|markenware|artikel)",
@@ -170,7 +193,7 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
     )),
     ("rule:open-service", "open-service", 0.6, (
         r"open (?:dns )?resolvers?", r"open recursive", r"recursive (?:queries|lookups)",
-        r"recursive dns servers?", r"open relay", r"open proxy", r"open (?:ports?|services?)",
+        r"recursive dns servers?", r"open relay", r"open proxy",
         r"open (?:telnet|ssh|ftp|smb|rdp|vnc|snmp|memcached|redis|mongodb|elasticsearch|ldap|"
         r"ntp|ssdp|portmap|mdns|netbios|tftp|chargen|cwmp|ipp|mqtt|amqp|docker|kubernetes) "
         r"(?:services?|servers?|ports?|instances?|interfaces?)",
@@ -205,9 +228,11 @@ class Rule:
     def evidence(self, text: str) -> Evidence | None:
         """This rule's evidence in *text* (already bounded and cleaned), or None."""
         terms: list[str] = []
+        stems: set[str] = set()
         for m in self.pattern.finditer(text):
             term = " ".join(m.group(0).lower().split())
-            if term not in terms:
+            if term[:STEM_CHARS] not in stems:  # "fraud", "fraude", "frauds": one word
+                stems.add(term[:STEM_CHARS])
                 terms.append(term)
                 if len(terms) >= MAX_DISTINCT:
                     break
@@ -244,6 +269,8 @@ def score_text(text: str, *, cleaned: bool = False) -> dict[str, list[Evidence]]
     """type -> the evidence of every rule that fired for it (types with none left out).
     *cleaned*: the caller has already taken the boilerplate out (``clean``)."""
     cleaned_text = text[:MAX_TEXT_CHARS] if cleaned else clean(text)
+    # a phrase wrapped across lines is still the phrase: every run of blanks is one space
+    cleaned_text = " ".join(cleaned_text.split())
     found: dict[str, list[Evidence]] = {}
     for rule in RULES:
         evidence = rule.evidence(cleaned_text)

@@ -66,8 +66,8 @@ POSITIVE = [
     ("systemen die kwetsbaar zijn", "rule:vulnerable", "open-service"),
     ("servers running an end-of-life version", "rule:vulnerable", "open-service"),
     ("a web shop selling counterfeit jackets", "rule:counterfeit", "fraud"),
-    ("uses our client's registered trademarks without authorisation", "rule:counterfeit",
-     "fraud"),
+    ("the unauthorised use of our client's trademarks", "rule:counterfeit", "fraud"),
+    ("owner of the registered trademark EXAMPLE", "rule:trademark", "fraud"),
     ("un site qui vend des contrefaçons", "rule:counterfeit", "fraud"),
     ("a tech support scam with a fake support hotline", "rule:fraud", "fraud"),
     ("a crypto giveaway promising to double your coins", "rule:fraud", "fraud"),
@@ -85,6 +85,8 @@ POSITIVE = [
     ("the message says I will be killed", "rule:harassment", "harassment"),
     ("relays an illegal stream of our broadcast", "rule:copyright", "copyright"),
     ("your IP is listed on our blocklist", "rule:spam", "spam"),
+    ("the site impersonates our bank", "rule:impersonation", "phishing"),
+    ("a fraudulent web shop", "rule:fraudulent", "fraud"),
 ]
 
 # (text, a rule that must not fire on it)
@@ -111,6 +113,7 @@ NEGATIVE = [
      "rule:intrusion"),
     ("During our daily scan we found an open resolver on your network", "rule:port-scan"),
     ("vulnerable to a flaw known to be exploited", "rule:intrusion"),
+    ("the site impersonates our bank", "rule:phishing-words"),  # weak evidence only
 ]
 
 

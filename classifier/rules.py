@@ -3,7 +3,7 @@
 A rule that fires gives one piece of evidence for its type, named after the rule
 (``rule:phishing-words``), whose weight grows with the number of *distinct* phrases it found:
 ``1 - (1 - weight) ** k`` for k distinct phrases, k capped at ``MAX_DISTINCT``. Repeating one
-phrase a hundred times is one phrase, and so are phrases that begin with the same
+phrase a hundred times is one phrase, and so are one-word phrases that begin with the same
 ``STEM_CHARS`` letters: "fraud", "fraudulent" and "fraude" are one word in three forms.
 
 The phrases are plain alternations of words (no nested quantifiers), searched in at most
@@ -25,6 +25,22 @@ MAX_TEXT_CHARS = 20_000
 MAX_DISTINCT = 3  # distinct phrases counted per rule
 STEM_CHARS = 5  # phrases that begin alike are one word in several forms or languages
 MAX_DETAIL_TERMS = 5
+
+# "can be abused for DDoS amplification", "estão sendo abusados em ataques de negação de
+# serviço": why an open service matters, not an attack seen. The clause (to the end of its
+# sentence, at most 80 characters) becomes one token the open-service rule reads, so its
+# attack words are not counted as a DDoS.
+ABUSE_POTENTIAL = "abuse-potential"
+_ABUSE_POTENTIAL = re.compile(
+    r"(?:(?:can|could|may|might)\s(?:also\s)?be\s(?:ab)?used|(?:is|are|being)\s"
+    r"(?:actively\s|currently\s)?(?:ab)?used|(?:pode|podem|podr[íi]an?|puede|pueden)\s(?:ser\s)?"
+    r"(?:abusad|usad|utilizad)[oa]s?|(?:est[ãa]o|est[áa]n)\s(?:sendo\s|siendo\s)?"
+    r"(?:ativamente\s|activamente\s)?(?:abusad|usad|utilizad)[oa]s?|"
+    r"(?:kann|k[öo]nnen|werden)\s(?:aktiv\s)?(?:f[üu]r\s[^.;\n]{0,40}?\s)?missbraucht|"
+    r"(?:peut|peuvent|sont)\s(?:[êe]tre\s)?(?:activement\s)?(?:utilis|abus)[ée]e?s?)"
+    r"\s(?:for|in|as|to|em|en|para|pour|dans|zu|f[üu]r)\s[^.;\n]{0,80}",
+    re.IGNORECASE)
+
 
 # (name, type, weight, phrases). A phrase is a regex fragment; \b is added around each.
 _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
@@ -205,6 +221,8 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"accessibles? depuis (?:l')?internet", r"accesibles? desde internet",
         r"recursivos? abertos?", r"dns recursivo aberto", r"resolvedor(?:es)? abertos?",
         r"bereikbaar (?:vanaf|via) (?:het )?internet",
+        # what an open service may be abused for is the notice's reason (see _ABUSE_POTENTIAL)
+        ABUSE_POTENTIAL, r"amplification (?:factor|potential|vector)s?",
     )),
     ("rule:vulnerable", "open-service", 0.6, (
         r"vulnerab\w*", r"verwundbar\w*", r"schwachstellen?", r"kwetsba\w*", r"vuln[ée]rab\w*",
@@ -231,8 +249,10 @@ class Rule:
         stems: set[str] = set()
         for m in self.pattern.finditer(text):
             term = " ".join(m.group(0).lower().split())
-            if term[:STEM_CHARS] not in stems:  # "fraud", "fraude", "frauds": one word
-                stems.add(term[:STEM_CHARS])
+            # "fraud", "fraude", "frauds": one word; a phrase of several words is itself
+            stem = term if " " in term else term[:STEM_CHARS]
+            if stem not in stems:
+                stems.add(stem)
                 terms.append(term)
                 if len(terms) >= MAX_DISTINCT:
                     break
@@ -270,7 +290,7 @@ def score_text(text: str, *, cleaned: bool = False) -> dict[str, list[Evidence]]
     *cleaned*: the caller has already taken the boilerplate out (``clean``)."""
     cleaned_text = text[:MAX_TEXT_CHARS] if cleaned else clean(text)
     # a phrase wrapped across lines is still the phrase: every run of blanks is one space
-    cleaned_text = " ".join(cleaned_text.split())
+    cleaned_text = _ABUSE_POTENTIAL.sub(f" {ABUSE_POTENTIAL} ", " ".join(cleaned_text.split()))
     found: dict[str, list[Evidence]] = {}
     for rule in RULES:
         evidence = rule.evidence(cleaned_text)

@@ -129,6 +129,24 @@ def test_rule_does_not_fire(text: str, name: str) -> None:
     assert name not in [e.name for ev in found.values() for e in ev]
 
 
+@pytest.mark.parametrize("text", [
+    "Open NTP servers can be abused for DDoS amplification attacks.",
+    "These servers are being actively abused in DDoS amplification attacks.",
+    "Esses servidores estão sendo ativamente abusados em ataques de negação de serviço (DDoS).",
+    "Estos servidores pueden ser usados en ataques de denegación de servicio.",
+])
+def test_what_an_open_service_may_be_abused_for_is_no_ddos(text: str) -> None:
+    found = score_text(text)
+    assert "ddos" not in found
+    assert [e.name for e in found["open-service"]] == ["rule:open-service"]
+
+
+def test_a_ddos_seen_stays_a_ddos_beside_the_open_resolvers_it_used() -> None:
+    found = score_text("Our customer was the target of a DNS amplification attack; open resolvers "
+                       "in your network were used as reflectors.")
+    assert found["ddos"][0].weight > found["open-service"][0].weight
+
+
 def test_every_rule_has_a_positive_example() -> None:
     assert {r.name for r in RULES} - {name for _, name, _ in POSITIVE} == set()
 

@@ -198,6 +198,8 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"junk ?(?:e-?)?mails?", r"bulk (?:e-?)?mails?", r"never (?:signed up|subscribed|opted in)",
         r"did not (?:sign up|subscribe|opt in)", r"opt-?out",
         r"(?:block|black|deny) ?list\w*", r"dnsbl", r"rbl", r"spam ?traps?",
+        r"(?:address|e-?mail) harvest\w*", r"harvesting (?:ips|e-?mail|addresses)",
+        r"engaged in harvesting", r"(?:address|e-?mail) harvesters?",
         r"unerw[üu]nscht\w*", r"werbemails?", r"abbestellen", r"courriels? non sollicit[ée]s?",
         r"pourriels?", r"d[ée]sabonner", r"correo no deseado", r"no solicitad[oa]s?",
         r"darse de baja", r"ongevraagde", r"afmelden",

@@ -86,6 +86,7 @@ POSITIVE = [
     ("relays an illegal stream of our broadcast", "rule:copyright", "copyright"),
     ("your IP is listed on our blocklist", "rule:spam", "spam"),
     ("the site impersonates our bank", "rule:impersonation", "phishing"),
+    ("IPs engaged in harvesting on your network", "rule:spam", "spam"),
     ("a fraudulent web shop", "rule:fraudulent", "fraud"),
 ]
 

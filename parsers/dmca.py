@@ -24,7 +24,9 @@ Spanish, French, German, Dutch, Portuguese and Italian wording)::
 A notice missing any of them is still a report: the missing ones are a warning and
 ``extra["dmca_incomplete"]`` for the copyright specialist, who decides whether it is
 "substantially" compliant (512(c)(3)(B)) while the case runs when the location is ours; a notice
-with no location at all, or a counter-notice, goes to review. Rightscorp-style letters with no
+with no location at all, or a counter-notice, goes to review. A table of peers or servers (one
+address a line, with its port and time) gives one report per address, each with its own port,
+time and URLs (``split_rows``). Rightscorp-style letters with no
 XML ("infringed upon by a computer at IP Address X on 2014-05-01 12:00:00.0 GMT") are read here.
 URLs of the sender's own site (web reply forms, key servers) are kept apart from the reported
 ones, so they never lead to a customer.
@@ -33,6 +35,7 @@ ones, so they never lead to a customer.
 from __future__ import annotations
 
 import bisect
+import copy
 import re
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -447,11 +450,11 @@ def locate(report: ParsedReport, text: str, mail: Mail) -> None:
             label = m.group("label")
             if _TIME_LABEL.search(label) and not _NOT_OCCURRENCE.search(label):
                 candidate = m.group("value").strip()
-                if parse_time(candidate)[0] is not None:
+                if parse_time(candidate)[0] is not None or _NUMERIC_TIME.match(candidate):
                     raw = candidate
                     break
     if raw is not None:
-        when, stated, warning = _time_value(raw, fanged)
+        when, stated, warning = _row_time(raw, fanged)
         if when is not None:
             report.occurred_at, report.occurred_raw = when, raw
             if warning:
@@ -483,6 +486,118 @@ def reporter(report: ParsedReport, mail: Mail) -> None:
     elif "@" in address:
         report.reporter_org = address.rsplit("@", 1)[1].lower()
         report.inferred.append("reporter_org")
+
+
+# -- a table of peers or servers --------------------------------------------------------------
+
+MAX_ROWS = 200
+_ROW_TIME = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
+    r"(?:[ \t]?(?:UTC|GMT|Z|[+-]\d{2}:?\d{2}|E[SD]?T|C[ES]S?T|MES?Z))?\b|"
+    r"\b\d{1,2}[/.]\d{1,2}[/.]\d{4},?[ \t]+\d{1,2}:\d{2}(?::\d{2})?(?:[ \t]?[AaPp][Mm])?"
+    r"(?:[ \t]?(?:UTC|GMT|E[SD]?T|C[ES]S?T|MES?Z|[+-]\d{2}:?\d{2}))?\b")
+_NUMERIC_TIME = re.compile(
+    r"(?P<a>\d{1,2})(?P<sep>[/.])(?P<b>\d{1,2})[/.](?P<y>\d{4}),?[ \t]+(?P<h>\d{1,2}):(?P<mi>\d{2})"
+    r"(?::(?P<s>\d{2}))?(?:[ \t]?(?P<ampm>[AaPp][Mm]))?(?:[ \t]?(?P<zone>\S+))?$")
+_ZONES = {"utc": "UTC", "gmt": "UTC", "z": "UTC", "et": "America/New_York",
+          "est": "America/New_York", "edt": "America/New_York", "cet": "Europe/Berlin",
+          "cest": "Europe/Berlin", "mez": "Europe/Berlin", "mesz": "Europe/Berlin"}
+_PORT_AFTER_IP = re.compile(
+    r"(?::(?P<colon>\d{1,5})\b|[ \t|,;]{1,20}(?P<column>\d{1,5})(?=[ \t|,;]))")
+
+
+def table_rows(text: str) -> list[tuple[str, int | None, str | None, list[str]]]:
+    """The rows of a table of peers or servers (one line, one address): (IP, its port, the
+    row's time as written, the row's URLs). Lines naming several addresses are no row."""
+    rows: list[tuple[str, int | None, str | None, list[str]]] = []
+    for line in refang(text).splitlines():
+        if len(rows) >= MAX_ROWS:
+            break
+        ips = find_ips(line, limit=3)
+        if len(ips) != 1:
+            continue
+        ip = ips[0]
+        port = None
+        at = line.find(ip)
+        while at >= 0 and port is None:
+            m = _PORT_AFTER_IP.match(line, at + len(ip))
+            value = m and (m.group("colon") or m.group("column"))
+            if value and 0 < int(value) <= 65535:
+                port = int(value)
+            at = line.find(ip, at + len(ip))
+        when = _ROW_TIME.search(line)
+        rows.append((ip, port, when.group(0) if when else None, find_urls(line, limit=5)))
+    return rows
+
+
+def _row_time(raw: str, text: str) -> tuple[datetime | None, bool, str | None]:
+    """A row's time: ISO forms as ``parse_time`` reads them; "11/22/2026 11:41 PM ET" (month
+    first, unless the first number cannot be a month) and "22.11.2026 14:05:11 MEZ" here."""
+    m = _NUMERIC_TIME.match(raw.strip())
+    if m is None:
+        return _time_value(raw, text)
+    a, b = int(m.group("a")), int(m.group("b"))
+    month, day = (b, a) if m.group("sep") == "." or a > 12 else (a, b)
+    hour = int(m.group("h")) % 12 + (12 if (m.group("ampm") or "").lower() == "pm" else 0) \
+        if m.group("ampm") else int(m.group("h"))
+    try:
+        local = datetime(int(m.group("y")), month, day, hour, int(m.group("mi")),
+                         int(m.group("s") or 0))
+    except ValueError:
+        return None, False, None
+    zone = _ZONES.get((m.group("zone") or "").lower())
+    if zone is None:
+        stated = m.group("zone") is None and bool(_ALL_TIMES.search(text))
+        return local.replace(tzinfo=UTC), stated, None
+    try:
+        when = local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    except ZoneInfoNotFoundError:
+        return local.replace(tzinfo=UTC), False, None
+    return when, True, None
+
+
+def split_rows(report: ParsedReport, text: str) -> list[ParsedReport]:
+    """One report per row of a table of at least two addresses, each with its own port, time
+    and URLs; *report* alone otherwise (its port and time from its row when it had none)."""
+    rows = [r for r in table_rows(text) if r[2] is not None]
+    if len({ip for ip, *_ in rows}) < 2:
+        for ip, port, raw, _ in rows:
+            if ip == report.source_ip:
+                _apply_row(report, port, raw, text)
+                break
+        return [report]
+    reports: list[ParsedReport] = []
+    seen: set[str] = set()
+    for ip, port, raw, urls in rows:
+        if ip in seen:
+            continue
+        seen.add(ip)
+        row = copy.deepcopy(report)
+        row.source_ip, row.source_port, row.occurred_at, row.occurred_raw = ip, None, None, None
+        row.inferred = [i for i in row.inferred if i not in ("source_ip", "occurred_at")]
+        row.warnings = [w for w in row.warnings if not w.startswith(
+            ("the notice names several IP", "time without zone"))]
+        reported = [u for u in report.urls if u in urls or host_of(u) == ip]
+        row.urls, row.domains = reported, domains_of(reported)
+        _apply_row(row, port, raw, text)
+        reports.append(row)
+    return reports
+
+
+def _apply_row(report: ParsedReport, port: int | None, raw: str | None, text: str) -> None:
+    if port is not None and report.source_port is None:
+        report.source_port = port
+    if raw is None or report.occurred_at is not None:
+        return
+    when, stated, warning = _row_time(raw, text)
+    if when is None:
+        return
+    report.occurred_at, report.occurred_raw = when, raw
+    if warning:
+        report.warnings.append(warning)
+    if not stated:
+        report.inferred.append("occurred_at")
+        report.warnings.append("time without zone, taken as UTC")
 
 
 # -- the parser -----------------------------------------------------------------------------
@@ -553,4 +668,4 @@ class DmcaParser:
                                          "not a complaint")
         if not report.source_ip and not report.urls:
             report.review_reasons.append("the notice names no IP address or URL")
-        return ParseResult(Disposition.REPORT, "dmca", [report])
+        return ParseResult(Disposition.REPORT, "dmca", split_rows(report, text))

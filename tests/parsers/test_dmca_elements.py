@@ -160,3 +160,53 @@ def test_no_reply_senders_are_no_contact() -> None:
     body = "DMCA notice. Infringing copies at http://files.example/x.zip"
     [report] = REGISTRY.parse(mail(body, sender="no-reply@owner.example")).reports
     assert not report.extra["dmca_elements"]["contact"]
+
+
+# -- a table of peers or servers ----------------------------------------------------------------
+
+PEERS = """DMCA notice: the film "Example Orchard" (2026) is shared by these peers via BitTorrent.
+
+  IP address      Port   Time observed             Info hash
+  192.0.2.77      49001  2026-11-22 20:01:13 UTC   95ed48de54c40db4c3ef48b6c82ac43042735dc4
+  192.0.2.180     6889   2026-11-22 20:17:40 UTC   95ed48de54c40db4c3ef48b6c82ac43042735dc4
+
+We have a good faith belief that the use is not authorized; the information is accurate and,
+under penalty of perjury, we are authorized to act on behalf of the copyright owner.
+
+Electronic signature: /Jane Roe/
+"""
+
+
+def test_a_table_of_peers_gives_one_report_per_peer_with_its_port_and_time() -> None:
+    result = REGISTRY.parse(mail(PEERS))
+    assert [(r.source_ip, r.source_port, r.occurred_raw) for r in result.reports] == [
+        ("192.0.2.77", 49001, "2026-11-22 20:01:13 UTC"),
+        ("192.0.2.180", 6889, "2026-11-22 20:17:40 UTC")]
+    for report in result.reports:
+        assert report.type_hint == "dmca:notice"
+        assert all(report.extra["dmca_elements"].values())
+        assert not any("several IP" in w for w in report.warnings)
+
+
+def test_a_table_of_stream_servers_keeps_each_rows_url_and_eastern_time() -> None:
+    body = ("URGENT DMCA: the live telecast is restreamed without authorization from:\n"
+            "1 | hxxp://192.0.2.111/hls/ppv1/master.m3u8 | 192.0.2.111:80 | "
+            "11/22/2026 11:41 PM ET\n"
+            "2 | rtmp://192.0.2.112:1935/live/boxing | 192.0.2.112:1935 | 11/22/2026 11:41 PM ET\n")
+    first, second = REGISTRY.parse(mail(body)).reports
+    assert (first.source_ip, first.source_port, second.source_ip, second.source_port) == (
+        "192.0.2.111", 80, "192.0.2.112", 1935)
+    assert first.urls == ["http://192.0.2.111/hls/ppv1/master.m3u8"]
+    assert first.occurred_at is not None and first.occurred_at.isoformat() == \
+        "2026-11-23T04:41:00+00:00"  # 23:41 EST is 04:41 UTC
+
+
+@pytest.mark.parametrize(("label", "expected"), [
+    ("Fecha y hora de detección: 22/11/2026 21:03 CET", "2026-11-22T20:03:00+00:00"),
+    ("Festgestellt: 22.11.2026 14:05:11 MEZ", "2026-11-22T13:05:11+00:00"),
+    ("Observed: 11/23/2026 9:20 PM EST", "2026-11-24T02:20:00+00:00"),
+])
+def test_numeric_dates_with_their_zones_in_a_labelled_line(label: str, expected: str) -> None:
+    body = f"DMCA notice. Infringing stream at http://streams.example/live.m3u8\n{label}\n"
+    [report] = REGISTRY.parse(mail(body)).reports
+    assert report.occurred_at is not None and report.occurred_at.isoformat() == expected

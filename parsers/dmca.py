@@ -81,6 +81,8 @@ _MARKER = re.compile(
     r"\banti-?piracy\b|\billegal\s+(?:re)?stream|\burheberrechtsverletzung|"
     r"\bviolation\s+(?:de\s+)?(?:nos\s+|des\s+)?droits\s+d'auteur|"
     r"\binfracci[óo]n\s+de\s+(?:los\s+)?derechos\s+de\s+autor|"
+    r"\billegale?\s+(?:live-?)?(?:weiterverbreitung|[üu]bertragung)|\bdiritti\s+audiovisivi|"
+    r"\btrasmissione\s+illecita|\bantipirateria\b|\bunauthori[sz]ed\s+(?:iptv\s+)?restreams?|"
     r"\b17\s*U\.?\s?S\.?\s?C\b|\b512\s*\(\s*[cdg]\s*\)|"
     r"notice\s+of\s+(?:claimed\s+|alleged\s+|copyright\s+)?infring|"
     r"notice\s+of\s+unauthori[sz]ed\s+use|infringed\s+upon\s+by\s+a\s+computer", re.I)
@@ -186,7 +188,9 @@ _WORK_NOUN = re.compile(
     r"telenovela|programme|program|broadcast|course|video|photo(?:graph)?|image|picture|game|"
     r"software|app|font|article|paper|artwork|illustration|match|event|channel|"
     r"pel[íi]cula|canci[óo]n|libro|serie|fotograf[íi]a|obra|partido|foto|bild|werk|lied|"
-    r"roman|spielfilm|chanson|livre|[œo]euvre|s[ée]rie|photo|canal|filme|livro|m[úu]sica)s?\b",
+    r"roman|spielfilm|chanson|livre|[œo]euvre|s[ée]rie|photo|canal|filme|livro|m[úu]sica|"
+    r"fotografie|fotografien|lichtbild|lichtbildwerke?|lichtbilder|aufnahme|fotograaf|"
+    r"foto's)s?\b",
     re.I)
 _MATERIAL = re.compile(
     r"infring|unauthori[sz]ed|pirat|file\s?name|torrent|\bhash\b|magnet:|btih|"
@@ -410,7 +414,10 @@ def _time_value(value: str, text: str) -> tuple[datetime | None, bool, str | Non
 def locate(report: ParsedReport, text: str, mail: Mail) -> None:
     """URLs, domains, IP, port and time of a notice's *text* into *report*."""
     own = sender_domains(mail)
-    reported, other = split_urls(find_urls(text, limit=MAX_URLS), own)
+    # a URL in a CSV row ends at its comma ("http://x/a.m3u8,192.0.2.1,8000")
+    urls = unique(u.split(",", 1)[0] if "," in u and "/" not in u.split(",", 1)[1] else u
+                  for u in find_urls(text, limit=MAX_URLS))
+    reported, other = split_urls(urls, own)
     report.urls = reported
     report.domains = domains_of(reported)
     if other:
@@ -603,16 +610,32 @@ def _apply_row(report: ParsedReport, port: int | None, raw: str | None, text: st
 # -- the parser -----------------------------------------------------------------------------
 
 
+_ATTACHED_TEXT = (".txt", ".csv", ".tsv")
+_ATTACHED_TYPES = ("text/plain", "text/csv", "text/tab-separated-values")
+
+
 def notice_text(mail: Mail) -> tuple[str, bool]:
-    """The notice's human text, bounded, PGP armour removed; and whether it was clear-signed."""
-    text = mail.body_text(limit=MAX_TEXT_CHARS).replace("\r\n", "\n").replace("\r", "\n")
+    """The notice's human text, bounded, PGP armour removed; and whether it was clear-signed.
+    A letter attached as text and a CSV of detections are part of the notice: appended."""
+    text = mail.body_text(limit=MAX_TEXT_CHARS)
+    for part in mail.parts:
+        if len(text) >= MAX_TEXT_CHARS:
+            break
+        if part.filename and (part.content_type in _ATTACHED_TYPES
+                              or part.name.endswith(_ATTACHED_TEXT)):
+            text += "\n\n" + part.text()[:MAX_TEXT_CHARS - len(text)]
+    text = text[:MAX_TEXT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
     return clear_signed_text(text)
 
 
 def reads_as_notice(subject: str, body: str) -> bool:
+    """A copyright notice: named so in the subject, or named and worded so in the body, or
+    making the two statements only a 512(c)(3) notice makes (good faith, penalty of perjury)."""
     if _MARKER.search(subject):
         return True
-    return bool(_MARKER.search(body) and _LEGAL.search(body))
+    if _MARKER.search(body) and _LEGAL.search(body):
+        return True
+    return bool(_PERJURY.search(body) and good_faith_statement(body))
 
 
 class DmcaParser:

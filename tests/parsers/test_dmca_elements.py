@@ -210,3 +210,41 @@ def test_numeric_dates_with_their_zones_in_a_labelled_line(label: str, expected:
     body = f"DMCA notice. Infringing stream at http://streams.example/live.m3u8\n{label}\n"
     [report] = REGISTRY.parse(mail(body)).reports
     assert report.occurred_at is not None and report.occurred_at.isoformat() == expected
+
+
+def attached(body: str, name: str, ctype: str, content: str, subject: str) -> bytes:
+    return (f"From: Rights Desk <rights@owner.example>\nTo: abuse@isp.example\n"
+            f"Subject: {subject}\nDate: Fri, 01 Mar 2024 10:00:00 +0000\nMIME-Version: 1.0\n"
+            f'Content-Type: multipart/mixed; boundary="b"\n\n--b\n'
+            f"Content-Type: text/plain; charset=utf-8\n\n{body}\n--b\n"
+            f'Content-Type: {ctype}; charset=utf-8\nContent-Disposition: attachment; '
+            f'filename="{name}"\n\n{content}\n--b--\n').encode()
+
+
+def test_a_letter_attached_as_text_is_the_notice() -> None:
+    letter = ("Urheberrechtsverletzung auf der Webseite www.shop.example\n\nUnser Mandant ist "
+              "Urheber der Fotografie „Berg im Morgenlicht“. Sie wird ohne Lizenz auf\n"
+              "  https://www.shop.example/galerie/\nöffentlich zugänglich gemacht.\n\n"
+              "Mit freundlichen Grüßen\n\nDr. Erika Muster\nRechtsanwältin\n")
+    raw = attached("Anbei unser Schreiben.", "Schreiben.txt", "text/plain", letter,
+                   "Urheberrechtsverletzung - www.shop.example")
+    [report] = REGISTRY.parse(raw).reports
+    assert report.urls == ["https://www.shop.example/galerie/"]
+    assert report.extra["dmca_elements"]["work"]
+    assert report.extra["dmca_elements"]["signature"]
+
+
+def test_a_csv_of_detections_gives_a_report_per_server_and_notice_by_its_statements() -> None:
+    body = ("The live event is illegally redistributed through the servers in the attached CSV."
+            "\nWe have a good faith belief that this use is not authorized, and state under "
+            "penalty of perjury that the information is accurate and that we are authorized "
+            "to act on behalf of the owner.\n")
+    csv = ("id,detected_utc,stream_url,ip,port\n"
+           "1,2026-11-23 03:02:10,http://192.0.2.21:8000/live/a.m3u8,192.0.2.21,8000\n"
+           "2,2026-11-23 03:02:44,http://192.0.2.22:8000/live/b.m3u8,192.0.2.22,8000\n")
+    raw = attached(body, "detections.csv", "text/csv", csv, "Live event restreams")
+    result = REGISTRY.parse(raw)
+    assert result.format == "dmca"  # no "DMCA" anywhere: the two statements say it
+    assert [(r.source_ip, r.source_port, r.urls) for r in result.reports] == [
+        ("192.0.2.21", 8000, ["http://192.0.2.21:8000/live/a.m3u8"]),
+        ("192.0.2.22", 8000, ["http://192.0.2.22:8000/live/b.m3u8"])]

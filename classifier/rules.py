@@ -36,9 +36,10 @@ _ABUSE_POTENTIAL = re.compile(
     r"(?:actively\s|currently\s)?(?:ab)?used|(?:pode|podem|podr[íi]an?|puede|pueden)\s(?:ser\s)?"
     r"(?:abusad|usad|utilizad)[oa]s?|(?:est[ãa]o|est[áa]n)\s(?:sendo\s|siendo\s)?"
     r"(?:ativamente\s|activamente\s)?(?:abusad|usad|utilizad)[oa]s?|"
-    r"(?:kann|k[öo]nnen|werden)\s(?:aktiv\s)?(?:f[üu]r\s[^.;\n]{0,40}?\s)?missbraucht|"
     r"(?:peut|peuvent|sont)\s(?:[êe]tre\s)?(?:activement\s)?(?:utilis|abus)[ée]e?s?)"
-    r"\s(?:for|in|as|to|em|en|para|pour|dans|zu|f[üu]r)\s[^.;\n]{0,80}",
+    r"\s(?:for|in|as|to|em|en|para|pour|dans|zu|f[üu]r)\s[^.;\n]{0,80}|"
+    # German puts what it is abused for first: "werden für DDoS-Angriffe missbraucht"
+    r"(?:kann|k[öo]nnen|werden)\s(?:aktiv\s)?(?:f[üu]r|zu|bei)\s[^.;\n]{0,60}?\smissbraucht",
     re.IGNORECASE)
 
 
@@ -62,6 +63,9 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"furto di credenziali", r"pagina (?:falsa|contraffatta)",
         r"nep-?(?:website|pagina|bank)", r"inloggegevens", r"valse (?:website|inlogpagina)",
         r"wy[łl]udz\w*", r"sukčiav\w*", r"sukciav\w*", r"tietojenkalastelu\w*",
+        # ru: phishing, "card data", "your card is blocked", "confirm your data/account"
+        r"фишинг\w*", r"данные (?:банковской )?карты", r"карта заблокирована",
+        r"подтвердите (?:данные|личность|аккаунт|учетную запись)",
     )),
     # impersonating a brand is phishing's way and brand fraud's too: weak on its own
     ("rule:impersonation", "phishing", 0.3, (
@@ -97,7 +101,7 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
     ("rule:ddos", "ddos", 0.65, (
         r"ddos", r"dos attack", r"denial[- ]of[- ]service", r"amplification attacks?",
         r"reflection attacks?", r"(?:syn|udp|http|icmp|ack) flood\w*", r"flooding",
-        r"(?:used|abused) as (?:a )?reflectors?", r"reflectors?",
+        r"(?:used|abused) as (?:a )?reflectors?",
         r"target of (?:a|an|the) (?:\w+ )?(?:ddos|dos|amplification|flood|reflection)\w*",
         r"d[ée]ni de service", r"denegaci[óo]n de servicio", r"overbelastingsaanval",
         r"dienstverweigerung", r"nega[çc][ãa]o de servi[çc]o",
@@ -200,6 +204,8 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"(?:block|black|deny) ?list\w*", r"dnsbl", r"rbl", r"spam ?traps?",
         r"(?:address|e-?mail) harvest\w*", r"harvesting (?:ips|e-?mail|addresses)",
         r"engaged in harvesting", r"(?:address|e-?mail) harvesters?",
+        # a scam sent by mail is spam from where it was sent
+        r"(?:scam|fake invoice|lottery|419|advance[- ]fee) (?:e-?mails?|mails?|messages?)",
         r"unerw[üu]nscht\w*", r"werbemails?", r"abbestellen", r"courriels? non sollicit[ée]s?",
         r"pourriels?", r"d[ée]sabonner", r"correo no deseado", r"no solicitad[oa]s?",
         r"darse de baja", r"ongevraagde", r"afmelden",
@@ -225,6 +231,10 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
         r"bereikbaar (?:vanaf|via) (?:het )?internet",
         # what an open service may be abused for is the notice's reason (see _ABUSE_POTENTIAL)
         ABUSE_POTENTIAL, r"amplification (?:factor|potential|vector)s?",
+        r"offene[nrs]? (?:[\w]+-)?(?:dienste?|server|ports?)",
+        r"(?:answer|respond)\w* (?:to )?(?:\w+ ){0,2}(?:requests|queries) from (?:the )?internet",
+        r"beantworte\w* (?:[\w()/-]+ ){0,3}aus dem internet",
+        r"respond(?:s|ed|ing)? (?:on|to) (?:udp|tcp|our)",
     )),
     ("rule:vulnerable", "open-service", 0.6, (
         r"vulnerab\w*", r"verwundbar\w*", r"schwachstellen?", r"kwetsba\w*", r"vuln[ée]rab\w*",

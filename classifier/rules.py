@@ -31,15 +31,19 @@ MAX_DETAIL_TERMS = 5
 # sentence, at most 80 characters) becomes one token the open-service rule reads, so its
 # attack words are not counted as a DDoS.
 ABUSE_POTENTIAL = "abuse-potential"
+_ATTACK_WORD = (r"(?:ddos|dos\b|amplif|reflec|denial|nega[çc]|denegaci|angriff|attaque|ataque|"
+                r"attack)")
 _ABUSE_POTENTIAL = re.compile(
     r"(?:(?:can|could|may|might)\s(?:also\s)?be\s(?:ab)?used|(?:is|are|being)\s"
     r"(?:actively\s|currently\s)?(?:ab)?used|(?:pode|podem|podr[íi]an?|puede|pueden)\s(?:ser\s)?"
     r"(?:abusad|usad|utilizad)[oa]s?|(?:est[ãa]o|est[áa]n)\s(?:sendo\s|siendo\s)?"
     r"(?:ativamente\s|activamente\s)?(?:abusad|usad|utilizad)[oa]s?|"
     r"(?:peut|peuvent|sont)\s(?:[êe]tre\s)?(?:activement\s)?(?:utilis|abus)[ée]e?s?)"
-    r"\s(?:for|in|as|to|em|en|para|pour|dans|zu|f[üu]r)\s[^.;\n]{0,80}|"
+    r"\s(?:for|in|as|to|em|en|para|pour|dans|zu|f[üu]r)\s[^.;\n]{0,60}?" + _ATTACK_WORD
+    + r"[^.;\n]{0,40}|"
     # German puts what it is abused for first: "werden für DDoS-Angriffe missbraucht"
-    r"(?:kann|k[öo]nnen|werden)\s(?:aktiv\s)?(?:f[üu]r|zu|bei)\s[^.;\n]{0,60}?\smissbraucht",
+    r"(?:kann|k[öo]nnen|werden)\s(?:aktiv\s)?(?:f[üu]r|zu|bei)\s[^.;\n]{0,30}?" + _ATTACK_WORD
+    + r"[^.;\n]{0,30}?\smissbraucht",
     re.IGNORECASE)
 
 
@@ -74,7 +78,8 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
     ("rule:brute-force", "hacking", 0.6, (
         r"brute[- ]?forc\w*", r"failed password", r"authentication failures?",
         r"invalid user", r"login attempts?", r"failed logins?", r"fail login", r"login failures?",
-        r"dictionary attacks?", r"password guessing", r"wp-login(?:\.php)?",
+        r"login failed", r"auth(?:entication)? failed", r"dictionary attacks?",
+        r"password[- ]guessing", r"wp-login(?:\.php)?",
         r"credential stuffing", r"fail2ban", r"xmlrpc(?:\.php)?",
         r"anmeldeversuche?", r"fehlgeschlagene anmeldung\w*", r"fehler bei der anmeldung",
         r"anmeldung fehlgeschlagen", r"force brute",
@@ -101,7 +106,8 @@ _RULES: list[tuple[str, str, float, tuple[str, ...]]] = [
     ("rule:ddos", "ddos", 0.65, (
         r"ddos", r"dos attack", r"denial[- ]of[- ]service", r"amplification attacks?",
         r"reflection attacks?", r"(?:syn|udp|http|icmp|ack) flood\w*", r"flooding",
-        r"(?:used|abused) as (?:a )?reflectors?",
+        r"(?:used|abused) as (?:a )?reflectors?", r"(?:get|post)-?flood\w*",
+        r"participat\w* in (?:a |the |this )?(?:ddos|dos|attack)\w*", r"deelgenomen",
         r"target of (?:a|an|the) (?:\w+ )?(?:ddos|dos|amplification|flood|reflection)\w*",
         r"d[ée]ni de service", r"denegaci[óo]n de servicio", r"overbelastingsaanval",
         r"dienstverweigerung", r"nega[çc][ãa]o de servi[çc]o",

@@ -77,6 +77,9 @@ POSITIVE = [
     ("sukčiavimo svetainė", "rule:phishing-words", "phishing"),
     ("Ваша карта заблокирована, подтвердите данные карты", "rule:phishing-words", "phishing"),
     ("a fake invoice mail from your server", "rule:spam", "spam"),
+    ("SMTP AUTH password-guessing, SASL LOGIN failed", "rule:brute-force", "hacking"),
+    ("systems in your network participated in a DDoS attack (HTTP GET-flood)", "rule:ddos",
+     "ddos"),
     ("Offene SNMP-Dienste werden für DDoS-Angriffe missbraucht", "rule:open-service",
      "open-service"),
     ("open resolvers were used as reflectors against our customer", "rule:ddos", "ddos"),
@@ -144,6 +147,12 @@ def test_what_an_open_service_may_be_abused_for_is_no_ddos(text: str) -> None:
     found = score_text(text)
     assert "ddos" not in found
     assert [e.name for e in found["open-service"]] == ["rule:open-service"]
+
+
+def test_a_host_being_used_for_something_else_is_no_abuse_potential() -> None:
+    found = score_text("The website has been compromised and is being used to host a web shell.")
+    assert "open-service" not in found
+    assert found["malware"][0].detail == "matched: been compromised, web shell"
 
 
 def test_a_ddos_seen_stays_a_ddos_beside_the_open_resolvers_it_used() -> None:

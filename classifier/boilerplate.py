@@ -9,7 +9,9 @@ is prohibited"), the wording of a forwarded-message block ("---------- Forwarded
 and its "> " lines). Left in, a spam listing becomes a copyright case, an open-telnet report an
 intrusion. :func:`strip` returns the text without them:
 
-* a signature: everything after a ``-- `` line, when that is the last 25 lines or fewer;
+* a signature: everything after a ``-- `` line, when that is the last 25 lines or fewer (after
+  a bare ``--``, only when 6 lines or fewer follow: bilingual notices separate their
+  languages with it);
 * a disclaimer: from the sentence that says the mail is confidential, or what to do with it if
   received in error, to the end of its paragraph (a block between blank lines of at most
   ``MAX_DISCLAIMER_LINES`` lines; in a longer one, that sentence only);
@@ -20,7 +22,7 @@ intrusion. :func:`strip` returns the text without them:
   Subject stays: it may be the complaint's);
 * a quoted reply: an attribution line ("On ... wrote:", "Am ... schrieb ...:", "Le ... a
   écrit :", "El ... escribió:") and the "> " lines, unless what is left unquoted is too short to
-  be the complaint (a forwarded complaint is all quote): then the quoted text is kept, unquoted;
+  be the complaint; "> " lines with no attribution are a forwarded complaint: kept, unquoted;
 * phrases that name abuse words without complaining ("scanned for viruses", "anti-spam",
   "not spam", "threat intelligence").
 
@@ -34,6 +36,7 @@ import re
 
 MAX_TEXT_CHARS = 20_000
 MAX_SIGNATURE_LINES = 25
+MAX_BARE_SIGNATURE_LINES = 6
 MAX_DISCLAIMER_LINES = 12
 MIN_OWN_WORDS = 12  # fewer unquoted words than this: the quote is the complaint
 
@@ -44,8 +47,10 @@ _DISCLAIMER = re.compile(
     r"(?:attachments?|files?)\s(?:transmitted\swith\sit\s)?)?(?:is|are|may\sbe|contains?|"
     r"is\sintended)\s(?:strictly\s)?(?:confidential|privileged|intended|for\sthe\s(?:sole|"
     r"exclusive))|"
-    r"\bif\syou\s(?:have\s)?received\sthis\s(?:e-?mail\s|message\s|communication\s|"
+    r"\bif\syou\s(?:have\s)?received\s(?:this|it)\s(?:e-?mail\s|message\s|communication\s|"
     r"transmission\s)?(?:in\serror|by\smistake)|\bif\syou\sare\snot\sthe\sintended\srecipient|"
+    r"\b(?:is|are)\s(?:intended|meant)\s(?:only\s|solely\s)?for\sthe\s(?:addressee|named|"
+    r"intended|recipient)|"
     r"\breceived\s(?:this|the)\s(?:e-?mail|message)\s(?:in\serror|by\smistake)|"
     r"\bdiese\s(?:e-?mail|nachricht)\s(?:enth[äa]lt|ist)\s(?:vertrauliche|vertraulich)|"
     r"\bwenn\ssie\snicht\sder\s(?:richtige|beabsichtigte)|irrt[üu]mlich\serhalten|"
@@ -117,17 +122,23 @@ def _paragraphs(lines: list[str]) -> list[list[str]]:
 
 
 def _cut_signature(lines: list[str]) -> list[str]:
+    """Without the signature: after "-- " (RFC 3676), or after a bare "--" when only a few
+    lines follow it (a bare "--" before a long block separates two languages of a notice)."""
     for i in range(len(lines) - 1, max(-1, len(lines) - MAX_SIGNATURE_LINES - 2), -1):
-        if _SIGNATURE_DELIMITER.fullmatch(lines[i].rstrip("\r")):
-            return lines[:i]
+        line = lines[i].rstrip("\r")
+        if _SIGNATURE_DELIMITER.fullmatch(line):
+            after = sum(1 for rest in lines[i + 1:] if rest.strip())
+            if line == "-- " or after <= MAX_BARE_SIGNATURE_LINES:
+                return lines[:i]
     return lines
 
 
 def _drop_quotes(lines: list[str]) -> list[str]:
+    """A reply (an attribution line) without what it quotes; a forward's quoted complaint
+    (no attribution: "> " is how it was forwarded) is evidence and stays, unquoted."""
+    replying = any(_ATTRIBUTION.match(line) for line in lines)
     own = [line for line in lines if not _QUOTED.match(line) and not _ATTRIBUTION.match(line)]
-    if len(own) == len(lines):
-        return lines
-    if sum(len(_WORD.findall(line)) for line in own) >= MIN_OWN_WORDS:
+    if replying and sum(len(_WORD.findall(line)) for line in own) >= MIN_OWN_WORDS:
         return own
     return [_UNQUOTE.sub("", line) for line in lines if not _ATTRIBUTION.match(line)]
 

@@ -104,3 +104,27 @@ def test_bounded_and_linear_on_hostile_input() -> None:
     out = strip(hostile * 3)
     assert time.process_time() - start < 2.0
     assert len(out) <= MAX_TEXT_CHARS
+
+
+def test_a_forward_quoted_without_attribution_keeps_its_quote_as_evidence() -> None:
+    text = ("Please see below, this came to our NOC this morning and concerns a prefix you "
+            "announce to us, thanks for looking into it.\n\n"
+            "> Our game server was hit by an NTP reflection attack from 192.0.2.90.\n")
+    assert "NTP reflection attack" in strip(text)
+
+
+def test_a_bare_double_dash_before_a_long_second_language_is_no_signature() -> None:
+    english = "\n".join(["Dear Sir or Madam,", "open DNS resolvers answer recursive queries",
+                         "from anywhere on the Internet.", "", "Attached you find the list.",
+                         "All timestamps in UTC.", "Kind regards", "Team CERT", "Example Office",
+                         "Street 1, City"])
+    text = "Sehr geehrte Damen und Herren,\noffene Resolver in Ihrem Netz.\n--\n" + english
+    assert "open DNS resolvers answer recursive queries" in strip(text)
+    assert strip("Spam from your network.\n--\nJane Roe\nPostmaster") == \
+        "Spam from your network."
+
+
+def test_an_addressee_only_disclaimer_in_another_wording() -> None:
+    text = ("Port scan from your network.\n\nThis e-mail is intended for the addressee only. If "
+            "you received it in error, please notify the sender and delete it.")
+    assert strip(text) == "Port scan from your network."

@@ -31,19 +31,20 @@ MAX_DETAIL_TERMS = 5
 # sentence, at most 80 characters) becomes one token the open-service rule reads, so its
 # attack words are not counted as a DDoS.
 ABUSE_POTENTIAL = "abuse-potential"
-_ATTACK_WORD = (r"(?:ddos|dos\b|amplif|reflec|denial|nega[çc]|denegaci|angriff|attaque|ataque|"
-                r"attack)")
+
 _ABUSE_POTENTIAL = re.compile(
     r"(?:(?:can|could|may|might)\s(?:also\s)?be\s(?:ab)?used|(?:is|are|being)\s"
     r"(?:actively\s|currently\s)?(?:ab)?used|(?:pode|podem|podr[íi]an?|puede|pueden)\s(?:ser\s)?"
     r"(?:abusad|usad|utilizad)[oa]s?|(?:est[ãa]o|est[áa]n)\s(?:sendo\s|siendo\s)?"
     r"(?:ativamente\s|activamente\s)?(?:abusad|usad|utilizad)[oa]s?|"
     r"(?:peut|peuvent|sont)\s(?:[êe]tre\s)?(?:activement\s)?(?:utilis|abus)[ée]e?s?)"
-    r"\s(?:for|in|as|to|em|en|para|pour|dans|zu|f[üu]r)\s[^.;\n]{0,60}?" + _ATTACK_WORD
-    + r"[^.;\n]{0,40}|"
+    r"\s(?:for|in|as|to|em|en|para|pour|dans|zu|f[üu]r)\s[^.;\n]{0,60}?"
+    r"(?:ddos|dos\b|amplif|reflec|denial|nega[çc]|denegaci|angriff|attaque|ataque|attack)"
+    r"[^.;\n]{0,40}|"
     # German puts what it is abused for first: "werden für DDoS-Angriffe missbraucht"
-    r"(?:kann|k[öo]nnen|werden)\s(?:aktiv\s)?(?:f[üu]r|zu|bei)\s[^.;\n]{0,30}?" + _ATTACK_WORD
-    + r"[^.;\n]{0,30}?\smissbraucht",
+    r"(?:kann|k[öo]nnen|werden)\s(?:aktiv\s)?(?:f[üu]r|zu|bei)\s[^.;\n]{0,30}?"
+    r"(?:ddos|dos\b|amplif|reflec|denial|nega[çc]|denegaci|angriff|attaque|ataque|attack)"
+    r"[^.;\n]{0,30}?\smissbraucht",
     re.IGNORECASE)
 
 

@@ -42,7 +42,7 @@ class Stage(enum.IntEnum):
 
 # The formats of `abuse-desk parse --json`, fixed by the parsers issue.
 FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "text",
-           "autoreply", "bounce", "reply")
+           "autoreply", "bounce", "reply", "dmarc-aggregate", "dmarc-failure", "tls-report")
 
 
 class Role(enum.StrEnum):

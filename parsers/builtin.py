@@ -5,6 +5,7 @@ from __future__ import annotations
 from parsers.acns import AcnsParser
 from parsers.arf import ArfParser
 from parsers.base import Parser
+from parsers.dmarc import DmarcParser
 from parsers.dmca import DmcaParser
 from parsers.guards import AutoReplyParser, BounceParser, ReplyParser
 from parsers.shadowserver import ShadowserverParser
@@ -19,6 +20,8 @@ def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Par
         # guards: decided before any format
         ReplyParser(message_id_domain),
         BounceParser(message_id_domain),
+        # DMARC and TLS reports (a failure report is ARF, but no complaint)
+        DmarcParser(),
         AutoReplyParser(),
         # structural: XARF JSON first (it also rides inside ARF with Feedback-Type xarf),
         # SpamCop before ARF (its ARF is SpamCop's), X-ARF before ARF (some wrap report.txt in

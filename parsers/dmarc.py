@@ -23,6 +23,7 @@ import io
 import json
 import re
 import struct
+import weakref
 import zipfile
 import zlib
 from datetime import UTC, datetime
@@ -346,7 +347,8 @@ class DmarcParser:
     name = "dmarc"
     stage = Stage.GUARD
 
-    def matches(self, mail: Mail) -> bool:
+    @staticmethod
+    def _might_be(mail: Mail) -> bool:
         if _is_tls_mail(mail) or _report_file(mail) is not None:
             return True
         fields = _feedback_fields(mail)
@@ -357,7 +359,25 @@ class DmarcParser:
             return True
         return any(_looks_like_report(p) for p in mail.parts if p.depth <= 1 and p.data)
 
-    def parse(self, mail: Mail) -> ParseResult | None:
+    def __init__(self) -> None:
+        # What matches() found, for parse(): the message is read once.
+        self._found: weakref.WeakKeyDictionary[Mail, ParseResult] = weakref.WeakKeyDictionary()
+
+    def matches(self, mail: Mail) -> bool:
+        if not self._might_be(mail):
+            return False
+        result = self._read(mail)
+        if result is not None:
+            self._found[mail] = result
+        return result is not None
+
+    def parse(self, mail: Mail) -> ParseResult:
+        result = self._found.pop(mail, None) or self._read(mail)
+        if result is None:
+            raise ValueError("not a DMARC or TLS report")
+        return result
+
+    def _read(self, mail: Mail) -> ParseResult | None:
         if _is_tls_mail(mail):
             return self._tls(mail)
         fields = _feedback_fields(mail)

@@ -8,6 +8,7 @@ from parsers.base import Parser
 from parsers.dmarc import DmarcParser
 from parsers.dmca import DmcaParser
 from parsers.guards import AutoReplyParser, BounceParser, ReplyParser
+from parsers.nonreports import NonReportParser
 from parsers.shadowserver import ShadowserverParser
 from parsers.spamcop import SpamcopParser
 from parsers.text import TextParser
@@ -22,6 +23,8 @@ def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Par
         BounceParser(message_id_domain),
         # DMARC and TLS reports (a failure report is ARF, but no complaint)
         DmarcParser(),
+        # acknowledgements, other desks' answers, surveys, newsletters ... by what they say
+        NonReportParser(),
         AutoReplyParser(),
         # structural: XARF JSON first (it also rides inside ARF with Feedback-Type xarf),
         # SpamCop before ARF (its ARF is SpamCop's), X-ARF before ARF (some wrap report.txt in

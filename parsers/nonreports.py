@@ -249,6 +249,31 @@ _OTHER = re.compile(
     r"(?:approved|confirmed|accepted)|thank you for enrol+ing)", re.I)
 
 
+# A person's question to us that accuses no one: is a mail really ours, how do we get off a
+# blocklist, is there news on the report they made.
+_QUESTION = re.compile(
+    r"\b(?:is (?:this|that|the) (?:e-?mail|mail|message) (?:really |genuinely |actually )?"
+    r"(?:from you|genuine|legit(?:imate)?|real)|"
+    r"ist (?:diese|die|das) (?:e-?mail|mail|nachricht) (?:echt|wirklich|tats[äa]chlich)|"
+    r"(?:ce|cet) (?:e-?mail|mail|courriel|message) vient(?:-il)? (?:vraiment )?de vous|"
+    r"(?:este|el) correo es (?:realmente )?(?:de ustedes|leg[íi]timo)|"
+    r"how (?:do (?:i|we)|can (?:i|we)|to) get (?:it |us |our (?:ip|address) )?(?:removed|"
+    r"delisted|unblocked|off the (?:list|blacklist|blocklist))|"
+    r"wie (?:kommen wir|komme ich) (?:da |von der liste )?wieder (?:runter|raus))", re.I)
+_FOLLOW_UP = re.compile(
+    r"\b(?:any (?:news|updates?)|is there (?:any )?(?:news|an update|anything new)|"
+    r"gibt es (?:schon )?(?:neuigkeiten|etwas neues)|des nouvelles|alguna novedad|"
+    r"hay novedades)\b", re.I)
+
+# A request to act, as a complaint ends: a reporter answering a desk's answer with more abuse
+# is a complaint again.
+_PLEASE_ACT = re.compile(
+    r"\b(?:please (?:remove|investigate|take (?:appropriate )?action|stop|suspend|block|"
+    r"take (?:it|them|this) (?:down|offline)|look into)|"
+    r"(?:still|again) (?:ongoing|active|online|happening|continu(?:es|ing))|"
+    r"bitte (?:entfernen|pr[üu]fen|unterbinden|sperren)|merci d'intervenir|"
+    r"por favor (?:retire|detenga|investigue))", re.I)
+
 _LISTED = re.compile(r"\b(?:newly|been|now|is|are|was|were) listed\b|\blisted (?:on|in)\b",
                      re.I)
 
@@ -303,7 +328,12 @@ def classify(mail: Mail) -> tuple[str, str] | None:
         return TICKET_ACK, "another desk's acknowledgement or ticket update"
     if _OTHER.search(words) and not _LISTED.search(words) and not asks_for_action(text):
         return OTHER, "a notice about a delisting or an enrolment, no complaint"
-    if _REPLY_TEXT.search(text) and (_REPLY_SUBJECT.search(subject) or _TICKET.search(words)
+    if not asks_for_action(text) and (_QUESTION.search(words) or (
+            _FOLLOW_UP.search(text) and len(text) < 800 and not find_ips(refang(text), 1)
+            and (mail.header("In-Reply-To") or mail.header("References")))):
+        return OTHER, "a person's question, accusing no one"
+    if _REPLY_TEXT.search(text) and not _PLEASE_ACT.search(text) and (
+            _REPLY_SUBJECT.search(subject) or _TICKET.search(words)
                                      or mail.header("In-Reply-To") or mail.header("References")):
         return REPLY_TO_REPORTER, "another desk's answer to a complaint"
     if asks_for_action(text) or find_ips(refang(text), 1):

@@ -23,8 +23,9 @@ from __future__ import annotations
 import re
 
 from parsers.base import Disposition, ParseResult, Stage
+from parsers.common import find_ips, find_urls, refang
 from parsers.mail import Mail
-from parsers.nonreports import has_evidence, own_text
+from parsers.nonreports import asks_for_action, has_evidence, own_text
 
 # "[Abuse Case C-2026-000123]" as our subjects carry it, or "[C-2026-000123]" as notices ask
 # customers to quote it.
@@ -171,8 +172,11 @@ class AutoReplyParser:
         if not self._marked(mail):
             return False
         # The markers alone decide nothing: a CERT may send its notices as auto-replies. A
-        # message that carries a complaint's evidence is parsed as a complaint.
-        return has_evidence(mail, own_text(mail)) is None
+        # message that carries a complaint's evidence, names an address in its own text or
+        # accuses something of being ours is parsed as a complaint.
+        text = own_text(mail)
+        return (has_evidence(mail, text) is None and not asks_for_action(text)
+                and not find_ips(refang(text), 1) and not find_urls(refang(text), 1))
 
     @staticmethod
     def _marked(mail: Mail) -> bool:

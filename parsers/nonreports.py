@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 
 from parsers.base import Disposition, ParseResult, Stage
-from parsers.common import find_ips, refang
+from parsers.common import find_ips, find_urls, refang
 from parsers.headers import parse_address
 from parsers.mail import Mail, _strip_html
 
@@ -274,6 +274,7 @@ _PLEASE_ACT = re.compile(
     r"bitte (?:entfernen|pr[üu]fen|unterbinden|sperren)|merci d'intervenir|"
     r"por favor (?:retire|detenga|investigue))", re.I)
 
+_DELISTED_SUBJECT = re.compile(r"\b(?:removed|delisted) from\b", re.I)
 _LISTED = re.compile(r"\b(?:newly|been|now|is|are|was|were) listed\b|\blisted (?:on|in)\b",
                      re.I)
 
@@ -326,7 +327,10 @@ def classify(mail: Mail) -> tuple[str, str] | None:
             _ACK_TEXT.search(text) and (automatic or _TICKET.search(words)))) \
             and (automatic or not _REPLY_TEXT.search(text)):
         return TICKET_ACK, "another desk's acknowledgement or ticket update"
-    if _OTHER.search(words) and not _LISTED.search(words) and not asks_for_action(text):
+    notice = _OTHER.search(subject) or _DELISTED_SUBJECT.search(subject) or (
+        _OTHER.search(text) and len(text) < 1500 and not find_urls(refang(text), 1))
+    if notice and not _LISTED.search(words) and not asks_for_action(text) \
+            and not _PLEASE_ACT.search(text):
         return OTHER, "a notice about a delisting or an enrolment, no complaint"
     if not asks_for_action(text) and (_QUESTION.search(words) or (
             _FOLLOW_UP.search(text) and len(text) < 800 and not find_ips(refang(text), 1)

@@ -147,3 +147,25 @@ def test_sales_mail_is_a_newsletter_but_not_when_it_names_an_address() -> None:
     assert kind(mail("Faster abuse handling?", pitch)) == ("ignored", "newsletter")
     assert kind(mail("Faster abuse handling?", pitch + "Spam from 192.0.2.7 too.\r\n"))[0] \
         == "report"
+
+
+def test_a_key_value_cert_notice_sent_as_an_auto_reply_is_still_a_complaint() -> None:
+    raw = mail("[CERT #9911] Compromised host",
+               "This is an automatically generated message, please do not reply.\r\n\r\n"
+               "IP: 192.0.2.78\r\nPort: 445\r\nTimestamp: 2026-11-22T04:12:09Z\r\n"
+               "Type: infected\r\n",
+               "Auto-Submitted: auto-replied\r\n", "noreply@cert.example")
+    assert REGISTRY.parse(raw).disposition.value == "report"
+
+
+def test_an_auto_reply_naming_nothing_is_an_auto_reply() -> None:
+    raw = mail("Re: your mail", "Thanks, I will answer when I am back.\r\n",
+               "Auto-Submitted: auto-replied\r\n")
+    assert kind(raw) == ("ignored", "out-of-office")
+
+
+def test_content_removed_once_and_back_is_a_complaint() -> None:
+    raw = mail("Phishing page back online",
+               "The phishing page has been removed from the old host but is back at "
+               "hxxp://192.0.2.81/login/ since this morning.\r\n", sender="soc@bank.example")
+    assert REGISTRY.parse(raw).disposition.value == "report"

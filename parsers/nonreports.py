@@ -202,7 +202,7 @@ _TICKET = re.compile(
     r"\[?[A-Z0-9][A-Z0-9._-]{2,40}|#\s{0,2}\d{3,}", re.I)
 _REPLY_TEXT = re.compile(
     r"\b(?:thank(?:s| you) for (?:your|the) (?:abuse )?(?:report|notification|complaint|"
-    r"information|notice|message)|regarding your (?:abuse )?(?:report|complaint)|"
+    r"notice)|regarding your (?:abuse )?(?:report|complaint)|"
     r"(?:we|i) (?:have )?(?:received|reviewed) your (?:abuse )?(?:report|complaint)|"
     r"(?:the )?ip(?: address)? you reported|you reported\b|"
     r"the issue has been (?:resolved|fixed)|(?:we are|we're) closing this ticket|"
@@ -271,6 +271,8 @@ _PLEASE_ACT = re.compile(
     r"\b(?:please (?:remove|investigate|take (?:appropriate )?action|stop|suspend|block|"
     r"take (?:it|them|this) (?:down|offline)|look into)|"
     r"(?:still|again) (?:ongoing|active|online|happening|continu(?:es|ing))|"
+    r"(?:continues|persists|keeps (?:coming|happening))\b|"
+    r"(?:i am|i'm|we are|we're) still (?:getting|receiving|seeing)|"
     r"bitte (?:entfernen|pr[üu]fen|unterbinden|sperren)|merci d'intervenir|"
     r"por favor (?:retire|detenga|investigue))", re.I)
 
@@ -323,9 +325,12 @@ def classify(mail: Mail) -> tuple[str, str] | None:
             len(text) < 1500 and _OOO_TEXT.search(text) and (automatic or len(text) < 600))) \
             and not _ACK_TEXT.search(text):
         return OUT_OF_OFFICE, "an absence notice"
-    if (_ACK_SUBJECT.search(subject) or (
-            _ACK_TEXT.search(text) and (automatic or _TICKET.search(words)))) \
-            and (automatic or not _REPLY_TEXT.search(text)):
+    # The text says our report was received; a subject alone ("Ticket #1 created: ...") only
+    # when the text accuses nothing (an upstream's ticket may carry a complaint against us).
+    acked = (_ACK_TEXT.search(text) and (automatic or _TICKET.search(words))) or (
+        _ACK_SUBJECT.search(subject) and not asks_for_action(text)
+        and not find_ips(refang(text), 1))
+    if acked and (automatic or not _REPLY_TEXT.search(text)):
         return TICKET_ACK, "another desk's acknowledgement or ticket update"
     notice = _OTHER.search(subject) or _DELISTED_SUBJECT.search(subject) or (
         _OTHER.search(text) and len(text) < 1500 and not find_urls(refang(text), 1))

@@ -169,3 +169,18 @@ def test_content_removed_once_and_back_is_a_complaint() -> None:
                "The phishing page has been removed from the old host but is back at "
                "hxxp://192.0.2.81/login/ since this morning.\r\n", sender="soc@bank.example")
     assert REGISTRY.parse(raw).disposition.value == "report"
+
+
+def test_an_upstream_ticket_that_carries_a_complaint_is_a_complaint() -> None:
+    raw = mail("Ticket #5521 has been created: abuse from 192.0.2.91",
+               "Dear customer,\r\n\r\nwe received a complaint about 192.0.2.91 in your network "
+               "sending spam. Please investigate and reply within 24 hours.\r\n",
+               "Auto-Submitted: auto-generated\r\n", "noreply@upstream.example")
+    assert REGISTRY.parse(raw).disposition.value == "report"
+
+
+def test_a_reporter_thanking_for_an_answer_while_the_spam_continues_is_a_complaint() -> None:
+    raw = mail("Re: spam from 192.0.2.92",
+               "Thank you for your message. The spam from 192.0.2.92 continues, three more "
+               "today.\r\n", "In-Reply-To: <a1@isp.example>\r\n", "jane@mail.example")
+    assert REGISTRY.parse(raw).disposition.value == "report"

@@ -157,7 +157,8 @@ _OOO_SUBJECT = re.compile(
     r"on vacation|vacation reply|afwezig|fuera de la oficina)", re.I)
 _OOO_TEXT = re.compile(
     r"\b(?:out of (?:the )?office|i am (?:currently )?(?:away|on (?:annual )?leave|on holiday|"
-    r"travel+ing|out)|i'm (?:currently )?(?:away|on leave|travel+ing|out of)|"
+    r"travel+ing|out of (?:the )?(?:office|town|country))|"
+    r"i'm (?:currently )?(?:away|on leave|travel+ing|out of (?:the )?(?:office|town|country))|"
     r"(?:limited|no) access to (?:my )?e-?mail|limited connectivity|replies will be delayed|"
     r"nicht im b[üu]ro|au[ßs]er haus|abwesend|in urlaub|absent du bureau|je suis absent|"
     r"fuera de la oficina|estoy ausente|afwezig|niet op kantoor)", re.I)
@@ -314,15 +315,16 @@ def classify(mail: Mail) -> tuple[str, str] | None:
     automatic = _auto_headers(mail) or bool(_NOREPLY.search(sender)) or \
         bool(_AUTOMATIC.search(text))
     words = f"{subject}\n{text}"
-    if (_NOREPLY.search(sender) or _null_sender(mail)) and (
-            _BOUNCE_SUBJECT.search(subject) or _BOUNCE_TEXT.search(text)):
+    if (_NOREPLY.search(sender) or _null_sender(mail)) and (_BOUNCE_SUBJECT.search(subject) or (
+            _BOUNCE_TEXT.search(text) and not asks_for_action(text))):
         return BOUNCE, "a delivery failure"
     if _CHALLENGE.search(words):
         return CHALLENGE, "a challenge-response system asks to confirm the sender"
     if _SURVEY.search(words):
         return SURVEY, "a satisfaction survey"
     if (_OOO_SUBJECT.search(subject) or (
-            len(text) < 1500 and _OOO_TEXT.search(text) and (automatic or len(text) < 600))) \
+            len(text) < 1500 and _OOO_TEXT.search(text) and (automatic or len(text) < 600)
+            and not asks_for_action(text) and not find_ips(refang(text), 1))) \
             and not _ACK_TEXT.search(text):
         return OUT_OF_OFFICE, "an absence notice"
     # The text says our report was received; a subject alone ("Ticket #1 created: ...") only

@@ -184,3 +184,15 @@ def test_a_reporter_thanking_for_an_answer_while_the_spam_continues_is_a_complai
                "Thank you for your message. The spam from 192.0.2.92 continues, three more "
                "today.\r\n", "In-Reply-To: <a1@isp.example>\r\n", "jane@mail.example")
     assert REGISTRY.parse(raw).disposition.value == "report"
+
+
+@pytest.mark.parametrize(("sender", "subject", "body"), [
+    ("postmaster@bigmail.example", "Dictionary attack from 192.0.2.93",
+     "Your customer at 192.0.2.93 keeps trying addresses: thousands of 'user unknown' "
+     "rejections per hour.\r\n"),
+    ("jo@mail.example", "router hacked",
+     "I am away from home and someone from 192.0.2.94 logged into my router.\r\n"),
+])
+def test_complaints_using_bounce_or_absence_words_stay_complaints(sender: str, subject: str,
+                                                                  body: str) -> None:
+    assert REGISTRY.parse(mail(subject, body, sender=sender)).disposition.value == "report"

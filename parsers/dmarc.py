@@ -55,6 +55,7 @@ _SUBJECT_FAILURE = re.compile(
     r"\bdmarc-fehlerbericht\b", re.I)
 _TEXT_FAILURE = re.compile(r"\bfail(?:ed|s)? (?:the )?(?:published )?dmarc\b|"
                            r"\bdmarc (?:evaluation|check) failed\b|\bruf=mailto:", re.I)
+_FORWARDED = re.compile(r"^\s{0,5}(?:fwd?|wg|tr|rv|vs)\s{0,3}:", re.I)  # a person forwarding one
 _FIELD = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9-]{0,40}):[ \t]*(?P<value>[^\r\n]{0,500})",
                     re.M)
 # "  Reported domain:   example.org" in a plain-text failure report
@@ -389,7 +390,7 @@ class DmarcParser:
         aggregate = self._aggregate(mail)
         if aggregate is not None:
             return aggregate
-        if _SUBJECT_FAILURE.search(mail.subject) and any(
+        if _SUBJECT_FAILURE.search(mail.subject) and not _FORWARDED.search(mail.subject) and any(
                 _TEXT_FAILURE.search(p.text()[:50_000]) for p in mail.parts
                 if p.content_type == "text/plain" and p.depth <= 1):
             return self._failure(mail, self._text_fields(mail))

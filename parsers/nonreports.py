@@ -26,6 +26,7 @@ taken for an acknowledgement would be silently ignored.
 from __future__ import annotations
 
 import re
+import weakref
 
 from parsers.base import Disposition, ParseResult, Stage
 from parsers.common import find_ips, find_urls, refang
@@ -366,11 +367,19 @@ class NonReportParser:
     name = "nonreport"
     stage = Stage.GUARD
 
+    def __init__(self) -> None:
+        # What matches() found, for parse(): the message is read once.
+        self._found: weakref.WeakKeyDictionary[Mail, tuple[str, str]] = \
+            weakref.WeakKeyDictionary()
+
     def matches(self, mail: Mail) -> bool:
-        return classify(mail) is not None
+        found = classify(mail)
+        if found is not None:
+            self._found[mail] = found
+        return found is not None
 
     def parse(self, mail: Mail) -> ParseResult:
-        found = classify(mail)
+        found = self._found.pop(mail, None) or classify(mail)
         kind, why = found if found is not None else (OTHER, "")
         return ParseResult(disposition=Disposition.IGNORED, format=_FORMATS.get(kind, "nonreport"),
                            extra={"non_report": kind, "why": why})

@@ -24,7 +24,7 @@ def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Par
         # DMARC and TLS reports (a failure report is ARF, but no complaint)
         DmarcParser(),
         # acknowledgements, other desks' answers, surveys, newsletters ... by what they say
-        NonReportParser(),
+        NonReportParser(message_id_domain),
         AutoReplyParser(),
         # structural: XARF JSON first (it also rides inside ARF with Feedback-Type xarf),
         # SpamCop before ARF (its ARF is SpamCop's), X-ARF before ARF (some wrap report.txt in

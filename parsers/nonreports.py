@@ -7,6 +7,9 @@ is named in ``result.extra["non_report"]``:
   ticket update ("your report has been received", "ticket #123 has been closed");
 * ``reply-to-reporter``: another provider's abuse desk answering a complaint (ours, or one of
   our reporter's): "thank you for your report", "the IP address you reported", "resolved";
+  and any mail that quotes or attaches a complaint our own desk sent (``abuse@``, ``noc@``,
+  ``security@`` ... at the domain of our host name), as a desk telling its customer "abuse
+  originating from an IP you are using" with us in copy does;
 * ``survey``: "how did we do", "how satisfied were you", a net-promoter scale;
 * ``newsletter``: list or bulk mail (``List-Unsubscribe``, ``List-Id``, ``Precedence: bulk``)
   that reads like a newsletter or an announcement, and sales mail that asks for a demo;
@@ -305,10 +308,55 @@ def _null_sender(mail: Mail) -> bool:
     return (mail.header("Return-Path") or "").strip() == "<>"
 
 
-def classify(mail: Mail) -> tuple[str, str] | None:
-    """``(kind, why)`` for a message that is no complaint, or None."""
+# Our case tag, as parsers.guards.CASE_TAG reads it (guards imports this module).
+_CASE_TAG = re.compile(r"\[(?:Abuse Case )?C-\d{4}-\d{6,}\]", re.I)
+_FROM_LINE = re.compile(r"^[>\s]{0,10}(?:\*\*)?(?:from|von|de|van)(?:\*\*)?:[^\r\n]{0,300}",
+                        re.I | re.M)
+_ADDRESS = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
+_DESK_LOCAL = re.compile(r"^(?:abuse|noc|security|cert|csirt|soc)\b", re.I)
+
+
+def _ours(address: str, own_domain: str) -> bool:
+    """Whether *address* is an abuse desk's of ours: abuse@, noc@, security@ ... at our domain
+    (the domain of our host name, or a parent of it)."""
+    local, _, domain = address.lower().rpartition("@")
+    if not _DESK_LOCAL.match(local) or domain.count(".") < 1:
+        return False
+    return own_domain == domain or own_domain.endswith("." + domain)
+
+
+def quotes_our_complaint(mail: Mail, own_domain: str | None) -> bool:
+    """Whether *mail* (not from us) quotes or attaches a mail our abuse desk sent: another
+    desk telling us about our own complaint to it, or answering it."""
+    if not own_domain or own_domain.endswith(".localhost") or "." not in own_domain:
+        return False
+    sender = _sender(mail)
+    if "@" in sender and _ours(sender, own_domain):
+        return False
+    for part in mail.parts:
+        if part.content_type in ("message/rfc822", "message/global", "text/rfc822-headers"):
+            quoted = parse_address(mail.header("From", part.message) or "")[1] \
+                if part.content_type != "text/rfc822-headers" else ""
+            if quoted and _ours(quoted, own_domain):
+                return True
+        if part.content_type in ("text/plain", "text/rfc822-headers") or (
+                part.content_type == "text/html" and not part.filename):
+            for line in _FROM_LINE.finditer(part.text()[:MAX_TEXT * 5]):
+                if any(_ours(a, own_domain) for a in _ADDRESS.findall(line.group(0))[:3]):
+                    return True
+    return False
+
+
+def classify(mail: Mail, own_domain: str | None = None) -> tuple[str, str] | None:
+    """``(kind, why)`` for a message that is no complaint, or None. *own_domain*: our host
+    name (its domain or a parent of it is ours), to tell our own complaints quoted back."""
     subject = mail.subject[:500]
     text = own_text(mail)
+    # Our case tag in the Subject: perhaps the customer answering a notice, which the workflow
+    # threads (an answer "thank you for your report, fixed" must reach its case).
+    tagged = bool(_CASE_TAG.search(subject))
+    if not tagged and quotes_our_complaint(mail, own_domain) and not _PLEASE_ACT.search(text):
+        return REPLY_TO_REPORTER, "another desk's answer about a complaint of ours (quoted)"
     evidence = has_evidence(mail, text)
     if evidence is not None:
         return None
@@ -333,7 +381,7 @@ def classify(mail: Mail) -> tuple[str, str] | None:
     acked = (_ACK_TEXT.search(text) and (automatic or _TICKET.search(words))) or (
         _ACK_SUBJECT.search(subject) and not asks_for_action(text)
         and not find_ips(refang(text), 1))
-    if acked and (automatic or not _REPLY_TEXT.search(text)):
+    if acked and not tagged and (automatic or not _REPLY_TEXT.search(text)):
         return TICKET_ACK, "another desk's acknowledgement or ticket update"
     notice = _OTHER.search(subject) or _DELISTED_SUBJECT.search(subject) or (
         _OTHER.search(text) and len(text) < 1500 and not find_urls(refang(text), 1))
@@ -344,7 +392,7 @@ def classify(mail: Mail) -> tuple[str, str] | None:
             _FOLLOW_UP.search(text) and len(text) < 800 and not find_ips(refang(text), 1)
             and (mail.header("In-Reply-To") or mail.header("References")))):
         return OTHER, "a person's question, accusing no one"
-    if _REPLY_TEXT.search(text) and not _PLEASE_ACT.search(text) and (
+    if _REPLY_TEXT.search(text) and not tagged and not _PLEASE_ACT.search(text) and (
             _REPLY_SUBJECT.search(subject) or _TICKET.search(words)
                                      or mail.header("In-Reply-To") or mail.header("References")):
         return REPLY_TO_REPORTER, "another desk's answer to a complaint"
@@ -367,19 +415,20 @@ class NonReportParser:
     name = "nonreport"
     stage = Stage.GUARD
 
-    def __init__(self) -> None:
+    def __init__(self, message_id_domain: str | None = None) -> None:
+        self._own_domain = (message_id_domain or "").lower().strip(".") or None
         # What matches() found, for parse(): the message is read once.
         self._found: weakref.WeakKeyDictionary[Mail, tuple[str, str]] = \
             weakref.WeakKeyDictionary()
 
     def matches(self, mail: Mail) -> bool:
-        found = classify(mail)
+        found = classify(mail, self._own_domain)
         if found is not None:
             self._found[mail] = found
         return found is not None
 
     def parse(self, mail: Mail) -> ParseResult:
-        found = self._found.pop(mail, None) or classify(mail)
+        found = self._found.pop(mail, None) or classify(mail, self._own_domain)
         kind, why = found if found is not None else (OTHER, "")
         return ParseResult(disposition=Disposition.IGNORED, format=_FORMATS.get(kind, "nonreport"),
                            extra={"non_report": kind, "why": why})

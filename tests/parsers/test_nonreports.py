@@ -196,3 +196,42 @@ def test_a_reporter_thanking_for_an_answer_while_the_spam_continues_is_a_complai
 def test_complaints_using_bounce_or_absence_words_stay_complaints(sender: str, subject: str,
                                                                   body: str) -> None:
     assert REGISTRY.parse(mail(subject, body, sender=sender)).disposition.value == "report"
+
+
+OUR_COMPLAINT_ECHOED = mail(
+    "[Hoster #7781] Abuse report for 192.0.2.95",
+    "Hello,\r\n\r\nwe have received a report of abuse originating from an IP you are using. "
+    "The report follows; please reply within 24 hours.\r\n\r\n"
+    "From: ISP Abuse <abuse@isp.example>\r\nSubject: SSH brute force from 192.0.2.95\r\n\r\n"
+    "192.0.2.95 attacked our customers' SSH servers:\r\n"
+    "2026-11-23 09:14:02 UTC Failed password for root from 192.0.2.95 port 52144\r\n",
+    "Auto-Submitted: auto-generated\r\n", "abuse-notify@hoster.example")
+
+
+def test_our_own_complaint_quoted_back_by_another_desk_is_a_reply_to_reporter() -> None:
+    result = REGISTRY.parse(OUR_COMPLAINT_ECHOED)
+    assert (result.disposition.value, result.extra["non_report"]) == (
+        "ignored", "reply-to-reporter")
+
+
+def test_a_complaint_quoting_a_customers_mail_at_our_domain_is_a_complaint() -> None:
+    raw = mail("Spam from your customer",
+               "This spam came from your mail system:\r\n\r\n"
+               "From: Cheap Pills <sales.shop@isp.example>\r\n"
+               "Received: from [192.0.2.96] by mx.isp.example; 23 Nov 2026 09:14:02 +0000\r\n",
+               sender="jane@mail.example")
+    assert REGISTRY.parse(raw).disposition.value == "report"
+
+
+def test_without_a_domain_of_our_own_nothing_is_taken_for_our_complaint() -> None:
+    result = default_registry().parse(OUR_COMPLAINT_ECHOED)
+    assert result.disposition.value == "report"
+
+
+def test_a_customer_answering_a_notice_with_our_case_tag_is_left_to_the_workflow() -> None:
+    raw = mail("Re: [Abuse Case C-2026-000123] Spam from 192.0.2.97",
+               "Thank you for your report. We have taken action and the issue has been "
+               "resolved.\r\n\r\nFrom: ISP Abuse <abuse@isp.example>\r\nSpam from 192.0.2.97\r\n",
+               sender="noc@customer.example")
+    result = REGISTRY.parse(raw)
+    assert result.disposition.value != "ignored"

@@ -158,7 +158,8 @@ _OOO_SUBJECT = re.compile(
     r"^\s{0,5}(?:auto(?:matic)?[ -]?(?:reply|response|antwort)|out of (?:the )?office|"
     r"abwesenheitsnotiz|abwesend|r[ée]ponse automatique|risposta automatica|"
     r"respuesta autom[aá]tica|automatisch(?:e)? antwort|i am (?:currently )?(?:out|away)|"
-    r"on vacation|vacation reply|afwezig|fuera de la oficina)", re.I)
+    r"on vacation|vacation reply|afwezig|fuera de la oficina|abwesenheit|absence|"
+    r"automatisch antwoord|fuori sede|resposta autom[áa]tica|ausente)", re.I)
 _OOO_TEXT = re.compile(
     r"\b(?:out of (?:the )?office|i am (?:currently )?(?:away|on (?:annual )?leave|on holiday|"
     r"travel+ing|out of (?:the )?(?:office|town|country))|"
@@ -184,7 +185,7 @@ _ACK_SUBJECT = re.compile(
     r"your (?:abuse )?(?:report|complaint|message|request|ticket)\b.{0,40}?\b(?:has been|was|is)"
     r" (?:received|logged|registered|opened|created|closed|resolved|updated)|"
     r"(?:ticket|case|request)\b.{0,40}?(?:has been|was) (?:opened|created|closed|resolved|"
-    r"updated|received)|status (?:has been )?(?:updated|changed)|\bautoreply:|"
+    r"updated|received)|\bticket received\b|status (?:has been )?(?:updated|changed)|\bautoreply:|"
     r"eingangsbest[äa]tigung|ist eingegangen|confirmation of receipt|acuse de recibo|"
     r"accus[ée] de r[ée]ception|ha sido registrad[ao]|a [ée]t[ée] enregistr[ée]e?|"
     r"ontvangstbevestiging)", re.I)
@@ -200,7 +201,8 @@ _ACK_TEXT = re.compile(
     r"ihre (?:meldung|nachricht|anfrage|beschwerde) (?:wurde|ist) .{0,80}?"
     r"(?:erfasst|eingegangen|registriert|angelegt)|vielen dank f[üu]r ihre (?:meldung|nachricht)|"
     r"hemos recibido su|ha sido registrad[ao]|nous avons bien re[çc]u|"
-    r"wij hebben uw melding ontvangen)", re.I)
+    r"wij hebben uw melding ontvangen|recebemos (?:a )?sua|"
+    r"abbiamo ricevuto la (?:sua|vostra))", re.I)
 _TICKET = re.compile(
     r"(?:ticket|case|caso|request|reference|aktenzeichen|ticketnummer|vorgang|dossier|"
     r"referentie)\s{0,3}(?:id|number|nr\.?|no\.?|nummer|n[°º])?\s{0,3}(?:of\s)?[#:]?\s{0,3}"
@@ -230,14 +232,19 @@ _SURVEY = re.compile(
     r"the survey takes|how likely (?:is it|are you) (?:that you )?(?:would )?recommend|"
     r"ihre meinung ist uns wichtig|kurze umfrage|die umfrage dauert|"
     r"wie wahrscheinlich ist es, dass sie|weiterempfehlen|"
-    r"enqu[êe]te de satisfaction|encuesta de satisfacci[óo]n)", re.I)
+    r"enqu[êe]te de satisfaction|encuesta de satisfacci[óo]n|how would you rate|"
+    r"we'd love (?:to hear )?your feedback|share your feedback (?:on|about) (?:your|our))",
+    re.I)
 _CHALLENGE = re.compile(
     r"\b(?:confirm (?:that )?you are (?:a )?human|prove (?:that )?you are (?:a )?human|"
     r"challenge[- ]response|to get your (?:message|e-?mail) delivered|"
     r"your (?:message|e-?mail) (?:is|has been|will be) (?:held|quarantined|kept) "
     r"(?:until|pending)|vorl[äa]ufig zur[üu]ckgehalten|"
     r"dass sie kein (?:automatisiertes system|roboter|bot) sind|"
-    r"confirmez que vous [êe]tes (?:un )?humain|confirme que eres humano)", re.I)
+    r"confirmez que vous [êe]tes (?:un )?humain|confirme que eres humano|"
+    r"(?:is|are) (?:waiting|awaiting|pending) (?:for )?(?:your |the recipient's )?"
+    r"(?:approval|verification)|verify your (?:e-?mail )?address (?:so|to) (?:that )?"
+    r"(?:your|the) (?:message|e-?mail))", re.I)
 _NEWSLETTER = re.compile(
     r"\b(?:newsletter|unsubscribe|view (?:it )?in (?:your )?browser|webinar|"
     r"mailing list|call for (?:presentations|papers|participation)|you (?:receive|are receiving)"

@@ -83,8 +83,20 @@ def _allowed(mail: Mail, compressed: int, budget: list[int]) -> int:
     return max(0, min(budget[0], max(compressed, 1) * limits.max_zip_ratio))
 
 
+def _report_head(head: bytes) -> bool:
+    """Whether the first bytes of a file are those of a report: XML with a ``<feedback>`` root,
+    or JSON."""
+    return bool(_XML_START.search(head)) or head.lstrip()[:1] == b"{"
+
+
 def _gunzip(data: bytes, mail: Mail, budget: list[int]) -> bytes:
     allowed = _allowed(mail, len(data), budget)
+    try:
+        # A look at the first bytes first: a complaint's gzipped CSV is not inflated here.
+        if not _report_head(zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, 4096)):
+            return b""
+    except zlib.error as exc:
+        raise Unreadable(f"gzip unreadable: {exc}") from None
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(data, allowed + 1)
@@ -113,8 +125,9 @@ def _unzip(data: bytes, mail: Mail, budget: list[int]) -> list[tuple[str, bytes]
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for info in archive.infolist()[:MAX_MEMBERS]:
                 mail.deadline.check()
-                if info.is_dir() or info.flag_bits & 0x1:
-                    continue
+                if info.is_dir() or info.flag_bits & 0x1 or \
+                        not info.filename.lower().endswith((".xml", ".json")):
+                    continue  # reports are .xml (DMARC) or .json (TLS): a CSV is not read
                 allowed = _allowed(mail, info.compress_size, budget)
                 if info.file_size > allowed:
                     raise Unreadable(f"ZIP member declares {info.file_size} bytes, more than "

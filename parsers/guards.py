@@ -174,7 +174,7 @@ class AutoReplyParser:
         # The markers alone decide nothing: a CERT may send its notices as auto-replies. A
         # message that carries a complaint's evidence, names an address in its own text or
         # accuses something of being ours is parsed as a complaint.
-        text = own_text(mail)
+        text = own_text(mail, separators=False)
         return (has_evidence(mail, text) is None and not asks_for_action(text)
                 and not find_ips(refang(text), 1) and not find_urls(refang(text), 1))
 

@@ -84,14 +84,16 @@ _QUOTE_START = re.compile(
     r"message d'origine|mensaje original)\s{0,3}-{0,20}\s*$|"
     r"on .{1,200} wrote:\s*$|am .{1,200} schrieb .{0,200}:\s*$|"
     r"le .{1,200} a [ée]crit\s?:\s*$|el .{1,200} escribi[óo]:\s*$|"
-    r"op .{1,200} schreef .{0,200}:\s*$|"
-    r"-{20,200}\s*$|_{20,200}\s*$|"
-    r"-{2,5} ?below this line is a copy of the message)", re.I | re.M)
+    r"op .{1,200} schreef .{0,200}:\s*$)", re.I | re.M)
+# A separator line, after which a ticket system or a mail server puts what it answers or returns.
+_SEPARATOR = re.compile(r"^\s{0,8}(?:-{20,200}\s*$|_{20,200}\s*$|"
+                        r"-{2,5} ?below this line is a copy of the message)", re.I | re.M)
 
 
-def own_text(mail: Mail) -> str:
+def own_text(mail: Mail, separators: bool = True) -> str:
     """The text the sender wrote: its text parts (not those of attached messages), without
-    quoted lines and without what follows a reply's quote header, bounded."""
+    quoted lines and without what follows a reply's quote header (and, with *separators*, a
+    separator line), bounded."""
     texts: list[str] = []
     html: list[str] = []
     inside: int | None = None  # depth of an attached message being skipped
@@ -114,6 +116,8 @@ def own_text(mail: Mail) -> str:
     lines = [line for line in text.splitlines() if not line.lstrip().startswith(">")]
     text = "\n".join(lines)
     cut = _QUOTE_START.search(text)
+    text = text[:cut.start()] if cut else text
+    cut = _SEPARATOR.search(text) if separators else None
     return text[:cut.start()] if cut else text
 
 
@@ -374,6 +378,11 @@ def classify(mail: Mail, own_domain: str | None = None) -> tuple[str, str] | Non
     if (_NOREPLY.search(sender) or _null_sender(mail)) and (_BOUNCE_SUBJECT.search(subject) or (
             _BOUNCE_TEXT.search(text) and not asks_for_action(text))):
         return BOUNCE, "a delivery failure"
+    # What follows a separator is what a ticket system answers or a server returns; for the
+    # kinds below, which answer nothing, it is theirs: a complaint there makes a complaint.
+    full = own_text(mail, separators=False)
+    if full != text and (has_evidence(mail, full) is not None or asks_for_action(full)):
+        return _answering(mail, subject, text, words, automatic, tagged)
     if _CHALLENGE.search(words):
         return CHALLENGE, "a challenge-response system asks to confirm the sender"
     if _SURVEY.search(words):
@@ -383,13 +392,9 @@ def classify(mail: Mail, own_domain: str | None = None) -> tuple[str, str] | Non
             and not asks_for_action(text) and not find_ips(refang(text), 1))) \
             and not _ACK_TEXT.search(text):
         return OUT_OF_OFFICE, "an absence notice"
-    # The text says our report was received; a subject alone ("Ticket #1 created: ...") only
-    # when the text accuses nothing (an upstream's ticket may carry a complaint against us).
-    acked = (_ACK_TEXT.search(text) and (automatic or _TICKET.search(words))) or (
-        _ACK_SUBJECT.search(subject) and not asks_for_action(text)
-        and not find_ips(refang(text), 1))
-    if acked and not tagged and (automatic or not _REPLY_TEXT.search(text)):
-        return TICKET_ACK, "another desk's acknowledgement or ticket update"
+    found = _answering(mail, subject, text, words, automatic, tagged)
+    if found is not None:
+        return found
     notice = _OTHER.search(subject) or _DELISTED_SUBJECT.search(subject) or (
         _OTHER.search(text) and len(text) < 1500 and not find_urls(refang(text), 1))
     if notice and not _LISTED.search(words) and not asks_for_action(text) \
@@ -399,16 +404,29 @@ def classify(mail: Mail, own_domain: str | None = None) -> tuple[str, str] | Non
             _FOLLOW_UP.search(text) and len(text) < 800 and not find_ips(refang(text), 1)
             and (mail.header("In-Reply-To") or mail.header("References")))):
         return OTHER, "a person's question, accusing no one"
-    if _REPLY_TEXT.search(text) and not tagged and not _PLEASE_ACT.search(text) and (
-            _REPLY_SUBJECT.search(subject) or _TICKET.search(words)
-                                     or mail.header("In-Reply-To") or mail.header("References")):
-        return REPLY_TO_REPORTER, "another desk's answer to a complaint"
     if asks_for_action(text) or find_ips(refang(text), 1):
         return None
     if _list_headers(mail) and (_NEWSLETTER.search(words) or _UNSUBSCRIBE.search(text)):
         return NEWSLETTER, "list or bulk mail"
     if _SALES.search(text) and _UNSUBSCRIBE.search(text):
         return NEWSLETTER, "sales mail"
+    return None
+
+
+def _answering(mail: Mail, subject: str, text: str, words: str, automatic: bool,
+               tagged: bool) -> tuple[str, str] | None:
+    """Another desk's acknowledgement of, or answer to, a complaint (which it may quote)."""
+    # The text says our report was received; a subject alone ("Ticket #1 created: ...") only
+    # when the text accuses nothing (an upstream's ticket may carry a complaint against us).
+    acked = (_ACK_TEXT.search(text) and (automatic or _TICKET.search(words))) or (
+        _ACK_SUBJECT.search(subject) and not asks_for_action(text)
+        and not find_ips(refang(text), 1))
+    if acked and not tagged and (automatic or not _REPLY_TEXT.search(text)):
+        return TICKET_ACK, "another desk's acknowledgement or ticket update"
+    if _REPLY_TEXT.search(text) and not tagged and not _PLEASE_ACT.search(text) and (
+            _REPLY_SUBJECT.search(subject) or _TICKET.search(words)
+            or mail.header("In-Reply-To") or mail.header("References")):
+        return REPLY_TO_REPORTER, "another desk's answer to a complaint"
     return None
 
 

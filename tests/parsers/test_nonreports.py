@@ -235,3 +235,22 @@ def test_a_customer_answering_a_notice_with_our_case_tag_is_left_to_the_workflow
                sender="noc@customer.example")
     result = REGISTRY.parse(raw)
     assert result.disposition.value != "ignored"
+
+
+def test_evidence_below_a_separator_line_still_counts() -> None:
+    raw = mail("Pranešimas / notice 2026-1177",
+               "Sveiki,\r\n\r\nžemiau pateikiami įrenginiai.\r\n"
+               "----------------------------------------\r\n"
+               "192.0.2.79 | 2026-11-22 04:12:09 | botnet\r\n",
+               "Auto-Submitted: auto-replied\r\n", "cert@cert.example")
+    assert REGISTRY.parse(raw).disposition.value == "report"
+
+
+def test_a_ticket_acknowledgement_quoting_our_complaint_below_a_separator_is_an_ack() -> None:
+    raw = mail("[hoster.example #4606] AutoReply: Port scan from 192.0.2.80",
+               "This message has been automatically generated in response to the creation of "
+               "a trouble ticket. Your ticket has been assigned an ID of [hoster.example #4606]."
+               "\r\n---------------------------------------------------------------\r\n"
+               "192.0.2.80 scanned us at 2026-11-22 04:12:09 UTC, please investigate.\r\n",
+               "Auto-Submitted: auto-replied\r\n", "abuse@hoster.example")
+    assert kind(raw) == ("ignored", "ticket-ack")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from parsers.acns import AcnsParser
 from parsers.arf import ArfParser
 from parsers.base import Parser
+from parsers.cert import CertParser
 from parsers.dmarc import DmarcParser
 from parsers.dmca import DmcaParser
 from parsers.guards import AutoReplyParser, BounceParser, ReplyParser
@@ -35,7 +36,8 @@ def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Par
         ArfParser(),
         AcnsParser(),
         ShadowserverParser(),
-        # sender-specific
+        # sender-specific: CERT/scanner/blocklist tables, then copyright notices
+        CertParser(),
         DmcaParser(),
         # fallback
         TextParser(),

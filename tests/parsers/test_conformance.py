@@ -4,7 +4,9 @@ and its disposition, format and source IPs are what the table says.
 The table was checked against the files (each parser's own test states the per-file fields it
 reads: see test_arf.py, test_xarf.py, test_acns.py, test_shadowserver.py, test_text.py). The
 samples are sanitised: most addresses are private or documentation ranges, which the free-text
-parser does not take as offenders (their reports need review instead).
+parser offers like any other (the classifier takes them only when they are the provider's own).
+A security notice whose key/value block labels the affected host is read by the CERT parser,
+which takes the labelled host whatever its range: the customer index decides whether it is ours.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ EXPECTED = {
         ["fdf1:cb9d:f59e:19b0::33:4f"],
     ),
     "abuseio/cleanmx/Cleanmx_Example_1.eml": ("report", "xarf", ["192.168.2.20"]),
-    "abuseio/cleanmx/Cleanmx_Example_2.eml": ("report", "text", []),
+    "abuseio/cleanmx/Cleanmx_Example_2.eml": ("report", "text", ["172.16.10.13"]),
     "abuseio/cleanmx/Cleanmx_Example_3.eml": ("report", "xarf", ["fdf1:cb9d:f59e:19b0:45ff::1"]),
-    "abuseio/cleanmx/Cleanmx_Example_4.eml": ("report", "text", []),
+    "abuseio/cleanmx/Cleanmx_Example_4.eml": ("report", "text", ["fdf1:cb9d:f59e:19b0:45ff::1"]),
     "abuseio/copyrightcompliance/Copyrightcompliance_Example_1.eml": (
         "report",
         "acns",
@@ -43,8 +45,8 @@ EXPECTED = {
         "acns",
         ["fdf1:cb9d:f59e:19b0:2:3:ff33:345"],
     ),
-    "abuseio/cyscon/Cyscon_Example_1.eml": ("report", "text", []),
-    "abuseio/cyscon/Cyscon_Example_2.eml": ("report", "text", []),
+    "abuseio/cyscon/Cyscon_Example_1.eml": ("report", "cert", ["172.16.10.13"]),
+    "abuseio/cyscon/Cyscon_Example_2.eml": ("report", "cert", ["fdf1:cb9d:f59e:19b0:ff3:567:0:33"]),
     "abuseio/feedback-loop/AOL_example_1.eml": ("report", "arf", ["10.17.18.1"]),
     "abuseio/feedback-loop/AOL_example_2.eml": ("report", "arf", ["10.17.18.2"]),
     "abuseio/feedback-loop/Bluetie_example_1.eml": ("report", "arf", ["10.17.18.3"]),
@@ -69,8 +71,9 @@ EXPECTED = {
     "abuseio/feedback-loop/Yahoo_example_2.eml": ("report", "arf", ["10.17.18.26"]),
     "abuseio/feedback-loop/Zoho_example_1.eml": ("report", "arf", ["10.17.18.28"]),
     "abuseio/feedback-loop/Zoho_example_2.eml": ("report", "arf", ["10.17.18.29"]),
-    "abuseio/google/Safe_Browsing_Report_1.eml": ("report", "text", []),
-    "abuseio/google/Safe_Browsing_Report_2.eml": ("report", "text", []),
+    "abuseio/google/Safe_Browsing_Report_1.eml": ("report", "text", ["10.0.2.23"]),
+    "abuseio/google/Safe_Browsing_Report_2.eml": (
+        "report", "text", ["fdf1:cb9d:f59e:19b0:ff3:567:0:30"]),
     "abuseio/ip-echelon/ip-echelon_sample1.eml": ("report", "acns", ["192.168.2.200"]),
     "abuseio/ip-echelon/ip-echelon_sample10.eml": ("report", "acns", ["192.168.3.3"]),
     "abuseio/ip-echelon/ip-echelon_sample11.eml": ("report", "acns", ["192.168.3.3"]),
@@ -94,10 +97,14 @@ EXPECTED = {
     "abuseio/netcraft/Netcraft_Example_6.eml": ("report", "xarf", ["10.19.3.1"]),
     "abuseio/netcraft/Netcraft_Example_8.eml": ("report", "xarf", ["10.2.2.15"]),
     "abuseio/netcraft/Netcraft_Example_9.eml": ("report", "xarf", ["10.2.2.15"]),
-    "abuseio/projecthoneypot/Projecthoneypot_Example_free_1.eml": ("report", "text", []),
-    "abuseio/projecthoneypot/Projecthoneypot_Example_free_2.eml": ("report", "text", []),
-    "abuseio/projecthoneypot/Projecthoneypot_Example_paid_1.eml": ("report", "text", []),
-    "abuseio/projecthoneypot/Projecthoneypot_Example_paid_2.eml": ("report", "text", []),
+    "abuseio/projecthoneypot/Projecthoneypot_Example_free_1.eml": (
+        "report", "text", ["10.0.2.1"]),
+    "abuseio/projecthoneypot/Projecthoneypot_Example_free_2.eml": (
+        "report", "text", ["fdaa:b1c7:75bc:bab0::1"]),
+    "abuseio/projecthoneypot/Projecthoneypot_Example_paid_1.eml": (
+        "report", "text", ["192.168.1.19"]),
+    "abuseio/projecthoneypot/Projecthoneypot_Example_paid_2.eml": (
+        "report", "text", ["fd30::1:ff4e:3e:d:19"]),
     "abuseio/shadowserver/2015-01-01-dns_openresolver-sample-asn.csv.zip.eml": (
         "report",
         "shadowserver",
@@ -313,9 +320,9 @@ EXPECTED = {
     "abuseio/spamexperts/7.eml": ("report", "arf", ["10.0.2.35"]),
     "abuseio/spamexperts/8.eml": ("report", "arf", ["10.0.2.35"]),
     "abuseio/spamexperts/9.eml": ("report", "arf", ["10.0.2.35"]),
-    "abuseio/webiron/Webiron_Example_1.eml": ("report", "text", []),
-    "abuseio/webiron/Webiron_Example_2.eml": ("report", "text", []),
-    "abuseio/webiron/Webiron_Example_3.eml": ("report", "text", []),
+    "abuseio/webiron/Webiron_Example_1.eml": ("report", "cert", ["172.16.31.20"]),
+    "abuseio/webiron/Webiron_Example_2.eml": ("report", "text", ["172.16.10.13"]),
+    "abuseio/webiron/Webiron_Example_3.eml": ("report", "text", ["fdf1:cb9d:f59e:19b0:0:3:4:2"]),
     "rfc/rfc5965-B1-simple.eml": ("report", "arf", ["192.0.2.1"]),
     "rfc/rfc5965-B2-full.eml": ("report", "arf", ["192.0.2.1"]),
     "rfc/rfc6591-B1-auth-failure.eml": ("ignored", "dmarc-failure", []),

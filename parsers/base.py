@@ -42,7 +42,8 @@ class Stage(enum.IntEnum):
 
 # The formats of `abuse-desk parse --json`, fixed by the parsers issue.
 FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "cert", "text",
-           "autoreply", "bounce", "reply")
+           "autoreply", "bounce", "reply", "dmarc-aggregate", "dmarc-failure", "tls-report",
+           "nonreport")
 
 
 class Role(enum.StrEnum):

@@ -93,3 +93,19 @@ def test_the_corpus_is_large_and_varied_enough() -> None:
     kinds = {s.kind for s in samples}
     assert len(samples) >= 300 and len(kinds) >= 40
     assert sum(not s.is_report for s in samples) >= 60  # non-reports of several kinds
+
+
+def test_an_ignored_non_report_must_be_named_as_what_it_is(tmp_path: Path) -> None:
+    kind(tmp_path, "desks", {"1.eml": BOUNCE, "2.eml": BOUNCE}, """
+[[message]]
+file = "1.eml"
+expect = "ticket-ack"
+
+[[message]]
+file = "2.eml"
+expect = "other"
+""")
+    misnamed, other = accuracy.run(accuracy.load_corpus(tmp_path))
+    assert not misnamed.ignored_right
+    assert misnamed.why == ["a ticket-ack ignored as bounce"]
+    assert other.ignored_right  # "other" names no kind

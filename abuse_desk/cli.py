@@ -423,6 +423,7 @@ def _parse_classifier(config: Config, clock: Clock) -> Any:
                              message_id=headers.message_id, received_at=clock(),
                              subject=headers.subject or "")
         trust = classifier.assess_reporter(facts)
+        result.reports = classifier.offenders(result.reports, facts.received_at)  # as _examine
         return [classifier.classify(report, facts, trust) for report in result.reports]
 
     return classify

@@ -96,6 +96,12 @@ class PipelineConfig:
     examiners: int = 2
     max_attempts: int = 3
     stop_grace_s: float = 5.0
+    # A claimed trusted reporter whose DKIM could not be checked (the DNS did not answer) is
+    # examined again this many times, dkim_retry_base_s apart doubling up to dkim_retry_max_s,
+    # before it goes to review with "DKIM could not be checked (DNS ...)".
+    dkim_retries: int = 3
+    dkim_retry_base_s: float = 120.0
+    dkim_retry_max_s: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,9 @@ class ClassifierConfig:
     index_refresh_s: float = 5.0
     authserv_id: str = ""
     spf_timeout_s: float = 5.0
+    # The provider's own address space beyond the customer index (CIDRs): an address a report
+    # names inside it counts as ours when the offender is chosen (classifier/offenders.py).
+    own_networks: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -188,8 +197,8 @@ class NotifyConfig:
     copyright_guide_url: str = "https://integra-isp.example/abuse/copyright-complaints"
     templates_dir: str = ""
     acknowledge: bool = True
-    ack_limit_per_sender: int = 3
-    ack_limit_window_hours: float = 24.0
+    ack_limit_per_sender: int = 1
+    ack_limit_window_hours: float = 1.0
     show_reporter_for: list[str] = field(default_factory=list)
 
 
@@ -326,6 +335,9 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
                                 "more processes"),
     ("pipeline", "max_attempts"): (lambda v: v > 0, "a positive number"),
     ("pipeline", "stop_grace_s"): (lambda v: v >= 0, "zero or more seconds"),
+    ("pipeline", "dkim_retries"): (lambda v: 0 <= v <= 20, "0 to 20"),
+    ("pipeline", "dkim_retry_base_s"): (lambda v: v > 0, "a positive number of seconds"),
+    ("pipeline", "dkim_retry_max_s"): (lambda v: v > 0, "a positive number of seconds"),
     **{("parsers", key): (lambda v: v > 0, "a positive number") for key in (
         "max_mime_depth", "max_parts", "max_decoded_bytes", "max_zip_uncompressed_bytes",
         "max_zip_ratio", "max_csv_rows", "max_reports", "time_budget_s",
@@ -340,6 +352,8 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("classifier", "authserv_id"): (lambda v: not any(c.isspace() or c in ";()\"" for c in v),
                                     "an authserv-id such as mx.example.net (no spaces), or \"\""),
     ("classifier", "spf_timeout_s"): (lambda v: v >= 0, "zero (no SPF check) or more seconds"),
+    ("classifier", "own_networks"): (lambda v: all(_is_network(n) for n in v),
+                                     "a list of CIDR networks such as \"192.0.2.0/24\""),
     ("workflow", "time_zone"): (_is_time_zone, "an IANA time zone such as Europe/Berlin"),
     ("workflow", "holiday_country"): (_is_country, "a country code the holidays package knows "
                                       "(US, DE, GB, ...) or \"\" for none"),

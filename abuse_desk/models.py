@@ -248,7 +248,8 @@ class Notice(Base):
     __tablename__ = "notices"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # None: an acknowledgement of a complaint that opened no case (in review, not ours).
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     step_id: Mapped[int | None] = mapped_column(ForeignKey("timeline_steps.id"), unique=True)
     # The reporter's message an acknowledgement answers (one per message).
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), unique=True)

@@ -28,8 +28,9 @@ without a resolver), and is scored:
 * decided without a person (the headline): the message gives exactly the expected reports, each
   with the right customer and category and no reason for review, so the desk opens or joins the
   right case by itself;
-* non-reports ignored: a non-report gives no report (any disposition but ``report``), and is
-  named as what it is when the label says so.
+* non-reports ignored: a non-report gives no report (any disposition but ``report``), and an
+  ignored one is named as what it is (``result.extra["non_report"]``) unless the label says
+  ``other``.
 
 The figures are per sender kind and in total, over messages (a Shadowserver mail with nine rows is
 one message).
@@ -241,6 +242,13 @@ def score(sample: Sample, outcome: Any, owners: dict[str, str]) -> Score:
         if not s.ignored_right:
             s.why.append(f"a {sample.expect} taken as a complaint "
                          f"({result.format if result else '?'})")
+        elif s.disposition == "ignored" and sample.expect != "other":
+            # The parsers name what they ignored (result.extra["non_report"], the labels'
+            # vocabulary): an ignored message must be named as what it is.
+            named = result.extra.get("non_report") if result is not None else None
+            if named != sample.expect:
+                s.ignored_right = False
+                s.why.append(f"a {sample.expect} ignored as {named or 'something unnamed'}")
         return s
     if outcome.reason:
         s.in_review = True

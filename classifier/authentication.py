@@ -88,7 +88,7 @@ def _short(text: str) -> str:
 
 # ---- the From ------------------------------------------------------------------------------
 
-def _header_fields(raw: bytes) -> list[tuple[str, str]]:
+def header_fields(raw: bytes) -> list[tuple[str, str]]:
     block = header_block(raw)
     try:
         text = block.decode("utf-8")
@@ -402,7 +402,7 @@ class SenderAuthenticator:
 
     def _check(self, raw: bytes, mail_from: str | None, peer_ip: str | None,
                helo: str | None, dkim: DkimResult | None) -> SenderAuthentication:
-        fields = _header_fields(raw)
+        fields = header_fields(raw)
         address, why = from_address(fields)
         if address is None:
             return SenderAuthentication.none(why)

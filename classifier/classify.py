@@ -25,6 +25,7 @@ from classifier.categorize import (
 from classifier.customers import CustomerIndex, Resolution
 from classifier.duplicates import duplicate_keys, report_fingerprint
 from classifier.model import TextModel
+from classifier.offenders import choose, in_networks, parse_networks
 from classifier.resolver_hook import ResolverHook
 from classifier.trust import (
     DkimLimits,
@@ -36,7 +37,7 @@ from classifier.trust import (
     verify_dkim,
 )
 from classifier.types import Classification, Evidence
-from parsers.base import ParsedReport
+from parsers.base import Candidate, ParsedReport
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,28 @@ class Classifier:
         self._hook = hook
         self._dns = dns
         self._dkim = dkim or DkimLimits()
+        self._own_networks = parse_networks(config.own_networks)
+
+    def is_ours(self, candidate: Candidate, at: datetime) -> bool:
+        """Whether *candidate* is in the provider's own space at *at*: held by a customer (one
+        or several: an overlap is still ours) or inside ``own_networks``."""
+        if candidate.is_ip and in_networks(candidate.value, self._own_networks):
+            return True
+        index = self._index()
+        if candidate.is_ip:
+            lookup = index.lookup_ip(candidate.value, at, candidate.port)
+        else:
+            lookup = index.lookup_host(candidate.value, at)
+        return bool(lookup.matches or lookup.candidates)
+
+    def offenders(self, reports: list[ParsedReport], received_at: datetime
+                  ) -> list[ParsedReport]:
+        """The reports *reports* stand for once their candidates are decided by our own space
+        (``classifier/offenders.py``): one per offender of ours, else the best-labelled."""
+        out: list[ParsedReport] = []
+        for report in reports:
+            out += choose(report, lambda c, at: self.is_ours(c, at or received_at))
+        return out
 
     def assess_reporter(self, message: MessageFacts) -> ReporterTrust:
         """Once per message: does the reporter's DKIM back its claimed identity (within the

@@ -57,7 +57,8 @@ class ClassifierRuntime:
         hook = None
         if cfg.resolver_hook_url or cfg.resolver_hook_command:
             hook = ResolverHook.from_config(cfg, clock)
-        self.classifier = Classifier(cfg, self.index, self.model, TrustPolicy(trusted), hook,
+        self.classifier = Classifier(cfg, self.index, self.model,
+                                     TrustPolicy(trusted, authserv_id=cfg.authserv_id), hook,
                                      dkim=DkimLimits.from_config(config.parsers))
 
     # -- the customer index ------------------------------------------------------------------

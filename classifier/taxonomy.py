@@ -152,6 +152,24 @@ _TABLES: dict[str, dict[str, tuple[str, float]]] = {
         "compromised_website": ("malware", 0.75),
         "scan_synfulknock": ("malware", 0.85),  # an implanted router, not an open service
     },
+    # CERT, CSIRT, scanner and blocklist notices (parsers/cert.py): the notice or its row
+    # states the type, and a machine format decides its own type with full confidence.
+    "cert": {
+        "bot": ("malware", 1.0),
+        "malware": ("malware", 1.0),
+        "infected": ("malware", 1.0),
+        "compromised": ("malware", 1.0),
+        "open-service": ("open-service", 1.0),
+        "vulnerable": ("open-service", 1.0),
+        "ddos-amplifier": ("open-service", 1.0),
+        "ddos": ("ddos", 1.0),
+        "brute-force": ("hacking", 1.0),
+        "hacking": ("hacking", 1.0),
+        "exploit": ("hacking", 1.0),
+        "scan": ("port-scan", 1.0),
+        "phishing": ("phishing", 1.0),
+        "spam": ("spam", 1.0),
+    },
     # The free-text parser's keyword guess (parsers/text.py): a hint, never decisive.
     "text": {
         "phishing": ("phishing", 0.45),

@@ -16,8 +16,20 @@ lines took minutes). At most ``max_signatures`` signatures are checked (a messag
 hundred, each naming a DNS name the sender chose), with one TXT lookup each, each within
 ``dns_timeout_s`` and all of them within ``dns_budget_s``. A lookup that times out or finds no
 server, or one the budget no longer allows, is "could not check" (``temperror``), not "does not
-verify" (``fail``). Nothing the message or the DNS does raises out of :func:`verify_dkim`. The
-DNS lookup is injectable, so tests run offline with their own keys.
+verify" (``fail``): a timeout, SERVFAIL from every server, no resolver configured, a socket
+error. A claimed trusted reporter whose DKIM could not be checked is ``Trust.could_not_check``
+(evidence :data:`COULD_NOT_CHECK`): the pipeline examines the message again later, with backoff,
+before it goes to a person with "DKIM could not be checked (DNS ...)"
+(``pipeline.dkim_retries``). Nothing the message or the DNS does raises out of
+:func:`verify_dkim`. The DNS lookup is injectable, so tests run offline with their own keys.
+
+Behind a boundary MTA that already checked DKIM and DMARC (``classifier.authserv_id``, its
+RFC 8601 authserv-id), its Authentication-Results are used when present
+(:func:`boundary_verdict`): only the topmost run of headers with that authserv-id counts (any
+other can be written by the sender); ``dmarc=pass`` or ``dkim=pass`` with a ``header.d`` aligned
+with the From prove the reporter like a signature verified here, with no DNS asked;
+``temperror`` is "could not check"; any other result is "does not verify" (unless a signature
+verifies here).
 """
 
 from __future__ import annotations
@@ -158,7 +170,9 @@ class _DnsBudget:
         return max(0.01, min(self.limits.dns_timeout_s, self.remaining()))
 
 
-_TEMPORARY = (DnsTemporaryError, TimeoutError, dkim.DnsTimeoutError)
+# Could not check: the DNS did not answer (a timeout, SERVFAIL from every server, no resolver
+# configured, a socket error). Anything else a lookup raises is a failed signature.
+_TEMPORARY = (DnsTemporaryError, OSError, dkim.DnsTimeoutError)
 
 
 class _Lookup:
@@ -466,6 +480,72 @@ class Trust:
     reporter: str | None  # the trusted reporter the From claims, trusted or not
     evidence: list[Evidence]
     reason: str  # a review reason; empty when there is nothing for a person to look at
+    # A claimed trusted reporter whose DKIM could not be checked (the DNS did not answer, or
+    # our boundary MTA said temperror): worth trying again later, unlike "does not verify".
+    could_not_check: bool = False
+
+
+# The evidence name that marks "could not check" in a decision's trust evidence (the pipeline
+# retries such a message: workflow/pipeline.py).
+COULD_NOT_CHECK = "trust:could-not-check"
+
+
+@dataclass(frozen=True)
+class BoundaryVerdict:
+    """What our boundary MTA's Authentication-Results say of a From domain's DKIM/DMARC."""
+
+    status: DkimStatus  # PASS, TEMPERROR, FAIL (checked, nothing aligned passed)
+    signer: str | None  # the aligned d= (or the From domain for dmarc=pass)
+    reason: str
+
+
+def boundary_verdict(raw: bytes, from_domain: str, authserv_id: str) -> BoundaryVerdict | None:
+    """The verdict of the topmost Authentication-Results headers (RFC 8601) whose authserv-id
+    is *authserv_id* (our boundary MTA; any other is forgeable, and so is one below a header
+    of another server), on *from_domain*: ``dmarc=pass`` or ``dkim=pass`` with an aligned
+    ``header.d`` pass; ``dkim``/``dmarc`` ``temperror`` (and nothing passed) is "could not
+    check"; any other result is "checked, does not verify". None: no such header, or none
+    with a DKIM or DMARC result (SPF alone says nothing of a reporter's signature)."""
+    from classifier.authentication import header_fields, trusted_results
+
+    if not authserv_id.strip():
+        return None
+    try:
+        results = [r for r in trusted_results(header_fields(raw), authserv_id)
+                   if r.method in ("dkim", "dmarc")]
+    except Exception:  # an unreadable header block: our MTA's word cannot be read
+        return None
+    if not results:
+        return None
+    where = f"Authentication-Results of {authserv_id}"
+    dmarc = [r for r in results if r.method == "dmarc"]
+    if dmarc and all(r.result == "pass" for r in dmarc):
+        stated = [r.properties.get("header.from") for r in dmarc]
+        if all(s is None or normalize_domain(s.rpartition("@")[2]) == from_domain
+               for s in stated):
+            return BoundaryVerdict(DkimStatus.PASS, from_domain,
+                                   f"{where}: dmarc=pass for {from_domain}")
+    for result in results:
+        signer = result.properties.get("header.d") or result.properties.get("header.i")
+        if result.method == "dkim" and result.result == "pass" and signer:
+            domain = normalize_domain(signer.rpartition("@")[2])
+            if aligned(domain, from_domain):
+                return BoundaryVerdict(DkimStatus.PASS, domain,
+                                       f"{where}: dkim=pass header.d={domain}")
+    said = ", ".join(f"{r.method}={r.result}" for r in results[:8])
+    if any(r.result == "temperror" for r in results):
+        return BoundaryVerdict(DkimStatus.TEMPERROR, None, _short(f"{where}: {said}"))
+    return BoundaryVerdict(DkimStatus.FAIL, None, _short(
+        f"{where}: {said}, nothing aligned with {from_domain} passed"))
+
+
+def _temporary_detail(dkim: DkimResult) -> str:
+    """Why a DKIM check could not be made, in a few words: the first signature whose key
+    lookup did not answer ("DNS lookup of ... failed: Timeout ...")."""
+    for check in dkim.checks:
+        if check.temperror:
+            return _short(check.reason)
+    return _short(dkim.reason)
 
 
 # Weights: how far each fact supports believing the reporter is who it says.
@@ -485,6 +565,9 @@ class TrustPolicy:
     most specific sender pattern wins."""
 
     reporters: list[TrustedReporter]
+    # The authserv-id of our boundary MTA (classifier.authserv_id): its Authentication-Results,
+    # when present, decide like a signature verified here. "": none is believed.
+    authserv_id: str = ""
 
     def __post_init__(self) -> None:
         by_name: dict[str, TrustedReporter] = {}
@@ -528,6 +611,12 @@ class TrustPolicy:
         domain = normalize_domain(address.rpartition("@")[2])
         claims = Evidence("trust:claims", _CLAIM_WEIGHT,
                           f"From {address} matches {reporter.name} ({pattern})")
+        boundary = boundary_verdict(raw, domain, self.authserv_id)
+        if boundary is not None and boundary.status is DkimStatus.PASS:
+            return Trust(True, reporter.name, [claims, Evidence(
+                "auth-results:pass", _ALIGNED_WEIGHT, boundary.reason), Evidence(
+                "dkim:aligned", _ALIGNED_WEIGHT,
+                f"{boundary.signer} aligns with From domain {domain} (our boundary MTA)")], "")
         signer = next((d for d in dkim.domains if aligned(d, domain)), None)
         if signer is not None:
             org = organisational_domain(domain)
@@ -540,11 +629,31 @@ class TrustPolicy:
                 f"{reporter.name} is trusted by its From alone (require_dkim is off)")], "")
         unaligned = (f"signed by {', '.join(dkim.domains)}, not by {domain}'s organisation"
                      if dkim.domains else dkim.reason)
-        why = ("DKIM could not be checked" if dkim.could_not_check and not dkim.domains
-               else "DKIM does not verify")
-        return Trust(False, reporter.name, [claims, dkim_fact, Evidence(
-            "dkim:not-aligned", 0.0, unaligned)],
-            f"claims to be {reporter.name} but {why} for {domain}")
+        facts = [claims, dkim_fact]
+        if boundary is not None:
+            facts.append(Evidence(f"auth-results:{boundary.status}", 0.0, boundary.reason))
+        # Our MTA's word that it checked and nothing passed is final; its temperror, or none
+        # of its word, leaves our own check: "could not check" when the DNS did not answer.
+        temporary = (boundary.status is DkimStatus.TEMPERROR if boundary is not None
+                     else dkim.status is DkimStatus.TEMPERROR and not dkim.domains)
+        if boundary is not None and boundary.status is DkimStatus.TEMPERROR \
+                and dkim.status is DkimStatus.FAIL:
+            temporary = False  # our own check reached the key: the signature does not verify
+        if temporary:
+            detail = (boundary.reason if boundary is not None
+                      and dkim.status is not DkimStatus.TEMPERROR else _temporary_detail(dkim))
+            facts += [Evidence("dkim:not-aligned", 0.0, unaligned),
+                      Evidence(COULD_NOT_CHECK, 0.0, detail)]
+            return Trust(False, reporter.name, facts,
+                         f"claims to be {reporter.name} but DKIM could not be checked "
+                         f"({detail}) for {domain}", could_not_check=True)
+        if dkim.status is DkimStatus.POLICY and not dkim.domains:
+            why = f"DKIM was not checked ({dkim.reason})"
+        else:
+            why = "DKIM does not verify"
+        facts.append(Evidence("dkim:not-aligned", 0.0, unaligned))
+        return Trust(False, reporter.name, facts, f"claims to be {reporter.name} but {why} "
+                                                  f"for {domain}")
 
 
 _CONFIG_KEYS = ("from", "name", "require_dkim", "senders")

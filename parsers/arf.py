@@ -44,6 +44,7 @@ from parsers.common import (
 )
 from parsers.headers import ADDRESS_HEADERS, clean_address, clean_value, parse_address
 from parsers.mail import Mail, Part, decode_text, decode_transfer
+from parsers.received import provider_network, same_provider
 
 MAX_FIELD_BYTES = 64 * 1024  # a field block is a few hundred bytes; more is read no further
 MAX_FIELD_LINES = 2000
@@ -498,6 +499,9 @@ def reporter_hop(received: list[str], reporter_domains: set[str],
         helo = _HELO.search(from_clause)
         sender_name = rdns.group(1) if rdns else (helo.group(1) if helo else None)
         internal = base_domain(sender_name) in domains if sender_name else False
+        # A mailbox provider's internal hop (its relay networks, its family of domains).
+        internal = internal or same_provider(sender_name, by_host) or any(
+            provider_network(ip) for ip in candidates)
         timestamp = value.rsplit(";", 1)[1].strip() if ";" in value else None
         routable = next((ip for ip in candidates if is_routable(ip)), None)
         if routable is not None:

@@ -41,8 +41,9 @@ class Stage(enum.IntEnum):
 
 
 # The formats of `abuse-desk parse --json`, fixed by the parsers issue.
-FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "text",
-           "autoreply", "bounce", "reply")
+FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "cert", "text",
+           "autoreply", "bounce", "reply", "dmarc-aggregate", "dmarc-failure", "tls-report",
+           "nonreport")
 
 
 class Role(enum.StrEnum):
@@ -143,7 +144,7 @@ class Parser(Protocol):
 
     def matches(self, mail: Mail) -> bool: ...
 
-    def parse(self, mail: Mail) -> ParseResult: ...
+    def parse(self, mail: Mail) -> ParseResult | None: ...  # None: not this parser's after all
 
 
 class LimitExceeded(Exception):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from parsers.acns import AcnsParser
 from parsers.arf import ArfParser
 from parsers.base import Parser
+from parsers.cert import CertParser
+from parsers.dmarc import DmarcParser
 from parsers.dmca import DmcaParser
 from parsers.guards import AutoReplyParser, BounceParser, ReplyParser
+from parsers.nonreports import NonReportParser
 from parsers.shadowserver import ShadowserverParser
 from parsers.spamcop import SpamcopParser
 from parsers.text import TextParser
@@ -19,6 +22,10 @@ def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Par
         # guards: decided before any format
         ReplyParser(message_id_domain),
         BounceParser(message_id_domain),
+        # DMARC and TLS reports (a failure report is ARF, but no complaint)
+        DmarcParser(),
+        # acknowledgements, other desks' answers, surveys, newsletters ... by what they say
+        NonReportParser(message_id_domain),
         AutoReplyParser(),
         # structural: XARF JSON first (it also rides inside ARF with Feedback-Type xarf),
         # SpamCop before ARF (its ARF is SpamCop's), X-ARF before ARF (some wrap report.txt in
@@ -29,7 +36,8 @@ def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Par
         ArfParser(),
         AcnsParser(),
         ShadowserverParser(),
-        # sender-specific
+        # sender-specific: CERT/scanner/blocklist tables, then copyright notices
+        CertParser(),
         DmcaParser(),
         # fallback
         TextParser(),

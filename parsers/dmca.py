@@ -2,18 +2,31 @@
 
 A notice that reaches this parser has no ACNS XML (``parsers/acns.py`` reads those first). It
 is a letter: who complains, on whose behalf, about which work, where the copy is (a URL, or an
-IP address and a time for P2P), and the statements the law asks for. The six elements::
+IP address and a time for P2P, a torrent info-hash or magnet link), and the statements the law
+asks for. The six elements, found the many ways agents write them (English, and the usual
+Spanish, French, German, Dutch, Portuguese and Italian wording)::
 
-    (i)   signature            "/s/ Name", "Signed:", a name under "Sincerely,"; a PGP signature
-    (ii)  work                 "Title: ...", "Infringed Work: ...", "the copyrighted work ..."
-    (iii) infringing material  a mention of the infringing copy and where it is (URL or IP)
-    (iv)  contact              an e-mail address, a telephone number or a postal address
-    (v)   good faith           "good faith belief"
-    (vi)  accuracy + perjury   "accurate", and "under penalty of perjury" that the sender is
-                               authorised to act for the owner
+    (i)   signature            "/s/ Name", "Signed:", "Firma electrónica:", a typed name under a
+                               closing ("Sincerely,", "Atentamente", "Mit freundlichen Grüßen")
+                               or as the letter's last lines with a title; a PGP signature
+    (ii)  work                 "Title: ...", "1. Identification of the copyrighted work: ...",
+                               "Werk:", "Obra:", a quoted title after "the film/photograph/
+                               course ...", "owner of the copyrights in ...", "our proprietary
+                               source code", "the works listed below/in the attached"
+    (iii) infringing material  a reported URL (it is the material's location), or an IP
+                               address with the file, hash, magnet or "infringing" named
+    (iv)  contact              an e-mail address, a telephone number or a postal address in the
+                               letter, or the address it came from (From/Reply-To) to answer
+    (v)   good faith           "good faith belief", "state in good faith", "de buena fe", ...
+    (vi)  accuracy + perjury   "accurate"/"exacta"/..., and "under penalty of perjury"/"bajo
+                               pena de perjurio"/... that the sender may act for the owner
 
-A notice missing any of them is flagged for review with the missing ones named: a person
-decides whether it is "substantially" compliant (512(c)(3)(B)). Rightscorp-style letters with no
+A notice missing any of them is still a report: the missing ones are a warning and
+``extra["dmca_incomplete"]`` for the copyright specialist, who decides whether it is
+"substantially" compliant (512(c)(3)(B)) while the case runs when the location is ours; a notice
+with no location at all, or a counter-notice, goes to review. A table of peers or servers (one
+address a line, with its port and time) gives one report per address, each with its own port,
+time and URLs (``split_rows``). Rightscorp-style letters with no
 XML ("infringed upon by a computer at IP Address X on 2014-05-01 12:00:00.0 GMT") are read here.
 URLs of the sender's own site (web reply forms, key servers) are kept apart from the reported
 ones, so they never lead to a customer.
@@ -22,9 +35,11 @@ ones, so they never lead to a customer.
 from __future__ import annotations
 
 import bisect
+import copy
 import re
 from datetime import UTC, datetime
 from email.utils import getaddresses
+from itertools import islice, pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parsers.base import Disposition, ParsedReport, ParseResult, Stage
@@ -62,13 +77,22 @@ ELEMENT_NAMES = {
 
 _MARKER = re.compile(
     r"\bDMCA\b|digital\s+millennium\s+copyright\s+act|copyright\s+infring|"
+    r"\bunlicen[cs]ed\s+use\b|\bretransmisi[óo]n\s+ilegal|\bantipirater[ií]a\b|"
+    r"\banti-?piracy\b|\billegal\s+(?:re)?stream|\burheberrechtsverletzung|"
+    r"\bviolation\s+(?:de\s+)?(?:nos\s+|des\s+)?droits\s+d'auteur|"
+    r"\binfracci[óo]n\s+de\s+(?:los\s+)?derechos\s+de\s+autor|"
+    r"\billegale?\s+(?:live-?)?(?:weiterverbreitung|[üu]bertragung)|\bdiritti\s+audiovisivi|"
+    r"\btrasmissione\s+illecita|\bantipirateria\b|\bunauthori[sz]ed\s+(?:iptv\s+)?restreams?|"
     r"\b17\s*U\.?\s?S\.?\s?C\b|\b512\s*\(\s*[cdg]\s*\)|"
     r"notice\s+of\s+(?:claimed\s+|alleged\s+|copyright\s+)?infring|"
     r"notice\s+of\s+unauthori[sz]ed\s+use|infringed\s+upon\s+by\s+a\s+computer", re.I)
 _LEGAL = re.compile(
     r"good[\s-]+faith|penalty\s+of\s+perjury|copyright(?:ed)?\s+(?:owner|holder|work|material|"
     r"content)|take\s*-?down|infringing\s+(?:material|content|file|copy|copies|activity)|"
-    r"infringed\s+upon\s+by\s+a\s+computer", re.I)
+    r"infringed\s+upon\s+by\s+a\s+computer|without\s+(?:a\s+)?licen[cs]e|"
+    r"sin\s+autorizaci[óo]n|ohne\s+(?:lizenz|genehmigung|erlaubnis)|sans\s+autorisation|"
+    r"titular\s+de\s+los\s+derechos|rights?\s*holder|exclusive\s+(?:rights|licen[cs]ee)|"
+    r"retirada|remove\s+the\s+(?:image|content|material|photograph)", re.I)
 _COUNTER = re.compile(r"counter[\s-]*notic|counter[\s-]*notification|512\s*\(\s*g\s*\)", re.I)
 
 # -- PGP clear-signed text ------------------------------------------------------------------
@@ -101,7 +125,10 @@ def clear_signed_text(text: str) -> tuple[str, bool]:
 _SLASH_S = re.compile(r"(?:^|\s)/s/[ \t]*[A-Za-z]", re.M)
 _SIGNED_LINE = re.compile(
     r"^[ \t>]*(?:signed|signature|electronic\s+signature|e-signature|digitally\s+signed|"
-    r"signed\s+electronically)(?:\s+by)?[ \t]*[:\-][ \t]*\S", re.I | re.M)
+    r"signed\s+electronically|firma(?:\s+electr[óo]nica)?|firmado(?:\s+por)?|unterschrift|"
+    r"elektronische\s+signatur|sign[ée](?:\s+[ée]lectroniquement)?|signature\s+[ée]lectronique|"
+    r"handtekening|assinatura(?:\s+eletr[ôo]nica)?)(?:\s+by)?[ \t]*[:\-][ \t]*\S",
+    re.I | re.M)
 _SIGNED_PHRASE = re.compile(r"\b(?:electronically\s+signed|signed\s+electronically|"
                             r"this\s+(?:notice|letter)\s+(?:is|has\s+been)\s+signed)\b", re.I)
 # "regards" alone is found on its own line (not from a blank line above it: from every blank
@@ -109,20 +136,68 @@ _SIGNED_PHRASE = re.compile(r"\b(?:electronically\s+signed|signed\s+electronical
 _CLOSING = re.compile(
     r"^[ \t>]*+(?:sincerely(?:\s+yours)?|(?:(?:best|kind|warm|with\s+best)\s*|[^\S\n]*+)regards|"
     r"respectfully(?:\s+(?:yours|submitted))?|yours\s+(?:truly|faithfully|sincerely)|"
-    r"cordially|thank\s+you|thanks|best(?:\s+wishes)?)[ \t]{0,20}(?:[,.!][ \t]{0,20})?\r?$",
+    r"cordially|thank\s+you|thanks|best(?:\s+wishes)?|atentamente|saludos(?:\s+cordiales)?|"
+    r"cordialement|bien\s+[àa]\s+vous|salutations\s+distingu[ée]es|"
+    r"mit\s+freundlichen\s+gr[üu](?:ß|ss)en|freundliche\s+gr[üu](?:ß|ss)e|hochachtungsvoll|"
+    r"met\s+vriendelijke\s+groet(?:en)?|atenciosamente|cordiali\s+saluti|distinti\s+saluti)"
+    r"[ \t]{0,20}(?:[,.!][ \t]{0,20})?\r?$",
     re.I | re.M)
 _NAME_LINE = re.compile(r"^[ \t>]*[A-Z][\w.'’,&() -]{1,59}$")
+# A typed name as the letter's own end: "Jana Kühn" over "General Counsel, Example GmbH".
+_PERSON = re.compile(r"^[ \t]*(?:(?:Dr|Mr|Mrs|Ms|Mag|Mgr|Prof)\.?[ \t]+)?"
+                     r"[A-Z][a-z\u00e0-\u017f'’-]+(?:[ \t]+[A-Z]\.)?"
+                     r"(?:[ \t]+(?:(?:van|von|de|del|da|di|la|le)[ \t]+)?"
+                     r"[A-Z][a-z\u00e0-\u017f'’-]+){1,3}[ \t]*$")
+_TITLE = re.compile(r"counsel|attorney|lawyer|abogad|avocat|anwalt|anw[äa]ltin|advocaat|advogad|"
+                    r"avvocat|agent|manager|specialist|officer|director|head|legal|paralegal|"
+                    r"enforcement|analyst|partner|representative|gerente|responsable|"
+                    r"rechtsabteilung|justiziar", re.I)
 _WORK = re.compile(
-    r"^[ \t>*-]*(?:title|infringed\s+(?:work|title|content)|copyright(?:ed)?\s+(?:work|title|"
+    r"^[ \t>*-]*(?:\(?(?:\d{1,2}|[ivx]{1,4}|[a-f])[.)][ \t]{0,10})?"
+    r"(?:identification\s+of\s+(?:the\s+)?)?"
+    r"(?:title|infringed\s+(?:work|title|content)|copyright(?:ed)?\s+(?:work|title|"
     r"material|content)s?|original\s+(?:work|content|title)|works?\s+infringed|"
-    r"name\s+of\s+(?:the\s+)?work|work|artist|album|movie|film|song|track|book|series|program)"
+    r"name\s+of\s+(?:the\s+)?work|protected\s+(?:work|content)|rights?\s+holder'?s?\s+work|"
+    r"work|artist|album|movie|film|song|track|book|series|program(?:me)?|event|match|channel|"
+    r"broadcast|photo(?:graph)?|software|game|course|werk|titel|obra|t[íi]tulo|[œo]euvre|titre|"
+    r"evento|partido|sendung|veranstaltung|spiel|opera|titolo)"
     r"(?:\s*\(s\))?[ \t]{0,20}(?:name[ \t]{0,20})?[:=][ \t]*\S", re.I | re.M)
 _WORK_PHRASE = re.compile(
     r"\bthe\s+title\s+in\s+question\s+is\b|\bcopyrighted\s+works?\s+(?:is|are|entitled|titled|"
     r"named|known\s+as|described|identified|listed)\b|\bworks?\s+(?:entitled|titled)\b|"
-    r"\bcopyright\s+(?:in|of|to)\s+(?:the\s+)?(?:work|film|movie|song|album|book|title)\b",
+    r"\bcopyright\s+(?:in|of|to)\s+(?:the\s+)?(?:work|film|movie|song|album|book|title)\b|"
+    r"\b(?:owner|holder|proprietor)s?\s+of\s+(?:the\s+)?(?:exclusive\s+)?(?:copyrights?|rights)\s+"
+    r"(?:in|to|of)\b|"
+    r"\bworks?\s+(?:listed|identified|described|set\s+out)\s+(?:below|above|in\s+the\s+"
+    r"(?:attached|enclosed|following))|"
+    r"\bour\s+(?:client's\s+)?(?:proprietary|copyrighted|original|protected)\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:source\s+code|software|firmware|photographs?|images?|pictures?|content|articles?|"
+    r"books?|films?|music|videos?|broadcasts?|works?)\b|"
+    r"\b(?:own|hold)s?\s+the\s+(?:exclusive\s+)?(?:copyrights?|rights)\s+(?:in|to|of)\b|"
+    r"\bour\s+(?:client's\s+)?(?:photographs?|images?|pictures?|films?|software|books?|music|"
+    r"videos?|articles?|source\s+code|fonts?|illustrations?|recordings?|songs?)\s+"
+    r"(?:is|are|was|were|has|have)\b|"
+    r"\btitular\s+de\s+los\s+derechos\s+(?:\w+\s+)?(?:de|sobre)\b|"
+    r"\b(?:inhaber|inhaberin)\s+der\s+(?:\w+\s+)?rechte\s+an\b|"
+    r"\btitulaire\s+des\s+droits\s+(?:\w+\s+)?(?:sur|de)\b",
     re.I)
-_MATERIAL = re.compile(r"infring|unauthori[sz]ed|pirat|file\s?name|torrent|\bhash\b", re.I)
+# A quoted title after a word for a work: the "Atlas CPA Review" course, photograph "Lago".
+_QUOTED_TITLE = re.compile(r"[\"“«„]([^\"”»“\n]{2,120})[\"”»“]")
+_WORK_NOUN = re.compile(
+    r"\b(?:film|movie|song|album|track|book|novel|e-?book|series|episode|season|show|"
+    r"telenovela|programme|program|broadcast|course|video|photo(?:graph)?|image|picture|game|"
+    r"software|app|font|article|paper|artwork|illustration|match|event|channel|"
+    r"pel[íi]cula|canci[óo]n|libro|serie|fotograf[íi]a|obra|partido|foto|bild|werk|lied|"
+    r"roman|spielfilm|chanson|livre|[œo]euvre|s[ée]rie|photo|canal|filme|livro|m[úu]sica|"
+    r"fotografie|fotografien|lichtbild|lichtbildwerke?|lichtbilder|aufnahme|fotograaf|"
+    r"foto's)s?\b",
+    re.I)
+_MATERIAL = re.compile(
+    r"infring|unauthori[sz]ed|pirat|file\s?name|torrent|\bhash\b|magnet:|btih|"
+    r"without\s+(?:a\s+)?(?:licen[cs]e|permission|authori[sz]ation)|sin\s+autorizaci|"
+    r"ohne\s+(?:lizenz|genehmigung|erlaubnis)|sans\s+autorisation|zonder\s+toestemming|"
+    r"sem\s+autoriza|senza\s+autorizzazione|retransmi|stream", re.I)
+MAX_QUOTES = 50
 _EMAIL = re.compile(r"\b[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+\b")
 _PHONE = re.compile(
     r"\b(?:phone|tel(?:ephone)?|fax|mobile|call)\b[^:\n\d]{0,15}[:.]?[ \t]{0,5}\+?[\d(]"
@@ -141,10 +216,25 @@ _GOOD_FAITH = re.compile(r"good[\s-]+faith[\s\S]{0,60}?\bbeli", re.I)
 _BELI = re.compile(r"beli", re.I)
 _WORD_REST = re.compile(r"\w*+")
 _IN_GOOD_FAITH = re.compile(r"in\s++good\s++faith", re.I)
-_ACCURACY = re.compile(r"\baccura(?:te|cy)\b|\btrue\s+and\s+(?:correct|accurate|complete)\b", re.I)
-_PERJURY = re.compile(r"penalty\s+of\s+perjury", re.I)
-_AUTHORITY = re.compile(r"authori[sz]|on\s+behalf\s+of|\bowner\b|\bagent\b|exclusive\s+right",
-                        re.I)
+_GOOD_FAITH_OTHER = re.compile(
+    r"\b(?:state|declare|assert|affirm|confirm|believe)s?\s+(?:\w+\s+){0,3}?in\s+good\s+faith\b|"
+    r"\bin\s+good\s+faith\s+that\b|\bde\s+buena\s+fe\b|\bde\s+bonne\s+foi\b|"
+    r"\bin\s+gutem\s+glauben\b|\bnach\s+treu\s+und\s+glauben\b|\bte\s+goeder\s+trouw\b|"
+    r"\bde\s+boa[\s-]f[ée]\b|\bin\s+buona\s+fede\b", re.I)
+_ACCURACY = re.compile(
+    r"\baccura(?:te|cy)\b|\btrue\s+and\s+(?:correct|accurate|complete)\b|\bexact[ao]s?\b|"
+    r"\bveraz\b|\bexacte?s?\b|\bpr[ée]cises?\b|\bzutreffend\b|\brichtig\b|\bkorrekt\b|"
+    r"\bjuist\b|\bcorrect[ao]?s?\b|\bprecis[ao]s?\b|\bver[ií]dic[ao]s?\b", re.I)
+_PERJURY = re.compile(
+    r"penalty\s+of\s+perjury|pena\s+de\s+perjurio|peine\s+de\s+parjure|"
+    r"pena\s+de\s+perj[úu]rio|pena\s+di\s+spergiuro|eidesstattlich|an\s+eides\s+statt|"
+    r"straffe\s+van\s+meineed", re.I)
+_AUTHORITY = re.compile(
+    r"authori[sz]|on\s+behalf\s+of|\bowner\b|\bagent\b|exclusive\s+right|autoriza|"
+    r"en\s+nombre\s+de|titular|autoris[ée]|au\s+nom\s+de|bevollm[äa]chtigt|im\s+auftrag|"
+    r"berechtigt|namens|gemachtigd|em\s+nome\s+d|per\s+conto\s+d", re.I)
+_INFOHASH = re.compile(r"\b(?:btih:|info[ _-]?hash[ \t]{0,5}[:=]?[ \t]{0,5})([0-9a-fA-F]{40}|"
+                       r"[A-Z2-7]{32})\b", re.I)
 
 
 def _has_signature(text: str, pgp_signed: bool) -> bool:
@@ -155,7 +245,14 @@ def _has_signature(text: str, pgp_signed: bool) -> bool:
         if (following and _NAME_LINE.match(following[0].rstrip())
                 and len(following[0].split()) <= 6 and not _CLOSING.match(following[0])):
             return True
-    return pgp_signed
+    return pgp_signed or _typed_name_at_the_end(text)
+
+
+def _typed_name_at_the_end(text: str) -> bool:
+    """A person's name among the letter's last lines, followed by a title or role line."""
+    last = [line.strip() for line in text[-1500:].splitlines() if line.strip()][-8:]
+    return any(_PERSON.match(line[:80]) and _TITLE.search(following[:120])
+               for line, following in pairwise(last))
 
 
 def has_good_faith(text: str) -> bool:
@@ -181,16 +278,38 @@ def has_good_faith(text: str) -> bool:
     return False
 
 
-def dmca_elements(text: str, *, located: bool, pgp_signed: bool = False) -> dict[str, bool]:
-    """Which of the six 512(c)(3)(A) elements *text* carries; *located* says whether the
-    infringing material has a location (a reported URL or an IP address)."""
+def _names_a_work(text: str) -> bool:
+    if _WORK.search(text) or _WORK_PHRASE.search(text):
+        return True
+    for n, m in enumerate(_QUOTED_TITLE.finditer(text)):
+        if n >= MAX_QUOTES:
+            break
+        around = text[max(0, m.start() - 80):m.start()] + " " + text[m.end():m.end() + 40]
+        if _WORK_NOUN.search(around):
+            return True
+    return False
+
+
+def good_faith_statement(text: str) -> bool:
+    """A good-faith statement: "good faith belief" (``has_good_faith``), or "good faith" said
+    of the complaint in other words or languages ("we state in good faith", "de buena fe")."""
+    return has_good_faith(text) or bool(_GOOD_FAITH_OTHER.search(text))
+
+
+def dmca_elements(text: str, *, located: bool, pgp_signed: bool = False,
+                  url_located: bool = False, reply_address: bool = False) -> dict[str, bool]:
+    """Which of the six 512(c)(3)(A) elements *text* carries. *located*: the infringing
+    material has a location (a reported URL, an IP address, a torrent hash); *url_located*:
+    a reported URL, which is the material's own identification; *reply_address*: the notice
+    came from an address one can answer (contact information by itself)."""
     text = text[:MAX_TEXT_CHARS]
     return {
         "signature": _has_signature(text, pgp_signed),
-        "work": bool(_WORK.search(text) or _WORK_PHRASE.search(text)),
-        "infringing_material": located and bool(_MATERIAL.search(text)),
-        "contact": bool(_EMAIL.search(text) or _PHONE.search(text) or _POSTAL.search(text)),
-        "good_faith": has_good_faith(text),
+        "work": _names_a_work(text),
+        "infringing_material": located and (url_located or bool(_MATERIAL.search(text))),
+        "contact": bool(reply_address or _EMAIL.search(text) or _PHONE.search(text)
+                        or _POSTAL.search(text)),
+        "good_faith": good_faith_statement(text),
         "accuracy_perjury": bool(_ACCURACY.search(text) and _PERJURY.search(text)
                                  and _AUTHORITY.search(text)),
     }
@@ -213,11 +332,12 @@ _RIGHTSCORP = re.compile(
     r"[.,]?\s+on\s+(?P<time>\d{4}-\d{1,2}-\d{1,2}[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
     r"(?:[ \t]*(?:GMT|UTC|Z|[+-]\d{2}:?\d{2}))?)", re.I)
 _TIME_LINE = re.compile(
-    r"^[ \t>*-]{0,20}(?P<label>[A-Za-z][A-Za-z '/&()-]{0,60}?)[ \t]{0,20}[:=][ \t]{0,20}"
+    r"^[ \t>*-]{0,20}(?P<label>[^\W\d_](?:[^\W\d_]|[ '/&()-]){0,60}?)[ \t]{0,20}[:=][ \t]{0,20}"
     r"(?P<value>[^\n]{6,90})$",
     re.M)
 _TIME_LABEL = re.compile(r"infring|incident|observ|detect|time\s?stamp|\btime\b|date\s*(?:/|and|&)"
-                         r"\s*time", re.I)
+                         r"\s*time|detecci|detec[çc][ãa]o|fecha\s+y\s+hora|d[ée]tect|constat|"
+                         r"festgestellt|erkannt|zeitpunkt|tijdstip|rilevat|seen", re.I)
 _NOT_OCCURRENCE = re.compile(r"notice|sent|report|release|publi|regist|expir|birth|creat", re.I)
 _EASTERN = re.compile(r"\b(?:north\s+american\s+)?eastern(?:\s+(?:standard|daylight))?\s+time\b",
                       re.I)
@@ -294,7 +414,10 @@ def _time_value(value: str, text: str) -> tuple[datetime | None, bool, str | Non
 def locate(report: ParsedReport, text: str, mail: Mail) -> None:
     """URLs, domains, IP, port and time of a notice's *text* into *report*."""
     own = sender_domains(mail)
-    reported, other = split_urls(find_urls(text, limit=MAX_URLS), own)
+    # a URL in a CSV row ends at its comma ("http://x/a.m3u8,192.0.2.1,8000")
+    urls = unique(u.split(",", 1)[0] if "," in u and "/" not in u.split(",", 1)[1] else u
+                  for u in find_urls(text, limit=MAX_URLS))
+    reported, other = split_urls(urls, own)
     report.urls = reported
     report.domains = domains_of(reported)
     if other:
@@ -334,11 +457,11 @@ def locate(report: ParsedReport, text: str, mail: Mail) -> None:
             label = m.group("label")
             if _TIME_LABEL.search(label) and not _NOT_OCCURRENCE.search(label):
                 candidate = m.group("value").strip()
-                if parse_time(candidate)[0] is not None:
+                if parse_time(candidate)[0] is not None or _NUMERIC_TIME.match(candidate):
                     raw = candidate
                     break
     if raw is not None:
-        when, stated, warning = _time_value(raw, fanged)
+        when, stated, warning = _row_time(raw, fanged)
         if when is not None:
             report.occurred_at, report.occurred_raw = when, raw
             if warning:
@@ -346,6 +469,18 @@ def locate(report: ParsedReport, text: str, mail: Mail) -> None:
             if not stated:
                 report.inferred.append("occurred_at")
                 report.warnings.append("time without zone, taken as UTC")
+
+
+_NO_REPLY = re.compile(r"^(?:no-?reply|do-?not-?reply|noreply|mailer-daemon|postmaster)@", re.I)
+
+
+def _reply_address(mail: Mail) -> str | None:
+    """The address a notice can be answered at (Reply-To, else From), unless a no-reply one."""
+    for name in ("Reply-To", "From"):
+        _, address = parse_address(mail.header(name) or "")
+        if "@" in address and not _NO_REPLY.match(address):
+            return address
+    return None
 
 
 def reporter(report: ParsedReport, mail: Mail) -> None:
@@ -360,19 +495,147 @@ def reporter(report: ParsedReport, mail: Mail) -> None:
         report.inferred.append("reporter_org")
 
 
+# -- a table of peers or servers --------------------------------------------------------------
+
+MAX_ROWS = 200
+_ROW_TIME = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
+    r"(?:[ \t]?(?:UTC|GMT|Z|[+-]\d{2}:?\d{2}|E[SD]?T|C[ES]S?T|MES?Z))?\b|"
+    r"\b\d{1,2}[/.]\d{1,2}[/.]\d{4},?[ \t]+\d{1,2}:\d{2}(?::\d{2})?(?:[ \t]?[AaPp][Mm])?"
+    r"(?:[ \t]?(?:UTC|GMT|E[SD]?T|C[ES]S?T|MES?Z|[+-]\d{2}:?\d{2}))?\b")
+_NUMERIC_TIME = re.compile(
+    r"(?P<a>\d{1,2})(?P<sep>[/.])(?P<b>\d{1,2})[/.](?P<y>\d{4}),?[ \t]+(?P<h>\d{1,2}):(?P<mi>\d{2})"
+    r"(?::(?P<s>\d{2}))?(?:[ \t]?(?P<ampm>[AaPp][Mm]))?(?:[ \t]?(?P<zone>\S+))?$")
+_ZONES = {"utc": "UTC", "gmt": "UTC", "z": "UTC", "et": "America/New_York",
+          "est": "America/New_York", "edt": "America/New_York", "cet": "Europe/Berlin",
+          "cest": "Europe/Berlin", "mez": "Europe/Berlin", "mesz": "Europe/Berlin"}
+_PORT_AFTER_IP = re.compile(
+    r"(?::(?P<colon>\d{1,5})\b|[ \t|,;]{1,20}(?P<column>\d{1,5})(?=[ \t|,;]))")
+
+
+def table_rows(text: str) -> list[tuple[str, int | None, str | None, list[str]]]:
+    """The rows of a table of peers or servers (one line, one address): (IP, its port, the
+    row's time as written, the row's URLs). Lines naming several addresses are no row."""
+    rows: list[tuple[str, int | None, str | None, list[str]]] = []
+    for line in refang(text).splitlines():
+        if len(rows) >= MAX_ROWS:
+            break
+        ips = find_ips(line, limit=3)
+        if len(ips) != 1:
+            continue
+        ip = ips[0]
+        port = None
+        at = line.find(ip)
+        while at >= 0 and port is None:
+            m = _PORT_AFTER_IP.match(line, at + len(ip))
+            value = m and (m.group("colon") or m.group("column"))
+            if value and 0 < int(value) <= 65535:
+                port = int(value)
+            at = line.find(ip, at + len(ip))
+        when = _ROW_TIME.search(line)
+        rows.append((ip, port, when.group(0) if when else None, find_urls(line, limit=5)))
+    return rows
+
+
+def _row_time(raw: str, text: str) -> tuple[datetime | None, bool, str | None]:
+    """A row's time: ISO forms as ``parse_time`` reads them; "11/22/2026 11:41 PM ET" (month
+    first, unless the first number cannot be a month) and "22.11.2026 14:05:11 MEZ" here."""
+    m = _NUMERIC_TIME.match(raw.strip())
+    if m is None:
+        return _time_value(raw, text)
+    a, b = int(m.group("a")), int(m.group("b"))
+    month, day = (b, a) if m.group("sep") == "." or a > 12 else (a, b)
+    hour = int(m.group("h")) % 12 + (12 if (m.group("ampm") or "").lower() == "pm" else 0) \
+        if m.group("ampm") else int(m.group("h"))
+    try:
+        local = datetime(int(m.group("y")), month, day, hour, int(m.group("mi")),
+                         int(m.group("s") or 0))
+    except ValueError:
+        return None, False, None
+    zone = _ZONES.get((m.group("zone") or "").lower())
+    if zone is None:
+        stated = m.group("zone") is None and bool(_ALL_TIMES.search(text))
+        return local.replace(tzinfo=UTC), stated, None
+    try:
+        when = local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    except ZoneInfoNotFoundError:
+        return local.replace(tzinfo=UTC), False, None
+    return when, True, None
+
+
+def split_rows(report: ParsedReport, text: str) -> list[ParsedReport]:
+    """One report per row of a table of at least two addresses, each with its own port, time
+    and URLs; *report* alone otherwise (its port and time from its row when it had none)."""
+    rows = [r for r in table_rows(text) if r[2] is not None]
+    if len({ip for ip, *_ in rows}) < 2:
+        for ip, port, raw, _ in rows:
+            if ip == report.source_ip:
+                _apply_row(report, port, raw, text)
+                break
+        return [report]
+    reports: list[ParsedReport] = []
+    seen: set[str] = set()
+    for ip, port, raw, urls in rows:
+        if ip in seen:
+            continue
+        seen.add(ip)
+        row = copy.deepcopy(report)
+        row.source_ip, row.source_port, row.occurred_at, row.occurred_raw = ip, None, None, None
+        row.inferred = [i for i in row.inferred if i not in ("source_ip", "occurred_at")]
+        row.warnings = [w for w in row.warnings if not w.startswith(
+            ("the notice names several IP", "time without zone"))]
+        reported = [u for u in report.urls if u in urls or host_of(u) == ip]
+        row.urls, row.domains = reported, domains_of(reported)
+        _apply_row(row, port, raw, text)
+        reports.append(row)
+    return reports
+
+
+def _apply_row(report: ParsedReport, port: int | None, raw: str | None, text: str) -> None:
+    if port is not None and report.source_port is None:
+        report.source_port = port
+    if raw is None or report.occurred_at is not None:
+        return
+    when, stated, warning = _row_time(raw, text)
+    if when is None:
+        return
+    report.occurred_at, report.occurred_raw = when, raw
+    if warning:
+        report.warnings.append(warning)
+    if not stated:
+        report.inferred.append("occurred_at")
+        report.warnings.append("time without zone, taken as UTC")
+
+
 # -- the parser -----------------------------------------------------------------------------
 
 
+_ATTACHED_TEXT = (".txt", ".csv", ".tsv")
+_ATTACHED_TYPES = ("text/plain", "text/csv", "text/tab-separated-values")
+
+
 def notice_text(mail: Mail) -> tuple[str, bool]:
-    """The notice's human text, bounded, PGP armour removed; and whether it was clear-signed."""
-    text = mail.body_text(limit=MAX_TEXT_CHARS).replace("\r\n", "\n").replace("\r", "\n")
+    """The notice's human text, bounded, PGP armour removed; and whether it was clear-signed.
+    A letter attached as text and a CSV of detections are part of the notice: appended."""
+    text = mail.body_text(limit=MAX_TEXT_CHARS)
+    for part in mail.parts:
+        if len(text) >= MAX_TEXT_CHARS:
+            break
+        if part.filename and (part.content_type in _ATTACHED_TYPES
+                              or part.name.endswith(_ATTACHED_TEXT)):
+            text += "\n\n" + part.text()[:MAX_TEXT_CHARS - len(text)]
+    text = text[:MAX_TEXT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
     return clear_signed_text(text)
 
 
 def reads_as_notice(subject: str, body: str) -> bool:
+    """A copyright notice: named so in the subject, or named and worded so in the body, or
+    making the two statements only a 512(c)(3) notice makes (good faith, penalty of perjury)."""
     if _MARKER.search(subject):
         return True
-    return bool(_MARKER.search(body) and _LEGAL.search(body))
+    if _MARKER.search(body) and _LEGAL.search(body):
+        return True
+    return bool(_PERJURY.search(body) and good_faith_statement(body))
 
 
 class DmcaParser:
@@ -394,8 +657,14 @@ class DmcaParser:
         reporter(report, mail)
         report.evidence = excerpt(text, ParsedReport.MAX_EVIDENCE) or None
 
-        elements = dmca_elements(text, located=bool(report.source_ip or report.urls),
-                                 pgp_signed=pgp_signed)
+        hashes = unique([m.group(1).lower()
+                         for m in islice(_INFOHASH.finditer(text), MAX_IPS)])
+        if hashes:
+            report.extra["infohashes"] = hashes
+        elements = dmca_elements(
+            text, located=bool(report.source_ip or report.urls or hashes),
+            pgp_signed=pgp_signed, url_located=bool(report.urls),
+            reply_address=bool(_reply_address(mail)))
         report.extra["dmca_elements"] = elements
         report.extra["pgp_signed"] = pgp_signed
         owner = _OWNER.search(text)
@@ -409,14 +678,17 @@ class DmcaParser:
 
         missing = missing_elements(elements)
         if missing:
-            reason = "DMCA notice missing: " + ", ".join(missing)
+            # incomplete, not parked: the case opens when the location is ours, and the
+            # copyright specialist sees what is missing
+            warning = "DMCA notice incomplete, missing: " + ", ".join(missing)
             if elements["work"] and elements["infringing_material"] and elements["contact"]:
-                reason += (" (work, material and contact are there: 512(c)(3)(B)(ii) asks us "
-                           "to try to reach the complainant)")
-            report.review_reasons.append(reason)
+                warning += (" (work, material and contact are there: 512(c)(3)(B)(ii) asks us "
+                            "to try to reach the complainant)")
+            report.warnings.append(warning)
+            report.extra["dmca_incomplete"] = [k for k in ELEMENTS if not elements.get(k)]
         if _COUNTER.search(mail.subject):
             report.review_reasons.append("reads as a DMCA counter-notice (512(g)), "
                                          "not a complaint")
         if not report.source_ip and not report.urls:
             report.review_reasons.append("the notice names no IP address or URL")
-        return ParseResult(Disposition.REPORT, "dmca", [report])
+        return ParseResult(Disposition.REPORT, "dmca", split_rows(report, text))

@@ -23,7 +23,9 @@ from __future__ import annotations
 import re
 
 from parsers.base import Disposition, ParseResult, Stage
+from parsers.common import find_ips, find_urls, refang
 from parsers.mail import Mail
+from parsers.nonreports import asks_for_action, has_evidence, own_text
 
 # "[Abuse Case C-2026-000123]" as our subjects carry it, or "[C-2026-000123]" as notices ask
 # customers to quote it.
@@ -154,7 +156,8 @@ class BounceParser:
                 texts.append(text)
                 ours += [m.group(1).lower() for m in self._ours.finditer(text)]
         return ParseResult(disposition=Disposition.IGNORED, format="bounce", extra={
-            "notice_message_ids": list(dict.fromkeys(ours))[:MAX_TOKENS], "status": status,
+            "non_report": "bounce", "notice_message_ids": list(dict.fromkeys(ours))[:MAX_TOKENS],
+            "status": status,
             "diagnostic": diagnostic, "bounce_tokens": tokens_in(BOUNCE_TOKEN, texts),
             "read_receipt": receipt})
 
@@ -166,6 +169,17 @@ class AutoReplyParser:
     stage = Stage.GUARD
 
     def matches(self, mail: Mail) -> bool:
+        if not self._marked(mail):
+            return False
+        # The markers alone decide nothing: a CERT may send its notices as auto-replies. A
+        # message that carries a complaint's evidence, names an address in its own text or
+        # accuses something of being ours is parsed as a complaint.
+        text = own_text(mail, separators=False)
+        return (has_evidence(mail, text) is None and not asks_for_action(text)
+                and not find_ips(refang(text), 1) and not find_urls(refang(text), 1))
+
+    @staticmethod
+    def _marked(mail: Mail) -> bool:
         auto = (mail.header("Auto-Submitted") or "").lower()
         if auto.startswith("auto-replied"):
             return True
@@ -177,4 +191,6 @@ class AutoReplyParser:
         return bool(_AUTO_SUBJECT.search(subject) or _ACK_SUBJECT.search(subject))
 
     def parse(self, mail: Mail) -> ParseResult:
-        return ParseResult(disposition=Disposition.IGNORED, format="autoreply")
+        kind = "ticket-ack" if _ACK_SUBJECT.search(mail.subject) else "out-of-office"
+        return ParseResult(disposition=Disposition.IGNORED, format="autoreply",
+                           extra={"non_report": kind, "why": "an auto-reply"})

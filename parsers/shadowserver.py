@@ -110,6 +110,9 @@ class _Context:
     skipped: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     stopped: bool = False  # a row or report limit was reached: read nothing more
+    # the type another sender's notice states (a CERT's CSV in Shadowserver's columns), used
+    # when neither the file name nor the subject names a Shadowserver report type
+    fallback_hint: str | None = None
 
     def warn(self, text: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -147,6 +150,12 @@ class ShadowserverParser:
                        subject_type=_type_from_subject(mail.subject),
                        subject_name=_name_from_subject(mail.subject))
         from_shadowserver = _from_shadowserver(mail)
+        if not from_shadowserver:
+            from parsers.cert import PREFIX as CERT_PREFIX
+            from parsers.cert import type_from, type_of_text
+
+            stated = type_from(mail.subject) or type_of_text(mail.body_text(64 * 1024))
+            ctx.fallback_hint = CERT_PREFIX + stated if stated else None
         found_attachment = False
         for part in mail.parts:
             if ctx.stopped:
@@ -537,7 +546,8 @@ def _row_report(header: list[str], row: list[str], report_type: str | None, wher
         else []
     return ParsedReport(
         format="shadowserver",
-        type_hint=PREFIX + (report_type or "unknown"),
+        type_hint=PREFIX + report_type if report_type else (
+            ctx.fallback_hint or PREFIX + "unknown"),
         source_ip=ip,
         source_port=port,
         occurred_at=occurred_at,

@@ -38,7 +38,15 @@ from email.parser import HeaderParser
 from email.policy import compat32
 from typing import Any
 
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
+from parsers.base import (
+    NOT_OFFENDERS,
+    Candidate,
+    Disposition,
+    ParsedReport,
+    ParseResult,
+    Role,
+    Stage,
+)
 from parsers.common import (
     IPV4_RE,
     IPV6_RE,
@@ -49,12 +57,20 @@ from parsers.common import (
     host_of,
     is_public_ip,
     parse_time,
-    received_from_by,
     refang,
     unique,
 )
 from parsers.headers import parse_address
 from parsers.mail import Mail, drop_scripts
+from parsers.received import (  # noqa: F401 - the Received readers' linear-time helpers
+    Hop,
+    _bracketed,
+    _first_parenthesized,
+    base_domain,
+    external_hop,
+    is_documentation,
+    read_chain,
+)
 
 NO_OFFENDER = "no offender found in the text"
 ZONELESS = "time without zone, taken as UTC"
@@ -74,9 +90,11 @@ _QUOTE = re.compile(r"^(?:[ \t]*>)+[ \t]?")
 
 
 def _clean(text: str) -> str:
-    """Compatibility forms folded (full-width digits), soft hyphens and zero-width marks gone."""
+    """Compatibility forms folded (full-width digits), soft hyphens and zero-width marks gone,
+    a defanged colon ("2001[:]db8[:]:1", "1.2.3.4[:]8080") a colon again."""
     text = unicodedata.normalize("NFKC", text)
-    return _INVISIBLE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _INVISIBLE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("[:]", ":") if "[:]" in text else text
 
 
 def _ip_text(text: str) -> str:
@@ -156,9 +174,11 @@ def _inside(spans: list[tuple[int, int]], pos: int) -> bool:
 _MON = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
 _DOW = r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
 _HMS = r"(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
-_AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?[Mm]\.?(?![a-z]))?"
-_ZONE = (r"(?:\s*(?P<zone>[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MEST|MET|EEST|EET|WET"
-         r"|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)(?:\s*\([A-Za-z ]{1,20}\))?)?")
+_AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?\s?[Mm]\.?(?![a-z]))?"
+_ZONE = (r"(?:\s*(?:Uhr\s*)?\(?(?P<zone>(?:UTC|GMT) ?[+-]\d{1,2}(?::?\d{2})?(?!\d)|"
+         r"[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MESZ"
+         r"|MEZ|MEST|MET|EEST|EET|WET|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)\)?"
+         r"(?:\s*\([A-Za-z ]{1,20}\))?)?")
 _TIMES = [
     re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})(?:T|\s+)" + _HMS + _ZONE),
     re.compile(r"\b" + _DOW + r"(?P<d>\d{1,2})\s+" + _MON + r"\s+(?P<y>\d{4}),?\s+(?:at\s+)?"
@@ -169,7 +189,37 @@ _TIMES = [
                r"\s+)?(?P<y>\d{4})\b"),  # ctime and date(1)
     re.compile(r"(?m)^[ \t]*" + _MON + r"\s+(?P<d>\d{1,2})\s+" + _HMS  # syslog: no year
                + r"(?!\s*\d{4})\b"),
+    # "23.11.2026 21:31:52" (German, Dutch ...), "22/11/2026 01:22:51 PM", "11/22/2026 ..."
+    re.compile(r"\b(?P<d>\d{1,2})\.(?P<mo>\d{1,2})\.(?P<y>\d{4}|\d{2}),?\s+(?:um\s+|à\s+|a las\s+)?"
+               + _HMS + _AMPM + _ZONE),
+    re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4}),?\s+(?:at\s+|um\s+|à\s+|a las\s+)?"
+               + _HMS + _AMPM
+               + _ZONE),
 ]
+_LOCAL_NAMES = {"MEZ": "CET", "MESZ": "CEST"}
+_UTC_OFFSET = re.compile(r"(?:UTC|GMT) ?([+-])(\d{1,2})(?::?(\d{2}))?")
+# A zone the text declares for the times it lists ("Server time zone is CET", "times below are
+# US Eastern (EST, UTC-5)", "Datum/Zeit (MEZ)"): taken for its times written without one.
+_DECLARED = re.compile(r"\b(?:time[ \t]?zones?|timezone|times?|clock|zeitzone|zeiten|uhrzeit|zeit|"
+                       r"heures?|horas?|fuseau|zona)\b[^\n]{0,80}", re.I)
+_ZONE_WORD = re.compile(r"\b(?:UTC|GMT)[ \t]?(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?\b"
+                        r"|\b(?P<name>UTC|GMT|CEST|CET|MESZ|MEZ|EEST|EET|WET|BST|EST|EDT|CST|CDT|"
+                        r"MST|MDT|PST|PDT|JST|AEST)\b")
+
+
+def declared_zone(text: str) -> str | None:
+    """The zone a text declares for its times, as "+HHMM" or a name parse_time knows."""
+    for n, m in enumerate(_DECLARED.finditer(text[:MAX_KEYWORD_CHARS])):
+        if n >= 50:
+            break
+        zone = _ZONE_WORD.search(m.group(0))
+        if zone is None:
+            continue
+        if zone.group("name"):
+            return _LOCAL_NAMES.get(zone.group("name"), zone.group("name"))
+        return f"{zone.group('sign')}{int(zone.group('h')):02d}{zone.group('m') or '00'}"
+    return None
+
 _MONTHS = {m: n for n, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 
@@ -182,8 +232,9 @@ class Found:
     year_inferred: bool = False
 
 
-def _times(text: str, date_header: datetime | None, limit: int = 20) -> list[Found]:
-    """Times in *text*, in order of appearance."""
+def _times(text: str, date_header: datetime | None, limit: int = 20,
+           zone: str | None = None) -> list[Found]:
+    """Times in *text*, in order of appearance; *zone* for those written without one."""
     hits: list[tuple[int, re.Match[str]]] = []
     for pattern in _TIMES:
         for n, m in enumerate(pattern.finditer(text)):
@@ -196,15 +247,20 @@ def _times(text: str, date_header: datetime | None, limit: int = 20) -> list[Fou
     for _start, m in hits:
         if any(a <= m.start() < b for a, b in taken):
             continue
-        value = _time_of(m, date_header)
+        value = _time_of(m, date_header, zone)
         if value is not None:
             taken.append((m.start(), m.end()))
             found.append(value)
     return found
 
 
-def _time_of(m: re.Match[str], date_header: datetime | None) -> Found | None:
+def _time_of(m: re.Match[str], date_header: datetime | None,
+             default_zone: str | None = None) -> Found | None:
     parts = m.groupdict()
+    if parts.get("a"):  # d/m/y or m/d/y: a day above 12 decides, else AM/PM says American
+        a, b = int(parts["a"]), int(parts["b"])
+        us = b > 12 or (a <= 12 and bool(parts.get("ampm")))
+        parts["mo"], parts["d"] = (str(a), str(b)) if us else (str(b), str(a))
     month = int(parts["mo"]) if parts.get("mo") else _MONTHS[parts["mon"][:3].lower()]
     hour = int(parts["h"])
     if parts.get("ampm"):
@@ -218,7 +274,14 @@ def _time_of(m: re.Match[str], date_header: datetime | None) -> Found | None:
         year = date_header.year
     else:
         year = int(parts["y"])
-    zone = parts.get("zone") or ""
+        if year < 100:  # "22.11.26"
+            year += 2000
+    zone = _LOCAL_NAMES.get(parts.get("zone") or "", parts.get("zone") or "")
+    offset = _UTC_OFFSET.fullmatch(zone)
+    if offset:  # "UTC-6", "GMT+05:30"
+        zone = f"{offset.group(1)}{int(offset.group(2)):02d}{offset.group(3) or '00'}"
+    if not zone and default_zone:
+        zone = default_zone
     second = (parts["s"] or "00") + (f".{parts['frac']}" if parts.get("frac") else "")
     iso = f"{year:04d}-{month:02d}-{int(parts['d']):02d} {hour:02d}:{parts['mi']}:{second}"
     at, stated = parse_time(f"{iso} {zone}".strip())
@@ -332,115 +395,8 @@ def _header_run(lines: list[str], start: int, allow_blank: int, parse: bool = Tr
     return i, fields, block
 
 
-@dataclass
-class Hop:
-    ip: str
-    port: int | None
-    helo: str | None
-    rdns: str | None
-    by: str | None
-    time: datetime | None
-    time_raw: str | None
-    zone_stated: bool
-
-
-_PORT_SUFFIX = re.compile(r":(\d{1,5})")
-
-
-def _first_parenthesized(text: str) -> str:
-    """What ``re.search(r"\\(([^)]*)\\)", text)`` captures ("" for none), in linear time: the
-    pattern rescanned to the end from every "(" when no ")" follows."""
-    start = text.find("(")
-    end = text.find(")", start + 1) if start >= 0 else -1
-    return text[start + 1:end] if end >= 0 else ""
-
-
-def _bracketed(text: str) -> list[tuple[str, str]]:
-    """What ``re.findall(r"\\[([^\\]]+)\\](?::(\\d{1,5}))?", text)`` returns, in linear time:
-    the pattern rescanned to the end from every "[" when no "]" follows."""
-    found: list[tuple[str, str]] = []
-    pos = 0
-    while (start := text.find("[", pos)) >= 0:
-        end = text.find("]", start + 1)
-        if end < 0:
-            break  # no "]" after this "[", nor after any later one
-        if end == start + 1:  # "[]": the pattern wants a character inside
-            pos = start + 1
-            continue
-        port = _PORT_SUFFIX.match(text, end + 1)
-        found.append((text[start + 1:end], port.group(1) if port else ""))
-        pos = port.end() if port else end + 1
-    return found
-
-
-def _parse_received(value: str) -> Hop | None:
-    value = " ".join(value.split())[:2000]
-    parts = received_from_by(value)
-    if parts is None:
-        return None
-    clause, by_host = parts
-    words = clause.split()
-    first = words[0].strip("[]()") if words else None
-    inner = _first_parenthesized(clause)
-    bracketed = _bracketed(clause)
-    ip, port = None, None
-    for literal, literal_port in bracketed:
-        ip = clean_ip(literal)
-        if ip:
-            port = int(literal_port) if literal_port else None
-            break
-    if ip is None:
-        candidates = [clean_ip(x) for x in re.findall(r"[0-9A-Fa-f:.]{7,}", _ip_text(clause))]
-        ip = next((c for c in reversed(candidates) if c), None)
-    if ip is None:
-        return None
-    said = re.search(r"\b(?:helo|ehlo|lhlo)[=\s]+([^\s)\]]+)", clause, re.I)
-    if said:  # exim "from RDNS ([IP] helo=HELO)", qmail "from RDNS (HELO name) (IP)"
-        helo_name = said.group(1)
-        rdns = first if first and first.lower() != "unknown" else None
-    else:  # postfix, sendmail "from HELO (RDNS [IP])"; exchange "from HELO ([IP])"
-        helo_name = first
-        token = inner.split()[0] if inner.split() else ""
-        rdns = token if "." in token and clean_ip(token.strip("[]")) is None else None
-    time_raw = value.rsplit(";", 1)[1].strip() if ";" in value else None
-    at, stated = parse_time(time_raw)
-    return Hop(ip=ip, port=port, helo=helo_name, rdns=rdns, by=by_host.lower(), time=at,
-               time_raw=time_raw, zone_stated=stated)
-
-
-def _external_hop(blocks: list[Message], reporter_base: str | None) -> tuple[Hop | None,
-                                                                            Hop | None]:
-    """The first external hop (public IP, not the reporter's relay, not an internal hop), and
-    the first hop with a time at all (for when there is no external one)."""
-    first_timed = None
-    for block in blocks:
-        for value in (block.get_all("Received") or [])[:MAX_HOPS]:
-            hop = _parse_received(str(value))
-            if hop is None:
-                continue
-            if first_timed is None and hop.time is not None:
-                first_timed = hop
-            if not is_public_ip(hop.ip):
-                continue
-            # The name the receiving server looked up, else the one the sender gave.
-            name_base = _base(hop.rdns or hop.helo)
-            if name_base and (name_base == reporter_base or name_base == _base(hop.by)):
-                continue  # the reporter's own relay, or a hop inside one organisation
-            return hop, first_timed
-    return None, first_timed
-
-
 def _base(host: str | None) -> str | None:
-    """The registrable domain, roughly: two labels, three under co.uk-like suffixes."""
-    if not host or clean_ip(host):
-        return None
-    labels = [x for x in host.lower().strip(".[]").split(".") if x]
-    if len(labels) < 2:
-        return None
-    if (len(labels) >= 3 and len(labels[-1]) == 2
-            and labels[-2] in ("co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go")):
-        return ".".join(labels[-3:])
-    return ".".join(labels[-2:])
+    return base_domain(host)
 
 
 # -- what kind of abuse ---------------------------------------------------------------------
@@ -478,6 +434,206 @@ def _kind(subject: str, text: str) -> tuple[str | None, dict[str, int]]:
             best = max(counts.values())
             return next(k for k, _ in _KINDS if counts.get(k) == best), counts
     return None, {}
+
+
+
+# -- candidates: every address with what its line says it is --------------------------------
+
+MAX_CANDIDATES = 500
+MAX_LINE = 2000  # a longer line is read around each address only
+_WHOIS_RANGE = re.compile(  # a WHOIS block's lines: their addresses are ranges, not hosts
+    r"^[ \t>]*(?:inetnum|inet6num|netrange|cidr|route6?|netblock|ip[- ]?range|network|"
+    r"nethandle|parent|ref|netname|origin\w*|descr|remarks|mnt-[a-z-]{1,20}|orgname|"
+    r"orgid|nettype|rdap|whois)[ \t]*+:|^[ \t>]*[%#].{0,60}(?:related to|abuse contact for)",
+    re.I)
+_WHOIS_DATE = re.compile(  # a WHOIS block's record dates: never the incident's time
+    r"^[ \t>]*(?:created|last-modified|changed|regdate|updated|registration date|"
+    r"last updated|modified)[ \t]*+:", re.I)
+# "A - B" where B is an address too ("198.51.100.0 - 198.51.100.255"), not "1.2.3.4 - 2026-..."
+_RANGE_DASH = re.compile(r"^\s{0,3}[-\u2013]\s{0,3}(?:\d{1,3}\.\d{1,3}\.|[0-9a-fA-F]{1,4}:)")
+_RANGE_BEFORE = re.compile(r"(?:\d\.\d{1,3}|[0-9a-fA-F]:[0-9a-fA-F]{0,4})\s{0,3}[-\u2013]\s{0,3}$")
+# Words before an address, on its line: the last one found says what the address is.
+_OFFENDER_WORDS = re.compile(
+    r"\b(?:source|src|offending|offender|attacker|attacking|attacks?|attacked\s+(?:us|from)|"
+    r"abusive|infected|compromised|malicious|suspicious|spamming|spammer|sending|sender|"
+    r"bot|scanner|scanning|originating|origin|culprit|harass\w*|hosted\s+(?:at|on)|hosting|"
+    r"resolves\s+to|from|von|vom|depuis|desde|de\s+la\s+ip|origen|angreifer|quelle|"
+    r"client|connecting|remote|rhost|peer)\b", re.I)
+# "our" / "my" only with a machine after it ("our server", "my web site", "unser Mailserver"):
+# "our client", "unserer Mandantin" are people, and the address after them is often the
+# offender's.
+_VICTIM_WORDS = re.compile(
+    r"\b(?:dest\w*|dst|dpt|target\w*|victim\w*|honeypot\w*|sensor\w*|trap|to|towards|"
+    r"against|ziel\w*|cible|destino|local|attacked\s+(?:host|server|ip)|"
+    r"(?:our|my|unser\w*|mein\w*|notre|nos|nuestr\w*|mi)\s+(?:own\s+)?(?:web\s*|mail\s*)?"
+    r"(?:servers?|hosts?|honeypots?|networks?|netz\w*|sites?|websites?|systems?|machines?|"
+    r"ip|ips|address\w*|adresse\w*|firewall\w*|sensors?|range|platform|infrastructure|"
+    r"servidor\w*|serveur\w*|rechner|server\w*|shop|forum|blog|instance|vps))\b", re.I)
+_C2_WORDS = re.compile(r"(?:\bc2\b|\bc&c\b|\bcnc\b|command[- ]and[- ]control|sinkhole\w*|"
+                       r"control\s+server|\bpanel\b|\bcontacted\b|\bconnects?\s+to\b|"
+                       r"\bbeacon\w*)", re.I)
+_ARROW = re.compile(r"(?:->|=>|\u2192|\s>\s)")
+
+
+def _line_at(text: str, pos: int) -> tuple[int, int]:
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    return start, len(text) if end < 0 else end
+
+
+def _role_of(before: str) -> tuple[Role, float]:
+    """What the words before an address (on its line) say it is."""
+    last: tuple[int, Role] | None = None
+    for pattern, role in ((_OFFENDER_WORDS, Role.OFFENDER), (_VICTIM_WORDS, Role.VICTIM),
+                          (_C2_WORDS, Role.C2)):
+        for m in pattern.finditer(before):
+            if last is None or m.end() > last[0] or (m.end() == last[0] and role is Role.C2):
+                last = (m.end(), role)
+    if last is None:
+        return Role.MENTIONED, 0.5
+    near = len(before) - last[0] <= 24
+    if last[1] is Role.OFFENDER:
+        return (Role.OFFENDER, 0.8) if near else (Role.MENTIONED, 0.6)
+    if last[1] is Role.C2:
+        return (Role.C2, 0.3) if near else (Role.MENTIONED, 0.45)
+    return (Role.VICTIM, 0.1) if near else (Role.MENTIONED, 0.4)
+
+
+def _text_candidates(text: str, mentions: list[Mention], where: str, weight_bonus: float,
+                     date_header: datetime | None, zone: str | None = None,
+                     zoneless: set[int] | None = None) -> list[Candidate]:
+    """A candidate for each address of *text*: its role from its line, the time of its line
+    (the ids of those whose time had no zone go to *zoneless*)."""
+    out: list[Candidate] = []
+    line_times: dict[int, Found | None] = {}
+    previous: Mention | None = None
+    for mention in mentions:
+        start, end = _line_at(text, mention.start)
+        key = start
+        if end - start > MAX_LINE:  # a huge line: the words around the address only
+            key = -1 - mention.start
+            line = text[max(start, mention.start - 300):min(end, mention.end + 300)]
+        else:
+            line = text[start:end]
+        before = text[max(start, mention.start - 64):mention.start]
+        after = text[mention.end:min(end, mention.end + 8)]
+        if _WHOIS_RANGE.match(line) or _RANGE_DASH.match(after) or \
+                _RANGE_BEFORE.search(before):
+            role, weight = Role.RANGE, 0.0
+        else:
+            role, weight = _role_of(before)
+            gap = text[previous.end:mention.start] if previous is not None and \
+                previous.start >= start and mention.start - previous.end <= 24 else ""
+            if gap and _ARROW.search(gap):
+                role, weight = Role.VICTIM, 0.1  # "src -> dst"
+        if line.lstrip().startswith(">"):
+            weight *= 0.8  # a quoted reply: said before, perhaps by someone else
+        if key not in line_times:
+            found = _times(line, date_header, limit=2, zone=zone) \
+                if not _WHOIS_DATE.match(line) else []
+            line_times[key] = found[0] if found else None
+        timed = line_times[key]
+        candidate = Candidate(
+            value=mention.ip, role=role, weight=min(1.0, weight + weight_bonus),
+            port=mention.port, occurred_at=timed.at if timed else None,
+            occurred_raw=timed.raw[:200] if timed else None,
+            context=f"{where}: {line.strip()[:160]}")
+        if timed is not None and not timed.zone_stated and zoneless is not None:
+            zoneless.add(id(candidate))
+        out.append(candidate)
+        previous = mention
+    return out
+
+
+def _prefer_stated_zones(candidates: list[Candidate], zoneless: set[int]) -> None:
+    """An address with a time whose zone is known somewhere (a Received line, "... CET")
+    loses the zone-less times of its other lines: "08:05:44 (heure de Paris)" is not UTC."""
+    stated = {c.value for c in candidates if c.occurred_at is not None and id(c) not in zoneless}
+    for c in candidates:
+        if id(c) in zoneless and c.value in stated:
+            c.occurred_at, c.occurred_raw = None, None
+
+
+def _hop_candidates(blocks: list[Message], reporter_base: str | None) -> list[Candidate]:
+    """The hops of quoted or attached Received chains: the provider's and the reporter's own
+    are relays, the first outside them is the sender, the ones below it are mentioned."""
+    out: list[Candidate] = []
+    for block in blocks:
+        first = True
+        for hop, internal in read_chain(block, reporter_base).hops:
+            if internal:
+                role, weight = Role.RELAY, 0.0
+            elif first:
+                role, weight, first = Role.OFFENDER, 0.75, False
+            else:
+                role, weight = Role.MENTIONED, 0.3
+            out.append(Candidate(value=hop.ip, role=role, weight=weight, port=hop.port,
+                                 occurred_at=hop.time, occurred_raw=hop.time_raw,
+                                 context=f"received: from {hop.rdns or hop.helo} by {hop.by}"))
+        for value in (block.get_all("X-Originating-IP") or [])[:3]:
+            ip = clean_ip(str(value))
+            if ip:
+                out.append(Candidate(value=ip, role=Role.MENTIONED, weight=0.6,
+                                     context="X-Originating-IP"))
+    return out
+
+
+_BARE_HOST = re.compile(
+    r"(?<![\w.@/-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.){1,10}"
+    r"(?:[a-z]{2,24}))(?![\w@-])(?!\.[a-z0-9])", re.I)
+_COMMON_FILES = frozenset({"exe", "zip", "php", "html", "htm", "js", "txt", "pdf", "doc", "docx",
+                           "xls", "xlsx", "png", "jpg", "gif", "eml", "csv", "xml", "json",
+                           "log", "sh", "py", "asp", "aspx", "jsp", "cgi", "dll", "bin", "rar",
+                           "gz", "tar", "msg", "ini", "conf", "cfg", "jpeg", "svg", "css",
+                           "mp4", "mp3", "avi", "mkv", "iso", "apk", "jar", "vbs", "ps1"})
+
+
+_GENERIC_TLDS = frozenset({
+    "com", "net", "org", "info", "biz", "edu", "gov", "mil", "int", "io", "me", "tv", "cc",
+    "xyz", "top", "site", "online", "shop", "store", "app", "dev", "cloud", "club", "live", "pro",
+    "asia", "tech", "website", "space", "fun", "icu", "vip", "work", "link", "click", "win",
+    "bid", "loan", "host", "press", "email", "services", "support", "digital", "media", "news",
+    "blog", "world", "life", "today", "agency", "company", "group", "network", "solutions",
+    "eu", "ru", "su", "uk", "mobi", "name", "example", "test", "invalid", "museum", "travel",
+    "jobs", "cat", "tel", "coop", "aero", "page", "rest", "bar", "monster", "cyou", "sbs",
+})
+
+
+def _known_tld(tld: str) -> bool:
+    """A top-level domain a bare host name may end in: a country code or a common gTLD (not
+    "log.filter", "index.php")."""
+    return tld not in _COMMON_FILES and (len(tld) == 2 or tld in _GENERIC_TLDS)
+
+
+def _host_candidates(text: str, urls: list[str], defanged: list[str],
+                     reporter_base: str | None) -> list[Candidate]:
+    """URL hosts and host names written bare ("the site shop.example"), never the
+    reporter's own."""
+    out: list[Candidate] = []
+    for url in urls:
+        host = (host_of(url) or "").lower().strip("[]")
+        if host and _base(host) != reporter_base:
+            ip = clean_ip(host)
+            out.append(Candidate(value=ip or host, role=Role.MENTIONED, weight=0.45,
+                                 context=f"url: {url[:160]}"))
+    for domain in defanged:
+        if _base(domain) != reporter_base:
+            out.append(Candidate(value=domain, role=Role.MENTIONED, weight=0.45,
+                                 context="defanged name"))
+    for n, m in enumerate(_BARE_HOST.finditer(text[:MAX_TEXT_CHARS])):
+        if n >= MAX_CANDIDATES:
+            break
+        host = m.group(1).lower()
+        tld = host.rsplit(".", 1)[-1]
+        if not _known_tld(tld) or _base(host) == reporter_base or clean_ip(host):
+            continue
+        start, _end = _line_at(text, m.start())
+        role, weight = _role_of(text[max(start, m.start() - 64):m.start()])
+        if role is Role.OFFENDER:
+            role, weight = Role.MENTIONED, 0.45
+        out.append(Candidate(value=host, role=role, weight=min(weight, 0.4),
+                             context=f"name: {text[start:m.end()][-160:].strip()}"))
+    return out
 
 
 # -- the parser -----------------------------------------------------------------------------
@@ -528,7 +684,7 @@ def read_text(mail: Mail) -> ParsedReport:
     fw_subject_mentions = [m for f in body.forwarded if f.get("kind") == "inline"
                            for m in _mentions(refang(_clean(f.get("subject", ""))), networks)]
     body_mentions = _mentions(body.plain, networks)
-    hop, first_timed = _external_hop(blocks, reporter_base)
+    hop, first_timed = external_hop(blocks, reporter_base)
     ranked: list[tuple[str, str]] = []  # (ip, where)
     ranked += [(m.ip, "subject") for m in subject_mentions]
     ranked += [(m.ip, "forwarded subject") for m in fw_subject_mentions]
@@ -536,11 +692,33 @@ def read_text(mail: Mail) -> ParsedReport:
     if hop is not None:
         ranked.append((hop.ip, "received header"))
     ranked += [(m.ip, "text") for m in body_mentions]
-    public = [(ip, where) for ip, where in ranked if is_public_ip(ip)]
+    public = [(ip, where) for ip, where in ranked if is_public_ip(ip) or is_documentation(ip)]
     originating = [clean_ip(str(v)) for b in blocks for v in (b.get_all("X-Originating-IP") or [])]
     public_ips = unique([ip for ip, _ in public] + [ip for ip in originating
                                                       if ip and is_public_ip(ip)])
-    non_public = unique(ip for ip, _ in ranked if not is_public_ip(ip))
+    non_public = unique(ip for ip, _ in ranked if not is_public_ip(ip) and not is_documentation(ip))
+
+    # -- candidates: the classifier keeps the ones that are ours (classifier/offenders.py)
+    candidates: list[Candidate] = []
+    candidates += _text_candidates(subject, subject_mentions, "subject", 0.15, date_header)
+    for f in body.forwarded:
+        if f.get("kind") == "inline":
+            fw = refang(_clean(f.get("subject", "")))
+            candidates += _text_candidates(fw, _mentions(fw, []), "forwarded subject", 0.1,
+                                           date_header)
+    zone = declared_zone(body.plain)
+    if zone:
+        extra["declared_zone"] = zone
+    zoneless: set[int] = set()
+    candidates += _text_candidates(body.plain, body_mentions, "text", 0.0, date_header, zone,
+                                   zoneless)
+    candidates += _hop_candidates(blocks, reporter_base)
+    _prefer_stated_zones(candidates, zoneless)
+    excluded = {c.value for c in candidates if c.role in NOT_OFFENDERS}
+    offered = {c.value for c in candidates if c.role not in NOT_OFFENDERS}
+    public = [(ip, where) for ip, where in public if ip in offered or ip not in excluded]
+    if not public:  # documentation and private ranges count when nothing else is named
+        public = [(ip, where) for ip, where in ranked if ip in offered]
     if public:
         report.source_ip, extra["source_ip_from"] = public[0]
         report.inferred.append("source_ip")
@@ -548,8 +726,13 @@ def read_text(mail: Mail) -> ParsedReport:
         extra["other_ips"] = public_ips[1:MAX_LISTED + 1]
     if non_public:
         extra["non_public_ips"] = non_public[:MAX_LISTED]
-        shown = ", ".join(non_public[:10]) + (" ..." if len(non_public) > 10 else "")
-        report.warnings.append(f"non-public addresses not taken as the offender: {shown}")
+        if report.source_ip in non_public:
+            report.warnings.append(
+                f"only non-public addresses named: {report.source_ip} taken (the provider's "
+                "only if the customer file or classifier.own_networks says so)")
+        else:
+            shown = ", ".join(non_public[:10]) + (" ..." if len(non_public) > 10 else "")
+            report.warnings.append(f"non-public addresses not taken as the offender: {shown}")
     if networks:
         extra["networks"] = unique(networks)[:MAX_LISTED]
 
@@ -585,6 +768,9 @@ def read_text(mail: Mail) -> ParsedReport:
     defanged = _defanged_domains(_clean(mail.subject) + "\n" + own)
     report.domains = [d for d in unique(domains_of(report.urls) + defanged)
                       if _base(d) != reporter_base][:MAX_LISTED]
+    candidates += _host_candidates(subject + "\n" + body.plain, report.urls, defanged,
+                                   reporter_base)
+    report.candidates = candidates[:MAX_CANDIDATES]
 
     # -- kind
     kind, counts = _kind(subject, body.plain)
@@ -618,7 +804,8 @@ def _when(report: ParsedReport, extra: dict[str, Any], mail: Mail, body: Body, h
     if extra.get("source_ip_from") == "received header" and hop and hop.time and hop.time_raw:
         chosen, source = Found(hop.time, hop.time_raw, hop.zone_stated), "received header"
     if chosen is None:
-        text_times = _times(body.plain, date_header)
+        text_times = _times(_without_record_dates(body.plain), date_header,
+                            zone=extra.get("declared_zone"))
         if text_times:
             chosen, source = text_times[0], "text"
     if chosen is None and first_timed and first_timed.time and first_timed.time_raw:
@@ -655,6 +842,15 @@ def _when(report: ParsedReport, extra: dict[str, Any], mail: Mail, body: Body, h
         report.warnings.append("time without a year, the year taken from the message's Date")
 
 
+def _without_record_dates(text: str) -> str:
+    """*text* without a WHOIS block's "created:" and "last-modified:" lines (record dates, not
+    the incident's time)."""
+    if "created" not in text.lower() and "modified" not in text.lower() and \
+            "changed" not in text.lower() and "regdate" not in text.lower():
+        return text
+    return "\n".join(line for line in text.split("\n") if not _WHOIS_DATE.match(line))
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 
@@ -672,6 +868,11 @@ def _texts(mail: Mail) -> tuple[str, str, list[Message]]:
                 inside.update(id(sub) for sub in inner.walk())
         elif part.content_type in ("text/rfc822-headers", "message/rfc822-headers"):
             blocks.append(HeaderParser(policy=compat32).parsestr(part.text()[:256 * 1024]))
+        elif part.content_type == "text/plain" and part.filename and \
+                id(part.message) not in inside:
+            saved = _saved_headers(part.text()[:256 * 1024])  # a message's source as a file
+            if saved is not None:
+                blocks.append(saved)
     own: list[str] = []
     attached: list[str] = []
     for kind in ("text/plain", "text/html"):
@@ -685,6 +886,19 @@ def _texts(mail: Mail) -> tuple[str, str, list[Message]]:
     if not own and not mail.msg.is_multipart() and not mail.content_type.startswith("text/"):
         own.append(mail.body_text())
     return ("\n".join(own)[:MAX_TEXT_CHARS], "\n".join(attached)[:MAX_TEXT_CHARS], blocks)
+
+
+_SAVED_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,60}:")
+
+
+def _saved_headers(text: str) -> Message | None:
+    """The header block of a message saved as a text file ("message source", "original
+    message"), when the file starts with header lines and has Received lines."""
+    head = text.lstrip()[:64 * 1024]
+    if not _SAVED_HEADER.match(head):
+        return None
+    block = HeaderParser(policy=compat32).parsestr(head)
+    return block if block.get_all("Received") else None
 
 
 _TAG = re.compile(r"<[^>]{0,2000}>")

@@ -47,7 +47,7 @@ MAX_TEXT_CHARS = 500
 _JSON_TYPES = ("application/json", "text/json", "application/xarf+json", "application/x-json")
 _FEEDBACK_TYPES = ("message/feedback-report", "text/feedback-report")
 _XARF_KEYS = re.compile(
-    rb'"(?:xarf_version|source_identifier|ReporterInfo|ReportType|ReportClass|SourceIp)"\s*:')
+    rb'"(xarf_version|source_identifier|ReporterInfo|ReportType|ReportClass|SourceIp)"\s*:')
 _FEEDBACK_XARF = re.compile(r"^[ \t]*feedback-type[ \t]*:[ \t]*xarf\b", re.I | re.M)
 # The value up to its last non-blank (not a lazy ".*?" before "[ \t]*$": quadratic on blanks).
 _FIELD = re.compile(r"^[ \t]*+([A-Za-z][A-Za-z0-9-]{0,63})[ \t]*+:[ \t]*+((?:.*[^ \t\n])?)[ \t]*$",
@@ -121,6 +121,12 @@ def _is_json_part(part: Part) -> bool:
     return part.content_type in _JSON_TYPES or part.name.endswith(".json")
 
 
+def _is_xarf(head: bytes) -> bool:
+    """XARF keys; ``SourceIp`` alone is not enough (other feeds' JSON records use it too)."""
+    keys = {m.group(1) for m in _XARF_KEYS.finditer(head[:65536])}
+    return bool(keys - {b"SourceIp"})
+
+
 def json_parts(mail: Mail) -> list[Part]:
     """The parts holding XARF JSON, in document order. None in an ARF report of another
     Feedback-Type: a JSON file there is part of the reported message, not the report."""
@@ -132,10 +138,10 @@ def json_parts(mail: Mail) -> list[Part]:
         mail.deadline.check()
         head = part.data[:65536]
         if _is_json_part(part):
-            if feedback or part.name.startswith("xarf") or _XARF_KEYS.search(head):
+            if feedback or part.name.startswith("xarf") or _is_xarf(head):
                 found.append(part)
         elif (part.content_type == "text/plain" and not part.filename
-              and head.lstrip()[:1] == b"{" and _XARF_KEYS.search(head)):
+              and head.lstrip()[:1] == b"{" and _is_xarf(head)):
             found.append(part)
     if feedback and not found:
         found.extend(_after_feedback(mail, feedback[0]))

@@ -1,5 +1,6 @@
 """The desk's dashboard: reports per day per category, open cases by state, deadlines due today
-and overdue, the review queue, and this month's fees; and the same report counts as CSV.
+and overdue, the review queue, this month's fees, and the DMARC and TLS reports received per
+reporting domain (never cases); and the same report counts as CSV.
 
 :func:`stats` is the data (JSON-able: ISO strings and ints); the JSON API serves it as is. Every
 number is a SQL aggregate: the tables can hold millions of rows, and nothing here loops over them.
@@ -30,6 +31,7 @@ from abuse_desk.models import Case, CaseState, Customer, FeeEntry, Message, Mess
 from classifier.categorize import NOT_ABUSE
 from classifier.types import CATEGORIES
 from parsers.base import iso_z
+from parsers.headers import parse_address
 from web import svg
 from web.base import SECURITY_HEADERS, Ctx, Web
 from workflow.cases import ACTIVE
@@ -142,6 +144,44 @@ def _fees(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
     return out
 
 
+# Mail about a domain's authentication (parsers/dmarc.py): never a case, counted here per
+# reporting domain (the domain of the sender's address).
+AUTH_REPORT_FORMATS = ("dmarc-aggregate", "dmarc-failure", "tls-report")
+MAX_REPORTERS = 25  # reporting domains listed (the totals count them all)
+MAX_SENDERS = 1000  # distinct sender addresses read to fold them into domains
+
+
+def _domain_of(header_from: str | None) -> str:
+    address = parse_address(header_from)[1].lower()
+    return address.rsplit("@", 1)[-1] if "@" in address else "(unknown)"
+
+
+def _auth_reports(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
+    """DMARC aggregate and failure reports and TLS reports received in [start, end): how many
+    of each kind, in all and per reporting domain (most first)."""
+    by_kind = dict.fromkeys(AUTH_REPORT_FORMATS, 0)
+    domains: dict[str, dict[str, int]] = {}
+    for kind, sender, n in conn.execute(
+            select(Message.format, Message.header_from, func.count())
+            .where(Message.format.in_(AUTH_REPORT_FORMATS), Message.received_at >= start,
+                   Message.received_at < end)
+            .group_by(Message.format, Message.header_from)
+            .order_by(func.count().desc()).limit(MAX_SENDERS)):
+        by_kind[str(kind)] += int(n)
+        row = domains.setdefault(_domain_of(sender), dict.fromkeys(AUTH_REPORT_FORMATS, 0))
+        row[str(kind)] += int(n)
+    total = int(conn.execute(
+        select(func.count()).select_from(Message)
+        .where(Message.format.in_(AUTH_REPORT_FORMATS), Message.received_at >= start,
+               Message.received_at < end)).scalar_one())
+    ranked = sorted(domains.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    return {
+        "total": total, "by_kind": by_kind, "domains": len(domains),
+        "by_domain": [{"domain": domain, **counts, "total": sum(counts.values())}
+                      for domain, counts in ranked[:MAX_REPORTERS]],
+    }
+
+
 def stats(desk: Desk, days: int = 30) -> dict[str, Any]:
     """What the dashboard shows, JSON-able (ISO strings, ints); *days* local days up to today
     (1 to ``MAX_DAYS``; other numbers are clamped)."""
@@ -166,6 +206,7 @@ def stats(desk: Desk, days: int = 30) -> dict[str, Any]:
         due_today = _cases_due(conn, Case.deadline_at >= now, Case.deadline_at < tomorrow)
         review = _review(conn, now)
         fees = _fees(conn, month_start, next_month)
+        auth_reports = _auth_reports(conn, starts[0], tomorrow)
     return {
         "generated_at": iso_z(now),
         "time_zone": zone_name,
@@ -182,6 +223,7 @@ def stats(desk: Desk, days: int = 30) -> dict[str, Any]:
         "deadlines": {"today": today.isoformat(), "due_today": due_today, "overdue": overdue},
         "review": review,
         "fees": {"month": today.strftime("%Y-%m"), **fees},
+        "auth_reports": auth_reports,
     }
 
 

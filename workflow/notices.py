@@ -6,14 +6,22 @@ A notice row holds the exact bytes to send, so a retry sends the same mail with 
 Message-ID; the row is created in the same transaction as the step that asked for it, and
 ``notices.step_id`` (unique) makes that one mail per step however often the step is delivered.
 
-Acknowledgements go to people only, and only to a sender whose From is authenticated
+Every person who writes in is acknowledged, whatever becomes of the complaint: one that opens
+or joins a case gets the case's reference, one that goes to review or is not about us gets the
+message's own (``M-2026-000123``, :func:`message_reference`; such an acknowledgement has no case,
+and its delivery, bounce and follow-ups are recorded on the message). Acknowledgements go to
+people only (RFC 3834), and only to a sender whose From is authenticated
 (``messages.sender_authentication``, see ``classifier/authentication.py``): to that From, or to
 the Reply-To when its domain is aligned with the authenticated From domain. Never to a null
 sender, to mail marked ``Auto-Submitted`` (other than ``no``), ``Precedence: bulk/list/junk``,
-mailing lists (``List-*``), or to the machine formats (:data:`MACHINE_FORMATS`); at most
-``notify.ack_limit_per_sender`` per sender address per window, one per message. Their Subject
-is ours alone (``[Abuse Case C-...] We received your report``): nothing the reporter wrote goes
-into it; their subject appears in the body only, cut short.
+mailing lists (``List-*``), ``X-Auto-Response-Suppress``, the machine formats
+(:data:`MACHINE_FORMATS`), machines' addresses (MAILER-DAEMON, no-reply, owner-*, *-request) or
+the desk's own addresses; at most ``notify.ack_limit_per_sender`` per reporter address per
+``notify.ack_limit_window_hours`` (one an hour by default), one per message. They carry
+``Auto-Submitted: auto-replied`` and In-Reply-To/References naming the reporter's message. Their
+Subject is ours alone (``[Abuse Case C-...] We received your report``, ``[Abuse Report M-...]``
+without a case): nothing the reporter wrote goes into it; their subject appears in the body
+only, cut short.
 
 Every mail gets two tokens of its own (:func:`new_token`, 130 random bits, stored on its row):
 the **reply token** is the random part of its Message-ID and, for mails to customers, of its
@@ -36,7 +44,7 @@ import secrets
 from base64 import b32encode, urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
@@ -46,7 +54,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from abuse_desk.config import Config
 from abuse_desk.db import as_utc, write_transaction
-from abuse_desk.models import Case, Customer, Message, Notice, Report, Setting
+from abuse_desk.models import Case, Customer, Event, Message, Notice, Report, Setting
 from classifier.trust import aligned
 from parsers.base import iso_z
 from parsers.headers import first_address
@@ -55,7 +63,7 @@ from workflow.calendar import BusinessCalendar
 
 # Formats (parsers.base.FORMATS, as the parsers name them) that machines send: their senders
 # get no acknowledgement, and notices name them by domain.
-MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf4", "acns", "shadowserver", "spamcop"})
+MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf4", "acns", "shadowserver", "spamcop", "cert"})
 ACK_SUBJECT = "We received your report"
 THEIR_SUBJECT_LIMIT = 80  # characters of the reporter's subject an acknowledgement's body shows
 EVIDENCE_LIMIT = 8_000  # characters of evidence per report in a notice
@@ -386,16 +394,37 @@ def _valid_address(value: str | None) -> str | None:
 # ---- acknowledgements ------------------------------------------------------------------------
 
 _LIST_HEADER = re.compile(r"^list-(?:id|unsubscribe|post|help|owner|archive)$", re.I)
+# Local parts of machines' addresses (RFC 3834 section 2: never answer MAILER-DAEMON, owner-*,
+# *-request; and the no-reply addresses senders put on mail nobody reads).
+_MACHINE_LOCAL = re.compile(
+    r"^(?:mailer-daemon|no-?reply|do-?not-?reply|noreply-[a-z0-9._-]{0,64}|"
+    r"owner-[a-z0-9._+-]{0,64}|[a-z0-9._+-]{0,64}-(?:request|owner))$", re.I)
+# Microsoft's way to ask for no auto-replies.
+_SUPPRESS = frozenset({"all", "autoreply", "oof"})
+
+
+def _head(raw: bytes) -> Any:
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:262_144]
+    return email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
+
+
+def machine_address(address: str | None) -> bool:
+    """Whether *address* is one machines write from (MAILER-DAEMON, owner-*, *-request,
+    no-reply ...): never answered."""
+    local = (address or "").strip().strip("<>").rpartition("@")[0]
+    return bool(_MACHINE_LOCAL.match(local.split("+", 1)[0]))
 
 
 def automated_reason(raw: bytes, mail_from: str | None, fmt: str | None) -> str | None:
-    """Why a message comes from a machine (no acknowledgement), or None for a person."""
-    if not mail_from or mail_from in ("<>", ""):
+    """Why a message comes from a machine (no acknowledgement, RFC 3834), or None for a
+    person."""
+    if not mail_from or mail_from.strip() in ("<>", ""):
         return "null sender"
+    if machine_address(mail_from):
+        return f"sent from a machine's address ({mail_from[:80]})"
     if fmt in MACHINE_FORMATS:
         return f"machine format {fmt}"
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:262_144]
-    headers = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
+    headers = _head(raw)
     auto = str(headers.get("Auto-Submitted", "no")).strip().lower()
     if auto and not auto.startswith("no"):
         return f"Auto-Submitted: {auto[:40]}"
@@ -404,7 +433,25 @@ def automated_reason(raw: bytes, mail_from: str | None, fmt: str | None) -> str 
         return f"Precedence: {precedence}"
     if any(_LIST_HEADER.match(name) for name in headers):
         return "mailing list headers"
+    suppress = {v.strip().lower() for v in str(headers.get("X-Auto-Response-Suppress", ""))
+                .split(",")}
+    if suppress & _SUPPRESS:
+        return "X-Auto-Response-Suppress"
     return None
+
+
+def own_address(config: Config, address: str) -> bool:
+    """Whether *address* is one of the desk's own: the sender of its mails (with or without a
+    tag, ``abuse+r-...@``), or a mailbox it receives at (``smtp.mailboxes`` at
+    ``smtp.domains``). The desk never acknowledges itself."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    delimiter = config.smtp.recipient_delimiter
+    base = local.split(delimiter, 1)[0] if delimiter else local
+    sender_local, _, sender_domain = config.notify.from_address.lower().rpartition("@")
+    if domain == sender_domain and base == sender_local:
+        return True
+    return domain in {d.lower() for d in config.smtp.domains} \
+        and base in {m.lower() for m in config.smtp.mailboxes}
 
 
 def _one_address(value: str) -> str | None:
@@ -432,9 +479,7 @@ def ack_address(raw: bytes, authentication: Mapping[str, Any] | None) -> str | N
     domain = str(authentication.get("domain") or "")
     if sender is None or not domain:
         return None
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:262_144]
-    headers = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.compat32)
-    values = [str(v) for v in headers.get_all("Reply-To", [])]
+    values = [str(v) for v in _head(raw).get_all("Reply-To", [])]
     if len(values) == 1:  # several Reply-To headers: do not guess (CVE-2023-27043)
         reply_to = _one_address(values[0])
         if reply_to is not None and aligned(reply_to.rpartition("@")[2], domain):
@@ -442,37 +487,85 @@ def ack_address(raw: bytes, authentication: Mapping[str, Any] | None) -> str | N
     return sender
 
 
-def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
-               now: datetime) -> int | None:
-    """Acknowledge a person's complaint once, with the case reference; returns the notice id,
-    or None when no acknowledgement is due (see the module docstring)."""
-    notify = writer.config.notify
+def message_reference(message_id: int, received_at: datetime | None) -> str:
+    """The reference of a complaint that has no case (yet): ``M-2026-000123`` (the message's
+    id), what an acknowledgement names when the complaint went to review or was not ours."""
+    year = (as_utc(received_at) or datetime.now(UTC)).year
+    return f"M-{year}-{message_id:06d}"
+
+
+def ack_refusal(conn: Connection, config: Config, message_id: int,
+                now: datetime) -> tuple[str | None, str | None]:
+    """(the address an acknowledgement of *message_id* goes to, None) or (None, why none is
+    due): acknowledgements on; not acknowledged already; a person's message (not a null
+    sender, a machine's address or format, ``Auto-Submitted``, bulk or list mail); a From
+    authenticated (see :func:`ack_address`) and not our own; under the limit of
+    ``notify.ack_limit_per_sender`` per address per ``notify.ack_limit_window_hours``."""
+    notify = config.notify
     if not notify.acknowledge:
-        return None
+        return None, "acknowledgements are off (notify.acknowledge)"
     if conn.execute(select(Notice.id).where(Notice.message_id == message_id)).first():
-        return None
+        return None, "already acknowledged"
     msg = conn.execute(select(Message.raw, Message.mail_from, Message.format,
-                              Message.header_subject, Message.header_message_id,
-                              Message.received_at, Message.sender_authentication)
+                              Message.sender_authentication)
                        .where(Message.id == message_id)).one()
-    if automated_reason(msg.raw, msg.mail_from, msg.format) is not None:
-        return None
+    automated = automated_reason(msg.raw, msg.mail_from, msg.format)
+    if automated is not None:
+        return None, automated
     to_addr = ack_address(msg.raw, msg.sender_authentication)
-    if to_addr is None or to_addr.lower() == notify.from_address.lower():
-        return None
+    if to_addr is None:
+        return None, "the sender is not authenticated"
+    if own_address(config, to_addr) or machine_address(to_addr):
+        return None, f"{to_addr} is our own or a machine's address"
     since = now - timedelta(hours=notify.ack_limit_window_hours)
     sent = conn.execute(select(func.count()).select_from(Notice).where(
         Notice.kind == "ack", func.lower(Notice.to_addr) == to_addr.lower(),
         Notice.created_at >= since)).scalar_one()
     if sent >= notify.ack_limit_per_sender:
+        return None, (f"{to_addr} was acknowledged {sent} time(s) within "
+                      f"{notify.ack_limit_window_hours:g} h (notify.ack_limit_per_sender)")
+    return to_addr, None
+
+
+def mail_event(conn: Connection, now: datetime, case_id: int | None, message_id: int | None,
+               what: str, **detail: Any) -> None:
+    """An audit event about one of our mails (sent, failed, bounced): on its case, or, for an
+    acknowledgement of a complaint without a case, on the message it answers."""
+    subject_type, subject_id = ("case", case_id) if case_id is not None else ("message",
+                                                                              message_id)
+    if subject_id is None:
+        return
+    conn.execute(insert(Event).values(at=now, actor_kind="system", actor="timeline",
+                                      subject_type=subject_type, subject_id=subject_id,
+                                      action=what, detail=detail))
+
+
+def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int | None,
+               now: datetime) -> int | None:
+    """Acknowledge a person's complaint once, with the case reference, or with the message's
+    own (:func:`message_reference`) when *case_id* is None (the complaint went to review, or
+    is not about us); returns the notice id, or None when no acknowledgement is due (see
+    :func:`ack_refusal`)."""
+    notify = writer.config.notify
+    to_addr, _why = ack_refusal(conn, writer.config, message_id, now)
+    if to_addr is None:
         return None
-    case = conn.execute(select(Case).where(Case.id == case_id)).one()
+    msg = conn.execute(select(Message.header_subject, Message.header_message_id,
+                              Message.received_at).where(Message.id == message_id)).one()
+    if case_id is not None:
+        case = conn.execute(select(Case).where(Case.id == case_id)).one()
+        reference, tag = case.reference, "Abuse Case"
+        about = {"reference": case.reference, "category": case.category, "type": case.type,
+                 "type_label": type_label(case.type), "state": case.state,
+                 "claims": case.claims, "timeline_class": case.timeline_class}
+    else:
+        reference, tag = message_reference(message_id, msg.received_at), "Abuse Report"
+        about = {"reference": reference, "category": None, "type": None,
+                 "type_label": type_label(None), "state": "received", "claims": 1,
+                 "timeline_class": ""}
     ctx: dict[str, Any] = {
         "org": notify.organization, "kind": "ack",
-        "case": {"reference": case.reference, "category": case.category, "type": case.type,
-                 "type_label": type_label(case.type), "state": case.state,
-                 "claims": case.claims, "timeline_class": case.timeline_class,
-                 "opened_at": "", "deadline": "", "deadline_utc": "", "time_left": ""},
+        "case": {**about, "opened_at": "", "deadline": "", "deadline_utc": "", "time_left": ""},
         "customer": {"name": "", "external_id": ""}, "reports": [], "new_reports": [],
         "self_service_url": None, "copyright_guide_url": None, "fee_amount": "", "fee": None,
         "action": None, "reason": None,
@@ -480,12 +573,12 @@ def create_ack(conn: Connection, writer: Writer, message_id: int, case_id: int,
                                                     THEIR_SUBJECT_LIMIT),
                 "received_at": _when(msg.received_at, writer.config.workflow.time_zone)},
     }
-    rendered = writer.templates.render("ack", case.category, case.type, ctx)
+    rendered = writer.templates.render("ack", about["category"], about["type"], ctx)
     # Ours alone, whatever the template says: a Subject that repeated the reporter's would let
     # anyone have the desk send their text under its name.
-    subject = f"[Abuse Case {case.reference}] {ACK_SUBJECT}"
+    subject = f"[{tag} {reference}] {ACK_SUBJECT}"
     reply_token, bounce_token = new_token(), new_token()
-    msg_id = writer.message_id(case.reference, "ack", reply_token)
+    msg_id = writer.message_id(reference, "ack", reply_token)
     their_id = mailer.msg_id_or_none(msg.header_message_id)
     raw = mailer.compose(
         from_addr=notify.from_address, from_name=notify.from_name, to_addr=to_addr,

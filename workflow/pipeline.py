@@ -23,6 +23,16 @@ delivery that arrives while another attempt began less than ``attempt_lease_s`` 
 duplicate, not a retry) examines without counting, so duplicates never send a message to
 review; an attempt that ends for a reason of ours (the database, an examiner that could not
 start) is given back.
+
+A report whose reporter claims to be a trusted one but whose DKIM could not be checked (the DNS
+did not answer: ``classifier.trust.COULD_NOT_CHECK``) is not written: the message stays
+``received`` with its ``enqueued_at`` moved so that the sweeper sends it again after a backoff
+(``pipeline.dkim_retry_base_s`` doubling up to ``dkim_retry_max_s``), at most
+``pipeline.dkim_retries`` times (each a ``dkim-retry`` event on the message; a retry is not an
+attempt that died, so it is given back); then its reports go to review with "DKIM could not be
+checked (DNS ...)". Every person whose complaint is written is acknowledged
+(``workflow.notices.create_ack``), with its case's reference or, in review or not ours, the
+message's.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -46,6 +56,7 @@ from abuse_desk.db import as_utc
 from abuse_desk.logs import log_context
 from abuse_desk.models import DuplicateKey, Event, Message, MessageState, Report
 from classifier.classify import Decision, MessageFacts
+from classifier.trust import COULD_NOT_CHECK
 from classifier.types import Evidence
 from parsers.base import Disposition, ParseResult
 from parsers.guards import case_reference
@@ -123,6 +134,7 @@ def _examine(desk: Desk, raw: bytes, received_at: datetime,
         progress("DKIM verification")
         trust = classifier.assess_reporter(facts)
         progress("classifying")
+        result.reports = classifier.offenders(result.reports, received_at)
         decisions = [classifier.classify(report, facts, trust) for report in result.reports]
     except SQLAlchemyError:
         raise  # the system, not the content: dramatiq retries
@@ -395,18 +407,106 @@ def process_message(desk: Desk, message_id: int) -> str:
             return "skipped"
         claim, outcome = examined
         try:
+            retried = _retry_unchecked_trust(desk, message_id, claim, outcome)
+            if retried is not None:
+                return retried
             return _write(desk, message_id, claim, outcome)
         except BaseException:
             _end_attempt(desk, message_id, claim, give_back=True)  # ours, not the message's
             raise
 
 
+# ---- a reporter's DKIM that could not be checked: examined again later ----------------------
+
+DKIM_RETRY = "dkim-retry"  # the event of each retry (on the message): they are counted
+
+
+def unchecked_trust(outcome: Outcome) -> str | None:
+    """The review reason of a message held only for want of a DNS answer: a claimed trusted
+    reporter whose DKIM could not be checked (``classifier.trust.COULD_NOT_CHECK``), or None."""
+    if outcome.state is not MessageState.PROCESSED:
+        return None
+    for decision in outcome.decisions:
+        for fact in decision.evidence.get("trust") or []:
+            if isinstance(fact, Mapping) and fact.get("name") == COULD_NOT_CHECK:
+                return next((r for r in decision.review_reasons
+                             if "could not be checked" in r), "DKIM could not be checked")
+    return None
+
+
+def dkim_retry_delay(retry: int, base_s: float, max_s: float) -> float:
+    """Seconds before the *retry*-th retry (1, 2, ...): *base_s* doubling, up to *max_s*."""
+    return float(min(base_s * 2.0 ** min(max(retry - 1, 0), 30), max_s))
+
+
+def _retry_unchecked_trust(desk: Desk, message_id: int, claim: _Claim,
+                           outcome: Outcome) -> str | None:
+    """A message whose reporter's DKIM could not be checked is left ``received`` and examined
+    again later (the sweeper sends it when its ``enqueued_at`` comes: now + the backoff), at
+    most ``pipeline.dkim_retries`` times; the retry is not an attempt that died, so it is given
+    back. Returns the outcome word ("retry", "skipped"), or None to write the outcome now
+    (nothing to retry, or the retries are spent: review with the reason)."""
+    reason = unchecked_trust(outcome)
+    if reason is None:
+        return None
+    cfg = desk.config.pipeline
+    with desk.engine.connect() as conn:
+        done = int(conn.execute(select(func.count()).select_from(Event).where(
+            Event.subject_type == "message", Event.subject_id == message_id,
+            Event.action == DKIM_RETRY)).scalar_one())
+    if done >= cfg.dkim_retries:
+        for decision in outcome.decisions:
+            decision.review_reasons = [
+                f"{r} (tried {done + 1} times)" if r == reason and done else r
+                for r in decision.review_reasons]
+        return None
+    if not claim.counted:
+        return "skipped"  # a duplicate of the attempt that holds the lease: that one retries
+    now = desk.clock()
+    delay = dkim_retry_delay(done + 1, cfg.dkim_retry_base_s, cfg.dkim_retry_max_s)
+    with desk.engine.begin() as conn:
+        moved = conn.execute(update(Message).where(
+            Message.id == message_id, Message.state == MessageState.RECEIVED,
+            Message.attempted_at == claim.at).values(
+            attempted_at=None, attempts=Message.attempts - 1,
+            enqueued_at=now + timedelta(seconds=delay - cfg.sweep_after_s))).rowcount
+        if moved != 1:
+            return "skipped"
+        conn.execute(insert(Event).values(
+            at=now, actor_kind="system", actor="pipeline", subject_type="message",
+            subject_id=message_id, action=DKIM_RETRY,
+            detail={"retry": done + 1, "of": cfg.dkim_retries, "delay_s": delay,
+                    "reason": reason[:500]}))
+    log.info("reporter's DKIM could not be checked: retry %d of %d in %.0f s", done + 1,
+             cfg.dkim_retries, delay)
+    metrics.PROCESSED.labels("retry").inc()
+    return "retry"
+
+
+def _send_now(desk: Desk, notice_id: int | None) -> None:
+    """Hand an acknowledgement without a case to the broker at once (the scheduler's next tick
+    would find it too; delivery claims it, so it is sent once either way)."""
+    if notice_id is None or desk.enqueue is None:
+        return
+    try:
+        desk.enqueue("deliver_notice", notice_id)
+    except Exception as exc:  # the scheduler sends it at its next tick
+        log.warning("could not hand acknowledgement %d to the broker now (%s: %s)", notice_id,
+                    exc.__class__.__name__, exc)
+
+
+def _a_complaint(outcome: Outcome) -> bool:
+    """Whether a message in review is a complaint (the parsers took it for one): its sender
+    is acknowledged like any other reporter's."""
+    return outcome.values.get("disposition") == Disposition.REPORT.value
+
+
 def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
     """Write *outcome*, with the message's reports, cases and events, in one transaction."""
     hint = _check_sender(desk, claim, outcome)
     state, result = outcome.state, outcome.result
-    if result is not None and (result.reports or result.disposition is not
-                               Disposition.REPORT):
+    if (result is not None and (result.reports or result.disposition is not
+                               Disposition.REPORT)) or _a_complaint(outcome):
         desk.workflow.writer  # noqa: B018 - made (its key read) outside the transaction
     now = desk.clock()
     if outcome.reason:
@@ -419,7 +519,14 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
         detail = {}
     if hint is not None:
         detail["case_reference_hint"] = hint
+    if state is MessageState.REVIEW and _a_complaint(outcome) \
+            and "sender_authentication" not in outcome.values:
+        # Whether a complaint that a person must read can be acknowledged (outside the
+        # transaction: the DKIM and SPF checks may ask the DNS).
+        outcome.values["sender_authentication"] = desk.workflow.authenticator.check(
+            claim.raw, **claim.sender).to_json()
     due: set[int] = set()
+    caseless_ack: int | None = None  # an acknowledgement with no case to kick: sent below
     with desk.engine.begin() as conn:
         cases.take_due(conn)  # nothing left over from an earlier failed transaction
         claimed = conn.execute(
@@ -440,12 +547,22 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
                 timedelta(days=desk.config.classifier.duplicate_window_days))
             joined = cases.attach_reports(conn, desk.config.workflow,
                                           desk.workflow.calendar, ids, now)
+            first_case = joined[min(joined)] if joined else None
             if joined:
                 detail["cases"] = sorted(set(joined.values()))
-                first_case = joined[min(joined)]
-                if create_ack(conn, desk.workflow.writer, message_id, first_case, now):
-                    detail["acknowledged"] = True
+            # A person is acknowledged whatever became of the complaint: with the case's
+            # reference, or the message's when it went to review or is not ours.
+            ack = create_ack(conn, desk.workflow.writer, message_id, first_case, now)
+            if ack:
+                detail["acknowledged"] = True
+                if first_case is not None:
                     cases.mark_due(conn, first_case)
+                else:
+                    caseless_ack = ack
+        elif state is MessageState.REVIEW and _a_complaint(outcome):
+            caseless_ack = create_ack(conn, desk.workflow.writer, message_id, None, now)
+            if caseless_ack:
+                detail["acknowledged"] = True
         elif state is MessageState.PROCESSED and result is not None and (
                 result.disposition is Disposition.REPLY or result.format == "bounce"):
             if result.format == "bounce":
@@ -474,6 +591,7 @@ def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
     # Only the cases this message gave work due now: a claim on an open case, or a reply,
     # makes nothing due (a later step is the scheduler's), and asking cost two transactions.
     timeline.kick(desk, due)
+    _send_now(desk, caseless_ack)
     metrics.PROCESSED.labels(state.value).inc()
     log.info("%s", state.value, extra={"fields": {
         "subject": outcome.values.get("header_subject"),

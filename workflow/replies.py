@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, update
 
-from abuse_desk.models import Case, Customer, CustomerResource, Notice
+from abuse_desk.models import Case, Customer, CustomerResource, Notice, Report
 from parsers.base import ParseResult
 from parsers.guards import BOUNCE_TOKEN, REPLY_TOKEN, case_reference, tokens_in
 from workflow import cases
@@ -133,6 +133,16 @@ def _named_mail(conn: Connection, message_ids: Sequence[str], tokens: Sequence[s
                         .where(or_(*conditions)).order_by(Notice.id.desc()).limit(1)).first()
 
 
+def _case_of_acknowledged(conn: Connection, notice_id: int) -> int | None:
+    """The case the complaint an acknowledgement without a case answered has joined since (a
+    specialist decided it), or None."""
+    acknowledged = select(Notice.message_id).where(Notice.id == notice_id).scalar_subquery()
+    found = conn.execute(select(Report.case_id).where(
+        Report.message_id == acknowledged, Report.case_id.is_not(None))
+        .order_by(Report.seq).limit(1)).scalar()
+    return int(found) if found is not None else None
+
+
 def attach_reply(conn: Connection, message_id: int, sender: str, result: ParseResult,
                  now: datetime, *, rcpt_tos: Sequence[str] | None = None) -> Threaded:
     """Thread a reply (see the module docstring): into the case of the mail it names, or, with
@@ -144,6 +154,16 @@ def attach_reply(conn: Connection, message_id: int, sender: str, result: ParseRe
         [str(t).lower() for t in extra.get("reply_tokens") or []]
         + _envelope_tokens(REPLY_TOKEN, rcpt_tos)))
     mail = _named_mail(conn, ids, tokens)
+    if mail is not None and mail.case_id is None:  # our acknowledgement of a caseless report
+        case_id = _case_of_acknowledged(conn, mail.id)
+        if case_id is None:
+            return Threaded(review=(
+                f"a reporter's follow-up to acknowledgement {mail.id}, whose complaint has no "
+                "case (it is in review or was not ours)"))
+        cases.attach_message(conn, message_id, case_id)
+        cases.event(conn, now, cases.Actor("reporter", sender), case_id, "reporter-replied",
+                    message_id=message_id, notice_id=mail.id)
+        return Threaded(case_id, note=f"a reporter's follow-up to notice {mail.id}")
     if mail is not None:
         cases.attach_message(conn, message_id, mail.case_id)
         if mail.kind == "ack":  # the reporter who got our acknowledgement, not the customer
@@ -195,6 +215,8 @@ def attach_bounce(conn: Connection, message_id: int, result: ParseResult, now: d
         state="bounced", bounced_at=now,
         error=" ".join(str(v) for v in (extra.get("status"), extra.get("diagnostic")) if v)
         or "bounced"))
+    if notice.case_id is None:  # an acknowledgement of a complaint without a case
+        return Threaded(note=f"bounce of acknowledgement {notice.id}")
     cases.attach_message(conn, message_id, notice.case_id)
     cases.event(conn, now, cases.SYSTEM, notice.case_id, "notice-bounced",
                 notice_id=notice.id, to=notice.to_addr, message_id=message_id,

@@ -44,7 +44,7 @@ from classifier.authentication import SenderAuthenticator
 from workflow import cases, mailer
 from workflow.calendar import BusinessCalendar
 from workflow.delivery import DeliveryError, Transport, make_transport, retry_delay
-from workflow.notices import Writer, create_notice, envelope_sender, secret_key
+from workflow.notices import Writer, create_notice, envelope_sender, mail_event, secret_key
 from workflow.provisioning import HookError, call_hook
 
 if TYPE_CHECKING:
@@ -278,7 +278,8 @@ def deliver_notice(desk: Desk, notice_id: int) -> str:
             if claimed != 1:
                 return "skipped"
             row = conn.execute(select(Notice.raw, Notice.to_addr, Notice.attempts,
-                                      Notice.case_id, Notice.kind, Notice.bounce_token)
+                                      Notice.case_id, Notice.kind, Notice.bounce_token,
+                                      Notice.message_id)
                                .where(Notice.id == notice_id)).one()
         try:
             receipt = desk.workflow.transport.send(  # from its VERP address: bounces match it
@@ -294,9 +295,9 @@ def deliver_notice(desk: Desk, notice_id: int) -> str:
                     state="failed" if final else "pending", lease_until=None, error=str(exc),
                     next_attempt_at=None if final else now + timedelta(seconds=delay)))
                 if final:
-                    cases.event(conn, now, cases.SYSTEM, row.case_id, "notice-failed",
-                                notice_id=notice_id, kind=row.kind, to=row.to_addr,
-                                error=str(exc), attempts=row.attempts)
+                    mail_event(conn, now, row.case_id, row.message_id, "notice-failed",
+                               notice_id=notice_id, kind=row.kind, to=row.to_addr,
+                               error=str(exc), attempts=row.attempts)
             log.warning("notice %d to %s %s: %s", notice_id, row.to_addr,
                         "failed" if final else f"will retry in {delay:.0f} s", exc)
             return "failed" if final else "retry"
@@ -304,8 +305,8 @@ def deliver_notice(desk: Desk, notice_id: int) -> str:
             conn.execute(update(Notice).where(Notice.id == notice_id).values(
                 state="sent", sent_at=desk.clock(), lease_until=None, error=None,
                 receipt=receipt))
-            cases.event(conn, now, cases.SYSTEM, row.case_id, "notice-sent",
-                        notice_id=notice_id, kind=row.kind, to=row.to_addr)
+            mail_event(conn, now, row.case_id, row.message_id, "notice-sent",
+                       notice_id=notice_id, kind=row.kind, to=row.to_addr)
         log.info("notice %d (%s) sent to %s", notice_id, row.kind, row.to_addr)
         return "sent"
 

@@ -1,5 +1,6 @@
-"""categorize(): tables decide, free text combines rules, model and weak hints; review reasons;
-the spamvertising override."""
+"""categorize(): a format that states its type decides with confidence 1.0; free text combines
+rules, model and weak hints, its confidence calibrated; review reasons; the spamvertising
+override."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from classifier.categorize import (
     NOT_ABUSE,
     absorb,
+    calibrated,
     categorize,
     is_not_abuse,
     needs_review,
@@ -19,13 +21,14 @@ from classifier.types import Classification, Evidence
 
 
 def ev(c: Classification) -> list[tuple[str, float]]:
-    return [(e.name, e.weight) for e in c.evidence]
+    """The evidence without the calibration note (its weight is the confidence)."""
+    return [(e.name, e.weight) for e in c.evidence if e.name != "calibration"]
 
 
 # -- structured hints ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("hint", "category", "type_", "confidence"), [
+@pytest.mark.parametrize(("hint", "category", "type_", "table"), [
     ("arf:abuse", "spam", "spam", 0.95),
     ("arf:virus", "spam", "virus-spam", 0.9),
     ("xarf:LoginAttack", "network", "hacking", 0.95),
@@ -38,20 +41,24 @@ def ev(c: Classification) -> list[tuple[str, float]]:
     ("spamcop:spamvertised", "spam", "spamvertising", 0.95),
 ])
 def test_a_known_structured_hint_decides(hint: str, category: str, type_: str,
-                                         confidence: float) -> None:
-    # the text says something else entirely: the table still decides
+                                         table: float) -> None:
+    # the text says something else entirely: the format states the type, and that is it
     c = categorize(hint, "phishing page stealing credentials", None, 0.6)
-    assert (c.category, c.type, c.confidence) == (category, type_, confidence)
-    assert len(c.evidence) == 1
+    assert (c.category, c.type, c.confidence) == (category, type_, 1.0)
+    assert [e.name for e in c.evidence][1:] == ["stated-by-format"]
     assert c.evidence[0].name.startswith("table:")
+    assert c.evidence[0].weight == table
 
 
 def test_table_evidence_is_named() -> None:
     c = categorize("xarf4:connection/port_scan", "")
     assert c.to_json() == {
-        "category": "network", "type": "port-scan", "confidence": 0.95,
+        "category": "network", "type": "port-scan", "confidence": 1.0,
         "evidence": [{"name": "table:xarf4:connection/port_scan", "weight": 0.95,
-                      "detail": "xarf4:connection/port_scan -> port-scan"}]}
+                      "detail": "xarf4:connection/port_scan -> port-scan"},
+                     {"name": "stated-by-format", "weight": 1.0,
+                      "detail": "xarf4:connection/port_scan: the report's format states its "
+                                "type"}]}
 
 
 def test_not_spam_is_not_abuse() -> None:
@@ -65,7 +72,7 @@ def test_not_spam_is_not_abuse() -> None:
 
 def test_a_vague_hint_below_the_threshold_lets_the_text_decide() -> None:
     c = categorize("arf:other", "fake bank login page asking for credentials")
-    assert (c.type, c.confidence) == ("phishing", 0.702)  # 0.936 * (1 - 0.5 * 0.5)
+    assert (c.type, c.confidence) == ("phishing", round(calibrated(0.936, 0.5), 3))
     assert ev(c) == [("rule:phishing-words", 0.936), ("competing:spam", 0.5)]
 
 
@@ -85,21 +92,23 @@ def test_the_threshold_says_when_a_vague_hint_decides() -> None:
 def test_a_text_hint_never_decides_on_its_own() -> None:
     text = "SSH brute force, failed password for root"
     c = categorize("text:spam", text, threshold=0.3)
-    assert (c.type, c.confidence) == ("hacking", 0.71)
-    assert ev(c) == [("rule:brute-force", 0.84), ("rule:login-service", 0.3),
-                     ("competing:spam", 0.4)]
+    assert c.type == "hacking"
+    # the parser's keyword guess comes from the words the rules read: it adds nothing to them
+    assert ev(c) == [("rule:brute-force", 0.84), ("rule:login-service", 0.3)]
+    assert c == categorize(None, text, threshold=0.3)
 
 
-def test_a_text_hint_is_weak_evidence() -> None:
+def test_a_text_hint_is_weak_evidence_when_no_rule_fired() -> None:
     c = categorize("text:phishing", "")
     assert (c.type, c.confidence) == ("phishing", 0.45)
     assert ev(c) == [("table:text:phishing", 0.45)]
-    assert categorize("text:phishing", "Phishing site").confidence == 0.78  # 1 - .4 * .55
+    assert ev(categorize("text:phishing", "Phishing site")) == [("rule:phishing-words", 0.6)]
 
 
 def test_an_unknown_hint_falls_back_to_the_text() -> None:
     c = categorize("arf:xarf", "Phishing site asking for credentials")
-    assert (c.category, c.type, c.confidence) == ("other", "phishing", 0.84)
+    assert (c.category, c.type) == ("other", "phishing")
+    assert c.confidence == round(calibrated(0.84, 0.0), 3)
     assert ev(c) == [("rule:phishing-words", 0.84)]
 
 
@@ -115,27 +124,35 @@ def test_nothing_to_go_on() -> None:
 
 def test_one_type_with_rule_evidence() -> None:
     c = categorize(None, "SSH brute force, failed password for root")
-    assert (c.category, c.type, c.confidence) == ("network", "hacking", 0.888)
+    assert (c.category, c.type) == ("network", "hacking")
+    assert c.confidence == round(calibrated(0.888, 0.0), 3)  # 1 - 0.16 * 0.7
     assert ev(c) == [("rule:brute-force", 0.84), ("rule:login-service", 0.3)]
+    assert c.evidence[-1] == Evidence("calibration", c.confidence,
+                                      "support 0.888, runner-up 0.000")
     assert needs_review(c, 0.6) is None
 
 
 def test_a_runner_up_lowers_the_confidence() -> None:
     c = categorize(None, "Spam with a phishing link")
-    # phishing 0.6, spam 0.5: 0.6 * (1 - 0.5 * 0.5)
-    assert (c.type, c.confidence) == ("phishing", 0.45)
-    assert c.evidence == [
+    alone = categorize(None, "a phishing link")
+    assert (c.type, alone.type) == ("phishing", "phishing")
+    assert c.confidence == round(calibrated(0.6, 0.5), 3) < alone.confidence
+    assert c.evidence[:2] == [
         Evidence("rule:phishing-words", 0.6, "matched: phishing"),
         Evidence("competing:spam", 0.5, "rule:spam"),
     ]
-    assert needs_review(c, 0.6) == "category confidence 0.45 below threshold 0.60"
+    # two types with as much evidence each: a coin toss, which a person decides
+    tied = categorize(None, "phishing and malware")
+    assert tied.confidence < 0.6
+    assert needs_review(tied, 0.6) == f"category confidence {tied.confidence:.2f} below " \
+        "threshold 0.60"
 
 
 def test_virus_spam_absorbs_malware_and_spam_words() -> None:
     c = categorize(None, "We received emails with an infected attachment containing a trojan")
     assert (c.category, c.type) == ("spam", "virus-spam")
     assert ev(c) == [("rule:malware", 0.84), ("rule:virus-spam", 0.65)]
-    assert c.confidence == 0.944
+    assert c.confidence == round(calibrated(0.944, 0.0), 3)
 
 
 def test_without_its_own_rule_a_narrow_type_absorbs_nothing() -> None:
@@ -176,9 +193,11 @@ def test_the_model_gives_named_evidence_scaled_by_what_it_has_learnt() -> None:
     few = categorize(None, text, trained(1))
     many = categorize(None, text, trained(15))
     assert (few.type, many.type) == ("copyright", "copyright")
-    assert [e.name for e in few.evidence] == ["model"]
-    assert few.confidence < 0.1  # two examples of thirty: hardly trusted
-    assert many.confidence == 0.9  # capped
+    assert [e.name for e in few.evidence] == ["model", "calibration"]
+    assert few.confidence < 0.6  # two examples of thirty: hardly trusted
+    assert few.evidence[0].weight < 0.1
+    assert many.evidence[0].weight == 0.9  # capped
+    assert many.confidence == round(calibrated(0.9, 0.0), 3)
     assert many.evidence[0].detail == "copyright p=0.99 after 30 examples"
 
 
@@ -189,7 +208,8 @@ def test_an_empty_model_changes_nothing() -> None:
 
 def test_model_and_rules_disagreeing_leave_a_doubt() -> None:
     c = categorize(None, "phishing page on a seedbox with our films", trained(30))
-    assert (c.type, c.confidence) == ("copyright", 0.63)  # 0.9 * (1 - 0.5 * 0.6)
+    assert (c.type, c.confidence) == ("copyright", round(calibrated(0.9, 0.6), 3))
+    assert c.confidence < categorize(None, "seedbox with our films", trained(30)).confidence
     assert ev(c) == [("model", 0.9), ("competing:phishing", 0.6)]
 
 
@@ -202,7 +222,8 @@ def test_a_learnt_not_abuse_never_drops_a_report() -> None:
     assert not is_not_abuse(alone)
     assert needs_review(alone, 0.6) == "category confidence 0.00 below threshold 0.60"
     spam = categorize(None, "newsletter I subscribed to", model)
-    assert (spam.type, spam.confidence) == ("spam", 0.275)  # 0.5 * (1 - 0.5 * 0.9)
+    assert (spam.type, spam.confidence) == ("spam", round(calibrated(0.5, 0.9), 3))
+    assert spam.confidence < 0.6
     assert ev(spam) == [("rule:spam", 0.5), ("competing:not-abuse", 0.9)]
 
 

@@ -71,11 +71,11 @@ def test_accuracy_on_held_out_rises_after_corrections() -> None:
     after = accuracy(held_out, model)
     decided_after = decided(held_out, model)
 
-    # rules alone: 21 of 37; rules and the model after 78 corrections: all 37
-    assert before == pytest.approx(21 / 37)
+    # rules alone: 22 of 37; rules and the model after 78 corrections: all 37
+    assert before == pytest.approx(22 / 37)
     assert after >= 0.9
     assert after - before >= 0.3
-    # and more of them are decided without a person: 20 -> 27 of 37
+    # and more of them are decided without a person: 21 -> 35 of 37
     assert decided_after - decided_before >= 0.15
 
     restored = TextModel.from_json(model.to_json())

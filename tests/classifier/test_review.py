@@ -292,10 +292,17 @@ def test_type_then_customer_in_two_decisions_ends_the_item(tmp_path: Path,
     assert not in_queue(desk, report.id)
 
 
-def test_a_copyright_notice_for_a_customer_without_a_case_opens_one(desk: Desk) -> None:
-    report = only_report(desk, deliver(desk, person(*DMCA, "dmca1",
-                                                    sender="legal@studio.example")))
-    assert report.type == "copyright" and report.review_reason and report.case_id is None
+def test_a_copyright_notice_for_a_customer_without_a_case_opens_one(tmp_path: Path,
+                                                                    clock: Clock) -> None:
+    # A rights holder's agent the desk trusts only with its DKIM signature; this notice is not
+    # signed, so it waits for a person, and the customer has no case.
+    from tests.workflow.workflow_support import TRUSTED_FBL
+
+    agent = {"name": "Studio agent", "senders": ["legal@studio.example"], "require_dkim": True}
+    desk = workflow_desk(tmp_path, clock, classifier={"trusted_reporters": [TRUSTED_FBL, agent]})
+    report = only_report(desk, deliver(desk, person(*DMCA, "dmca1", sender="legal@studio.example",
+                                                    authentic=False)))
+    assert report.review_reason and report.case_id is None
     review.decide(desk, review.ReviewDecision(report.id, "sam", type="copyright",
                                               customer="C-1"))
     stored = only_report(desk, report.message_id)

@@ -59,6 +59,42 @@ POSITIVE = [
     ("the site was advertised in spam we received", "rule:spamvertising", "spamvertising"),
     ("an open resolver answering recursive queries", "rule:open-service", "open-service"),
     ("MongoDB publicly accessible without authentication", "rule:open-service", "open-service"),
+    ("servidores DNS recursivos abertos na sua rede", "rule:open-service", "open-service"),
+    ("ein Telnet-Dienst ist aus dem Internet erreichbar", "rule:open-service", "open-service"),
+    ("devices vulnerable to CVE-2024-21762", "rule:vulnerable", "open-service"),
+    ("Systeme mit bekannten Schwachstellen", "rule:vulnerable", "open-service"),
+    ("systemen die kwetsbaar zijn", "rule:vulnerable", "open-service"),
+    ("servers running an end-of-life version", "rule:vulnerable", "open-service"),
+    ("a web shop selling counterfeit jackets", "rule:counterfeit", "fraud"),
+    ("the unauthorised use of our client's trademarks", "rule:counterfeit", "fraud"),
+    ("owner of the registered trademark EXAMPLE", "rule:trademark", "fraud"),
+    ("un site qui vend des contrefaçons", "rule:counterfeit", "fraud"),
+    ("a tech support scam with a fake support hotline", "rule:fraud", "fraud"),
+    ("a crypto giveaway promising to double your coins", "rule:fraud", "fraud"),
+    ("a cloned login page asking victims to confirm their card details",
+     "rule:phishing-words", "phishing"),
+    ("página falsa do banco rouba credenciais", "rule:phishing-words", "phishing"),
+    ("sukčiavimo svetainė", "rule:phishing-words", "phishing"),
+    ("Ваша карта заблокирована, подтвердите данные карты", "rule:phishing-words", "phishing"),
+    ("a fake invoice mail from your server", "rule:spam", "spam"),
+    ("SMTP AUTH password-guessing, SASL LOGIN failed", "rule:brute-force", "hacking"),
+    ("systems in your network participated in a DDoS attack (HTTP GET-flood)", "rule:ddos",
+     "ddos"),
+    ("Offene SNMP-Dienste werden für DDoS-Angriffe missbraucht", "rule:open-service",
+     "open-service"),
+    ("open resolvers were used as reflectors against our customer", "rule:ddos", "ddos"),
+    ("we were the target of a DNS amplification attack", "rule:ddos", "ddos"),
+    ("the Redis server has been compromised and runs a coin miner", "rule:malware", "malware"),
+    ("un message malveillant avec une pièce jointe malveillante", "rule:virus-spam",
+     "virus-spam"),
+    ("Prievadų skenavimas iš Jūsų tinklo", "rule:port-scan", "port-scan"),
+    ("FAIL LOGIN: Client 192.0.2.1", "rule:brute-force", "hacking"),
+    ("the message says I will be killed", "rule:harassment", "harassment"),
+    ("relays an illegal stream of our broadcast", "rule:copyright", "copyright"),
+    ("your IP is listed on our blocklist", "rule:spam", "spam"),
+    ("the site impersonates our bank", "rule:impersonation", "phishing"),
+    ("IPs engaged in harvesting on your network", "rule:spam", "spam"),
+    ("a fraudulent web shop", "rule:fraudulent", "fraud"),
 ]
 
 # (text, a rule that must not fire on it)
@@ -77,6 +113,15 @@ NEGATIVE = [
     ("our spamassassin score", "rule:spamvertising"),
     ("child care services", "rule:illegal"),
     ("the uncompromised server", "rule:intrusion"),
+    # footers, banners and the reporter's own scanning are not evidence (classifier.boilerplate)
+    ("Spam from your network.\nCopyright © 2026 Example Mail GmbH", "rule:copyright"),
+    ("open telnet on port 23\nBanner: Copyright (c) 2009 RouterCo, all rights reserved",
+     "rule:copyright"),
+    ("telnet open. WARNING: Unauthorized access to this system is prohibited.",
+     "rule:intrusion"),
+    ("During our daily scan we found an open resolver on your network", "rule:port-scan"),
+    ("vulnerable to a flaw known to be exploited", "rule:intrusion"),
+    ("the site impersonates our bank", "rule:phishing-words"),  # weak evidence only
 ]
 
 
@@ -90,6 +135,30 @@ def test_rule_fires(text: str, name: str, type_: str) -> None:
 def test_rule_does_not_fire(text: str, name: str) -> None:
     found = score_text(text)
     assert name not in [e.name for ev in found.values() for e in ev]
+
+
+@pytest.mark.parametrize("text", [
+    "Open NTP servers can be abused for DDoS amplification attacks.",
+    "These servers are being actively abused in DDoS amplification attacks.",
+    "Esses servidores estão sendo ativamente abusados em ataques de negação de serviço (DDoS).",
+    "Estos servidores pueden ser usados en ataques de denegación de servicio.",
+])
+def test_what_an_open_service_may_be_abused_for_is_no_ddos(text: str) -> None:
+    found = score_text(text)
+    assert "ddos" not in found
+    assert [e.name for e in found["open-service"]] == ["rule:open-service"]
+
+
+def test_a_host_being_used_for_something_else_is_no_abuse_potential() -> None:
+    found = score_text("The website has been compromised and is being used to host a web shell.")
+    assert "open-service" not in found
+    assert found["malware"][0].detail == "matched: been compromised, web shell"
+
+
+def test_a_ddos_seen_stays_a_ddos_beside_the_open_resolvers_it_used() -> None:
+    found = score_text("Our customer was the target of a DNS amplification attack; open resolvers "
+                       "in your network were used as reflectors.")
+    assert found["ddos"][0].weight > found["open-service"][0].weight
 
 
 def test_every_rule_has_a_positive_example() -> None:

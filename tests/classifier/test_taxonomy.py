@@ -190,7 +190,35 @@ TEXT = [  # the free-text parser's keyword guesses (parsers/text.py)
     ("text:scan", "port-scan"),
     ("text:spam", "spam"),
 ]
-ALL = ARF + XARF + ABUSIX + XARF4 + ACNS + DMCA + SPAMCOP + SHADOWSERVER + TEXT
+CERT = [  # parsers/cert.py: the type a CERT, scanner or blocklist notice (or its row) states
+    ("cert:bot", "malware"),
+    ("cert:malware", "malware"),
+    ("cert:infected", "malware"),
+    ("cert:compromised", "malware"),
+    ("cert:open-service", "open-service"),
+    ("cert:vulnerable", "open-service"),
+    ("cert:ddos-amplifier", "open-service"),
+    ("cert:ddos", "ddos"),
+    ("cert:brute-force", "hacking"),
+    ("cert:hacking", "hacking"),
+    ("cert:exploit", "hacking"),
+    ("cert:scan", "port-scan"),
+    ("cert:phishing", "phishing"),
+    ("cert:spam", "spam"),
+]
+ALL = ARF + XARF + ABUSIX + XARF4 + ACNS + DMCA + SPAMCOP + SHADOWSERVER + TEXT + CERT
+
+
+@pytest.mark.parametrize(("hint", "expected"), CERT)
+def test_a_cert_notice_states_its_type_with_full_confidence(hint: str, expected: str) -> None:
+    """A machine format states its type: the hint decides, at any threshold."""
+    from classifier.categorize import categorize
+
+    hit = hit_of(hint)
+    assert hit.confidence == 1.0 and hit.decisive
+    decided = categorize(hint, "Copyright (c) 2026 Example Corp. All rights reserved.",
+                         threshold=0.99)
+    assert decided.type == expected and decided.confidence == 1.0
 
 
 @pytest.mark.parametrize(("hint", "expected"), ALL)

@@ -460,8 +460,11 @@ def test_a_trusted_reporter_whose_dkim_cannot_be_checked_is_told_apart(
     trust = assess(signed(message(), keys[0], YAHOO), silent)  # type: ignore[arg-type]
 
     assert trust.trusted is False
-    assert trust.reason == f"claims to be Yahoo CFL but DKIM could not be checked for {YAHOO}"
+    assert trust.reason == (f"claims to be Yahoo CFL but DKIM could not be checked (DNS lookup "
+                            f"of s2026._domainkey.{YAHOO}. failed: TimeoutError: no answer) "
+                            f"for {YAHOO}")
     assert trust.evidence[1].name == "dkim:temperror"
+    assert trust.could_not_check is True
 
 
 def test_the_limits_come_from_the_configuration() -> None:

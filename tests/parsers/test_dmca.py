@@ -76,7 +76,7 @@ def test_complete_notice_about_hosted_urls() -> None:
     assert report.evidence is not None and report.evidence.startswith("Dear Abuse Team,")
 
 
-def test_notice_without_good_faith_statement_and_signature_goes_to_review() -> None:
+def test_notice_without_good_faith_statement_and_signature_is_flagged_not_parked() -> None:
     report = parse_file("missing_good_faith_signature.eml")
     assert summary(report) == {
         "format": "dmca", "type_hint": "dmca:notice", "source_ip": "198.51.100.200",
@@ -84,13 +84,17 @@ def test_notice_without_good_faith_statement_and_signature_goes_to_review() -> N
         "occurred_raw": "2016-01-12 08:00:00", "urls": [], "domains": [],
         "reporter_address": "content-protection@labelco.example",
         "reporter_org": "labelco.example", "inferred": ["occurred_at", "reporter_org"],
-        "warnings": ["time without zone, taken as UTC"],
-        "review_reasons": [
-            "DMCA notice missing: signature, good-faith statement (work, material and contact "
-            "are there: 512(c)(3)(B)(ii) asks us to try to reach the complainant)"],
+        "warnings": [
+            "time without zone, taken as UTC",
+            "DMCA notice incomplete, missing: signature, good-faith statement (work, material "
+            "and contact are there: 512(c)(3)(B)(ii) asks us to try to reach the complainant)"],
+        "review_reasons": [],
     }
     assert report.extra["dmca_elements"] == {**ALL, "signature": False, "good_faith": False}
-    assert report.needs_review
+    assert report.extra["dmca_incomplete"] == ["signature", "good_faith"]
+    # an incomplete notice still opens a case when the location is ours: the specialist sees
+    # what is missing in the warning, nobody has to release it from the review queue first
+    assert not report.needs_review
 
 
 def test_rightscorp_style_letter() -> None:
@@ -126,11 +130,13 @@ def test_a_bare_takedown_request_names_everything_it_lacks() -> None:
         "urls": ["http://pirate-mirror.example/books/my-novel.pdf"],
         "domains": ["pirate-mirror.example"],
         "reporter_address": "someone@gmail.example", "reporter_org": "gmail.example",
-        "inferred": ["reporter_org"], "warnings": [],
-        "review_reasons": [
-            "DMCA notice missing: signature, identification of the copyrighted work, contact "
-            "information, good-faith statement, accuracy statement and authority under penalty "
-            "of perjury"],
+        "inferred": ["reporter_org"],
+        # the sender's own address is contact enough; the reported URL locates the material
+        "warnings": [
+            "DMCA notice incomplete, missing: signature, identification of the copyrighted "
+            "work, good-faith statement, accuracy statement and authority under penalty of "
+            "perjury"],
+        "review_reasons": [],
     }
 
 
@@ -240,8 +246,9 @@ def test_several_ip_addresses_first_labelled_taken() -> None:
     report = REGISTRY.parse(mail(body)).reports[0]
     assert report.source_ip == "192.0.2.41"
     assert report.extra["ips"] == ["192.0.2.41", "192.0.2.42", "198.51.100.1"]
-    assert report.warnings == ["the notice names several IP addresses (192.0.2.41, 192.0.2.42): "
-                               "the first taken"]
+    assert report.warnings[0] == ("the notice names several IP addresses (192.0.2.41, "
+                                  "192.0.2.42): the first taken")
+    assert report.warnings[1].startswith("DMCA notice incomplete, missing: signature")
     assert report.inferred == ["reporter_org"]  # from the sender's domain
 
 

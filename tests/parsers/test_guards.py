@@ -95,3 +95,20 @@ def test_the_mailbox_a_tagged_local_part_names(local: str, delimiter: str,
                                                 mailbox: str | None) -> None:
     # For ingest/smtp.py's recipient check (IntakeHandler.accepts).
     assert mailbox_of(local, delimiter) == mailbox
+
+
+def test_a_dsn_is_named_a_bounce() -> None:
+    result = REGISTRY.parse(dsn("<abuse@integra-isp.example>"))
+    assert (result.disposition.value, result.extra["non_report"]) == ("ignored", "bounce")
+
+
+def test_auto_reply_markers_alone_do_not_ignore_a_notice() -> None:
+    notice = (b"From: reports@cert.example\r\nSubject: Infected host\r\n"
+              b"Auto-Submitted: auto-replied\r\nX-Autoreply: yes\r\n\r\n"
+              b"The host 192.0.2.70 in your network is part of a botnet.\r\n")
+    assert REGISTRY.parse(notice).disposition.value == "report"
+    away = (b"From: someone@other.example\r\nSubject: Automatic reply: your mail\r\n"
+            b"Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n")
+    result = REGISTRY.parse(away)
+    assert (result.disposition.value, result.format, result.extra["non_report"]) == (
+        "ignored", "autoreply", "out-of-office")

@@ -247,13 +247,22 @@ def test_defanged_urls_and_ip() -> None:
     assert report.type_hint == "text:phishing"
 
 
-def test_private_and_reserved_addresses_are_only_a_warning() -> None:
+def test_documentation_and_private_addresses_are_candidates_not_dropped() -> None:
+    # The classifier decides by our own space: a private or documentation address is the
+    # offender when the customer file says it is ours, so the parser keeps them all.
     report = parse(text_mail("Attacks from 10.0.0.1, 192.0.2.5, 127.0.0.1 and fd00::1.",
                              subject="Attack from 172.16.0.9"))
-    assert report.source_ip is None
-    assert report.extra["non_public_ips"] == ["172.16.0.9", "10.0.0.1", "192.0.2.5",
-                                              "127.0.0.1", "fd00::1"]
-    assert report.review_reasons == [NO_OFFENDER]
+    assert report.source_ip == "192.0.2.5"  # an example address stands in for a public one
+    assert report.extra["non_public_ips"] == ["172.16.0.9", "10.0.0.1", "127.0.0.1", "fd00::1"]
+    assert [c.value for c in report.candidates if c.is_ip] == [
+        "172.16.0.9", "10.0.0.1", "192.0.2.5", "127.0.0.1", "fd00::1"]
+    assert report.review_reasons == []
+
+
+def test_only_private_addresses_still_name_one() -> None:
+    report = parse(text_mail("Brute force from 10.0.0.1 on our host."))
+    assert report.source_ip == "10.0.0.1"
+    assert report.warnings[0].startswith("only non-public addresses named: 10.0.0.1 taken")
 
 
 def test_cidr_ranges_are_networks_not_offenders() -> None:
@@ -358,8 +367,9 @@ def test_random_bytes_never_raise() -> None:
 
 # --- the corpus -------------------------------------------------------------------------------
 
-# The samples are sanitised: every address in them is private or reserved, so no source_ip; the
-# table states what was read instead, checked against each file by hand.
+# The samples are sanitised: every address in them is private or reserved, so the first one is
+# the source_ip (ours only if the customer file says so); the table states what was read,
+# checked against each file by hand.
 TEXT_CORPUS: dict[str, dict[str, Any]] = {
     "abuseio/google/Safe_Browsing_Report_1.eml": {
         "type_hint": "text:unknown", "non_public_ips": ["10.0.2.23", "10.0.2.26"],
@@ -379,13 +389,13 @@ TEXT_CORPUS: dict[str, dict[str, Any]] = {
         "occurred_at": "2015-09-23T02:04:18Z", "review": []},
     "abuseio/webiron/Webiron_Example_1.eml": {
         "type_hint": "text:botnet", "non_public_ips": ["172.16.31.20"], "domains": [],
-        "occurred_at": "2015-05-16T00:03:11Z", "review": [NO_OFFENDER]},
+        "occurred_at": "2015-05-16T00:03:11Z", "review": []},
     "abuseio/webiron/Webiron_Example_2.eml": {
         "type_hint": "text:botnet", "non_public_ips": ["172.16.10.13"], "domains": [],
-        "occurred_at": "2015-09-26T05:14:33Z", "review": [NO_OFFENDER]},
+        "occurred_at": "2015-09-26T05:14:33Z", "review": []},
     "abuseio/webiron/Webiron_Example_3.eml": {
         "type_hint": "text:botnet", "non_public_ips": ["fdf1:cb9d:f59e:19b0:0:3:4:2"],
-        "domains": [], "occurred_at": "2015-09-26T05:14:33Z", "review": [NO_OFFENDER]},
+        "domains": [], "occurred_at": "2015-09-26T05:14:33Z", "review": []},
     "abuseio/projecthoneypot/Projecthoneypot_Example_free_1.eml": {
         "type_hint": "text:spam",
         "non_public_ips": ["10.0.2.1", "10.0.2.2", "10.0.2.3", "10.0.2.4", "10.0.2.5"],
@@ -407,14 +417,14 @@ TEXT_CORPUS: dict[str, dict[str, Any]] = {
         "domains": ["www.unspam.com"], "occurred_at": "2015-09-21T18:00:00Z", "review": []},
     # Microsoft JMRP complaints (not ARF): the complained-of message is attached.
     "sisimai/arf-22.eml": {
-        "type_hint": "text:spam", "non_public_ips": ["192.0.2.222"], "domains": [],
-        "occurred_at": "2016-04-29T23:34:45Z", "review": [NO_OFFENDER]},
+        "type_hint": "text:spam", "source_ip": "192.0.2.222", "non_public_ips": [], "domains": [],
+        "occurred_at": "2016-04-29T23:34:45Z", "review": []},
     "sisimai/arf-23.eml": {
-        "type_hint": "text:spam", "non_public_ips": ["192.0.2.222"], "domains": [],
-        "occurred_at": "2016-04-29T23:34:45Z", "review": [NO_OFFENDER]},
+        "type_hint": "text:spam", "source_ip": "192.0.2.222", "non_public_ips": [], "domains": [],
+        "occurred_at": "2016-04-29T23:34:45Z", "review": []},
     "sisimai/arf-24.eml": {
-        "type_hint": "text:spam", "non_public_ips": ["192.0.2.222"], "domains": [],
-        "occurred_at": "2016-04-29T23:34:45Z", "review": [NO_OFFENDER]},
+        "type_hint": "text:spam", "source_ip": "192.0.2.222", "non_public_ips": [], "domains": [],
+        "occurred_at": "2016-04-29T23:34:45Z", "review": []},
 }
 
 
@@ -426,9 +436,11 @@ def test_corpus_free_text(name: str) -> None:
     expected = TEXT_CORPUS[name]
     report = parse(path.read_bytes())
     doc = report.to_json()
-    assert report.source_ip is None  # sanitised samples: private and reserved addresses only
+    # sanitised samples: private and reserved addresses only, the first one named is taken
+    assert report.source_ip == (expected.get("source_ip") or expected["non_public_ips"][0])
     assert report.type_hint == expected["type_hint"]
-    assert report.extra["non_public_ips"] == expected["non_public_ips"]
+    # documentation addresses (RFC 5737) stand in for public ones: not "non-public"
+    assert report.extra.get("non_public_ips", []) == expected["non_public_ips"]
     assert report.domains == expected["domains"]
     assert doc["occurred_at"] == expected["occurred_at"]
     assert report.review_reasons == expected["review"]

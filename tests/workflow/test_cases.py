@@ -522,7 +522,7 @@ def test_acknowledgements_are_rate_limited_per_sender(desk: Desk, clock: Clock) 
                              f"rl{n}"))
     timeline.run_due(desk)
     acks = [m for m in outbox(desk) if m["To"] == "jane@people.example"]
-    assert len(acks) == desk.config.notify.ack_limit_per_sender == 3
+    assert len(acks) == desk.config.notify.ack_limit_per_sender == 1  # one per hour
 
 
 # ---- hostile values ----------------------------------------------------------------------------

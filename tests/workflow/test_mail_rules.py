@@ -185,7 +185,7 @@ def test_xarf4_senders_get_no_acknowledgement(desk: Desk) -> None:
 
 def test_machine_formats_are_formats_the_parsers_emit() -> None:
     assert set(FORMATS) >= MACHINE_FORMATS, MACHINE_FORMATS - set(FORMATS)
-    assert {"arf", "xarf", "xarf4", "acns", "shadowserver", "spamcop"} <= MACHINE_FORMATS
+    assert {"arf", "xarf", "xarf4", "acns", "shadowserver", "spamcop", "cert"} <= MACHINE_FORMATS
 
 
 def test_an_authenticated_person_gets_an_acknowledgement(desk: Desk) -> None:

@@ -25,6 +25,7 @@ from tests.workflow.workflow_support import (
     reports_of,
     the_case,
     workflow_desk,
+    xarf4_phishing,
 )
 from workflow import cases
 
@@ -110,8 +111,8 @@ def test_next_in_queue_follows_the_item_and_wraps(desk: Desk) -> None:
 # ---- a report's candidates ----------------------------------------------------------------------
 
 def test_report_detail_says_how_each_candidate_was_found(desk: Desk) -> None:
-    report = only_report(desk, deliver(desk, person(
-        "Phishing", "A phishing page at 45.137.21.9 and http://shop.beta.example/x", "two")))
+    report = only_report(desk, deliver(desk, xarf4_phishing(
+        "45.137.21.9", "http://shop.beta.example/x", "two")))
     detail = review.report_detail(desk, report.id)
     assert detail is not None
     assert detail["in_queue"] and detail["customer"] == "C-1"
@@ -123,7 +124,7 @@ def test_report_detail_says_how_each_candidate_was_found(desk: Desk) -> None:
         "(2026-11-24T14:00:00Z)"]
     assert by_customer["C-2"]["ways"] == ["shop.beta.example by URL host shop.beta.example",
                                           "shop.beta.example by domain shop.beta.example"]
-    assert detail["raw"].startswith(b"From: Jane Doe")
+    assert detail["raw"].startswith(b"From: R <r@reporter.example>")
     assert review.report_detail(desk, 999) is None
 
 

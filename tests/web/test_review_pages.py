@@ -38,6 +38,7 @@ from tests.workflow.workflow_support import (
     person,
     reports_of,
     the_case,
+    xarf4_phishing,
 )
 from workflow.pipeline import process_message
 
@@ -213,9 +214,8 @@ def test_an_empty_queue_says_so(sam: TestClient) -> None:
 
 def test_the_report_page_shows_fields_candidates_and_the_raw_message_as_text(
         desk: Desk, sam: TestClient) -> None:
-    raw = person("Phishing <b>urgent</b>",
-                 f"A phishing page at 45.137.21.9 and http://shop.beta.example/login {SCRIPT} "
-                 "<b>bold</b>", "mixed")
+    raw = xarf4_phishing("45.137.21.9", "http://shop.beta.example/login", "mixed",
+                         subject="Phishing <b>urgent</b>", description=f"{SCRIPT} <b>bold</b>")
     report = only_report(desk, deliver_at(desk, raw, START - timedelta(hours=1)))
     assert report.review_reason.startswith("customers disagree")
 
@@ -230,10 +230,10 @@ def test_the_report_page_shows_fields_candidates_and_the_raw_message_as_text(
     assert raw_block is not None
     assert html.unescape(raw_block.group(1)) == raw.decode()
     # Parsed fields.
-    assert "<dt>Format</dt><dd>text</dd>" in text
+    assert "<dt>Format</dt><dd>xarf4</dd>" in text
     assert "<dt>Source IP</dt><dd>45.137.21.9</dd>" in text
     assert "http://shop.beta.example/login" in text
-    assert "jane@people.example" in text and "Jane Doe" in text
+    assert "r@reporter.example" in text
     assert "2026-11-24 09:00:00 EST" in text  # occurred at, in the desk's zone
     # The review reason and the candidates, each with how it was found.
     assert "customers disagree: source_ip 45.137.21.9 is C-1" in text
@@ -325,8 +325,7 @@ def test_a_type_then_a_customer_make_a_case_and_a_training_example(
 
 
 def test_a_candidate_customer_is_one_click(desk: Desk, sam: TestClient) -> None:
-    raw = person("Phishing", "A phishing page at 45.137.21.9 and "
-                             "http://shop.beta.example/login", "two")
+    raw = xarf4_phishing("45.137.21.9", "http://shop.beta.example/login", "two")
     report = only_report(desk, deliver_at(desk, raw, START))
     page = sam.get(f"/review/report/{report.id}").text
     form = re.search(r'<form class="inline" method="post" action="(/review/report/\d+/customer)"'

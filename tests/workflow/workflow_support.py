@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,6 +97,23 @@ def person(subject: str, body: str, msg_id: str, sender: str = "jane@people.exam
     return (f"From: Jane Doe <{sender}>\r\nTo: abuse@localhost\r\nSubject: {subject}\r\n"
             f"Message-ID: <{msg_id}@people.example>\r\nDate: Tue, 24 Nov 2026 14:00:00 +0000"
             f"\r\n{trace}{extra_headers}\r\n{body}\r\n").encode()
+
+
+def xarf4_phishing(ip: str, url: str, msg_id: str, subject: str = "Phishing",
+                   description: str = "") -> bytes:
+    """An XARF v4 report (a structured format: no candidates to choose from) of a phishing page
+    at *url* on *ip*: when the IP and the URL's host belong to two customers, the one report
+    names both and a person decides ("customers disagree")."""
+    doc = {"xarf_version": "4.2.0", "report_id": "11111111-2222-4333-8444-555555555555",
+           "timestamp": "2026-11-24T14:00:00Z",
+           "reporter": {"org": "R", "contact": "r@reporter.example", "domain": "reporter.example"},
+           "sender": {"org": "R", "contact": "r@reporter.example", "domain": "reporter.example"},
+           "source_identifier": ip, "category": "content", "type": "phishing", "url": url,
+           **({"description": description} if description else {})}
+    return (f"From: R <r@reporter.example>\r\nTo: abuse@localhost\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{msg_id}@reporter.example>\r\nDate: Tue, 24 Nov 2026 14:00:00 +0000"
+            "\r\nMIME-Version: 1.0\r\nContent-Type: application/json\r\n\r\n"
+            + json.dumps(doc) + "\r\n").encode()
 
 
 def deliver(desk: Desk, raw: bytes, mail_from: str | None = "sender@example.org") -> int:

@@ -487,10 +487,11 @@ def ack_address(raw: bytes, authentication: Mapping[str, Any] | None) -> str | N
     return sender
 
 
-def message_reference(message_id: int, received_at: datetime | None) -> str:
+def message_reference(message_id: int, received_at: datetime) -> str:
     """The reference of a complaint that has no case (yet): ``M-2026-000123`` (the message's
-    id), what an acknowledgement names when the complaint went to review or was not ours."""
-    year = (as_utc(received_at) or datetime.now(UTC)).year
+    id and the year it was received), what an acknowledgement names when the complaint went to
+    review or was not ours."""
+    year = received_at.replace(tzinfo=received_at.tzinfo or UTC).astimezone(UTC).year
     return f"M-{year}-{message_id:06d}"
 
 

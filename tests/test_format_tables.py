@@ -1,0 +1,39 @@
+"""Every table that names report formats names formats the parsers emit
+(``parsers.base.FORMATS``): a table keyed by a parser's name instead of its format (XARF v4's
+parser is ``xarf-json``, its format ``xarf4``) silently never matches, as the acknowledgement
+rule once did for XARF v4 senders."""
+
+from __future__ import annotations
+
+from abuse_desk.config import PERSON_FORMATS
+from classifier import taxonomy
+from parsers.base import FORMATS
+from workflow.notices import MACHINE_FORMATS
+
+TABLES = {
+    "classifier.taxonomy.TABLES": set(taxonomy.TABLES),
+    "classifier.taxonomy.PATTERNS": set(taxonomy.PATTERNS),
+    "classifier.taxonomy.HINT_ONLY_VOCABULARIES": set(taxonomy.HINT_ONLY_VOCABULARIES),
+    "workflow.notices.MACHINE_FORMATS": set(MACHINE_FORMATS),
+    "abuse_desk.config.PERSON_FORMATS": set(PERSON_FORMATS),
+}
+
+
+def test_every_format_table_names_known_formats() -> None:
+    unknown = {name: sorted(names - set(FORMATS)) for name, names in TABLES.items()
+               if names - set(FORMATS)}
+    assert unknown == {}, f"not formats of parsers.base.FORMATS: {unknown}"
+
+
+def test_a_format_that_gives_reports_has_a_vocabulary_for_its_type() -> None:
+    # Formats that give complaints are categorised by a table, a pattern list, or as free text.
+    vocabularies = TABLES["classifier.taxonomy.TABLES"] | TABLES["classifier.taxonomy.PATTERNS"] \
+        | TABLES["classifier.taxonomy.HINT_ONLY_VOCABULARIES"]
+    complaints = {"arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "cert", "text"}
+    assert complaints <= set(FORMATS)
+    assert complaints - vocabularies == set()
+
+
+def test_machine_and_person_formats_do_not_overlap() -> None:
+    assert MACHINE_FORMATS.isdisjoint(PERSON_FORMATS)
+

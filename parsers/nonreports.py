@@ -390,7 +390,10 @@ def classify(mail: Mail, own_domain: str | None = None) -> tuple[str, str] | Non
     if (_OOO_SUBJECT.search(subject) or (
             len(text) < 1500 and _OOO_TEXT.search(text) and (automatic or len(text) < 600)
             and not asks_for_action(text) and not find_ips(refang(text), 1))) \
-            and not _ACK_TEXT.search(text):
+            and (not _ACK_TEXT.search(text)
+                 # "thank you for your message; I am out of the office until ...": an
+                 # absence notice thanks too, but names no ticket
+                 or (_OOO_TEXT.search(text) and not _TICKET.search(words))):
         return OUT_OF_OFFICE, "an absence notice"
     found = _answering(mail, subject, text, words, automatic, tagged)
     if found is not None:

@@ -72,6 +72,12 @@ NON_REPORTS = {
     "out-of-office-subject": mail(
         "Abwesenheitsnotiz: Infizierter Host 192.0.2.19",
         "Ich bin bis 27.11. nicht im Büro.\r\n", "", "m.schulz@stadtwerke.example"),
+    # An absence notice thanks for the message too; it names no ticket.
+    "out-of-office-status": mail(
+        "Abwesenheitsnotiz: Ihre Nachricht",
+        "Vielen Dank für Ihre Nachricht. Ich bin bis einschließlich 4. Dezember nicht im Büro "
+        "und habe keinen Zugriff auf meine E-Mails.\r\n",
+        "Auto-Submitted: auto-replied\r\n", "k.huber@firma.example"),
 }
 
 

@@ -214,6 +214,8 @@ _TICKET = re.compile(
 _REPLY_TEXT = re.compile(
     r"\b(?:thank(?:s| you) for (?:your|the) (?:abuse )?(?:report|notification|complaint|"
     r"notice)|regarding your (?:abuse )?(?:report|complaint)|"
+    r"thank(?:s| you) for (?:letting us know|bringing this to our attention|informing us)|"
+    r"(?:has|have) been (?:disconnected|isolated|suspended) (?:from|until|pending)|"
     r"(?:we|i) (?:have )?(?:received|reviewed) your (?:abuse )?(?:report|complaint)|"
     r"(?:the )?ip(?: address)? you reported|you reported\b|"
     r"the issue has been (?:resolved|fixed)|(?:we are|we're) closing this ticket|"

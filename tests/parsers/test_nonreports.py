@@ -260,3 +260,18 @@ def test_a_ticket_acknowledgement_quoting_our_complaint_below_a_separator_is_an_
                "192.0.2.80 scanned us at 2026-11-22 04:12:09 UTC, please investigate.\r\n",
                "Auto-Submitted: auto-replied\r\n", "abuse@hoster.example")
     assert kind(raw) == ("ignored", "ticket-ack")
+
+
+def test_a_desk_thanking_for_the_heads_up_and_acting_answers_a_complaint() -> None:
+    raw = mail("Re: Your abuse report 4471",
+               "Hello,\r\n\r\nthank you for letting us know. We have identified the laptop and "
+               "it has been disconnected from our network until it is cleaned.\r\n\r\n"
+               "Best regards,\r\nIT Helpdesk\r\n",
+               "In-Reply-To: <r4471@isp.example>\r\n", "help@university.example")
+    assert kind(raw) == ("ignored", "reply-to-reporter")
+    # The same words with the evidence of a new complaint stay a complaint.
+    raw = mail("Re: Your abuse report 4471",
+               "Thank you for letting us know. The laptop has been disconnected from our "
+               "network, but 192.0.2.90 scanned us again at 2026-11-26 16:02 UTC.\r\n",
+               "In-Reply-To: <r4471@isp.example>\r\n", "help@university.example")
+    assert kind(raw)[0] == "report"

@@ -102,6 +102,14 @@ def test_a_zone_declared_once_holds_for_the_lines_below() -> None:
     assert got["203.0.113.17"].occurred_at == datetime(2026, 11, 22, 16, 2, 11, tzinfo=UTC)
 
 
+
+def test_a_zone_given_for_pasted_logs_holds_for_their_syslog_lines() -> None:
+    got = candidates("Our server was attacked. Logs (CET):\n\n"
+                     "Nov 22 07:58:01 web01 sshd[2231]: Failed password for root from "
+                     "198.51.100.77 port 51544 ssh2\n")
+    assert got["198.51.100.77"].occurred_at == datetime(2026, 11, 22, 6, 58, 1, tzinfo=UTC)
+
+
 def test_our_client_is_a_person_not_a_machine() -> None:
     got = candidates("Threats against our client from IP 2001:db8:9a::2.\n"
                      "Unserer Mandantin schrieb IP 198.51.100.8 Drohungen.\n"

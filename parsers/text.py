@@ -32,11 +32,12 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parsers.base import (
     NOT_OFFENDERS,
@@ -210,9 +211,44 @@ _ZONE_WORD = re.compile(r"\b(?:UTC|GMT)[ \t]?(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?
                         r"MST|MDT|PST|PDT|JST|AEST)\b")
 
 
+# Places people name a zone by ("hora de Madrid", "heure de Paris", "horário de Brasília",
+# "Berlin time", "Eastern time"): their IANA zone, so that the offset is the one in force on the
+# date of each time (daylight saving included).
+_PLACES = {
+    "madrid": "Europe/Madrid", "paris": "Europe/Paris", "berlin": "Europe/Berlin",
+    "amsterdam": "Europe/Amsterdam", "brussels": "Europe/Brussels", "bruxelles": "Europe/Brussels",
+    "vienna": "Europe/Vienna", "wien": "Europe/Vienna", "rome": "Europe/Rome",
+    "roma": "Europe/Rome", "zurich": "Europe/Zurich", "zürich": "Europe/Zurich",
+    "stockholm": "Europe/Stockholm", "oslo": "Europe/Oslo", "copenhagen": "Europe/Copenhagen",
+    "warsaw": "Europe/Warsaw", "warszawa": "Europe/Warsaw", "prague": "Europe/Prague",
+    "praha": "Europe/Prague", "lisbon": "Europe/Lisbon", "lisboa": "Europe/Lisbon",
+    "london": "Europe/London", "dublin": "Europe/Dublin", "helsinki": "Europe/Helsinki",
+    "vilnius": "Europe/Vilnius", "riga": "Europe/Riga", "tallinn": "Europe/Tallinn",
+    "athens": "Europe/Athens", "kyiv": "Europe/Kyiv", "kiev": "Europe/Kyiv",
+    "moscow": "Europe/Moscow", "istanbul": "Europe/Istanbul", "bucharest": "Europe/Bucharest",
+    "brasília": "America/Sao_Paulo", "brasilia": "America/Sao_Paulo",
+    "são paulo": "America/Sao_Paulo", "sao paulo": "America/Sao_Paulo",
+    "buenos aires": "America/Argentina/Buenos_Aires", "mexico": "America/Mexico_City",
+    "new york": "America/New_York", "eastern": "America/New_York",
+    "central": "America/Chicago", "chicago": "America/Chicago", "mountain": "America/Denver",
+    "pacific": "America/Los_Angeles", "los angeles": "America/Los_Angeles",
+    "toronto": "America/Toronto", "tokyo": "Asia/Tokyo", "singapore": "Asia/Singapore",
+    "india": "Asia/Kolkata", "sydney": "Australia/Sydney",
+}
+_PLACE = "|".join(sorted((re.escape(p) for p in _PLACES), key=len, reverse=True))
+# "hora de Madrid", "heure de Paris", "horário de Brasília", "time in Berlin", "Zeit in Wien"
+_PLACE_AFTER = re.compile(r"\b(?:hora|heure|hor[áa]rio|time|zeit|ora)\s(?:de\s|in\s|of\s|di\s)?"
+                          r"(?:la\s|el\s)?(?P<place>" + _PLACE + r")\b", re.I)
+# "Berlin time", "Eastern time", "Pacific Time (US)"
+_PLACE_BEFORE = re.compile(r"\b(?P<place>" + _PLACE + r")\s(?:standard\s|daylight\s|local\s)?"
+                           r"time\b", re.I)
+
+
 def declared_zone(text: str) -> str | None:
-    """The zone a text declares for its times, as "+HHMM" or a name parse_time knows."""
-    for n, m in enumerate(_DECLARED.finditer(text[:MAX_KEYWORD_CHARS])):
+    """The zone a text declares for its times, as "+HHMM", a name parse_time knows, or the
+    IANA name of a place it names ("Europe/Madrid")."""
+    head = text[:MAX_KEYWORD_CHARS]
+    for n, m in enumerate(_DECLARED.finditer(head)):
         if n >= 50:
             break
         zone = _ZONE_WORD.search(m.group(0))
@@ -221,7 +257,19 @@ def declared_zone(text: str) -> str | None:
         if zone.group("name"):
             return _LOCAL_NAMES.get(zone.group("name"), zone.group("name"))
         return f"{zone.group('sign')}{int(zone.group('h')):02d}{zone.group('m') or '00'}"
+    place = _PLACE_AFTER.search(head) or _PLACE_BEFORE.search(head)
+    if place is not None:
+        return _PLACES[" ".join(place.group("place").lower().split())]
     return None
+
+
+def _in_place(iso: str, zone: str) -> datetime | None:
+    """*iso* (a local date and time) in the IANA *zone*, as UTC."""
+    try:
+        local = datetime.fromisoformat(iso)
+        return local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
 
 _MONTHS = {m: n for n, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
@@ -287,7 +335,10 @@ def _time_of(m: re.Match[str], date_header: datetime | None,
         zone = default_zone
     second = (parts["s"] or "00") + (f".{parts['frac']}" if parts.get("frac") else "")
     iso = f"{year:04d}-{month:02d}-{int(parts['d']):02d} {hour:02d}:{parts['mi']}:{second}"
-    at, stated = parse_time(f"{iso} {zone}".strip())
+    if "/" in zone:  # a place's zone: its offset on that date
+        at, stated = _in_place(iso, zone), True
+    else:
+        at, stated = parse_time(f"{iso} {zone}".strip())
     if at is None:
         return None
     if year_inferred and date_header is not None and at > date_header + timedelta(days=1):

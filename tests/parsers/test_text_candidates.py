@@ -110,6 +110,16 @@ def test_a_zone_given_for_pasted_logs_holds_for_their_syslog_lines() -> None:
     assert got["198.51.100.77"].occurred_at == datetime(2026, 11, 22, 6, 58, 1, tzinfo=UTC)
 
 
+
+def test_a_zone_named_by_a_place_holds_with_its_daylight_saving() -> None:
+    winter = candidates("Recibo spam desde 198.51.100.200. El último llegó el 25/11/2026 a "
+                        "las 10:41 (hora de Madrid).\n")
+    assert winter["198.51.100.200"].occurred_at == datetime(2026, 11, 25, 9, 41, tzinfo=UTC)
+    summer = candidates("All times below are Eastern time.\n"
+                        "2026-07-14 08:00:00 scan from 203.0.113.44\n")
+    assert summer["203.0.113.44"].occurred_at == datetime(2026, 7, 14, 12, 0, tzinfo=UTC)
+
+
 def test_our_client_is_a_person_not_a_machine() -> None:
     got = candidates("Threats against our client from IP 2001:db8:9a::2.\n"
                      "Unserer Mandantin schrieb IP 198.51.100.8 Drohungen.\n"

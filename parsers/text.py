@@ -202,7 +202,7 @@ _UTC_OFFSET = re.compile(r"(?:UTC|GMT) ?([+-])(\d{1,2})(?::?(\d{2}))?")
 # A zone the text declares for the times it lists ("Server time zone is CET", "times below are
 # US Eastern (EST, UTC-5)", "Datum/Zeit (MEZ)"): taken for its times written without one.
 _DECLARED = re.compile(r"\b(?:time[ \t]?zones?|timezone|times?|clock|zeitzone|zeiten|uhrzeit|zeit|"
-                       r"heures?|horas?|fuseau|zona|"
+                       r"heures?|horas?|hor[áa]rio|ora|orario|fuseau|zona|"
                        # "Logs (CET):", "log excerpt, UTC", "Auszug aus dem Log (MEZ)"
                        r"logs?|log excerpts?|log entries|logfiles?|protokoll|journaux|registros)"
                        r"\b[^\n]{0,80}", re.I)

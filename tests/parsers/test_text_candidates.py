@@ -111,6 +111,13 @@ def test_a_zone_given_for_pasted_logs_holds_for_their_syslog_lines() -> None:
 
 
 
+
+def test_a_zone_in_a_tables_time_column_holds_for_its_rows() -> None:
+    got = candidates("Indirizzo IP sorgente | Porta destinazione | Data e ora (CET)\n"
+                     "198.51.100.150 | 3389 | 27/11/2026 09:12:44\n")
+    assert got["198.51.100.150"].occurred_at == datetime(2026, 11, 27, 8, 12, 44, tzinfo=UTC)
+
+
 def test_a_zone_named_by_a_place_holds_with_its_daylight_saving() -> None:
     winter = candidates("Recibo spam desde 198.51.100.200. El último llegó el 25/11/2026 a "
                         "las 10:41 (hora de Madrid).\n")

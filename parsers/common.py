@@ -17,6 +17,7 @@ _ZONES = {  # abbreviations seen in real reports (RFC 5322 obs-zone plus common 
     "UT": 0, "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "BST": 60, "CET": 60, "CEST": 120, "MET": 60,
     "MEST": 120, "EET": 120, "EEST": 180, "EST": -300, "EDT": -240, "CST": -360, "CDT": -300,
     "MST": -420, "MDT": -360, "PST": -480, "PDT": -420, "JST": 540, "IST": 330, "AEST": 600,
+    "BRT": -180, "ART": -180,  # Brasília and Argentina: no daylight saving since 2019 / 2009
 }
 _ISO = re.compile(
     r"(?P<y>\d{4})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})(?:[T ](?P<h>\d{1,2})[:\-](?P<mi>\d{2})"

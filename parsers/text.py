@@ -178,7 +178,7 @@ _HMS = r"(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)
 _AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?\s?[Mm]\.?(?![a-z]))?"
 _ZONE = (r"(?:\s*(?:Uhr\s*)?\(?(?P<zone>(?:UTC|GMT) ?[+-]\d{1,2}(?::?\d{2})?(?!\d)|"
          r"[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MESZ"
-         r"|MEZ|MEST|MET|EEST|EET|WET|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST)\b)\)?"
+         r"|MEZ|MEST|MET|EEST|EET|WET|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST|BRT|ART)\b)\)?"
          r"(?:\s*\([A-Za-z ]{1,20}\))?)?")
 _TIMES = [
     re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})(?:T|\s+)" + _HMS + _ZONE),
@@ -208,7 +208,7 @@ _DECLARED = re.compile(r"\b(?:time[ \t]?zones?|timezone|times?|clock|zeitzone|ze
                        r"\b[^\n]{0,80}", re.I)
 _ZONE_WORD = re.compile(r"\b(?:UTC|GMT)[ \t]?(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?\b"
                         r"|\b(?P<name>UTC|GMT|CEST|CET|MESZ|MEZ|EEST|EET|WET|BST|EST|EDT|CST|CDT|"
-                        r"MST|MDT|PST|PDT|JST|AEST)\b")
+                        r"MST|MDT|PST|PDT|JST|AEST|BRT|ART)\b")
 
 
 # Places people name a zone by ("hora de Madrid", "heure de Paris", "horário de Brasília",

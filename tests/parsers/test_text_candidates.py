@@ -116,6 +116,8 @@ def test_a_zone_in_a_tables_time_column_holds_for_its_rows() -> None:
     got = candidates("Indirizzo IP sorgente | Porta destinazione | Data e ora (CET)\n"
                      "198.51.100.150 | 3389 | 27/11/2026 09:12:44\n")
     assert got["198.51.100.150"].occurred_at == datetime(2026, 11, 27, 8, 12, 44, tzinfo=UTC)
+    got = candidates("IP | Porta | Horário (BRT)\n198.51.100.152 | 23 | 27/11/2026 09:12:44\n")
+    assert got["198.51.100.152"].occurred_at == datetime(2026, 11, 27, 12, 12, 44, tzinfo=UTC)
 
 
 def test_a_zone_named_by_a_place_holds_with_its_daylight_saving() -> None:

@@ -40,8 +40,14 @@ test-at: $(STAMP)
 	FAKETIME_DONT_FAKE_MONOTONIC=1 PYTHONPATH=tests/faketime faketime "$(AT)" \
 	  $(BIN)/python -m pytest $(TIME_SUITES) $(PYTEST_ARGS)
 
+# mypy does not follow setuptools' package-dir mapping (pyproject.toml), so lint lays the
+# installed layout out as links under .venv/typecheck/abuse_desk and checks that.
+STAGES := core ingest parsers classifier workflow casework web app
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	rm -rf $(VENV)/typecheck && mkdir -p $(VENV)/typecheck/abuse_desk
+	for d in $(STAGES); do ln -s "$(CURDIR)/$$d" $(VENV)/typecheck/abuse_desk/$$d; done
+	for f in abuse_desk/*; do ln -s "$(CURDIR)/$$f" $(VENV)/typecheck/abuse_desk/; done
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -180,11 +180,11 @@ def no_dns(name: bytes, timeout: float = 5.0) -> bytes | None:
 
 
 def open_desk_for(samples: Sequence[Sample], folder: Path) -> tuple[Any, dict[str, str]]:
-    from abuse_desk.app import open_desk
-    from abuse_desk.clock import fixed_clock
-    from abuse_desk.config import build_config
-    from abuse_desk.db import upgrade
-    from classifier.customer_import import import_customers
+    from abuse_desk.classifier.customer_import import import_customers
+    from abuse_desk.core.clock import fixed_clock
+    from abuse_desk.core.config import build_config
+    from abuse_desk.core.db import upgrade
+    from abuse_desk.workflow.desk import open_desk
 
     config = build_config({"database": {"url": f"sqlite:///{folder / 'desk.db'}"},
                            "log": {"level": "ERROR"}}, "accuracy", env={})
@@ -312,7 +312,7 @@ def score(sample: Sample, outcome: Any, owners: dict[str, str]) -> Score:
 
 def own_index(sample: Sample, owners: dict[str, str], ids: dict[str, int]) -> Any:
     """The customer index as this message sees the provider: its own offenders, nothing else."""
-    from classifier.customers import CustomerIndex, Resource, ResourceRow
+    from abuse_desk.classifier.customers import CustomerIndex, Resource, ResourceRow
 
     rows = []
     for report in sample.reports:
@@ -324,10 +324,9 @@ def own_index(sample: Sample, owners: dict[str, str], ids: dict[str, int]) -> An
 
 
 def run(samples: Sequence[Sample]) -> list[Score]:
+    from abuse_desk.core.models import Customer
+    from abuse_desk.workflow.pipeline import _examine
     from sqlalchemy import select
-
-    from abuse_desk.models import Customer
-    from workflow.pipeline import _examine
 
     with tempfile.TemporaryDirectory(prefix="abuse-desk-accuracy-") as tmp:
         desk, owners = open_desk_for(samples, Path(tmp))

@@ -257,7 +257,7 @@ class DeskProcess:
 
     def start(self, timeout_s: float = 60.0) -> DeskProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "abuse_desk.cli", *self.argv], env=desk_env(self.sections),
+            [sys.executable, "-m", "abuse_desk.app.cli", *self.argv], env=desk_env(self.sections),
             cwd=self.cwd or ROOT, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
         if self.wait_smtp:
@@ -347,8 +347,8 @@ def redis_available() -> bool:
 
 def upgrade_database(url: str) -> None:
     """Create the schema (what ``abuse-desk db upgrade`` does)."""
-    from abuse_desk.config import DatabaseConfig
-    from abuse_desk.db import make_engine, upgrade
+    from abuse_desk.core.config import DatabaseConfig
+    from abuse_desk.core.db import make_engine, upgrade
 
     engine = make_engine(DatabaseConfig(url=url))
     upgrade(engine)

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from classifier.customers import CustomerIndex, ResourceRow
+from abuse_desk.classifier.customers import CustomerIndex, ResourceRow
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 SPAN_DAYS = 6 * 365
@@ -116,11 +116,10 @@ def time_load(rows: list[ResourceRow]) -> float:
     """Seconds ``CustomerIndex.load`` takes to read *rows* back from a SQLite file."""
     import tempfile
 
+    from abuse_desk.core.config import DatabaseConfig
+    from abuse_desk.core.db import make_engine, upgrade
+    from abuse_desk.core.models import Customer, CustomerResource
     from sqlalchemy import insert
-
-    from abuse_desk.config import DatabaseConfig
-    from abuse_desk.db import make_engine, upgrade
-    from abuse_desk.models import Customer, CustomerResource
 
     with tempfile.TemporaryDirectory() as folder:
         engine = make_engine(DatabaseConfig(url=f"sqlite:///{folder}/bench.db"))

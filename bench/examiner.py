@@ -37,10 +37,11 @@ def _cpu_of(pid: int) -> float:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    from abuse_desk.workflow.examiner import ExaminerPool
+    from abuse_desk.workflow.pipeline import _examine
+
     from bench.parse import classifying_desk
     from bench.pipeline import mixed_reports
-    from workflow.examiner import ExaminerPool
-    from workflow.pipeline import _examine
 
     repeats = 3 if quick else 5
     messages = [raw for _, raw in mixed_reports(200)]

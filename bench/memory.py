@@ -196,9 +196,8 @@ def measure_bare(sessions: int, size: int, folder: Path) -> dict[str, Any]:
 
 
 def _processed(url: str, count: int) -> bool:
+    from abuse_desk.core.models import Message, MessageState
     from sqlalchemy import create_engine, func, select
-
-    from abuse_desk.models import Message, MessageState
 
     engine = create_engine(url)
     try:
@@ -211,7 +210,7 @@ def _processed(url: str, count: int) -> bool:
 
 
 def _import(sections: dict[str, dict[str, Any]], path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "abuse_desk.cli", "import", "--quiet",
+    done = subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", "import", "--quiet",
                            str(path)], env=common.desk_env(sections), cwd=common.ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
@@ -257,9 +256,8 @@ def measure_worker(size: int, folder: Path) -> dict[str, Any]:
 
 def _outcome(url: str) -> str:
     """What the pipeline made of the big message: its state and reports."""
+    from abuse_desk.core.models import Message, Report
     from sqlalchemy import create_engine, func, select
-
-    from abuse_desk.models import Message, Report
 
     engine = create_engine(url)
     try:

@@ -134,7 +134,7 @@ def guard_mails(hostname: str = "abuse-desk.localhost") -> list[bytes]:
 
 def samples(hostname: str = "abuse-desk.localhost") -> dict[str, list[bytes]]:
     """The messages of each format (see the module's docstring)."""
-    from parsers.registry import default_registry
+    from abuse_desk.parsers.registry import default_registry
 
     if not CORPUS.is_dir():
         raise SystemExit(f"the shared corpus is not at {CORPUS}: this benchmark needs it")
@@ -162,10 +162,10 @@ def no_dns(name: bytes, timeout: float = 5.0) -> bytes | None:
 def classifying_desk(folder: Path, customers: int = CUSTOMERS) -> Any:
     """A desk on a SQLite file in *folder* with *customers* imported, its classifier's index
     and text model loaded (as a worker has them), and DKIM keys looked up in :func:`no_dns`."""
-    from abuse_desk.app import open_desk
-    from abuse_desk.config import build_config
-    from abuse_desk.db import upgrade
-    from classifier.customer_import import import_customers
+    from abuse_desk.classifier.customer_import import import_customers
+    from abuse_desk.core.config import build_config
+    from abuse_desk.core.db import upgrade
+    from abuse_desk.workflow.desk import open_desk
 
     config = build_config(base_sections(folder), "bench", env={})
     desk = open_desk(config)
@@ -206,8 +206,8 @@ def measure(messages: Sequence[bytes], fns: Mapping[str, Callable[[bytes], objec
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from parsers.base import Disposition
-    from workflow.pipeline import _examine
+    from abuse_desk.parsers.base import Disposition
+    from abuse_desk.workflow.pipeline import _examine
 
     repeats, batch_s = (3, 0.1) if quick else (7, 0.3)
     rows: list[dict[str, Any]] = []

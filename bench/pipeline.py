@@ -420,7 +420,7 @@ class Setup:
 
 
 def _cli(sections: dict[str, dict[str, Any]], *args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "abuse_desk.cli", *args], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", *args], cwd=ROOT,
                           env=desk_env(sections), capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"abuse-desk {' '.join(args)} failed: {done.stderr[-2000:]}")
@@ -431,8 +431,8 @@ def running(name: str, folder: Path, logs: Path | None = None,
             redis_db: int = BENCH_REDIS_DB) -> Iterator[Setup]:
     """The desk of setup *name* running on a fresh database with the customers imported; with
     *logs*, the processes' output is copied there when they stop."""
-    from abuse_desk.config import DatabaseConfig
-    from abuse_desk.db import make_engine
+    from abuse_desk.core.config import DatabaseConfig
+    from abuse_desk.core.db import make_engine
 
     with ExitStack() as stack:
         if name == "embedded":
@@ -475,9 +475,8 @@ def _utc(value: datetime) -> datetime:
 
 def _backlog(engine: Any, above: int) -> tuple[int, int]:
     """(messages above id *above*, those still received)."""
+    from abuse_desk.core.models import Message
     from sqlalchemy import case, func, select
-
-    from abuse_desk.models import Message
 
     with engine.connect() as conn:
         total, waiting = conn.execute(select(
@@ -488,9 +487,8 @@ def _backlog(engine: Any, above: int) -> tuple[int, int]:
 
 
 def _last_id(engine: Any) -> int:
+    from abuse_desk.core.models import Message
     from sqlalchemy import func, select
-
-    from abuse_desk.models import Message
 
     with engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(Message.id), 0))).scalar_one())
@@ -585,9 +583,8 @@ def run_load(setup: Setup, messages: list[bytes], folder: Path, rate: float | No
 
 def _run_load(setup: Setup, messages: list[bytes], folder: Path, rate: float | None,
               sessions: int, drain_timeout_s: float) -> dict[str, Any]:
+    from abuse_desk.core.models import Message, Report
     from sqlalchemy import select
-
-    from abuse_desk.models import Message, Report
 
     above = _last_id(setup.engine)
     path = write_messages(folder / "messages.bin", messages)

@@ -12,7 +12,7 @@ customer's word (a reply threaded into a case) only when the From is authenticat
    MTA prepends. RFC 8601 section 5 asks the MTA to remove such headers with its own
    authserv-id; configure it to (Postfix + OpenDMARC, rspamd and Exim all can). A run that
    holds a ``dmarc`` (or ``spf``) result other than pass never passes by that method.
-2. **DKIM** verified here (:func:`classifier.trust.verify_dkim`) for a ``d=`` aligned with the
+2. **DKIM** verified here (:func:`classifier.signatures.verify_dkim`) for a ``d=`` aligned with the
    From domain (relaxed: the same organisational domain).
 3. **SPF** checked here (pyspf) for the envelope MAIL FROM from the connecting peer's IP, when
    the MAIL FROM domain is aligned with the From domain. Only for a peer with a public address
@@ -22,7 +22,7 @@ customer's word (a reply threaded into a case) only when the From is authenticat
 
 A DNS failure, a timeout, a permerror is "could not check": never a pass. Nothing in a message
 or the DNS raises out of :meth:`SenderAuthenticator.check`. The DNS is injectable (tests run
-offline): ``dkim_dns`` as :func:`classifier.trust.verify_dkim` takes it, ``spf_dns`` as
+offline): ``dkim_dns`` as :func:`classifier.signatures.verify_dkim` takes it, ``spf_dns`` as
 :data:`SpfDns` describes.
 """
 
@@ -40,8 +40,14 @@ from typing import Any
 
 import spf
 
-from classifier.trust import DkimResult, DnsLookup, aligned, normalize_domain, verify_dkim
-from parsers.headers import clean_address, header_block, mailboxes
+from ..core.headers import clean_address, header_block, mailboxes
+from .signatures import (
+    DkimResult,
+    DnsLookup,
+    aligned,
+    normalize_domain,
+    verify_dkim,
+)
 
 log = logging.getLogger(__name__)
 

@@ -45,11 +45,11 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from classifier import boilerplate
-from classifier.model import TextModel
-from classifier.rules import score_text
-from classifier.taxonomy import NOT_ABUSE, TableHit, lookup
-from classifier.types import TYPES, Classification, Evidence, category_of
+from ..core.policy import TYPES, Classification, Evidence, category_of
+from . import boilerplate
+from .model import TextModel
+from .rules import score_text
+from .taxonomy import NOT_ABUSE, TableHit, lookup
 
 __all__ = ["CALIBRATION", "ISOTONIC", "NOT_ABUSE", "absorb", "calibrated", "categorize",
            "fit_calibration", "fit_isotonic", "is_not_abuse", "needs_review", "platt",

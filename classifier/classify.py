@@ -14,30 +14,29 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from abuse_desk.config import ClassifierConfig
-from classifier.categorize import (
+from ..core.config import ClassifierConfig
+from ..core.policy import Classification, Evidence
+from ..parsers.base import Candidate, ParsedReport
+from .categorize import (
     NOT_ABUSE,
     categorize,
     is_not_abuse,
     needs_review,
     spamvertising_override,
 )
-from classifier.customers import CustomerIndex, Resolution
-from classifier.duplicates import duplicate_keys, report_fingerprint
-from classifier.model import TextModel
-from classifier.offenders import choose, in_networks, parse_networks
-from classifier.resolver_hook import ResolverHook
-from classifier.trust import (
+from .customers import CustomerIndex, Resolution
+from .duplicates import duplicate_keys, report_fingerprint
+from .model import TextModel
+from .offenders import choose, in_networks, parse_networks
+from .resolver_hook import ResolverHook
+from .signatures import (
     DkimLimits,
     DkimResult,
-    Trust,
-    TrustPolicy,
     aligned,
     normalize_domain,
     verify_dkim,
 )
-from classifier.types import Classification, Evidence
-from parsers.base import Candidate, ParsedReport
+from .trust import Trust, TrustPolicy
 
 
 @dataclass(frozen=True)
@@ -221,7 +220,7 @@ class Classifier:
 
 
 def _category(type_: str) -> str:
-    from classifier.types import category_of
+    from ..core.policy import category_of
 
     return category_of(type_)
 

@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
 
-from abuse_desk.clock import Clock
-from abuse_desk.models import Customer, CustomerResource
-from classifier.customers import Resource, as_utc
+from ..core.clock import Clock
+from ..core.models import Customer, CustomerResource
+from .customers import Resource, as_utc
 
 HEADER = ("customer_id", "name", "email", "resource", "valid_from", "valid_until")
 # An optional last column: the customer's IANA time zone, for the deadlines in its notices.

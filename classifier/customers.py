@@ -39,13 +39,13 @@ from urllib.parse import urlsplit
 
 import pytricia
 
-from classifier.types import Evidence
+from ..core.policy import Evidence
 
 if TYPE_CHECKING:
     from publicsuffixlist import PublicSuffixList
     from sqlalchemy import Engine
 
-    from classifier.resolver_hook import HookAnswer
+    from .resolver_hook import HookAnswer
 
 KINDS = ("cidr", "ip-ports", "domain", "email")
 _IP_KINDS = frozenset(("cidr", "ip-ports"))

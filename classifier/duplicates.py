@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from parsers.base import ParsedReport
-from parsers.headers import first_address
+from ..core.headers import first_address
+from ..parsers.base import ParsedReport
 
 FINGERPRINT_VERSION = "v1"  # part of the hashed form: change it when the canonical form changes
 MAX_KEY_CHARS = 255

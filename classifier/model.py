@@ -25,8 +25,8 @@ import zlib
 from itertools import pairwise
 from typing import Any
 
-from classifier.taxonomy import NOT_ABUSE
-from classifier.types import TYPES
+from ..core.policy import TYPES
+from .taxonomy import NOT_ABUSE
 
 FORMAT = 1
 DEFAULT_BUCKETS = 2**18

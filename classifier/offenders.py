@@ -27,7 +27,7 @@ from dataclasses import replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from parsers.base import NOT_OFFENDERS, Candidate, ParsedReport, Role
+from ..parsers.base import NOT_OFFENDERS, Candidate, ParsedReport, Role
 
 # At most this many reports from one report's candidates: a message naming a thousand of our
 # hosts is a table for a person (or a table parser), not a thousand cases.

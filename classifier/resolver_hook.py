@@ -40,10 +40,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from abuse_desk.clock import Clock, system_clock
+from ..core.clock import Clock, system_clock
 
 if TYPE_CHECKING:
-    from abuse_desk.config import ClassifierConfig
+    from ..core.config import ClassifierConfig
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from classifier import boilerplate
-from classifier.types import TYPES, Evidence
+from ..core.policy import TYPES, Evidence
+from . import boilerplate
 
 MAX_TEXT_CHARS = 20_000
 MAX_DISTINCT = 3  # distinct phrases counted per rule

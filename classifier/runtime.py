@@ -16,13 +16,14 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from abuse_desk.config import Config
-from abuse_desk.models import CustomerResource, ModelState, TrainingExample
-from classifier.classify import Classifier
-from classifier.customers import CustomerIndex
-from classifier.model import TextModel
-from classifier.resolver_hook import ResolverHook
-from classifier.trust import DEFAULT_TRUSTED_REPORTERS, DkimLimits, TrustPolicy
+from ..core.config import Config
+from ..core.models import CustomerResource, ModelState, TrainingExample
+from .classify import Classifier
+from .customers import CustomerIndex
+from .model import TextModel
+from .resolver_hook import ResolverHook
+from .signatures import DkimLimits
+from .trust import DEFAULT_TRUSTED_REPORTERS, TrustPolicy
 
 MODEL = "text-model"
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from classifier.types import TYPES, Evidence
+from ..core.policy import TYPES, Evidence
 
 NOT_ABUSE = "not-abuse"  # a result, not a type: the report complains about nothing
 

@@ -29,11 +29,11 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from tqdm import tqdm
 
-from abuse_desk import metrics
-from abuse_desk.clock import Clock
-from abuse_desk.models import Message
-from ingest.store import Envelope, GroupCommitWriter
-from parsers.headers import header_block
+from ..core import metrics
+from ..core.clock import Clock
+from ..core.headers import header_block
+from ..core.models import Message
+from .store import Envelope, GroupCommitWriter
 
 log = logging.getLogger(__name__)
 

@@ -57,12 +57,12 @@ from typing import Any, Protocol
 from aiosmtpd.smtp import MISSING, SMTP, Session, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from abuse_desk import metrics
-from abuse_desk.clock import Clock
-from abuse_desk.config import SmtpConfig
-from abuse_desk.logs import log_context
-from abuse_desk.mailboxes import mailbox_of
-from ingest.store import Envelope
+from ..core import metrics
+from ..core.clock import Clock
+from ..core.config import SmtpConfig
+from ..core.logs import log_context
+from ..core.mailboxes import mailbox_of
+from .store import Envelope
 
 log = logging.getLogger(__name__)
 

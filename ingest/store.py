@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import DBAPIError
 
-from abuse_desk import metrics
-from abuse_desk.logs import log_context
-from abuse_desk.models import Message, MessageState
+from ..core import metrics
+from ..core.logs import log_context
+from ..core.models import Message, MessageState
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
-from parsers.common import (
+from ..core.fields import (
     clean_ip,
     domains_of,
     excerpt,
@@ -51,9 +50,10 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.dmca import dmca_elements, notice_text, undo_dash_escaping
-from parsers.headers import parse_address
-from parsers.mail import Mail, Part, decode_text
+from ..core.headers import parse_address
+from ..core.mail import Mail, Part, decode_text
+from .base import Disposition, ParsedReport, ParseResult, Stage
+from .dmca import dmca_elements, notice_text, undo_dash_escaping
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # of one part, scanned for XML (real notices: under 10 KiB)
 MAX_DOC_CHARS = 512 * 1024  # of one XML document (real: 2-3 KiB)

@@ -30,8 +30,7 @@ from email.message import Message
 from email.policy import compat32
 from typing import Any
 
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
-from parsers.common import (
+from ..core.fields import (
     BY_HOST_NO_PARENS,
     clean_ip,
     domains_of,
@@ -42,9 +41,10 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.headers import ADDRESS_HEADERS, clean_address, clean_value, parse_address
-from parsers.mail import Mail, Part, decode_text, decode_transfer
-from parsers.received import provider_network, same_provider
+from ..core.headers import ADDRESS_HEADERS, clean_address, clean_value, parse_address
+from ..core.mail import Mail, Part, decode_text, decode_transfer
+from ..core.received import provider_network, same_provider
+from .base import Disposition, ParsedReport, ParseResult, Stage
 
 MAX_FIELD_BYTES = 64 * 1024  # a field block is a few hundred bytes; more is read no further
 MAX_FIELD_LINES = 2000

@@ -19,10 +19,10 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
-if TYPE_CHECKING:
-    from parsers.mail import Mail
+from ..core.fields import iso_z
+from ..core.mail import Mail
 
 
 class Disposition(enum.StrEnum):
@@ -145,17 +145,3 @@ class Parser(Protocol):
     def matches(self, mail: Mail) -> bool: ...
 
     def parse(self, mail: Mail) -> ParseResult | None: ...  # None: not this parser's after all
-
-
-class LimitExceeded(Exception):
-    """Input past a configured bound (depth, parts, size, rows, time): a review reason."""
-
-
-def iso_z(value: datetime | None) -> str | None:
-    """UTC ISO 8601 ending in ``Z``, or None."""
-    if value is None:
-        return None
-    from datetime import UTC
-
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
-    return text + "Z"

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from parsers.acns import AcnsParser
-from parsers.arf import ArfParser
-from parsers.base import Parser
-from parsers.cert import CertParser
-from parsers.dmarc import DmarcParser
-from parsers.dmca import DmcaParser
-from parsers.guards import AutoReplyParser, BounceParser, ReplyParser
-from parsers.nonreports import NonReportParser
-from parsers.shadowserver import ShadowserverParser
-from parsers.spamcop import SpamcopParser
-from parsers.text import TextParser
-from parsers.xarf import XarfParser
-from parsers.xarf_json import XarfJsonParser
+from .acns import AcnsParser
+from .arf import ArfParser
+from .base import Parser
+from .cert import CertParser
+from .dmarc import DmarcParser
+from .dmca import DmcaParser
+from .guards import AutoReplyParser, BounceParser, ReplyParser
+from .nonreports import NonReportParser
+from .shadowserver import ShadowserverParser
+from .spamcop import SpamcopParser
+from .text import TextParser
+from .xarf import XarfParser
+from .xarf_json import XarfJsonParser
 
 
 def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Parser]:

@@ -25,11 +25,19 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
-from parsers.base import Candidate, Disposition, ParsedReport, ParseResult, Role, Stage
-from parsers.common import clean_ip, excerpt, find_ips, find_urls, host_of, parse_time, refang
-from parsers.headers import parse_address
-from parsers.mail import Mail
-from parsers.tables import (
+from ..core.fields import (
+    clean_ip,
+    excerpt,
+    find_ips,
+    find_urls,
+    host_of,
+    parse_time,
+    refang,
+)
+from ..core.headers import parse_address
+from ..core.mail import Mail
+from .base import Candidate, Disposition, ParsedReport, ParseResult, Role, Stage
+from .tables import (
     Table,
     body_texts,
     clean_cell_ip,

@@ -33,9 +33,10 @@ from typing import Any
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 
-from parsers.base import Disposition, ParseResult, Stage, iso_z
-from parsers.headers import parse_address
-from parsers.mail import Mail, Part
+from ..core.fields import iso_z
+from ..core.headers import parse_address
+from ..core.mail import Mail, Part
+from .base import Disposition, ParseResult, Stage
 
 AGGREGATE = "dmarc-aggregate"
 FAILURE = "dmarc-failure"

@@ -42,8 +42,7 @@ from email.utils import getaddresses
 from itertools import islice, pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
-from parsers.common import (
+from ..core.fields import (
     clean_ip,
     domains_of,
     excerpt,
@@ -54,8 +53,9 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.headers import parse_address
-from parsers.mail import Mail
+from ..core.headers import parse_address
+from ..core.mail import Mail
+from .base import Disposition, ParsedReport, ParseResult, Stage
 
 MAX_TEXT_CHARS = 512 * 1024  # real notices are under 20 KiB
 MAX_MATCH_CHARS = 64 * 1024  # how much of the body `matches` reads

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import re
 
-from parsers.base import Disposition, ParseResult, Stage
-from parsers.common import find_ips, find_urls, refang
-from parsers.mail import Mail
-from parsers.nonreports import asks_for_action, has_evidence, own_text
+from ..core.fields import find_ips, find_urls, refang
+from ..core.mail import Mail
+from .base import Disposition, ParseResult, Stage
+from .nonreports import asks_for_action, has_evidence, own_text
 
 # "[Abuse Case C-2026-000123]" as our subjects carry it, or "[C-2026-000123]" as notices ask
 # customers to quote it.

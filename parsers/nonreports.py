@@ -31,10 +31,10 @@ from __future__ import annotations
 import re
 import weakref
 
-from parsers.base import Disposition, ParseResult, Stage
-from parsers.common import find_ips, find_urls, refang
-from parsers.headers import parse_address
-from parsers.mail import Mail, _strip_html
+from ..core.fields import find_ips, find_urls, refang
+from ..core.headers import parse_address
+from ..core.mail import Mail, _strip_html
+from .base import Disposition, ParseResult, Stage
 
 TICKET_ACK = "ticket-ack"
 REPLY_TO_REPORTER = "reply-to-reporter"

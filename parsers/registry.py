@@ -15,10 +15,10 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from abuse_desk.config import ParserLimits
-from parsers.base import FORMATS, Disposition, LimitExceeded, ParsedReport, Parser, ParseResult
-from parsers.headers import no_surrogates
-from parsers.mail import Mail
+from ..core.config import ParserLimits
+from ..core.headers import no_surrogates
+from ..core.mail import LimitExceeded, Mail
+from .base import FORMATS, Disposition, ParsedReport, Parser, ParseResult
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def needs_review(parser: str, reason: str, trace: str | None = None) -> ParseRes
 
 def default_registry(message_id_domain: str = "abuse-desk.localhost") -> Registry:
     """Every built-in parser; *message_id_domain* is the domain of our notices' Message-IDs."""
-    from parsers.builtin import builtin_parsers
+    from .builtin import builtin_parsers
 
     return Registry(builtin_parsers(message_id_domain))
 

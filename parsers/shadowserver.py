@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
-from parsers.common import (
+from ..core.fields import (
     clean_ip,
     excerpt,
     find_urls,
@@ -47,8 +46,9 @@ from parsers.common import (
     parse_time,
     unique,
 )
-from parsers.headers import parse_address
-from parsers.mail import Mail, Part
+from ..core.headers import parse_address
+from ..core.mail import Mail, Part
+from .base import Disposition, ParsedReport, ParseResult, Stage
 
 PREFIX = "shadowserver:"
 NOT_ATTACHED = "Shadowserver report not attached: download link only"
@@ -151,8 +151,8 @@ class ShadowserverParser:
                        subject_name=_name_from_subject(mail.subject))
         from_shadowserver = _from_shadowserver(mail)
         if not from_shadowserver:
-            from parsers.cert import PREFIX as CERT_PREFIX
-            from parsers.cert import type_from, type_of_text
+            from .cert import PREFIX as CERT_PREFIX
+            from .cert import type_from, type_of_text
 
             stated = type_from(mail.subject) or type_of_text(mail.body_text(64 * 1024))
             ctx.fallback_hint = CERT_PREFIX + stated if stated else None

@@ -27,7 +27,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from parsers.arf import (
+from ..core.fields import (
+    clean_ip,
+    domains_of,
+    excerpt,
+    host_of,
+    parse_time,
+    refang,
+    unique,
+)
+from ..core.mail import Mail, decode_text
+from .arf import (
     FeedbackFields,
     Original,
     address_of,
@@ -40,9 +50,7 @@ from parsers.arf import (
     read_original,
     uris_of,
 )
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
-from parsers.common import clean_ip, domains_of, excerpt, host_of, parse_time, refang, unique
-from parsers.mail import Mail, decode_text
+from .base import Disposition, ParsedReport, ParseResult, Stage
 
 MAX_TEXT = 256 * 1024  # of the report text searched for the SpamCop lines
 MAX_SITES = 100  # spamvertised sites in one report

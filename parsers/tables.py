@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from abuse_desk.config import ParserLimits
-from parsers.common import IPV4_RE, IPV6_RE, find_ips, refang
-from parsers.mail import Mail, Part, _strip_html
+from ..core.config import ParserLimits
+from ..core.fields import IPV4_RE, IPV6_RE, find_ips, refang
+from ..core.mail import Mail, Part, _strip_html
 
 MAX_LINE_CHARS = 4096  # a longer line is cut
 MAX_CELL_CHARS = 512
@@ -185,7 +185,7 @@ def delimited_tables(text: str) -> list[Table]:
 
 def clean_cell_ip(cell: str) -> str | None:
     """The IP a cell is (an IP, ``[v6]``, ``ip:port``, defanged), else None."""
-    from parsers.common import clean_ip
+    from ..core.fields import clean_ip
 
     text = refang(cell.strip())
     if not text or " " in text.strip():

@@ -39,16 +39,7 @@ from email.policy import compat32
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from parsers.base import (
-    NOT_OFFENDERS,
-    Candidate,
-    Disposition,
-    ParsedReport,
-    ParseResult,
-    Role,
-    Stage,
-)
-from parsers.common import (
+from ..core.fields import (
     IPV4_RE,
     IPV6_RE,
     clean_ip,
@@ -61,9 +52,9 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.headers import parse_address
-from parsers.mail import Mail, drop_scripts
-from parsers.received import (  # noqa: F401 - the Received readers' linear-time helpers
+from ..core.headers import parse_address
+from ..core.mail import Mail, drop_scripts
+from ..core.received import (  # noqa: F401 - the Received readers' linear-time helpers
     Hop,
     _bracketed,
     _first_parenthesized,
@@ -71,6 +62,15 @@ from parsers.received import (  # noqa: F401 - the Received readers' linear-time
     external_hop,
     is_documentation,
     read_chain,
+)
+from .base import (
+    NOT_OFFENDERS,
+    Candidate,
+    Disposition,
+    ParsedReport,
+    ParseResult,
+    Role,
+    Stage,
 )
 
 NO_OFFENDER = "no offender found in the text"

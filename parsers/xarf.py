@@ -24,8 +24,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
-from parsers.common import (
+from ..core.fields import (
     clean_ip,
     domains_of,
     excerpt,
@@ -36,8 +35,9 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.headers import parse_address
-from parsers.mail import Mail, Part, decode_text
+from ..core.headers import parse_address
+from ..core.mail import Mail, Part, decode_text
+from .base import Disposition, ParsedReport, ParseResult, Stage
 
 REPORT_NAMES = ("report.txt", "report.yaml", "report.yml")
 MAX_REPORT_BYTES = 256 * 1024  # real report.txt files are under 2 KiB

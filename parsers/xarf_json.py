@@ -24,8 +24,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
-from parsers.common import (
+from ..core.fields import (
     clean_ip,
     domains_of,
     excerpt,
@@ -35,7 +34,8 @@ from parsers.common import (
     refang,
     unique,
 )
-from parsers.mail import Mail, Part, decode_text
+from ..core.mail import Mail, Part, decode_text
+from .base import Disposition, ParsedReport, ParseResult, Stage
 
 MAX_JSON_BYTES = 5 * 1024 * 1024
 MAX_JSON_PARTS = 20

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from abuse_desk.clock import system_clock
+from abuse_desk.core.clock import system_clock
 
 # One customer per /24 (tests/fault_support.py imports them with these prefixes); token N
 # reports an IP of customer N % 4.

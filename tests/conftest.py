@@ -18,8 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from abuse_desk.app import Desk
+from abuse_desk.workflow.desk import Desk
 
 POSTGRES = os.environ.get("ABUSE_DESK_TEST_POSTGRES",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -74,8 +73,9 @@ def env_db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def fixed_desk(tmp_path: Path) -> Iterator[Desk]:
     """A desk on a fresh, upgraded SQLite file whose clock stands still at ``support.NOW``."""
-    from abuse_desk.app import open_desk
-    from abuse_desk.db import upgrade
+    from abuse_desk.core.db import upgrade
+    from abuse_desk.workflow.desk import open_desk
+
     from tests.support import NOW, make_config
 
     opened = open_desk(make_config(tmp_path), clock=lambda: NOW)
@@ -121,8 +121,7 @@ def amqp_url() -> str:
     if not _reachable(AMQP, 5672):
         unavailable(f"RabbitMQ does not answer at {AMQP} (set ABUSE_DESK_TEST_AMQP)")
     import pika
-
-    from abuse_desk.broker import QUEUE
+    from abuse_desk.core.broker import QUEUE
 
     conn = pika.BlockingConnection(pika.URLParameters(AMQP))
     try:

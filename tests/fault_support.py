@@ -27,15 +27,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from abuse_desk.classifier.customer_import import import_customers
+from abuse_desk.core.clock import system_clock
+from abuse_desk.core.config import Config, SmtpConfig
+from abuse_desk.core.models import Case, Customer, Event, Message, Notice, Report, TimelineStep
+from abuse_desk.workflow.delivery import maildir_name
 
-from abuse_desk.clock import system_clock
-from abuse_desk.config import Config, SmtpConfig
-from abuse_desk.models import Case, Customer, Event, Message, Notice, Report, TimelineStep
-from classifier.customer_import import import_customers
 from tests.burst_sender import ARF_PREFIXES, arf_source_ip
 from tests.conftest import unavailable
 from tests.support import ROOT, config_env, free_port, wait_for, wait_port
-from workflow.delivery import maildir_name
 
 # The customers the ARF bursts complain about: customer i owns ARF_PREFIXES[i].0/24.
 CUSTOMER_IDS = [f"F-{i + 1}" for i in range(len(ARF_PREFIXES))]
@@ -65,7 +65,7 @@ def prepare_database(config: Config, tmp_path: Path, log: Path,
                      customers: bool = True) -> sa.Engine:
     """`abuse-desk db upgrade` (as production does, by hand) and the fault customers."""
     with log.open("ab") as fh:
-        subprocess.run([sys.executable, "-m", "abuse_desk.cli", "db", "upgrade"], cwd=ROOT,
+        subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", "db", "upgrade"], cwd=ROOT,
                        env=config_env(config), stdout=fh, stderr=subprocess.STDOUT, check=True)
     engine = sa.create_engine(config.database.url)
     if customers:
@@ -92,7 +92,7 @@ class DeskProcess:
                      .encode())
             fh.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "abuse_desk.cli", *self.args], cwd=ROOT,
+                [sys.executable, "-m", "abuse_desk.app.cli", *self.args], cwd=ROOT,
                 env=config_env(self.config), stdout=fh, stderr=subprocess.STDOUT)
         self.starts += 1
         if self.port is not None:

@@ -11,8 +11,8 @@ import ctypes
 import os
 import signal
 
-from parsers.base import ParseResult, Stage
-from parsers.mail import Mail
+from abuse_desk.core.mail import Mail
+from abuse_desk.parsers.base import ParseResult, Stage
 
 # Seconds the GIL holder keeps the GIL: far past any budget the tests set.
 HOLD_S = 60

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from abuse_desk.config import Config, build_config
-from abuse_desk.runner import Running, start, stop
+from abuse_desk.app.runner import Running, start, stop
+from abuse_desk.core.config import Config, build_config
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # the clock of `fixed_desk`
@@ -138,7 +138,7 @@ def desk_process(config: Config, *args: str, log: Path,
                  wait: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``abuse-desk ARGS`` as a child process with *config*; stop it with SIGTERM after."""
     fh = log.open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "abuse_desk.cli", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "abuse_desk.app.cli", *args], cwd=ROOT,
                             env=config_env(config), stdout=fh, stderr=subprocess.STDOUT)
     try:
         if wait is not None:

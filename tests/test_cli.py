@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app import cli
+from abuse_desk.core.config import DatabaseConfig
+from abuse_desk.core.db import head_revision, make_engine, upgrade
+from abuse_desk.core.models import Message
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from sqlalchemy import Engine, update
 
-from abuse_desk import cli
-from abuse_desk.config import DatabaseConfig
-from abuse_desk.db import head_revision, make_engine, upgrade
-from abuse_desk.models import Message
-from ingest.store import Envelope, insert_messages, message_row
 from tests.support import ROOT
 
 SUBCOMMANDS = [
@@ -41,7 +41,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path = ROOT,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "abuse_desk.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -116,7 +116,7 @@ def test_help_of_every_subcommand(command: list[str], capsys: pytest.CaptureFixt
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    from abuse_desk import __version__
+    from abuse_desk.core import __version__
 
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
-from abuse_desk.clock import as_aware_utc, fixed_clock, parse_instant, system_clock
+from abuse_desk.core.clock import as_aware_utc, fixed_clock, parse_instant, system_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("abuse_desk", "ingest", "parsers", "classifier", "workflow", "web")

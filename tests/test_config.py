@@ -9,8 +9,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from abuse_desk.core.config import Config, ConfigError, build_config, load_config
 
-from abuse_desk.config import Config, ConfigError, build_config, load_config
 from tests.support import ROOT
 
 CONFIG_TOML = ROOT / "config.toml"

@@ -1,4 +1,4 @@
-"""abuse_desk.db: SQLite transactions that read before they write; the modes of the desk's
+"""abuse_desk.core.db: SQLite transactions that read before they write; the modes of the desk's
 files (its database holds every report, the accounts and the key that signs self-service
 links)."""
 
@@ -15,11 +15,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from abuse_desk.core.config import DatabaseConfig, build_config
+from abuse_desk.core.db import make_engine, upgrade, write_transaction
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
-
-from abuse_desk.config import DatabaseConfig, build_config
-from abuse_desk.db import make_engine, upgrade, write_transaction
 
 
 def engine_at(tmp_path: Path, busy_timeout_s: float = 10.0) -> Engine:
@@ -90,7 +89,7 @@ def test_another_local_user_cannot_read_the_database_or_its_signing_key(tmp_path
     """The var folder was 0755 and the database 0644: any local user could copy the database,
     read the self-service signing key in it and forge a customer's link. Made now, they are
     0700 and 0600 (and SQLite's -wal and -shm follow the database), whatever the umask."""
-    from workflow import notices
+    from abuse_desk.workflow import notices
 
     db = tmp_path / "var" / "abuse-desk.db"
     with umask(0o022):
@@ -116,7 +115,7 @@ def test_a_database_left_open_to_others_is_closed_at_start_with_a_warning(
         legacy.commit()
         assert mode(db.parent) == 0o755 and mode(db) == 0o644
         assert mode(Path(f"{db}-wal")) == 0o644
-        with caplog.at_level(logging.WARNING, logger="abuse_desk.db"):
+        with caplog.at_level(logging.WARNING, logger="abuse_desk.core.db"):
             engine = make_engine(DatabaseConfig(url=f"sqlite:///{db}"))
         legacy.close()
     assert mode(db.parent) == 0o700 and mode(db) == 0o600
@@ -130,7 +129,7 @@ def test_a_database_left_open_to_others_is_closed_at_start_with_a_warning(
 
 def test_a_database_of_another_user_left_open_stops_the_desk_saying_what_to_run(
         tmp_path: Path) -> None:
-    from abuse_desk.db import FileModeError
+    from abuse_desk.core.db import FileModeError
 
     if os.geteuid() != 0:
         pytest.skip("needs root to give a file to another user")
@@ -147,7 +146,7 @@ def test_a_database_of_another_user_left_open_stops_the_desk_saying_what_to_run(
     assert mode(db) == 0o644  # not ours: not changed
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABUSE_DESK_")}
     env.update(ABUSE_DESK_CONFIG=os.devnull, ABUSE_DESK_DATABASE__URL=f"sqlite:///{db}")
-    proc = subprocess.run([sys.executable, "-m", "abuse_desk.cli", "users", "list"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", "users", "list"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("abuse-desk: error: ") and "chmod 600" in proc.stderr
@@ -190,7 +189,8 @@ def test_a_world_readable_outbox_of_notices_is_closed_at_start(tmp_path: Path) -
     """The Maildir outbox holds every notice (customers' addresses, reporters' evidence): one
     left open by an older desk is closed when a desk process starts; one of another user
     stops the start with what to run."""
-    from abuse_desk.runner import UsageError, check_files
+    from abuse_desk.app.runner import UsageError, check_files
+
     from tests.support import make_config
 
     box = tmp_path / "outbox"

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from abuse_desk.core.config import Config
+from abuse_desk.core.models import Event, Message
 
-from abuse_desk.config import Config
-from abuse_desk.models import Event, Message
 from tests.support import ROOT, config_env, desk_process, free_port, make_config, message, wait_for
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -54,7 +54,7 @@ def queued_id(reply: bytes) -> int:
 
 def db_upgrade(config: Config, log: Path) -> None:
     with log.open("ab") as fh:
-        subprocess.run([sys.executable, "-m", "abuse_desk.cli", "db", "upgrade"], cwd=ROOT,
+        subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", "db", "upgrade"], cwd=ROOT,
                        env=config_env(config), stdout=fh, stderr=subprocess.STDOUT, check=True)
 
 

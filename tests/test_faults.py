@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from abuse_desk.core.clock import system_clock
+from abuse_desk.core.config import Config
+from abuse_desk.core.models import Message
 
-from abuse_desk.clock import system_clock
-from abuse_desk.config import Config
-from abuse_desk.models import Message
 from tests.burst_sender import arf_body
 from tests.burst_sender import body as plain_body
 from tests.fault_support import (
@@ -434,9 +434,9 @@ def test_worker_start_survives_a_commit_between_read_and_write(tmp_path: Path) -
     that takes the write lock first: the other process's commit waits for it instead."""
     import threading
 
-    from abuse_desk.app import open_desk
-    from abuse_desk.db import make_engine, upgrade
-    from ingest.store import Envelope, insert_messages, message_row
+    from abuse_desk.core.db import make_engine, upgrade
+    from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+    from abuse_desk.workflow.desk import open_desk
 
     config = make_config(tmp_path)
     desk = open_desk(config)

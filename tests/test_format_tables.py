@@ -5,17 +5,17 @@ rule once did for XARF v4 senders."""
 
 from __future__ import annotations
 
-from abuse_desk.config import PERSON_FORMATS
-from classifier import taxonomy
-from parsers.base import FORMATS
-from workflow.notices import MACHINE_FORMATS
+from abuse_desk.classifier import taxonomy
+from abuse_desk.core.config import PERSON_FORMATS
+from abuse_desk.parsers.base import FORMATS
+from abuse_desk.workflow.notices import MACHINE_FORMATS
 
 TABLES = {
-    "classifier.taxonomy.TABLES": set(taxonomy.TABLES),
-    "classifier.taxonomy.PATTERNS": set(taxonomy.PATTERNS),
-    "classifier.taxonomy.HINT_ONLY_VOCABULARIES": set(taxonomy.HINT_ONLY_VOCABULARIES),
-    "workflow.notices.MACHINE_FORMATS": set(MACHINE_FORMATS),
-    "abuse_desk.config.PERSON_FORMATS": set(PERSON_FORMATS),
+    "abuse_desk.classifier.taxonomy.TABLES": set(taxonomy.TABLES),
+    "abuse_desk.classifier.taxonomy.PATTERNS": set(taxonomy.PATTERNS),
+    "abuse_desk.classifier.taxonomy.HINT_ONLY_VOCABULARIES": set(taxonomy.HINT_ONLY_VOCABULARIES),
+    "abuse_desk.workflow.notices.MACHINE_FORMATS": set(MACHINE_FORMATS),
+    "abuse_desk.core.config.PERSON_FORMATS": set(PERSON_FORMATS),
 }
 
 
@@ -27,8 +27,9 @@ def test_every_format_table_names_known_formats() -> None:
 
 def test_a_format_that_gives_reports_has_a_vocabulary_for_its_type() -> None:
     # Formats that give complaints are categorised by a table, a pattern list, or as free text.
-    vocabularies = TABLES["classifier.taxonomy.TABLES"] | TABLES["classifier.taxonomy.PATTERNS"] \
-        | TABLES["classifier.taxonomy.HINT_ONLY_VOCABULARIES"]
+    taxonomy = "abuse_desk.classifier.taxonomy"
+    vocabularies = TABLES[f"{taxonomy}.TABLES"] | TABLES[f"{taxonomy}.PATTERNS"] \
+        | TABLES[f"{taxonomy}.HINT_ONLY_VOCABULARIES"]
     complaints = {"arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "cert", "text"}
     assert complaints <= set(FORMATS)
     assert complaints - vocabularies == set()

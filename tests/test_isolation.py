@@ -27,12 +27,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from abuse_desk.core.config import Config
+from abuse_desk.core.db import upgrade
+from abuse_desk.core.models import Event, Message, MessageState
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow import examiner, pipeline
+from abuse_desk.workflow.desk import Desk, open_desk
+from abuse_desk.workflow.examiner import ExaminerDied, ExaminerPool, ExaminerStopped
+from abuse_desk.workflow.pipeline import process_message
 
-from abuse_desk.app import Desk, open_desk
-from abuse_desk.config import Config
-from abuse_desk.db import upgrade
-from abuse_desk.models import Event, Message, MessageState
-from ingest.store import Envelope, insert_messages, message_row
 from tests import isolation_plugins
 from tests.support import (
     HANG_GUARD_S,
@@ -43,9 +46,6 @@ from tests.support import (
     wait_for,
     wait_port,
 )
-from workflow import examiner, pipeline
-from workflow.examiner import ExaminerDied, ExaminerPool, ExaminerStopped
-from workflow.pipeline import process_message
 
 pytestmark = pytest.mark.slow
 
@@ -272,7 +272,7 @@ def test_worker_threads_share_the_examiners(tmp_path: Path) -> None:
 ])
 def test_a_plugin_that_gives_no_parser_stops_the_worker_saying_why(
         tmp_path: Path, plugin: str, error: str) -> None:
-    from abuse_desk.runner import PARTS, UsageError, start
+    from abuse_desk.app.runner import PARTS, UsageError, start
 
     config = make_config(tmp_path, parsers={"plugins": [plugin]})
     with pytest.raises(UsageError) as raised:

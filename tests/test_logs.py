@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 
-from abuse_desk.logs import JsonFormatter, TextFormatter, log_context
+from abuse_desk.core.logs import JsonFormatter, TextFormatter, log_context
 
 
 def record(msg: str, **fields: object) -> logging.LogRecord:
-    rec = logging.LogRecord("workflow.pipeline", logging.INFO, __file__, 1, msg, (), None)
+    rec = logging.LogRecord("abuse_desk.workflow.pipeline", logging.INFO, __file__, 1, msg, (),
+                            None)
     if fields:
         rec.fields = fields
     return rec

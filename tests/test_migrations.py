@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from abuse_desk.core.db import current_revision, head_revision, upgrade
+from abuse_desk.core.models import Base
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-
-from abuse_desk.db import current_revision, head_revision, upgrade
-from abuse_desk.models import Base
 
 
 def differences(engine: sa.Engine) -> list[object]:

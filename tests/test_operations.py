@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app import cli
+from abuse_desk.core.config import Config
+from abuse_desk.core.models import Case, Event, FeeEntry, Report
+from abuse_desk.web import auth
+from abuse_desk.workflow import timeline
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import func, select
 
-from abuse_desk import cli
-from abuse_desk.app import Desk
-from abuse_desk.config import Config
-from abuse_desk.models import Case, Event, FeeEntry, Report
 from tests.support import ROOT, LiveDesk, config_env, free_port, make_config, wait_for
 from tests.web.web_support import USERS, form_token, signed_in, web_desk
 from tests.workflow.workflow_support import (
@@ -36,8 +38,6 @@ from tests.workflow.workflow_support import (
     person,
     the_case,
 )
-from web import auth
-from workflow import timeline
 
 # Thu 2026-12-03 10:00 EST: the deadline of a standard case opened at START.
 DEADLINE = START + timedelta(days=9)
@@ -257,7 +257,7 @@ OWN_NOTIFY = {"organization": "Example Net", "from_name": "Example Net Abuse Des
 ])
 def test_production_like_settings_with_the_sample_organisation_are_named(
         tmp_path: Path, sections: dict[str, Any], signs: str) -> None:
-    from abuse_desk.runner import production_warnings
+    from abuse_desk.app.runner import production_warnings
 
     org, url = production_warnings(make_config(tmp_path, **sections))
     assert signs in org and signs in url
@@ -280,7 +280,7 @@ def test_production_like_settings_with_the_sample_organisation_are_named(
 
 
 def test_a_try_out_desk_is_not_warned(tmp_path: Path) -> None:
-    from abuse_desk.runner import production_warnings
+    from abuse_desk.app.runner import production_warnings
 
     assert production_warnings(make_config(tmp_path)) == []  # SQLite, memory://, loopback
 
@@ -290,10 +290,10 @@ def test_worker_and_scheduler_warn_at_start_with_the_sample_organisation(
         tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """`serve`, `worker` and `scheduler` start with these warnings in their log."""
     config = make_config(tmp_path, broker={"url": redis_url}, pipeline={"examiners": 0})
-    with caplog.at_level(logging.WARNING, logger="abuse_desk.runner"), \
+    with caplog.at_level(logging.WARNING, logger="abuse_desk.app.runner"), \
             LiveDesk(config, ("worker", "scheduler")):
         pass
-    said = [r.getMessage() for r in caplog.records if r.name == "abuse_desk.runner"]
+    said = [r.getMessage() for r in caplog.records if r.name == "abuse_desk.app.runner"]
     assert any("notices still speak for the sample organisation" in m
                and "notify.organization" in m for m in said), said
     assert any("notify.public_url is 'http://127.0.0.1:8025'" in m for m in said), said
@@ -323,7 +323,7 @@ def test_worker_scheduler_and_smtp_wait_for_their_broker_and_say_so_once(
     config = make_config(tmp_path, broker={"url": url},
                          pipeline={"sweep_after_s": 1.0, "sweep_interval_s": 0.5},
                          notify=OWN_NOTIFY)
-    subprocess.run([sys.executable, "-m", "abuse_desk.cli", "db", "upgrade"], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", "db", "upgrade"], cwd=ROOT,
                    env=config_env(config), check=True, capture_output=True)
     logs = {part: tmp_path / f"{part}.log" for part in ("smtp", "worker", "scheduler")}
     redis = None
@@ -355,8 +355,7 @@ def test_worker_scheduler_and_smtp_wait_for_their_broker_and_say_so_once(
             wait_for(lambda: said(logs["smtp"], f"the broker {url} answers"), 60,
                      "the listener to say the broker answers")
             import sqlalchemy as sa
-
-            from abuse_desk.models import Message
+            from abuse_desk.core.models import Message
 
             eng = sa.create_engine(config.database.url)
             try:
@@ -408,14 +407,14 @@ def test_waiting_for_the_broker_backs_off_reminds_and_says_when_it_answers(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import asyncio
 
-    from abuse_desk import runner
+    from abuse_desk.app import runner
 
     fake = FakeTime()
     answers = ["Error 111 connecting. Connection refused."] * 12 + [None]
     monkeypatch.setattr(runner, "broker_problem", lambda url, timeout: answers.pop(0))
     monkeypatch.setattr(runner, "_monotonic", fake.monotonic)
     monkeypatch.setattr(runner.asyncio, "sleep", fake.sleep)
-    with caplog.at_level(logging.INFO, logger="abuse_desk.runner"):
+    with caplog.at_level(logging.INFO, logger="abuse_desk.app.runner"):
         assert asyncio.run(runner.wait_for_broker("redis://:hunter2hunter2@mq:6379/0")) is True
     # 0.5 s doubling to at most 15 s: 0.5 1 2 4 8 15 15 15 15 15 15 15 (120.5 s in all)
     assert fake.sleeps == [0.5, 1, 2, 4, 8, 15, 15, 15, 15, 15, 15, 15]
@@ -433,7 +432,7 @@ def test_a_stop_while_waiting_for_the_broker_ends_the_wait(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from abuse_desk import runner
+    from abuse_desk.app import runner
 
     monkeypatch.setattr(runner, "broker_problem", lambda url, timeout: "refused")
 
@@ -448,7 +447,7 @@ def test_a_stop_while_waiting_for_the_broker_ends_the_wait(
 def test_a_lost_broker_is_one_warning_per_reminder_not_a_critical_line_every_3_s(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Once running, dramatiq's consumers log CRITICAL and a restart line every 3 s each."""
-    from abuse_desk import runner
+    from abuse_desk.app import runner
 
     fake = FakeTime()
     monkeypatch.setattr(runner, "_monotonic", fake.monotonic)
@@ -484,10 +483,11 @@ LIST_COMMANDS = [
 @pytest.fixture
 def listed_desk(tmp_path: Path) -> Config:
     """A desk with something for each list: an account, a customer, many messages."""
-    from abuse_desk.app import open_desk
-    from abuse_desk.db import upgrade
-    from classifier.customer_import import import_customers
-    from ingest.store import Envelope, insert_messages, message_row
+    from abuse_desk.classifier.customer_import import import_customers
+    from abuse_desk.core.db import upgrade
+    from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+    from abuse_desk.workflow.desk import open_desk
+
     from tests.support import NOW, message
     from tests.workflow.workflow_support import CUSTOMERS
 
@@ -511,7 +511,7 @@ def listed_desk(tmp_path: Path) -> Config:
 def test_a_list_command_whose_reader_is_gone_exits_quietly(
         listed_desk: Config, command: list[str]) -> None:
     """`review list | head` used to end in a BrokenPipeError traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "abuse_desk.cli", *command], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "abuse_desk.app.cli", *command], cwd=ROOT,
                             env=config_env(listed_desk), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     assert proc.stdout is not None
@@ -534,7 +534,7 @@ def test_messages_list_into_head_ends_quietly(listed_desk: Config) -> None:
 
 
 def test_a_list_read_to_the_end_exits_0(listed_desk: Config) -> None:
-    done = subprocess.run([sys.executable, "-m", "abuse_desk.cli", "users", "list"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", "users", "list"], cwd=ROOT,
                           env=config_env(listed_desk), capture_output=True, timeout=120,
                           check=False)
     assert (done.returncode, done.stderr) == (0, b"")

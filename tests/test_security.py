@@ -24,15 +24,19 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from abuse_desk.app.cli import main
+from abuse_desk.core.config import ConfigError, SmtpConfig, build_config
+from abuse_desk.core.logs import JsonFormatter, TextFormatter
+from abuse_desk.ingest import smtp as smtp_module
+from abuse_desk.web import auth
+from abuse_desk.web.app import create_app
+from abuse_desk.web.base import COOKIE
+from abuse_desk.workflow import delivery, timeline
+from abuse_desk.workflow.desk import Desk
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from starlette.testclient import TestClient
 
-from abuse_desk.app import Desk
-from abuse_desk.cli import main
-from abuse_desk.config import ConfigError, SmtpConfig, build_config
-from abuse_desk.logs import JsonFormatter, TextFormatter
-from ingest import smtp as smtp_module
 from tests.support import config_env, desk_process, free_port
 from tests.workflow.workflow_support import (
     START,
@@ -45,10 +49,6 @@ from tests.workflow.workflow_support import (
     the_case,
     workflow_desk,
 )
-from web import auth
-from web.app import create_app
-from web.base import COOKIE
-from workflow import delivery, timeline
 
 PASSWORD = "correct horse battery staple"
 WRONG = "Wrong-Guess-Quokka-4417"

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from abuse_desk.core.models import Message
+from abuse_desk.workflow.desk import Desk
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Message
 from tests.support import desk_process, make_config, message, wait_for
 
 
@@ -49,8 +49,8 @@ def test_ctrl_c_finishes_the_open_transaction_and_exits_cleanly(tmp_path: Path) 
 
 def test_restart_processes_what_the_last_run_left(tmp_path: Path) -> None:
     """Messages stored but not processed when the process died are processed at the next start."""
-    from abuse_desk.clock import system_clock
-    from ingest.store import Envelope, insert_messages, message_row
+    from abuse_desk.core.clock import system_clock
+    from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 
     config = make_config(tmp_path)
     log = tmp_path / "serve.log"

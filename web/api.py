@@ -26,14 +26,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from abuse_desk.db import as_utc
-from abuse_desk.models import Case, CaseState, Customer, Message, Report
-from classifier import review
-from parsers.base import iso_z
-from web import auth, openapi
-from web.base import COOKIE, ApiError, Ctx, Web
-from workflow import case_actions, cases
-from workflow.cli import case_detail, case_rows
+from ..casework import actions as case_actions
+from ..casework import review
+from ..casework.queries import case_detail, case_rows
+from ..core.db import as_utc
+from ..core.fields import iso_z
+from ..core.models import Case, CaseState, Customer, Message, Report
+from ..workflow import cases
+from . import auth, openapi
+from .base import COOKIE, ApiError, Ctx, Web
 
 PREFIX = openapi.PREFIX
 _NUMBER = re.compile(r"[0-9]{1,12}")
@@ -280,7 +281,7 @@ def unlock_user(ctx: Ctx) -> dict[str, Any]:
 # ---- dashboard ---------------------------------------------------------------------------------
 
 def dashboard(ctx: Ctx) -> Any:
-    from web.dashboard import stats
+    from .dashboard import stats
 
     days = query_int(ctx, "days", 30, 1, openapi.MAX_DAYS)
     return stats(ctx.desk, days)  # JSON-able: ISO strings and numbers

@@ -27,12 +27,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from abuse_desk import __version__
-from abuse_desk.app import Desk
-from abuse_desk.config import MetricsConfig
-from abuse_desk.db import as_utc
-from abuse_desk.metrics import BacklogCollector
-from abuse_desk.models import Message, MessageState
+from ..core import __version__
+from ..core.config import MetricsConfig
+from ..core.db import as_utc
+from ..core.metrics import BacklogCollector
+from ..core.models import Message, MessageState
+from ..workflow.desk import Desk
 
 
 def backlog(desk: Desk) -> tuple[dict[str, int], float]:
@@ -110,7 +110,7 @@ def metrics_endpoint(desk: Desk, backlog_too: bool = True) -> Callable[[Request]
 
 def create_metrics_app(desk: Desk) -> Starlette:
     """``/metrics`` alone (``metrics.port``), under the same rule as on the web desk."""
-    from web.base import SecurityHeaders
+    from .base import SecurityHeaders
 
     return Starlette(middleware=[Middleware(SecurityHeaders)], routes=[
         Route("/metrics", metrics_endpoint(desk), methods=["GET"])])
@@ -142,9 +142,9 @@ def create_app(desk: Desk) -> Starlette:
     from starlette.routing import Mount
     from starlette.staticfiles import StaticFiles
 
-    from web import api, cases, dashboard, login, review
-    from web.base import SecurityHeaders, Web, api_error
-    from web.selfservice import routes as self_service_routes
+    from . import api, cases, dashboard, login, review
+    from .base import SecurityHeaders, Web, api_error
+    from .selfservice import routes as self_service_routes
 
     web = Web(desk)
 

@@ -35,9 +35,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
-from abuse_desk.config import WebConfig
-from abuse_desk.db import as_utc, write_transaction
-from abuse_desk.models import ApiToken, Event, User, WebSession
+from ..core.config import WebConfig
+from ..core.db import as_utc, write_transaction
+from ..core.models import ApiToken, Event, User, WebSession
 
 ROLES = ("specialist", "supervisor")
 RANK = {"specialist": 1, "supervisor": 2}

@@ -30,10 +30,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from web import auth
-from workflow import cases as wf_cases
+from ..core.db import as_utc
+from ..workflow import cases as wf_cases
+from ..workflow.desk import Desk
+from . import auth
 
 COOKIE = "adk_session"
 PRE_COOKIE = "adk_pre"  # double-submit token of the login form, before there is a session

@@ -23,13 +23,14 @@ from sqlalchemy import select
 from starlette.responses import Response
 from starlette.routing import Route
 
-from abuse_desk.db import as_utc
-from abuse_desk.models import Case, CaseState, Customer, Message, Notice
-from classifier.types import CATEGORIES
-from parsers.mail import Mail
-from web.base import Ctx, Web
-from workflow import case_actions, cases
-from workflow.cli import case_detail, case_rows
+from ..casework import actions as case_actions
+from ..casework.queries import case_detail, case_rows
+from ..core.db import as_utc
+from ..core.mail import Mail
+from ..core.models import Case, CaseState, Customer, Message, Notice
+from ..core.policy import CATEGORIES
+from ..workflow import cases
+from .base import Ctx, Web
 
 STATES = [s.value for s in CaseState]
 ACTIVE = frozenset(s.value for s in cases.ACTIVE)

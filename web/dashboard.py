@@ -25,17 +25,25 @@ from sqlalchemy import Connection, and_, case, func, literal, select
 from starlette.responses import Response
 from starlette.routing import Route
 
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.models import Case, CaseState, Customer, FeeEntry, Message, MessageState, Report
-from classifier.categorize import NOT_ABUSE
-from classifier.types import CATEGORIES
-from parsers.base import iso_z
-from parsers.headers import parse_address
-from web import svg
-from web.base import SECURITY_HEADERS, Ctx, Web
-from workflow.cases import ACTIVE
-from workflow.cli import _csv_safe
+from ..casework.queries import csv_safe
+from ..classifier.categorize import NOT_ABUSE
+from ..core.db import as_utc
+from ..core.fields import iso_z
+from ..core.headers import parse_address
+from ..core.models import (
+    Case,
+    CaseState,
+    Customer,
+    FeeEntry,
+    Message,
+    MessageState,
+    Report,
+)
+from ..core.policy import CATEGORIES
+from ..workflow.cases import ACTIVE
+from ..workflow.desk import Desk
+from . import svg
+from .base import SECURITY_HEADERS, Ctx, Web
 
 DAY_CHOICES = (7, 30, 90)
 DEFAULT_DAYS = 30
@@ -233,7 +241,7 @@ def csv_rows(data: dict[str, Any]) -> list[list[str | int]]:
     reports = data["reports"]
     for i, day in enumerate(reports["days"]):
         for category in reports["categories"]:
-            rows.append([_csv_safe(day), _csv_safe(category), int(reports["series"][category][i])])
+            rows.append([csv_safe(day), csv_safe(category), int(reports["series"][category][i])])
     return rows
 
 

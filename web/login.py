@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from web import auth
-from web.base import (
+from . import auth
+from .base import (
     COOKIE,
     PRE_COOKIE,
     SECURITY_HEADERS,

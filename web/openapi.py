@@ -12,11 +12,12 @@ import copy
 import functools
 from typing import Any
 
-from abuse_desk import __version__
-from abuse_desk.models import CaseState
-from classifier.taxonomy import NOT_ABUSE
-from classifier.types import TYPES
-from workflow import case_actions, cases
+from ..casework import actions as case_actions
+from ..classifier.taxonomy import NOT_ABUSE
+from ..core import __version__
+from ..core.models import CaseState
+from ..core.policy import TYPES
+from ..workflow import cases
 
 PREFIX = "/api/v1"
 MAX_LIMIT = 500

@@ -21,13 +21,13 @@ from sqlalchemy import select
 from starlette.responses import Response
 from starlette.routing import Route
 
-from abuse_desk.db import as_utc
-from abuse_desk.models import Case, Customer, Report
-from classifier import review
-from classifier.categorize import NOT_ABUSE
-from classifier.types import CATEGORIES
-from web.base import Ctx, Web
-from workflow import cases
+from ..casework import review
+from ..classifier.categorize import NOT_ABUSE
+from ..core.db import as_utc
+from ..core.models import Case, Customer, Report
+from ..core.policy import CATEGORIES
+from ..workflow import cases
+from .base import Ctx, Web
 
 RAW_LIMIT = 512 * 1024  # bytes of a raw message shown on a page
 MAX_PAGE = 100_000

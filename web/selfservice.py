@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc, write_transaction
-from abuse_desk.models import Case, CaseState, Customer
-from workflow import cases, mailer, notices, timeline
+from ..core.db import as_utc, write_transaction
+from ..core.models import Case, CaseState, Customer
+from ..workflow import cases, mailer, notices, timeline
+from ..workflow.desk import Desk
 
 MAX_FORM = 64 * 1024
 MAX_ANSWER = 10_000

@@ -12,10 +12,10 @@ from typing import Any
 
 import dramatiq
 
-from abuse_desk.app import Desk
-from abuse_desk.broker import QUEUE
-from workflow import pipeline, timeline
-from workflow.examiner import ExaminerStopped
+from ..core.broker import QUEUE
+from . import pipeline, timeline
+from .desk import Desk
+from .examiner import ExaminerStopped
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
-from abuse_desk.config import ConfigError, WorkflowConfig
+from ..core.config import ConfigError, WorkflowConfig
 
 MAX_SEARCH_DAYS = 366
 _WEEKEND = {5: "Saturday", 6: "Sunday"}

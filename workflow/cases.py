@@ -56,9 +56,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, func, insert, or_, select, update
 from sqlalchemy import case as when
 
-from abuse_desk.config import WorkflowConfig
-from abuse_desk.db import as_utc
-from abuse_desk.models import (
+from ..classifier.categorize import NOT_ABUSE
+from ..core.config import WorkflowConfig
+from ..core.db import as_utc
+from ..core.models import (
     Case,
     CaseState,
     Customer,
@@ -68,8 +69,7 @@ from abuse_desk.models import (
     Report,
     TimelineStep,
 )
-from classifier.categorize import NOT_ABUSE
-from workflow.calendar import BusinessCalendar
+from .calendar import BusinessCalendar
 
 ACTIVE = (CaseState.OPEN, CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED)
 ESCALATED = (CaseState.ESCALATED, CaseState.RESTRICTED)

@@ -19,7 +19,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Protocol
 
-from abuse_desk.config import ConfigError, NotifyConfig
+from ..core.config import ConfigError, NotifyConfig
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 # Maildir readers append ":2,FLAGS" (or "!2,FLAGS" where ':' is not allowed) when moving to cur/.

@@ -59,14 +59,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from abuse_desk.config import Config
+from ..core.config import Config
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-    from abuse_desk.app import Desk
-    from workflow.pipeline import Outcome
+    from .desk import Desk
+    from .pipeline import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ BOARD_BYTES = 16 * 1024
 STAGES = ("starting", "waiting", "reading headers", "parsing", "sender authentication",
           "DKIM verification",
           "classifying", "returning the result")
-PRELOAD = ["workflow.examiner", "workflow.pipeline", "classifier.runtime", "parsers.builtin",
-           "abuse_desk.db"]
+PRELOAD = ["abuse_desk.workflow.examiner", "abuse_desk.workflow.pipeline",
+           "abuse_desk.classifier.runtime", "abuse_desk.parsers.builtin", "abuse_desk.core.db"]
 
 
 class ExaminerUnavailable(Exception):
@@ -128,7 +128,7 @@ class InlineExaminer:
     def examine(self, raw: bytes, received_at: datetime, now: datetime,
                 message_id: int | None = None,
                 sender: dict[str, Any] | None = None) -> Outcome:
-        from workflow.pipeline import _examine
+        from .pipeline import _examine
 
         return _examine(self._desk, raw, received_at, sender=sender)
 
@@ -137,8 +137,8 @@ class InlineExaminer:
 
 
 def time_budget_outcome(values: dict[str, Any], budget_s: float, stage: str) -> Outcome:
-    from abuse_desk.models import MessageState
-    from workflow.pipeline import Outcome
+    from ..core.models import MessageState
+    from .pipeline import Outcome
 
     return Outcome(MessageState.REVIEW, dict(values), (
         f"processing exceeded its time budget of {budget_s:g} s (during {stage}); the "
@@ -147,8 +147,8 @@ def time_budget_outcome(values: dict[str, Any], budget_s: float, stage: str) -> 
 
 def memory_budget_outcome(values: dict[str, Any], budget_mb: int, stage: str,
                           detail: str = "") -> Outcome:
-    from abuse_desk.models import MessageState
-    from workflow.pipeline import Outcome
+    from ..core.models import MessageState
+    from .pipeline import Outcome
 
     return Outcome(MessageState.REVIEW, dict(values), (
         f"processing exceeded its memory budget of {budget_mb} MiB (during {stage}); the "
@@ -518,7 +518,7 @@ class ExaminerPool:
 
 # -- reading what an examiner sends ------------------------------------------------------------
 
-_OUR_PACKAGES = ("abuse_desk.", "parsers.", "classifier.", "workflow.")
+_OUR_PACKAGES = ("abuse_desk.",)
 _STDLIB_TYPES = {
     ("builtins", name) for name in ("set", "frozenset", "complex", "bytearray", "range",
                                     "slice")
@@ -630,8 +630,8 @@ class _ExaminerDesk:
     def __init__(self, config: Config, now: datetime) -> None:
         from dramatiq.brokers.stub import StubBroker
 
-        from abuse_desk.app import Desk
-        from abuse_desk.db import make_engine, make_sessions
+        from ..core.db import make_engine, make_sessions
+        from .desk import Desk
 
         self.now = now
         engine = make_engine(config.database)
@@ -651,7 +651,7 @@ class _ExaminerDesk:
 def child_main(conn: Connection, config: Config, cwd: str, board: Board,
                now: datetime) -> None:
     """The examiner: examine one message at a time until the pipe closes."""
-    from abuse_desk.logs import log_context, setup_logging
+    from ..core.logs import log_context, setup_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the desk, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -697,8 +697,8 @@ def _examine_one(held: _ExaminerDesk, board: Board, raw: bytes, received_at: dat
                  sender: dict[str, Any] | None = None) -> tuple[bytes, bool]:
     """Examine *raw* within the budget; returns the answer for the desk, pickled, and whether
     this examiner may take another message."""
-    from abuse_desk.models import MessageState
-    from workflow.pipeline import Outcome, _examine
+    from ..core.models import MessageState
+    from .pipeline import Outcome, _examine
 
     limits = held.desk.config.parsers
     values: dict[str, Any] = {}

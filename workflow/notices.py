@@ -52,14 +52,14 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from abuse_desk.config import Config
-from abuse_desk.db import as_utc, write_transaction
-from abuse_desk.models import Case, Customer, Event, Message, Notice, Report, Setting
-from classifier.trust import aligned
-from parsers.base import iso_z
-from parsers.headers import first_address
-from workflow import mailer, redaction
-from workflow.calendar import BusinessCalendar
+from ..classifier.signatures import aligned
+from ..core.config import Config
+from ..core.db import as_utc, write_transaction
+from ..core.fields import iso_z
+from ..core.headers import first_address
+from ..core.models import Case, Customer, Event, Message, Notice, Report, Setting
+from . import mailer, redaction
+from .calendar import BusinessCalendar
 
 # Formats (parsers.base.FORMATS, as the parsers name them) that machines send: their senders
 # get no acknowledgement, and notices name them by domain.
@@ -273,7 +273,7 @@ def context(conn: Connection, writer: Writer, case: Any, customer: Any, kind: st
         time_left = f"{cfg.workflow.business_days} business days"
     fee = None
     if kind == "escalation":
-        from abuse_desk.models import FeeEntry
+        from ..core.models import FeeEntry
 
         amounts = conn.execute(select(func.count(), func.coalesce(func.sum(
             FeeEntry.amount_cents), 0)).where(FeeEntry.case_id == case.id,
@@ -335,7 +335,7 @@ def _history(detail: dict[str, Any], zone: str) -> dict[str, Any]:
 def _fee_lines(conn: Connection, case_id: int, zone: str) -> list[dict[str, Any]]:
     """The case's assessed fees, one per complaint, with the complaint's arrival and the reason
     it was charged."""
-    from abuse_desk.models import FeeEntry
+    from ..core.models import FeeEntry
 
     rows = conn.execute(
         select(FeeEntry.amount_cents, FeeEntry.currency, FeeEntry.reason, Message.received_at,

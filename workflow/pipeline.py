@@ -50,25 +50,25 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from abuse_desk import metrics
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.logs import log_context
-from abuse_desk.models import DuplicateKey, Event, Message, MessageState, Report
-from classifier.classify import Decision, MessageFacts
-from classifier.trust import COULD_NOT_CHECK
-from classifier.types import Evidence
-from parsers.base import Disposition, ParseResult
-from parsers.guards import case_reference
-from parsers.headers import first_address, read_top_headers
-from workflow import cases, replies, timeline
-from workflow.examiner import (
+from ..classifier.classify import Decision, MessageFacts
+from ..classifier.trust import COULD_NOT_CHECK
+from ..core import metrics
+from ..core.db import as_utc
+from ..core.headers import first_address, read_top_headers
+from ..core.logs import log_context
+from ..core.models import DuplicateKey, Event, Message, MessageState, Report
+from ..core.policy import Evidence
+from ..parsers.base import Disposition, ParseResult
+from ..parsers.guards import case_reference
+from . import cases, replies, timeline
+from .desk import Desk
+from .examiner import (
     ExaminerDied,
     ExaminerStopped,
     ExaminerUnavailable,
     InlineExaminer,
 )
-from workflow.notices import create_ack
+from .notices import create_ack
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from abuse_desk.config import WorkflowConfig
+from ..core.config import WorkflowConfig
 
 
 class HookError(Exception):

@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from workflow import mailer
+from . import mailer
 
 MAX_TEXT = 64_000  # characters looked at; evidence in a notice is cut well before this
 SIGNATURE = "[signature removed]"

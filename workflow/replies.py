@@ -31,10 +31,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, update
 
-from abuse_desk.models import Case, Customer, CustomerResource, Notice, Report
-from parsers.base import ParseResult
-from parsers.guards import BOUNCE_TOKEN, REPLY_TOKEN, case_reference, tokens_in
-from workflow import cases
+from ..core.models import Case, Customer, CustomerResource, Notice, Report
+from ..parsers.base import ParseResult
+from ..parsers.guards import BOUNCE_TOKEN, REPLY_TOKEN, case_reference, tokens_in
+from . import cases
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from abuse_desk import metrics
-from abuse_desk.app import Desk
-from abuse_desk.models import Message, MessageState
-from workflow import timeline
+from ..core import metrics
+from ..core.models import Message, MessageState
+from . import timeline
+from .desk import Desk
 
 log = logging.getLogger(__name__)
 

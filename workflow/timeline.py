@@ -37,18 +37,24 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from abuse_desk.db import as_utc
-from abuse_desk.logs import log_context
-from abuse_desk.models import Case, CaseState, Customer, Notice, TimelineStep
-from classifier.authentication import SenderAuthenticator
-from workflow import cases, mailer
-from workflow.calendar import BusinessCalendar
-from workflow.delivery import DeliveryError, Transport, make_transport, retry_delay
-from workflow.notices import Writer, create_notice, envelope_sender, mail_event, secret_key
-from workflow.provisioning import HookError, call_hook
+from ..classifier.authentication import SenderAuthenticator
+from ..core.db import as_utc
+from ..core.logs import log_context
+from ..core.models import Case, CaseState, Customer, Notice, TimelineStep
+from . import cases, mailer
+from .calendar import BusinessCalendar
+from .delivery import DeliveryError, Transport, make_transport, retry_delay
+from .notices import (
+    Writer,
+    create_notice,
+    envelope_sender,
+    mail_event,
+    secret_key,
+)
+from .provisioning import HookError, call_hook
 
 if TYPE_CHECKING:
-    from abuse_desk.app import Desk
+    from .desk import Desk
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import dkim
 import pytest
-
-from classifier.authentication import (
+from abuse_desk.classifier.authentication import (
     MAX_SPF_QUERIES,
     SenderAuthenticator,
     check_spf,
     parse_authentication_results,
 )
+
 from tests.classifier.test_trust import Key, make_key
 
 MTA = "mx.integra-isp.example"

@@ -1,12 +1,12 @@
-"""classifier.boilerplate: footers, signatures, disclaimers, banners, forwarded-block wording and
+"""classifier/boilerplate.py: footers, signatures, disclaimers, banners, forwarded-block wording and
 quoted replies are not evidence; what the complaint says stays."""
 
 from __future__ import annotations
 
 import time
 
-from classifier.boilerplate import MAX_TEXT_CHARS, strip
-from classifier.categorize import categorize
+from abuse_desk.classifier.boilerplate import MAX_TEXT_CHARS, strip
+from abuse_desk.classifier.categorize import categorize
 
 
 def test_a_copyright_footer_goes_and_the_complaint_stays() -> None:

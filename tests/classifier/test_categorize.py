@@ -5,8 +5,7 @@ override."""
 from __future__ import annotations
 
 import pytest
-
-from classifier.categorize import (
+from abuse_desk.classifier.categorize import (
     NOT_ABUSE,
     absorb,
     calibrated,
@@ -16,8 +15,8 @@ from classifier.categorize import (
     spamvertising_override,
     support,
 )
-from classifier.model import TextModel
-from classifier.types import Classification, Evidence
+from abuse_desk.classifier.model import TextModel
+from abuse_desk.core.policy import Classification, Evidence
 
 
 def ev(c: Classification) -> list[tuple[str, float]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from classifier.categorize import (
+from abuse_desk.classifier.categorize import (
     CALIBRATION,
     ISOTONIC,
     calibrated,

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.commands.customers import add_customer_commands, run_customers
+from abuse_desk.core.config import Config, build_config
 
-from abuse_desk.config import Config, build_config
-from classifier.customer_cli import add_customer_commands, run_customers
 from tests.support import NOW
 
 CSV = """customer_id,name,email,resource,valid_from,valid_until

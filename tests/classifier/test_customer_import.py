@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.classifier.customer_import import (
+    CustomerImportError,
+    ImportResult,
+    import_customers,
+)
+from abuse_desk.classifier.customers import CustomerIndex
+from abuse_desk.core.config import DatabaseConfig
+from abuse_desk.core.db import as_utc, make_engine, upgrade
+from abuse_desk.core.models import Customer, CustomerResource
 from sqlalchemy import Engine, select
-
-from abuse_desk.config import DatabaseConfig
-from abuse_desk.db import as_utc, make_engine, upgrade
-from abuse_desk.models import Customer, CustomerResource
-from classifier.customer_import import CustomerImportError, ImportResult, import_customers
-from classifier.customers import CustomerIndex
 
 HEADER = "customer_id,name,email,resource,valid_from,valid_until\n"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

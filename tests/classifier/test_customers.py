@@ -6,12 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
-
-from abuse_desk.config import DatabaseConfig
-from abuse_desk.db import make_engine, upgrade
-from abuse_desk.models import Customer, CustomerResource
-from classifier.customers import (
+from abuse_desk.classifier.customers import (
     CGNAT_NEEDS_PORT,
     NO_CUSTOMER,
     NOBODY_AT_TIME,
@@ -21,9 +16,13 @@ from classifier.customers import (
     named_addresses,
     parse_resource,
 )
-from classifier.resolver_hook import HookAnswer
-from classifier.types import Evidence
-from parsers.base import ParsedReport
+from abuse_desk.classifier.resolver_hook import HookAnswer
+from abuse_desk.core.config import DatabaseConfig
+from abuse_desk.core.db import make_engine, upgrade
+from abuse_desk.core.models import Customer, CustomerResource
+from abuse_desk.core.policy import Evidence
+from abuse_desk.parsers.base import ParsedReport
+from sqlalchemy import insert
 
 T = datetime(2026, 1, 1, tzinfo=UTC)  # the reassignment in these tests
 BEFORE, AFTER = T - timedelta(seconds=1), T + timedelta(days=30)

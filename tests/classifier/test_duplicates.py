@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-
-from classifier.duplicates import (
+from abuse_desk.classifier.duplicates import (
     MAX_KEY_CHARS,
     canonical_form,
     duplicate_keys,
@@ -17,8 +16,8 @@ from classifier.duplicates import (
     normalize_message_id,
     report_fingerprint,
 )
-from parsers.base import Disposition, ParsedReport
-from parsers.registry import default_registry
+from abuse_desk.parsers.base import Disposition, ParsedReport
+from abuse_desk.parsers.registry import default_registry
 
 T0 = datetime(2026, 3, 1, 10, 11, 12, tzinfo=UTC)
 YAHOO = "feedback@arf.mail.yahoo.com"

@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from abuse_desk.app import cli
+from abuse_desk.casework import review
+from abuse_desk.classifier.customer_import import import_customers
+from abuse_desk.core.models import Event, ModelState, Report, TrainingExample
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import select
-
-from abuse_desk import cli
-from abuse_desk.app import Desk
-from abuse_desk.models import Event, ModelState, Report, TrainingExample
-from classifier import review
-from classifier.customer_import import import_customers
-from ingest.store import Envelope, insert_messages, message_row
-from workflow.pipeline import process_message
 
 CUSTOMERS = """customer_id,name,email,resource,valid_from,valid_until
 C-1,Alpha Hosting,noc@alpha.example,45.137.21.0/24,,

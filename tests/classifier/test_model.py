@@ -8,10 +8,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
-from classifier.categorize import categorize
-from classifier.model import DEFAULT_BUCKETS, TextModel, features
-from classifier.taxonomy import NOT_ABUSE
+from abuse_desk.classifier.categorize import categorize
+from abuse_desk.classifier.model import DEFAULT_BUCKETS, TextModel, features
+from abuse_desk.classifier.taxonomy import NOT_ABUSE
 
 DATA = Path(__file__).parent / "data" / "complaints.jsonl"
 THRESHOLD = 0.6

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from abuse_desk.config import ClassifierConfig
-from classifier.classify import Classifier
-from classifier.customers import CustomerIndex, Resource, ResourceRow
-from classifier.offenders import choose, in_networks, parse_networks
-from classifier.trust import TrustPolicy
-from parsers.base import Candidate, ParsedReport, Role
+from abuse_desk.classifier.classify import Classifier
+from abuse_desk.classifier.customers import CustomerIndex, Resource, ResourceRow
+from abuse_desk.classifier.offenders import choose, in_networks, parse_networks
+from abuse_desk.classifier.trust import TrustPolicy
+from abuse_desk.core.config import ClassifierConfig
+from abuse_desk.parsers.base import Candidate, ParsedReport, Role
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 ROW_TIME = datetime(2026, 11, 19, 23, 5, 7, tzinfo=UTC)
@@ -121,8 +121,8 @@ def test_own_networks() -> None:
 
 
 def _text_report(body: str, subject: str = "Abuse") -> ParsedReport:
-    from parsers.mail import Mail
-    from parsers.text import TextParser
+    from abuse_desk.core.mail import Mail
+    from abuse_desk.parsers.text import TextParser
 
     raw = (f"From: admin@victim.example\r\nTo: abuse@isp.example\r\nSubject: {subject}\r\n"
            "Date: Fri, 20 Nov 2026 10:00:00 +0000\r\n\r\n" + body).encode()
@@ -150,8 +150,7 @@ def test_free_text_log_naming_two_of_our_hosts_and_a_victim_gives_two_reports() 
 
 def test_own_networks_is_configured_as_cidrs() -> None:
     import pytest
-
-    from abuse_desk.config import ConfigError, build_config
+    from abuse_desk.core.config import ConfigError, build_config
 
     config = build_config({"classifier": {"own_networks": ["192.0.2.0/24", "2001:db8::/32"]}},
                           env={})

@@ -14,9 +14,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
-from abuse_desk.config import ClassifierConfig
-from classifier.resolver_hook import NOBODY, HookAnswer, ResolverHook
+from abuse_desk.classifier.resolver_hook import NOBODY, HookAnswer, ResolverHook
+from abuse_desk.core.config import ClassifierConfig
 
 T = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.casework import review
+from abuse_desk.core.models import Case, CaseState, Event, FeeEntry, Message, MessageState, Report
+from abuse_desk.workflow import cases
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select, update
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Case, CaseState, Event, FeeEntry, Message, MessageState, Report
-from classifier import review
 from tests.workflow.workflow_support import (
     START,
     Clock,
@@ -27,7 +28,6 @@ from tests.workflow.workflow_support import (
     workflow_desk,
     xarf4_phishing,
 )
-from workflow import cases
 
 SAM = cases.Actor("specialist", "sam")
 
@@ -357,7 +357,7 @@ def test_the_queue_groups_the_rows_of_one_message(desk: Desk) -> None:
 
 def test_one_decision_on_all_rows_of_a_feed_makes_one_case_and_one_notice(
         desk: Desk, clock: Clock) -> None:
-    from workflow import timeline
+    from abuse_desk.workflow import timeline
 
     ips = [f"45.137.21.{n}" for n in range(1, 6)] + ["46.29.160.5"]
     feed = feed_in_review(desk, ips)
@@ -380,7 +380,7 @@ def test_one_decision_on_all_rows_of_a_feed_makes_one_case_and_one_notice(
 
 def notices_to(desk: Desk, address: str) -> list[str]:
     """The kinds of the notices written to *address*, oldest first."""
-    from abuse_desk.models import Notice
+    from abuse_desk.core.models import Notice
 
     with desk.engine.connect() as conn:
         return list(conn.execute(select(Notice.kind).where(Notice.to_addr == address)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from classifier import rules
-from classifier.rules import MAX_TEXT_CHARS, RULES, score_text
-from classifier.types import Evidence
+from abuse_desk.classifier import rules
+from abuse_desk.classifier.rules import MAX_TEXT_CHARS, RULES, score_text
+from abuse_desk.core.policy import Evidence
 
 # (text, rule expected to fire, its type)
 POSITIVE = [

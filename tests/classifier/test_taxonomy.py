@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from classifier import taxonomy
-from classifier.taxonomy import NOT_ABUSE, PATTERNS, TABLES, TableHit, compact, lookup
-from classifier.types import Evidence
+from abuse_desk.classifier import taxonomy
+from abuse_desk.classifier.taxonomy import NOT_ABUSE, PATTERNS, TABLES, TableHit, compact, lookup
+from abuse_desk.core.policy import Evidence
 
 
 def hit_of(hint: str) -> TableHit:
@@ -212,7 +211,7 @@ ALL = ARF + XARF + ABUSIX + XARF4 + ACNS + DMCA + SPAMCOP + SHADOWSERVER + TEXT 
 @pytest.mark.parametrize(("hint", "expected"), CERT)
 def test_a_cert_notice_states_its_type_with_full_confidence(hint: str, expected: str) -> None:
     """A machine format states its type: the hint decides, at any threshold."""
-    from classifier.categorize import categorize
+    from abuse_desk.classifier.categorize import categorize
 
     hit = hit_of(hint)
     assert hit.confidence == 1.0 and hit.decisive

@@ -17,24 +17,25 @@ from typing import Any
 
 import dkim
 import pytest
-
-from classifier.trust import (
-    DEFAULT_TRUSTED_REPORTERS,
+from abuse_desk.classifier.signatures import (
     DNS_BUDGET_S,
     DkimLimits,
     DkimResult,
     DkimStatus,
     SignatureCheck,
+    aligned,
+    organisational_domain,
+    verify_dkim,
+)
+from abuse_desk.classifier.signatures import _rfc822_parse as linear_parse
+from abuse_desk.classifier.trust import (
+    DEFAULT_TRUSTED_REPORTERS,
     Trust,
     TrustedReporter,
     TrustPolicy,
-    aligned,
-    organisational_domain,
     sender_matches,
-    verify_dkim,
 )
-from classifier.trust import _rfc822_parse as linear_parse
-from classifier.types import Evidence
+from abuse_desk.core.policy import Evidence
 
 # The shared corpus, as tests/support.py finds it (not imported: it loads the whole desk).
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
@@ -468,7 +469,7 @@ def test_a_trusted_reporter_whose_dkim_cannot_be_checked_is_told_apart(
 
 
 def test_the_limits_come_from_the_configuration() -> None:
-    from abuse_desk.config import ParserLimits
+    from abuse_desk.core.config import ParserLimits
 
     assert DkimLimits.from_config(ParserLimits(
         dkim_max_header_bytes=1000, dkim_max_signatures=1, dkim_dns_timeout_s=0.5,

@@ -8,16 +8,14 @@ from __future__ import annotations
 import dns.exception as dns_exception
 import dns.resolver as dns_resolver
 import pytest
-
-from classifier.trust import (
+from abuse_desk.classifier.signatures import DkimLimits, DkimStatus, verify_dkim
+from abuse_desk.classifier.trust import (
     COULD_NOT_CHECK,
     DEFAULT_TRUSTED_REPORTERS,
-    DkimLimits,
-    DkimStatus,
     TrustPolicy,
     boundary_verdict,
-    verify_dkim,
 )
+
 from tests.classifier.test_trust import YAHOO, Dns, Key, make_key, message, signed, txt
 
 MX = "mx.integra-isp.example"

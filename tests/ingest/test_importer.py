@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app import cli
+from abuse_desk.core.config import DatabaseConfig
+from abuse_desk.core.db import as_utc, make_engine, upgrade
+from abuse_desk.core.models import Message
+from abuse_desk.ingest import importer
+from abuse_desk.ingest.importer import ImportSummary, envelope_for, import_paths
+from abuse_desk.ingest.store import NEVER_SENT, GroupCommitWriter
 from sqlalchemy import Engine, select
 
-from abuse_desk import cli
-from abuse_desk.config import DatabaseConfig
-from abuse_desk.db import as_utc, make_engine, upgrade
-from abuse_desk.models import Message
-from ingest import importer
-from ingest.importer import ImportSummary, envelope_for, import_paths
-from ingest.store import NEVER_SENT, GroupCommitWriter
 from tests.support import NOW, LiveDesk, make_config, wait_for
 
 
@@ -436,8 +436,7 @@ def test_cli_import_with_a_real_broker_sends_each_message(
         cli_env: str, tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     import redis
-
-    from abuse_desk.broker import QUEUE
+    from abuse_desk.core.broker import QUEUE
 
     monkeypatch.setenv("ABUSE_DESK_BROKER__URL", redis_url)
     write_mbox(tmp_path / "two.mbox", [mail(1), mail(2)])

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from abuse_desk.core.config import Config
+from abuse_desk.core.models import Message
 
-from abuse_desk.config import Config
-from abuse_desk.models import Message
 from tests.support import ROOT, config_env, desk_process, make_config
 
 SESSIONS = 100
@@ -187,7 +187,7 @@ def rss(pid: int) -> int:
 def db_upgrade(config: Config, log: Path) -> None:
     """PostgreSQL is upgraded by hand (`serve` upgrades only an embedded SQLite file)."""
     with log.open("ab") as fh:
-        subprocess.run([sys.executable, "-m", "abuse_desk.cli", "db", "upgrade"], cwd=ROOT,
+        subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", "db", "upgrade"], cwd=ROOT,
                        env=config_env(config), stdout=fh, stderr=subprocess.STDOUT, check=True)
 
 

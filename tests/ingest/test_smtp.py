@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from abuse_desk.core.models import Event, Message
+from abuse_desk.ingest import smtp as smtp_module
 from sqlalchemy import Engine, event, func, select
 
-from abuse_desk.models import Event, Message
-from ingest import smtp as smtp_module
 from tests.support import LiveDesk, make_config, message, wait_for
 
 
@@ -309,7 +309,7 @@ def test_starttls_required(tmp_path: Path, tls_files: tuple[str, str]) -> None:
 
 def test_concurrent_sessions_share_commits(tmp_path: Path) -> None:
     """Twenty sessions at once: every one stored, in fewer commits than messages."""
-    from abuse_desk import metrics
+    from abuse_desk.core import metrics
 
     before_sum = _histogram_count(metrics.STORE_BATCH_SIZE)
     config = make_config(tmp_path)

@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select as sql_select
-
-from abuse_desk.config import ConfigError, build_config
-from abuse_desk.models import Message
-from ingest.smtp import (
+from abuse_desk.core.config import ConfigError, build_config
+from abuse_desk.core.models import Message
+from abuse_desk.ingest.smtp import (
     DATA_ABORTED,
     LISTENER_FULL,
     MAKE_ROOM,
@@ -31,6 +29,8 @@ from ingest.smtp import (
     ConnectionTracker,
     InFlightBudget,
 )
+from sqlalchemy import select as sql_select
+
 from tests.ingest.test_smtp_hostile import RawSession
 from tests.support import LiveDesk, desk_process, make_config, message, wait_for
 

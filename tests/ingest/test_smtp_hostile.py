@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core import metrics
+from abuse_desk.core.config import build_config
+from abuse_desk.core.models import Message
+from abuse_desk.ingest.smtp import SLOW_DOWN, PeerRateLimiter, peer_key
 from sqlalchemy import func, select
 
-from abuse_desk import metrics
-from abuse_desk.config import build_config
-from abuse_desk.models import Message
-from ingest.smtp import SLOW_DOWN, PeerRateLimiter, peer_key
 from tests.support import LiveDesk, make_config, message, wait_for
 
 
@@ -336,7 +336,7 @@ def test_rate_cap_refusal_is_not_stored_and_sender_retry_succeeds(tmp_path: Path
 
 
 def test_rate_limit_keys_are_validated() -> None:
-    from abuse_desk.config import ConfigError
+    from abuse_desk.core.config import ConfigError
 
     assert build_config({}, env={}).smtp.max_messages_per_ip_per_minute == 600  # on by default
     assert build_config({"smtp": {"max_messages_per_ip_per_minute": 0}},

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.db import make_engine, upgrade
+from abuse_desk.core.models import Message
+from abuse_desk.ingest.store import Dispatcher, Envelope, GroupCommitWriter
 from sqlalchemy import Engine, event, func, select
 
-from abuse_desk.db import make_engine, upgrade
-from abuse_desk.models import Message
-from ingest.store import Dispatcher, Envelope, GroupCommitWriter
 from tests.support import NOW, make_config, wait_for
 
 

@@ -170,8 +170,9 @@ def _compiled_meanwhile() -> Iterator[list[re.Pattern[Any]]]:
 
 def _built_at_run_time() -> Iterator[Found]:
     """Patterns compiled from data inside functions, with data as it comes in production."""
-    from parsers import acns, guards, mail
-    from workflow import mailer, redaction
+    from abuse_desk.core import mail
+    from abuse_desk.parsers import acns, guards
+    from abuse_desk.workflow import mailer, redaction
 
     for name in ("infringement", "investigationinfo", "source", "content", "item", "ip_address",
                  "timestamp", "url", "port", "filename"):
@@ -187,15 +188,15 @@ def _built_at_run_time() -> Iterator[Found]:
         mail._count_delimiters(raw)
     for pattern in seen:
         if isinstance(pattern.pattern, bytes) and b"inner" in pattern.pattern:
-            yield Found("parsers.mail._count_delimiters", pattern, frozenset({"search"}))
+            yield Found("abuse_desk.core.mail._count_delimiters", pattern, frozenset({"search"}))
     with _compiled_meanwhile() as seen:
         mailer.redact("x", ["victim@example.net", "a.b+c@mail.example.org"], b"key")
     for pattern in seen:
         if "victim" in str(pattern.pattern):
-            yield Found("workflow.mailer.redact", pattern, frozenset({"search"}))
+            yield Found("abuse_desk.workflow.mailer.redact", pattern, frozenset({"search"}))
     # a reporter's display name, whole and word by word, as the redaction of notices builds it
     for pattern in redaction._name_patterns(["Jane Q. Doe-Smith", "jane.doe", "J. Doe"]):
-        yield Found("workflow.redaction._name_patterns", pattern, frozenset({"search"}))
+        yield Found("abuse_desk.workflow.redaction._name_patterns", pattern, frozenset({"search"}))
 
 
 def product_patterns() -> tuple[list[Found], list[str]]:

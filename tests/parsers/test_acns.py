@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.fields import iso_z
+from abuse_desk.core.mail import Mail
+from abuse_desk.parsers.acns import MAX_DOCUMENTS, MAX_ITEMS, AcnsParser
+from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
+from abuse_desk.parsers.dmca import DmcaParser
+from abuse_desk.parsers.registry import Registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parsers.acns import MAX_DOCUMENTS, MAX_ITEMS, AcnsParser
-from parsers.base import Disposition, ParsedReport, ParseResult, iso_z
-from parsers.dmca import DmcaParser
-from parsers.mail import Mail
-from parsers.registry import Registry
 from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "acns"

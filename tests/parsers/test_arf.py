@@ -9,20 +9,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from abuse_desk.config import ParserLimits
-from parsers.arf import (
+from abuse_desk.core.config import ParserLimits
+from abuse_desk.core.mail import Mail
+from abuse_desk.parsers.arf import (
     ArfParser,
     base_domain,
     feedback_text,
     parse_feedback_fields,
     reporter_hop,
 )
-from parsers.base import Disposition, ParsedReport, ParseResult
-from parsers.mail import Mail
-from parsers.registry import Registry
+from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
+from abuse_desk.parsers.registry import Registry
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.support import CORPUS, HANG_GUARD_S
 
 DATA = Path(__file__).parent / "data" / "arf"

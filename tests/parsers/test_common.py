@@ -5,8 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
-from parsers.common import clean_ip, domains_of, find_ips, find_urls, parse_int, parse_time, refang
+from abuse_desk.core.fields import (
+    clean_ip,
+    domains_of,
+    find_ips,
+    find_urls,
+    parse_int,
+    parse_time,
+    refang,
+)
 
 
 @pytest.mark.parametrize(("raw", "expected", "zone_stated"), [

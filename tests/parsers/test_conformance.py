@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from abuse_desk.parsers.registry import default_registry
 
-from parsers.registry import default_registry
 from tests.support import corpus_or_skip
 
 EXPECTED = {

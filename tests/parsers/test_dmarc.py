@@ -10,8 +10,8 @@ import io
 import json
 import zipfile
 
-from abuse_desk.config import ParserLimits
-from parsers.registry import default_registry
+from abuse_desk.core.config import ParserLimits
+from abuse_desk.parsers.registry import default_registry
 
 REGISTRY = default_registry("desk.integra-isp.example")
 

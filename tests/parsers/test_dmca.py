@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.fields import iso_z
+from abuse_desk.core.mail import Mail
+from abuse_desk.parsers.base import Disposition, ParsedReport
+from abuse_desk.parsers.dmca import DmcaParser, dmca_elements, missing_elements
+from abuse_desk.parsers.registry import Registry
 
-from parsers.base import Disposition, ParsedReport, iso_z
-from parsers.dmca import DmcaParser, dmca_elements, missing_elements
-from parsers.mail import Mail
-from parsers.registry import Registry
 from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "dmca"

@@ -5,10 +5,9 @@ words and languages, typed and "/s/" signatures; and an incomplete notice flagge
 from __future__ import annotations
 
 import pytest
-
-from parsers.base import Disposition
-from parsers.dmca import DmcaParser, dmca_elements, good_faith_statement
-from parsers.registry import Registry
+from abuse_desk.parsers.base import Disposition
+from abuse_desk.parsers.dmca import DmcaParser, dmca_elements, good_faith_statement
+from abuse_desk.parsers.registry import Registry
 
 REGISTRY = Registry([DmcaParser()])
 

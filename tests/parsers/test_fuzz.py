@@ -14,14 +14,15 @@ well under a minute.
 
 from __future__ import annotations
 
+from abuse_desk.classifier import rules
+from abuse_desk.core import fields as common
+from abuse_desk.core import headers
+from abuse_desk.parsers.base import Disposition
+from abuse_desk.parsers.dmca import dmca_elements
+from abuse_desk.parsers.registry import default_registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from classifier import rules
-from parsers import common, headers
-from parsers.base import Disposition
-from parsers.dmca import dmca_elements
-from parsers.registry import default_registry
 from tests.parsers.redos import cpu_guard
 
 REGISTRY = default_registry()

@@ -7,9 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from abuse_desk.mailboxes import mailbox_of
-from parsers.registry import default_registry
+from abuse_desk.core.mailboxes import mailbox_of
+from abuse_desk.parsers.registry import default_registry
 
 REGISTRY = default_registry("desk.integra-isp.example")
 TOKEN = "abcdefghijklmnopqrstuvwxyz"[:20] + "234567"  # 26 characters of base32

@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-
-from parsers.headers import (
+from abuse_desk.core.headers import (
     MAX_HEADER_BYTES,
     MAX_VALUE_CHARS,
     TopHeaders,

@@ -12,9 +12,8 @@ import io
 import zipfile
 
 import pytest
-
-from parsers.base import Disposition, ParseResult
-from parsers.registry import default_registry
+from abuse_desk.parsers.base import Disposition, ParseResult
+from abuse_desk.parsers.registry import default_registry
 
 pytestmark = pytest.mark.timeout(20)
 

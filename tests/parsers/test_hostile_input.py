@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from classifier.classify import Decision
-from classifier.trust import DkimResult, TrustedReporter, TrustPolicy
-from parsers.base import Disposition, ParseResult
-from parsers.headers import (
+from abuse_desk.classifier.classify import Decision
+from abuse_desk.classifier.signatures import DkimResult
+from abuse_desk.classifier.trust import TrustedReporter, TrustPolicy
+from abuse_desk.core.headers import (
     _SIMPLE_MAILBOX,
     MAX_VALUE_CHARS,
     _agreed_mailboxes,
@@ -38,10 +35,14 @@ from parsers.headers import (
     parse_address,
     read_top_headers,
 )
-from parsers.mail import Mail, decode_text
-from parsers.registry import default_registry, scrub_result
+from abuse_desk.core.mail import Mail, decode_text
+from abuse_desk.parsers.base import Disposition, ParseResult
+from abuse_desk.parsers.registry import default_registry, scrub_result
+from abuse_desk.workflow.pipeline import report_rows
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.support import NOW
-from workflow.pipeline import report_rows
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,4 @@
-"""parsers.mail.Mail: the message is fed to the parser in chunks, and that changes nothing."""
+"""core/mail.py Mail: the message is fed to the parser in chunks, and that changes nothing."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import email
 from email.policy import compat32
 
 import pytest
+from abuse_desk.core import mail as mail_module
+from abuse_desk.core.mail import Deadline, LimitExceeded, Mail
 
-from parsers import mail as mail_module
-from parsers.base import LimitExceeded
-from parsers.mail import Deadline, Mail
 from tests.support import corpus_or_skip
 
 

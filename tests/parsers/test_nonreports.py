@@ -5,8 +5,7 @@ something of ours, stays a complaint whatever its headers say."""
 from __future__ import annotations
 
 import pytest
-
-from parsers.registry import default_registry
+from abuse_desk.parsers.registry import default_registry
 
 REGISTRY = default_registry("desk.isp.example")
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from abuse_desk.core.config import ParserLimits
+from abuse_desk.parsers.base import FORMATS, Disposition, ParsedReport
+from abuse_desk.parsers.registry import default_registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from abuse_desk.config import ParserLimits
-from parsers.base import FORMATS, Disposition, ParsedReport
-from parsers.registry import default_registry
 
 REGISTRY = default_registry()
 LIMITS = ParserLimits(max_parts=200, max_reports=500, time_budget_s=10)

@@ -7,7 +7,13 @@ from __future__ import annotations
 from email.parser import HeaderParser
 from email.policy import compat32
 
-from parsers.received import external_hop, is_internal, parse_received, read_chain, same_provider
+from abuse_desk.core.received import (
+    external_hop,
+    is_internal,
+    parse_received,
+    read_chain,
+    same_provider,
+)
 
 
 def block(text: str):  # type: ignore[no-untyped-def]

@@ -20,17 +20,17 @@ import time
 from typing import Any
 
 import pytest
+from abuse_desk.classifier import rules
+from abuse_desk.core.fields import BY_HOST_NO_PARENS, received_from_by
+from abuse_desk.core.mail import drop_scripts
+from abuse_desk.parsers import shadowserver, spamcop
+from abuse_desk.parsers import text as text_parser
+from abuse_desk.parsers.base import Disposition
+from abuse_desk.parsers.dmca import has_good_faith
+from abuse_desk.parsers.registry import default_registry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from classifier import rules
-from parsers import shadowserver, spamcop
-from parsers import text as text_parser
-from parsers.base import Disposition
-from parsers.common import BY_HOST_NO_PARENS, received_from_by
-from parsers.dmca import has_good_faith
-from parsers.mail import drop_scripts
-from parsers.registry import default_registry
 from tests.parsers.patterns import Found, product_patterns
 from tests.parsers.redos import Runaway, growth
 from tests.support import HANG_GUARD_S
@@ -47,10 +47,11 @@ OLD_FROM_BY = re.compile(r"^\s*from\s+(?P<from>.*?)\s+by\s+(?P<by>[^\s;()]+)", r
 # Patterns the product only ever applies to text it has cut to a few characters: tried at that
 # length (where even a cubic pattern of 2,000 characters takes 14 s and is caught).
 BOUNDED = {
-    "parsers.text._LABEL": 48,  # the 48 characters before an IP on its line (_ip_mentions)
-    "parsers.text._VIA_TAIL": 2000,  # the From display name, at most MAX_VALUE_CHARS
-    "parsers.spamcop._SUBJECT_PARTS": 2000,  # the Subject, cut to 2,000 by arf.clean
-    "classifier.taxonomy._COMPILED": 200,  # a type hint, cut to MAX_HINT_CHARS
+    # the 48 characters before an IP on its line (_ip_mentions)
+    "abuse_desk.parsers.text._LABEL": 48,
+    "abuse_desk.parsers.text._VIA_TAIL": 2000,  # the From display name, at most MAX_VALUE_CHARS
+    "abuse_desk.parsers.spamcop._SUBJECT_PARTS": 2000,  # the Subject, cut to 2,000 by arf.clean
+    "abuse_desk.classifier.taxonomy._COMPILED": 200,  # a type hint, cut to MAX_HINT_CHARS
 }
 # Super-linear patterns in modules other parts of issue 16 own: reported to their owners
 # with a linear replacement (see the report of branch i16-regex); take an entry out when fixed.

@@ -4,11 +4,10 @@ limits on hostile MIME."""
 from __future__ import annotations
 
 import pytest
-
-from abuse_desk.config import ParserLimits
-from parsers.base import Disposition, LimitExceeded, ParsedReport, ParseResult, Stage
-from parsers.mail import Mail
-from parsers.registry import DuplicateParser, Registry, default_registry
+from abuse_desk.core.config import ParserLimits
+from abuse_desk.core.mail import LimitExceeded, Mail
+from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult, Stage
+from abuse_desk.parsers.registry import DuplicateParser, Registry, default_registry
 
 
 class Fixed:

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from abuse_desk.core.config import ParserLimits
+from abuse_desk.core.mail import Mail
+from abuse_desk.parsers.arf import ArfParser
+from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
+from abuse_desk.parsers.registry import Registry
+from abuse_desk.parsers.spamcop import SpamcopParser
 
-from abuse_desk.config import ParserLimits
-from parsers.arf import ArfParser
-from parsers.base import Disposition, ParsedReport, ParseResult
-from parsers.mail import Mail
-from parsers.registry import Registry
-from parsers.spamcop import SpamcopParser
 from tests.support import CORPUS, HANG_GUARD_S
 
 DATA = Path(__file__).parent / "data" / "spamcop"

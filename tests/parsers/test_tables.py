@@ -13,9 +13,9 @@ import json
 import time
 import zipfile
 
-from abuse_desk.config import ParserLimits
-from parsers.mail import Mail
-from parsers.tables import (
+from abuse_desk.core.config import ParserLimits
+from abuse_desk.core.mail import Mail
+from abuse_desk.parsers.tables import (
     _Budget,
     aligned_tables,
     delimited_tables,

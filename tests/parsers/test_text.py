@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.mail import Mail
+from abuse_desk.parsers.base import Disposition, ParsedReport
+from abuse_desk.parsers.registry import Registry
+from abuse_desk.parsers.text import NO_OFFENDER, ZONELESS, TextParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parsers.base import Disposition, ParsedReport
-from parsers.mail import Mail
-from parsers.registry import Registry
-from parsers.text import NO_OFFENDER, ZONELESS, TextParser
 from tests.support import CORPUS, HANG_GUARD_S
 
 DATA = Path(__file__).parent / "data" / "text"

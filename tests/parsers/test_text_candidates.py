@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from parsers.base import Candidate, Role
-from parsers.mail import Mail
-from parsers.text import TextParser
+from abuse_desk.core.mail import Mail
+from abuse_desk.parsers.base import Candidate, Role
+from abuse_desk.parsers.text import TextParser
 
 PARSER = TextParser()
 

@@ -10,6 +10,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from abuse_desk.casework import review
+from abuse_desk.casework.queries import case_detail, case_rows
+from abuse_desk.core.models import Case, Event, FeeEntry, Report, TimelineStep, User
+from abuse_desk.web import auth, openapi
+from abuse_desk.web.app import create_app
+from abuse_desk.workflow import timeline
+from abuse_desk.workflow.desk import Desk
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -17,9 +24,6 @@ from sqlalchemy import func, select, update
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Case, Event, FeeEntry, Report, TimelineStep, User
-from classifier import review
 from tests.web.web_support import signed_in
 from tests.workflow.workflow_support import (
     START,
@@ -32,10 +36,6 @@ from tests.workflow.workflow_support import (
     steps_of,
     the_case,
 )
-from web import auth, openapi
-from web.app import create_app
-from workflow import timeline
-from workflow.cli import case_detail, case_rows
 
 API = "/api/v1"
 SCRIPT = "<script>alert(1)</script>"
@@ -498,7 +498,7 @@ def test_an_action_the_case_cannot_take_is_400_and_no_case_is_404(
 
 def test_the_dashboard_is_web_dashboards_stats(desk: Desk, client: TestClient, clock: Clock,
                                                sam: dict[str, str]) -> None:
-    from web.dashboard import stats
+    from abuse_desk.web.dashboard import stats
 
     escalated(desk, client, sam)  # a fee this month
     a_case(desk, "46.29.160.5", 2)

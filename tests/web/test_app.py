@@ -7,18 +7,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from abuse_desk.core import metrics
+from abuse_desk.core.config import DatabaseConfig
+from abuse_desk.core.db import make_engine
+from abuse_desk.core.models import MessageState
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.web.app import create_app
+from abuse_desk.workflow.desk import Desk
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine
 from starlette.testclient import TestClient
 
-from abuse_desk import metrics
-from abuse_desk.app import Desk
-from abuse_desk.config import DatabaseConfig
-from abuse_desk.db import make_engine
-from abuse_desk.models import MessageState
-from ingest.store import Envelope, insert_messages, message_row
 from tests.support import NOW, message
-from web.app import create_app
 
 # Prometheus on the desk's host: an address metrics.allow lets in by default.
 LOCAL = ("127.0.0.1", 50000)
@@ -260,7 +260,7 @@ def test_metrics_refuse_a_client_outside_metrics_allow_without_the_token(desk: D
 
 
 def test_metrics_config_is_checked() -> None:
-    from abuse_desk.config import ConfigError, build_config
+    from abuse_desk.core.config import ConfigError, build_config
 
     with pytest.raises(ConfigError, match=r"metrics\.allow"):
         build_config({"metrics": {"allow": ["not a network"]}}, env={})
@@ -279,8 +279,8 @@ def test_metrics_behind_a_proxy_go_by_the_client_it_names(
     from typing import Any
 
     import httpx2 as httpx
+    from abuse_desk.app import runner
 
-    from abuse_desk import runner
     from tests.support import make_config
 
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
@@ -324,8 +324,8 @@ def test_the_metrics_port_listens_on_loopback_not_on_web_host(
     import asyncio
 
     import httpx2 as httpx
+    from abuse_desk.app import runner
 
-    from abuse_desk import runner
     from tests.support import free_port, make_config
 
     port = free_port()

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from abuse_desk.app.cli import main
+from abuse_desk.core.models import ApiToken, User, WebSession
+from abuse_desk.web import auth
+from abuse_desk.web.app import create_app
+from abuse_desk.web.base import COOKIE
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from abuse_desk.app import Desk
-from abuse_desk.cli import main
-from abuse_desk.models import ApiToken, User, WebSession
 from tests.support import config_env
 from tests.web.web_support import (
     PASSWORD,
@@ -27,9 +30,6 @@ from tests.web.web_support import (
     signed_in,
 )
 from tests.workflow.workflow_support import Clock
-from web import auth
-from web.app import create_app
-from web.base import COOKIE
 
 
 def sessions(desk: Desk) -> int:
@@ -297,7 +297,7 @@ def test_a_failure_on_our_side_is_the_desks_own_page_not_a_trace(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals: /srv/desk.db")
 
-    monkeypatch.setattr("web.dashboard.stats", broken)
+    monkeypatch.setattr("abuse_desk.web.dashboard.stats", broken)
     client = sign_in(TestClient(create_app(desk), follow_redirects=False,
                                 raise_server_exceptions=False), "sam")
     page = client.get("/dashboard")
@@ -435,8 +435,7 @@ def test_a_disabled_user_gets_no_new_token(desk: Desk, clock: Clock) -> None:
 
 def test_tokens_made_before_the_upgrade_get_the_default_lifetime(tmp_path: Path) -> None:
     import sqlalchemy as sa
-
-    from abuse_desk.db import upgrade
+    from abuse_desk.core.db import upgrade
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     upgrade(engine, "0005")

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.web import auth
+from abuse_desk.web.app import create_app
+from abuse_desk.workflow.desk import Desk
 from starlette.routing import Mount, Route
 
-from abuse_desk.app import Desk
 from tests.web.web_support import client_for, form_token, signed_in, web_desk
 from tests.workflow.workflow_support import START, Clock
-from web import auth
-from web.app import create_app
 
 # Public on purpose: the way in, health for load balancers, the customers' signed link, the
 # API's own description, static files.
@@ -52,7 +52,7 @@ def guarded_routes(desk: Desk) -> list[tuple[str, str, str, str]]:
             role = getattr(route.endpoint, "required_role", None)
             assert guard in ("page", "api") and role in auth.ROLES, (
                 f"{method} {route.path} is neither public (PUBLIC) nor wrapped by web.page/"
-                "web.api: it would be open to anyone")
+                "abuse_desk.web.api: it would be open to anyone")
             found.append((route.path, method, guard, role))
     return found
 

@@ -19,18 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.classifier.customer_import import import_customers
+from abuse_desk.core.db import as_utc, upgrade
+from abuse_desk.core.models import Case, Message, MessageState, Report
+from abuse_desk.web import auth
+from abuse_desk.workflow.calendar import BusinessCalendar
+from abuse_desk.workflow.desk import open_desk
 from sqlalchemy import select
 
-from abuse_desk.app import open_desk
-from abuse_desk.db import as_utc, upgrade
-from abuse_desk.models import Case, Message, MessageState, Report
-from classifier.customer_import import import_customers
 from tests.conftest import unavailable
 from tests.support import desk_process, make_config, wait_for
 from tests.web.web_support import PASSWORD, USERS
 from tests.workflow.workflow_support import CUSTOMERS
-from web import auth
-from workflow.calendar import BusinessCalendar
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = Path(os.environ.get("ABUSE_DESK_TEST_OUTPUT") or ROOT / "test-output") / "browser"

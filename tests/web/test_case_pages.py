@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.models import Event, FeeEntry, TimelineStep
+from abuse_desk.web import auth
+from abuse_desk.workflow import timeline
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Event, FeeEntry, TimelineStep
 from tests.web.web_support import PASSWORD, client_for, form_token, signed_in
 from tests.workflow.workflow_support import (
     Clock,
@@ -29,8 +31,6 @@ from tests.workflow.workflow_support import (
     the_case,
     workflow_desk,
 )
-from web import auth
-from workflow import timeline
 
 # Thu 2026-12-03 10:00 EST: the deadline of a standard case opened at START (see
 # tests/workflow/test_cases.py).

@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.casework.review import ReviewDecision, decide, queue
+from abuse_desk.core.models import Customer, FeeEntry, Report
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.web.dashboard import clamp_days, stats
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import insert, update
 from sqlalchemy.engine import make_url
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Customer, FeeEntry, Report
-from classifier.review import ReviewDecision, decide, queue
-from ingest.store import Envelope, insert_messages, message_row
 from tests.web.web_support import client_for, signed_in
 from tests.workflow.workflow_support import (
     START,
@@ -30,9 +33,6 @@ from tests.workflow.workflow_support import (
     the_case,
     workflow_desk,
 )
-from web.dashboard import clamp_days, stats
-from workflow import cases, timeline
-from workflow.pipeline import process_message
 
 SCRIPT = "<script>alert(1)</script>"
 DEADLINE = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)  # of a standard case opened at START

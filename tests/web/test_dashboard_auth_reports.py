@@ -7,14 +7,14 @@ import json
 import re
 from datetime import timedelta
 
+from abuse_desk.core.models import Case, Message
+from abuse_desk.web.dashboard import stats
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import func, select
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Case, Message
 from tests.web.test_dashboard import at, deliver_now
 from tests.web.web_support import signed_in
 from tests.workflow.workflow_support import START, Clock
-from web.dashboard import stats
 
 AGGREGATE = """<?xml version="1.0"?>
 <feedback><report_metadata><org_name>{org}</org_name><email>d@{org}</email>

@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
-from starlette.testclient import TestClient
-
-from abuse_desk.app import Desk
-from abuse_desk.models import (
+from abuse_desk.core.models import (
     Case,
     CaseState,
     Customer,
@@ -27,7 +23,12 @@ from abuse_desk.models import (
     Report,
     TrainingExample,
 )
-from ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.pipeline import process_message
+from sqlalchemy import select, update
+from starlette.testclient import TestClient
+
 from tests.web.web_support import client_for, csrf_of, form_token, signed_in
 from tests.workflow.workflow_support import (
     START,
@@ -40,7 +41,6 @@ from tests.workflow.workflow_support import (
     the_case,
     xarf4_phishing,
 )
-from workflow.pipeline import process_message
 
 SCRIPT = "<script>alert(1)</script>"
 ROW = re.compile(r'<tr data-href="(/review/(?:report|message)/\d+)"')
@@ -520,9 +520,10 @@ def test_a_reprocessed_message_that_yields_a_report_leads_to_it(desk: Desk,
 
 def test_a_report_held_for_its_signature_is_decided_into_a_case(tmp_path: Path,
                                                                 clock: Clock) -> None:
+    from abuse_desk.web import auth
+
     from tests.web.web_support import PASSWORD, USERS
     from tests.workflow.workflow_support import TRUSTED_FBL, workflow_desk
-    from web import auth
 
     strict = {"name": "Strict FBL", "senders": ["fbl@strict.example"], "require_dkim": True}
     desk = workflow_desk(tmp_path, clock,

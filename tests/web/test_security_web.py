@@ -20,14 +20,18 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from abuse_desk.app import runner
+from abuse_desk.core.db import as_utc, write_transaction
+from abuse_desk.core.models import Case, Event, WebSession
+from abuse_desk.web import auth
+from abuse_desk.web.app import create_app
+from abuse_desk.web.base import COOKIE, PRE_COOKIE
+from abuse_desk.workflow import cases, notices, timeline
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select, update
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from abuse_desk import runner
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc, write_transaction
-from abuse_desk.models import Case, Event, WebSession
 from tests.support import make_config
 from tests.web.web_support import PASSWORD, USERS, client_for, csrf_of, form_token, signed_in
 from tests.workflow.workflow_support import (
@@ -43,10 +47,6 @@ from tests.workflow.workflow_support import (
     the_case,
     workflow_desk,
 )
-from web import auth
-from web.app import create_app
-from web.base import COOKIE, PRE_COOKIE
-from workflow import cases, notices, timeline
 
 LINK = re.compile(r"https?://\S+/self-service/([A-Za-z0-9._-]+)")
 
@@ -213,7 +213,7 @@ def test_a_supervisor_unlocks_an_account_for_every_address(desk: Desk,
     assert event.action == "logins-unlocked"
     # The command line's own identity, as the system user that ran it (issue 18: no actor
     # name that is not an account or the command's own system identity).
-    from web.cli import cli_identity
+    from abuse_desk.app.commands.users import cli_identity
 
     assert (event.actor_kind, event.actor) == ("system", cli_identity())
     assert cli_identity().startswith("cli:") and len(cli_identity()) > 4
@@ -613,7 +613,7 @@ def test_a_failure_on_our_side_cannot_be_framed_either(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("web.dashboard.stats", broken)
+    monkeypatch.setattr("abuse_desk.web.dashboard.stats", broken)
     client = TestClient(create_app(desk), follow_redirects=False,
                         raise_server_exceptions=False)
     assert login(client, "sam", PASSWORD).status_code == 303

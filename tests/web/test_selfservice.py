@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.models import Event, TimelineStep
+from abuse_desk.web.app import create_app
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Event, TimelineStep
 from tests.workflow.workflow_support import (
     START,
     Clock,
@@ -27,8 +29,6 @@ from tests.workflow.workflow_support import (
     the_case,
     workflow_desk,
 )
-from web.app import create_app
-from workflow import cases, timeline
 
 DEADLINE_TEXT = "Thursday, 3 December 2026, 10:00 EST (15:00 UTC)"
 LINK = re.compile(r"https?://\S+/self-service/([A-Za-z0-9._-]+)")

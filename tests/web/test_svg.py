@@ -6,8 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from web import svg
+from abuse_desk.web import svg
 
 NS = "{http://www.w3.org/2000/svg}"
 DAYS = ["2026-11-22", "2026-11-23", "2026-11-24"]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from abuse_desk.web import auth
+from abuse_desk.web.app import create_app
+from abuse_desk.workflow.desk import Desk
 from starlette.testclient import TestClient
 
-from abuse_desk.app import Desk
 from tests.workflow.workflow_support import Clock, workflow_desk
-from web import auth
-from web.app import create_app
 
 PASSWORD = "correct horse battery staple"
 USERS = {"sam": "specialist", "sue": "supervisor"}

@@ -13,11 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.models import Event, MessageState, Notice
+from abuse_desk.parsers.base import Disposition, ParseResult
+from abuse_desk.workflow import timeline
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.notices import (
+    automated_reason,
+    machine_address,
+    message_reference,
+    own_address,
+)
 from sqlalchemy import select
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Event, MessageState, Notice
-from parsers.base import Disposition, ParseResult
 from tests.workflow.workflow_support import (
     START,
     Clock,
@@ -31,8 +38,6 @@ from tests.workflow.workflow_support import (
     the_case,
     workflow_desk,
 )
-from workflow import timeline
-from workflow.notices import automated_reason, machine_address, message_reference, own_address
 
 OURS = ("Phishing site at 45.137.21.7",  # customer C-1
         "Your server 45.137.21.7 hosts a phishing page stealing bank logins: "
@@ -177,7 +182,7 @@ def test_at_most_one_acknowledgement_per_reporter_per_hour(desk: Desk, clock: Cl
 
 
 def test_one_acknowledgement_per_message_when_a_specialist_decides_later(desk: Desk) -> None:
-    from classifier.review import ReviewDecision, decide
+    from abuse_desk.casework.review import ReviewDecision, decide
 
     message_id = deliver(desk, person(*NOT_OURS, "s1"))
     assert len(acks(desk)) == 1
@@ -262,7 +267,7 @@ def test_an_acknowledgement_without_a_case_is_handed_to_the_broker_at_once(desk:
 
 def test_a_reply_to_such_an_acknowledgement_joins_the_case_a_specialist_opened_since(
         desk: Desk) -> None:
-    from classifier.review import ReviewDecision, decide
+    from abuse_desk.casework.review import ReviewDecision, decide
 
     message_id = deliver(desk, person(*NOT_OURS, "c1"))
     (ack,) = acks(desk)

@@ -7,12 +7,11 @@ from zoneinfo import ZoneInfo
 
 import holidays
 import pytest
+from abuse_desk.core.config import ConfigError, WorkflowConfig
+from abuse_desk.workflow import calendar as calendar_mod
+from abuse_desk.workflow.calendar import BusinessCalendar
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from abuse_desk.config import ConfigError, WorkflowConfig
-from workflow import calendar as calendar_mod
-from workflow.calendar import BusinessCalendar
 
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.casework import actions as case_actions
+from abuse_desk.core.models import Event
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select
-
-from abuse_desk.app import Desk
-from abuse_desk.models import Event
-from workflow import case_actions, cases, timeline
 
 from .workflow_support import (
     START,

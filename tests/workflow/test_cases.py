@@ -12,15 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from abuse_desk.app import cli
+from abuse_desk.casework import review
+from abuse_desk.casework.queries import case_detail, case_rows, export_fees
+from abuse_desk.core.db import as_utc
+from abuse_desk.core.models import Event, FeeEntry, Notice
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select, update
-
-from abuse_desk import cli
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.models import Event, FeeEntry, Notice
-from classifier import review
-from workflow import cases, timeline
-from workflow.cli import case_detail, case_rows, export_fees
 
 from .workflow_support import (
     START,
@@ -108,7 +107,7 @@ def test_the_first_notice_goes_to_the_customer_with_the_case_tag(desk: Desk) -> 
 
 def test_a_customer_in_its_own_time_zone_reads_the_deadline_in_it(desk: Desk) -> None:
     with desk.engine.begin() as conn:
-        from abuse_desk.models import Customer
+        from abuse_desk.core.models import Customer
 
         conn.execute(update(Customer).where(Customer.external_id == "C-1").values(
             time_zone="Europe/Berlin"))
@@ -561,7 +560,7 @@ def test_cases_commands(desk: Desk, clock: Clock, capsys: pytest.CaptureFixture[
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     timeline.run_due(desk)
     _use(desk, monkeypatch)
-    from web import auth  # --by names a desk account (issue 18)
+    from abuse_desk.web import auth  # --by names a desk account (issue 18)
 
     auth.add_user(desk.engine, "bob", "specialist", "b" * 12, clock())
     auth.add_user(desk.engine, "sam", "specialist", "s" * 12, clock())

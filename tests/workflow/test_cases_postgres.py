@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.db import as_utc
+from abuse_desk.core.models import Case, Event, FeeEntry, Message, Notice, Report, TimelineStep
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.delivery import maildir_name
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import func, select
-
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.models import Case, Event, FeeEntry, Message, Notice, Report, TimelineStep
-from ingest.store import Envelope, insert_messages, message_row
-from workflow import cases, timeline
-from workflow.delivery import maildir_name
-from workflow.pipeline import process_message
 
 from .workflow_support import (
     START,

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app import cli
+from abuse_desk.casework import actions as case_actions
+from abuse_desk.casework.queries import case_detail
+from abuse_desk.core.db import as_utc
+from abuse_desk.core.models import Event, FeeEntry, Report
+from abuse_desk.web import auth
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select
 
-from abuse_desk import cli
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.models import Event, FeeEntry, Report
 from tests.classifier.test_trust import Dns, Key, make_key, signed, txt
-from web import auth
-from workflow import case_actions, cases, timeline
-from workflow.cli import case_detail
 
 from .workflow_support import (
     START,

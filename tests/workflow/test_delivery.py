@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-
-from abuse_desk.config import ConfigError, NotifyConfig
-from workflow.delivery import (
+from abuse_desk.core.config import ConfigError, NotifyConfig
+from abuse_desk.workflow.delivery import (
     DeliveryError,
     MaildirTransport,
     SmtpTransport,
@@ -28,6 +25,8 @@ from workflow.delivery import (
     make_transport,
     retry_delay,
 )
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 RAW = (b"From: Integra ISP Abuse Desk <abuse@integra-isp.example>\r\n"
        b"To: customer@example.net\r\n"
@@ -391,10 +390,9 @@ def test_two_desks_on_one_outbox_each_keep_their_notice_1_and_a_resend_is_one_fi
     notice 1; with files named notice-<id>.eml the second overwrote the first. Each is its own
     file now, and delivering a notice again (a crash before the bookkeeping) still leaves one
     file for it."""
+    from abuse_desk.core.models import Notice
+    from abuse_desk.workflow import timeline
     from sqlalchemy import select, update
-
-    from abuse_desk.models import Notice
-    from workflow import timeline
 
     from .workflow_support import START, Clock, arf, deliver, notices_of, the_case, workflow_desk
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from abuse_desk.classifier.customer_import import import_customers
+from abuse_desk.core.clock import system_clock
+from abuse_desk.core.config import Config
+from abuse_desk.core.models import Case, Notice
 
-from abuse_desk.clock import system_clock
-from abuse_desk.config import Config
-from abuse_desk.models import Case, Notice
-from classifier.customer_import import import_customers
 from tests.support import ROOT, config_env, desk_process, make_config, wait_for
 
 from .workflow_support import AUTHSERV_ID, CUSTOMERS, arf, person
@@ -38,7 +38,7 @@ def outbox(config: Config) -> list[Any]:
 
 def prepare(config: Config, tmp_path: Path, log: Path) -> sa.Engine:
     with log.open("ab") as fh:
-        subprocess.run([sys.executable, "-m", "abuse_desk.cli", "db", "upgrade"], cwd=ROOT,
+        subprocess.run([sys.executable, "-m", "abuse_desk.app.cli", "db", "upgrade"], cwd=ROOT,
                        env=config_env(config), stdout=fh, stderr=subprocess.STDOUT, check=True)
     engine = sa.create_engine(config.database.url)
     csv = tmp_path / "customers.csv"

@@ -8,9 +8,8 @@ import base64
 from pathlib import Path
 
 import pytest
-
-from abuse_desk.app import Desk
-from workflow import timeline
+from abuse_desk.workflow import timeline
+from abuse_desk.workflow.desk import Desk
 
 from .workflow_support import (
     START,

@@ -19,17 +19,17 @@ from typing import Any
 
 import dkim
 import pytest
+from abuse_desk.classifier.authentication import SenderAuthenticator
+from abuse_desk.core.models import Event
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.parsers.base import FORMATS
+from abuse_desk.workflow import timeline
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.notices import MACHINE_FORMATS
+from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import select
 
-from abuse_desk.app import Desk
-from abuse_desk.models import Event
-from classifier.authentication import SenderAuthenticator
-from ingest.store import Envelope, insert_messages, message_row
-from parsers.base import FORMATS
 from tests.classifier.test_trust import make_key
-from workflow import timeline
-from workflow.notices import MACHINE_FORMATS
-from workflow.pipeline import process_message
 
 from .workflow_support import (
     AUTHSERV_ID,

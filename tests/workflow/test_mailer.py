@@ -13,9 +13,7 @@ from typing import Any
 
 import jinja2
 import pytest
-from jinja2.exceptions import SecurityError
-
-from workflow.mailer import (
+from abuse_desk.workflow.mailer import (
     Rendered,
     Templates,
     compose,
@@ -26,6 +24,7 @@ from workflow.mailer import (
     redact,
     sample_context,
 )
+from jinja2.exceptions import SecurityError
 
 DATE = datetime(2026, 12, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
 KINDS = ["ack", "action", "escalation", "notice", "reminder", "resolved", "update"]

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.casework.queries import case_detail
+from abuse_desk.core.db import as_utc
+from abuse_desk.core.models import Event
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.desk import Desk
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.models import Event
 from tests.support import free_port
-from workflow import cases, timeline
-from workflow.cli import case_detail
 
 from .workflow_support import (
     START,

@@ -10,18 +10,18 @@ from typing import Any
 
 import dramatiq
 import pytest
+from abuse_desk.core.db import as_utc
+from abuse_desk.core.models import Event, Message, MessageState
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow import pipeline as pipeline_module
+from abuse_desk.workflow.actors import declare_actors
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import undefer
 
-import workflow.pipeline
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.models import Event, Message, MessageState
-from ingest.store import Envelope, insert_messages, message_row
 from tests.support import NOW, message
-from workflow.actors import declare_actors
-from workflow.pipeline import process_message
 
 DATE = "Sun, 01 Mar 2026 11:58:00 +0000"
 
@@ -163,14 +163,14 @@ def test_concurrent_deliveries_all_past_the_first_read(desk: Desk,
     message_id = store(desk)
     threads_n = 4
     barrier = threading.Barrier(threads_n)
-    real_read = workflow.pipeline.read_top_headers
+    real_read = pipeline_module.read_top_headers
 
     def read_then_wait(raw: bytes) -> Any:
         headers = real_read(raw)
         barrier.wait(10)  # all deliveries have read the state before any of them writes
         return headers
 
-    monkeypatch.setattr(workflow.pipeline, "read_top_headers", read_then_wait)
+    monkeypatch.setattr(pipeline_module, "read_top_headers", read_then_wait)
     outcomes = deliver_concurrently(desk, message_id, threads_n)
     assert sorted(outcomes) == ["processed"] + ["skipped"] * (threads_n - 1)
     assert len(events(desk, message_id)) == 1
@@ -183,7 +183,7 @@ def test_content_failure_goes_to_review(desk: Desk, monkeypatch: pytest.MonkeyPa
     def explode(raw: bytes) -> Any:
         raise ValueError("hostile header block")
 
-    monkeypatch.setattr(workflow.pipeline, "read_top_headers", explode)
+    monkeypatch.setattr(pipeline_module, "read_top_headers", explode)
     message_id = store(desk)
     assert process_message(desk, message_id) == "review"
 
@@ -240,14 +240,14 @@ def test_failure_writing_the_event_rolls_back_the_state(
         desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
     """The state change and its event are one transaction: no processed message without it."""
     message_id = store(desk)
-    real_insert = workflow.pipeline.insert
+    real_insert = pipeline_module.insert
 
     def failing_insert(table: Any) -> Any:
         if table is Event:
             raise OperationalError("INSERT", {}, Exception("disk I/O error"))
         return real_insert(table)
 
-    monkeypatch.setattr(workflow.pipeline, "insert", failing_insert)
+    monkeypatch.setattr(pipeline_module, "insert", failing_insert)
     with pytest.raises(OperationalError):
         process_message(desk, message_id)
     assert load(desk, message_id).state == MessageState.RECEIVED
@@ -260,14 +260,14 @@ def test_actor_on_the_stub_broker_processes_once(desk: Desk,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(desk.broker, dramatiq.brokers.stub.StubBroker)
     outcomes: list[str] = []
-    real = workflow.pipeline.process_message
+    real = pipeline_module.process_message
 
     def recording(d: Desk, message_id: int) -> str:
         outcome = real(d, message_id)
         outcomes.append(outcome)
         return outcome
 
-    monkeypatch.setattr(workflow.pipeline, "process_message", recording)
+    monkeypatch.setattr(pipeline_module, "process_message", recording)
     actors = declare_actors(desk)
     message_id = store(desk)
     worker = dramatiq.Worker(desk.broker, worker_threads=2, worker_timeout=100)

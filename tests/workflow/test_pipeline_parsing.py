@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from abuse_desk.core.mail import Mail
+from abuse_desk.core.models import Event, Message, Report
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult, Stage
+from abuse_desk.parsers.registry import Registry
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import func, select
-
-from abuse_desk.app import Desk
-from abuse_desk.models import Event, Message, Report
-from ingest.store import Envelope, insert_messages, message_row
-from parsers.base import Disposition, ParsedReport, ParseResult, Stage
-from parsers.mail import Mail
-from parsers.registry import Registry
-from workflow.pipeline import process_message
 
 
 def store(desk: Desk, raw: bytes) -> int:

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.db import as_utc
+from abuse_desk.core.models import Event, MessageState
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.pipeline import dkim_retry_delay, process_message
+from abuse_desk.workflow.scheduler import Scheduler
 from sqlalchemy import select
 
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.models import Event, MessageState
-from ingest.store import Envelope, insert_messages, message_row
 from tests.classifier.test_trust import Dns, Key, make_key, signed, txt
 from tests.workflow.workflow_support import (
     AUTHSERV_ID,
@@ -26,8 +28,6 @@ from tests.workflow.workflow_support import (
     reports_of,
     workflow_desk,
 )
-from workflow.pipeline import dkim_retry_delay, process_message
-from workflow.scheduler import Scheduler
 
 YAHOO = "arf.mail.yahoo.com"  # Yahoo CFL: a default trusted reporter that must sign
 IP = "45.137.21.9"  # customer C-1

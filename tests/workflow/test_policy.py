@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.casework.queries import case_detail, export_fees
+from abuse_desk.core.db import as_utc
+from abuse_desk.core.models import Event, FeeEntry
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select
-
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc
-from abuse_desk.models import Event, FeeEntry
-from workflow import cases, timeline
-from workflow.cli import case_detail, export_fees
 
 from .workflow_support import (
     START,

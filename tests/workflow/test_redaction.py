@@ -7,8 +7,7 @@ import re
 import time
 
 import pytest
-
-from workflow.redaction import MAX_TEXT, redact_person
+from abuse_desk.workflow.redaction import MAX_TEXT, redact_person
 
 KEY = b"test redaction key"
 HASHED = re.compile(r"\b[0-9a-f]{64}@")

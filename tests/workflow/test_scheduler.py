@@ -10,16 +10,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from abuse_desk.core.db import as_utc, upgrade
+from abuse_desk.core.models import Message, MessageState
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow.desk import Desk, open_desk
+from abuse_desk.workflow.pipeline import process_message
+from abuse_desk.workflow.scheduler import SWEEP_BATCH, Scheduler
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
 
-from abuse_desk.app import Desk, open_desk
-from abuse_desk.db import as_utc, upgrade
-from abuse_desk.models import Message, MessageState
-from ingest.store import Envelope, insert_messages, message_row
 from tests.support import make_config, message, wait_for
-from workflow.pipeline import process_message
-from workflow.scheduler import SWEEP_BATCH, Scheduler
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SWEEP_AFTER = 60.0

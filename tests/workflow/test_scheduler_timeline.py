@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.core.models import Notice, TimelineStep
+from abuse_desk.workflow import cases, timeline
+from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow.scheduler import Scheduler
 from sqlalchemy import update
-
-from abuse_desk.app import Desk
-from abuse_desk.models import Notice, TimelineStep
-from workflow import cases, timeline
-from workflow.scheduler import Scheduler
 
 from .workflow_support import (
     START,

@@ -13,15 +13,15 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from abuse_desk.classifier.customer_import import import_customers
+from abuse_desk.core.db import upgrade
+from abuse_desk.core.models import Case, Message, Notice, Report, TimelineStep
+from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow.desk import Desk, open_desk
+from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import select
 
-from abuse_desk.app import Desk, open_desk
-from abuse_desk.db import upgrade
-from abuse_desk.models import Case, Message, Notice, Report, TimelineStep
-from classifier.customer_import import import_customers
-from ingest.store import Envelope, insert_messages, message_row
 from tests.support import make_config
-from workflow.pipeline import process_message
 
 CUSTOMERS = """customer_id,name,email,resource,valid_from,valid_until
 C-1,Alpha Hosting,noc@alpha.example,45.137.21.0/24,,

@@ -9,11 +9,11 @@ import os
 import sys
 from typing import Any
 
-from abuse_desk.clock import Clock
-from abuse_desk.config import Config
-from abuse_desk.db import ensure_schema, is_sqlite, make_engine
-from parsers.base import iso_z
-from web import auth
+from ...core.clock import Clock
+from ...core.config import Config
+from ...core.db import ensure_schema, is_sqlite, make_engine
+from ...core.fields import iso_z
+from ...web import auth
 
 
 def add_user_commands(add: Any, common: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
 
-from parsers.common import clean_ip, parse_time, received_from_by
+from .fields import clean_ip, parse_time, received_from_by
 
 MAX_HOPS = 30
 

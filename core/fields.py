@@ -274,3 +274,11 @@ def received_from_by(value: str, by_token: str = BY_HOST) -> tuple[str, str] | N
         if found is not None:
             return "", found.group(1)
     return None
+
+
+def iso_z(value: datetime | None) -> str | None:
+    """UTC ISO 8601 ending in ``Z``, or None."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return text + "Z"

@@ -40,17 +40,17 @@ import uvicorn
 from dramatiq.brokers.stub import StubBroker
 from starlette.applications import Starlette
 
-from abuse_desk.app import Desk, PluginError, open_desk
-from abuse_desk.broker import QUEUE, broker_problem, is_in_process, safe_url
-from abuse_desk.clock import Clock, system_clock
-from abuse_desk.config import Config, NotifyConfig
-from abuse_desk.db import FileModeError, ensure_schema, is_sqlite, private_folders
-from ingest.smtp import SmtpListener, start_smtp
-from ingest.store import Dispatcher, GroupCommitWriter
-from web.app import create_app, create_metrics_app
-from workflow.actors import declare_actors
-from workflow.examiner import ExaminerPool
-from workflow.scheduler import Scheduler
+from ..core.broker import QUEUE, broker_problem, is_in_process, safe_url
+from ..core.clock import Clock, system_clock
+from ..core.config import Config, NotifyConfig
+from ..core.db import FileModeError, ensure_schema, is_sqlite, private_folders
+from ..ingest.smtp import SmtpListener, start_smtp
+from ..ingest.store import Dispatcher, GroupCommitWriter
+from ..web.app import create_app, create_metrics_app
+from ..workflow.actors import declare_actors
+from ..workflow.desk import Desk, PluginError, open_desk
+from ..workflow.examiner import ExaminerPool
+from ..workflow.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

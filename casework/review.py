@@ -20,16 +20,17 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from abuse_desk.app import Desk
-from abuse_desk.db import as_utc, write_transaction
-from abuse_desk.models import Case, CaseState, Customer, Event, Message, MessageState, Report
-from classifier.categorize import NOT_ABUSE
-from classifier.classify import Decision, MessageFacts
-from classifier.types import TYPES
-from parsers.base import ParsedReport, iso_z
-from parsers.headers import first_address
-from workflow import cases, timeline
-from workflow.notices import create_ack
+from ..classifier.categorize import NOT_ABUSE
+from ..classifier.classify import Decision, MessageFacts
+from ..core.db import as_utc, write_transaction
+from ..core.fields import iso_z
+from ..core.headers import first_address
+from ..core.models import Case, CaseState, Customer, Event, Message, MessageState, Report
+from ..core.policy import TYPES
+from ..parsers.base import ParsedReport
+from ..workflow import cases, timeline
+from ..workflow.desk import Desk
+from ..workflow.notices import create_ack
 
 
 class ReviewError(ValueError):
@@ -698,7 +699,7 @@ def reprocess(desk: Desk, message_id: int, actor: cases.Actor) -> Reprocessed:
     import, a case it replies to now existing): the message goes back to ``received``, with an
     audit event under *actor*'s name, and is processed here and now. Should that fail on the
     system's side, it stays ``received`` and the sweeper sends it to the workers."""
-    from workflow.pipeline import process_message
+    from ..workflow.pipeline import process_message
 
     now = desk.clock()
     with write_transaction(desk.engine) as conn:

@@ -17,11 +17,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from abuse_desk.clock import Clock, instant_arg
-from abuse_desk.config import Config
-from abuse_desk.models import Customer, CustomerResource
-from classifier.customer_import import HEADER, CustomerImportError, import_customers
-from classifier.customers import (
+from ...classifier.customer_import import HEADER, CustomerImportError, import_customers
+from ...classifier.customers import (
     VIA_DOMAIN,
     VIA_EMAIL,
     VIA_IP,
@@ -34,6 +31,9 @@ from classifier.customers import (
     iso,
     resource_text,
 )
+from ...core.clock import Clock, instant_arg
+from ...core.config import Config
+from ...core.models import Customer, CustomerResource
 
 MANY_ROWS = 1000  # imports at least this long show a progress bar (on a terminal)
 MAX_LISTED = 10  # resources shown per customer by `customers list`
@@ -88,7 +88,7 @@ def add_customer_commands(subparsers: Any, common_parent: argparse.ArgumentParse
 
 def run_customers(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     """Run the ``customers`` command in *args*; returns the exit status."""
-    from abuse_desk.db import ensure_schema, is_sqlite, make_engine
+    from ...core.db import ensure_schema, is_sqlite, make_engine
 
     engine = make_engine(config.database)
     try:
@@ -192,7 +192,7 @@ def resolve_value(index: CustomerIndex, value: str, at: datetime, port: int | No
     cfg = config.classifier
     if kind == "ip" and resolution.customer_id is None and \
             (cfg.resolver_hook_url or cfg.resolver_hook_command):
-        from classifier.resolver_hook import ResolverHook
+        from ...classifier.resolver_hook import ResolverHook
 
         resolution = resolution.with_hook(ResolverHook.from_config(cfg, clock).resolve(
             value, port, at), index)

@@ -11,16 +11,16 @@ import dramatiq
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from abuse_desk.broker import make_broker
-from abuse_desk.clock import Clock, system_clock
-from abuse_desk.config import Config
-from abuse_desk.db import make_engine, make_sessions
+from ..core.broker import make_broker
+from ..core.clock import Clock, system_clock
+from ..core.config import Config
+from ..core.db import make_engine, make_sessions
 
 if TYPE_CHECKING:
-    from classifier.runtime import ClassifierRuntime
-    from parsers.registry import Registry
-    from workflow.examiner import Examiner
-    from workflow.timeline import Workflow
+    from ..classifier.runtime import ClassifierRuntime
+    from ..parsers.registry import Registry
+    from .examiner import Examiner
+    from .timeline import Workflow
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Desk:
 
     @functools.cached_property
     def parsers(self) -> Registry:
-        from parsers.registry import default_registry
+        from ..parsers.registry import default_registry
 
         registry = default_registry(self.config.smtp.hostname)
         for name in self.config.parsers.plugins:
@@ -49,13 +49,13 @@ class Desk:
 
     @functools.cached_property
     def classifier(self) -> ClassifierRuntime:
-        from classifier.runtime import ClassifierRuntime
+        from ..classifier.runtime import ClassifierRuntime
 
         return ClassifierRuntime(self.config, self.engine, self.clock)
 
     @functools.cached_property
     def workflow(self) -> Workflow:
-        from workflow.timeline import Workflow
+        from .timeline import Workflow
 
         return Workflow(self)
 

@@ -1,8 +1,7 @@
 """Alembic environment: the engine comes from `abuse_desk.db.upgrade`, never from a global URL."""
 
+from abuse_desk.core.models import Base
 from alembic import context
-
-from abuse_desk.models import Base
 
 engine = context.config.attributes["engine"]
 

@@ -26,9 +26,13 @@ from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.policy import compat32
 
-from abuse_desk.config import ParserLimits
-from parsers.base import LimitExceeded
-from parsers.headers import ADDRESS_HEADERS, clean_address, clean_value, no_surrogates
+from .config import ParserLimits
+from .headers import ADDRESS_HEADERS, clean_address, clean_value, no_surrogates
+
+
+class LimitExceeded(Exception):
+    """Input past a configured bound (depth, parts, size, rows, time): a review reason."""
+
 
 # The parser is fed this many bytes at a time: ``email.message_from_bytes`` decodes the whole
 # message into one str first, which for a 25 MiB message cost ten times its size at the peak.

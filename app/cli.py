@@ -20,9 +20,9 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 
-from abuse_desk import __version__
-from abuse_desk.clock import Clock, fixed_clock, instant_arg, system_clock
-from abuse_desk.config import Config, ConfigError, load_config
+from ..core import __version__
+from ..core.clock import Clock, fixed_clock, instant_arg, system_clock
+from ..core.config import Config, ConfigError, load_config
 
 EPILOG = """Configuration: config.toml in the current directory, or --config PATH, or
 $ABUSE_DESK_CONFIG; any key can be overridden with ABUSE_DESK_<SECTION>__<KEY>
@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     customers = add("customers", "customers and their resources: import, resolve, list",
                     "Customers and their resources (CIDRs, IPs, CGNAT port ranges, domains, "
                     "addresses), each with an optional validity window.")
-    from classifier.customer_cli import add_customer_commands
+    from .commands.customers import add_customer_commands
 
     add_customer_commands(customers.add_subparsers(dest="customers_command", metavar="ACTION",
                                                    required=True), common)
@@ -123,11 +123,11 @@ def _parser() -> argparse.ArgumentParser:
                          "for review for the same customer (a feed's table): one case, one notice")
     rd.add_argument("--by", required=True, metavar="NAME", help="who decides: an enabled account")
 
-    from workflow.cli import add_workflow_commands
+    from .commands.cases import add_workflow_commands
 
     add_workflow_commands(add, common)
 
-    from web.cli import add_user_commands
+    from .commands.users import add_user_commands
 
     add_user_commands(add, common)
 
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None, clock: Clock | None = None) -> int:
     problem = _check_database_url(config.database.url)
     if problem:
         return fail(problem)
-    from abuse_desk.logs import setup_logging
+    from ..core.logs import setup_logging
 
     setup_logging(config.log.level, config.log.format)
     try:
@@ -240,8 +240,8 @@ def closed_pipe() -> int:
 
 
 def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
-    from abuse_desk import runner
-    from abuse_desk.db import FileModeError, SchemaOutOfDate
+    from ..core.db import FileModeError, SchemaOutOfDate
+    from . import runner
 
     try:
         if args.command == "serve":
@@ -257,17 +257,17 @@ def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
         elif args.command == "parse":
             return _parse(args, config, clock)
         elif args.command == "customers":
-            from classifier.customer_cli import run_customers
+            from .commands.customers import run_customers
 
             return run_customers(args, config, clock)
         elif args.command == "review":
             return _review(args, config, clock)
         elif args.command in ("cases", "fees", "timeline"):
-            from workflow.cli import run_workflow
+            from .commands.cases import run_workflow
 
             return run_workflow(args, config, clock)
         elif args.command == "users":
-            from web.cli import run_users
+            from .commands.users import run_users
 
             return run_users(args, config, clock)
     except (runner.UsageError, SchemaOutOfDate, FileModeError) as exc:
@@ -283,7 +283,7 @@ def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
 
 
 def _db(args: argparse.Namespace, config: Config) -> int:
-    from abuse_desk import db
+    from ..core import db
 
     engine = db.make_engine(config.database)
     if args.db_command == "upgrade":
@@ -295,12 +295,12 @@ def _db(args: argparse.Namespace, config: Config) -> int:
 
 
 def _import(args: argparse.Namespace, config: Config, clock: Clock) -> int:
-    from abuse_desk.app import open_desk
-    from abuse_desk.broker import is_in_process
-    from abuse_desk.db import ensure_schema, is_sqlite
-    from ingest.importer import import_paths
-    from ingest.store import Dispatcher, GroupCommitWriter
-    from workflow.actors import declare_actors
+    from ..core.broker import is_in_process
+    from ..core.db import ensure_schema, is_sqlite
+    from ..ingest.importer import import_paths
+    from ..ingest.store import Dispatcher, GroupCommitWriter
+    from ..workflow.actors import declare_actors
+    from ..workflow.desk import open_desk
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -331,7 +331,7 @@ def _import(args: argparse.Namespace, config: Config, clock: Clock) -> int:
 def parse_json(file: str, result: Any, decisions: list[Any] | None = None) -> dict[str, Any]:
     """The `abuse-desk parse --json` object of one file (its keys are fixed by the parsers
     issue), with the classifier's *decisions* where there are some."""
-    from parsers.base import iso_z
+    from ..core.fields import iso_z
 
     reports = []
     for n, r in enumerate(result.reports):
@@ -356,8 +356,8 @@ def parse_json(file: str, result: Any, decisions: list[Any] | None = None) -> di
 
 
 def _parse(args: argparse.Namespace, config: Config, clock: Clock) -> int:
-    from parsers.base import iso_z
-    from parsers.registry import default_registry
+    from ..core.fields import iso_z
+    from ..parsers.registry import default_registry
 
     registry = default_registry(config.smtp.hostname)
     classify = _parse_classifier(config, clock)
@@ -401,10 +401,10 @@ def _parse(args: argparse.Namespace, config: Config, clock: Clock) -> int:
 def _parse_classifier(config: Config, clock: Clock) -> Any:
     """A function classifying parsed reports against the configured database (its customers
     and learnt model), or None when there is no database to read: then `parse` still parses."""
-    from abuse_desk.app import open_desk
-    from abuse_desk.db import current_revision, head_revision, is_sqlite
-    from classifier.classify import MessageFacts
-    from parsers.headers import first_address, read_top_headers
+    from ..classifier.classify import MessageFacts
+    from ..core.db import current_revision, head_revision, is_sqlite
+    from ..core.headers import first_address, read_top_headers
+    from ..workflow.desk import open_desk
 
     url = make_url(config.database.url)
     if is_sqlite(config.database.url) and not (url.database and Path(url.database).is_file()):
@@ -430,10 +430,10 @@ def _parse_classifier(config: Config, clock: Clock) -> Any:
 
 
 def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
-    from abuse_desk.app import open_desk
-    from abuse_desk.db import ensure_schema, is_sqlite
-    from classifier import review
-    from classifier.categorize import NOT_ABUSE
+    from ..casework import review
+    from ..classifier.categorize import NOT_ABUSE
+    from ..core.db import ensure_schema, is_sqlite
+    from ..workflow.desk import open_desk
 
     desk = open_desk(config, clock)
     ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
@@ -455,8 +455,8 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     if args.not_ours and (args.not_abuse or args.customer):
         return fail("--not-ours excludes --not-abuse and --customer")
     decided_type = NOT_ABUSE if args.not_abuse else args.type
-    from workflow.case_actions import account_actor
-    from workflow.cases import CaseError
+    from ..casework.actions import account_actor
+    from ..workflow.cases import CaseError
 
     try:  # a decision is made by someone the desk knows: --by names an enabled account
         who = account_actor(desk.engine, args.by)
@@ -479,7 +479,7 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
 
 
 def message_json(m: Any) -> dict[str, Any]:
-    from abuse_desk.db import as_utc
+    from ..core.db import as_utc
 
     received = as_utc(m.received_at)
     return {
@@ -498,8 +498,8 @@ def message_json(m: Any) -> dict[str, Any]:
 
 
 def _messages_list(args: argparse.Namespace, config: Config) -> int:
-    from abuse_desk.db import current_revision, is_sqlite, make_engine
-    from abuse_desk.models import Message
+    from ..core.db import current_revision, is_sqlite, make_engine
+    from ..core.models import Message
 
     url = config.database.url
     if is_sqlite(url):

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from abuse_desk.config import DatabaseConfig
+from .config import DatabaseConfig
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
-from abuse_desk.app import Desk
-from abuse_desk.config import WorkflowConfig
-from abuse_desk.db import as_utc, write_transaction
-from abuse_desk.models import FeeEntry, Notice, User
-from parsers.base import iso_z
-from workflow import cases, notices, timeline
+from ..core.config import WorkflowConfig
+from ..core.db import as_utc, write_transaction
+from ..core.fields import iso_z
+from ..core.models import FeeEntry, Notice, User
+from ..workflow import cases, notices, timeline
+from ..workflow.desk import Desk
 
 ACTIONS = ("resolve", "escalate", "approve", "extend", "waive-fee", "note", "message")
 SUPERVISOR_ACTIONS = frozenset({"approve", "waive-fee"})

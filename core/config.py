@@ -280,7 +280,7 @@ def _is_plugin(name: str) -> bool:
 
 
 def _types() -> set[str]:
-    from classifier.types import TYPES
+    from .policy import TYPES
 
     return set(TYPES)
 

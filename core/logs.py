@@ -43,10 +43,16 @@ def _quote(value: Any) -> str:
     return text
 
 
+def _logger(record: logging.LogRecord) -> str:
+    """The logger's name as lines show it: the part of the desk (``workflow.pipeline``),
+    without the package every part is installed under."""
+    return record.name.removeprefix("abuse_desk.")
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-        parts = [f"{ts}Z", record.levelname, record.name, record.getMessage()]
+        parts = [f"{ts}Z", record.levelname, _logger(record), record.getMessage()]
         parts += [f"{k}={_quote(v)}" for k, v in _fields(record).items()]
         line = " ".join(parts)
         if record.exc_info:
@@ -59,7 +65,7 @@ class JsonFormatter(logging.Formatter):
         doc: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
-            "logger": record.name,
+            "logger": _logger(record),
             "msg": record.getMessage(),
             **_fields(record),
         }

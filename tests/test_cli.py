@@ -1,5 +1,5 @@
 """The ``abuse-desk`` command line: help, `messages list`, `db`, and its errors (exit codes, what
-stderr says), in-process through ``abuse_desk.cli.main`` and as real processes."""
+stderr says), in-process through ``abuse_desk.app.cli.main`` and as real processes."""
 
 from __future__ import annotations
 

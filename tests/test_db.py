@@ -171,7 +171,7 @@ def test_the_embedded_desk_keeps_var_to_its_owner(tmp_path: Path) -> None:
     env["ABUSE_DESK_CONFIG"] = os.devnull  # the embedded defaults: sqlite:///var/abuse-desk.db
     proc = subprocess.run(
         [sys.executable, "-c", "import os, sys; os.umask(0o022); "
-         "from abuse_desk.cli import main; rc = main(sys.argv[1:]); "
+         "from abuse_desk.app.cli import main; rc = main(sys.argv[1:]); "
          "print(oct(os.umask(0)), file=sys.stderr); sys.exit(rc)",
          "users", "add", "alice", "--role", "supervisor", "--password-stdin"],
         cwd=tmp_path, env=env, input="a long enough secret\n", capture_output=True, text=True,

@@ -524,7 +524,7 @@ def test_a_list_command_whose_reader_is_gone_exits_quietly(
 def test_messages_list_into_head_ends_quietly(listed_desk: Config) -> None:
     """As a shell runs it: `abuse-desk messages list | head -3`, the pipe's reader leaving
     after three lines of 3,001."""
-    script = (f"{sys.executable} -m abuse_desk.cli messages list | head -3; "
+    script = (f"{sys.executable} -m abuse_desk.app.cli messages list | head -3; "
               "echo \"status=${PIPESTATUS[0]}\" >&2")
     done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=config_env(listed_desk),
                           capture_output=True, timeout=120, check=False)

@@ -1,7 +1,7 @@
 """`abuse-desk import`: .eml files, mbox files, Maildir folders and folders of these.
 
 Driven through ``ingest.importer.import_paths`` with a real GroupCommitWriter on SQLite, and
-through the command line (``abuse_desk.cli.main``) configured by environment variables.
+through the command line (``abuse_desk.app.cli.main``) configured by environment variables.
 """
 
 from __future__ import annotations

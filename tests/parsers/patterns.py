@@ -19,7 +19,8 @@ from typing import Any
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("parsers", "classifier", "workflow", "ingest", "web", "abuse_desk")
+PACKAGES = ("abuse_desk.core", "abuse_desk.ingest", "abuse_desk.parsers", "abuse_desk.classifier",
+            "abuse_desk.workflow", "abuse_desk.casework", "abuse_desk.web", "abuse_desk.app")
 _CALLS = {"compile", "search", "match", "fullmatch", "sub", "subn", "findall", "finditer",
           "split"}
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -23,6 +24,9 @@ from sqlalchemy.exc import (
 from ..core import __version__
 from ..core.clock import Clock, fixed_clock, instant_arg, system_clock
 from ..core.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from .wiring import Desk
 
 EPILOG = """Configuration: config.toml in the current directory, or --config PATH, or
 $ABUSE_DESK_CONFIG; any key can be overridden with ABUSE_DESK_<SECTION>__<KEY>
@@ -259,17 +263,20 @@ def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
         elif args.command == "customers":
             from .commands.customers import run_customers
 
-            return run_customers(args, config, clock)
+            with _engine(config) as engine:
+                return run_customers(args, config, engine, clock)
         elif args.command == "review":
             return _review(args, config, clock)
         elif args.command in ("cases", "fees", "timeline"):
             from .commands.cases import run_workflow
 
-            return run_workflow(args, config, clock)
+            with _desk(config, clock) as desk:
+                return run_workflow(args, desk)
         elif args.command == "users":
             from .commands.users import run_users
 
-            return run_users(args, config, clock)
+            with _engine(config) as engine:
+                return run_users(args, config, engine, clock)
     except (runner.UsageError, SchemaOutOfDate, FileModeError) as exc:
         return fail(str(exc))
     except OSError as exc:
@@ -280,6 +287,32 @@ def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
             return fail(f"{exc.filename}: {exc.strerror or exc}", 1)
         raise
     return 0
+
+
+@contextlib.contextmanager
+def _engine(config: Config) -> Iterator[Engine]:
+    """The database of *config*, its schema checked (the embedded one upgraded), for one
+    command."""
+    from .wiring import open_engine
+
+    engine = open_engine(config)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _desk(config: Config, clock: Clock, *, sends: bool = False) -> Iterator[Desk]:
+    """The whole desk for one command; *sends*: work is handed to the broker at once (else the
+    scheduler sends what becomes due)."""
+    from .wiring import open_desk
+
+    desk = open_desk(config, clock, sends=sends)
+    try:
+        yield desk
+    finally:
+        desk.close()
 
 
 def _db(args: argparse.Namespace, config: Config) -> int:
@@ -295,32 +328,32 @@ def _db(args: argparse.Namespace, config: Config) -> int:
 
 
 def _import(args: argparse.Namespace, config: Config, clock: Clock) -> int:
-    from ..core.broker import is_in_process
-    from ..core.db import ensure_schema, is_sqlite
+    from ..core.broker import is_in_process, make_broker, sender
     from ..ingest.importer import import_paths
     from ..ingest.store import Dispatcher, GroupCommitWriter
-    from ..workflow.actors import declare_actors
-    from ..workflow.desk import open_desk
+    from .wiring import open_engine
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         return fail(f"no such file or folder: {', '.join(missing)}")
-    desk = open_desk(config, clock)
-    ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
+    engine = open_engine(config)
     in_process = is_in_process(config.broker.url)
-    dispatcher = None
-    if not in_process:
-        actors = declare_actors(desk)
-        dispatcher = Dispatcher(lambda mid: actors.process_message.send(mid)).start()
-    writer = GroupCommitWriter(desk.engine, dispatcher.dispatch if dispatcher else None).start()
+    broker = dispatcher = None
+    if not in_process:  # the workers take what is stored at once
+        broker = make_broker(config.broker.url)
+        send = sender(broker)
+        dispatcher = Dispatcher(lambda mid: send("process_message", mid)).start()
+    writer = GroupCommitWriter(engine, dispatcher.dispatch if dispatcher else None).start()
     try:
-        summary = import_paths(desk.engine, writer, args.paths, enqueued=not in_process,
-                               clock=desk.clock, progress=not args.quiet and sys.stderr.isatty())
+        summary = import_paths(engine, writer, args.paths, enqueued=not in_process,
+                               clock=clock, progress=not args.quiet and sys.stderr.isatty())
     finally:
         writer.stop()
         if dispatcher is not None:
             dispatcher.stop()
-        desk.close()
+        if broker is not None:
+            broker.close()
+        engine.dispose()
     print(summary.text())
     if in_process and summary.stored:
         print("The running `abuse-desk serve` processes them within pipeline.sweep_interval_s "
@@ -402,20 +435,20 @@ def _parse_classifier(config: Config, clock: Clock) -> Any:
     """A function classifying parsed reports against the configured database (its customers
     and learnt model), or None when there is no database to read: then `parse` still parses."""
     from ..classifier.classify import MessageFacts
-    from ..core.db import current_revision, head_revision, is_sqlite
+    from ..classifier.runtime import ClassifierRuntime
+    from ..core.db import current_revision, head_revision, is_sqlite, make_engine
     from ..core.headers import first_address, read_top_headers
-    from ..workflow.desk import open_desk
 
     url = make_url(config.database.url)
     if is_sqlite(config.database.url) and not (url.database and Path(url.database).is_file()):
         return None  # no embedded database yet: nothing to classify against, create nothing
-    try:
-        desk = open_desk(config, clock)
-        if current_revision(desk.engine) != head_revision():
+    try:  # only a database at the code's schema, and not upgraded for this
+        engine = make_engine(config.database)
+        if current_revision(engine) != head_revision():
             return None
     except Exception:
         return None
-    classifier = desk.classifier.classifier
+    classifier = ClassifierRuntime(config, engine, clock).classifier
 
     def classify(raw: bytes, result: Any) -> list[Any]:
         headers = read_top_headers(raw)
@@ -430,15 +463,16 @@ def _parse_classifier(config: Config, clock: Clock) -> Any:
 
 
 def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
+    with _desk(config, clock) as desk:
+        return _review_on(args, desk)
+
+
+def _review_on(args: argparse.Namespace, desk: Desk) -> int:
     from ..casework import review
     from ..classifier.categorize import NOT_ABUSE
-    from ..core.db import ensure_schema, is_sqlite
-    from ..workflow.desk import open_desk
 
-    desk = open_desk(config, clock)
-    ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
     if args.review_command == "list":
-        items = review.queue(desk)
+        items = desk.review.queue()
         if args.message is not None:
             items = review.filter_queue(items, review.QueueFilter(message=args.message),
                                         desk.clock())
@@ -463,7 +497,7 @@ def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     except CaseError as exc:
         return fail(str(exc))
     try:
-        outcome = review.decide(desk, review.ReviewDecision(
+        outcome = desk.review.decide(review.ReviewDecision(
             report_id=args.report_id, decided_by=who.name, type=decided_type,
             customer=args.customer, all_rows=args.all_rows, not_ours=args.not_ours))
     except review.ReviewError as exc:

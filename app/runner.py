@@ -43,14 +43,15 @@ from starlette.applications import Starlette
 from ..core.broker import QUEUE, broker_problem, is_in_process, safe_url
 from ..core.clock import Clock, system_clock
 from ..core.config import Config, NotifyConfig
-from ..core.db import FileModeError, ensure_schema, is_sqlite, private_folders
+from ..core.db import FileModeError, is_sqlite, private_folders
 from ..ingest.smtp import SmtpListener, start_smtp
 from ..ingest.store import Dispatcher, GroupCommitWriter
+from ..parsers.registry import PluginError
 from ..web.app import create_app, create_metrics_app
 from ..workflow.actors import declare_actors
-from ..workflow.desk import Desk, PluginError, open_desk
 from ..workflow.examiner import ExaminerPool
 from ..workflow.scheduler import Scheduler
+from .wiring import Desk, open_desk
 
 log = logging.getLogger(__name__)
 
@@ -289,52 +290,47 @@ async def start(config: Config, parts: tuple[str, ...],
     check_files(config)
     try:
         desk = open_desk(config, clock)
-    except FileModeError as exc:
+    except (FileModeError, PluginError) as exc:
         raise UsageError(str(exc)) from None
     running = Running(desk=desk)
-    ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
-    actors = declare_actors(desk)
     desk.broker.emit_after("process_boot")
+    assert desk.send is not None  # (opened to send)
+    send_work = desk.send
 
     def send(message_id: int) -> None:
-        actors.process_message.send(message_id)
+        send_work("process_message", message_id)
 
     waits = bool({"worker", "scheduler"} & set(parts)) and not is_in_process(config.broker.url)
     if {"worker", "scheduler"} & set(parts):
         for warning in production_warnings(config):
             log.warning("%s", warning)
     if not waits:
-        await _start_workers(running, parts, send)
+        await _start_workers(running, parts)
         await _start_front(running, parts, send, watch_broker=True)
         return running
     # The listener and the web never wait for the broker: they start first.
     await _start_front(running, parts, send, watch_broker=False)
     starts = " and ".join(p for p in ("worker", "scheduler") if p in parts)
     if await wait_for_broker(config.broker.url, stopping, f"the {starts} starts once it answers"):
-        await _start_workers(running, parts, send)
+        await _start_workers(running, parts)
     return running
 
 
-async def _start_workers(running: Running, parts: tuple[str, ...],
-                         send: Callable[[int], None]) -> None:
+async def _start_workers(running: Running, parts: tuple[str, ...]) -> None:
     """The worker (with its examiners) and the scheduler, as far as *parts* has them."""
     desk, config = running.desk, running.desk.config
     if "worker" in parts:
-        try:
-            _ = desk.parsers  # the configured plugins load here, before any examiner starts
-        except PluginError as exc:
-            raise UsageError(str(exc)) from None
         if config.pipeline.examiners > 0:
             running.examiners = ExaminerPool(config, desk.clock, config.pipeline.examiners)
-            desk.examiner = running.examiners.start()
-        # The examiners hold their own classifier; `serve`'s web builds one when first used.
-        desk.warm(examine=running.examiners is None)
+            # The worker's messages are examined in its examiner processes from now on.
+            desk.pipeline.examiner = running.examiners.start()
+        declare_actors(desk.broker, desk.pipeline, desk.workflow, config.pipeline.max_retries)
         throttle_broker_errors(desk.broker)
         running.worker = dramatiq.Worker(
             desk.broker, worker_threads=config.pipeline.worker_threads, worker_timeout=250)
         running.worker.start()
     if "scheduler" in parts:
-        running.scheduler = Scheduler(desk, send)
+        running.scheduler = Scheduler(desk.engine, desk.clock, config.pipeline, desk.workflow)
         if isinstance(desk.broker, StubBroker):
             # The in-process queue died with the last process: re-send all that is left now.
             await asyncio.to_thread(running.scheduler.sweep, 0.0)
@@ -360,14 +356,14 @@ async def _start_front(running: Running, parts: tuple[str, ...], send: Callable[
                 config.broker.url, None, "mail is accepted and stored meanwhile, and sent to "
                 "the workers once it answers"))
     if "web" in parts:
-        running.web, running.web_task = _serve(create_app(desk), config.web.host,
+        running.web, running.web_task = _serve(create_app(desk.web), config.web.host,
                                                config.web.port)
         log.info("web on http://%s:%d/", config.web.host, config.web.port)
     elif config.metrics.port:
         # The same /metrics as the web desk's, with the same rule (metrics.allow, metrics.token),
         # on metrics.host (loopback unless configured).
         running.metrics, running.metrics_task = _serve(
-            create_metrics_app(desk), config.metrics.host, config.metrics.port)
+            create_metrics_app(desk.web), config.metrics.host, config.metrics.port)
         log.info("metrics on http://%s:%d/metrics", config.metrics.host, config.metrics.port)
 
 

@@ -16,7 +16,7 @@ as a domain), as if the reported address were always the provider's, and each me
 with only its own offenders as the provider's (an address one message accuses may be another
 message's victim): the desk must find them among everything else a message names (the
 reporter's own servers, victims, control servers, the range a WHOIS block starts with). Then
-every message goes through what a worker does before it writes (``workflow.pipeline._examine``:
+every message goes through what a worker does before it writes (``Examination.examine``:
 parsers, the reporter's DKIM check, the classifier), DNS answering nothing (as on a host
 without a resolver), and is scored:
 
@@ -180,21 +180,20 @@ def no_dns(name: bytes, timeout: float = 5.0) -> bytes | None:
 
 
 def open_desk_for(samples: Sequence[Sample], folder: Path) -> tuple[Any, dict[str, str]]:
+    from abuse_desk.app.wiring import open_desk
     from abuse_desk.classifier.customer_import import import_customers
     from abuse_desk.core.clock import fixed_clock
     from abuse_desk.core.config import build_config
     from abuse_desk.core.db import upgrade
-    from abuse_desk.workflow.desk import open_desk
 
     config = build_config({"database": {"url": f"sqlite:///{folder / 'desk.db'}"},
                            "log": {"level": "ERROR"}}, "accuracy", env={})
-    desk = open_desk(config, fixed_clock(RECEIVED))
+    desk = open_desk(config, fixed_clock(RECEIVED), sends=False, upgrade_schema=True)
     upgrade(desk.engine)
     owners = customers_csv(samples, folder / "customers.csv")
     import_customers(desk.engine, folder / "customers.csv", clock=desk.clock)
-    desk.warm()
-    desk.classifier.classifier._dns = no_dns
-    desk.classifier.index()
+    desk.examination.classifier.classifier._dns = no_dns
+    desk.examination.classifier.index()
     return desk, owners
 
 
@@ -325,7 +324,6 @@ def own_index(sample: Sample, owners: dict[str, str], ids: dict[str, int]) -> An
 
 def run(samples: Sequence[Sample]) -> list[Score]:
     from abuse_desk.core.models import Customer
-    from abuse_desk.workflow.pipeline import _examine
     from sqlalchemy import select
 
     with tempfile.TemporaryDirectory(prefix="abuse-desk-accuracy-") as tmp:
@@ -333,13 +331,13 @@ def run(samples: Sequence[Sample]) -> list[Score]:
         with desk.engine.connect() as conn:
             ids = {ext: cid for cid, ext in conn.execute(
                 select(Customer.id, Customer.external_id))}
-        classifier = desk.classifier.classifier
+        classifier = desk.examination.classifier.classifier
         scores = []
         try:
             for sample in samples:
                 index = own_index(sample, owners, ids)
                 classifier._index = lambda index=index: index
-                outcome = _examine(desk, sample.path.read_bytes(), sample.received_at)
+                outcome = desk.examination.examine(sample.path.read_bytes(), sample.received_at)
                 scores.append(score(sample, outcome, owners))
             return scores
         finally:

@@ -5,7 +5,7 @@
 
 The messages are the pipeline's mix (``bench/pipeline.py``), against a desk of 10,000 customers
 on SQLite (``bench/parse.py``'s ``classifying_desk``). Each repeat examines them, one after
-another, (i) inline (``workflow.pipeline._examine`` in this thread, as with
+another, (i) inline (``workflow.examine.Examination.examine`` in this thread, as with
 ``pipeline.examiners = 0``) and (ii) through an :class:`~workflow.examiner.ExaminerPool` of
 one examiner (what ``process_message`` does). For (ii) the CPU of this process (the worker's
 side: pickling, the pipe, the wake-ups) and of the examiner are measured apart; the hop is
@@ -38,7 +38,6 @@ def _cpu_of(pid: int) -> float:
 
 def run(quick: bool = False) -> dict[str, Any]:
     from abuse_desk.workflow.examiner import ExaminerPool
-    from abuse_desk.workflow.pipeline import _examine
 
     from bench.parse import classifying_desk
     from bench.pipeline import mixed_reports
@@ -55,11 +54,11 @@ def run(quick: bool = False) -> dict[str, Any]:
             (pid,) = pool.pids()
             inline_cpu, inline_wall, parent_cpu, child_cpu, hop_wall = [], [], [], [], []
             for raw in messages:  # warm up both ways
-                _examine(desk, raw, now)
+                desk.examination.examine(raw, now)
             for _ in range(repeats):
                 cpu, wall = time.process_time(), time.perf_counter()
                 for raw in messages:
-                    _examine(desk, raw, now)
+                    desk.examination.examine(raw, now)
                 inline_cpu.append((time.process_time() - cpu) / len(messages))
                 inline_wall.append((time.perf_counter() - wall) / len(messages))
 

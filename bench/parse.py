@@ -13,8 +13,8 @@ to our notices (guards: no report, so parse+classify is parse alone for them).
 For each format, every repeat times three things over the same messages, one after another:
 
 * the floor: ``email.message_from_bytes(raw)`` (compat32, what the parsers' ``Mail`` uses);
-* parse: ``desk.parsers.parse(raw, limits)``, the parser registry;
-* parse+classify: what a worker does before it writes (``workflow.pipeline._examine``): the top
+* parse: ``desk.examination.parsers.parse(raw, limits)``, the parser registry;
+* parse+classify: what a worker does before it writes (``Examination.examine``): the top
   headers, the registry, the reporter's DKIM check and the classifier on each report, with a
   customer index of 10,000 customers (about 41,000 resources: IPv4 /24s, IPv6 /64s, domains)
   loaded from SQLite by the classifier's runtime.
@@ -162,19 +162,18 @@ def no_dns(name: bytes, timeout: float = 5.0) -> bytes | None:
 def classifying_desk(folder: Path, customers: int = CUSTOMERS) -> Any:
     """A desk on a SQLite file in *folder* with *customers* imported, its classifier's index
     and text model loaded (as a worker has them), and DKIM keys looked up in :func:`no_dns`."""
+    from abuse_desk.app.wiring import open_desk
     from abuse_desk.classifier.customer_import import import_customers
     from abuse_desk.core.config import build_config
     from abuse_desk.core.db import upgrade
-    from abuse_desk.workflow.desk import open_desk
 
     config = build_config(base_sections(folder), "bench", env={})
-    desk = open_desk(config)
+    desk = open_desk(config, sends=False, upgrade_schema=True)
     upgrade(desk.engine)
     import_customers(desk.engine, customers_csv(folder / "customers.csv", customers),
                      clock=desk.clock)
-    desk.warm()
-    desk.classifier.classifier._dns = no_dns  # a DNS stub: see the docstring
-    desk.classifier.index()
+    desk.examination.classifier.classifier._dns = no_dns  # a DNS stub: see the docstring
+    desk.examination.classifier.index()
     return desk
 
 
@@ -207,8 +206,6 @@ def measure(messages: Sequence[bytes], fns: Mapping[str, Callable[[bytes], objec
 
 def run(quick: bool = False) -> dict[str, Any]:
     from abuse_desk.parsers.base import Disposition
-    from abuse_desk.workflow.pipeline import _examine
-
     repeats, batch_s = (3, 0.1) if quick else (7, 0.3)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -217,7 +214,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         desk = classifying_desk(Path(tmp))
         setup_s = time.perf_counter() - started
         groups = samples(desk.config.smtp.hostname)
-        registry, limits = desk.parsers, desk.config.parsers
+        registry, limits = desk.examination.parsers, desk.config.parsers
 
         def floor(raw: bytes) -> object:
             return email.message_from_bytes(raw)
@@ -226,7 +223,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             return registry.parse(raw, limits)
 
         def parse_classify(raw: bytes) -> object:
-            return _examine(desk, raw, desk.clock())
+            return desk.examination.examine(raw, desk.clock())
 
         fns = {"floor": floor, "parse": parse, "classify": parse_classify}
         mix: dict[str, list[float]] = {name: [] for name in fns}
@@ -234,7 +231,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         for name, messages in groups.items():
             reports = sum(len(registry.parse(raw, limits).reports) for raw in messages)
             review = sum(1 for raw in messages
-                         if (o := _examine(desk, raw, desk.clock())).result is not None
+                         if (o := desk.examination.examine(raw, desk.clock())).result is not None
                          and o.result.disposition is Disposition.REPORT
                          and (o.reason or any(d.needs_review for d in o.decisions)))
             size = sum(len(m) for m in messages) / len(messages)
@@ -269,7 +266,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                         floor_mix))
         rows.append(row(f"parse+classify, all {total_messages} samples", classify_mix,
                         "µs/msg", FLOOR, floor_mix))
-        index = desk.classifier.index().stats()
+        index = desk.examination.classifier.index().stats()
         notes.append(f"customer index: {index.get('customers', CUSTOMERS):,} customers, "
                      f"{index.get('resources', 0):,} resources (set up and loaded from SQLite "
                      f"in {setup_s:.1f} s, not timed)")

@@ -31,8 +31,8 @@ from ..core.config import WorkflowConfig
 from ..core.db import as_utc, write_transaction
 from ..core.fields import iso_z
 from ..core.models import FeeEntry, Notice, User
-from ..workflow import cases, notices, timeline
-from ..workflow.desk import Desk
+from ..workflow import cases, notices
+from ..workflow.timeline import Workflow
 
 ACTIONS = ("resolve", "escalate", "approve", "extend", "waive-fee", "note", "message")
 SUPERVISOR_ACTIONS = frozenset({"approve", "waive-fee"})
@@ -91,9 +91,10 @@ class Request:
     subject: str = ""  # message: the subject after the case tag (else a standard one)
 
 
-def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
-    """Do *request* to case *ref* as *who*; returns a sentence saying what was done.
-    Raises :class:`workflow.cases.CaseError` with what to do instead."""
+def apply(workflow: Workflow, ref: str, request: Request, who: cases.Actor) -> str:
+    """Do *request* to case *ref* as *who*, on *workflow*'s database at its clock; returns a
+    sentence saying what was done. Raises :class:`workflow.cases.CaseError` with what to do
+    instead."""
     action = request.action
     if action not in ACTIONS:
         raise cases.CaseError(f"unknown action {action!r}; one of: {', '.join(ACTIONS)}")
@@ -102,11 +103,9 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
         raise cases.CaseError(f"{action} needs a reason (it goes in the audit trail)")
     if action == "message" and not notices.message_text(request.reason).strip():
         raise cases.CaseError("write the message to send to the customer")
-    now = desk.clock()
-    wf = desk.config.workflow
-    if action == "message":
-        desk.workflow.writer  # noqa: B018 - made (its key read or made) outside the transaction
-    with write_transaction(desk.engine) as conn:
+    now = workflow.clock()
+    wf = workflow.config.workflow
+    with write_transaction(workflow.engine) as conn:
         case = cases.find_case(conn, ref)
         if action == "resolve":
             if cases.resolve(conn, wf, case.id, now, who, reason) == "restore-proposed":
@@ -129,7 +128,7 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
             if until is None:
                 if request.business_days is None or request.business_days < 1:
                     raise cases.CaseError("say until when, or by how many business days")
-                until = desk.workflow.calendar.add_business_days(now, request.business_days)
+                until = workflow.calendar.add_business_days(now, request.business_days)
             # Stored as UTC: a column without a zone (SQLite) would keep the wall time.
             until = as_utc(until).astimezone(UTC)  # type: ignore[union-attr]
             if until <= now:
@@ -150,7 +149,7 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
                 said = f"{case.reference}: {count} fee(s) waived"
         elif action == "message":
             try:
-                notice_id = notices.create_message(conn, desk.workflow.writer, case.id,
+                notice_id = notices.create_message(conn, workflow.writer, case.id,
                                                    request.reason, now, request.subject)
             except ValueError as exc:  # NoAddress too
                 raise cases.CaseError(str(exc)) from None
@@ -163,5 +162,5 @@ def apply(desk: Desk, ref: str, request: Request, who: cases.Actor) -> str:
         else:  # note
             cases.event(conn, now, who, case.id, "note", text=reason)
             said = f"{case.reference}: note added"
-    timeline.kick(desk, [case.id])
+    workflow.kick([case.id])
     return said

@@ -7,6 +7,7 @@ a connection error every few seconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
@@ -16,6 +17,10 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 QUEUE = "abuse-desk"
+
+# The one way work is handed to the workers: ``send("process_message", 12)``. Every actor takes
+# one id (workflow/actors.py names them).
+Send = Callable[[str, int], None]
 
 
 def is_in_process(url: str) -> bool:
@@ -33,6 +38,19 @@ def make_broker(url: str) -> dramatiq.Broker:
     if url.startswith(("amqp://", "amqps://")):
         return RabbitmqBroker(url=url, confirm_delivery=True)
     raise ValueError(f"broker.url {url!r}: expected memory://, redis://… or amqp://…")
+
+
+def sender(broker: dramatiq.Broker) -> Send:
+    """What sends work to the desk's actors on *broker*: the message an actor's ``send`` would
+    make (the actor is named, not needed here, so the parts that send work are built before the
+    actors that do it)."""
+    broker.declare_queue(QUEUE)
+
+    def send(actor_name: str, ident: int) -> None:
+        broker.enqueue(dramatiq.Message(queue_name=QUEUE, actor_name=actor_name, args=(ident,),
+                                        kwargs={}, options={}))
+
+    return send
 
 
 def safe_url(url: str) -> str:

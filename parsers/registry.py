@@ -9,6 +9,7 @@ traceback, for a parser bug).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import traceback
@@ -96,6 +97,33 @@ def default_registry(message_id_domain: str = "abuse-desk.localhost") -> Registr
     from .builtin import builtin_parsers
 
     return Registry(builtin_parsers(message_id_domain))
+
+
+def configured_registry(message_id_domain: str, plugins: Iterable[str] = ()) -> Registry:
+    """The built-in parsers and the configured ``parsers.plugins``; :class:`PluginError` for a
+    plugin that does not load or does not give a parser."""
+    registry = default_registry(message_id_domain)
+    for name in plugins:
+        registry.register(load_plugin(name))
+    return registry
+
+
+class PluginError(ValueError):
+    """A ``parsers.plugins`` entry that does not give a parser."""
+
+
+def load_plugin(name: str) -> Any:
+    """The parser made by the factory *name* (``package.module:factory``)."""
+    module_name, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+        parser = factory()
+    except Exception as exc:
+        raise PluginError(f"parsers.plugins: {name}: {exc.__class__.__name__}: {exc}") from exc
+    if not all(hasattr(parser, a) for a in ("name", "stage", "matches", "parse")):
+        raise PluginError(f"parsers.plugins: {name} did not give a parser (name, stage, "
+                          "matches, parse: parsers/base.py)")
+    return parser
 
 
 # -- what may be stored ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.app.wiring import Desk
 
 POSTGRES = os.environ.get("ABUSE_DESK_TEST_POSTGRES",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -73,12 +73,12 @@ def env_db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def fixed_desk(tmp_path: Path) -> Iterator[Desk]:
     """A desk on a fresh, upgraded SQLite file whose clock stands still at ``support.NOW``."""
+    from abuse_desk.app.wiring import open_desk
     from abuse_desk.core.db import upgrade
-    from abuse_desk.workflow.desk import open_desk
 
     from tests.support import NOW, make_config
 
-    opened = open_desk(make_config(tmp_path), clock=lambda: NOW)
+    opened = open_desk(make_config(tmp_path), clock=lambda: NOW, sends=False, upgrade_schema=True)
     upgrade(opened.engine)
     yield opened
     opened.close()

@@ -46,7 +46,7 @@ from tests.fault_support import (
     smtp_settings,
     tail,
 )
-from tests.support import free_port, make_config, wait_for
+from tests.support import NOW, free_port, make_config, wait_for
 
 SOAK = [pytest.mark.soak, pytest.mark.timeout(1800),
         pytest.mark.skipif(os.environ.get("ABUSE_DESK_TEST_SOAK") != "1",
@@ -428,28 +428,29 @@ def test_disk_full_451_then_250(tmp_path: Path) -> None:
 
 def test_worker_start_survives_a_commit_between_read_and_write(tmp_path: Path) -> None:
     """Found by the RabbitMQ test: a worker started beside a listener taking a burst on SQLite
-    exited with "database is locked". Warming makes the desk's secret key (a SELECT, then an
-    INSERT); a commit by another process in between made the INSERT fail at once (WAL: the
-    read snapshot is stale; no busy timeout applies). The key is now made in a transaction
-    that takes the write lock first: the other process's commit waits for it instead."""
+    exited with "database is locked". Building the workflow makes the desk's secret key (a
+    SELECT, then an INSERT); a commit by another process in between made the INSERT fail at
+    once (WAL: the read snapshot is stale; no busy timeout applies). The key is now made in a
+    transaction that takes the write lock first: the other process's commit waits for it
+    instead."""
     import threading
 
     from abuse_desk.core.db import make_engine, upgrade
     from abuse_desk.ingest.store import Envelope, insert_messages, message_row
-    from abuse_desk.workflow.desk import open_desk
+    from abuse_desk.workflow.timeline import Workflow
 
     config = make_config(tmp_path)
-    desk = open_desk(config)
-    upgrade(desk.engine)
+    engine = make_engine(config.database)
+    upgrade(engine)
     other = make_engine(config.database)
     writers: list[threading.Thread] = []
 
     def listener_commits() -> None:
         with other.begin() as conn2:
             insert_messages(conn2, [message_row(b"x\r\n", Envelope(
-                None, ["abuse@x"], received_at=desk.clock()))])
+                None, ["abuse@x"], received_at=NOW))])
 
-    @sa.event.listens_for(desk.engine, "after_cursor_execute")
+    @sa.event.listens_for(engine, "after_cursor_execute")
     def commit_elsewhere(conn: object, cursor: object, statement: str, *args: object) -> None:
         if not writers and statement.lstrip().upper().startswith("SELECT") \
                 and "settings" in statement:
@@ -458,12 +459,12 @@ def test_worker_start_survives_a_commit_between_read_and_write(tmp_path: Path) -
             writers[0].join(0.5)
 
     try:
-        desk.warm()  # what the worker does at start: no "database is locked"
+        Workflow(config, engine, lambda: NOW)  # what a worker builds at start: not "locked"
         writers[0].join(30)
-        with desk.engine.connect() as conn:
+        with engine.connect() as conn:
             assert conn.exec_driver_sql(
                 "SELECT count(*) FROM settings WHERE key = 'secret_key'").scalar() == 1
             assert conn.exec_driver_sql("SELECT count(*) FROM messages").scalar() == 1
     finally:
         other.dispose()
-        desk.close()
+        engine.dispose()

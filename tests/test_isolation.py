@@ -27,14 +27,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from abuse_desk.app.wiring import Desk, open_desk
 from abuse_desk.core.config import Config
 from abuse_desk.core.db import upgrade
 from abuse_desk.core.models import Event, Message, MessageState
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from abuse_desk.workflow import examiner, pipeline
-from abuse_desk.workflow.desk import Desk, open_desk
 from abuse_desk.workflow.examiner import ExaminerDied, ExaminerPool, ExaminerStopped
-from abuse_desk.workflow.pipeline import process_message
 
 from tests import isolation_plugins
 from tests.support import (
@@ -63,9 +62,9 @@ def pool_config(tmp_path: Path, **parsers: Any) -> Config:
 def desk_with_a_pool(tmp_path: Path, **parsers: Any) -> Iterator[Desk]:
     """A desk on a fresh SQLite file at ``NOW``, examining in a pool of one examiner."""
     config = pool_config(tmp_path, **parsers)
-    desk = open_desk(config, clock=lambda: NOW)
+    desk = open_desk(config, clock=lambda: NOW, sends=False, upgrade_schema=True)
     upgrade(desk.engine)
-    desk.examiner = pool = ExaminerPool(config, desk.clock, size=1).start()
+    desk.pipeline.examiner = pool = ExaminerPool(config, desk.clock, size=1).start()
     try:
         yield desk
     finally:
@@ -108,7 +107,7 @@ def test_a_parse_past_its_time_budget_goes_to_review_in_one_attempt(pool_desk: D
     hostile = store(pool_desk, message("hold-the-gil 192.0.2.7"))
     started = time.monotonic()
 
-    assert process_message(pool_desk, hostile) == "review"
+    assert pool_desk.pipeline.process(hostile) == "review"
 
     assert time.monotonic() - started < HANG_GUARD_S
     stored = load(pool_desk.engine, hostile)
@@ -117,23 +116,23 @@ def test_a_parse_past_its_time_budget_goes_to_review_in_one_attempt(pool_desk: D
         "processing exceeded its time budget of 2 s (during parsing)")
     assert stored.attempts == 1
     assert stored.header_subject == "hold-the-gil 192.0.2.7"  # read before the budget ran out
-    assert process_message(pool_desk, hostile) == "skipped"  # never examined again
+    assert pool_desk.pipeline.process(hostile) == "skipped"  # never examined again
     assert event_count(pool_desk.engine, hostile) == 1
     # the examiner was replaced: the next message is examined as usual
     normal = store(pool_desk, message("spam from 192.0.2.8"))
-    assert process_message(pool_desk, normal) == "processed"
+    assert pool_desk.pipeline.process(normal) == "processed"
 
 
 def test_a_memory_bomb_goes_to_review_with_the_memory_budget(tmp_path: Path) -> None:
     with desk_with_a_pool(tmp_path, max_memory_mb=64) as desk:
         bomb = store(desk, message("eat-memory 192.0.2.7"))
-        assert process_message(desk, bomb) == "review"
+        assert desk.pipeline.process(bomb) == "review"
         stored = load(desk.engine, bomb)
         assert stored.error.startswith(
             "processing exceeded its memory budget of 64 MiB (during parsing)")
         assert stored.attempts == 1
         normal = store(desk, message("spam from 192.0.2.8"))
-        assert process_message(desk, normal) == "processed"
+        assert desk.pipeline.process(normal) == "processed"
 
 
 def test_a_message_that_kills_its_examiner_goes_to_review_after_max_attempts(
@@ -142,15 +141,15 @@ def test_a_message_that_kills_its_examiner_goes_to_review_after_max_attempts(
     max_attempts = pool_desk.config.pipeline.max_attempts
     for attempt in range(1, max_attempts + 1):
         with pytest.raises(ExaminerDied, match="killed by SIGKILL during parsing"):
-            process_message(pool_desk, killer)
+            pool_desk.pipeline.process(killer)
         stored = load(pool_desk.engine, killer)
         assert (stored.state, stored.attempts) == (MessageState.RECEIVED, attempt)
         assert stored.attempted_at is None  # the next delivery is a new attempt at once
 
-    assert process_message(pool_desk, killer) == "review"
+    assert pool_desk.pipeline.process(killer) == "review"
     stored = load(pool_desk.engine, killer)
     assert stored.error.startswith(f"processing did not finish in {max_attempts} attempts")
-    assert process_message(pool_desk, store(pool_desk, message("spam from 192.0.2.8"))) \
+    assert pool_desk.pipeline.process(store(pool_desk, message("spam from 192.0.2.8"))) \
         == "processed"
 
 
@@ -161,17 +160,17 @@ def test_a_crash_of_one_attempt_does_not_send_a_normal_message_to_review(
     message_id = store(fixed_desk, message("spam from 192.0.2.7"))
     with fixed_desk.engine.begin() as conn:  # as a worker SIGKILLed mid-examination leaves it
         conn.execute(sa.update(Message).values(attempts=1, attempted_at=NOW))
-    assert process_message(fixed_desk, message_id) == "processed"
+    assert fixed_desk.pipeline.process(message_id) == "processed"
     assert load(fixed_desk.engine, message_id).attempts == 1  # a duplicate, not counted
 
 
 def test_an_attempt_past_its_lease_counts(fixed_desk: Desk) -> None:
     message_id = store(fixed_desk, message("spam from 192.0.2.7"))
     max_attempts = fixed_desk.config.pipeline.max_attempts
-    long_ago = NOW - timedelta(seconds=pipeline.attempt_lease_s(fixed_desk) + 1)
+    long_ago = NOW - timedelta(seconds=pipeline.attempt_lease_s(fixed_desk.config.parsers) + 1)
     with fixed_desk.engine.begin() as conn:  # workers died in each of the attempts so far
         conn.execute(sa.update(Message).values(attempts=max_attempts, attempted_at=long_ago))
-    assert process_message(fixed_desk, message_id) == "review"
+    assert fixed_desk.pipeline.process(message_id) == "review"
     stored = load(fixed_desk.engine, message_id)
     assert stored.attempts == max_attempts + 1
     assert stored.error.startswith(f"processing did not finish in {max_attempts} attempts")
@@ -179,14 +178,14 @@ def test_an_attempt_past_its_lease_counts(fixed_desk: Desk) -> None:
 
 def test_an_examination_cut_short_by_a_stop_ends_promptly(tmp_path: Path) -> None:
     with desk_with_a_pool(tmp_path, time_budget_s=120.0) as desk:
-        pool = desk.examiner
+        pool = desk.pipeline.examiner
         assert isinstance(pool, ExaminerPool)
         hostile = store(desk, message("hold-the-gil 192.0.2.7"))
         timer = threading.Timer(1.0, pool.begin_stop, args=(0.5,))
         timer.start()
         started = time.monotonic()
         with pytest.raises(ExaminerStopped):
-            process_message(desk, hostile)
+            desk.pipeline.process(hostile)
         assert time.monotonic() - started < 10  # not the 60 s the parse holds, nor 120 s
         stored = load(desk.engine, hostile)
         assert (stored.state, stored.attempts, stored.attempted_at) == (
@@ -206,25 +205,25 @@ def test_an_examiner_finds_what_the_worker_would_have_found(pool_desk: Desk) -> 
     """The same outcome through the pipe as in the worker's own thread, for every sample."""
     samples = sorted((Path(__file__).parent / "parsers" / "data").rglob("*.eml"))
     assert len(samples) > 20
-    with pool_desk.examiner.reserve() as slot:  # type: ignore[union-attr]
+    with pool_desk.pipeline.examiner.reserve() as slot:  # type: ignore[union-attr]
         for path in samples:
             raw = path.read_bytes()
-            inline = pipeline._examine(pool_desk, raw, NOW)
+            inline = pool_desk.examination.examine(raw, NOW)
             examined = slot.examine(raw, NOW, NOW)
             assert examined == inline, path
 
 
 def test_an_examiner_killed_while_idle_costs_no_attempt(pool_desk: Desk) -> None:
-    pool = pool_desk.examiner
+    pool = pool_desk.pipeline.examiner
     assert isinstance(pool, ExaminerPool)
     first = store(pool_desk, message("spam from 192.0.2.7"))
-    assert process_message(pool_desk, first) == "processed"
+    assert pool_desk.pipeline.process(first) == "processed"
     (pid,) = pool.pids()
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not alive(pid), 10, "the examiner to die")
 
     second = store(pool_desk, message("spam from 192.0.2.8"))
-    assert process_message(pool_desk, second) == "processed"
+    assert pool_desk.pipeline.process(second) == "processed"
     assert load(pool_desk.engine, second).attempts == 1
     assert pool.pids() != [pid]
 
@@ -233,9 +232,9 @@ def test_worker_threads_share_the_examiners(tmp_path: Path) -> None:
     """Six threads, two examiners, one message that holds its examiner until its budget runs
     out: every other message is processed meanwhile, nothing waits forever."""
     config = pool_config(tmp_path)
-    desk = open_desk(config, clock=lambda: NOW)
+    desk = open_desk(config, clock=lambda: NOW, sends=False, upgrade_schema=True)
     upgrade(desk.engine)
-    desk.examiner = pool = ExaminerPool(config, desk.clock, size=2).start()
+    desk.pipeline.examiner = pool = ExaminerPool(config, desk.clock, size=2).start()
     try:
         hostile = store(desk, message("hold-the-gil 192.0.2.1"))
         normal = [store(desk, message(f"spam from 192.0.2.{n}")) for n in range(10, 40)]
@@ -245,7 +244,7 @@ def test_worker_threads_share_the_examiners(tmp_path: Path) -> None:
         def work(ids: list[int]) -> None:
             try:
                 for message_id in ids:
-                    outcomes[message_id] = process_message(desk, message_id)
+                    outcomes[message_id] = desk.pipeline.process(message_id)
             except BaseException as exc:
                 errors.append(exc)
 

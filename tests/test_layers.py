@@ -134,14 +134,8 @@ def test_no_stage_imports_a_later_stage_or_the_composition_root() -> None:
     assert against_the_order(graph()) == []
 
 
-# The one cycle left: the lazy service locator (workflow/desk.py) and the parts it builds.
-# The composition root's eager wiring removes it (issue 19, step 3).
-KNOWN_CYCLES = [["abuse_desk.workflow.desk", "abuse_desk.workflow.examiner",
-                 "abuse_desk.workflow.pipeline", "abuse_desk.workflow.timeline"]]
-
-
 def test_the_imports_have_no_cycle() -> None:
-    assert cycles(graph()) == KNOWN_CYCLES
+    assert cycles(graph()) == []
 
 
 def test_the_checks_see_a_back_arrow_and_a_cycle() -> None:

@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 from abuse_desk.app import cli
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.config import Config
 from abuse_desk.core.models import Case, Event, FeeEntry, Report
 from abuse_desk.web import auth
-from abuse_desk.workflow import timeline
-from abuse_desk.workflow.desk import Desk
 from sqlalchemy import func, select
 
 from tests.support import ROOT, LiveDesk, config_env, free_port, make_config, wait_for
@@ -66,7 +65,7 @@ def use(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def notified(desk: Desk) -> Any:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     return case_by_id(desk, case.id)
 
 
@@ -74,7 +73,7 @@ def escalated(desk: Desk, clock: Clock) -> Any:
     """A case past its deadline: escalated, a fee assessed, a restriction proposed."""
     case = notified(desk)
     clock.now = DEADLINE + timedelta(hours=1)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     return case
@@ -483,16 +482,16 @@ LIST_COMMANDS = [
 @pytest.fixture
 def listed_desk(tmp_path: Path) -> Config:
     """A desk with something for each list: an account, a customer, many messages."""
+    from abuse_desk.app.wiring import open_desk
     from abuse_desk.classifier.customer_import import import_customers
     from abuse_desk.core.db import upgrade
     from abuse_desk.ingest.store import Envelope, insert_messages, message_row
-    from abuse_desk.workflow.desk import open_desk
 
     from tests.support import NOW, message
     from tests.workflow.workflow_support import CUSTOMERS
 
     config = make_config(tmp_path)
-    desk = open_desk(config, clock=lambda: NOW)
+    desk = open_desk(config, clock=lambda: NOW, sends=False, upgrade_schema=True)
     try:
         upgrade(desk.engine)
         auth.add_user(desk.engine, "sam", "specialist", "correct horse battery", NOW)

@@ -25,14 +25,14 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from abuse_desk.app.cli import main
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.config import ConfigError, SmtpConfig, build_config
 from abuse_desk.core.logs import JsonFormatter, TextFormatter
 from abuse_desk.ingest import smtp as smtp_module
 from abuse_desk.web import auth
 from abuse_desk.web.app import create_app
 from abuse_desk.web.base import COOKIE
-from abuse_desk.workflow import delivery, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import delivery
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from starlette.testclient import TestClient
@@ -86,7 +86,7 @@ def assert_absent(secrets: dict[str, str], **texts: str) -> None:
 
 def self_service_token(desk: Desk) -> str:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (mail,) = [m for m in outbox(desk) if m["Message-ID"].startswith(f"<{case.reference}.")]
     match = LINK.search(text_of(mail))
     assert match is not None
@@ -117,7 +117,7 @@ def test_web_flows_keep_their_secrets_out_of_the_log_and_the_pages(
             v for k, v in answer.headers.items() if k.lower() != "set-cookie"))
         return answer
 
-    app = create_app(desk)
+    app = create_app(desk.web)
     sam = TestClient(app, follow_redirects=False)
     assert page(web_login(sam, "sam", PASSWORD)).status_code == 303
     session_token = sam.cookies[COOKIE]
@@ -262,12 +262,12 @@ def test_a_refused_smarthost_login_keeps_the_password_out_of_log_case_page_and_a
     auth.add_user(desk.engine, "sue", "supervisor", PASSWORD, clock())
     caplog.set_level(logging.DEBUG)
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert set(refuser.seen) == {SMARTHOST_USER}  # smtplib tries PLAIN, then LOGIN
     (notice,) = notices_of(desk, case.id)
     assert notice.state == "failed" and "notify.smarthost_password" in notice.error
 
-    client = TestClient(create_app(desk), follow_redirects=False)
+    client = TestClient(create_app(desk.web), follow_redirects=False)
     web_login(client, "sue", PASSWORD)
     shown = client.get(f"/cases/{case.reference}")
     assert shown.status_code == 200 and "notify.smarthost_username" in shown.text

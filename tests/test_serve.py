@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Message
-from abuse_desk.workflow.desk import Desk
 
 from tests.support import desk_process, make_config, message, wait_for
 
@@ -72,12 +72,14 @@ def test_restart_processes_what_the_last_run_left(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_warm_builds_the_shared_parts_before_worker_threads_use_them(fixed_desk: Desk) -> None:
-    lazy = ("parsers", "classifier", "workflow")
-    assert not any(name in vars(fixed_desk) for name in lazy)
-    fixed_desk.warm()
-    assert all(name in vars(fixed_desk) for name in lazy)
-    assert {"writer", "transport"} <= set(vars(fixed_desk.workflow))
-    parsers = fixed_desk.parsers
-    fixed_desk.warm()  # a second call builds nothing new
-    assert fixed_desk.parsers is parsers
+def test_the_desk_is_built_once_at_open_and_its_parts_shared(fixed_desk: Desk) -> None:
+    """Every part is made when the desk is opened, before any worker thread runs (nothing is
+    built on first use, so two threads cannot build a part twice); the parts that need
+    another get that one."""
+    desk = fixed_desk
+    assert desk.pipeline.examination is desk.examination
+    assert desk.pipeline.workflow is desk.workflow
+    assert desk.review.workflow is desk.workflow and desk.web.workflow is desk.workflow
+    assert desk.review.classifier is desk.examination.classifier
+    assert desk.review.pipeline is desk.pipeline and desk.web.review is desk.review
+    assert desk.workflow.writer.secret  # the notices' key, read (or made) at open

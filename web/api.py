@@ -28,7 +28,6 @@ from starlette.routing import Route
 
 from ..casework import actions as case_actions
 from ..casework import review
-from ..casework.queries import case_detail, case_rows
 from ..core.db import as_utc
 from ..core.fields import iso_z
 from ..core.models import Case, CaseState, Customer, Message, Report
@@ -121,7 +120,7 @@ def case_reference(ctx: Ctx) -> tuple[str, int]:
 
 
 def case_row(ctx: Ctx, number: int) -> dict[str, Any]:
-    (row,) = case_rows(ctx.desk, case_id=number)
+    (row,) = ctx.desk.cases.case_rows(case_id=number)
     return row
 
 
@@ -130,7 +129,7 @@ def case_row(ctx: Ctx, number: int) -> dict[str, Any]:
 def review_queue(ctx: Ctx) -> dict[str, Any]:
     limit = query_int(ctx, "limit", openapi.DEFAULT_LIMIT, 1, openapi.MAX_LIMIT)
     offset = query_int(ctx, "offset", 0, 0, 10**9)
-    items = review.queue(ctx.desk)
+    items = ctx.desk.review.queue()
     return {"items": items[offset:offset + limit], "total": len(items), "limit": limit,
             "offset": offset}
 
@@ -182,11 +181,11 @@ def decide_report(ctx: Ctx) -> dict[str, Any]:
         if conn.execute(select(Report.id).where(Report.id == report_id)).first() is None:
             raise ApiError(404, f"no report {report_id}")
     try:
-        review.decidable(ctx.desk, report_id)  # not a claim on a case yet, not a copy
+        ctx.desk.review.decidable(report_id)  # not a claim on a case yet, not a copy
         all_rows, not_ours = body.get("all_rows", False), body.get("not_ours", False)
         if not isinstance(all_rows, bool) or not isinstance(not_ours, bool):
             raise ApiError(400, "all_rows and not_ours must be true or false")
-        outcome = review.decide(ctx.desk, review.ReviewDecision(
+        outcome = ctx.desk.review.decide(review.ReviewDecision(
             report_id, decided_by=ctx.user.name, type=type_ and type_.strip(),
             customer=customer and customer.strip(), all_rows=all_rows, not_ours=not_ours))
     except review.ReviewError as exc:
@@ -215,7 +214,7 @@ def list_cases(ctx: Ctx) -> dict[str, Any]:
     overdue = query_bool(ctx, "overdue")
     limit = query_int(ctx, "limit", openapi.DEFAULT_LIMIT, 1, openapi.MAX_LIMIT)
     offset = query_int(ctx, "offset", 0, 0, 10**9)
-    rows = case_rows(ctx.desk, state or None, customer or None, overdue, limit + 1,
+    rows = ctx.desk.cases.case_rows(state or None, customer or None, overdue, limit + 1,
                      offset=offset)
     return {"cases": rows[:limit], "limit": limit, "offset": offset,
             "next_offset": offset + limit if len(rows) > limit else None}
@@ -224,7 +223,7 @@ def list_cases(ctx: Ctx) -> dict[str, Any]:
 def get_case(ctx: Ctx) -> dict[str, Any]:
     reference, _ = case_reference(ctx)
     try:
-        return case_detail(ctx.desk, reference)
+        return ctx.desk.cases.case_detail(reference)
     except cases.CaseError as exc:
         raise ApiError(404, str(exc)) from None
 
@@ -250,7 +249,7 @@ def act_on_case(ctx: Ctx) -> dict[str, Any]:
         subject=body_str(body, "subject") or "")
     reference, number = case_reference(ctx)
     try:
-        said = case_actions.apply(ctx.desk, reference, request, ctx.actor)
+        said = case_actions.apply(ctx.desk.workflow, reference, request, ctx.actor)
     except cases.CaseError as exc:
         raise ApiError(400, str(exc)) from None
     return {"result": said, "case": case_row(ctx, number)}

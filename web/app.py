@@ -32,10 +32,10 @@ from ..core.config import MetricsConfig
 from ..core.db import as_utc
 from ..core.metrics import BacklogCollector
 from ..core.models import Message, MessageState
-from ..workflow.desk import Desk
+from .base import WebDesk
 
 
-def backlog(desk: Desk) -> tuple[dict[str, int], float]:
+def backlog(desk: WebDesk) -> tuple[dict[str, int], float]:
     """Messages by state, and the age in seconds of the oldest one not yet processed."""
     with desk.engine.connect() as conn:
         counts = {state: n for state, n in conn.execute(
@@ -83,7 +83,7 @@ def metrics_allowed(request: Request, cfg: MetricsConfig) -> bool:
     return any(client in ipaddress.ip_network(net, strict=False) for net in cfg.allow)
 
 
-def metrics_endpoint(desk: Desk, backlog_too: bool = True) -> Callable[[Request],
+def metrics_endpoint(desk: WebDesk, backlog_too: bool = True) -> Callable[[Request],
                                                                        Awaitable[Response]]:
     """``/metrics``: this process's counters and (*backlog_too*) the desk's backlog, for the
     clients :func:`metrics_allowed` lets in; 403 for anyone else."""
@@ -108,7 +108,7 @@ def metrics_endpoint(desk: Desk, backlog_too: bool = True) -> Callable[[Request]
     return endpoint
 
 
-def create_metrics_app(desk: Desk) -> Starlette:
+def create_metrics_app(desk: WebDesk) -> Starlette:
     """``/metrics`` alone (``metrics.port``), under the same rule as on the web desk."""
     from .base import SecurityHeaders
 
@@ -116,7 +116,7 @@ def create_metrics_app(desk: Desk) -> Starlette:
         Route("/metrics", metrics_endpoint(desk), methods=["GET"])])
 
 
-def create_app(desk: Desk) -> Starlette:
+def create_app(desk: WebDesk) -> Starlette:
 
     async def health_page(request: Request) -> Response:
         try:

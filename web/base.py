@@ -26,14 +26,35 @@ from urllib.parse import parse_qs, quote
 from zoneinfo import ZoneInfo
 
 import jinja2
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from ..casework.queries import CaseQueries
+from ..casework.review import Review
+from ..core.clock import Clock
+from ..core.config import Config
 from ..core.db import as_utc
 from ..workflow import cases as wf_cases
-from ..workflow.desk import Desk
+from ..workflow.timeline import Workflow
 from . import auth
+
+
+@dataclass(frozen=True)
+class WebDesk:
+    """What the web desk works with, built once by the composition root (app/wiring.py): the
+    database and the clock, the timeline's workflow, the review queue's decisions, the case
+    views."""
+
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    workflow: Workflow
+    review: Review
+    cases: CaseQueries
 
 COOKIE = "adk_session"
 PRE_COOKIE = "adk_pre"  # double-submit token of the login form, before there is a session
@@ -136,7 +157,7 @@ class Ctx:
     form: dict[str, str] = field(default_factory=dict)
 
     @property
-    def desk(self) -> Desk:
+    def desk(self) -> WebDesk:
         return self.web.desk
 
     @property
@@ -170,7 +191,7 @@ class Ctx:
 class Web:
     """The desk's web side: templates, login throttle, and the page/API wrappers."""
 
-    def __init__(self, desk: Desk) -> None:
+    def __init__(self, desk: WebDesk) -> None:
         self.desk = desk
         cfg = desk.config.web
         self.throttle = auth.LoginThrottle(

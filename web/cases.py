@@ -24,7 +24,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..casework import actions as case_actions
-from ..casework.queries import case_detail, case_rows
 from ..core.db import as_utc
 from ..core.mail import Mail
 from ..core.models import Case, CaseState, Customer, Message, Notice
@@ -84,7 +83,7 @@ def case_list(ctx: Ctx) -> Response:
     overdue = str(query.get("overdue") or "") in ("1", "on", "yes", "true")
     page = _page_number(query.get("page"))
     size = max(1, ctx.desk.config.web.page_size)
-    rows = case_rows(ctx.desk, state or None, customer or None, overdue, size + 1,
+    rows = ctx.desk.cases.case_rows(state or None, customer or None, overdue, size + 1,
                      category=category or None, offset=(page - 1) * size)
     more = len(rows) > size
     rows = rows[:size]
@@ -130,7 +129,7 @@ def load_case(ctx: Ctx, ref: str) -> dict[str, Any] | None:
     """``case_detail`` with what the page shows besides: the customer's name and address, the
     body of each notice and the text of each reply or bounce. None: no such case."""
     try:
-        detail = case_detail(ctx.desk, ref)
+        detail = ctx.desk.cases.case_detail(ref)
     except cases.CaseError:
         return None
     number = detail["number"]
@@ -247,7 +246,8 @@ def act(ctx: Ctx, action: str) -> Response:
         except cases.CaseError:
             return ctx.error(404, f"There is no case {ref!r}. The case list shows them all.")
     try:
-        said = case_actions.apply(ctx.desk, reference, action_request(ctx, action), ctx.actor)
+        said = case_actions.apply(ctx.desk.workflow, reference, action_request(ctx, action),
+                                  ctx.actor)
     except cases.CaseError as exc:
         return render_case(ctx, reference, status=400, error=str(exc), failed=action)
     return ctx.redirect(f"/cases/{reference}", flash=said)

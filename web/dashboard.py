@@ -41,9 +41,8 @@ from ..core.models import (
 )
 from ..core.policy import CATEGORIES
 from ..workflow.cases import ACTIVE
-from ..workflow.desk import Desk
 from . import svg
-from .base import SECURITY_HEADERS, Ctx, Web
+from .base import SECURITY_HEADERS, Ctx, Web, WebDesk
 
 DAY_CHOICES = (7, 30, 90)
 DEFAULT_DAYS = 30
@@ -190,7 +189,7 @@ def _auth_reports(conn: Connection, start: datetime, end: datetime) -> dict[str,
     }
 
 
-def stats(desk: Desk, days: int = 30) -> dict[str, Any]:
+def stats(desk: WebDesk, days: int = 30) -> dict[str, Any]:
     """What the dashboard shows, JSON-able (ISO strings, ints); *days* local days up to today
     (1 to ``MAX_DAYS``; other numbers are clamped)."""
     days = min(MAX_DAYS, max(1, int(days)))

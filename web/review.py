@@ -62,7 +62,7 @@ def _item_url(item: dict[str, Any]) -> str:
 
 def _next_url(ctx: Ctx, before: dict[str, Any] | None,
               skip: tuple[int | None, int]) -> str:
-    item = review.next_in_queue(ctx.desk, before, skip)
+    item = ctx.desk.review.next_in_queue(before, skip)
     return _item_url(item) if item is not None else "/review"
 
 
@@ -98,7 +98,7 @@ def queue_page(ctx: Ctx) -> Response:
                              category=category,
                              reporter=str(query.get("reporter") or "").strip()[:200],
                              older_than_hours=older, message=message)
-    everything = review.queue(ctx.desk)
+    everything = ctx.desk.review.queue()
     items = review.filter_queue(everything, flt, ctx.desk.clock())
     kinds: dict[str, int] = {}
     for item in everything:
@@ -162,13 +162,13 @@ def _case_choices(ctx: Ctx, customers: list[str]) -> list[dict[str, Any]]:
 
 def show_report(ctx: Ctx, report_id: int, status: int = 200, error: str | None = None,
                 form: dict[str, str] | None = None) -> Response:
-    detail = review.report_detail(ctx.desk, report_id, when=ctx.web.when)
+    detail = ctx.desk.review.report_detail(report_id, when=ctx.web.when)
     if detail is None:
         return ctx.error(404, f"There is no report {report_id}.")
     raw, cut = raw_text(detail.pop("raw"))
-    items = review.queue(ctx.desk)
-    item = review.queue_item(ctx.desk, report_id, detail["message_id"], items)
-    following = review.next_in_queue(ctx.desk, item, (report_id, detail["message_id"]), items)
+    items = ctx.desk.review.queue()
+    item = ctx.desk.review.queue_item(report_id, detail["message_id"], items)
+    following = ctx.desk.review.next_in_queue(item, (report_id, detail["message_id"]), items)
     customers = [c["customer"] for c in detail["candidates"]]
     rows_in_message = sum(1 for i in items if i["message_id"] == detail["message_id"]
                           and i["report_id"] not in (None, report_id))
@@ -230,19 +230,19 @@ def report_action(ctx: Ctx) -> Response:
             Report.id == report_id)).scalar()
     if message_id is None:
         return ctx.error(404, f"There is no report {report_id}.")
-    before = review.queue_item(ctx.desk, report_id, message_id)
+    before = ctx.desk.review.queue_item(report_id, message_id)
     form = ctx.form
     try:
-        review.decidable(ctx.desk, report_id)
+        ctx.desk.review.decidable(report_id)
         if action == "merge":
-            merged = review.merge_into_case(ctx.desk, report_id, form.get("case", ""),
+            merged = ctx.desk.review.merge_into_case(report_id, form.get("case", ""),
                                             ctx.user.name)
             text, done = _outcome_flash(ctx, report_id)
             if merged.reopened:
                 text = text[:-1] + "; the case was resolved and is open again."
         else:
             decision = _decision(ctx, report_id, action)
-            review.decide(ctx.desk, decision)
+            ctx.desk.review.decide(decision)
             text, done = _outcome_flash(ctx, report_id)
     except (review.ReviewError, cases.CaseError) as exc:
         return show_report(ctx, report_id, status=400, error=str(exc), form=form)
@@ -274,7 +274,7 @@ def _decision(ctx: Ctx, report_id: int, action: str) -> review.ReviewDecision:
 
 def show_message(ctx: Ctx, message_id: int, status: int = 200,
                  error: str | None = None) -> Response:
-    detail = review.message_detail(ctx.desk, message_id)
+    detail = ctx.desk.review.message_detail(message_id)
     if detail is None:
         return ctx.error(404, f"There is no message {message_id}.")
     raw, cut = raw_text(detail.pop("raw"))
@@ -289,9 +289,9 @@ def message_page(ctx: Ctx) -> Response:
 
 def reprocess_message(ctx: Ctx) -> Response:
     message_id = int(ctx.request.path_params["id"])
-    before = review.queue_item(ctx.desk, None, message_id)
+    before = ctx.desk.review.queue_item(None, message_id)
     try:
-        done = review.reprocess(ctx.desk, message_id, ctx.actor)
+        done = ctx.desk.review.reprocess(message_id, ctx.actor)
     except review.ReviewError as exc:
         status = 404 if str(exc).startswith("no message") else 400
         return show_message(ctx, message_id, status=status, error=str(exc))

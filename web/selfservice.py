@@ -27,8 +27,8 @@ from starlette.routing import Route
 
 from ..core.db import as_utc, write_transaction
 from ..core.models import Case, CaseState, Customer
-from ..workflow import cases, mailer, notices, timeline
-from ..workflow.desk import Desk
+from ..workflow import cases, mailer, notices
+from .base import WebDesk
 
 MAX_FORM = 64 * 1024
 MAX_ANSWER = 10_000
@@ -50,7 +50,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
                                  "style-src 'unsafe-inline'; form-action 'self'"})
 
 
-def _load(desk: Desk, token: str) -> tuple[Any, Any] | str:
+def _load(desk: WebDesk, token: str) -> tuple[Any, Any] | str:
     try:
         case_id = notices.read_token(desk.workflow.writer.secret, token, desk.clock())
     except notices.TokenError as exc:
@@ -63,7 +63,7 @@ def _load(desk: Desk, token: str) -> tuple[Any, Any] | str:
     return case, customer
 
 
-def _render(desk: Desk, token: str, said: str = "") -> HTMLResponse:
+def _render(desk: WebDesk, token: str, said: str = "") -> HTMLResponse:
     loaded = _load(desk, token)
     if isinstance(loaded, str):
         return _page("Link not valid", f"<h1>Link not valid</h1><p>{html.escape(loaded)}.</p>",
@@ -102,7 +102,7 @@ def _render(desk: Desk, token: str, said: str = "") -> HTMLResponse:
     return _page(f"Abuse case {case.reference}", body)
 
 
-def _answer(desk: Desk, token: str, answer: str, fixed: bool) -> HTMLResponse:
+def _answer(desk: WebDesk, token: str, answer: str, fixed: bool) -> HTMLResponse:
     loaded = _load(desk, token)
     if isinstance(loaded, str):
         return _render(desk, token)
@@ -126,11 +126,11 @@ def _answer(desk: Desk, token: str, answer: str, fixed: bool) -> HTMLResponse:
             cases.customer_responded(conn, case.id, now, who, via="self-service",
                                      answer=answer, fixed=fixed)
             said = "Thank you: your answer is with our abuse team."
-    timeline.kick(desk, [case.id])
+    desk.workflow.kick([case.id])
     return _render(desk, token, said)
 
 
-def routes(desk: Desk) -> list[Route]:
+def routes(desk: WebDesk) -> list[Route]:
     async def show(request: Request) -> Response:
         return await run_in_threadpool(_render, desk, request.path_params["token"])
 

@@ -13,9 +13,9 @@ from typing import Any
 import dramatiq
 
 from ..core.broker import QUEUE
-from . import pipeline, timeline
-from .desk import Desk
 from .examiner import ExaminerStopped
+from .pipeline import Pipeline
+from .timeline import Workflow
 
 
 @dataclass(frozen=True)
@@ -29,30 +29,30 @@ class Actors:
         actor.send(ident)
 
 
-def declare_actors(desk: Desk) -> Actors:
-    """Declare the actors on the desk's broker and make ``desk.enqueue`` send to them."""
+def declare_actors(broker: dramatiq.Broker, pipeline: Pipeline, workflow: Workflow,
+                   max_retries: int) -> Actors:
+    """Declare the actors on *broker*: what a worker runs. Work is sent to them by name
+    (``core.broker.sender``), so the parts that send it need not know them."""
 
     def process_message(message_id: int) -> None:
-        pipeline.process_message(desk, message_id)
+        pipeline.process(message_id)
 
     def run_step(step_id: int) -> None:
-        timeline.run_step(desk, step_id)
+        workflow.run_step(step_id)
 
     def deliver_notice(notice_id: int) -> None:
-        timeline.deliver_notice(desk, notice_id)
+        workflow.deliver_notice(notice_id)
 
     def declare(fn: Callable[[int], None], time_limit_ms: int,
                 **options: Any) -> dramatiq.Actor[[int], None]:
         return dramatiq.actor(
-            broker=desk.broker, actor_name=fn.__name__, queue_name=QUEUE,
-            max_retries=desk.config.pipeline.max_retries, min_backoff=1_000,
+            broker=broker, actor_name=fn.__name__, queue_name=QUEUE,
+            max_retries=max_retries, min_backoff=1_000,
             max_backoff=60_000, time_limit=time_limit_ms, **options)(fn)
 
     # A message whose examination a stop cut short is not retried: it stays received, and
     # the next start (or another worker's sweeper) sends it again.
-    actors = Actors(process_message=declare(process_message, 600_000,
-                                            throws=(ExaminerStopped,)),
-                    run_step=declare(run_step, 300_000),
-                    deliver_notice=declare(deliver_notice, 300_000))
-    desk.enqueue = actors.send
-    return actors
+    return Actors(process_message=declare(process_message, 600_000,
+                                          throws=(ExaminerStopped,)),
+                  run_step=declare(run_step, 300_000),
+                  deliver_notice=declare(deliver_notice, 300_000))

@@ -65,8 +65,7 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-    from .desk import Desk
-    from .pipeline import Outcome
+    from .examine import Examination, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +83,9 @@ BOARD_BYTES = 16 * 1024
 STAGES = ("starting", "waiting", "reading headers", "parsing", "sender authentication",
           "DKIM verification",
           "classifying", "returning the result")
-PRELOAD = ["abuse_desk.workflow.examiner", "abuse_desk.workflow.pipeline",
-           "abuse_desk.classifier.runtime", "abuse_desk.parsers.builtin", "abuse_desk.core.db"]
+PRELOAD = ["abuse_desk.workflow.examiner", "abuse_desk.workflow.examine",
+           "abuse_desk.workflow.pipeline", "abuse_desk.classifier.runtime",
+           "abuse_desk.parsers.builtin", "abuse_desk.core.db"]
 
 
 class ExaminerUnavailable(Exception):
@@ -118,8 +118,8 @@ class Examiner(Protocol):
 class InlineExaminer:
     """Examines in the calling thread: no isolation, the parsers' own deadline only."""
 
-    def __init__(self, desk: Desk) -> None:
-        self._desk = desk
+    def __init__(self, examination: Examination) -> None:
+        self._examination = examination
 
     @contextlib.contextmanager
     def reserve(self) -> Iterator[Slot]:
@@ -128,9 +128,7 @@ class InlineExaminer:
     def examine(self, raw: bytes, received_at: datetime, now: datetime,
                 message_id: int | None = None,
                 sender: dict[str, Any] | None = None) -> Outcome:
-        from .pipeline import _examine
-
-        return _examine(self._desk, raw, received_at, sender=sender)
+        return self._examination.examine(raw, received_at, sender=sender)
 
 
 # -- the budget's outcomes ---------------------------------------------------------------------
@@ -138,7 +136,7 @@ class InlineExaminer:
 
 def time_budget_outcome(values: dict[str, Any], budget_s: float, stage: str) -> Outcome:
     from ..core.models import MessageState
-    from .pipeline import Outcome
+    from .examine import Outcome
 
     return Outcome(MessageState.REVIEW, dict(values), (
         f"processing exceeded its time budget of {budget_s:g} s (during {stage}); the "
@@ -148,7 +146,7 @@ def time_budget_outcome(values: dict[str, Any], budget_s: float, stage: str) -> 
 def memory_budget_outcome(values: dict[str, Any], budget_mb: int, stage: str,
                           detail: str = "") -> Outcome:
     from ..core.models import MessageState
-    from .pipeline import Outcome
+    from .examine import Outcome
 
     return Outcome(MessageState.REVIEW, dict(values), (
         f"processing exceeded its memory budget of {budget_mb} MiB (during {stage}); the "
@@ -623,27 +621,25 @@ def _unlimit_memory() -> None:
 _MEMORY_FAILURE = re.compile(r"^(?:parser \S+|classifier) failed: MemoryError\b", re.M)
 
 
-class _ExaminerDesk:
-    """What an examiner holds: a desk without broker or workflow, and the instant its current
-    message is examined at (the worker's clock, sent with the message)."""
+class _Held:
+    """What an examiner holds: its own examination (parsers, classifier, the sender's
+    authentication) over its own database connection, and the instant its current message is
+    examined at (the worker's clock, sent with the message)."""
 
     def __init__(self, config: Config, now: datetime) -> None:
-        from dramatiq.brokers.stub import StubBroker
-
-        from ..core.db import make_engine, make_sessions
-        from .desk import Desk
+        from ..core.db import make_engine
+        from .examine import build_examination
 
         self.now = now
-        engine = make_engine(config.database)
-        self.desk = Desk(config=config, engine=engine, sessions=make_sessions(engine),
-                         broker=StubBroker(), clock=lambda: self.now)
-        _ = self.desk.parsers, self.desk.classifier
+        self.config = config
+        self.examination = build_examination(config, make_engine(config.database),
+                                             lambda: self.now)
         self.refresh()
 
     def refresh(self) -> None:
         """Reload the customer index and the model now if they changed, so that this does not
         happen inside a message's memory budget."""
-        runtime = self.desk.classifier
+        runtime = self.examination.classifier
         runtime.index()
         runtime.model()
 
@@ -660,7 +656,7 @@ def child_main(conn: Connection, config: Config, cwd: str, board: Board,
     os.chdir(cwd)  # relative paths in the configuration mean what they mean to the desk
     setup_logging(config.log.level, config.log.format)
     try:
-        held = _ExaminerDesk(config, now)
+        held = _Held(config, now)
     except BaseException as exc:  # the database is away, a plugin does not import, ...
         with contextlib.suppress(OSError):
             conn.send_bytes(pickle.dumps(("error", f"{exc.__class__.__name__}: {exc}")))
@@ -693,14 +689,14 @@ def child_main(conn: Connection, config: Config, cwd: str, board: Board,
             return  # after a MemoryError or the database's failure: a fresh examiner
 
 
-def _examine_one(held: _ExaminerDesk, board: Board, raw: bytes, received_at: datetime,
+def _examine_one(held: _Held, board: Board, raw: bytes, received_at: datetime,
                  sender: dict[str, Any] | None = None) -> tuple[bytes, bool]:
     """Examine *raw* within the budget; returns the answer for the desk, pickled, and whether
     this examiner may take another message."""
     from ..core.models import MessageState
-    from .pipeline import Outcome, _examine
+    from .examine import Outcome
 
-    limits = held.desk.config.parsers
+    limits = held.config.parsers
     values: dict[str, Any] = {}
 
     def progress(name: str, found: dict[str, Any] | None = None) -> None:
@@ -716,7 +712,7 @@ def _examine_one(held: _ExaminerDesk, board: Board, raw: bytes, received_at: dat
     try:
         held.refresh()  # before the memory limit: reloading the index is not the message's
         limited = _limit_memory(limits.max_memory_mb)
-        outcome = _examine(held.desk, raw, received_at, progress, sender)
+        outcome = held.examination.examine(raw, received_at, progress, sender)
         if limited and outcome.reason and _MEMORY_FAILURE.search(outcome.reason):
             outcome = memory_budget_outcome(outcome.values, limits.max_memory_mb,
                                             board.stage_name,

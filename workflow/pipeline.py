@@ -40,111 +40,40 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Engine, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..classifier.classify import Decision, MessageFacts
+from ..classifier.classify import Decision
 from ..classifier.trust import COULD_NOT_CHECK
 from ..core import metrics
+from ..core.clock import Clock
+from ..core.config import Config, ParserLimits
 from ..core.db import as_utc
-from ..core.headers import first_address, read_top_headers
+from ..core.headers import first_address
 from ..core.logs import log_context
 from ..core.models import DuplicateKey, Event, Message, MessageState, Report
 from ..core.policy import Evidence
 from ..parsers.base import Disposition, ParseResult
 from ..parsers.guards import case_reference
-from . import cases, replies, timeline
-from .desk import Desk
+from . import cases, replies
+from .examine import Examination, Outcome
 from .examiner import (
+    Examiner,
     ExaminerDied,
     ExaminerStopped,
     ExaminerUnavailable,
     InlineExaminer,
 )
 from .notices import create_ack
+from .timeline import Workflow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Outcome:
-    state: MessageState
-    values: dict[str, Any] = field(default_factory=dict)  # columns of the message
-    reason: str | None = None  # why it needs a person
-    result: ParseResult | None = None
-    decisions: list[Decision] = field(default_factory=list)
-
-
-Progress = Callable[..., None]
-
-
-def _no_progress(stage: str, headers: dict[str, Any] | None = None) -> None:
-    pass
-
-
-def _examine(desk: Desk, raw: bytes, received_at: datetime,
-             progress: Progress = _no_progress,
-             sender: Mapping[str, Any] | None = None) -> Outcome:
-    """The pure part: what the message (received at *received_at*) says. Never raises on
-    content. *progress* is told each stage as it starts (an examiner names it when the
-    budget runs out), and the header values once read. *sender*: the envelope as our
-    listener saw it (``mail_from``, ``peer_ip``, ``helo``), for the sender's authentication
-    of a complaint or a reply (``values["sender_authentication"]``)."""
-    progress("reading headers")
-    try:
-        headers = read_top_headers(raw)
-    except Exception as exc:  # a parser bug or hostile input: a person looks at it
-        log.warning("header reading failed: %s: %s", exc.__class__.__name__, exc)
-        return Outcome(MessageState.REVIEW,
-                       reason=f"headers unreadable: {exc.__class__.__name__}: {exc}")
-    values: dict[str, Any] = {
-        "header_message_id": headers.message_id,
-        "header_from": headers.from_,
-        "header_subject": headers.subject,
-        "header_date": headers.date,
-    }
-    progress("parsing", values)
-    result = desk.parsers.parse(raw, desk.config.parsers)
-    values["disposition"] = result.disposition.value
-    values["format"] = result.format
-    if result.review_reasons and not result.reports:
-        reason = "; ".join(result.review_reasons)
-        if result.errors:
-            reason += "\n" + "\n".join(result.errors)  # the traceback of a parser bug
-        return Outcome(MessageState.REVIEW, values, reason, result)
-    if result.reports or result.disposition is Disposition.REPLY:
-        progress("sender authentication")
-        values["sender_authentication"] = desk.workflow.authenticator.check(
-            raw, **{k: (sender or {}).get(k) for k in ("mail_from", "peer_ip", "helo")}
-        ).to_json()
-    if not result.reports:
-        return Outcome(MessageState.PROCESSED, values, None, result)
-    facts = MessageFacts(raw=raw, from_address=first_address(headers.from_),
-                         message_id=headers.message_id, received_at=received_at,
-                         subject=headers.subject or "")
-    classifier = desk.classifier.classifier
-    try:
-        progress("DKIM verification")
-        trust = classifier.assess_reporter(facts)
-        progress("classifying")
-        result.reports = classifier.offenders(result.reports, received_at)
-        decisions = [classifier.classify(report, facts, trust) for report in result.reports]
-    except SQLAlchemyError:
-        raise  # the system, not the content: dramatiq retries
-    except Exception as exc:  # a classifier bug on this content: a person looks at it
-        log.warning("classifier failed: %s: %s", exc.__class__.__name__, exc, exc_info=True)
-        return Outcome(MessageState.REVIEW, values,
-                       f"classifier failed: {exc.__class__.__name__}: {exc}\n"
-                       + traceback.format_exc(limit=20), result)
-    return Outcome(MessageState.PROCESSED, values, None, result, decisions)
-
 
 
 def report_rows(message_id: int, result: ParseResult, decisions: list[Decision],
@@ -223,54 +152,6 @@ def _jsonable(value: Any) -> Any:
 
 # ---- the sender, and mail about our own mails (workflow/replies.py) ---------------------------
 
-def _check_sender(desk: Desk, claim: _Claim, outcome: Outcome) -> dict[str, Any] | None:
-    """Outside any transaction, in the worker: with the sender's authentication the
-    examination found, a message sent to a notice's reply address is the customer's reply; a
-    case tag in its Subject, proven by an authenticated customer address, makes it the
-    customer's reply too; otherwise it stays what the parsers made of it, and the tag is
-    returned as a hint for specialists."""
-    result = outcome.result
-    if result is None or result.disposition not in (Disposition.REPORT, Disposition.REPLY):
-        return None
-    auth = outcome.values.get("sender_authentication")
-    tokens = replies.envelope_reply_tokens(claim.rcpt_tos)
-    if tokens and result.disposition is Disposition.REPORT:  # sent to a notice's Reply-To
-        with desk.engine.connect() as conn:
-            known = replies.known_reply_token(conn, tokens)
-        if known:
-            outcome.state, outcome.reason, outcome.decisions = MessageState.PROCESSED, None, []
-            outcome.result = ParseResult(
-                disposition=Disposition.REPLY, format="reply", parser="reply",
-                extra={"case_reference": case_reference(outcome.values.get("header_subject")),
-                       "reply_tokens": tokens})
-            outcome.values.update(disposition=Disposition.REPLY.value, format="reply")
-            return None
-    subject = outcome.values.get("header_subject")
-    if case_reference(subject) is None:
-        return None
-    with desk.engine.connect() as conn:
-        tag = replies.case_tag(conn, subject, auth, desk.clock())
-    if tag is None:
-        return None
-    if result.disposition is Disposition.REPLY:  # the fallback when no mail of ours matches
-        if tag.case_id is not None:
-            result.extra["contact_case"] = tag.case_id
-        return None
-    if tag.case_id is None and tag.exists:
-        if outcome.state is MessageState.REVIEW and outcome.reason:
-            outcome.reason += (f"\n(the Subject names case {tag.reference}; not threaded: "
-                               f"{tag.why_not})")
-        return tag.hint()
-    # The customer, writing with the case tag: its answer, not a complaint against itself. A
-    # tag naming no case at all: a reply that matches nothing, for a person (attach_reply).
-    outcome.state, outcome.reason, outcome.decisions = MessageState.PROCESSED, None, []
-    outcome.result = ParseResult(disposition=Disposition.REPLY, format="reply", parser="reply",
-                                 extra={"case_reference": tag.reference,
-                                        "contact_case": tag.case_id})
-    outcome.values.update(disposition=Disposition.REPLY.value, format="reply")
-    return None
-
-
 def _with_sender(rows: list[dict[str, Any]], auth: dict[str, Any] | None,
                  hint: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Report rows with the sender's authentication (and a case tag's hint) in their
@@ -292,10 +173,10 @@ def _with_sender(rows: list[dict[str, Any]], auth: dict[str, Any] | None,
     return rows
 
 
-def attempt_lease_s(desk: Desk) -> float:
+def attempt_lease_s(limits: ParserLimits) -> float:
     """How long an attempt may still be running: a delivery within this of the last attempt's
     start is taken for a duplicate of it, one after it for a retry after a crash."""
-    return 2 * desk.config.parsers.time_budget_s + 10.0
+    return 2 * limits.time_budget_s + 10.0
 
 
 @dataclass
@@ -316,104 +197,11 @@ class _Claim:
         return {"mail_from": self.mail_from, "peer_ip": self.peer_ip, "helo": self.helo}
 
 
-def _claim_attempt(desk: Desk, message_id: int, now: datetime) -> _Claim | str:
-    """Record an attempt on a ``received`` message; or why there is nothing to do."""
-    cutoff = now - timedelta(seconds=attempt_lease_s(desk))
-    with desk.engine.begin() as conn:
-        row = conn.execute(
-            update(Message)
-            .where(Message.id == message_id, Message.state == MessageState.RECEIVED,
-                   or_(Message.attempted_at.is_(None), Message.attempted_at <= cutoff))
-            .values(attempts=Message.attempts + 1, attempted_at=now)
-            .returning(Message.raw, Message.received_at, Message.attempts, *_ENVELOPE)).first()
-        if row is not None:
-            return _Claim(row.raw, as_utc(row.received_at) or now, row.attempts, True, now,
-                          *_envelope(row))
-        held = conn.execute(
-            select(Message.state, Message.raw, Message.received_at, Message.attempts,
-                   *_ENVELOPE).where(Message.id == message_id)).first()
-    if held is None:
-        return "no such message: nothing to process"
-    if held.state != MessageState.RECEIVED:
-        return f"already {held.state}: nothing to do"
-    return _Claim(held.raw, as_utc(held.received_at) or now, held.attempts, False, now,
-                  *_envelope(held))
-
-
 _ENVELOPE = (Message.mail_from, Message.rcpt_tos, Message.peer_ip, Message.helo)
 
 
 def _envelope(row: Any) -> tuple[Any, ...]:
     return row.mail_from, list(row.rcpt_tos or []), row.peer_ip, row.helo
-
-
-def _end_attempt(desk: Desk, message_id: int, claim: _Claim, *, give_back: bool) -> None:
-    """An attempt that ended without an outcome: let the next delivery count as a new attempt
-    at once, and, when the failure was ours (*give_back*), not against the message. Best
-    effort: the database may be what failed."""
-    if not claim.counted:
-        return
-    values: dict[str, Any] = {"attempted_at": None}
-    if give_back:
-        values["attempts"] = Message.attempts - 1
-    try:
-        with desk.engine.begin() as conn:
-            conn.execute(update(Message).where(
-                Message.id == message_id, Message.state == MessageState.RECEIVED,
-                Message.attempted_at == claim.at).values(**values))
-    except SQLAlchemyError as exc:
-        log.warning("could not end the attempt: %s: %s", exc.__class__.__name__, exc)
-
-
-def _examine_claimed(desk: Desk, message_id: int) -> tuple[_Claim, Outcome] | str:
-    """Take an examiner, record the attempt, examine (or give up on a message whose earlier
-    attempts never came back); or why there is nothing to do."""
-    examiner = desk.examiner or InlineExaminer(desk)
-    max_attempts = desk.config.pipeline.max_attempts
-    with examiner.reserve() as slot:
-        now = desk.clock()
-        claim = _claim_attempt(desk, message_id, now)
-        if isinstance(claim, str):
-            return claim
-        if claim.counted and claim.attempts > max_attempts:
-            log.warning("%d attempts did not finish: to review", claim.attempts - 1)
-            return claim, Outcome(MessageState.REVIEW, {}, (
-                f"processing did not finish in {claim.attempts - 1} attempts: the examiner or "
-                "its worker died each time (pipeline.max_attempts)"))
-        try:
-            return claim, slot.examine(claim.raw, claim.received_at, now, message_id,
-                                       claim.sender)
-        except ExaminerStopped:
-            _end_attempt(desk, message_id, claim, give_back=False)  # it counts: see stop
-            raise
-        except ExaminerUnavailable:
-            _end_attempt(desk, message_id, claim, give_back=True)
-            raise
-        except ExaminerDied as exc:
-            log.warning("attempt %d did not finish: %s", claim.attempts, exc)
-            _end_attempt(desk, message_id, claim, give_back=False)
-            raise
-        except BaseException:  # the actor's time limit, a bug: the attempt is not the message's
-            _end_attempt(desk, message_id, claim, give_back=True)
-            raise
-
-
-def process_message(desk: Desk, message_id: int) -> str:
-    """Process one message; returns the outcome ("processed", "review", "skipped")."""
-    with log_context(message_id=message_id):
-        examined = _examine_claimed(desk, message_id)
-        if isinstance(examined, str):
-            log.info("%s", examined)
-            return "skipped"
-        claim, outcome = examined
-        try:
-            retried = _retry_unchecked_trust(desk, message_id, claim, outcome)
-            if retried is not None:
-                return retried
-            return _write(desk, message_id, claim, outcome)
-        except BaseException:
-            _end_attempt(desk, message_id, claim, give_back=True)  # ours, not the message's
-            raise
 
 
 # ---- a reporter's DKIM that could not be checked: examined again later ----------------------
@@ -439,162 +227,309 @@ def dkim_retry_delay(retry: int, base_s: float, max_s: float) -> float:
     return float(min(base_s * 2.0 ** min(max(retry - 1, 0), 30), max_s))
 
 
-def _retry_unchecked_trust(desk: Desk, message_id: int, claim: _Claim,
-                           outcome: Outcome) -> str | None:
-    """A message whose reporter's DKIM could not be checked is left ``received`` and examined
-    again later (the sweeper sends it when its ``enqueued_at`` comes: now + the backoff), at
-    most ``pipeline.dkim_retries`` times; the retry is not an attempt that died, so it is given
-    back. Returns the outcome word ("retry", "skipped"), or None to write the outcome now
-    (nothing to retry, or the retries are spent: review with the reason)."""
-    reason = unchecked_trust(outcome)
-    if reason is None:
-        return None
-    cfg = desk.config.pipeline
-    with desk.engine.connect() as conn:
-        done = int(conn.execute(select(func.count()).select_from(Event).where(
-            Event.subject_type == "message", Event.subject_id == message_id,
-            Event.action == DKIM_RETRY)).scalar_one())
-    if done >= cfg.dkim_retries:
-        for decision in outcome.decisions:
-            decision.review_reasons = [
-                f"{r} (tried {done + 1} times)" if r == reason and done else r
-                for r in decision.review_reasons]
-        return None
-    if not claim.counted:
-        return "skipped"  # a duplicate of the attempt that holds the lease: that one retries
-    now = desk.clock()
-    delay = dkim_retry_delay(done + 1, cfg.dkim_retry_base_s, cfg.dkim_retry_max_s)
-    with desk.engine.begin() as conn:
-        moved = conn.execute(update(Message).where(
-            Message.id == message_id, Message.state == MessageState.RECEIVED,
-            Message.attempted_at == claim.at).values(
-            attempted_at=None, attempts=Message.attempts - 1,
-            enqueued_at=now + timedelta(seconds=delay - cfg.sweep_after_s))).rowcount
-        if moved != 1:
-            return "skipped"
-        conn.execute(insert(Event).values(
-            at=now, actor_kind="system", actor="pipeline", subject_type="message",
-            subject_id=message_id, action=DKIM_RETRY,
-            detail={"retry": done + 1, "of": cfg.dkim_retries, "delay_s": delay,
-                    "reason": reason[:500]}))
-    log.info("reporter's DKIM could not be checked: retry %d of %d in %.0f s", done + 1,
-             cfg.dkim_retries, delay)
-    metrics.PROCESSED.labels("retry").inc()
-    return "retry"
-
-
-def _send_now(desk: Desk, notice_id: int | None) -> None:
-    """Hand an acknowledgement without a case to the broker at once (the scheduler's next tick
-    would find it too; delivery claims it, so it is sent once either way)."""
-    if notice_id is None or desk.enqueue is None:
-        return
-    try:
-        desk.enqueue("deliver_notice", notice_id)
-    except Exception as exc:  # the scheduler sends it at its next tick
-        log.warning("could not hand acknowledgement %d to the broker now (%s: %s)", notice_id,
-                    exc.__class__.__name__, exc)
-
-
 def _a_complaint(outcome: Outcome) -> bool:
     """Whether a message in review is a complaint (the parsers took it for one): its sender
     is acknowledged like any other reporter's."""
     return outcome.values.get("disposition") == Disposition.REPORT.value
 
 
-def _write(desk: Desk, message_id: int, claim: _Claim, outcome: Outcome) -> str:
-    """Write *outcome*, with the message's reports, cases and events, in one transaction."""
-    hint = _check_sender(desk, claim, outcome)
-    state, result = outcome.state, outcome.result
-    if (result is not None and (result.reports or result.disposition is not
-                               Disposition.REPORT)) or _a_complaint(outcome):
-        desk.workflow.writer  # noqa: B018 - made (its key read) outside the transaction
-    now = desk.clock()
-    if outcome.reason:
-        detail: dict[str, Any] = {"reason": outcome.reason}
-    elif result is not None:
-        detail = {"disposition": result.disposition.value, "format": result.format,
-                  "parser": result.parser, "reports": len(result.reports),
-                  **({"reply": _jsonable(result.extra)} if result.extra else {})}
-    else:
-        detail = {}
-    if hint is not None:
-        detail["case_reference_hint"] = hint
-    if state is MessageState.REVIEW and _a_complaint(outcome) \
-            and "sender_authentication" not in outcome.values:
-        # Whether a complaint that a person must read can be acknowledged (outside the
-        # transaction: the DKIM and SPF checks may ask the DNS).
-        outcome.values["sender_authentication"] = desk.workflow.authenticator.check(
-            claim.raw, **claim.sender).to_json()
-    due: set[int] = set()
-    caseless_ack: int | None = None  # an acknowledgement with no case to kick: sent below
-    with desk.engine.begin() as conn:
-        cases.take_due(conn)  # nothing left over from an earlier failed transaction
-        claimed = conn.execute(
-            update(Message)
-            .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
-            .values(state=state.value, processed_at=now, error=outcome.reason,
-                    **outcome.values))
-        if claimed.rowcount != 1:
-            log.info("processed by another delivery meanwhile")
-            return "skipped"
-        if state is MessageState.PROCESSED and result is not None and result.reports:
-            ids = list(conn.execute(
-                insert(Report).returning(Report.id, sort_by_parameter_order=True),
-                _with_sender(report_rows(message_id, result, outcome.decisions, now),
-                             outcome.values.get("sender_authentication"), hint)).scalars())
-            detail["duplicates"] = merge_duplicates(
-                conn, ids, outcome.decisions, now,
-                timedelta(days=desk.config.classifier.duplicate_window_days))
-            joined = cases.attach_reports(conn, desk.config.workflow,
-                                          desk.workflow.calendar, ids, now)
-            first_case = joined[min(joined)] if joined else None
-            if joined:
-                detail["cases"] = sorted(set(joined.values()))
-            # A person is acknowledged whatever became of the complaint: with the case's
-            # reference, or the message's when it went to review or is not ours.
-            ack = create_ack(conn, desk.workflow.writer, message_id, first_case, now)
-            if ack:
-                detail["acknowledged"] = True
-                if first_case is not None:
-                    cases.mark_due(conn, first_case)
+class Pipeline:
+    """What the ``process_message`` actor does with one stored message (:meth:`process`).
+    *examiner*: where messages are examined (a worker's examiner processes); None: inline,
+    in the calling thread, with *examination*. Work the message made due goes to the broker
+    through *workflow* (``workflow.send``)."""
+
+    def __init__(self, config: Config, engine: Engine, clock: Clock,
+                 examination: Examination, workflow: Workflow,
+                 examiner: Examiner | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.clock = clock
+        self.examination = examination
+        self.workflow = workflow
+        self.examiner = examiner
+
+    def _check_sender(self, claim: _Claim, outcome: Outcome) -> dict[str, Any] | None:
+        """Outside any transaction, in the worker: with the sender's authentication the
+        examination found, a message sent to a notice's reply address is the customer's reply; a
+        case tag in its Subject, proven by an authenticated customer address, makes it the
+        customer's reply too; otherwise it stays what the parsers made of it, and the tag is
+        returned as a hint for specialists."""
+        result = outcome.result
+        if result is None or result.disposition not in (Disposition.REPORT, Disposition.REPLY):
+            return None
+        auth = outcome.values.get("sender_authentication")
+        tokens = replies.envelope_reply_tokens(claim.rcpt_tos)
+        if tokens and result.disposition is Disposition.REPORT:  # sent to a notice's Reply-To
+            with self.engine.connect() as conn:
+                known = replies.known_reply_token(conn, tokens)
+            if known:
+                outcome.state, outcome.reason, outcome.decisions = MessageState.PROCESSED, None, []
+                outcome.result = ParseResult(
+                    disposition=Disposition.REPLY, format="reply", parser="reply",
+                    extra={"case_reference": case_reference(outcome.values.get("header_subject")),
+                           "reply_tokens": tokens})
+                outcome.values.update(disposition=Disposition.REPLY.value, format="reply")
+                return None
+        subject = outcome.values.get("header_subject")
+        if case_reference(subject) is None:
+            return None
+        with self.engine.connect() as conn:
+            tag = replies.case_tag(conn, subject, auth, self.clock())
+        if tag is None:
+            return None
+        if result.disposition is Disposition.REPLY:  # the fallback when no mail of ours matches
+            if tag.case_id is not None:
+                result.extra["contact_case"] = tag.case_id
+            return None
+        if tag.case_id is None and tag.exists:
+            if outcome.state is MessageState.REVIEW and outcome.reason:
+                outcome.reason += (f"\n(the Subject names case {tag.reference}; not threaded: "
+                                   f"{tag.why_not})")
+            return tag.hint()
+        # The customer, writing with the case tag: its answer, not a complaint against itself. A
+        # tag naming no case at all: a reply that matches nothing, for a person (attach_reply).
+        outcome.state, outcome.reason, outcome.decisions = MessageState.PROCESSED, None, []
+        outcome.result = ParseResult(disposition=Disposition.REPLY, format="reply", parser="reply",
+                                     extra={"case_reference": tag.reference,
+                                            "contact_case": tag.case_id})
+        outcome.values.update(disposition=Disposition.REPLY.value, format="reply")
+        return None
+
+    def _claim_attempt(self, message_id: int, now: datetime) -> _Claim | str:
+        """Record an attempt on a ``received`` message; or why there is nothing to do."""
+        cutoff = now - timedelta(seconds=attempt_lease_s(self.config.parsers))
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.state == MessageState.RECEIVED,
+                       or_(Message.attempted_at.is_(None), Message.attempted_at <= cutoff))
+                .values(attempts=Message.attempts + 1, attempted_at=now)
+                .returning(Message.raw, Message.received_at, Message.attempts, *_ENVELOPE)).first()
+            if row is not None:
+                return _Claim(row.raw, as_utc(row.received_at) or now, row.attempts, True, now,
+                              *_envelope(row))
+            held = conn.execute(
+                select(Message.state, Message.raw, Message.received_at, Message.attempts,
+                       *_ENVELOPE).where(Message.id == message_id)).first()
+        if held is None:
+            return "no such message: nothing to process"
+        if held.state != MessageState.RECEIVED:
+            return f"already {held.state}: nothing to do"
+        return _Claim(held.raw, as_utc(held.received_at) or now, held.attempts, False, now,
+                      *_envelope(held))
+
+    def _end_attempt(self, message_id: int, claim: _Claim, *, give_back: bool) -> None:
+        """An attempt that ended without an outcome: let the next delivery count as a new attempt
+        at once, and, when the failure was ours (*give_back*), not against the message. Best
+        effort: the database may be what failed."""
+        if not claim.counted:
+            return
+        values: dict[str, Any] = {"attempted_at": None}
+        if give_back:
+            values["attempts"] = Message.attempts - 1
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(Message).where(
+                    Message.id == message_id, Message.state == MessageState.RECEIVED,
+                    Message.attempted_at == claim.at).values(**values))
+        except SQLAlchemyError as exc:
+            log.warning("could not end the attempt: %s: %s", exc.__class__.__name__, exc)
+
+    def _examine_claimed(self, message_id: int) -> tuple[_Claim, Outcome] | str:
+        """Take an examiner, record the attempt, examine (or give up on a message whose earlier
+        attempts never came back); or why there is nothing to do."""
+        examiner = self.examiner or InlineExaminer(self.examination)
+        max_attempts = self.config.pipeline.max_attempts
+        with examiner.reserve() as slot:
+            now = self.clock()
+            claim = self._claim_attempt(message_id, now)
+            if isinstance(claim, str):
+                return claim
+            if claim.counted and claim.attempts > max_attempts:
+                log.warning("%d attempts did not finish: to review", claim.attempts - 1)
+                return claim, Outcome(MessageState.REVIEW, {}, (
+                    f"processing did not finish in {claim.attempts - 1} attempts: the examiner or "
+                    "its worker died each time (pipeline.max_attempts)"))
+            try:
+                return claim, slot.examine(claim.raw, claim.received_at, now, message_id,
+                                           claim.sender)
+            except ExaminerStopped:
+                self._end_attempt(message_id, claim, give_back=False)  # it counts: see stop
+                raise
+            except ExaminerUnavailable:
+                self._end_attempt(message_id, claim, give_back=True)
+                raise
+            except ExaminerDied as exc:
+                log.warning("attempt %d did not finish: %s", claim.attempts, exc)
+                self._end_attempt(message_id, claim, give_back=False)
+                raise
+            except BaseException:  # the actor's time limit, a bug: the attempt is not the message's
+                self._end_attempt(message_id, claim, give_back=True)
+                raise
+
+    def process(self, message_id: int) -> str:
+        """Process one message; returns the outcome ("processed", "review", "skipped")."""
+        with log_context(message_id=message_id):
+            examined = self._examine_claimed(message_id)
+            if isinstance(examined, str):
+                log.info("%s", examined)
+                return "skipped"
+            claim, outcome = examined
+            try:
+                retried = self._retry_unchecked_trust(message_id, claim, outcome)
+                if retried is not None:
+                    return retried
+                return self._write(message_id, claim, outcome)
+            except BaseException:
+                self._end_attempt(message_id, claim, give_back=True)  # ours, not the message's
+                raise
+
+    def _retry_unchecked_trust(self, message_id: int, claim: _Claim,
+                               outcome: Outcome) -> str | None:
+        """A message whose reporter's DKIM could not be checked is left ``received`` and examined
+        again later (the sweeper sends it when its ``enqueued_at`` comes: now + the backoff), at
+        most ``pipeline.dkim_retries`` times; the retry is not an attempt that died, so it is given
+        back. Returns the outcome word ("retry", "skipped"), or None to write the outcome now
+        (nothing to retry, or the retries are spent: review with the reason)."""
+        reason = unchecked_trust(outcome)
+        if reason is None:
+            return None
+        cfg = self.config.pipeline
+        with self.engine.connect() as conn:
+            done = int(conn.execute(select(func.count()).select_from(Event).where(
+                Event.subject_type == "message", Event.subject_id == message_id,
+                Event.action == DKIM_RETRY)).scalar_one())
+        if done >= cfg.dkim_retries:
+            for decision in outcome.decisions:
+                decision.review_reasons = [
+                    f"{r} (tried {done + 1} times)" if r == reason and done else r
+                    for r in decision.review_reasons]
+            return None
+        if not claim.counted:
+            return "skipped"  # a duplicate of the attempt that holds the lease: that one retries
+        now = self.clock()
+        delay = dkim_retry_delay(done + 1, cfg.dkim_retry_base_s, cfg.dkim_retry_max_s)
+        with self.engine.begin() as conn:
+            moved = conn.execute(update(Message).where(
+                Message.id == message_id, Message.state == MessageState.RECEIVED,
+                Message.attempted_at == claim.at).values(
+                attempted_at=None, attempts=Message.attempts - 1,
+                enqueued_at=now + timedelta(seconds=delay - cfg.sweep_after_s))).rowcount
+            if moved != 1:
+                return "skipped"
+            conn.execute(insert(Event).values(
+                at=now, actor_kind="system", actor="pipeline", subject_type="message",
+                subject_id=message_id, action=DKIM_RETRY,
+                detail={"retry": done + 1, "of": cfg.dkim_retries, "delay_s": delay,
+                        "reason": reason[:500]}))
+        log.info("reporter's DKIM could not be checked: retry %d of %d in %.0f s", done + 1,
+                 cfg.dkim_retries, delay)
+        metrics.PROCESSED.labels("retry").inc()
+        return "retry"
+
+    def _send_now(self, notice_id: int | None) -> None:
+        """Hand an acknowledgement without a case to the broker at once (the scheduler's next tick
+        would find it too; delivery claims it, so it is sent once either way)."""
+        if notice_id is None or self.workflow.send is None:
+            return
+        try:
+            self.workflow.send("deliver_notice", notice_id)
+        except Exception as exc:  # the scheduler sends it at its next tick
+            log.warning("could not hand acknowledgement %d to the broker now (%s: %s)", notice_id,
+                        exc.__class__.__name__, exc)
+
+    def _write(self, message_id: int, claim: _Claim, outcome: Outcome) -> str:
+        """Write *outcome*, with the message's reports, cases and events, in one transaction."""
+        hint = self._check_sender(claim, outcome)
+        state, result = outcome.state, outcome.result
+        now = self.clock()
+        if outcome.reason:
+            detail: dict[str, Any] = {"reason": outcome.reason}
+        elif result is not None:
+            detail = {"disposition": result.disposition.value, "format": result.format,
+                      "parser": result.parser, "reports": len(result.reports),
+                      **({"reply": _jsonable(result.extra)} if result.extra else {})}
+        else:
+            detail = {}
+        if hint is not None:
+            detail["case_reference_hint"] = hint
+        if state is MessageState.REVIEW and _a_complaint(outcome) \
+                and "sender_authentication" not in outcome.values:
+            # Whether a complaint that a person must read can be acknowledged (outside the
+            # transaction: the DKIM and SPF checks may ask the DNS).
+            outcome.values["sender_authentication"] = self.examination.authenticator.check(
+                claim.raw, **claim.sender).to_json()
+        due: set[int] = set()
+        caseless_ack: int | None = None  # an acknowledgement with no case to kick: sent below
+        with self.engine.begin() as conn:
+            cases.take_due(conn)  # nothing left over from an earlier failed transaction
+            claimed = conn.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
+                .values(state=state.value, processed_at=now, error=outcome.reason,
+                        **outcome.values))
+            if claimed.rowcount != 1:
+                log.info("processed by another delivery meanwhile")
+                return "skipped"
+            if state is MessageState.PROCESSED and result is not None and result.reports:
+                ids = list(conn.execute(
+                    insert(Report).returning(Report.id, sort_by_parameter_order=True),
+                    _with_sender(report_rows(message_id, result, outcome.decisions, now),
+                                 outcome.values.get("sender_authentication"), hint)).scalars())
+                detail["duplicates"] = merge_duplicates(
+                    conn, ids, outcome.decisions, now,
+                    timedelta(days=self.config.classifier.duplicate_window_days))
+                joined = cases.attach_reports(conn, self.config.workflow,
+                                              self.workflow.calendar, ids, now)
+                first_case = joined[min(joined)] if joined else None
+                if joined:
+                    detail["cases"] = sorted(set(joined.values()))
+                # A person is acknowledged whatever became of the complaint: with the case's
+                # reference, or the message's when it went to review or is not ours.
+                ack = create_ack(conn, self.workflow.writer, message_id, first_case, now)
+                if ack:
+                    detail["acknowledged"] = True
+                    if first_case is not None:
+                        cases.mark_due(conn, first_case)
+                    else:
+                        caseless_ack = ack
+            elif state is MessageState.REVIEW and _a_complaint(outcome):
+                caseless_ack = create_ack(conn, self.workflow.writer, message_id, None, now)
+                if caseless_ack:
+                    detail["acknowledged"] = True
+            elif state is MessageState.PROCESSED and result is not None and (
+                    result.disposition is Disposition.REPLY or result.format == "bounce"):
+                if result.format == "bounce":
+                    threaded = replies.attach_bounce(conn, message_id, result, now,
+                                                     mail_from=claim.mail_from,
+                                                     rcpt_tos=claim.rcpt_tos)
                 else:
-                    caseless_ack = ack
-        elif state is MessageState.REVIEW and _a_complaint(outcome):
-            caseless_ack = create_ack(conn, desk.workflow.writer, message_id, None, now)
-            if caseless_ack:
-                detail["acknowledged"] = True
-        elif state is MessageState.PROCESSED and result is not None and (
-                result.disposition is Disposition.REPLY or result.format == "bounce"):
-            if result.format == "bounce":
-                threaded = replies.attach_bounce(conn, message_id, result, now,
-                                                 mail_from=claim.mail_from,
-                                                 rcpt_tos=claim.rcpt_tos)
-            else:
-                sender = first_address(outcome.values.get("header_from")) or "unknown"
-                threaded = replies.attach_reply(conn, message_id, sender, result, now,
-                                                rcpt_tos=claim.rcpt_tos)
-            if threaded.note:
-                detail["threaded"] = threaded.note
-                if threaded.case_id is None:  # a DSN that proves nothing: counted here
-                    log.info("%s", threaded.note)
-            if threaded.case_id is not None:
-                detail["case"] = threaded.case_id
-            elif threaded.review is not None:
-                conn.execute(update(Message).where(Message.id == message_id).values(
-                    state=MessageState.REVIEW.value, error=threaded.review))
-                state = MessageState.REVIEW
-                detail["reason"] = threaded.review
-        conn.execute(insert(Event).values(
-            at=now, actor_kind="system", actor="pipeline", subject_type="message",
-            subject_id=message_id, action=state.value, detail=detail))
-        due = cases.take_due(conn)
-    # Only the cases this message gave work due now: a claim on an open case, or a reply,
-    # makes nothing due (a later step is the scheduler's), and asking cost two transactions.
-    timeline.kick(desk, due)
-    _send_now(desk, caseless_ack)
-    metrics.PROCESSED.labels(state.value).inc()
-    log.info("%s", state.value, extra={"fields": {
-        "subject": outcome.values.get("header_subject"),
-        "format": outcome.values.get("format"),
-        "reports": len(result.reports) if result else 0}})
-    return state.value
+                    sender = first_address(outcome.values.get("header_from")) or "unknown"
+                    threaded = replies.attach_reply(conn, message_id, sender, result, now,
+                                                    rcpt_tos=claim.rcpt_tos)
+                if threaded.note:
+                    detail["threaded"] = threaded.note
+                    if threaded.case_id is None:  # a DSN that proves nothing: counted here
+                        log.info("%s", threaded.note)
+                if threaded.case_id is not None:
+                    detail["case"] = threaded.case_id
+                elif threaded.review is not None:
+                    conn.execute(update(Message).where(Message.id == message_id).values(
+                        state=MessageState.REVIEW.value, error=threaded.review))
+                    state = MessageState.REVIEW
+                    detail["reason"] = threaded.review
+            conn.execute(insert(Event).values(
+                at=now, actor_kind="system", actor="pipeline", subject_type="message",
+                subject_id=message_id, action=state.value, detail=detail))
+            due = cases.take_due(conn)
+        # Only the cases this message gave work due now: a claim on an open case, or a reply,
+        # makes nothing due (a later step is the scheduler's), and asking cost two transactions.
+        self.workflow.kick(due)
+        self._send_now(caseless_ack)
+        metrics.PROCESSED.labels(state.value).inc()
+        log.info("%s", state.value, extra={"fields": {
+            "subject": outcome.values.get("header_subject"),
+            "format": outcome.values.get("format"),
+            "reports": len(result.reports) if result else 0}})
+        return state.value

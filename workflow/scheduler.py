@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 
 from ..core import metrics
+from ..core.clock import Clock
+from ..core.config import PipelineConfig
 from ..core.models import Message, MessageState
-from . import timeline
-from .desk import Desk
+from .timeline import CLAIM_BATCH, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,16 @@ SWEEP_BATCH = 500
 
 
 class Scheduler:
-    def __init__(self, desk: Desk, send: Callable[[int], Any]) -> None:
-        self._desk = desk
-        self._send = send
+    """Re-sends messages left ``received`` (the sweeper) and sends due steps and notices: all
+    of it the one way work is sent, *workflow*'s ``send`` (``core.broker.sender``); without
+    one (no broker) nothing is sent or claimed."""
+
+    def __init__(self, engine: Engine, clock: Clock, config: PipelineConfig,
+                 workflow: Workflow) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._config = config
+        self._workflow = workflow
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -62,20 +68,23 @@ class Scheduler:
             .values(enqueued_at=now)
             .returning(Message.id)
         )
-        with self._desk.engine.begin() as conn:
+        with self._engine.begin() as conn:
             return sorted(conn.execute(stmt).scalars())
 
     def sweep(self, older_than_s: float | None = None) -> int:
         """Re-send stale ``received`` messages; returns how many were sent."""
+        send = self._workflow.send
+        if send is None:
+            return 0
         if older_than_s is None:
-            older_than_s = self._desk.config.pipeline.sweep_after_s
+            older_than_s = self._config.sweep_after_s
         sent = last_id = 0
         while True:
             # Move on by id: with older_than_s=0 a message just claimed is due again at once.
-            ids = self.claim_stale(self._desk.clock(), older_than_s, after_id=last_id)
+            ids = self.claim_stale(self._clock(), older_than_s, after_id=last_id)
             for message_id in ids:
                 try:
-                    self._send(message_id)
+                    send("process_message", message_id)
                 except Exception as exc:
                     metrics.ENQUEUE_FAILURES.inc()
                     log.warning("sweeper could not reach the broker (%s: %s); will retry",
@@ -92,18 +101,18 @@ class Scheduler:
 
     def due_work(self) -> int:
         """Send due timeline steps and notices to their actors; returns how many."""
-        send = self._desk.enqueue
+        send = self._workflow.send
         if send is None:
             return 0
         sent = 0
-        for claim, actor in ((timeline.claim_due_steps, "run_step"),
-                             (timeline.claim_due_notices, "deliver_notice")):
+        for claim, actor in ((self._workflow.claim_due_steps, "run_step"),
+                             (self._workflow.claim_due_notices, "deliver_notice")):
             while True:
-                ids = claim(self._desk, self._desk.clock())
+                ids = claim(self._clock())
                 for ident in ids:
                     send(actor, ident)
                 sent += len(ids)
-                if len(ids) < timeline.CLAIM_BATCH:
+                if len(ids) < CLAIM_BATCH:
                     break
         return sent
 
@@ -117,7 +126,7 @@ class Scheduler:
 
     def run(self) -> None:
         """Tick every ``pipeline.sweep_interval_s`` until :meth:`stop`."""
-        interval = self._desk.config.pipeline.sweep_interval_s
+        interval = self._config.sweep_interval_s
         while not self._stop.is_set():
             self.tick()
             self._stop.wait(interval)

@@ -14,14 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...casework import actions as case_actions
-from ...casework.queries import case_detail, case_rows, export_fees
-from ...core.clock import Clock, instant_arg
-from ...core.config import Config
-from ...core.db import ensure_schema, is_sqlite
+from ...core.clock import instant_arg
 from ...core.fields import iso_z
 from ...core.models import CaseState
-from ...workflow import cases, timeline
-from ...workflow.desk import Desk, open_desk
+from ...workflow import cases
+from ..wiring import Desk
 
 
 def _month(text: str) -> tuple[datetime, datetime]:
@@ -133,12 +130,6 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _open(config: Config, clock: Clock) -> Desk:
-    desk = open_desk(config, clock)
-    ensure_schema(desk.engine, auto_upgrade=is_sqlite(config.database.url))
-    return desk
-
-
 def _short(value: Any) -> Any:
     """An ISO time without its fraction of a second, for reading."""
     return re.sub(r"\.\d+Z$", "Z", value) if isinstance(value, str) else value
@@ -185,10 +176,11 @@ def _print_case(detail: dict[str, Any]) -> None:
         print(f"    {_short(e['at'])}  {e['actor_kind']}:{e['actor']}  {e['action']}")
 
 
-def run_workflow(args: argparse.Namespace, config: Config, clock: Clock) -> int:
+def run_workflow(args: argparse.Namespace, desk: Desk) -> int:
+    """Run the ``cases``, ``fees`` or ``timeline`` command in *args* on *desk* (opened by the
+    CLI, without sending work: the scheduler sends what becomes due)."""
     if args.command == "timeline":
-        desk = _open(config, clock)
-        summary = timeline.run_due(desk)
+        summary = desk.workflow.run_due()
         if args.json:
             print(json.dumps({"now": iso_z(desk.clock()), "steps": summary.steps,
                               "notices": summary.notices}))
@@ -197,15 +189,14 @@ def run_workflow(args: argparse.Namespace, config: Config, clock: Clock) -> int:
             notes = ", ".join(f"{n} {k}" for k, n in sorted(summary.notices.items())) or "none"
             print(f"at {iso_z(desk.clock())}: steps {steps}; notices {notes}")
         return 0
-    desk = _open(config, clock)
     if args.command == "fees":
         start, end = args.month
         if args.output:
             with open(args.output, "w", encoding="utf-8", newline="") as out:
-                count = export_fees(desk, start, end, out, args.include_waived)
+                count = desk.cases.export_fees(start, end, out, args.include_waived)
             print(f"{count} fee(s) written to {args.output}", file=sys.stderr)
         else:
-            export_fees(desk, start, end, sys.stdout, args.include_waived)
+            desk.cases.export_fees(start, end, sys.stdout, args.include_waived)
         return 0
     try:
         return _cases(args, desk)
@@ -222,7 +213,7 @@ def _actor(desk: Desk, name: str) -> cases.Actor:
 def _cases(args: argparse.Namespace, desk: Desk) -> int:
     command = args.cases_command
     if command == "list":
-        rows = case_rows(desk, args.state, args.customer, args.overdue, args.limit)
+        rows = desk.cases.case_rows(args.state, args.customer, args.overdue, args.limit)
         if args.json:
             print(json.dumps(rows))
         else:
@@ -233,18 +224,18 @@ def _cases(args: argparse.Namespace, desk: Desk) -> int:
                       f"{r['fee_currency']} {r['fee_total']}")
         return 0
     if command == "show":
-        detail = case_detail(desk, args.case)
+        detail = desk.cases.case_detail(args.case)
         if args.json:
             print(json.dumps(detail))
         else:
             _print_case(detail)
         return 0
     who = _actor(desk, args.by)  # CaseError: run_workflow says it and exits 2
-    said = case_actions.apply(desk, args.case, case_actions.Request(
+    said = case_actions.apply(desk.workflow, args.case, case_actions.Request(
         action=command, reason=args.reason or "",
         until=getattr(args, "until", None), business_days=getattr(args, "business_days", None),
         fee_id=getattr(args, "fee", None), approve=getattr(args, "action", None)), who)
     print(said)
-    if desk.enqueue is None and command in ("resolve", "escalate", "approve"):
+    if desk.send is None and command in ("resolve", "escalate", "approve"):
         print("  (the customer's mail and any action go out at the scheduler's next run)")
     return 0

@@ -86,16 +86,10 @@ def add_customer_commands(subparsers: Any, common_parent: argparse.ArgumentParse
     ls.add_argument("--json", action="store_true", help="a JSON array, one object per customer")
 
 
-def run_customers(args: argparse.Namespace, config: Config, clock: Clock) -> int:
-    """Run the ``customers`` command in *args*; returns the exit status."""
-    from ...core.db import ensure_schema, is_sqlite, make_engine
-
-    engine = make_engine(config.database)
-    try:
-        ensure_schema(engine, auto_upgrade=is_sqlite(config.database.url))
-        return _COMMANDS[args.customers_command](args, config, engine, clock)
-    finally:
-        engine.dispose()
+def run_customers(args: argparse.Namespace, config: Config, engine: Engine,
+                  clock: Clock) -> int:
+    """Run the ``customers`` command in *args* on *engine*; returns the exit status."""
+    return _COMMANDS[args.customers_command](args, config, engine, clock)
 
 
 def _fail(message: str, code: int = 2) -> int:

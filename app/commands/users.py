@@ -9,9 +9,10 @@ import os
 import sys
 from typing import Any
 
+from sqlalchemy import Engine
+
 from ...core.clock import Clock
 from ...core.config import Config
-from ...core.db import ensure_schema, is_sqlite, make_engine
 from ...core.fields import iso_z
 from ...web import auth
 
@@ -90,10 +91,9 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def run_users(args: argparse.Namespace, config: Config, clock: Clock) -> int:
-    engine = make_engine(config.database)
+def run_users(args: argparse.Namespace, config: Config, engine: Engine, clock: Clock) -> int:
+    """Run the ``users`` command in *args* on *engine*; returns the exit status."""
     try:
-        ensure_schema(engine, auto_upgrade=is_sqlite(config.database.url))
         action = args.users_command
         if action == "list":
             users = auth.list_users(engine)
@@ -137,5 +137,3 @@ def run_users(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     except auth.AuthError as exc:
         print(f"abuse-desk: error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        engine.dispose()

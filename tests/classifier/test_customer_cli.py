@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from abuse_desk.app.commands.customers import add_customer_commands, run_customers
+from abuse_desk.app.wiring import open_engine
 from abuse_desk.core.config import Config, build_config
 
 from tests.support import NOW
@@ -42,7 +43,11 @@ class Cli:
         self.config, self.capsys = config, capsys
 
     def __call__(self, *argv: str) -> tuple[int, str, str]:
-        code = run_customers(parser().parse_args(argv), self.config, lambda: NOW)
+        engine = open_engine(self.config)
+        try:
+            code = run_customers(parser().parse_args(argv), self.config, engine, lambda: NOW)
+        finally:
+            engine.dispose()
         out, err = self.capsys.readouterr()
         return code, out, err
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 from abuse_desk.app import cli
+from abuse_desk.app.wiring import Desk
 from abuse_desk.casework import review
 from abuse_desk.classifier.customer_import import import_customers
 from abuse_desk.core.models import Event, ModelState, Report, TrainingExample
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
-from abuse_desk.workflow.desk import Desk
-from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import select
 
 CUSTOMERS = """customer_id,name,email,resource,valid_from,valid_until
@@ -40,7 +39,7 @@ def run(desk: Desk, raw: bytes) -> list[Report]:
     with desk.engine.begin() as conn:
         (message_id,) = insert_messages(conn, [message_row(raw, Envelope(
             None, ["abuse@x"], received_at=desk.clock()))])
-    process_message(desk, message_id)
+    desk.pipeline.process(message_id)
     with desk.sessions() as session:
         return list(session.scalars(select(Report).where(Report.message_id == message_id)))
 
@@ -69,15 +68,15 @@ def test_duplicate_is_merged_and_counted(desk: Desk) -> None:
 
 def test_review_decision_teaches_the_model(desk: Desk) -> None:
     (report,) = run(desk, complaint("hello", "something odd about 203.0.113.99", "odd"))
-    waiting = review.queue(desk)
+    waiting = desk.review.queue()
     assert [item["report_id"] for item in waiting] == [report.id]
     assert "no customer resolves" in waiting[0]["review_reasons"]
 
-    outcome = review.decide(desk, review.ReviewDecision(
+    outcome = desk.review.decide(review.ReviewDecision(
         report_id=report.id, decided_by="alice", type="harassment", customer="C-2"))
     assert (outcome.category, outcome.type, outcome.external_id) == (
         "other", "harassment", "C-2")
-    assert review.queue(desk) == []
+    assert desk.review.queue() == []
     with desk.sessions() as session:
         (example,) = session.scalars(select(TrainingExample))
         assert (example.type, example.decided_by, example.report_id) == (
@@ -92,9 +91,9 @@ def test_review_decision_teaches_the_model(desk: Desk) -> None:
 def test_review_decision_errors_say_what_to_do(desk: Desk) -> None:
     (report,) = run(desk, complaint("hello", "odd 203.0.113.98", "odd2"))
     with pytest.raises(review.ReviewError, match="unknown type 'spamm'"):
-        review.decide(desk, review.ReviewDecision(report.id, "alice", type="spamm"))
+        desk.review.decide(review.ReviewDecision(report.id, "alice", type="spamm"))
     with pytest.raises(review.ReviewError, match="import it first"):
-        review.decide(desk, review.ReviewDecision(report.id, "alice", customer="C-404"))
+        desk.review.decide(review.ReviewDecision(report.id, "alice", customer="C-404"))
 
 
 def test_cli_review_and_parse_use_the_database(env_db_url: str, tmp_path: Path,
@@ -119,7 +118,7 @@ def test_a_message_no_parser_could_read_is_in_the_queue(desk: Desk) -> None:
     many = (b"From: r@example.org\r\nSubject: bomb\r\nContent-Type: multipart/mixed; boundary=X"
             b"\r\n\r\n" + b"--X\r\n\r\npart\r\n" * 5000 + b"--X--\r\n")
     assert run(desk, many) == []
-    (item,) = review.queue(desk)
+    (item,) = desk.review.queue()
     assert item["report_id"] is None
     assert item["review_reasons"][0].startswith("too many MIME parts")
 
@@ -130,4 +129,4 @@ def test_arf_not_spam_is_recorded_as_not_abuse_and_not_queued(desk: Desk) -> Non
     assert (report.category, report.type) == (None, None)
     assert report.decision["not_abuse"] is True
     assert report.review_reason is None
-    assert review.queue(desk) == []
+    assert desk.review.queue() == []

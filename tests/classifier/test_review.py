@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.casework import review
 from abuse_desk.core.models import Case, CaseState, Event, FeeEntry, Message, MessageState, Report
 from abuse_desk.workflow import cases
-from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select, update
 
 from tests.workflow.workflow_support import (
@@ -98,13 +98,13 @@ def test_reason_kind_drops_the_particulars(reason: str, kind: str) -> None:
 
 def test_next_in_queue_follows_the_item_and_wraps(desk: Desk) -> None:
     first, second, third = (unowned(desk, n) for n in (1, 2, 3))
-    items = review.queue(desk)
+    items = desk.review.queue()
     assert [i["report_id"] for i in items] == [first.id, second.id, third.id]
-    after_first = review.next_in_queue(desk, items[0])
+    after_first = desk.review.next_in_queue(items[0])
     assert after_first is not None and after_first["report_id"] == second.id
-    last = review.next_in_queue(desk, items[2], (third.id, third.message_id))
+    last = desk.review.next_in_queue(items[2], (third.id, third.message_id))
     assert last is not None and last["report_id"] == first.id  # nothing after: the first
-    anywhere = review.next_in_queue(desk, None)
+    anywhere = desk.review.next_in_queue(None)
     assert anywhere is not None and anywhere["report_id"] == first.id
 
 
@@ -113,7 +113,7 @@ def test_next_in_queue_follows_the_item_and_wraps(desk: Desk) -> None:
 def test_report_detail_says_how_each_candidate_was_found(desk: Desk) -> None:
     report = only_report(desk, deliver(desk, xarf4_phishing(
         "45.137.21.9", "http://shop.beta.example/x", "two")))
-    detail = review.report_detail(desk, report.id)
+    detail = desk.review.report_detail(report.id)
     assert detail is not None
     assert detail["in_queue"] and detail["customer"] == "C-1"
     by_customer = {c["customer"]: c for c in detail["candidates"]}
@@ -125,7 +125,7 @@ def test_report_detail_says_how_each_candidate_was_found(desk: Desk) -> None:
     assert by_customer["C-2"]["ways"] == ["shop.beta.example by URL host shop.beta.example",
                                           "shop.beta.example by domain shop.beta.example"]
     assert detail["raw"].startswith(b"From: R <r@reporter.example>")
-    assert review.report_detail(desk, 999) is None
+    assert desk.review.report_detail(999) is None
 
 
 # ---- merging into a case ------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_report_detail_says_how_each_candidate_was_found(desk: Desk) -> None:
 def test_merge_makes_the_report_a_claim_with_the_cases_customer_and_type(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     report = unowned(desk)
-    merged = review.merge_into_case(desk, report.id, f" {case.reference.lower()} ", "sam")
+    merged = desk.review.merge_into_case(report.id, f" {case.reference.lower()} ", "sam")
     assert (merged.case_id, merged.reference, merged.customer, merged.type, merged.state) == (
         case.id, case.reference, "C-1", "spam", "open")
     assert not merged.reopened
@@ -144,7 +144,7 @@ def test_merge_makes_the_report_a_claim_with_the_cases_customer_and_type(desk: D
     assert stored.decision["merged_into"]["case"] == case.reference
     assert events(desk, "report", report.id) == [("specialist", "sam", "review-merge")]
     assert ("specialist", "sam", "claim-added") in events(desk, "case", case.id)
-    assert review.queue(desk) == []
+    assert desk.review.queue() == []
 
 
 def test_merge_into_a_resolved_case_reopens_it(desk: Desk, clock: Clock) -> None:
@@ -152,7 +152,7 @@ def test_merge_into_a_resolved_case_reopens_it(desk: Desk, clock: Clock) -> None
     with desk.engine.begin() as conn:
         cases.resolve(conn, desk.config.workflow, case.id, START, SAM, "fixed")
     clock.now += timedelta(hours=2)
-    merged = review.merge_into_case(desk, unowned(desk).id, case.reference, "sam")
+    merged = desk.review.merge_into_case(unowned(desk).id, case.reference, "sam")
     assert merged.reopened and merged.state == CaseState.OPEN.value
     assert merged.deadline_at is not None and merged.deadline_at > clock.now
     assert ("specialist", "sam", "reopened") in events(desk, "case", case.id)
@@ -163,7 +163,7 @@ def test_merge_into_an_escalated_case_assesses_the_claims_fee(desk: Desk) -> Non
     with desk.engine.begin() as conn:
         cases.escalate(conn, desk.config.workflow, case.id, START, SAM, "test")
     report = unowned(desk)
-    review.merge_into_case(desk, report.id, case.reference, "sam")
+    desk.review.merge_into_case(report.id, case.reference, "sam")
     with desk.engine.connect() as conn:
         fees = set(conn.execute(select(FeeEntry.report_id).where(
             FeeEntry.case_id == case.id)).scalars())
@@ -177,7 +177,7 @@ def test_merge_is_refused_for_a_case_that_takes_no_claim(desk: Desk, state: Case
         conn.execute(update(Case).where(Case.id == case.id).values(state=state.value))
     report = unowned(desk)
     with pytest.raises(review.ReviewError, match=f"is {state.value}: it takes no more claims"):
-        review.merge_into_case(desk, report.id, case.reference, "sam")
+        desk.review.merge_into_case(report.id, case.reference, "sam")
     stored = only_report(desk, report.message_id)
     assert (stored.case_id, stored.reviewed_at) == (None, None)
     assert events(desk, "report", report.id) == []
@@ -188,14 +188,14 @@ def test_merge_refusals_say_what_to_do(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     report = unowned(desk)
     with pytest.raises(review.ReviewError, match="no case 'C-2026-000404'"):
-        review.merge_into_case(desk, report.id, "C-2026-000404", "sam")
+        desk.review.merge_into_case(report.id, "C-2026-000404", "sam")
     with pytest.raises(review.ReviewError, match="name the case"):
-        review.merge_into_case(desk, report.id, "  ", "sam")
+        desk.review.merge_into_case(report.id, "  ", "sam")
     with pytest.raises(review.ReviewError, match="no report 999"):
-        review.merge_into_case(desk, 999, case.reference, "sam")
+        desk.review.merge_into_case(999, case.reference, "sam")
     in_case = only_report(desk, the_case_message(desk, case.id))
     with pytest.raises(review.ReviewError, match=f"already a claim on case {case.reference}"):
-        review.merge_into_case(desk, in_case.id, case.reference, "sam")
+        desk.review.merge_into_case(in_case.id, case.reference, "sam")
 
 
 def the_case_message(desk: Desk, case_id: int) -> int:
@@ -210,20 +210,20 @@ def test_reprocess_runs_the_pipeline_again_under_the_actors_name(desk: Desk) -> 
     reply = deliver(desk, person("Re: [Abuse Case C-2026-000001] spam", "Fixed.", "r1",
                                  sender="noc@alpha.example"))
     assert message_row_of(desk, reply).state == MessageState.REVIEW
-    again = review.reprocess(desk, reply, SAM)
+    again = desk.review.reprocess(reply, SAM)
     assert (again.state, again.case, again.reports) == ("review", None, [])
     assert "no case matches" in (again.error or "")
 
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    done = review.reprocess(desk, reply, SAM)
+    done = desk.review.reprocess(reply, SAM)
     assert (done.state, done.case, done.error) == ("processed", case.reference, None)
     assert message_row_of(desk, reply).case_id == case.id
     assert [a for a in events(desk, "message", reply) if a[1] == "sam"] == [
         ("specialist", "sam", "reprocess")] * 2
     with pytest.raises(review.ReviewError, match="is processed, not waiting for review"):
-        review.reprocess(desk, reply, SAM)
+        desk.review.reprocess(reply, SAM)
     with pytest.raises(review.ReviewError, match="no message 999"):
-        review.reprocess(desk, 999, SAM)
+        desk.review.reprocess(999, SAM)
 
 
 def test_reprocess_refuses_a_message_that_has_reports(desk: Desk) -> None:
@@ -232,7 +232,7 @@ def test_reprocess_refuses_a_message_that_has_reports(desk: Desk) -> None:
         conn.execute(update(Message).where(Message.id == report.message_id).values(
             state=MessageState.REVIEW.value, error="odd"))
     with pytest.raises(review.ReviewError, match="has reports already"):
-        review.reprocess(desk, report.message_id, SAM)
+        desk.review.reprocess(report.message_id, SAM)
     stored = message_row_of(desk, report.message_id)
     assert (stored.state, stored.error) == (MessageState.REVIEW, "odd")  # rolled back
     assert events(desk, "message", report.message_id) == [("system", "pipeline", "processed")]
@@ -255,7 +255,7 @@ def strict_desk(tmp_path: Path, clock: Clock) -> Desk:
 
 
 def in_queue(desk: Desk, report_id: int) -> bool:
-    return any(i["report_id"] == report_id for i in review.queue(desk))
+    return any(i["report_id"] == report_id for i in desk.review.queue())
 
 
 def test_a_decision_on_a_report_whose_signature_does_not_verify_opens_its_case(
@@ -264,7 +264,7 @@ def test_a_decision_on_a_report_whose_signature_does_not_verify_opens_its_case(
     report = only_report(desk, deliver(desk, arf("45.137.21.7", 1,
                                                  sender="fbl@strict.example")))
     assert "DKIM does not verify" in report.review_reason and report.case_id is None
-    outcome = review.decide(desk, review.ReviewDecision(report.id, "sam", type="spam",
+    outcome = desk.review.decide(review.ReviewDecision(report.id, "sam", type="spam",
                                                         customer="C-1"))
     assert outcome.review_reasons == []
     stored = only_report(desk, report.message_id)
@@ -285,9 +285,9 @@ def test_type_then_customer_in_two_decisions_ends_the_item(tmp_path: Path,
     desk = strict_desk(tmp_path, clock)
     report = only_report(desk, deliver(desk, arf("45.137.21.7", 1,
                                                  sender="fbl@strict.example")))
-    outcome = review.decide(desk, review.ReviewDecision(report.id, "sam", type="spam"))
+    outcome = desk.review.decide(review.ReviewDecision(report.id, "sam", type="spam"))
     assert outcome.review_reasons and in_queue(desk, report.id)  # the customer is still open
-    review.decide(desk, review.ReviewDecision(report.id, "sam", customer="C-1"))
+    desk.review.decide(review.ReviewDecision(report.id, "sam", customer="C-1"))
     stored = only_report(desk, report.message_id)
     assert (stored.type, stored.case_id is not None, stored.reviewed_by) == ("spam", True, "sam")
     assert not in_queue(desk, report.id)
@@ -304,7 +304,7 @@ def test_a_copyright_notice_for_a_customer_without_a_case_opens_one(tmp_path: Pa
     report = only_report(desk, deliver(desk, person(*DMCA, "dmca1", sender="legal@studio.example",
                                                     authentic=False)))
     assert report.review_reason and report.case_id is None
-    review.decide(desk, review.ReviewDecision(report.id, "sam", type="copyright",
+    desk.review.decide(review.ReviewDecision(report.id, "sam", type="copyright",
                                               customer="C-1"))
     stored = only_report(desk, report.message_id)
     case = case_by_id(desk, stored.case_id)
@@ -313,7 +313,7 @@ def test_a_copyright_notice_for_a_customer_without_a_case_opens_one(tmp_path: Pa
 
 def test_not_abuse_closes_the_item(desk: Desk) -> None:
     report = unowned(desk)
-    review.decide(desk, review.ReviewDecision(report.id, "sam", type="not-abuse"))
+    desk.review.decide(review.ReviewDecision(report.id, "sam", type="not-abuse"))
     stored = only_report(desk, report.message_id)
     assert (stored.case_id, stored.review_reason) == (None, None)
     assert not in_queue(desk, report.id)
@@ -337,19 +337,19 @@ def test_the_queue_groups_the_rows_of_one_message(desk: Desk) -> None:
     ips = [f"45.137.21.{n}" for n in range(1, 6)] + ["46.29.160.5", "46.29.161.9"]
     feed = feed_in_review(desk, ips)
     single = unowned(desk).message_id
-    groups = review.group_queue(review.queue(desk))
+    groups = review.group_queue(desk.review.queue())
     assert [(g["message_id"], g["count"]) for g in groups] == [(feed, 7), (single, 1)]
     (kind, n), = groups[0]["reasons"][:1]
     assert n == 7 and kind.startswith("claims to be Shadowserver but DKIM")
     assert groups[0]["customers"] == [("C-1", 5), ("C-3", 1), ("none", 1)]
 
-    lines = review.queue_lines(review.queue(desk))
+    lines = review.queue_lines(desk.review.queue())
     heading = [line for line in lines if line.startswith(f"  message {feed} ")]
     assert len(heading) == 1 and "7 rows" in heading[0] and "C-1 (5)" in heading[0]
     assert sum(1 for line in lines if line.startswith("    report ")) == review.GROUP_SHOWN
     assert f"    ... and 4 more: abuse-desk review list --message {feed}" in lines
     # Asked for one message, every row of it.
-    only = review.filter_queue(review.queue(desk), review.QueueFilter(message=feed), START)
+    only = review.filter_queue(desk.review.queue(), review.QueueFilter(message=feed), START)
     assert len(only) == 7
     assert sum(1 for line in review.queue_lines(only, every_row=True)
                if line.startswith("    report ")) == 7
@@ -357,13 +357,12 @@ def test_the_queue_groups_the_rows_of_one_message(desk: Desk) -> None:
 
 def test_one_decision_on_all_rows_of_a_feed_makes_one_case_and_one_notice(
         desk: Desk, clock: Clock) -> None:
-    from abuse_desk.workflow import timeline
 
     ips = [f"45.137.21.{n}" for n in range(1, 6)] + ["46.29.160.5"]
     feed = feed_in_review(desk, ips)
     rows = reports_of(desk, feed)
     alpha = [r for r in rows if r.source_ip.startswith("45.")]
-    review.decide(desk, review.ReviewDecision(alpha[0].id, "sam", type="open-service",
+    desk.review.decide(review.ReviewDecision(alpha[0].id, "sam", type="open-service",
                                               customer="C-1", all_rows=True))
     after = {r.id: r for r in reports_of(desk, feed)}
     case_ids = {after[r.id].case_id for r in alpha}
@@ -372,9 +371,9 @@ def test_one_decision_on_all_rows_of_a_feed_makes_one_case_and_one_notice(
     other = next(r for r in rows if r.source_ip == "46.29.160.5")
     assert after[other.id].case_id is None and after[other.id].review_reason  # another customer
     assert [e[2] for e in events(desk, "report", alpha[3].id)] == ["review-decision"]
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert notices_to(desk, "noc@alpha.example") == ["notice"]
-    groups = review.group_queue(review.queue(desk))
+    groups = review.group_queue(desk.review.queue())
     assert [(g["message_id"], g["count"]) for g in groups] == [(feed, 1)]
 
 
@@ -389,7 +388,7 @@ def notices_to(desk: Desk, address: str) -> list[str]:
 
 def test_not_ours_closes_the_item_without_a_case(desk: Desk) -> None:
     report = unowned(desk)
-    outcome = review.decide(desk, review.ReviewDecision(report.id, "sam", type="harassment",
+    outcome = desk.review.decide(review.ReviewDecision(report.id, "sam", type="harassment",
                                                         not_ours=True))
     assert (outcome.customer_id, outcome.review_reasons) == (None, [])
     stored = only_report(desk, report.message_id)
@@ -402,5 +401,5 @@ def test_not_ours_closes_the_item_without_a_case(desk: Desk) -> None:
             Event.subject_type == "report", Event.subject_id == report.id)).scalars()
     assert detail["outcome"] == "closed: not a customer of ours"
     with pytest.raises(review.ReviewError, match="not both"):
-        review.decide(desk, review.ReviewDecision(report.id, "sam", customer="C-1",
+        desk.review.decide(review.ReviewDecision(report.id, "sam", customer="C-1",
                                                   not_ours=True))

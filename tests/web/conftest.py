@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.app.wiring import Desk
 
 from tests.web.web_support import web_desk
 from tests.workflow.workflow_support import START, Clock

@@ -10,13 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from abuse_desk.casework import review
-from abuse_desk.casework.queries import case_detail, case_rows
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Case, Event, FeeEntry, Report, TimelineStep, User
 from abuse_desk.web import auth, openapi
 from abuse_desk.web.app import create_app
-from abuse_desk.workflow import timeline
-from abuse_desk.workflow.desk import Desk
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -44,7 +41,7 @@ NOBODY_IP = "198.18.7.7"  # no customer owns it: its reports wait in review
 
 @pytest.fixture
 def client(desk: Desk) -> TestClient:
-    return TestClient(create_app(desk))
+    return TestClient(create_app(desk.web))
 
 
 def token(desk: Desk, user: str) -> dict[str, str]:
@@ -66,7 +63,7 @@ def sue(desk: Desk) -> dict[str, str]:
 def api_routes(desk: Desk) -> list[tuple[str, str, Any]]:
     """(path, method, endpoint) of every route under /api/v1, from the app itself."""
     found = []
-    for route in create_app(desk).routes:
+    for route in create_app(desk.web).routes:
         if isinstance(route, Route) and route.path.startswith(API + "/"):
             for method in sorted((route.methods or set()) - {"HEAD"}):
                 found.append((route.path, method, route.endpoint))
@@ -107,7 +104,7 @@ def in_review(desk: Desk, ip: str = NOBODY_IP, n: int = 1) -> int:
 def a_case(desk: Desk, ip: str = "45.137.21.7", n: int = 1) -> Any:
     """A case of C-1 (45.137.21.0/24) or C-3 (46.29.160.0/24), its first notice sent."""
     case = the_case(desk, deliver(desk, arf(ip, n)))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     return case_by_id(desk, case.id)
 
 
@@ -189,7 +186,7 @@ def test_a_disabled_user_is_refused_even_with_a_token_not_revoked(desk: Desk,
 def test_the_review_queue_pages_with_its_total(desk: Desk, client: TestClient,
                                                sam: dict[str, str]) -> None:
     ids = [in_review(desk, f"198.18.7.{n}", n) for n in (1, 2, 3)]
-    queue = as_json(review.queue(desk))
+    queue = as_json(desk.review.queue())
     first = client.get(f"{API}/review?limit=2", headers=sam)
     assert first.status_code == 200
     assert first.json() == {"items": queue[:2], "total": 3, "limit": 2, "offset": 0}
@@ -255,7 +252,7 @@ def test_a_decision_puts_the_report_into_its_customers_case(desk: Desk, client: 
         stored = conn.execute(select(Report).where(Report.id == report_id)).one()
     assert stored.case_id is not None and stored.reviewed_by == "sam"
     assert (stored.type, stored.review_reason) == ("spam", None)
-    (row,) = case_rows(desk, case_id=stored.case_id)
+    (row,) = desk.cases.case_rows(case_id=stored.case_id)
     assert result == {**result, "report_id": report_id, "case": as_json(row)}
     assert row["customer_id"] == "C-2"
     assert result["classification"] == {**result["classification"], "type": "spam",
@@ -342,7 +339,7 @@ def test_the_case_list_is_the_command_lines(desk: Desk, client: TestClient, cloc
     second = a_case(desk, "46.29.160.5", 2)
     answer = client.get(f"{API}/cases", headers=sam)
     assert answer.status_code == 200
-    assert answer.json() == {"cases": as_json(case_rows(desk)), "limit": 50, "offset": 0,
+    assert answer.json() == {"cases": as_json(desk.cases.case_rows()), "limit": 50, "offset": 0,
                              "next_offset": None}
     assert [c["id"] for c in answer.json()["cases"]] == [second.reference, first.reference]
 
@@ -361,7 +358,7 @@ def test_the_case_list_is_the_command_lines(desk: Desk, client: TestClient, cloc
     clock.now = START + timedelta(days=30)  # past both deadlines (the timeline not run)
     assert listed("overdue=1") == [second.reference, first.reference]
     assert client.get(f"{API}/cases?overdue=true", headers=sam).json()["cases"] == as_json(
-        case_rows(desk, overdue=True))
+        desk.cases.case_rows(overdue=True))
     for bad in ("state=sleeping", "overdue=maybe", "limit=ten", "offset=-1"):
         refused = client.get(f"{API}/cases?{bad}", headers=sam)
         assert refused.status_code == 400, bad
@@ -373,7 +370,7 @@ def test_a_case_is_the_command_lines_case_detail(desk: Desk, client: TestClient,
     case = a_case(desk)
     answer = client.get(f"{API}/cases/{case.reference}", headers=sam)
     assert answer.status_code == 200
-    assert answer.json() == as_json(case_detail(desk, case.reference))
+    assert answer.json() == as_json(desk.cases.case_detail(case.reference))
     assert [n["kind"] for n in answer.json()["notices"]] == ["notice"]
     assert client.get(f"{API}/cases/{case.id}", headers=sam).json()["id"] == case.reference
     missing = client.get(f"{API}/cases/C-2026-999999", headers=sam)
@@ -387,7 +384,7 @@ def escalated(desk: Desk, client: TestClient, headers: dict[str, str]) -> Any:
                          json={"action": "escalate", "reason": "customer unreachable"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["result"] == f"{case.reference} escalated"
-    assert answer.json()["case"] == as_json(case_rows(desk, case_id=case.id)[0])
+    assert answer.json()["case"] == as_json(desk.cases.case_rows(case_id=case.id)[0])
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     return case
@@ -437,14 +434,14 @@ def test_case_actions_run_under_the_tokens_user(desk: Desk, client: TestClient,
                                                    "reason": "customer asked"})
     assert extended.status_code == 200, extended.text
     deadline = extended.json()["case"]["deadline_at"]
-    assert deadline != case_rows(desk, case_id=case.id)[0]["opened_at"]
+    assert deadline != desk.cases.case_rows(case_id=case.id)[0]["opened_at"]
     until = client.post(url, headers=sam, json={"action": "extend", "reason": "again",
                                                 "until": "2026-12-20T15:00:00Z"})
     assert until.status_code == 200, until.text
     assert until.json()["case"]["deadline_at"] == "2026-12-20T15:00:00Z"
     resolved = client.post(url, headers=sam, json={"action": "resolve", "reason": "fixed"})
     assert resolved.json() == {"result": f"{case.reference} resolved",
-                               "case": as_json(case_rows(desk, case_id=case.id)[0])}
+                               "case": as_json(desk.cases.case_rows(case_id=case.id)[0])}
     assert case_by_id(desk, case.id).state == "resolved"
     trail = events(desk, subject_type="case", subject_id=case.id)
     assert [(e.actor_kind, e.actor, e.action) for e in trail][-4:] == [
@@ -507,14 +504,14 @@ def test_the_dashboard_is_web_dashboards_stats(desk: Desk, client: TestClient, c
     answer = client.get(f"{API}/dashboard?days=7", headers=sam)
     assert answer.status_code == 200, answer.text
     figures = answer.json()
-    assert figures == as_json(stats(desk, 7))
+    assert figures == as_json(stats(desk.web, 7))
     assert figures["days"] == 7 and len(figures["reports"]["days"]) == 7
     assert figures["review"]["size"] == 1  # (reports count by wall-clock arrival: not here)
     assert figures["fees"]["assessed"]["totals"] == {"USD": 10000}
     assert [e.message for e in validator(doc, "Dashboard").iter_errors(figures)] == []
     clock.now = START + timedelta(days=12)  # the notified case's deadline has passed
     later = client.get(f"{API}/dashboard?days=7", headers=sam).json()
-    assert later == as_json(stats(desk, 7))
+    assert later == as_json(stats(desk.web, 7))
     assert later["deadlines"]["overdue"]["count"] == 1
     assert [e.message for e in validator(doc, "Dashboard").iter_errors(later)] == []
     assert client.get(f"{API}/dashboard", headers=sam).json()["days"] == 30
@@ -660,5 +657,5 @@ def test_the_docs_page_shows_the_desk_navigation_to_a_signed_in_user(desk: Desk)
     sam = signed_in(desk, "sam")
     html = sam.get(f"{API}/docs").text
     assert 'href="/review"' in html and ">sam</a>" in html
-    anonymous = TestClient(create_app(desk)).get(f"{API}/docs").text
+    anonymous = TestClient(create_app(desk.web)).get(f"{API}/docs").text
     assert ">sam</a>" not in anonymous and 'href="/review" accesskey' not in anonymous

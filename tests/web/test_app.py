@@ -7,13 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core import metrics
 from abuse_desk.core.config import DatabaseConfig
 from abuse_desk.core.db import make_engine
 from abuse_desk.core.models import MessageState
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from abuse_desk.web.app import create_app
-from abuse_desk.workflow.desk import Desk
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine
 from starlette.testclient import TestClient
@@ -66,7 +66,7 @@ def backlog_desk(desk: Desk) -> Desk:
 
 
 def test_healthz_empty_database(desk: Desk) -> None:
-    response = TestClient(create_app(desk)).get("/healthz")
+    response = TestClient(create_app(desk.web)).get("/healthz")
     assert response.status_code == 200
     assert response.json() == {
         "ok": True, "messages": {"received": 0, "processed": 0, "review": 0},
@@ -74,7 +74,7 @@ def test_healthz_empty_database(desk: Desk) -> None:
 
 
 def test_healthz_counts_per_state_and_lag(backlog_desk: Desk) -> None:
-    response = TestClient(create_app(backlog_desk)).get("/healthz")
+    response = TestClient(create_app(backlog_desk.web)).get("/healthz")
     assert response.status_code == 200
     body = response.json()
     assert body["ok"] is True
@@ -84,7 +84,7 @@ def test_healthz_counts_per_state_and_lag(backlog_desk: Desk) -> None:
 
 
 def test_healthz_follows_the_clock(backlog_desk: Desk) -> None:
-    later = dataclasses.replace(backlog_desk, clock=lambda: NOW + timedelta(seconds=10))
+    later = dataclasses.replace(backlog_desk.web, clock=lambda: NOW + timedelta(seconds=10))
     body = TestClient(create_app(later)).get("/healthz").json()
     assert body["queue_lag_seconds"] == 100.0
 
@@ -92,18 +92,18 @@ def test_healthz_follows_the_clock(backlog_desk: Desk) -> None:
 def test_healthz_no_lag_without_received_messages(desk: Desk) -> None:
     store(desk, MessageState.PROCESSED, 3600)
     store(desk, MessageState.REVIEW, 7200)
-    body = TestClient(create_app(desk)).get("/healthz").json()
+    body = TestClient(create_app(desk.web)).get("/healthz").json()
     assert body["messages"] == {"received": 0, "processed": 1, "review": 1}
     assert body["queue_lag_seconds"] == 0.0
 
 
 def test_healthz_lag_never_negative(desk: Desk) -> None:
     store(desk, MessageState.RECEIVED, -30)  # received "in the future" (clock skew)
-    assert TestClient(create_app(desk)).get("/healthz").json()["queue_lag_seconds"] == 0.0
+    assert TestClient(create_app(desk.web)).get("/healthz").json()["queue_lag_seconds"] == 0.0
 
 
 def test_healthz_sees_new_messages_without_restart(desk: Desk) -> None:
-    client = TestClient(create_app(desk))
+    client = TestClient(create_app(desk.web))
     assert client.get("/healthz").json()["messages"]["received"] == 0
     store(desk, MessageState.RECEIVED, 12)
     body = client.get("/healthz").json()
@@ -115,7 +115,7 @@ def test_healthz_sees_new_messages_without_restart(desk: Desk) -> None:
 
 
 def test_metrics_expose_backlog_and_process_counters(backlog_desk: Desk) -> None:
-    response = TestClient(create_app(backlog_desk), client=LOCAL).get("/metrics")
+    response = TestClient(create_app(backlog_desk.web), client=LOCAL).get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
@@ -128,7 +128,7 @@ def test_metrics_expose_backlog_and_process_counters(backlog_desk: Desk) -> None
 
 
 def test_metrics_counters_are_live(desk: Desk) -> None:
-    client = TestClient(create_app(desk), client=LOCAL)
+    client = TestClient(create_app(desk.web), client=LOCAL)
     before = samples(client.get("/metrics").text)[("abuse_desk_smtp_accepted_total", ())]
     metrics.SMTP_ACCEPTED.inc()
     metrics.SMTP_ACCEPTED.inc()
@@ -137,7 +137,7 @@ def test_metrics_counters_are_live(desk: Desk) -> None:
 
 
 def test_metrics_backlog_follows_the_database(desk: Desk) -> None:
-    client = TestClient(create_app(desk), client=LOCAL)
+    client = TestClient(create_app(desk.web), client=LOCAL)
     assert samples(client.get("/metrics").text)[
         ("abuse_desk_messages", (("state", "received"),))] == 0
     store(desk, MessageState.RECEIVED, 42)
@@ -150,7 +150,7 @@ def test_metrics_backlog_follows_the_database(desk: Desk) -> None:
 
 
 def test_health_page_is_html_with_counts(backlog_desk: Desk) -> None:
-    response = TestClient(create_app(backlog_desk)).get("/status")
+    response = TestClient(create_app(backlog_desk.web)).get("/status")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
@@ -163,7 +163,7 @@ def test_health_page_is_html_with_counts(backlog_desk: Desk) -> None:
 
 
 def test_unknown_path_is_404(desk: Desk) -> None:
-    assert TestClient(create_app(desk)).get("/nope").status_code == 404
+    assert TestClient(create_app(desk.web)).get("/nope").status_code == 404
 
 
 # --- the database unreachable -----------------------------------------------------------------
@@ -186,29 +186,25 @@ def check_unreachable(client: TestClient) -> None:
     assert not any(name == "abuse_desk_messages" for name, _ in found)
 
 
+def lose_database(desk: Desk, away: Engine) -> None:
+    """The running web desk's database goes away: its engine now reaches nothing (the web
+    desk's record is frozen; this is the test's doing, as a crash of the server would be)."""
+    object.__setattr__(desk.web, "engine", away)
+
+
 def test_database_lost_after_start(backlog_desk: Desk, tmp_path: Path) -> None:
-    client = TestClient(create_app(backlog_desk), client=LOCAL)
+    client = TestClient(create_app(backlog_desk.web), client=LOCAL)
     assert client.get("/healthz").status_code == 200
-    real = backlog_desk.engine
-    backlog_desk.engine = broken_engine(tmp_path)  # the app holds this desk: it sees the change
-    try:
-        check_unreachable(client)
-    finally:
-        backlog_desk.engine.dispose()
-        backlog_desk.engine = real
+    lose_database(backlog_desk, broken_engine(tmp_path))
+    check_unreachable(client)
 
 
 def test_database_lost_after_start_postgres(backlog_desk: Desk) -> None:
-    client = TestClient(create_app(backlog_desk), client=LOCAL)
+    client = TestClient(create_app(backlog_desk.web), client=LOCAL)
     assert client.get("/healthz").status_code == 200
-    real = backlog_desk.engine
-    backlog_desk.engine = make_engine(DatabaseConfig(
-        url="postgresql+psycopg://desk@127.0.0.1:1/desk", connect_timeout_s=1.0))
-    try:
-        check_unreachable(client)
-    finally:
-        backlog_desk.engine.dispose()
-        backlog_desk.engine = real
+    lose_database(backlog_desk, make_engine(DatabaseConfig(
+        url="postgresql+psycopg://desk@127.0.0.1:1/desk", connect_timeout_s=1.0)))
+    check_unreachable(client)
 
 
 @pytest.mark.parametrize("where", ["sqlite-missing-dir", "postgres-port-1"])
@@ -237,7 +233,7 @@ def test_metrics_refuse_a_client_outside_metrics_allow_without_the_token(desk: D
     """/metrics was public: anyone who reached the web desk read the backlog and the traffic
     counters. It now answers metrics.allow (loopback by default) and the bearer
     metrics.token; everyone else gets 403 and no figure."""
-    app = create_app(desk)
+    app = create_app(desk.web)
     outside = TestClient(app, client=("203.0.113.7", 40000))
     refused = outside.get("/metrics")
     assert refused.status_code == 403

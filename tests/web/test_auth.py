@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 from abuse_desk.app.cli import main
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import ApiToken, User, WebSession
 from abuse_desk.web import auth
 from abuse_desk.web.app import create_app
 from abuse_desk.web.base import COOKIE
-from abuse_desk.workflow.desk import Desk
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
@@ -109,7 +109,7 @@ def test_secure_cookie_when_configured(tmp_path: Path, clock: Clock) -> None:
 
     desk = workflow_desk(tmp_path, clock, web={"cookie_secure": True})
     auth.add_user(desk.engine, "sam", USERS["sam"], PASSWORD, clock())
-    client = TestClient(create_app(desk), base_url="https://testserver",
+    client = TestClient(create_app(desk.web), base_url="https://testserver",
                         follow_redirects=False)
     answer = login(client, "sam", PASSWORD)
     cookie = next(v for k, v in answer.headers.multi_items()
@@ -298,7 +298,7 @@ def test_a_failure_on_our_side_is_the_desks_own_page_not_a_trace(
         raise RuntimeError("secret internals: /srv/desk.db")
 
     monkeypatch.setattr("abuse_desk.web.dashboard.stats", broken)
-    client = sign_in(TestClient(create_app(desk), follow_redirects=False,
+    client = sign_in(TestClient(create_app(desk.web), follow_redirects=False,
                                 raise_server_exceptions=False), "sam")
     page = client.get("/dashboard")
     assert page.status_code == 500

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.web import auth
 from abuse_desk.web.app import create_app
-from abuse_desk.workflow.desk import Desk
 from starlette.routing import Mount, Route
 
 from tests.web.web_support import client_for, form_token, signed_in, web_desk
@@ -41,7 +41,7 @@ def fill(path: str) -> str:
 def guarded_routes(desk: Desk) -> list[tuple[str, str, str, str]]:
     """(path, method, guard, role) for every route that is not public."""
     found = []
-    for route in create_app(desk).routes:
+    for route in create_app(desk.web).routes:
         if isinstance(route, Mount):
             continue
         assert isinstance(route, Route)

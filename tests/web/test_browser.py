@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import open_desk
 from abuse_desk.classifier.customer_import import import_customers
 from abuse_desk.core.db import as_utc, upgrade
 from abuse_desk.core.models import Case, Message, MessageState, Report
 from abuse_desk.web import auth
 from abuse_desk.workflow.calendar import BusinessCalendar
-from abuse_desk.workflow.desk import open_desk
 from sqlalchemy import select
 
 from tests.conftest import unavailable
@@ -92,7 +92,7 @@ class Live:
             smtp.sendmail(sender, ["abuse@localhost"], raw)
 
     def engine(self) -> Any:
-        return open_desk(self.config).engine
+        return open_desk(self.config, sends=False, upgrade_schema=True).engine
 
     def web_when(self, moment: datetime) -> str:
         """*moment* as the pages write it: in the desk's zone, to the minute."""
@@ -113,7 +113,7 @@ def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live]:
     config = make_config(tmp_path, workflow={"time_zone": "America/New_York",
                                              "holiday_country": "US",
                                              "action_hook_command": hook})
-    desk = open_desk(config)
+    desk = open_desk(config, sends=False, upgrade_schema=True)
     upgrade(desk.engine)
     csv = tmp_path / "customers.csv"
     csv.write_text(CUSTOMERS)

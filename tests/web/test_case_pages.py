@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Event, FeeEntry, TimelineStep
 from abuse_desk.web import auth
-from abuse_desk.workflow import timeline
-from abuse_desk.workflow.desk import Desk
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -48,7 +47,7 @@ PHISHING = ("Phishing site at 45.137.21.99",
 def notified(desk: Desk, ip: str = "45.137.21.7") -> Any:
     """A case whose first notice went out (C-1 for 45.137.21.x, C-3 for 46.29.160.x)."""
     case = the_case(desk, deliver(desk, arf(ip)))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     return case_by_id(desk, case.id)
 
 
@@ -56,7 +55,7 @@ def escalated(desk: Desk, clock: Clock) -> Any:
     """A case past its deadline: escalated, a fee assessed, a restriction proposed."""
     case = notified(desk)
     clock.now = DEADLINE + timedelta(hours=1)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     return case
@@ -153,7 +152,7 @@ def test_the_list_filters_by_state_category_and_customer(desk: Desk, clock: Cloc
     spam = notified(desk)
     nomail = notified(desk, "46.29.160.5")  # C-3
     phishing = the_case(desk, deliver(desk, person(*PHISHING, "ph1")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     sue = signed_in(desk, "sue")
     act(sue, spam, "escalate", reason="repeated")
     page = sue.get("/cases")
@@ -195,7 +194,7 @@ def test_overdue_cases_are_marked_and_filtered(desk: Desk, clock: Clock) -> None
     assert 'class="overdue"' not in row_of(html_of(sam, "/cases"), other.reference)
     assert 'name="overdue" value="1" checked' in html
     # Escalated by the timeline: no longer waiting for a deadline.
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert listed(html_of(sam, "/cases?overdue=1")) == []
 
 
@@ -229,7 +228,7 @@ def test_the_case_page_shows_timeline_reports_notices_replies_fees_and_events(
              f"\r\nMessage-ID: <r1@alpha.example>\r\n\r\nWe cleaned the host. {SCRIPT}\r\n"
              "<img src=x onerror=alert(2)>\r\n").encode()
     clock.now = DEADLINE + timedelta(hours=1)
-    timeline.run_due(desk)  # no answer by the deadline: escalated
+    desk.workflow.run_due()  # no answer by the deadline: escalated
     deliver(desk, reply)  # the customer answers late
     case = case_by_id(desk, case.id)
     assert case.state == "escalated"
@@ -427,7 +426,7 @@ def test_message_to_the_customer(desk: Desk) -> None:
     # On the case page as written, escaped.
     assert f"please look at 45.137.21.7 again. {ESCAPED}" in page
     assert f"[Abuse Case {case.reference}] Still spam" in page
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     mail = outbox(desk)[-1]
     assert mail["Subject"] == f"[Abuse Case {case.reference}] Still spam"
     assert f"please look at 45.137.21.7 again. {SCRIPT}" in text_of(mail)
@@ -459,7 +458,7 @@ def test_approve_is_for_supervisors(desk: Desk, clock: Clock) -> None:
     assert f"{case.reference}: restrict approved" in page
     (event,) = [e for e in events(desk, case.id) if e[2] == "action-approved"]
     assert event[:2] == ("supervisor", "sue") and event[3]["action"] == "restrict"
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"
     with desk.engine.connect() as conn:
         state = conn.execute(select(TimelineStep.state).where(
@@ -542,7 +541,7 @@ def restricted(desk: Desk, clock: Clock) -> Any:
     case = escalated(desk, clock)
     sue = signed_in(desk, "sue")
     done(sue, act(sue, case, "approve", approve="", reason="no answer"), case)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert case.state == "restricted"
     return case
@@ -558,13 +557,13 @@ def test_a_specialist_resolving_a_restricted_case_on_the_page_does_not_lift_the_
     case = restricted(desk, clock)
     sam = signed_in(desk, "sam")
     page = done(sam, act(sam, case, "resolve", reason="customer cleaned up"), case)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"
     assert restore_steps(desk, case.id) == [("proposed", None)]
     assert "restore proposed" in page and "the proposed: restore" in page
     sue = signed_in(desk, "sue")
     done(sue, act(sue, case, "approve", approve="", reason="ok"), case)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "resolved"
     assert restore_steps(desk, case.id) == [("done", "sue")]
 
@@ -577,7 +576,7 @@ def test_a_specialist_resolving_a_restricted_case_by_the_api_does_not_lift_the_r
     sam = {"Authorization": f"Bearer {auth.add_token(desk.engine, 'sam', 't', clock())}"}
     answer = client.post(url, headers=sam, json={"action": "resolve", "reason": "fixed"})
     assert answer.status_code == 200, answer.text
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"
     assert restore_steps(desk, case.id) == [("proposed", None)]
     assert "restore proposed" in answer.json()["result"]

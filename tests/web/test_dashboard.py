@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from abuse_desk.casework.review import ReviewDecision, decide, queue
+from abuse_desk.app.wiring import Desk
+from abuse_desk.casework.review import ReviewDecision
 from abuse_desk.core.models import Customer, FeeEntry, Report
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from abuse_desk.web.dashboard import clamp_days, stats
-from abuse_desk.workflow import cases, timeline
-from abuse_desk.workflow.desk import Desk
-from abuse_desk.workflow.pipeline import process_message
+from abuse_desk.workflow import cases
 from sqlalchemy import insert, update
 from sqlalchemy.engine import make_url
 
@@ -50,7 +49,7 @@ def deliver_now(desk: Desk, clock: Clock, raw: bytes) -> int:
     with desk.engine.begin() as conn:
         (message_id,) = insert_messages(conn, [message_row(raw, Envelope(
             "sender@example.org", ["abuse@localhost"], received_at=clock.now))])
-    process_message(desk, message_id)
+    desk.pipeline.process(message_id)
     return message_id
 
 
@@ -119,7 +118,7 @@ def counts_per_local_day(desk: Desk, clock: Clock) -> None:
     deliver_now(desk, at(clock, START - timedelta(days=10)), arf("45.137.21.7", 4))
     at(clock, START)
 
-    week = stats(desk, 7)
+    week = stats(desk.web, 7)
     assert week["time_zone"] == "America/New_York" and week["days"] == 7
     assert week["reports"]["days"] == [f"2026-11-{d}" for d in range(18, 25)]
     assert per_day(week) == {
@@ -133,7 +132,7 @@ def counts_per_local_day(desk: Desk, clock: Clock) -> None:
                                                "not-abuse": 1, "unclassified": 1}
     assert week["reports"]["total"] == 7
 
-    month = stats(desk, 30)
+    month = stats(desk.web, 30)
     assert len(month["reports"]["days"]) == 30
     assert month["reports"]["days"][-1] == "2026-11-24"
     assert per_day(month)["2026-11-14"] == {"spam": 1}
@@ -141,7 +140,7 @@ def counts_per_local_day(desk: Desk, clock: Clock) -> None:
 
 
 def test_quiet_days_still_show_the_three_categories(desk: Desk) -> None:
-    data = stats(desk, 7)
+    data = stats(desk.web, 7)
     assert data["reports"]["categories"] == ["spam", "network", "other"]
     assert data["reports"]["series"] == {c: [0] * 7 for c in ("spam", "network", "other")}
     assert data["review"] == {"size": 0, "reports": 0, "messages": 0,
@@ -150,9 +149,9 @@ def test_quiet_days_still_show_the_three_categories(desk: Desk) -> None:
 
 def test_cases_by_state_and_deadlines(desk: Desk, clock: Clock) -> None:
     spam = the_case(desk, deliver_now(desk, clock, arf("45.137.21.7", 1)))
-    timeline.run_due(desk)  # the first notice goes: notified
+    desk.workflow.run_due()  # the first notice goes: notified
     c3 = the_case(desk, deliver_now(desk, clock, arf("46.29.160.5", 1)))  # no mail: stays open
-    data = stats(desk)
+    data = stats(desk.web)
     assert data["cases"]["by_state"] == {
         "open": 1, "notified": 1, "customer-responded": 0, "resolved": 0, "escalated": 0,
         "restricted": 0, "terminated": 0}
@@ -162,7 +161,7 @@ def test_cases_by_state_and_deadlines(desk: Desk, clock: Clock) -> None:
 
     # Thu 3 Dec, 07:00 EST: both deadlines (10:00 EST) are due today.
     at(clock, utc(2026, 12, 3, 12))
-    data = stats(desk)
+    data = stats(desk.web)
     assert data["deadlines"]["today"] == "2026-12-03"
     due = data["deadlines"]["due_today"]
     assert due["count"] == 2
@@ -175,7 +174,7 @@ def test_cases_by_state_and_deadlines(desk: Desk, clock: Clock) -> None:
     with desk.engine.begin() as conn:
         cases.resolve(conn, desk.config.workflow, c3.id, clock.now,
                       cases.Actor("specialist", "sam"), "fixed")
-    data = stats(desk)
+    data = stats(desk.web)
     assert data["deadlines"]["due_today"]["count"] == 0
     overdue = data["deadlines"]["overdue"]
     assert overdue["count"] == 1
@@ -184,8 +183,8 @@ def test_cases_by_state_and_deadlines(desk: Desk, clock: Clock) -> None:
     assert data["cases"]["by_state"]["resolved"] == 1
 
     # The timeline escalates it: no longer overdue (it waits on the desk, not the customer).
-    timeline.run_due(desk)
-    data = stats(desk)
+    desk.workflow.run_due()
+    data = stats(desk.web)
     assert data["deadlines"]["overdue"]["count"] == 0
     assert data["cases"]["by_state"]["escalated"] == 1
     assert data["cases"]["by_state"]["notified"] == 0
@@ -206,27 +205,27 @@ def test_review_queue_count_matches_the_queue(desk: Desk, clock: Clock) -> None:
         "Re: [Abuse Case C-2026-999999] spam from your network", "We fixed it.", "reply1",
         sender="noc@alpha.example"))
     deliver_now(desk, at(clock, START), arf("45.137.21.7", 1))  # decided by the machine
-    items = queue(desk)
-    data = stats(desk)["review"]
+    items = desk.review.queue()
+    data = stats(desk.web)["review"]
     assert data["size"] == len(items) == 3
     assert (data["reports"], data["messages"]) == (2, 1)
     assert data["oldest_received_at"] == items[0]["received_at"] == "2026-11-24T12:00:00Z"
     assert data["oldest_age_seconds"] == 3 * 3600
 
     (report,) = reports_of(desk, first)
-    decide(desk, ReviewDecision(report.id, "sam", customer="C-1"))
-    data = stats(desk)["review"]
-    assert data["size"] == len(queue(desk)) == 2
+    desk.review.decide(ReviewDecision(report.id, "sam", customer="C-1"))
+    data = stats(desk.web)["review"]
+    assert data["size"] == len(desk.review.queue()) == 2
     assert data["oldest_age_seconds"] == 2 * 3600
     # The customer only, its type still unknown: still in the queue (no dead end) ...
     (report,) = reports_of(desk, odd)
-    decide(desk, ReviewDecision(report.id, "sam", customer="C-3"))
+    desk.review.decide(ReviewDecision(report.id, "sam", customer="C-3"))
     assert reports_of(desk, odd)[0].review_reason
-    assert stats(desk)["review"]["size"] == len(queue(desk)) == 2
+    assert stats(desk.web)["review"]["size"] == len(desk.review.queue()) == 2
     # ... until the type is decided too.
-    decide(desk, ReviewDecision(report.id, "sam", type="harassment"))
-    data = stats(desk)["review"]
-    assert data["size"] == len(queue(desk)) == 1
+    desk.review.decide(ReviewDecision(report.id, "sam", type="harassment"))
+    data = stats(desk.web)["review"]
+    assert data["size"] == len(desk.review.queue()) == 1
     assert (data["reports"], data["messages"], data["oldest_age_seconds"]) == (0, 1, 3600)
 
 
@@ -248,20 +247,20 @@ def test_fees_of_this_month(desk: Desk, clock: Clock) -> None:
         conn.execute(insert(FeeEntry).values(case_id=billed.id, amount_cents=2550,
                                              currency="EUR", assessed_at=clock.now,
                                              state="assessed"))
-    fees = stats(desk)["fees"]
+    fees = stats(desk.web)["fees"]
     assert fees == {"month": "2026-11",
                     "assessed": {"count": 2, "totals": {"EUR": 2550, "USD": 10000}},
                     "waived": {"count": 1, "totals": {"USD": 10000}}}
     # In December, November's fees are last month's.
     at(clock, utc(2026, 12, 1, 5))
-    assert stats(desk)["fees"]["assessed"] == {"count": 0, "totals": {}}
+    assert stats(desk.web)["fees"]["assessed"] == {"count": 0, "totals": {}}
 
 
 def test_days_are_clamped_to_7_30_or_90(desk: Desk) -> None:
     assert [clamp_days(v) for v in ("7", "30", "90", 14, "25", "1000", "-3", "x", None, "")] \
         == [7, 30, 90, 7, 30, 90, 7, 30, 30, 30]
     # stats() itself (the API's) takes 1 to 366 days.
-    assert [len(stats(desk, n)["reports"]["days"]) for n in (0, 1, 10_000)] == [1, 1, 366]
+    assert [len(stats(desk.web, n)["reports"]["days"]) for n in (0, 1, 10_000)] == [1, 1, 366]
 
 
 # ---- the page and the CSV ----------------------------------------------------------------------

@@ -7,9 +7,9 @@ import json
 import re
 from datetime import timedelta
 
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Case, Message
 from abuse_desk.web.dashboard import stats
-from abuse_desk.workflow.desk import Desk
 from sqlalchemy import func, select
 
 from tests.web.test_dashboard import at, deliver_now
@@ -65,7 +65,7 @@ def test_dmarc_and_tls_reports_are_counted_per_reporting_domain(desk: Desk,
         formats = sorted(f for (f,) in conn.execute(select(Message.format)))
     assert formats == ["dmarc-aggregate"] * 4 + ["dmarc-failure", "tls-report"]
 
-    data = stats(desk, 30)["auth_reports"]
+    data = stats(desk.web, 30)["auth_reports"]
     assert data["total"] == 5
     assert data["by_kind"] == {"dmarc-aggregate": 3, "dmarc-failure": 1, "tls-report": 1}
     assert data["domains"] == 2
@@ -75,7 +75,7 @@ def test_dmarc_and_tls_reports_are_counted_per_reporting_domain(desk: Desk,
         {"domain": "yahoo.example", "dmarc-aggregate": 1, "dmarc-failure": 0,
          "tls-report": 0, "total": 1},
     ]
-    assert stats(desk, 90)["auth_reports"]["total"] == 6
+    assert stats(desk.web, 90)["auth_reports"]["total"] == 6
 
 
 def test_the_page_shows_them_escaped(desk: Desk, clock: Clock) -> None:
@@ -88,7 +88,7 @@ def test_the_page_shows_them_escaped(desk: Desk, clock: Clock) -> None:
 
 
 def test_no_reports_no_table(desk: Desk) -> None:
-    assert stats(desk, 7)["auth_reports"] == {
+    assert stats(desk.web, 7)["auth_reports"] == {
         "total": 0, "by_kind": {"dmarc-aggregate": 0, "dmarc-failure": 0, "tls-report": 0},
         "domains": 0, "by_domain": []}
     html = signed_in(desk, "sam").get("/dashboard").text

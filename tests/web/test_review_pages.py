@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import (
     Case,
     CaseState,
@@ -24,8 +25,6 @@ from abuse_desk.core.models import (
     TrainingExample,
 )
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
-from abuse_desk.workflow.desk import Desk
-from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
@@ -56,7 +55,7 @@ def deliver_at(desk: Desk, raw: bytes, received_at: datetime) -> int:
     with desk.engine.begin() as conn:
         (message_id,) = insert_messages(conn, [message_row(raw, Envelope(
             "sender@example.org", ["abuse@localhost"], received_at=received_at))])
-    process_message(desk, message_id)
+    desk.pipeline.process(message_id)
     return message_id
 
 
@@ -189,8 +188,9 @@ def test_the_filters_narrow_the_queue(desk: Desk, sam: TestClient) -> None:
 
 
 def test_the_queue_pages_through_its_items(desk: Desk, sam: TestClient) -> None:
-    desk.config = dataclasses.replace(
-        desk.config, web=dataclasses.replace(desk.config.web, page_size=2))
+    # the running web desk reads its page size at each request
+    object.__setattr__(desk.web, "config", dataclasses.replace(
+        desk.config, web=dataclasses.replace(desk.config.web, page_size=2)))
     ids = [only_report(desk, unknown_arf(desk, f"185.220.101.{n}", hours_ago=10 - n)).id
            for n in range(1, 6)]
     first = sam.get("/review")

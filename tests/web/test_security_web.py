@@ -21,13 +21,13 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from abuse_desk.app import runner
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.db import as_utc, write_transaction
 from abuse_desk.core.models import Case, Event, WebSession
 from abuse_desk.web import auth
 from abuse_desk.web.app import create_app
 from abuse_desk.web.base import COOKIE, PRE_COOKIE
-from abuse_desk.workflow import cases, notices, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import cases, notices
 from sqlalchemy import select, update
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -92,7 +92,7 @@ def peer(app: Starlette, host: str) -> TestClient:
 def test_the_login_forms_cookie_is_strict_httponly_and_for_the_login_only(
         tmp_path: Path, clock: Clock, secure: bool) -> None:
     desk = workflow_desk(tmp_path, clock, web={"cookie_secure": secure})
-    client = TestClient(create_app(desk), follow_redirects=False,
+    client = TestClient(create_app(desk.web), follow_redirects=False,
                         base_url="https://testserver" if secure else "http://testserver")
     page = client.get("/login")
     first, *attributes = set_cookies(page)[PRE_COOKIE]
@@ -141,7 +141,7 @@ def test_a_page_csrf_token_in_the_header_must_be_right_too(desk: Desk) -> None:
 
 def test_one_address_is_throttled_across_many_names(desk: Desk) -> None:
     limit = desk.config.web.login_attempts_per_address
-    app = create_app(desk)
+    app = create_app(desk.web)
     sprayer = peer(app, "203.0.113.7")
     for n in range(limit):
         assert login(sprayer, f"guess{n}", "not the password").status_code == 401
@@ -156,7 +156,7 @@ def test_wrong_passwords_from_another_address_do_not_lock_out_the_real_user(
     attacker anywhere on the Internet could keep a specialist out of the desk. Now they refuse
     the account from the attacker's address only."""
     limit = desk.config.web.login_attempts
-    app = create_app(desk)
+    app = create_app(desk.web)
     attacker = peer(app, "203.0.113.7")
     for _ in range(limit):
         assert login(attacker, "sam", "not the password").status_code == 401
@@ -174,7 +174,7 @@ def test_a_spread_out_attack_on_one_account_is_stopped_but_its_owner_gets_in(
     desk = workflow_desk(tmp_path, clock, web={"login_attempts_per_account": 8})
     for name, role in USERS.items():
         auth.add_user(desk.engine, name, role, PASSWORD, clock())
-    app = create_app(desk)
+    app = create_app(desk.web)
     office = peer(app, "192.0.2.50")
     assert login(office, "sam", PASSWORD).status_code == 303  # sam's usual address
     for n in range(8):
@@ -194,7 +194,7 @@ def test_a_supervisor_unlocks_an_account_for_every_address(desk: Desk,
     from tests.web.test_auth import run
 
     limit = desk.config.web.login_attempts
-    app = create_app(desk)
+    app = create_app(desk.web)
     sam = peer(app, "192.0.2.50")
     for _ in range(limit):
         assert login(sam, "sam", "caps lock on").status_code == 401
@@ -225,7 +225,7 @@ def test_a_supervisor_unlocks_an_account_for_every_address(desk: Desk,
 
 def test_a_supervisor_unlocks_from_the_desk_and_the_api(desk: Desk) -> None:
     limit = desk.config.web.login_attempts
-    app = create_app(desk)
+    app = create_app(desk.web)
     sam = peer(app, "192.0.2.50")
 
     def lock_sam_out() -> None:
@@ -257,7 +257,7 @@ def test_a_supervisor_unlocks_from_the_desk_and_the_api(desk: Desk) -> None:
 
 def test_an_ipv6_network_counts_as_one_address(desk: Desk) -> None:
     limit = desk.config.web.login_attempts_per_address
-    app = create_app(desk)
+    app = create_app(desk.web)
     for n in range(limit):  # a new address of the same /64 for every guess
         answer = login(peer(app, f"2001:db8:1:2::{n + 1:x}"), f"guess{n}", "not the password")
         assert answer.status_code == 401
@@ -307,7 +307,7 @@ def test_parallel_attempts_cannot_outrun_the_throttle(desk: Desk,
         return None
 
     monkeypatch.setattr(auth, "authenticate", slow_and_wrong)
-    app = create_app(desk)
+    app = create_app(desk.web)
 
     async def attack() -> list[int]:
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
@@ -417,7 +417,7 @@ def test_the_throttle_keys_on_the_address_uvicorn_trusts(
 def notified(desk: Desk, raw: bytes) -> tuple[Any, str]:
     """Deliver a complaint, run the timeline; the case and the token of its first notice."""
     case = the_case(desk, deliver(desk, raw))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (mail,) = [m for m in outbox(desk)
                if m["Message-ID"].startswith(f"<{case.reference}.notice.")]
     match = LINK.search(text_of(mail))
@@ -439,7 +439,7 @@ def test_the_self_service_page_has_no_ambient_credential_to_forge(desk: Desk) ->
     never acts (a link or an image cannot answer), the form posts only to its own URL, and no
     referrer carries the token off the page."""
     case, token = notified(desk, arf("45.137.21.7"))
-    client = TestClient(create_app(desk), follow_redirects=False)
+    client = TestClient(create_app(desk.web), follow_redirects=False)
     shown = client.get(f"/self-service/{token}?answer=done&fixed=1")
     assert shown.status_code == 200
     assert set_cookies(shown) == {}
@@ -459,7 +459,7 @@ def test_one_cases_token_cannot_act_on_another(desk: Desk) -> None:
         "Phishing at shop.beta.example",
         "A phishing page stealing bank logins at http://shop.beta.example/secure/login", "b1"))
     _number, expiry, mac = alpha_token.split(".")
-    client = TestClient(create_app(desk))
+    client = TestClient(create_app(desk.web))
     answer = client.post(f"/self-service/{beta.id}.{expiry}.{mac}",
                          data={"answer": "fixed", "fixed": "1"})
     assert answer.status_code == 403 and "not valid" in answer.text
@@ -473,7 +473,7 @@ def test_a_link_cannot_reopen_or_answer_a_finished_case(desk: Desk, state: str) 
     case, token = notified(desk, arf("45.137.21.7"))
     with write_transaction(desk.engine) as conn:
         conn.execute(update(Case).where(Case.id == case.id).values(state=state))
-    client = TestClient(create_app(desk))
+    client = TestClient(create_app(desk.web))
     answer = client.post(f"/self-service/{token}", data={"answer": "fixed now", "fixed": "1"})
     assert answer.status_code == 200 and "no longer takes answers" in answer.text
     assert '<form method="post">' not in answer.text
@@ -485,7 +485,7 @@ def escalate(desk: Desk, clock: Clock, case: Any) -> Any:
     deadline = as_utc(case.deadline_at)
     assert deadline is not None
     clock.now = deadline + timedelta(hours=1)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     return case
@@ -495,7 +495,7 @@ def test_fixed_on_an_escalated_case_does_not_cancel_the_proposed_restriction(
         desk: Desk, clock: Clock) -> None:
     case, token = notified(desk, arf("45.137.21.7"))
     case = escalate(desk, clock, case)
-    answer = TestClient(create_app(desk)).post(
+    answer = TestClient(create_app(desk.web)).post(
         f"/self-service/{token}", data={"answer": "all clean now", "fixed": "1"})
     assert answer.status_code == 200 and "with our abuse team" in answer.text
     after = case_by_id(desk, case.id)
@@ -512,12 +512,12 @@ def test_fixed_on_a_restricted_case_does_not_restore_the_service(
     case = escalate(desk, clock, case)
     with write_transaction(desk.engine) as conn:
         cases.approve_action(conn, case.id, clock(), cases.Actor("supervisor", "sue"))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"
-    answer = TestClient(create_app(desk)).post(
+    answer = TestClient(create_app(desk.web)).post(
         f"/self-service/{token}", data={"answer": "please restore", "fixed": "1"})
     assert answer.status_code == 200
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"
     assert not [s for s in steps_of(desk, case.id) if s.kind == "restore"]
     assert [e.action for e in customer_events(desk, case.id)] == ["customer-responded"]
@@ -572,7 +572,7 @@ def test_no_answer_of_the_desk_can_be_framed(desk: Desk, clock: Clock) -> None:
     from tests.web.test_authorization import fill
 
     case, link = notified(desk, arf("45.137.21.7"))
-    app = create_app(desk)
+    app = create_app(desk.web)
     anonymous = TestClient(app, follow_redirects=False)
     local = TestClient(app, follow_redirects=False, client=("127.0.0.1", 50000))
     sue = TestClient(app, follow_redirects=False)
@@ -614,7 +614,7 @@ def test_a_failure_on_our_side_cannot_be_framed_either(
         raise RuntimeError("boom")
 
     monkeypatch.setattr("abuse_desk.web.dashboard.stats", broken)
-    client = TestClient(create_app(desk), follow_redirects=False,
+    client = TestClient(create_app(desk.web), follow_redirects=False,
                         raise_server_exceptions=False)
     assert login(client, "sam", PASSWORD).status_code == 303
     assert_unframeable(client.get("/dashboard"), "500 page")

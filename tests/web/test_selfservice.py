@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Event, TimelineStep
 from abuse_desk.web.app import create_app
-from abuse_desk.workflow import cases, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import cases
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -48,7 +48,7 @@ def desk(tmp_path: Path, clock: Clock) -> Desk:
 def notified(desk: Desk, raw: bytes) -> tuple[Any, str]:
     """Deliver a complaint, run the timeline; the case and the token from its first notice."""
     case = the_case(desk, deliver(desk, raw))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     return case, token_from_outbox(desk, case.reference)
 
 
@@ -63,11 +63,11 @@ def token_from_outbox(desk: Desk, reference: str) -> str:
 
 
 def page(desk: Desk, token: str) -> Any:
-    return TestClient(create_app(desk)).get(f"/self-service/{token}")
+    return TestClient(create_app(desk.web)).get(f"/self-service/{token}")
 
 
 def post(desk: Desk, token: str, **kwargs: Any) -> Any:
-    return TestClient(create_app(desk)).post(f"/self-service/{token}", **kwargs)
+    return TestClient(create_app(desk.web)).post(f"/self-service/{token}", **kwargs)
 
 
 def customer_events(desk: Desk, case_id: int) -> list[Any]:
@@ -277,7 +277,7 @@ def test_a_form_with_many_fields_is_a_client_error_not_a_crash(desk: Desk) -> No
     """More fields than parse_qs(max_num_fields=10) allows must not be a 500."""
     case, token = notified(desk, arf("45.137.21.7"))
     fields = "&".join(f"f{n}=x" for n in range(20))
-    client = TestClient(create_app(desk), raise_server_exceptions=False)
+    client = TestClient(create_app(desk.web), raise_server_exceptions=False)
     response = client.post(f"/self-service/{token}", content=f"answer=hi&{fields}",
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert 400 <= response.status_code < 500
@@ -314,7 +314,7 @@ def test_a_free_text_reporters_name_phone_and_address_do_not_reach_the_customer(
     case, token = notified(desk, person(*JANE, sender="jane.doe@people.example"))
     assert (case.type, case.customer_id) == ("spam", 1)
     clock.now = START + timedelta(days=8)  # the reminder, before the deadline
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     mails = customer_mails(desk)
     assert [m["Message-ID"].split(".")[1] for m in mails] == ["notice", "reminder"]
     shown = {"self-service page": page(desk, token).text}
@@ -344,14 +344,14 @@ def test_fixed_on_a_restricted_case_goes_through_the_lift_rule(desk: Desk,
     on a restricted case, so the restriction stays and no restore is proposed or approved."""
     case, token = notified(desk, arf("45.137.21.7"))
     clock.now = START + timedelta(days=10)
-    timeline.run_due(desk)  # the deadline passed: escalated, restriction proposed
+    desk.workflow.run_due()  # the deadline passed: escalated, restriction proposed
     with desk.engine.begin() as conn:
         cases.approve_action(conn, case.id, clock.now, cases.Actor("supervisor", "sue"))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"
     response = post(desk, token, data={"answer": "all clean, please restore", "fixed": "1"})
     assert response.status_code == 200 and "with our abuse team" in response.text
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"
     with desk.engine.connect() as conn:
         kinds = list(conn.execute(select(TimelineStep.kind).where(

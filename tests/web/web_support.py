@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from abuse_desk.app.wiring import Desk
 from abuse_desk.web import auth
 from abuse_desk.web.app import create_app
-from abuse_desk.workflow.desk import Desk
 from starlette.testclient import TestClient
 
 from tests.workflow.workflow_support import Clock, workflow_desk
@@ -35,7 +35,7 @@ def csrf_of(html: str) -> str:
 
 def client_for(desk: Desk) -> TestClient:
     # base_url on http://testserver: cookies are not Secure by default (web.cookie_secure).
-    return TestClient(create_app(desk), follow_redirects=False)
+    return TestClient(create_app(desk.web), follow_redirects=False)
 
 
 def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> TestClient:

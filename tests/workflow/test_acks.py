@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Event, MessageState, Notice
 from abuse_desk.parsers.base import Disposition, ParseResult
-from abuse_desk.workflow import timeline
-from abuse_desk.workflow.desk import Desk
 from abuse_desk.workflow.notices import (
     automated_reason,
     machine_address,
@@ -58,7 +57,7 @@ def desk(tmp_path: Path, clock: Clock) -> Desk:
 
 
 def acks(desk: Desk, to: str = JANE) -> list[Any]:
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     return [m for m in outbox(desk) if m["To"] == to]
 
 
@@ -115,7 +114,7 @@ def test_a_complaint_in_review_as_a_whole_is_acknowledged(
         return ParseResult(Disposition.REPORT, "text",
                            review_reasons=["the attachment could not be read"])
 
-    monkeypatch.setattr(desk.parsers, "parse", unreadable)
+    monkeypatch.setattr(desk.examination.parsers, "parse", unreadable)
     message_id = deliver(desk, person(*NOT_OURS, "r1"))
     assert message_row_of(desk, message_id).state == MessageState.REVIEW
 
@@ -182,13 +181,13 @@ def test_at_most_one_acknowledgement_per_reporter_per_hour(desk: Desk, clock: Cl
 
 
 def test_one_acknowledgement_per_message_when_a_specialist_decides_later(desk: Desk) -> None:
-    from abuse_desk.casework.review import ReviewDecision, decide
+    from abuse_desk.casework.review import ReviewDecision
 
     message_id = deliver(desk, person(*NOT_OURS, "s1"))
     assert len(acks(desk)) == 1
     (report,) = reports_of(desk, message_id)
 
-    decide(desk, ReviewDecision(report.id, "admin", type="phishing", customer="C-1"))
+    desk.review.decide(ReviewDecision(report.id, "admin", type="phishing", customer="C-1"))
 
     (report,) = reports_of(desk, message_id)
     assert report.case_id is not None  # the complaint has a case now ...
@@ -255,24 +254,24 @@ def test_the_header_helper_still_authenticates() -> None:
 
 def test_an_acknowledgement_without_a_case_is_handed_to_the_broker_at_once(desk: Desk) -> None:
     sent: list[tuple[str, int]] = []
-    desk.enqueue = lambda actor, ident: sent.append((actor, ident))
+    desk.workflow.send = lambda actor, ident: sent.append((actor, ident))
 
     deliver(desk, person(*NOT_OURS, "k1"))
 
     (row,) = ack_rows(desk)
     assert sent == [("deliver_notice", row.id)]
-    assert timeline.deliver_notice(desk, row.id) == "sent"
-    assert timeline.deliver_notice(desk, row.id) == "skipped"  # sent once, however often asked
+    assert desk.workflow.deliver_notice(row.id) == "sent"
+    assert desk.workflow.deliver_notice(row.id) == "skipped"  # sent once, however often asked
 
 
 def test_a_reply_to_such_an_acknowledgement_joins_the_case_a_specialist_opened_since(
         desk: Desk) -> None:
-    from abuse_desk.casework.review import ReviewDecision, decide
+    from abuse_desk.casework.review import ReviewDecision
 
     message_id = deliver(desk, person(*NOT_OURS, "c1"))
     (ack,) = acks(desk)
     (report,) = reports_of(desk, message_id)
-    decide(desk, ReviewDecision(report.id, "admin", type="phishing", customer="C-1"))
+    desk.review.decide(ReviewDecision(report.id, "admin", type="phishing", customer="C-1"))
     (report,) = reports_of(desk, message_id)
 
     reply = person(f"Re: {ack['Subject']}", "Any news?", "c2",

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.casework import actions as case_actions
 from abuse_desk.core.models import Event
-from abuse_desk.workflow import cases, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import cases
 from sqlalchemy import select
 
 from .workflow_support import (
@@ -53,7 +53,7 @@ def message(text: str, subject: str = "") -> case_actions.Request:
 
 def notified_case(desk: Desk, ip: str = "45.137.21.7") -> Any:
     case = the_case(desk, deliver(desk, arf(ip)))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     return case
 
 
@@ -62,7 +62,7 @@ def test_a_message_is_a_notice_the_timeline_sends_threaded_under_the_first_notic
     case = notified_case(desk)
     (first,) = outbox(desk)
     text = "Hello,\n\nwe still see spam from 45.137.21.7 <b>today</b> & yesterday.\nRegards"
-    said = case_actions.apply(desk, case.reference, message(text), SAM)
+    said = case_actions.apply(desk.workflow, case.reference, message(text), SAM)
     assert said == f"{case.reference}: message to noc@alpha.example queued"
     notice = notices_of(desk, case.id)[-1]
     assert (notice.kind, notice.state, notice.to_addr) == ("message", "pending",
@@ -74,7 +74,7 @@ def test_a_message_is_a_notice_the_timeline_sends_threaded_under_the_first_notic
     assert (event.actor_kind, event.actor) == ("specialist", "sam")
     assert event.detail["notice_id"] == notice.id and event.detail["text"] == text
 
-    assert timeline.run_due(desk).notices == {"sent": 1}
+    assert desk.workflow.run_due().notices == {"sent": 1}
     assert notices_of(desk, case.id)[-1].state == "sent"
     mail = outbox(desk)[-1]
     assert mail["To"] == "noc@alpha.example"
@@ -93,17 +93,18 @@ def test_a_message_is_a_notice_the_timeline_sends_threaded_under_the_first_notic
 
 def test_the_subject_is_the_specialists_after_the_case_tag(desk: Desk) -> None:
     case = notified_case(desk)
-    case_actions.apply(desk, case.reference, message("Please call us.", "Your server"), SAM)
-    timeline.run_due(desk)
+    case_actions.apply(desk.workflow, case.reference, message("Please call us.", "Your server"),
+                       SAM)
+    desk.workflow.run_due()
     assert outbox(desk)[-1]["Subject"] == f"[Abuse Case {case.reference}] Your server"
 
 
 def test_crlf_in_a_message_cannot_make_a_header(desk: Desk) -> None:
     case = notified_case(desk)
     evil = "hi\r\nBcc: evil@attacker.example\r\n\r\nX-Injected: yes\rZ\u2028Q\x00."
-    case_actions.apply(desk, case.reference,
+    case_actions.apply(desk.workflow, case.reference,
                        message(evil, "urgent\r\nBcc: evil@attacker.example"), SAM)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     mail = outbox(desk)[-1]
     assert mail["Bcc"] is None and mail["X-Injected"] is None
     raw = mail.as_bytes()
@@ -122,7 +123,7 @@ def test_a_customer_without_an_address_cannot_get_a_message(desk: Desk) -> None:
     case = notified_case(desk, "46.29.160.5")  # C-3 has no e-mail address
     before = len(case_events(desk, case.id))
     with pytest.raises(cases.CaseError, match="no valid e-mail address"):
-        case_actions.apply(desk, case.reference, message("Please fix it."), SAM)
+        case_actions.apply(desk.workflow, case.reference, message("Please fix it."), SAM)
     assert [n.kind for n in notices_of(desk, case.id)] == ["notice"]  # the failed first one
     assert len(case_events(desk, case.id)) == before
 
@@ -130,22 +131,22 @@ def test_a_customer_without_an_address_cannot_get_a_message(desk: Desk) -> None:
 def test_an_empty_message_is_refused(desk: Desk) -> None:
     case = notified_case(desk)
     with pytest.raises(cases.CaseError, match="write the message"):
-        case_actions.apply(desk, case.reference, message(" \r\n\x00 "), SAM)
+        case_actions.apply(desk.workflow, case.reference, message(" \r\n\x00 "), SAM)
     assert [n.kind for n in notices_of(desk, case.id)] == ["notice"]
 
 
 def test_a_message_before_the_first_notice_threads_under_nothing(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))  # notice step not run yet
-    case_actions.apply(desk, case.reference, message("A word before our notice."), SAM)
-    timeline.run_due(desk)
+    case_actions.apply(desk.workflow, case.reference, message("A word before our notice."), SAM)
+    desk.workflow.run_due()
     mail = next(m for m in outbox(desk) if ".message." in m["Message-ID"])
     assert mail["In-Reply-To"] is None and mail["References"] is None
 
 
 def test_a_reply_to_a_message_is_the_customers_answer_on_the_case(desk: Desk) -> None:
     case = notified_case(desk)
-    case_actions.apply(desk, case.reference, message("Is the server fixed?"), SAM)
-    timeline.run_due(desk)
+    case_actions.apply(desk.workflow, case.reference, message("Is the server fixed?"), SAM)
+    desk.workflow.run_due()
     mail = outbox(desk)[-1]
     reply = (f"From: noc@alpha.example\r\nTo: abuse@localhost\r\nSubject: Re: "
              f"{mail['Subject']}\r\nIn-Reply-To: {mail['Message-ID']}\r\n"
@@ -158,8 +159,8 @@ def test_a_reply_to_a_message_is_the_customers_answer_on_the_case(desk: Desk) ->
 def test_a_note_needs_its_text_and_is_an_event_under_the_name(desk: Desk) -> None:
     case = notified_case(desk)
     with pytest.raises(cases.CaseError, match="note needs a reason"):
-        case_actions.apply(desk, case.reference, case_actions.Request("note", "   "), SAM)
-    said = case_actions.apply(desk, case.reference,
+        case_actions.apply(desk.workflow, case.reference, case_actions.Request("note", "   "), SAM)
+    said = case_actions.apply(desk.workflow, case.reference,
                               case_actions.Request("note", "called the NOC, ticket 42"), SAM)
     assert said == f"{case.reference}: note added"
     (note,) = [e for e in case_events(desk, case.id) if e.action == "note"]
@@ -170,7 +171,7 @@ def test_a_note_needs_its_text_and_is_an_event_under_the_name(desk: Desk) -> Non
 
 def test_an_unknown_case_or_action_is_refused(desk: Desk) -> None:
     with pytest.raises(cases.CaseError, match="no case"):
-        case_actions.apply(desk, "C-2026-999999", message("hello"), SAM)
+        case_actions.apply(desk.workflow, "C-2026-999999", message("hello"), SAM)
     case = notified_case(desk)
     with pytest.raises(cases.CaseError, match="unknown action"):
-        case_actions.apply(desk, case.reference, case_actions.Request("delete"), SAM)
+        case_actions.apply(desk.workflow, case.reference, case_actions.Request("delete"), SAM)

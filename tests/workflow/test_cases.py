@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from abuse_desk.app import cli
+from abuse_desk.app.wiring import Desk
 from abuse_desk.casework import review
-from abuse_desk.casework.queries import case_detail, case_rows, export_fees
 from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Event, FeeEntry, Notice
-from abuse_desk.workflow import cases, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import cases
 from sqlalchemy import select, update
 
 from .workflow_support import (
@@ -85,7 +84,7 @@ def test_a_spam_report_opens_a_standard_case_with_notice_reminder_and_deadline(
 
 def test_the_first_notice_goes_to_the_customer_with_the_case_tag(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    summary = timeline.run_due(desk)
+    summary = desk.workflow.run_due()
     assert summary.steps == {"done": 1} and summary.notices == {"sent": 1}
     (mail,) = outbox(desk)
     assert mail["To"] == "noc@alpha.example"
@@ -112,7 +111,7 @@ def test_a_customer_in_its_own_time_zone_reads_the_deadline_in_it(desk: Desk) ->
         conn.execute(update(Customer).where(Customer.external_id == "C-1").values(
             time_zone="Europe/Berlin"))
     deliver(desk, arf("45.137.21.7"))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (mail,) = outbox(desk)
     assert "Thursday, 3 December 2026, 16:00 CET" in text_of(mail)
 
@@ -135,7 +134,7 @@ def test_a_report_without_customer_waits_in_review_then_joins_a_case(desk: Desk)
     message_id = deliver(desk, arf("198.18.7.7"))  # nobody's address
     (report,) = reports_of(desk, message_id)
     assert report.case_id is None and report.review_reason
-    review.decide(desk, review.ReviewDecision(report.id, "alice", customer="C-2"))
+    desk.review.decide(review.ReviewDecision(report.id, "alice", customer="C-2"))
     (report,) = reports_of(desk, message_id)
     assert report.case_id is not None
     case = case_by_id(desk, report.case_id)
@@ -176,7 +175,7 @@ def test_an_update_notice_collects_new_claims_on_a_notified_case(tmp_path: Path,
                                                                  clock: Clock) -> None:
     desk = workflow_desk(tmp_path, clock, workflow={"repeat_claims": 10})
     case = the_case(desk, deliver(desk, arf("45.137.21.7", 1)))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     clock.now += timedelta(minutes=5)
     deliver(desk, arf("45.137.21.7", 2))
     clock.now += timedelta(minutes=5)
@@ -184,7 +183,7 @@ def test_an_update_notice_collects_new_claims_on_a_notified_case(tmp_path: Path,
     updates = [s for s in steps_of(desk, case.id) if s.kind == "update"]
     assert len(updates) == 1  # one pending update collects both
     clock.now += timedelta(minutes=60)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     kinds = [n.kind for n in notices_of(desk, case.id)]
     assert kinds == ["notice", "update"]
 
@@ -203,14 +202,14 @@ def test_one_mail_with_many_reports_counts_once_for_repeats(desk: Desk) -> None:
 def test_reminder_then_deadline_escalates_with_fees_and_a_proposed_restriction(
         desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     clock.now = DEADLINE - timedelta(hours=24)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert [n.kind for n in notices_of(desk, case.id)] == ["notice", "reminder"]
     clock.now = DEADLINE - timedelta(seconds=1)
-    assert timeline.run_due(desk).steps == {}
+    assert desk.workflow.run_due().steps == {}
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert case.state == "escalated"
     assert [n.kind for n in notices_of(desk, case.id)] == ["notice", "reminder", "escalation"]
@@ -220,7 +219,7 @@ def test_reminder_then_deadline_escalates_with_fees_and_a_proposed_restriction(
     assert [s.state for s in proposed] == ["proposed"]
     # Proposed actions wait for a specialist, however often the timeline runs.
     clock.now += timedelta(days=3)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "escalated"
 
 
@@ -241,30 +240,30 @@ def test_timeline_run_now_from_the_command_line(desk: Desk, capsys: pytest.Captu
 
 def test_extended_deadline_moves_the_steps(desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     later = DEADLINE + timedelta(days=7)
     with desk.engine.begin() as conn:
         cases.extend_deadline(conn, desk.config.workflow, case.id, later, clock.now,
                               cases.Actor("specialist", "bob"), "customer asked for time")
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "notified"
     clock.now = later
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "escalated"
 
 
 def test_resolved_case_skips_its_steps_and_a_new_claim_reopens_it(desk: Desk,
                                                                    clock: Clock) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7", 1)))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     with desk.engine.begin() as conn:
         cases.resolve(conn, desk.config.workflow, case.id, clock.now,
                       cases.Actor("specialist", "alice"), "customer removed the mailer")
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert [n.kind for n in notices_of(desk, case.id)] == ["notice", "resolved"]
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "resolved"
     deliver(desk, arf("45.137.21.7", 2))
     case = case_by_id(desk, case.id)
@@ -284,18 +283,18 @@ def test_approved_restriction_runs_the_hook_and_restores_on_resolve(
     desk = workflow_desk(tmp_path, clock, workflow={"action_hook_command": [str(hook)]})
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert not log.exists()  # proposed, not approved
     with desk.engine.begin() as conn:
         cases.approve_action(conn, case.id, clock.now, cases.Actor("supervisor", "sam"))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert log.read_text().startswith(f"restrict C-1 {case.reference}\n")
     assert case_by_id(desk, case.id).state == "restricted"
     assert [n.kind for n in notices_of(desk, case.id)][-1] == "action"
     with desk.engine.begin() as conn:  # a supervisor's resolve lifts it (tests/workflow/
         cases.resolve(conn, desk.config.workflow, case.id, clock.now,  # test_claim_trust.py:
                       cases.Actor("supervisor", "sue"), "fixed")  # a specialist's does not)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert f"restore C-1 {case.reference}" in log.read_text()
     assert case_by_id(desk, case.id).state == "resolved"
 
@@ -305,7 +304,7 @@ def test_a_failing_hook_is_retried_with_backoff(tmp_path: Path, clock: Clock) ->
                                                     "auto_actions": ["spam"]})
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (step,) = [s for s in steps_of(desk, case.id) if s.kind == "restrict"]
     assert (step.state, step.attempts) == ("pending", 1)
     assert "exited 1" in step.error
@@ -316,9 +315,9 @@ def test_a_failing_hook_is_retried_with_backoff(tmp_path: Path, clock: Clock) ->
 def test_waived_fees_stay_in_the_ledger_and_the_export(desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     out = io.StringIO()
-    assert export_fees(desk, datetime(2026, 12, 1, tzinfo=UTC),
+    assert desk.cases.export_fees(datetime(2026, 12, 1, tzinfo=UTC),
                        datetime(2027, 1, 1, tzinfo=UTC), out) == 1
     (row,) = csv.DictReader(io.StringIO(out.getvalue()))
     assert (row["case"], row["customer_id"], row["amount"], row["currency"]) == (
@@ -327,14 +326,14 @@ def test_waived_fees_stay_in_the_ledger_and_the_export(desk: Desk, clock: Clock)
         cases.waive_case_fees(conn, case.id, clock.now, cases.Actor("supervisor", "sam"),
                               "first offence, customer cooperated")
     out = io.StringIO()
-    assert export_fees(desk, datetime(2026, 12, 1, tzinfo=UTC),
+    assert desk.cases.export_fees(datetime(2026, 12, 1, tzinfo=UTC),
                        datetime(2027, 1, 1, tzinfo=UTC), out) == 0
     out = io.StringIO()
-    export_fees(desk, datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC),
+    desk.cases.export_fees(datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC),
                 out, include_waived=True)
     (row,) = csv.DictReader(io.StringIO(out.getvalue()))
     assert (row["state"], row["waived_by"]) == ("waived", "sam")
-    assert case_rows(desk)[0]["fee_total"] == "0.00"
+    assert desk.cases.case_rows()[0]["fee_total"] == "0.00"
 
 
 # ---- idempotency -------------------------------------------------------------------------------
@@ -342,11 +341,11 @@ def test_waived_fees_stay_in_the_ledger_and_the_export(desk: Desk, clock: Clock)
 def test_a_step_delivered_twice_sends_one_notice(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     (step,) = [s for s in steps_of(desk, case.id) if s.kind == "notice"]
-    assert timeline.run_step(desk, step.id) == "done"
-    assert timeline.run_step(desk, step.id) == "skipped"
+    assert desk.workflow.run_step(step.id) == "done"
+    assert desk.workflow.run_step(step.id) == "skipped"
     (notice,) = notices_of(desk, case.id)
-    assert timeline.deliver_notice(desk, notice.id) == "sent"
-    assert timeline.deliver_notice(desk, notice.id) == "skipped"
+    assert desk.workflow.deliver_notice(notice.id) == "sent"
+    assert desk.workflow.deliver_notice(notice.id) == "skipped"
     assert len(outbox(desk)) == 1
 
 
@@ -358,7 +357,7 @@ def test_concurrent_deliveries_of_one_step_send_one_notice(desk: Desk) -> None:
 
     def go() -> None:
         barrier.wait()
-        results.append(timeline.run_step(desk, step.id))
+        results.append(desk.workflow.run_step(step.id))
 
     threads = [threading.Thread(target=go) for _ in range(4)]
     for t in threads:
@@ -372,15 +371,15 @@ def test_concurrent_deliveries_of_one_step_send_one_notice(desk: Desk) -> None:
 def test_a_notice_whose_sender_died_is_sent_again_once(desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     (step,) = [s for s in steps_of(desk, case.id) if s.kind == "notice"]
-    timeline.run_step(desk, step.id)
+    desk.workflow.run_step(step.id)
     (notice,) = notices_of(desk, case.id)
     with desk.engine.begin() as conn:  # as if a worker claimed it and died
         conn.execute(update(Notice).where(Notice.id == notice.id).values(
             state="sending", lease_until=clock.now + timedelta(minutes=5)))
-    assert timeline.claim_due_notices(desk, clock.now) == []
+    assert desk.workflow.claim_due_notices(clock.now) == []
     clock.now += timedelta(minutes=6)
-    assert timeline.claim_due_notices(desk, clock.now) == [notice.id]
-    assert timeline.deliver_notice(desk, notice.id) == "sent"
+    assert desk.workflow.claim_due_notices(clock.now) == [notice.id]
+    assert desk.workflow.deliver_notice(notice.id) == "sent"
     assert len(outbox(desk)) == 1
 
 
@@ -390,17 +389,17 @@ def test_a_broken_template_fails_its_step_visibly_once(tmp_path: Path, clock: Cl
     (templates / "spam.txt.j2").write_text("Subject: x\n\n{{ no_such_value }}\n")
     desk = workflow_desk(tmp_path, clock, notify={"templates_dir": str(tmp_path / "templates")})
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    assert timeline.run_due(desk).steps == {"failed": 1}
+    assert desk.workflow.run_due().steps == {"failed": 1}
     (step,) = [s for s in steps_of(desk, case.id) if s.kind == "notice"]
     assert step.state == "failed" and "no_such_value" in step.error
     assert ("system", "timeline", "step-failed") in events(desk, case.id)
-    assert timeline.run_due(desk).steps == {}  # not retried in a loop
+    assert desk.workflow.run_due().steps == {}  # not retried in a loop
     assert notices_of(desk, case.id) == []
 
 
 def test_a_customer_without_address_shows_the_unsent_notice(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("46.29.160.5")))  # C-3 has no e-mail
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (notice,) = notices_of(desk, case.id)
     assert notice.state == "failed"
     assert "no valid e-mail address" in notice.error
@@ -416,7 +415,7 @@ def _notice_mail(desk: Desk) -> tuple[str, str]:
 
 def test_a_customer_reply_threads_into_its_case(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     msg_id, subject = _notice_mail(desk)
     reply = (f"From: NOC <noc@alpha.example>\r\nTo: abuse@localhost\r\nSubject: Re: {subject}"
              f"\r\nIn-Reply-To: {msg_id}\r\nReferences: {msg_id}\r\n"
@@ -428,7 +427,7 @@ def test_a_customer_reply_threads_into_its_case(desk: Desk) -> None:
     assert (row.disposition, row.case_id, row.state) == ("reply", case.id, "processed")
     assert case_by_id(desk, case.id).state == "customer-responded"
     assert ("customer", "noc@alpha.example", "customer-responded") in events(desk, case.id)
-    assert case_detail(desk, case.reference)["replies"][0]["message_id"] == message_id
+    assert desk.cases.case_detail(case.reference)["replies"][0]["message_id"] == message_id
 
 
 @pytest.mark.parametrize("tag", ["[Abuse Case {ref}]", "[{ref}]"])
@@ -436,7 +435,7 @@ def test_a_new_mail_with_only_the_case_tag_threads_too(desk: Desk, tag: str) -> 
     # From the customer's own address, authenticated (tests/workflow/test_mail_rules.py: from
     # anyone else the tag proves nothing).
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     subject = "about " + tag.format(ref=case.reference)  # as the notice asks them to write
     reply = (f"{authenticated('alpha.example')}From: noc@alpha.example\r\nSubject: {subject}"
              "\r\nMessage-ID: <r2@alpha.example>\r\n\r\nfixed\r\n").encode()
@@ -456,7 +455,7 @@ def test_a_reply_to_an_unknown_case_goes_to_review(desk: Desk) -> None:
 
 def test_a_bounce_of_our_notice_marks_it_on_the_case(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     msg_id, subject = _notice_mail(desk)
     verp = outbox(desk)[0]["Return-Path"]  # the notice's envelope sender: abuse+b-TOKEN@
     bounce = (
@@ -482,7 +481,7 @@ def test_a_bounce_of_our_notice_marks_it_on_the_case(desk: Desk) -> None:
 def test_a_person_gets_one_acknowledgement_with_the_case_reference(desk: Desk) -> None:
     message_id = deliver(desk, person(*PHISHING, "ack1"))
     case = the_case(desk, message_id)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     acks = [m for m in outbox(desk) if m["To"] == "jane@people.example"]
     assert len(acks) == 1
     ack = acks[0]
@@ -503,13 +502,13 @@ def test_automated_senders_get_no_acknowledgement(desk: Desk, headers: str,
     message_id = deliver(desk, person(*PHISHING, "auto", extra_headers=headers),
                          mail_from=mail_from)
     the_case(desk, message_id)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert [m["To"] for m in outbox(desk)] == ["noc@alpha.example"]
 
 
 def test_feedback_loops_get_no_acknowledgement(desk: Desk) -> None:
     deliver(desk, arf("45.137.21.7"))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert [m["To"] for m in outbox(desk)] == ["noc@alpha.example"]
 
 
@@ -519,7 +518,7 @@ def test_acknowledgements_are_rate_limited_per_sender(desk: Desk, clock: Clock) 
         deliver(desk, person(f"Phishing at 45.137.21.{n + 1}",
                              f"phishing page stealing bank logins at http://45.137.21.{n + 1}/",
                              f"rl{n}"))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     acks = [m for m in outbox(desk) if m["To"] == "jane@people.example"]
     assert len(acks) == desk.config.notify.ack_limit_per_sender == 1  # one per hour
 
@@ -534,7 +533,7 @@ def test_crlf_from_reporters_never_reaches_a_header(desk: Desk) -> None:
            "Phishing page stealing bank logins at http://45.137.21.7/login\r\n").encode()
     message_id = deliver(desk, raw)
     the_case(desk, message_id)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     for mail in outbox(desk):
         names = [k.lower() for k in mail]
         assert "bcc" not in names
@@ -558,7 +557,7 @@ def _use(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cases_commands(desk: Desk, clock: Clock, capsys: pytest.CaptureFixture[str],
                         monkeypatch: pytest.MonkeyPatch) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     _use(desk, monkeypatch)
     from abuse_desk.web import auth  # --by names a desk account (issue 18)
 
@@ -625,7 +624,7 @@ def test_the_pipeline_hands_the_broker_only_work_that_is_due_now(tmp_path: Path,
     desk = workflow_desk(tmp_path, clock,
                          classifier={"trusted_reporters": [TRUSTED_FBL, jane]})
     sent: list[tuple[str, int]] = []
-    desk.enqueue = lambda actor, ident: sent.append((actor, ident))
+    desk.workflow.send = lambda actor, ident: sent.append((actor, ident))
     case = the_case(desk, deliver(desk, arf("45.137.21.7", 1)))
     (notice_step,) = [s for s in steps_of(desk, case.id) if s.kind == "notice"]
     assert sent == [("run_step", notice_step.id)]  # the first notice, at once
@@ -648,6 +647,6 @@ def test_the_pipeline_hands_the_broker_only_work_that_is_due_now(tmp_path: Path,
         cases.escalate(conn, desk.config.workflow, case.id, clock.now,
                        cases.Actor("specialist", "sam"), "confirmed spam run")
         due = cases.take_due(conn)
-    timeline.kick(desk, due)
+    desk.workflow.kick(due)
     (escalation,) = [s for s in steps_of(desk, case.id) if s.kind == "escalation"]
     assert ("run_step", escalation.id) in sent

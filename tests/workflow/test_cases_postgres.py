@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Case, Event, FeeEntry, Message, Notice, Report, TimelineStep
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from abuse_desk.workflow import cases, timeline
 from abuse_desk.workflow.delivery import maildir_name
-from abuse_desk.workflow.desk import Desk
-from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import func, select
 
 from .workflow_support import (
@@ -107,8 +106,8 @@ def together(n: int, work: Callable[[int], Any]) -> list[Any]:
 def warm(desk: Desk) -> None:
     """Build the desk's lazily made parts (parsers, classifier, notice writer) before threads
     share it, so the threads race on the database only."""
-    desk.parsers  # noqa: B018
-    desk.classifier  # noqa: B018
+    desk.examination.parsers  # noqa: B018
+    desk.examination.classifier  # noqa: B018
     desk.workflow.writer  # noqa: B018
     desk.workflow.transport  # noqa: B018
 
@@ -135,7 +134,7 @@ def test_a_spam_case_is_notified_reminded_and_escalated_with_a_fee(desk: Desk,
                     ("reminder", DEADLINE - timedelta(hours=24), "pending"),
                     ("deadline", DEADLINE, "pending")]
 
-    summary = timeline.run_due(desk)
+    summary = desk.workflow.run_due()
     assert summary.steps == {"done": 1} and summary.notices == {"sent": 1}
     (mail,) = outbox(desk)
     assert mail["To"] == "noc@alpha.example"
@@ -146,16 +145,16 @@ def test_a_spam_case_is_notified_reminded_and_escalated_with_a_fee(desk: Desk,
     assert (notice.kind, notice.state, notice.attempts) == ("notice", "sent", 1)
 
     clock.now = DEADLINE - timedelta(hours=24, seconds=1)
-    assert timeline.run_due(desk).steps == {}
+    assert desk.workflow.run_due().steps == {}
     clock.now = DEADLINE - timedelta(hours=24)
-    assert timeline.run_due(desk).notices == {"sent": 1}
+    assert desk.workflow.run_due().notices == {"sent": 1}
     assert [n.kind for n in notices_of(desk, case.id)] == ["notice", "reminder"]
     clock.now = DEADLINE - timedelta(seconds=1)
-    assert timeline.run_due(desk).steps == {}
+    assert desk.workflow.run_due().steps == {}
     assert case_by_id(desk, case.id).state == "notified"
 
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     assert as_utc(case.escalated_at) == DEADLINE
@@ -174,7 +173,7 @@ def test_a_spam_case_is_notified_reminded_and_escalated_with_a_fee(desk: Desk,
 
 def test_a_customer_reply_threads_into_its_case(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (mail,) = outbox(desk)
     msg_id, subject = mail["Message-ID"], mail["Subject"]
     reply = (f"From: NOC <noc@alpha.example>\r\nTo: abuse@localhost\r\nSubject: Re: {subject}"
@@ -195,7 +194,7 @@ def test_concurrent_claims_of_one_customer_join_one_case(many_claims_desk: Desk)
     desk = many_claims_desk
     ids = store(desk, [arf(f"45.137.21.{n + 10}", n) for n in range(1, 9)])
     warm(desk)
-    outcomes = together(8, lambda i: process_message(desk, ids[i]))
+    outcomes = together(8, lambda i: desk.pipeline.process(ids[i]))
     assert outcomes == ["processed"] * 8
     with desk.engine.connect() as conn:
         reports = list(conn.execute(select(Report).where(Report.message_id.in_(ids))))
@@ -218,7 +217,7 @@ def test_concurrent_runs_of_one_step_write_one_notice(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     (step,) = [s for s in steps_of(desk, case.id) if s.kind == "notice"]
     warm(desk)
-    outcomes = together(4, lambda _: timeline.run_step(desk, step.id))
+    outcomes = together(4, lambda _: desk.workflow.run_step(step.id))
     assert sorted(outcomes) == ["done", "skipped", "skipped", "skipped"]
     (notice,) = notices_of(desk, case.id)
     assert (notice.step_id, notice.kind, notice.state) == (step.id, "notice", "pending")
@@ -247,7 +246,7 @@ def test_concurrent_claims_of_due_steps_are_disjoint_and_complete(desk: Desk, cl
 
     def claim(_: int) -> list[int]:
         claimed: list[int] = []
-        while batch := timeline.claim_due_steps(desk, now, limit=limit):
+        while batch := desk.workflow.claim_due_steps(now, limit=limit):
             assert len(batch) <= limit
             claimed += batch
             if limit == timeline.CLAIM_BATCH:
@@ -266,16 +265,16 @@ def test_concurrent_claims_of_due_steps_are_disjoint_and_complete(desk: Desk, cl
     assert {states[i] for i in not_due} == {"pending"}
     assert {as_utc(x) for x in leases} == {
         now + timedelta(seconds=desk.config.workflow.step_lease_s)}
-    assert timeline.claim_due_steps(desk, now) == []  # all leased
+    assert desk.workflow.claim_due_steps(now) == []  # all leased
 
 
 def test_concurrent_deliveries_of_one_notice_send_one_mail(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     (step,) = [s for s in steps_of(desk, case.id) if s.kind == "notice"]
-    assert timeline.run_step(desk, step.id) == "done"
+    assert desk.workflow.run_step(step.id) == "done"
     (notice,) = notices_of(desk, case.id)
     warm(desk)
-    outcomes = together(4, lambda _: timeline.deliver_notice(desk, notice.id))
+    outcomes = together(4, lambda _: desk.workflow.deliver_notice(notice.id))
     assert sorted(outcomes) == ["sent", "skipped", "skipped", "skipped"]
     new = Path(desk.config.notify.maildir) / "new"
     assert [p.name for p in new.iterdir()] == [maildir_name(  # issue 18: <id>-<Message-ID hash>

@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 from abuse_desk.app import cli
+from abuse_desk.app.wiring import Desk
 from abuse_desk.casework import actions as case_actions
-from abuse_desk.casework.queries import case_detail
 from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Event, FeeEntry, Report
 from abuse_desk.web import auth
-from abuse_desk.workflow import cases, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import cases
 from sqlalchemy import select
 
 from tests.classifier.test_trust import Dns, Key, make_key, signed, txt
@@ -100,7 +99,7 @@ def dkim_arf(key: Key, n: int, ip: str = "45.137.21.7") -> bytes:
 
 
 def use_dns(desk: Desk, key: Key) -> None:
-    desk.classifier.classifier._dns = Dns({txt("s2026", DKIM_DOMAIN): key.dns_record})
+    desk.examination.classifier.classifier._dns = Dns({txt("s2026", DKIM_DOMAIN): key.dns_record})
 
 
 # ---- the probe's finding: forged complaints escalate and charge ---------------------------------
@@ -108,7 +107,7 @@ def use_dns(desk: Desk, key: Key) -> None:
 def test_three_forged_free_text_complaints_do_not_escalate_or_charge(desk: Desk,
                                                                       clock: Clock) -> None:
     case = forged_complaints(desk, clock)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.claims, case.proposed_action) == ("notified", 3, None)
     assert fees(desk, case.id) == []
@@ -117,7 +116,7 @@ def test_three_forged_free_text_complaints_do_not_escalate_or_charge(desk: Desk,
     customer_mail = [m for m in outbox(desk) if m["To"] == "noc@alpha.example"]
     assert len(customer_mail) == 1 and "escalated" not in str(customer_mail[0]["Subject"])
     # The case says why it waits for a person.
-    detail = case_detail(desk, case.reference)
+    detail = desk.cases.case_detail(case.reference)
     assert (detail["claims_authenticated"], detail["claims_unauthenticated"]) == (0, 3)
     assert detail["escalation_note"] == ("3 unauthenticated claims: a specialist decides "
                                          "whether to escalate")
@@ -135,12 +134,12 @@ def test_three_authenticated_feedback_loop_reports_escalate_at_the_deadline(
     for n in (2, 3):
         clock.now += timedelta(hours=1)
         deliver(desk, dkim_arf(key, n))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = the_case(desk, first)
     # Within hours of the notice: one occasion, the customer has its time.
     assert (case.state, fees(desk, case.id)) == ("notified", [])
     clock.now = as_utc(case.deadline_at)  # type: ignore[assignment]
-    timeline.run_due(desk)  # no answer by the deadline: escalated, every complaint charged
+    desk.workflow.run_due()  # no answer by the deadline: escalated, every complaint charged
     case = the_case(desk, first)
     assert [f.amount_cents for f in fees(desk, case.id)] == [10_000] * 3
     (restrict,) = [s for s in steps_of(desk, case.id) if s.kind == "restrict"]
@@ -162,13 +161,13 @@ def test_the_deadline_charges_only_authenticated_complaints(desk: Desk, clock: C
     deliver(desk, arf("45.137.21.7", 2))
     clock.now += timedelta(hours=1)
     deliver(desk, person(*SPAM, "forged", sender=FORGED[0], authentic=False))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.claims) == ("notified", 3)
-    assert case_detail(desk, case.reference)["escalation_note"] == (
+    assert desk.cases.case_detail(case.reference)["escalation_note"] == (
         "1 unauthenticated claim: a specialist decides whether to escalate")
     clock.now = as_utc(case.deadline_at)  # type: ignore[assignment]
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"  # auto_actions = ["all"]
     # Only the authenticated complaints are charged by the timeline's escalation.
     charged = {f.report_id for f in fees(desk, case.id)}
@@ -181,7 +180,7 @@ def test_the_deadline_charges_only_authenticated_complaints(desk: Desk, clock: C
 def test_a_specialist_escalates_on_unauthenticated_claims_and_charges_them(
         desk: Desk, clock: Clock) -> None:
     case = forged_complaints(desk, clock)
-    said = case_actions.apply(desk, case.reference, case_actions.Request(
+    said = case_actions.apply(desk.workflow, case.reference, case_actions.Request(
         "escalate", "three complaints, the customer confirmed the spam"),
         cases.Actor("specialist", "sam"))
     assert said == f"{case.reference} escalated"
@@ -197,9 +196,9 @@ def test_a_specialist_escalates_on_unauthenticated_claims_and_charges_them(
 def test_a_deadline_passed_on_forged_claims_escalates_without_fee_or_restriction(
         desk: Desk, clock: Clock) -> None:
     case = forged_complaints(desk, clock)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     clock.now = as_utc(case.deadline_at) + timedelta(minutes=1)  # type: ignore[operator]
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     # The customer did not answer: the case escalates and the customer is told ...
     assert (case.state, case.proposed_action) == ("escalated", None)
@@ -209,17 +208,17 @@ def test_a_deadline_passed_on_forged_claims_escalates_without_fee_or_restriction
     # ... but nothing is charged or restricted on forged claims until a person confirms.
     assert fees(desk, case.id) == []
     assert not {"restrict", "terminate"} & set(kinds(desk, case.id))
-    assert "a specialist decides" in case_detail(desk, case.reference)["escalation_note"]
-    case_actions.apply(desk, case.reference, case_actions.Request(
+    assert "a specialist decides" in desk.cases.case_detail(case.reference)["escalation_note"]
+    case_actions.apply(desk.workflow, case.reference, case_actions.Request(
         "escalate", "checked: the spam is real"), cases.Actor("specialist", "sam"))
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     assert len(fees(desk, case.id)) == 3
     assert ("escalation-confirmed", "sam") in [(e.action, e.actor)
                                                for e in events(desk, case.id)]
-    assert case_detail(desk, case.reference)["escalation_note"] is None
+    assert desk.cases.case_detail(case.reference)["escalation_note"] is None
     with pytest.raises(cases.CaseError, match="only open"):  # confirmed once
-        case_actions.apply(desk, case.reference, case_actions.Request("escalate", "again"),
+        case_actions.apply(desk.workflow, case.reference, case_actions.Request("escalate", "again"),
                            cases.Actor("specialist", "sam"))
 
 
@@ -236,11 +235,11 @@ def restricted(tmp_path: Path, clock: Clock, **workflow: Any) -> tuple[Desk, Any
                                                     **workflow})
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
     clock.now = as_utc(case.deadline_at)  # type: ignore[assignment]
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     if case_by_id(desk, case.id).state == "escalated":  # not restricted by auto_actions
         with desk.engine.begin() as conn:
             cases.approve_action(conn, case.id, clock.now, cases.Actor("supervisor", "sue"))
-        timeline.run_due(desk)
+        desk.workflow.run_due()
     assert case_by_id(desk, case.id).state == "restricted"
     return desk, case, log
 
@@ -255,7 +254,7 @@ def test_a_specialist_resolving_a_restricted_case_does_not_lift_the_restriction(
     with desk.engine.begin() as conn:
         outcome = cases.resolve(conn, desk.config.workflow, case.id, clock.now,
                                 cases.Actor("specialist", "sam"), "customer cleaned up")
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert restores(log) == 0
     assert case_by_id(desk, case.id).state == "restricted"
     assert outcome == "restore-proposed"
@@ -268,7 +267,7 @@ def test_a_specialist_resolving_a_restricted_case_does_not_lift_the_restriction(
     # The supervisor's approval lifts it, and the specialist's resolution then holds.
     with desk.engine.begin() as conn:
         cases.approve_action(conn, case.id, clock.now, cases.Actor("supervisor", "sue"))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert restores(log) == 1
     case = case_by_id(desk, case.id)
     assert case.state == "resolved"
@@ -283,7 +282,7 @@ def test_auto_actions_lift_a_restriction_on_a_specialists_resolve(tmp_path: Path
     with desk.engine.begin() as conn:
         assert cases.resolve(conn, desk.config.workflow, case.id, clock.now,
                              cases.Actor("specialist", "sam"), "fixed") == "resolved"
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert restores(log) == 1
     (restored,) = [e for e in events(desk, case.id) if e.action == "restored"]
     assert restored.detail["approved_by"] == cases.AUTO_APPROVER
@@ -306,7 +305,7 @@ def test_the_command_line_goes_through_the_lift_rule(
     capsys.readouterr()
     assert cli.main(["cases", "resolve", case.reference, "--by", "sam", "--reason", "fixed"],
                     clock=clock) == 0
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert restores(log) == 0 and case_by_id(desk, case.id).state == "restricted"
     assert "restore proposed" in capsys.readouterr().out
     for by, why in (("sam", "only a supervisor lifts a restriction"),  # a specialist
@@ -314,10 +313,10 @@ def test_the_command_line_goes_through_the_lift_rule(
         assert cli.main(["cases", "approve", case.reference, "--action", "restore",
                          "--by", by], clock=clock) == 2
         assert why in capsys.readouterr().err
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert restores(log) == 0 and case_by_id(desk, case.id).state == "restricted"
     assert cli.main(["cases", "approve", case.reference, "--by", "sue"], clock=clock) == 0
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert restores(log) == 1 and case_by_id(desk, case.id).state == "resolved"
 
 

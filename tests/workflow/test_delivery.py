@@ -391,7 +391,6 @@ def test_two_desks_on_one_outbox_each_keep_their_notice_1_and_a_resend_is_one_fi
     file now, and delivering a notice again (a crash before the bookkeeping) still leaves one
     file for it."""
     from abuse_desk.core.models import Notice
-    from abuse_desk.workflow import timeline
     from sqlalchemy import select, update
 
     from .workflow_support import START, Clock, arf, deliver, notices_of, the_case, workflow_desk
@@ -406,7 +405,7 @@ def test_two_desks_on_one_outbox_each_keep_their_notice_1_and_a_resend_is_one_fi
         sent = []
         for desk in desks:
             case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-            timeline.run_due(desk)
+            desk.workflow.run_due()
             (notice,) = [n for n in notices_of(desk, case.id) if n.kind == "notice"]
             assert (notice.id, notice.state) == (1, "sent")
             with desk.engine.connect() as conn:
@@ -421,7 +420,7 @@ def test_two_desks_on_one_outbox_each_keep_their_notice_1_and_a_resend_is_one_fi
         first = desks[0]
         with first.engine.begin() as conn:  # as if the worker died before marking it sent
             conn.execute(update(Notice).where(Notice.id == 1).values(state="pending"))
-        assert timeline.deliver_notice(first, 1) == "sent"
+        assert first.workflow.deliver_notice(1) == "sent"
         assert _files(new) == files
     finally:
         for desk in desks:

@@ -8,8 +8,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from abuse_desk.workflow import timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.app.wiring import Desk
 
 from .workflow_support import (
     START,
@@ -71,7 +70,7 @@ def test_one_customers_rows_of_several_kinds_make_one_case_and_one_notice(desk: 
     case = case_by_id(desk, alpha)
     assert case.claims == 3
     assert {r.type for r in reports if r.case_id == alpha} == {"open-service", "malware"}
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert [n.kind for n in notices_of(desk, alpha)] == ["notice"]
     (notice,) = [m for m in outbox(desk) if m["To"] == "noc@alpha.example"]
     text = text_of(notice)

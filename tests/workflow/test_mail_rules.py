@@ -10,6 +10,7 @@ people acknowledged."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -19,14 +20,12 @@ from typing import Any
 
 import dkim
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.classifier.authentication import SenderAuthenticator
 from abuse_desk.core.models import Event
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from abuse_desk.parsers.base import FORMATS
-from abuse_desk.workflow import timeline
-from abuse_desk.workflow.desk import Desk
 from abuse_desk.workflow.notices import MACHINE_FORMATS
-from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import select
 
 from tests.classifier.test_trust import make_key
@@ -79,7 +78,7 @@ def receive(desk: Desk, raw: bytes, mail_from: str | None = "sender@example.org"
         (message_id,) = insert_messages(conn, [message_row(raw, Envelope(
             mail_from, list(rcpt), peer_ip=peer, helo="mail.example",
             received_at=desk.clock()))])
-    process_message(desk, message_id)
+    desk.pipeline.process(message_id)
     return message_id
 
 
@@ -97,7 +96,7 @@ def case_events(desk: Desk, case_id: int) -> list[tuple[str, str, str]]:
 def notified(desk: Desk) -> tuple[Any, EmailMessage]:
     """A spam case of customer C-1 (noc@alpha.example) and its first notice, sent."""
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (notice,) = [m for m in outbox(desk) if m["To"] == "noc@alpha.example"]
     return case, notice
 
@@ -136,7 +135,7 @@ def test_forged_from_gets_no_acknowledgement(desk: Desk) -> None:
            for n, raw in enumerate(forged)]
     for message_id in ids:
         assert the_case(desk, message_id) is not None  # the complaint itself is taken
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert acks(desk) == []
     assert {m["To"] for m in outbox(desk)} == {"noc@alpha.example"}
     for message_id in ids:
@@ -147,7 +146,7 @@ def test_ack_subject_echoes_no_attacker_text(desk: Desk) -> None:
     subject = "Phishing at 45.137.21.7 - CHEAP PILLS at http://pills.example/buy now!!!"
     message_id = deliver(desk, person(subject, PHISHING[1], "s1"))
     case = the_case(desk, message_id)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (ack,) = acks(desk)
     assert ack["Subject"] == f"[Abuse Case {case.reference}] We received your report"
     assert "pills" not in str(ack["Subject"]).lower()
@@ -173,7 +172,7 @@ def test_xarf4_senders_get_no_acknowledgement(desk: Desk) -> None:
     message_id = deliver(desk, raw, mail_from="reports@scan-sentinel.example")
     assert message_row_of(desk, message_id).format == "xarf4"
     case = the_case(desk, message_id)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert acks(desk) == []
     # Not for want of authentication: its From is authenticated; a machine gets no answer.
     assert message_row_of(desk, message_id).sender_authentication["authenticated"] is True
@@ -191,7 +190,7 @@ def test_machine_formats_are_formats_the_parsers_emit() -> None:
 def test_an_authenticated_person_gets_an_acknowledgement(desk: Desk) -> None:
     message_id = deliver(desk, person(*PHISHING, "ok1"))
     case = the_case(desk, message_id)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (ack,) = acks(desk)
     assert ack["To"] == "jane@people.example"
     assert ack["In-Reply-To"] == "<ok1@people.example>"
@@ -209,32 +208,38 @@ def test_the_reply_to_gets_the_acknowledgement_only_when_aligned(desk: Desk,
                          extra_headers="Reply-To: abuse-team@lists.people.example\r\n"))
     deliver(desk, person(*phishing(2), "rt2",
                          extra_headers="Reply-To: victim@elsewhere.example\r\n"))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert sorted(m["To"] for m in acks(desk)) == ["abuse-team@lists.people.example",
                                                    "jane@people.example"]
+
+
+def use_authenticator(desk: Desk, authenticator: SenderAuthenticator) -> None:
+    """The desk's pipeline checks senders with *authenticator* (its DNS the test's)."""
+    desk.pipeline.examination = dataclasses.replace(desk.pipeline.examination,
+                                                    authenticator=authenticator)
 
 
 def test_dkim_aligned_with_the_from_is_authenticated_without_our_mta(desk: Desk) -> None:
     key = make_key(2616)
     raw = person(*PHISHING, "dk1", authentic=False)
     signed = dkim.sign(raw, b"s1", b"people.example", key.private_pem) + raw
-    desk.workflow.authenticator = SenderAuthenticator(
+    use_authenticator(desk, SenderAuthenticator(
         "", dkim_dns=lambda name: key.dns_record if name == b"s1._domainkey.people.example."
-        else None)
+        else None))
     deliver(desk, signed)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert [m["To"] for m in acks(desk)] == ["jane@people.example"]
 
 
 def test_spf_for_the_connecting_peer_is_authentication_too(desk: Desk) -> None:
     zone = {("people.example", "TXT"): ["v=spf1 ip4:85.10.200.0/24 -all"]}
-    desk.workflow.authenticator = SenderAuthenticator(
-        "", spf_dns=lambda name, qtype: zone.get((name, qtype), []))
+    use_authenticator(desk, SenderAuthenticator(
+        "", spf_dns=lambda name, qtype: zone.get((name, qtype), [])))
     receive(desk, person(*PHISHING, "spf1", authentic=False),
             mail_from="bounces@people.example", peer="85.10.200.9")
     receive(desk, person(*PHISHING, "spf2", authentic=False, sender="joe@people.example"),
             mail_from="bounces@people.example", peer="85.10.201.9")  # not a listed host
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert [m["To"] for m in acks(desk)] == ["jane@people.example"]
 
 
@@ -268,7 +273,7 @@ def test_a_subject_case_tag_from_a_stranger_is_a_new_report_not_a_customer_reply
 def test_a_reporter_keeping_the_ack_tag_is_not_filed_as_the_customer(desk: Desk) -> None:
     first = deliver(desk, person(*PHISHING, "rep1"))
     case = the_case(desk, first)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     (ack,) = acks(desk)
     # A new mail keeping our tag, as the acknowledgement asks: a new complaint, the case's
     # reference kept on it for a specialist.

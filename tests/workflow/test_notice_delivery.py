@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from abuse_desk.casework.queries import case_detail
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Event
-from abuse_desk.workflow import cases, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import cases
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
@@ -110,7 +109,7 @@ def test_a_4xx_keeps_the_notice_pending_then_it_goes_when_the_smarthost_accepts(
     server.answer = TRY_LATER
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))  # a machine report: no ack
 
-    summary = timeline.run_due(desk)
+    summary = desk.workflow.run_due()
     assert summary.notices == {"retry": 1}
     assert server.refused == 1 and server.accepted == []
     (notice,) = notices_of(desk, case.id)
@@ -127,11 +126,11 @@ def test_a_4xx_keeps_the_notice_pending_then_it_goes_when_the_smarthost_accepts(
     # Not before its time, even with the smarthost willing.
     server.answer = ""
     clock.now = retry_at - timedelta(seconds=1)
-    assert timeline.run_due(desk).notices == {}
+    assert desk.workflow.run_due().notices == {}
     assert server.accepted == []
 
     clock.now = retry_at + timedelta(seconds=1)
-    assert timeline.run_due(desk).notices == {"sent": 1}
+    assert desk.workflow.run_due().notices == {"sent": 1}
     (notice,) = notices_of(desk, case.id)
     assert (notice.state, notice.attempts, notice.error) == ("sent", 2, None)
     assert notice.receipt == "250 2.0.0 Ok: queued as SMART1"
@@ -144,7 +143,7 @@ def test_a_4xx_keeps_the_notice_pending_then_it_goes_when_the_smarthost_accepts(
 
     # Sent is sent: nothing goes twice.
     clock.now += timedelta(hours=1)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert len(server.accepted) == 1
 
 
@@ -155,7 +154,7 @@ def test_a_5xx_fails_the_notice_at_once_and_shows_on_the_case(
     server.answer = NO_SUCH_USER
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
 
-    summary = timeline.run_due(desk)
+    summary = desk.workflow.run_due()
     assert summary.notices == {"failed": 1}
     (notice,) = notices_of(desk, case.id)
     assert (notice.state, notice.attempts, notice.next_attempt_at) == ("failed", 1, None)
@@ -172,11 +171,11 @@ def test_a_5xx_fails_the_notice_at_once_and_shows_on_the_case(
     # A failed notice is not tried again, however often the timeline runs.
     server.answer = ""
     clock.now += timedelta(hours=2)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert server.accepted == [] and server.refused == 1
 
     # `cases show --json`
-    detail = json.loads(json.dumps(case_detail(desk, case.reference)))
+    detail = json.loads(json.dumps(desk.cases.case_detail(case.reference)))
     (shown,) = detail["notices"]
     assert (shown["id"], shown["kind"], shown["state"]) == (notice.id, "notice", "failed")
     assert shown["error"] == notice.error and "no such user" in shown["error"]
@@ -191,14 +190,14 @@ def test_persistent_4xx_fails_after_max_attempts(
     server.answer = TRY_LATER
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
 
-    assert timeline.run_due(desk).notices == {"retry": 1}
+    assert desk.workflow.run_due().notices == {"retry": 1}
     (notice,) = notices_of(desk, case.id)
     assert (notice.state, notice.attempts) == ("pending", 1)
     retry_at = utc(notice.next_attempt_at)
     assert retry_at is not None and retry_at > clock.now
 
     clock.now = retry_at + timedelta(seconds=1)
-    assert timeline.run_due(desk).notices == {"failed": 1}
+    assert desk.workflow.run_due().notices == {"failed": 1}
     (notice,) = notices_of(desk, case.id)
     assert (notice.state, notice.attempts, notice.next_attempt_at) == ("failed", 2, None)
     assert notice.error is not None and "451" in notice.error
@@ -207,7 +206,7 @@ def test_persistent_4xx_fails_after_max_attempts(
     assert server.refused == 2 and server.accepted == []
 
     clock.now += timedelta(days=1)
-    assert timeline.run_due(desk).notices == {}
+    assert desk.workflow.run_due().notices == {}
     assert server.refused == 2
 
 
@@ -258,9 +257,9 @@ def provisioning() -> Iterator[Provisioning]:
 def escalated_case(desk: Desk, clock: Clock) -> Any:
     """A case escalated because its deadline passed unanswered, with a proposed restriction."""
     case = the_case(desk, deliver(desk, arf("45.137.21.7", 1)))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     clock.now = as_utc(case.deadline_at)  # type: ignore[assignment]
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     return case
@@ -285,7 +284,7 @@ def test_an_approved_restriction_reaches_the_provisioning_hook(
     assert provisioning.bodies == []  # proposed: waits for a specialist
 
     step_id = approve(desk, clock, case.id)
-    summary = timeline.run_due(desk)
+    summary = desk.workflow.run_due()
     assert summary.steps.get("done", 0) >= 1
 
     (body,) = provisioning.bodies
@@ -303,7 +302,7 @@ def test_an_approved_restriction_reaches_the_provisioning_hook(
     assert "action" in [n.kind for n in notices_of(desk, case.id)]
 
     clock.now += timedelta(hours=1)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     assert len(provisioning.bodies) == 1  # done once
 
 
@@ -314,7 +313,7 @@ def test_a_hook_answering_500_leaves_the_step_pending_to_retry(
     provisioning.status = 500
     approve(desk, clock, case.id)
     approved_at = clock.now
-    summary = timeline.run_due(desk)
+    summary = desk.workflow.run_due()
     assert summary.steps.get("retry") == 1
 
     step = restrict_step(desk, case.id)
@@ -332,10 +331,10 @@ def test_a_hook_answering_500_leaves_the_step_pending_to_retry(
 
     # Not again before its time; then the provisioning system is back.
     provisioning.status = 200
-    assert timeline.run_due(desk).steps == {}
+    assert desk.workflow.run_due().steps == {}
     assert len(provisioning.bodies) == 1
     clock.now = due + timedelta(seconds=1)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     step = restrict_step(desk, case.id)
     assert (step.state, step.attempts, step.error) == ("done", 2, None)
     assert case_by_id(desk, case.id).state == "restricted"

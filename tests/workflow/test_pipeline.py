@@ -10,13 +10,13 @@ from typing import Any
 
 import dramatiq
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Event, Message, MessageState
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow import examine as examine_module
 from abuse_desk.workflow import pipeline as pipeline_module
 from abuse_desk.workflow.actors import declare_actors
-from abuse_desk.workflow.desk import Desk
-from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import undefer
@@ -65,7 +65,7 @@ def event_count(desk: Desk) -> int:
 
 def test_stored_message_is_processed(desk: Desk) -> None:
     message_id = store(desk)
-    assert process_message(desk, message_id) == "processed"
+    assert desk.pipeline.process(message_id) == "processed"
 
     stored = load(desk, message_id)
     assert stored.state == MessageState.PROCESSED
@@ -89,13 +89,13 @@ def test_stored_message_is_processed(desk: Desk) -> None:
 def test_raw_bytes_are_not_rewritten(desk: Desk) -> None:
     raw = b"Subject: caf\xe9\r\nX-Bin: \xff\x00\r\nFrom:  a@b \r\n\r\nbody\xff\r\n"
     message_id = store(desk, raw)
-    process_message(desk, message_id)
+    desk.pipeline.process(message_id)
     assert load(desk, message_id).raw == raw
 
 
 def test_message_without_headers_is_processed_with_nones(desk: Desk) -> None:
     message_id = store(desk, b"no headers, just text")
-    assert process_message(desk, message_id) == "processed"
+    assert desk.pipeline.process(message_id) == "processed"
     stored = load(desk, message_id)
     assert stored.state == MessageState.PROCESSED
     assert (stored.header_subject, stored.header_from, stored.header_message_id,
@@ -104,7 +104,7 @@ def test_message_without_headers_is_processed_with_nones(desk: Desk) -> None:
 
 def test_only_the_given_message_is_processed(desk: Desk) -> None:
     first, second = store(desk), store(desk)
-    process_message(desk, second)
+    desk.pipeline.process(second)
     assert load(desk, first).state == MessageState.RECEIVED
     assert load(desk, second).state == MessageState.PROCESSED
     assert events(desk, first) == []
@@ -112,14 +112,14 @@ def test_only_the_given_message_is_processed(desk: Desk) -> None:
 
 def test_second_delivery_is_skipped(desk: Desk) -> None:
     message_id = store(desk)
-    assert process_message(desk, message_id) == "processed"
-    assert process_message(desk, message_id) == "skipped"
+    assert desk.pipeline.process(message_id) == "processed"
+    assert desk.pipeline.process(message_id) == "skipped"
     assert len(events(desk, message_id)) == 1
     assert load(desk, message_id).state == MessageState.PROCESSED
 
 
 def test_unknown_id_is_skipped(desk: Desk) -> None:
-    assert process_message(desk, 424242) == "skipped"
+    assert desk.pipeline.process(424242) == "skipped"
     assert event_count(desk) == 0
 
 
@@ -134,7 +134,7 @@ def deliver_concurrently(desk: Desk, message_id: int, threads_n: int,
         try:
             if barrier is not None:
                 barrier.wait(10)
-            outcomes.append(process_message(desk, message_id))
+            outcomes.append(desk.pipeline.process(message_id))
         except BaseException as exc:
             errors.append(exc)
 
@@ -163,14 +163,14 @@ def test_concurrent_deliveries_all_past_the_first_read(desk: Desk,
     message_id = store(desk)
     threads_n = 4
     barrier = threading.Barrier(threads_n)
-    real_read = pipeline_module.read_top_headers
+    real_read = examine_module.read_top_headers
 
     def read_then_wait(raw: bytes) -> Any:
         headers = real_read(raw)
         barrier.wait(10)  # all deliveries have read the state before any of them writes
         return headers
 
-    monkeypatch.setattr(pipeline_module, "read_top_headers", read_then_wait)
+    monkeypatch.setattr(examine_module, "read_top_headers", read_then_wait)
     outcomes = deliver_concurrently(desk, message_id, threads_n)
     assert sorted(outcomes) == ["processed"] + ["skipped"] * (threads_n - 1)
     assert len(events(desk, message_id)) == 1
@@ -183,9 +183,9 @@ def test_content_failure_goes_to_review(desk: Desk, monkeypatch: pytest.MonkeyPa
     def explode(raw: bytes) -> Any:
         raise ValueError("hostile header block")
 
-    monkeypatch.setattr(pipeline_module, "read_top_headers", explode)
+    monkeypatch.setattr(examine_module, "read_top_headers", explode)
     message_id = store(desk)
-    assert process_message(desk, message_id) == "review"
+    assert desk.pipeline.process(message_id) == "review"
 
     stored = load(desk, message_id)
     assert stored.state == MessageState.REVIEW
@@ -197,7 +197,7 @@ def test_content_failure_goes_to_review(desk: Desk, monkeypatch: pytest.MonkeyPa
     assert event.action == "review"
     assert event.detail == {"reason": stored.error}
     # and it is not picked up again
-    assert process_message(desk, message_id) == "skipped"
+    assert desk.pipeline.process(message_id) == "skipped"
     assert len(events(desk, message_id)) == 1
 
 
@@ -210,7 +210,7 @@ def test_system_failure_on_write_raises_and_keeps_received(
 
     monkeypatch.setattr(desk.engine, "begin", database_gone)
     with pytest.raises(OperationalError):
-        process_message(desk, message_id)
+        desk.pipeline.process(message_id)
     monkeypatch.undo()
 
     stored = load(desk, message_id)
@@ -218,19 +218,19 @@ def test_system_failure_on_write_raises_and_keeps_received(
     assert stored.processed_at is None
     assert events(desk, message_id) == []
     # once the database is back, a retry processes it
-    assert process_message(desk, message_id) == "processed"
+    assert desk.pipeline.process(message_id) == "processed"
 
 
 def test_system_failure_on_read_raises(desk: Desk, tmp_path: Path) -> None:
     message_id = store(desk)
     gone = create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'desk.db'}")
-    real = desk.engine
-    desk.engine = gone
+    real = desk.pipeline.engine
+    desk.pipeline.engine = gone
     try:
         with pytest.raises(OperationalError):
-            process_message(desk, message_id)
+            desk.pipeline.process(message_id)
     finally:
-        desk.engine = real
+        desk.pipeline.engine = real
         gone.dispose()
     assert load(desk, message_id).state == MessageState.RECEIVED
     assert events(desk, message_id) == []
@@ -249,7 +249,7 @@ def test_failure_writing_the_event_rolls_back_the_state(
 
     monkeypatch.setattr(pipeline_module, "insert", failing_insert)
     with pytest.raises(OperationalError):
-        process_message(desk, message_id)
+        desk.pipeline.process(message_id)
     assert load(desk, message_id).state == MessageState.RECEIVED
 
 
@@ -260,15 +260,16 @@ def test_actor_on_the_stub_broker_processes_once(desk: Desk,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(desk.broker, dramatiq.brokers.stub.StubBroker)
     outcomes: list[str] = []
-    real = pipeline_module.process_message
+    real = desk.pipeline.process
 
-    def recording(d: Desk, message_id: int) -> str:
-        outcome = real(d, message_id)
+    def recording(message_id: int) -> str:
+        outcome = real(message_id)
         outcomes.append(outcome)
         return outcome
 
-    monkeypatch.setattr(pipeline_module, "process_message", recording)
-    actors = declare_actors(desk)
+    monkeypatch.setattr(desk.pipeline, "process", recording)
+    actors = declare_actors(desk.broker, desk.pipeline, desk.workflow,
+                            desk.config.pipeline.max_retries)
     message_id = store(desk)
     worker = dramatiq.Worker(desk.broker, worker_threads=2, worker_timeout=100)
     worker.start()
@@ -285,7 +286,8 @@ def test_actor_on_the_stub_broker_processes_once(desk: Desk,
 
 
 def test_actor_uses_the_configured_queue_and_retries(desk: Desk) -> None:
-    actors = declare_actors(desk)
+    actors = declare_actors(desk.broker, desk.pipeline, desk.workflow,
+                            desk.config.pipeline.max_retries)
     assert actors.process_message.queue_name == "abuse-desk"
     assert actors.process_message.options["max_retries"] == desk.config.pipeline.max_retries
     assert "abuse-desk" in desk.broker.get_declared_queues()

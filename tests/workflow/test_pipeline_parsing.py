@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.mail import Mail
 from abuse_desk.core.models import Event, Message, Report
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult, Stage
 from abuse_desk.parsers.registry import Registry
-from abuse_desk.workflow.desk import Desk
-from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import func, select
 
 
@@ -22,7 +22,8 @@ def store(desk: Desk, raw: bytes) -> int:
 
 
 def use_parsers(desk: Desk, *parsers: object) -> None:
-    desk.__dict__["parsers"] = Registry(parsers)  # type: ignore[arg-type]
+    desk.pipeline.examination = dataclasses.replace(
+        desk.pipeline.examination, parsers=Registry(parsers))  # type: ignore[arg-type]
 
 
 class TwoReports:
@@ -70,7 +71,7 @@ def message(desk: Desk, message_id: int) -> Message:
 def test_reports_are_stored_with_the_message(fixed_desk: Desk) -> None:
     use_parsers(fixed_desk, TwoReports())
     message_id = store(fixed_desk, b"Subject: two complaints\r\n\r\nbody\r\n")
-    assert process_message(fixed_desk, message_id) == "processed"
+    assert fixed_desk.pipeline.process(message_id) == "processed"
     stored = message(fixed_desk, message_id)
     assert (stored.disposition, stored.format) == ("report", "arf")
     first, second = reports(fixed_desk, message_id)
@@ -93,7 +94,7 @@ def test_reports_are_stored_with_the_message(fixed_desk: Desk) -> None:
     assert event.detail == {"disposition": "report", "format": "arf", "parser": "arf",
                             "reports": 2, "duplicates": 0}
     # A second delivery stores nothing twice.
-    assert process_message(fixed_desk, message_id) == "skipped"
+    assert fixed_desk.pipeline.process(message_id) == "skipped"
     with fixed_desk.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Report)).scalar() == 2
 
@@ -101,7 +102,7 @@ def test_reports_are_stored_with_the_message(fixed_desk: Desk) -> None:
 def test_a_parser_bug_sends_the_message_to_review_with_its_traceback(fixed_desk: Desk) -> None:
     use_parsers(fixed_desk, Broken())
     message_id = store(fixed_desk, b"Subject: acns\r\n\r\n<Infringement/>\r\n")
-    assert process_message(fixed_desk, message_id) == "review"
+    assert fixed_desk.pipeline.process(message_id) == "review"
     stored = message(fixed_desk, message_id)
     assert stored.error is not None
     assert stored.error.startswith("parser acns failed: KeyError: 'IP_Address'")
@@ -112,7 +113,7 @@ def test_a_parser_bug_sends_the_message_to_review_with_its_traceback(fixed_desk:
 def test_auto_reply_is_stored_and_counted_but_not_a_complaint(fixed_desk: Desk) -> None:
     message_id = store(fixed_desk, b"Subject: Automatic reply: your report\r\n"
                                    b"Auto-Submitted: auto-replied\r\n\r\nI am away.\r\n")
-    assert process_message(fixed_desk, message_id) == "processed"
+    assert fixed_desk.pipeline.process(message_id) == "processed"
     stored = message(fixed_desk, message_id)
     assert (stored.disposition, stored.format) == ("ignored", "autoreply")
     assert reports(fixed_desk, message_id) == []
@@ -122,7 +123,7 @@ def test_reply_to_our_notice_keeps_its_case_reference(fixed_desk: Desk) -> None:
     message_id = store(fixed_desk, b"Subject: Re: [Abuse Case C-2026-000123] spam from you\r\n"
                                    b"\r\nWe fixed it.\r\n")
     # No such case here: a person looks at it (tests/workflow/test_cases.py threads real ones).
-    assert process_message(fixed_desk, message_id) == "review"
+    assert fixed_desk.pipeline.process(message_id) == "review"
     stored = message(fixed_desk, message_id)
     assert (stored.disposition, stored.format) == ("reply", "reply")
     assert "no case matches" in stored.error

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Event, MessageState
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
-from abuse_desk.workflow.desk import Desk
-from abuse_desk.workflow.pipeline import dkim_retry_delay, process_message
+from abuse_desk.workflow.pipeline import dkim_retry_delay
 from abuse_desk.workflow.scheduler import Scheduler
 from sqlalchemy import select
 
@@ -60,7 +60,7 @@ class FlakyDns:
 
 def make_desk(tmp_path: Path, clock: Clock, dns: Any, **pipeline: Any) -> Desk:
     desk = workflow_desk(tmp_path, clock, pipeline={"sweep_after_s": 60.0, **pipeline})
-    desk.classifier.classifier._dns = dns
+    desk.examination.classifier.classifier._dns = dns
     return desk
 
 
@@ -83,7 +83,7 @@ def retries(desk: Desk, message_id: int) -> list[Any]:
 
 
 def due(desk: Desk) -> list[int]:
-    return Scheduler(desk, lambda _id: None).claim_stale(
+    return Scheduler(desk.engine, desk.clock, desk.config.pipeline, desk.workflow).claim_stale(
         desk.clock(), desk.config.pipeline.sweep_after_s)
 
 
@@ -95,7 +95,7 @@ def test_a_dns_failure_is_retried_with_backoff_then_reviewed_with_the_reason(
 
     waits = []
     for retry in (1, 2, 3):
-        assert process_message(desk, message_id) == "retry"
+        assert desk.pipeline.process(message_id) == "retry"
         row = message_row_of(desk, message_id)
         assert row.state == MessageState.RECEIVED
         assert row.attempts == 0  # a retry is not an attempt that died
@@ -110,7 +110,7 @@ def test_a_dns_failure_is_retried_with_backoff_then_reviewed_with_the_reason(
 
     assert waits == [120.0, 240.0, 480.0]
     assert [e.detail["retry"] for e in retries(desk, message_id)] == [1, 2, 3]
-    assert process_message(desk, message_id) == "processed"  # the retries are spent
+    assert desk.pipeline.process(message_id) == "processed"  # the retries are spent
     (report,) = reports_of(desk, message_id)
     assert report.case_id is None
     assert report.trusted is False
@@ -125,11 +125,11 @@ def test_a_retry_that_reaches_the_dns_decides_as_usual(tmp_path: Path, clock: Cl
     dns = FlakyDns(key)
     desk = make_desk(tmp_path, clock, dns)
     message_id = store(desk, yahoo_report(key))
-    assert process_message(desk, message_id) == "retry"
+    assert desk.pipeline.process(message_id) == "retry"
 
     dns.answering = True
     clock.now += timedelta(seconds=120)
-    assert process_message(desk, message_id) == "processed"
+    assert desk.pipeline.process(message_id) == "processed"
 
     (report,) = reports_of(desk, message_id)
     assert report.trusted is True
@@ -143,7 +143,7 @@ def test_a_signature_that_does_not_verify_is_not_retried(tmp_path: Path, clock: 
     desk = make_desk(tmp_path, clock, Dns({txt("s2026", YAHOO): key.dns_record}))
     message_id = store(desk, signed(arf(IP, sender=f"feedback@{YAHOO}"), other, YAHOO))
 
-    assert process_message(desk, message_id) == "processed"
+    assert desk.pipeline.process(message_id) == "processed"
 
     assert retries(desk, message_id) == []
     (report,) = reports_of(desk, message_id)
@@ -155,7 +155,7 @@ def test_no_retries_configured_means_review_at_once(tmp_path: Path, clock: Clock
     desk = make_desk(tmp_path, clock, FlakyDns(key), dkim_retries=0)
     message_id = store(desk, yahoo_report(key))
 
-    assert process_message(desk, message_id) == "processed"
+    assert desk.pipeline.process(message_id) == "processed"
 
     (report,) = reports_of(desk, message_id)
     assert "DKIM could not be checked (DNS lookup" in report.review_reason
@@ -169,7 +169,7 @@ def test_our_boundary_mtas_pass_needs_no_dns(tmp_path: Path, clock: Clock, key: 
         f"Authentication-Results: {AUTHSERV_ID}; dkim=pass header.d={YAHOO}; "
         f"dmarc=pass header.from={YAHOO}\r\n")))
 
-    assert process_message(desk, message_id) == "processed"
+    assert desk.pipeline.process(message_id) == "processed"
 
     (report,) = reports_of(desk, message_id)
     assert report.trusted is True
@@ -182,7 +182,7 @@ def test_our_boundary_mtas_temperror_is_retried(tmp_path: Path, clock: Clock, ke
     message_id = store(desk, yahoo_report(key, extra_headers=(
         f"Authentication-Results: {AUTHSERV_ID}; dkim=temperror header.d={YAHOO}\r\n")))
 
-    assert process_message(desk, message_id) == "retry"
+    assert desk.pipeline.process(message_id) == "retry"
     (event,) = retries(desk, message_id)
     assert "DKIM could not be checked" in event.detail["reason"]
 

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from abuse_desk.casework.queries import case_detail, export_fees
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Event, FeeEntry
-from abuse_desk.workflow import cases, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import cases
 from sqlalchemy import select
 
 from .workflow_support import (
@@ -99,12 +98,12 @@ def test_three_feedback_reports_within_two_minutes_are_one_occasion(desk: Desk,
     for n in (2, 3):
         clock.now += timedelta(minutes=1)
         deliver(desk, fbl(n, clock.now - timedelta(minutes=5)))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     # Later reports about the same spam run, within the grace after the notice: still the same.
     clock.now = START + timedelta(hours=2)
     deliver(desk, fbl(4, START + timedelta(hours=1)))
     clock.now = DEADLINE - timedelta(minutes=1)
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.claims, case.proposed_action) == ("notified", 4, None)
     assert fees(desk, case.id) == []
@@ -117,12 +116,12 @@ def test_three_feedback_reports_within_two_minutes_are_one_occasion(desk: Desk,
 def test_a_deadline_passed_without_an_answer_escalates_and_charges_each_complaint(
         desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, fbl(1, START - timedelta(minutes=10))))
-    timeline.run_due(desk)  # notified at once
+    desk.workflow.run_due()  # notified at once
     clock.now += timedelta(minutes=2)
     deliver(desk, fbl(2, START - timedelta(minutes=5)))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", "restrict")
     ledger = fees(desk, case.id)
@@ -140,10 +139,10 @@ def test_a_deadline_passed_without_an_answer_escalates_and_charges_each_complain
     assert "2 complaints at USD 100.00, a total of USD 200.00" in text
     assert "with your cooperation" not in text
     # The case shows it, and the billing export carries it.
-    shown = case_detail(desk, case.reference)["fees"]
+    shown = desk.cases.case_detail(case.reference)["fees"]
     assert all(f["reason"].startswith("no cooperation: the deadline") for f in shown)
     out = io.StringIO()
-    assert export_fees(desk, START, DEADLINE + timedelta(days=1), out) == 2
+    assert desk.cases.export_fees(START, DEADLINE + timedelta(days=1), out) == 2
     header, first = out.getvalue().splitlines()[:2]
     assert header.endswith(",reason") and "no cooperation: the deadline" in first
 
@@ -151,7 +150,7 @@ def test_a_deadline_passed_without_an_answer_escalates_and_charges_each_complain
 def test_conduct_returning_after_fixed_is_a_repeat_and_charged(desk: Desk,
                                                                clock: Clock) -> None:
     case = the_case(desk, deliver(desk, fbl(1, START - timedelta(minutes=10))))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     clock.now = START + timedelta(days=1)
     customer_says(desk, case.id, fixed=True, answer="We removed the spam script.")
     fixed_at = clock.now
@@ -170,7 +169,7 @@ def test_conduct_returning_after_fixed_is_a_repeat_and_charged(desk: Desk,
     assert fee.report_id == the_report_id(desk, returned)
     assert fee.reason.startswith("recurrence: the conduct returned on ")
     assert "after the customer said on 2026-11-25 15:00 UTC that it was fixed" in fee.reason
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     text = text_of(outbox(desk)[-1])
     assert "you told us the issue was fixed" in text
     assert "the conduct returned" in text
@@ -180,11 +179,11 @@ def test_conduct_returning_after_fixed_is_a_repeat_and_charged(desk: Desk,
 
 def test_a_customer_who_answered_and_is_working_pays_no_fee(desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, fbl(1, START - timedelta(minutes=10))))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     clock.now = START + timedelta(days=2)
     customer_says(desk, case.id, fixed=False, answer="We are cleaning the server.")
     clock.now = DEADLINE
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("customer-responded", None)
     assert fees(desk, case.id) == []
@@ -200,7 +199,7 @@ def test_a_customer_who_answered_and_is_working_pays_no_fee(desk: Desk, clock: C
     case = case_by_id(desk, case.id)
     assert (case.state, case.proposed_action) == ("escalated", None)
     assert fees(desk, case.id) == []
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     text = text_of(outbox(desk)[-1])
     assert "the conduct was still going on" in text
     assert "no fee is charged" in text and "ADMINISTRATION FEE" not in text
@@ -215,7 +214,7 @@ def test_a_customer_who_answered_and_is_working_pays_no_fee(desk: Desk, clock: C
 def test_the_grace_is_configurable(tmp_path: Path, clock: Clock) -> None:
     desk = workflow_desk(tmp_path, clock, workflow={"occasion_grace_hours": 0})
     case = the_case(desk, deliver(desk, fbl(1, START - timedelta(minutes=10))))
-    timeline.run_due(desk)
+    desk.workflow.run_due()
     clock.now = START + timedelta(hours=2)
     customer_says(desk, case.id, fixed=True, answer="fixed")
     clock.now += timedelta(hours=2)

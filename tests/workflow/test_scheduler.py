@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from abuse_desk.app.wiring import Desk, open_desk
 from abuse_desk.core.db import as_utc, upgrade
 from abuse_desk.core.models import Message, MessageState
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
-from abuse_desk.workflow.desk import Desk, open_desk
-from abuse_desk.workflow.pipeline import process_message
 from abuse_desk.workflow.scheduler import SWEEP_BATCH, Scheduler
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
@@ -55,10 +54,16 @@ class Sends:
             self.ids.append(message_id)
 
 
+def sweeper(desk: Desk, sends: Callable[[int], None]) -> Scheduler:
+    """The desk's scheduler, with a broker that is *sends* (called with each message id)."""
+    desk.workflow.send = lambda actor, ident: sends(ident)
+    return Scheduler(desk.engine, desk.clock, desk.config.pipeline, desk.workflow)
+
+
 def open_test_desk(url: str, tmp_path: Path, clock: Clock) -> Desk:
     config = make_config(tmp_path, database={"url": url},
                          pipeline={"sweep_after_s": SWEEP_AFTER})
-    return open_desk(config, clock=clock)
+    return open_desk(config, clock=clock, sends=False, upgrade_schema=True)
 
 
 @pytest.fixture
@@ -106,14 +111,14 @@ def test_sweep_sends_only_stale_received_messages(desk: Desk) -> None:
     store(desk, age_s=10_000, state=MessageState.PROCESSED)
     store(desk, age_s=10_000, state=MessageState.REVIEW)
     sends = Sends()
-    assert Scheduler(desk, sends).sweep() == 2
+    assert sweeper(desk, sends).sweep() == 2
     assert sorted(sends.ids) == sorted([stale, never_sent])
 
 
 def test_nothing_due_sends_nothing(desk: Desk) -> None:
     store(desk, age_s=5, count=3)
     sends = Sends()
-    assert Scheduler(desk, sends).sweep() == 0
+    assert sweeper(desk, sends).sweep() == 0
     assert sends.ids == []
 
 
@@ -121,7 +126,7 @@ def test_sweep_uses_the_configured_delay_and_accepts_another(desk: Desk) -> None
     (old,) = store(desk, age_s=SWEEP_AFTER + 1)
     (younger,) = store(desk, age_s=20)
     sends = Sends()
-    scheduler = Scheduler(desk, sends)
+    scheduler = sweeper(desk, sends)
     assert scheduler.sweep() == 1
     assert sends.ids == [old]
     assert scheduler.sweep(older_than_s=10) == 1
@@ -131,7 +136,7 @@ def test_sweep_uses_the_configured_delay_and_accepts_another(desk: Desk) -> None
 def test_a_message_becomes_due_as_the_clock_moves(desk: Desk, clock: Clock) -> None:
     (message_id,) = store(desk, age_s=0)
     sends = Sends()
-    scheduler = Scheduler(desk, sends)
+    scheduler = sweeper(desk, sends)
     clock.advance(SWEEP_AFTER - 1)
     assert scheduler.sweep() == 0
     clock.advance(2)
@@ -143,7 +148,7 @@ def test_a_sent_message_is_not_sent_again_until_the_delay_passes_again(
         desk: Desk, clock: Clock) -> None:
     (message_id,) = store(desk, age_s=SWEEP_AFTER + 5)
     sends = Sends()
-    scheduler = Scheduler(desk, sends)
+    scheduler = sweeper(desk, sends)
     assert scheduler.sweep() == 1
     assert enqueued_at(desk, message_id) == clock.now  # claimed: its last send is now
 
@@ -162,9 +167,9 @@ def test_a_sent_message_is_not_sent_again_until_the_delay_passes_again(
 def test_a_processed_message_is_not_sent_again(desk: Desk, clock: Clock) -> None:
     first, second = store(desk, age_s=SWEEP_AFTER + 5, count=2)
     sends = Sends()
-    scheduler = Scheduler(desk, sends)
+    scheduler = sweeper(desk, sends)
     assert scheduler.sweep() == 2
-    assert process_message(desk, first) == "processed"
+    assert desk.pipeline.process(first) == "processed"
     clock.advance(SWEEP_AFTER + 1)
     assert scheduler.sweep() == 1
     assert sends.ids == [first, second, second]
@@ -176,7 +181,7 @@ def test_a_processed_message_is_not_sent_again(desk: Desk, clock: Clock) -> None
 def test_failed_send_stops_the_sweep_and_loses_nothing(desk: Desk, clock: Clock) -> None:
     ids = store(desk, age_s=SWEEP_AFTER + 5, count=4)
     failing = Sends(fail_on={2})
-    scheduler = Scheduler(desk, failing)
+    scheduler = sweeper(desk, failing)
     assert scheduler.sweep() == 1
     assert failing.calls == 2  # the sweep stopped at the failure
     assert failing.ids == [ids[0]]
@@ -185,7 +190,7 @@ def test_failed_send_stops_the_sweep_and_loses_nothing(desk: Desk, clock: Clock)
     assert set(states) == {MessageState.RECEIVED}
 
     working = Sends()
-    later = Scheduler(desk, working)
+    later = sweeper(desk, working)
     clock.advance(SWEEP_AFTER + 1)
     assert later.sweep() == len(ids)
     assert sorted(working.ids) == ids  # the failed one and the ones never tried are all sent
@@ -194,11 +199,11 @@ def test_failed_send_stops_the_sweep_and_loses_nothing(desk: Desk, clock: Clock)
 def test_failed_first_send_sends_nothing(desk: Desk, clock: Clock) -> None:
     (message_id,) = store(desk, age_s=SWEEP_AFTER + 5)
     failing = Sends(fail_on={1})
-    assert Scheduler(desk, failing).sweep() == 0
+    assert sweeper(desk, failing).sweep() == 0
     assert failing.ids == []
     clock.advance(SWEEP_AFTER + 1)
     working = Sends()
-    assert Scheduler(desk, working).sweep() == 1
+    assert sweeper(desk, working).sweep() == 1
     assert working.ids == [message_id]
 
 
@@ -210,14 +215,14 @@ def test_more_than_a_batch_is_sent_in_one_sweep(desk: Desk) -> None:
     ids = store(desk, age_s=SWEEP_AFTER + 5, count=n)
     store(desk, age_s=1, count=5)  # recent: not part of it
     sends = Sends()
-    assert Scheduler(desk, sends).sweep() == n
+    assert sweeper(desk, sends).sweep() == n
     assert sorted(sends.ids) == ids  # each exactly once
 
 
 def test_exactly_a_batch_is_sent(desk: Desk) -> None:
     ids = store(desk, age_s=SWEEP_AFTER + 5, count=SWEEP_BATCH)
     sends = Sends()
-    assert Scheduler(desk, sends).sweep() == SWEEP_BATCH
+    assert sweeper(desk, sends).sweep() == SWEEP_BATCH
     assert sorted(sends.ids) == ids
 
 
@@ -233,14 +238,14 @@ def test_sweep_with_zero_delay_sends_each_message_once(desk: Desk) -> None:
             super().__call__(message_id)
 
     sends = Bounded()
-    Scheduler(desk, sends).sweep(0.0)
+    sweeper(desk, sends).sweep(0.0)
     assert sorted(sends.ids) == ids
 
 
 def test_sweep_with_zero_delay_sends_a_small_backlog_once(desk: Desk) -> None:
     ids = store(desk, age_s=0, count=20)
     sends = Sends()
-    assert Scheduler(desk, sends).sweep(0.0) == 20
+    assert sweeper(desk, sends).sweep(0.0) == 20
     assert sorted(sends.ids) == ids
 
 
@@ -250,11 +255,11 @@ def test_sweep_with_zero_delay_sends_a_small_backlog_once(desk: Desk) -> None:
 def test_run_ticks_until_stopped(tmp_path: Path, clock: Clock) -> None:
     config = make_config(tmp_path, pipeline={"sweep_after_s": SWEEP_AFTER,
                                              "sweep_interval_s": 0.05})
-    desk = open_desk(config, clock=clock)
+    desk = open_desk(config, clock=clock, sends=False, upgrade_schema=True)
     upgrade(desk.engine)
     try:
         sends = Sends()
-        scheduler = Scheduler(desk, sends).start()
+        scheduler = sweeper(desk, sends).start()
         try:
             ids = store(desk, age_s=SWEEP_AFTER + 5, count=3)
             wait_for(lambda: len(sends.ids) == 3, 10, "the scheduler thread to sweep")
@@ -272,12 +277,12 @@ def test_tick_survives_a_database_outage(desk: Desk, tmp_path: Path) -> None:
     sends = Sends()
     away = dataclasses.replace(
         desk, engine=create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}"))
-    Scheduler(away, sends).tick()  # logs, does not raise
+    sweeper(away, sends).tick()  # logs, does not raise
     assert sends.ids == []
     with pytest.raises(OperationalError, match="unable to open database file"):
-        Scheduler(away, sends).sweep()
+        sweeper(away, sends).sweep()
     away.engine.dispose()
-    Scheduler(desk, sends).tick()
+    sweeper(desk, sends).tick()
     assert len(sends.ids) == 1
 
 
@@ -306,7 +311,7 @@ def test_two_concurrent_sweepers_send_each_message_once(database_url: str, tmp_p
 
         def sweep(desk: Desk) -> None:
             try:
-                scheduler = Scheduler(desk, sends)
+                scheduler = sweeper(desk, sends)
                 barrier.wait(10)
                 results.append(scheduler.sweep())
             except BaseException as exc:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Notice, TimelineStep
-from abuse_desk.workflow import cases, timeline
-from abuse_desk.workflow.desk import Desk
+from abuse_desk.workflow import cases
 from abuse_desk.workflow.scheduler import Scheduler
 from sqlalchemy import update
 
@@ -44,12 +44,12 @@ def desk(tmp_path: Path, clock: Clock) -> Desk:
 def recording(desk: Desk) -> Sent:
     """Give *desk* a broker that records what it is sent."""
     sent: Sent = []
-    desk.enqueue = lambda name, ident: sent.append((name, ident))
+    desk.workflow.send = lambda name, ident: sent.append((name, ident))
     return sent
 
 
 def scheduler(desk: Desk) -> Scheduler:
-    return Scheduler(desk, send=lambda message_id: None)
+    return Scheduler(desk.engine, desk.clock, desk.config.pipeline, desk.workflow)
 
 
 def step(desk: Desk, case_id: int, kind: str) -> Any:
@@ -69,7 +69,7 @@ def lease_s(desk: Desk) -> timedelta:
 
 def test_without_a_broker_nothing_is_sent_or_claimed(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    assert desk.enqueue is None
+    assert desk.workflow.send is None
     assert scheduler(desk).due_work() == 0
     assert step(desk, case.id, "notice").state == "pending"
 
@@ -104,7 +104,7 @@ def test_steps_not_yet_due_are_not_sent(desk: Desk, clock: Clock) -> None:
     reminder = step(desk, case.id, "reminder")
     deadline = step(desk, case.id, "deadline")
     sent = recording(desk)
-    timeline.run_step(desk, step(desk, case.id, "notice").id)  # the first notice is done
+    desk.workflow.run_step(step(desk, case.id, "notice").id)  # the first notice is done
     sent.clear()  # (its kick sent the notice; not what this test is about)
 
     clock.now = utc(reminder.due_at) - timedelta(seconds=1)
@@ -116,7 +116,7 @@ def test_steps_not_yet_due_are_not_sent(desk: Desk, clock: Clock) -> None:
     assert [s for s in sent if s[0] == "run_step"] == [("run_step", reminder.id)]
     assert step(desk, case.id, "deadline").state == "pending"
 
-    assert timeline.run_step(desk, reminder.id) == "done"
+    assert desk.workflow.run_step(reminder.id) == "done"
     clock.now = utc(deadline.due_at) - timedelta(seconds=1)
     sent.clear()
     scheduler(desk).due_work()
@@ -131,7 +131,7 @@ def test_a_done_step_is_never_sent_again(desk: Desk, clock: Clock) -> None:
     notice_step = step(desk, case.id, "notice")
     sent = recording(desk)
     assert scheduler(desk).due_work() == 1
-    assert timeline.run_step(desk, notice_step.id) == "done"
+    assert desk.workflow.run_step(notice_step.id) == "done"
     clock.now += lease_s(desk) * 3
     sent.clear()
     scheduler(desk).due_work()
@@ -194,7 +194,7 @@ def test_an_action_whose_worker_died_is_sent_again_once_per_lease(desk: Desk,
 
 def test_a_due_notice_is_sent_once_then_again_after_its_lease(desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    assert timeline.run_step(desk, step(desk, case.id, "notice").id) == "done"  # no broker yet
+    assert desk.workflow.run_step(step(desk, case.id, "notice").id) == "done"  # no broker yet
     (notice,) = notices_of(desk, case.id)
     assert notice.state == "pending"
     sent = recording(desk)
@@ -213,7 +213,7 @@ def test_a_due_notice_is_sent_once_then_again_after_its_lease(desk: Desk, clock:
     assert sent == [("deliver_notice", notice.id)] * 2
 
     # Delivered, it is never sent again.
-    assert timeline.deliver_notice(desk, notice.id) == "sent"
+    assert desk.workflow.deliver_notice(notice.id) == "sent"
     clock.now += lease_s(desk) * 3
     assert scheduler(desk).due_work() == 0
     assert len(sent) == 2
@@ -221,7 +221,7 @@ def test_a_due_notice_is_sent_once_then_again_after_its_lease(desk: Desk, clock:
 
 def test_a_notice_waiting_for_its_retry_is_not_sent_before_it(desk: Desk, clock: Clock) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.run_step(desk, step(desk, case.id, "notice").id)
+    desk.workflow.run_step(step(desk, case.id, "notice").id)
     (notice,) = notices_of(desk, case.id)
     retry_at = START + timedelta(minutes=10)
     with desk.engine.begin() as conn:  # as deliver_notice leaves it after a 4xx
@@ -248,7 +248,7 @@ def test_kick_sends_a_new_cases_due_work_at_once(desk: Desk) -> None:
 
     # The step's worker writes the notice and kicks it to the broker in turn.
     sent.clear()
-    assert timeline.run_step(desk, notice_step.id) == "done"
+    assert desk.workflow.run_step(notice_step.id) == "done"
     (notice,) = notices_of(desk, case.id)
     assert sent == [("deliver_notice", notice.id)]
     assert scheduler(desk).due_work() == 0
@@ -260,7 +260,7 @@ def test_kick_sends_only_the_named_cases(desk: Desk) -> None:
         "Phishing at shop.beta.example",
         "A phishing page stealing bank logins at http://shop.beta.example/secure/login", "b1")))
     sent = recording(desk)
-    timeline.kick(desk, [beta.id])
+    desk.workflow.kick([beta.id])
     beta_work = {("run_step", s.id) for s in steps_of(desk, beta.id)} | {
         ("deliver_notice", n.id) for n in notices_of(desk, beta.id)}
     (ack,) = notices_of(desk, beta.id)  # the acknowledgement to the person who complained
@@ -271,16 +271,16 @@ def test_kick_sends_only_the_named_cases(desk: Desk) -> None:
     assert step(desk, alpha.id, "notice").state == "pending"
 
     sent.clear()
-    timeline.kick(desk, [])
-    timeline.kick(desk, [beta.id])  # already leased
+    desk.workflow.kick([])
+    desk.workflow.kick([beta.id])  # already leased
     assert sent == []
-    timeline.kick(desk, [alpha.id])
+    desk.workflow.kick([alpha.id])
     assert sent == [("run_step", alpha_notice.id)]
 
 
 def test_kick_without_a_broker_leaves_the_work_to_the_scheduler(desk: Desk) -> None:
     case = the_case(desk, deliver(desk, arf("45.137.21.7")))
-    timeline.kick(desk, [case.id])
+    desk.workflow.kick([case.id])
     assert step(desk, case.id, "notice").state == "pending"
     sent = recording(desk)
     assert scheduler(desk).due_work() == 1

@@ -13,12 +13,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from abuse_desk.app.wiring import Desk, open_desk
 from abuse_desk.classifier.customer_import import import_customers
 from abuse_desk.core.db import upgrade
 from abuse_desk.core.models import Case, Message, Notice, Report, TimelineStep
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
-from abuse_desk.workflow.desk import Desk, open_desk
-from abuse_desk.workflow.pipeline import process_message
 from sqlalchemy import select
 
 from tests.support import make_config
@@ -59,7 +58,7 @@ def workflow_desk(tmp_path: Path, clock: Clock, **sections: dict[str, Any]) -> D
     classifier = {"trusted_reporters": [TRUSTED_FBL], "authserv_id": AUTHSERV_ID,
                   **sections.pop("classifier", {})}
     config = make_config(tmp_path, workflow=workflow, classifier=classifier, **sections)
-    desk = open_desk(config, clock=clock)
+    desk = open_desk(config, clock=clock, sends=False, upgrade_schema=True)
     upgrade(desk.engine)
     csv = tmp_path / "customers.csv"
     csv.write_text(CUSTOMERS)
@@ -121,7 +120,7 @@ def deliver(desk: Desk, raw: bytes, mail_from: str | None = "sender@example.org"
     with desk.engine.begin() as conn:
         (message_id,) = insert_messages(conn, [message_row(raw, Envelope(
             mail_from, ["abuse@localhost"], received_at=desk.clock()))])
-    process_message(desk, message_id)
+    desk.pipeline.process(message_id)
     return message_id
 
 

@@ -531,3 +531,33 @@ def _cli(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(_cli())
+
+
+# ---------------------------------------------------------------- customers
+
+CUSTOMERS = 10_000
+
+
+def customers_csv(path: Path, customers: int = CUSTOMERS) -> Path:
+    """A customers file for ``abuse-desk customers import``: customer C-i holds
+    45.(i/256).(i%256).0/24, 10.(i/256).(i%256).0/24, fdf1:cb9d:f59e:<i>::/64 and
+    host<i>.example, and the first ones also 172.16-19.x.0/24 and 192.168.x.0/24 (the corpus's
+    sanitised addresses fall in the private blocks; free text only names public ones)."""
+    lines = ["customer_id,name,email,resource,valid_from,valid_until"]
+    for i in range(customers):
+        name = f"C-{i},Customer {i},noc@host{i}.example"
+        lines.append(f"{name},45.{i // 256}.{i % 256}.0/24,,")
+        lines.append(f"{name},10.{i // 256}.{i % 256}.0/24,,")
+        lines.append(f"{name},fdf1:cb9d:f59e:{i:x}::/64,,")
+        lines.append(f"{name},host{i}.example,,")
+        if i < 1024:
+            lines.append(f"{name},172.{16 + i // 256}.{i % 256}.0/24,,")
+        if i < 256:
+            lines.append(f"{name},192.168.{i}.0/24,,")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def customer_ip(i: int, host: int = 10) -> str:
+    """A public address of customer C-*i* (see :func:`customers_csv`)."""
+    return f"45.{i // 256}.{i % 256}.{host}"

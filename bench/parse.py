@@ -45,10 +45,16 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import base_sections, median, row, standard_main  # noqa: E402
+from bench.common import (  # noqa: E402
+    CUSTOMERS,
+    base_sections,
+    customers_csv,
+    median,
+    row,
+    standard_main,
+)
 
 CORPUS = ROOT.parent / "shared" / "corpus"
-CUSTOMERS = 10_000
 FLOOR = "email.message_from_bytes (floor)"
 # The order of the table; "guards" are bounces, auto-replies and replies to our notices.
 FORMATS = ("arf", "xarf", "xarf4", "acns", "shadowserver", "text", "guards")
@@ -58,31 +64,6 @@ LABELS = {"arf": "ARF", "xarf": "X-ARF", "xarf4": "XARF v4 JSON", "acns": "ACNS 
 
 
 # ---------------------------------------------------------------- customers
-
-def customers_csv(path: Path, customers: int = CUSTOMERS) -> Path:
-    """A customers file for ``abuse-desk customers import``: customer C-i holds
-    45.(i/256).(i%256).0/24, 10.(i/256).(i%256).0/24, fdf1:cb9d:f59e:<i>::/64 and
-    host<i>.example, and the first ones also 172.16-19.x.0/24 and 192.168.x.0/24 (the corpus's
-    sanitised addresses fall in the private blocks; free text only names public ones)."""
-    lines = ["customer_id,name,email,resource,valid_from,valid_until"]
-    for i in range(customers):
-        name = f"C-{i},Customer {i},noc@host{i}.example"
-        lines.append(f"{name},45.{i // 256}.{i % 256}.0/24,,")
-        lines.append(f"{name},10.{i // 256}.{i % 256}.0/24,,")
-        lines.append(f"{name},fdf1:cb9d:f59e:{i:x}::/64,,")
-        lines.append(f"{name},host{i}.example,,")
-        if i < 1024:
-            lines.append(f"{name},172.{16 + i // 256}.{i % 256}.0/24,,")
-        if i < 256:
-            lines.append(f"{name},192.168.{i}.0/24,,")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def customer_ip(i: int, host: int = 10) -> str:
-    """A public address of customer C-*i* (see :func:`customers_csv`)."""
-    return f"45.{i // 256}.{i % 256}.{host}"
-
 
 # ---------------------------------------------------------------- messages
 

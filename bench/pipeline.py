@@ -70,8 +70,11 @@ if str(ROOT) not in sys.path:
 
 from bench.common import (  # noqa: E402
     BENCH_REDIS_DB,
+    CUSTOMERS,
     DeskProcess,
     base_sections,
+    customer_ip,
+    customers_csv,
     desk_env,
     flush_redis,
     format_section,
@@ -84,7 +87,6 @@ from bench.common import (  # noqa: E402
     row,
     target,
 )
-from bench.parse import CUSTOMERS, customer_ip, customers_csv  # noqa: E402
 
 RCPT = "abuse@integra-isp.example"
 KINDS = ("arf", "xarf", "acns", "text", "shadowserver")

@@ -9,6 +9,7 @@ read through make itself (`make -n`, `make -p`), so what is checked is what `mak
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -86,8 +87,10 @@ def declared() -> list[Requirement]:
 def make(*args: str) -> str:
     if shutil.which("make") is None:
         pytest.fail("make is needed: it is one of the two things a newcomer needs")
+    # Run under `make test` too: the outer make's flags and variables stay out of it.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     done = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, text=True,
-                          capture_output=True, timeout=60, check=True)
+                          capture_output=True, timeout=60, check=True, env=env)
     return done.stdout
 
 

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements.lock"
 UV_LOCK = ROOT / "requirements" / "uv.txt"
 STAMP = ".venv/.installed-stamp"
-PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;]+)\s*(?:;(?P<marker>.*))?$")
+PIN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;]+)\s*(?:;(?P<marker>.*))?$"
+)
 SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -101,7 +103,7 @@ def test_every_declared_requirement_is_pinned_inside_its_range() -> None:
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is in pyproject.toml but not in requirements.lock: make lock"
         pin = pins[name]
-        assert pin.marker is None, f"{name} is declared for every platform but pinned for {pin.marker}"
+        assert pin.marker is None, f"{name} is declared everywhere but pinned for {pin.marker}"
         assert requirement.specifier.contains(pin.version, prereleases=True), (
             f"requirements.lock pins {name}=={pin.version}, outside pyproject.toml's "
             f"{requirement.specifier}: make lock"

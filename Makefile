@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Every runtime and dev dependency, and pip and setuptools, at exact versions with their hashes:
+# the same install on any date. pyproject.toml keeps the ranges; `make lock` refreshes this file.
+LOCK   := requirements.lock
 
-.PHONY: run test test-at lint bench accuracy clean help
+.PHONY: run test test-at lint bench accuracy lock clean help
 
 help:
 	@echo "make run    start the whole desk (SMTP 127.0.0.1:2525, web http://127.0.0.1:8025)"
@@ -14,14 +17,33 @@ help:
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  run the benchmarks (BENCH_ARGS=--quick for a smoke run), write bench/results.json"
 	@echo "make accuracy  score the desk on the labelled corpus (ACCURACY_ARGS=--misses lists the misses)"
+	@echo "make lock   refresh requirements.lock after a change to pyproject.toml's dependencies"
+	@echo "            (keeps the other pins; make lock UPGRADE=1 moves every pin to the newest allowed)"
 	@echo "make clean  remove the virtualenv and ./var"
 
-$(STAMP): pyproject.toml
+# Installs only what the lock names, each file checked against its hash; then the project itself,
+# editable, with setuptools from the lock (no build isolation) and no resolution of its own.
+# pip check fails when pyproject.toml wants something the lock lacks: run `make lock`.
+$(STAMP): $(LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "abuse-desk needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@$(BIN)/python -m pip check >/dev/null || { $(BIN)/python -m pip check; \
+	  echo "$(LOCK) does not cover pyproject.toml's dependencies: run make lock" >&2; exit 1; }
 	touch $(STAMP)
+
+# Rewrites $(LOCK) from pyproject.toml (dependencies and the dev extra) and requirements/build.in,
+# for every platform and Python >= 3.11, keeping the pins that still fit (UPGRADE=1: the newest
+# allowed). uv, which writes it, is itself installed from requirements/uv.txt with hashes.
+LOCK_TOOL    := $(VENV)/lock-tool
+LOCK_COMPILE  = $(LOCK_TOOL)/bin/uv pip compile --quiet --universal --python-version 3.11 \
+                --generate-hashes --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+lock:
+	test -x $(LOCK_TOOL)/bin/python || $(PYTHON) -m venv $(LOCK_TOOL)
+	$(LOCK_TOOL)/bin/python -m pip install --quiet --require-hashes -r requirements/uv.txt
+	$(LOCK_COMPILE) -o requirements/uv.txt requirements/uv.in
+	$(LOCK_COMPILE) --extra dev -o $(LOCK) pyproject.toml requirements/build.in
 
 run: $(STAMP)
 	$(BIN)/abuse-desk serve

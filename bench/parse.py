@@ -56,11 +56,21 @@ from bench.common import (  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 FLOOR = "email.message_from_bytes (floor)"
-# The order of the table; "guards" are bounces, auto-replies and replies to our notices.
-FORMATS = ("arf", "xarf", "xarf4", "acns", "shadowserver", "text", "guards")
+# How the table names a format (any other by its name); "guards" are bounces, auto-replies
+# and replies to our notices.
 LABELS = {"arf": "ARF", "xarf": "X-ARF", "xarf4": "XARF v4 JSON", "acns": "ACNS (DMCA XML)",
           "shadowserver": "Shadowserver CSV", "text": "free text",
           "guards": "bounce/auto-reply/reply"}
+
+
+def table_formats() -> tuple[str, ...]:
+    """The rows of the table: every complaint format the parsers declare (one with a type
+    vocabulary), those machines send first, then "guards"."""
+    from abuse_desk.parsers.registry import known_formats
+
+    complaints = [f for f in known_formats().values() if f.vocabulary]
+    ordered = sorted(complaints, key=lambda f: (not f.machine, f.name))
+    return (*(f.name for f in ordered), "guards")
 
 
 # ---------------------------------------------------------------- customers
@@ -120,7 +130,7 @@ def samples(hostname: str = "abuse-desk.localhost") -> dict[str, list[bytes]]:
     if not CORPUS.is_dir():
         raise SystemExit(f"the shared corpus is not at {CORPUS}: this benchmark needs it")
     registry = default_registry(hostname)
-    groups: dict[str, list[bytes]] = {name: [] for name in FORMATS}
+    groups: dict[str, list[bytes]] = {name: [] for name in table_formats()}
     for path in sorted(CORPUS.rglob("*.eml")):
         raw = path.read_bytes()
         result = registry.parse(raw)
@@ -218,14 +228,14 @@ def run(quick: bool = False) -> dict[str, Any]:
             size = sum(len(m) for m in messages) / len(messages)
             figures = measure(messages, fns, repeats, batch_s)
             ref = median(figures["floor"]) * 1e6
-            label = (f"{LABELS[name]} ({len(messages)} msgs, {reports / len(messages):.1f} "
-                     f"reports/msg, {size / 1024:.1f} KiB)")
+            label = (f"{LABELS.get(name, name)} ({len(messages)} msgs, "
+                     f"{reports / len(messages):.1f} reports/msg, {size / 1024:.1f} KiB)")
             rows.append(row(f"parse {label}", median(figures["parse"]) * 1e6, "µs/msg",
                             FLOOR, ref))
             rows.append(row(f"parse+classify {label}", median(figures["classify"]) * 1e6,
                             "µs/msg", FLOOR, ref))
             if review:
-                notes.append(f"{LABELS[name]}: {review} of {len(messages)} messages need "
+                notes.append(f"{LABELS.get(name, name)}: {review} of {len(messages)} messages need "
                              "review after classifying (sanitised samples: addresses no "
                              "customer holds, trusted reporters whose DKIM cannot verify here)")
             for key in fns:  # the mix weighs each sample once

@@ -41,13 +41,7 @@ from typing import Any
 import spf
 
 from ..core.headers import clean_address, header_block, mailboxes
-from .signatures import (
-    DkimResult,
-    DnsLookup,
-    aligned,
-    normalize_domain,
-    verify_dkim,
-)
+from .signatures import DkimResult, DnsLookup, aligned, normalize_domain, verify_dkim
 
 log = logging.getLogger(__name__)
 

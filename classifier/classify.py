@@ -17,25 +17,13 @@ from typing import Any
 from ..core.config import ClassifierConfig
 from ..core.policy import Classification, Evidence
 from ..parsers.base import Candidate, ParsedReport
-from .categorize import (
-    NOT_ABUSE,
-    categorize,
-    is_not_abuse,
-    needs_review,
-    spamvertising_override,
-)
+from .categorize import NOT_ABUSE, categorize, is_not_abuse, needs_review, spamvertising_override
 from .customers import CustomerIndex, Resolution
 from .duplicates import duplicate_keys, report_fingerprint
 from .model import TextModel
 from .offenders import choose, in_networks, parse_networks
 from .resolver_hook import ResolverHook
-from .signatures import (
-    DkimLimits,
-    DkimResult,
-    aligned,
-    normalize_domain,
-    verify_dkim,
-)
+from .signatures import DkimLimits, DkimResult, aligned, normalize_domain, verify_dkim
 from .trust import Trust, TrustPolicy
 
 

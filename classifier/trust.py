@@ -42,6 +42,7 @@ from typing import Any
 
 from ..core.headers import first_address, read_top_headers
 from ..core.policy import Evidence
+from ..parsers.registry import known_formats
 from .authentication import header_fields, trusted_results
 from .signatures import (
     DkimResult,
@@ -318,25 +319,11 @@ def _reporter_from_config(number: int, entry: Mapping[str, Any]) -> TrustedRepor
         raise ValueError(f"{where} ({name}): {exc}") from None
 
 
-# Well-known feedback loops and notice senders, by the From addresses seen on their reports
-# (../shared/FORMATS.md and the sample corpus). All require DKIM; override one by listing a
-# reporter of the same name in [[classifier.trusted_reporters]], or turn them all off with
+# Well-known feedback loops and notice senders, by the From addresses seen on their reports:
+# each format names the reporters known to send it (parsers/formats/*.py, trusted_senders).
+# All require DKIM; override one by listing a reporter of the same name in
+# [[classifier.trusted_reporters]], or turn them all off with
 # classifier.use_default_trusted_reporters = false.
-DEFAULT_TRUSTED_REPORTERS: tuple[TrustedReporter, ...] = (
-    TrustedReporter("Yahoo CFL", ("feedback@arf.mail.yahoo.com",)),
-    # Validity (formerly Return Path) runs these FBLs for mailbox providers.
-    TrustedReporter("Validity FBL", ("feedbackloop@*.senderscore.net",)),
-    TrustedReporter("Cox FBL", ("feedbackloop@fbl.cox.net",)),
-    TrustedReporter("Fastmail FBL", ("feedbackloop@fbl.fastmail.com",)),
-    TrustedReporter("Rackspace FBL", ("feedbackloop@fbl.apps.rackspace.com",)),
-    TrustedReporter("Spectrum FBL", ("feedbackloop@feedback.postmaster.rr.com",)),
-    TrustedReporter("Synacor FBL", ("feedbackloop@fbl.synacor.com",)),
-    TrustedReporter("OpenSRS FBL", ("feedbackloop@fbl.hostedemail.com",)),
-    TrustedReporter("USA.net FBL", ("feedbackloop@fbl.usa.net",)),
-    TrustedReporter("Zoho FBL", ("feedbackloop@fbl.zoho.com",)),
-    TrustedReporter("SpamCop", ("*.spamcop.net",)),  # <id>@reports., summaries@admin.
-    TrustedReporter("Shadowserver", ("autoreports@shadowserver.org",)),
-    TrustedReporter("IP-Echelon", ("ip-echelon.com",)),  # notices.<client>@
-    TrustedReporter("Netcraft", ("netcraft.com", "*.netcraft.com")),  # takedown-response+<n>@
-    TrustedReporter("abusix", ("abusix.com", "*.abusix.com")),
-)
+DEFAULT_TRUSTED_REPORTERS: tuple[TrustedReporter, ...] = tuple(
+    TrustedReporter(name, senders)
+    for fmt in known_formats().values() for name, senders in fmt.trusted_senders)

@@ -15,6 +15,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "other": ("copyright", "harassment", "phishing", "fraud", "illegal"),
 }
 TYPES: dict[str, str] = {t: c for c, types in CATEGORIES.items() for t in types}
+# A result, not a type: the report complains about nothing (RFC 6430 not-spam).
+NOT_ABUSE = "not-abuse"
 
 
 def category_of(type_: str) -> str:

@@ -17,6 +17,7 @@ then free text, and takes the first result with a disposition.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -38,12 +39,6 @@ class Stage(enum.IntEnum):
     STRUCTURAL = 1  # formats recognisable by structure: ARF, X-ARF, XARF JSON, ACNS, CSV
     SENDER = 2  # sender-specific layouts: SpamCop text, Shadowserver, ...
     FALLBACK = 3  # free text: always matches
-
-
-# The formats of `abuse-desk parse --json`, fixed by the parsers issue.
-FORMATS = ("arf", "xarf", "xarf4", "acns", "dmca", "spamcop", "shadowserver", "cert", "text",
-           "autoreply", "bounce", "reply", "dmarc-aggregate", "dmarc-failure", "tls-report",
-           "nonreport")
 
 
 class Role(enum.StrEnum):
@@ -138,9 +133,38 @@ class ParseResult:
         return bool(self.review_reasons) or any(r.needs_review for r in self.reports)
 
 
+@dataclass(frozen=True)
+class Format:
+    """What one report format is, declared in the file of the parser that reads it
+    (``parsers/formats/NAME.py``); the registry collects them (README, "Adding a format").
+
+    *name* is what its reports and results carry (``format``) and the vocabulary of its type
+    hints (``<name>:<key>``). *machine*: machines send it (feedback loops, scanners,
+    blocklists, copyright robots): its senders get no acknowledgement, and notices name the
+    sender by domain. *vocabulary*: its type keys, as the source writes them, to the policy's
+    type and how much the key alone tells (0..1); *patterns*: ``(regex, type, confidence)``
+    tried in order after the exact keys (``classifier/taxonomy.py``). *hint_only*: its hints
+    are evidence, never a decision (free text's keyword guesses). *trusted_senders*: the
+    reporters known to send it, ``(name, (address or domain patterns))``, trusted when DKIM
+    proves them (``classifier.use_default_trusted_reporters``)."""
+
+    name: str
+    machine: bool = False
+    vocabulary: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+    patterns: tuple[tuple[str, str, float], ...] = ()
+    hint_only: bool = False
+    trusted_senders: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
 class Parser(Protocol):
     name: str
     stage: Stage
+
+    @property
+    def formats(self) -> tuple[Format, ...]: ...  # the formats its results carry
+
+    @property
+    def order(self) -> int: ...  # where it stands in its stage (lower first)
 
     def matches(self, mail: Mail) -> bool: ...
 

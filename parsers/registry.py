@@ -1,31 +1,97 @@
 """The parser registry and :func:`parse_message`, the one entry point the pipeline calls.
 
+The built-in parsers are every file in ``parsers/formats/``: each declares its formats (their
+:class:`~abuse_desk.parsers.base.Format` facts) and gives its parsers with
+``parsers(message_id_domain)``. The registry collects the formats into one catalog
+(:func:`known_formats`) that the classifier's tables, the acknowledgement rules and the
+benchmarks read; a plugin parser (``parsers.plugins``) adds its own formats when registered.
+
 Parsers are tried by stage (guards, structural formats, sender-specific layouts, free text) and,
-within a stage, in the order they were registered. The first parser that matches and returns a
-result decides. Nothing is ever dropped: a parser that raises, input past a limit, or a message no
-parser understands comes back as a result that needs review, with the reason (and the
-traceback, for a parser bug).
+within a stage, by their ``order`` (then in the order they were registered). The first parser
+that matches and returns a result decides. Nothing is ever dropped: a parser that raises, input
+past a limit, or a message no parser understands comes back as a result that needs review, with
+the reason (and the traceback, for a parser bug).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 import re
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ..core.config import ParserLimits
 from ..core.headers import no_surrogates
 from ..core.mail import LimitExceeded, Mail
-from .base import FORMATS, Disposition, ParsedReport, Parser, ParseResult
+from .base import Disposition, Format, ParsedReport, Parser, ParseResult
 
 log = logging.getLogger(__name__)
+
+LAST = 1_000_000  # the order of a parser that declares none: after the built-in ones
 
 
 class DuplicateParser(ValueError):
     pass
+
+
+class FormatClash(ValueError):
+    """Two parsers declare different facts under one format name."""
+
+
+# -- the catalog of formats -------------------------------------------------------------------
+
+_CATALOG: dict[str, Format] = {}
+_version = 0
+
+
+def declare_formats(formats: Iterable[Format]) -> None:
+    """Add *formats* to the catalog; the same declaration again is no change, another one
+    under a known name is a :class:`FormatClash`."""
+    global _version
+    for fmt in formats:
+        known = _CATALOG.get(fmt.name)
+        if known is None:
+            _CATALOG[fmt.name] = fmt
+            _version += 1
+        elif known != fmt:
+            raise FormatClash(f"two declarations of the format {fmt.name!r}")
+
+
+def known_formats() -> Mapping[str, Format]:
+    """Every format the built-in parsers and the registered plugins declare, by name."""
+    return MappingProxyType(_CATALOG)
+
+
+def catalog_version() -> int:
+    """Changes whenever a format is added (tables built from the catalog rebuild then)."""
+    return _version
+
+
+def machine_sent(format_name: str | None) -> bool:
+    """Whether machines send reports of this format (no acknowledgement; notices name the
+    sender's domain)."""
+    fmt = _CATALOG.get(format_name or "")
+    return fmt is not None and fmt.machine
+
+
+def format_modules() -> list[Any]:
+    """The modules of ``parsers/formats/``, by name."""
+    from . import formats
+
+    return [importlib.import_module(f"{formats.__name__}.{info.name}")
+            for info in sorted(pkgutil.iter_modules(formats.__path__), key=lambda i: i.name)]
+
+
+def builtin_parsers(message_id_domain: str = "abuse-desk.localhost") -> list[Parser]:
+    """A parser of each kind each format file gives, in the order the registry tries them."""
+    found: list[Parser] = []
+    for module in format_modules():
+        found.extend(module.parsers(message_id_domain))
+    return sorted(found, key=lambda p: (p.stage, p.order, p.name))
 
 
 class Registry:
@@ -37,11 +103,15 @@ class Registry:
     def register(self, parser: Parser) -> None:
         if parser.name in self._parsers:
             raise DuplicateParser(f"two parsers are named {parser.name!r}")
+        declare_formats(getattr(parser, "formats", ()))
         self._parsers[parser.name] = parser
 
     def ordered(self) -> list[Parser]:
-        order = {name: n for n, name in enumerate(self._parsers)}
-        return sorted(self._parsers.values(), key=lambda p: (p.stage, order[p.name]))
+        """By stage, then by each parser's ``order`` (a parser without one comes after those
+        with one), then as registered."""
+        seq = {name: n for n, name in enumerate(self._parsers)}
+        return sorted(self._parsers.values(),
+                      key=lambda p: (p.stage, getattr(p, "order", LAST), seq[p.name]))
 
     def names(self) -> list[str]:
         return [p.name for p in self.ordered()]
@@ -85,7 +155,7 @@ class Registry:
 def needs_review(parser: str, reason: str, trace: str | None = None) -> ParseResult:
     """A message for a person: the format of the parser that gave up, or "text"."""
     result = ParseResult(disposition=Disposition.REPORT,
-                         format=parser if parser in FORMATS else "text",
+                         format=parser if parser in _CATALOG else "text",
                          review_reasons=[reason], parser=parser)
     if trace:
         result.errors.append(trace)
@@ -94,8 +164,6 @@ def needs_review(parser: str, reason: str, trace: str | None = None) -> ParseRes
 
 def default_registry(message_id_domain: str = "abuse-desk.localhost") -> Registry:
     """Every built-in parser; *message_id_domain* is the domain of our notices' Message-IDs."""
-    from .builtin import builtin_parsers
-
     return Registry(builtin_parsers(message_id_domain))
 
 
@@ -183,3 +251,6 @@ def scrub_result(result: ParseResult) -> ParseResult:
     result.errors = [storable(x) for x in result.errors]
     result.extra = _tree(result.extra)
     return result
+
+
+declare_formats(f for parser in builtin_parsers() for f in parser.formats)

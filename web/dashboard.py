@@ -30,15 +30,7 @@ from ..classifier.categorize import NOT_ABUSE
 from ..core.db import as_utc
 from ..core.fields import iso_z
 from ..core.headers import parse_address
-from ..core.models import (
-    Case,
-    CaseState,
-    Customer,
-    FeeEntry,
-    Message,
-    MessageState,
-    Report,
-)
+from ..core.models import Case, CaseState, Customer, FeeEntry, Message, MessageState, Report
 from ..core.policy import CATEGORIES
 from ..workflow.cases import ACTIVE
 from . import svg

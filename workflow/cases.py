@@ -59,16 +59,7 @@ from sqlalchemy import case as when
 from ..classifier.categorize import NOT_ABUSE
 from ..core.config import WorkflowConfig
 from ..core.db import as_utc
-from ..core.models import (
-    Case,
-    CaseState,
-    Customer,
-    Event,
-    FeeEntry,
-    Message,
-    Report,
-    TimelineStep,
-)
+from ..core.models import Case, CaseState, Customer, Event, FeeEntry, Message, Report, TimelineStep
 from .calendar import BusinessCalendar
 
 ACTIVE = (CaseState.OPEN, CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED)

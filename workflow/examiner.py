@@ -85,7 +85,7 @@ STAGES = ("starting", "waiting", "reading headers", "parsing", "sender authentic
           "classifying", "returning the result")
 PRELOAD = ["abuse_desk.workflow.examiner", "abuse_desk.workflow.examine",
            "abuse_desk.workflow.pipeline", "abuse_desk.classifier.runtime",
-           "abuse_desk.parsers.builtin", "abuse_desk.core.db"]
+           "abuse_desk.parsers.registry", "abuse_desk.core.db"]
 
 
 class ExaminerUnavailable(Exception):

@@ -15,7 +15,8 @@ people only (RFC 3834), and only to a sender whose From is authenticated
 the Reply-To when its domain is aligned with the authenticated From domain. Never to a null
 sender, to mail marked ``Auto-Submitted`` (other than ``no``), ``Precedence: bulk/list/junk``,
 mailing lists (``List-*``), ``X-Auto-Response-Suppress``, the machine formats
-(:data:`MACHINE_FORMATS`), machines' addresses (MAILER-DAEMON, no-reply, owner-*, *-request) or
+(``parsers.registry.machine_sent``), machines' addresses (MAILER-DAEMON, no-reply, owner-*,
+*-request) or
 the desk's own addresses; at most ``notify.ack_limit_per_sender`` per reporter address per
 ``notify.ack_limit_window_hours`` (one an hour by default), one per message. They carry
 ``Auto-Submitted: auto-replied`` and In-Reply-To/References naming the reporter's message. Their
@@ -58,12 +59,10 @@ from ..core.db import as_utc, write_transaction
 from ..core.fields import iso_z
 from ..core.headers import first_address
 from ..core.models import Case, Customer, Event, Message, Notice, Report, Setting
+from ..parsers.registry import machine_sent
 from . import mailer, redaction
 from .calendar import BusinessCalendar
 
-# Formats (parsers.base.FORMATS, as the parsers name them) that machines send: their senders
-# get no acknowledgement, and notices name them by domain.
-MACHINE_FORMATS = frozenset({"arf", "xarf", "xarf4", "acns", "shadowserver", "spamcop", "cert"})
 ACK_SUBJECT = "We received your report"
 THEIR_SUBJECT_LIMIT = 80  # characters of the reporter's subject an acknowledgement's body shows
 EVIDENCE_LIMIT = 8_000  # characters of evidence per report in a notice
@@ -208,7 +207,7 @@ def _report_view(row: Any, secret: bytes, zone: str,
     evidence = mailer.redact(evidence, recipients, secret)
     # A complaint a person wrote: the customer reads it without the writer's personal data,
     # unless notify.show_reporter_for names its type or format (workflow/redaction.py).
-    person = (row.format not in MACHINE_FORMATS
+    person = (not machine_sent(row.format)
               and not {row.format, row.type} & set(show_reporter_for))
     if person:
         display = parseaddr(row.header_from or "")[0]
@@ -237,7 +236,7 @@ def _reporter(fields: dict[str, Any], fmt: str, header_from: str | None) -> str:
     if fields.get("reporter_org"):
         return mailer.header_safe(fields["reporter_org"], 120)
     sender = first_address(header_from)
-    if fmt in MACHINE_FORMATS and sender:
+    if machine_sent(fmt) and sender:
         return sender.rpartition("@")[2]
     return "a third party"
 
@@ -422,7 +421,7 @@ def automated_reason(raw: bytes, mail_from: str | None, fmt: str | None) -> str 
         return "null sender"
     if machine_address(mail_from):
         return f"sent from a machine's address ({mail_from[:80]})"
-    if fmt in MACHINE_FORMATS:
+    if machine_sent(fmt):
         return f"machine format {fmt}"
     headers = _head(raw)
     auto = str(headers.get("Auto-Submitted", "no")).strip().lower()

@@ -60,16 +60,10 @@ from ..core.logs import log_context
 from ..core.models import DuplicateKey, Event, Message, MessageState, Report
 from ..core.policy import Evidence
 from ..parsers.base import Disposition, ParseResult
-from ..parsers.guards import case_reference
+from ..parsers.formats.guards import case_reference
 from . import cases, replies
 from .examine import Examination, Outcome
-from .examiner import (
-    Examiner,
-    ExaminerDied,
-    ExaminerStopped,
-    ExaminerUnavailable,
-    InlineExaminer,
-)
+from .examiner import Examiner, ExaminerDied, ExaminerStopped, ExaminerUnavailable, InlineExaminer
 from .notices import create_ack
 from .timeline import Workflow
 

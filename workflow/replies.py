@@ -33,7 +33,7 @@ from sqlalchemy import Connection, func, or_, select, update
 
 from ..core.models import Case, Customer, CustomerResource, Notice, Report
 from ..parsers.base import ParseResult
-from ..parsers.guards import BOUNCE_TOKEN, REPLY_TOKEN, case_reference, tokens_in
+from ..parsers.formats.guards import BOUNCE_TOKEN, REPLY_TOKEN, case_reference, tokens_in
 from . import cases
 
 

@@ -45,13 +45,7 @@ from ..core.models import Case, CaseState, Customer, Notice, TimelineStep
 from . import cases, mailer
 from .calendar import BusinessCalendar
 from .delivery import DeliveryError, Transport, make_transport, retry_delay
-from .notices import (
-    Writer,
-    create_notice,
-    envelope_sender,
-    mail_event,
-    secret_key,
-)
+from .notices import Writer, create_notice, envelope_sender, mail_event, secret_key
 from .provisioning import HookError, call_hook
 
 log = logging.getLogger(__name__)

@@ -122,7 +122,7 @@ def test_own_networks() -> None:
 
 def _text_report(body: str, subject: str = "Abuse") -> ParsedReport:
     from abuse_desk.core.mail import Mail
-    from abuse_desk.parsers.text import TextParser
+    from abuse_desk.parsers.formats.text import TextParser
 
     raw = (f"From: admin@victim.example\r\nTo: abuse@isp.example\r\nSubject: {subject}\r\n"
            "Date: Fri, 20 Nov 2026 10:00:00 +0000\r\n\r\n" + body).encode()

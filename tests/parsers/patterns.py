@@ -172,7 +172,7 @@ def _compiled_meanwhile() -> Iterator[list[re.Pattern[Any]]]:
 def _built_at_run_time() -> Iterator[Found]:
     """Patterns compiled from data inside functions, with data as it comes in production."""
     from abuse_desk.core import mail
-    from abuse_desk.parsers import acns, guards
+    from abuse_desk.parsers.formats import acns, guards
     from abuse_desk.workflow import mailer, redaction
 
     for name in ("infringement", "investigationinfo", "source", "content", "item", "ip_address",

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from abuse_desk.core.fields import iso_z
 from abuse_desk.core.mail import Mail
-from abuse_desk.parsers.acns import MAX_DOCUMENTS, MAX_ITEMS, AcnsParser
 from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
-from abuse_desk.parsers.dmca import DmcaParser
+from abuse_desk.parsers.formats.acns import MAX_DOCUMENTS, MAX_ITEMS, AcnsParser
+from abuse_desk.parsers.formats.dmca import DmcaParser
 from abuse_desk.parsers.registry import Registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -179,7 +179,7 @@ def test_markmonitor_investigation_info_one_report_per_case() -> None:
                                      "hash": "89abcdef0123456789abcdef0123456789abcdef",
                                      "hash_type": "SHA1"}]
     assert (first.extra["variant"], first.extra["case_id"]) == ("markmonitor", "MM-0001")
-    # 05/03/2012: day and month both possible; read as FORMATS.md says (DD/MM) and flagged.
+    # 05/03/2012: day and month both possible; read DD/MM, as its senders write it, and flagged.
     assert (second.source_ip, second.source_port, iso_z(second.occurred_at)) == (
         "198.51.100.32", 6346, "2012-03-05T09:10:00Z")
     assert second.warnings == ["date '05/03/2012 09:10:00' is ambiguous: read as DD/MM/YYYY",

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from abuse_desk.core.config import ParserLimits
 from abuse_desk.core.mail import Mail
-from abuse_desk.parsers.arf import (
+from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
+from abuse_desk.parsers.formats.arf import (
     ArfParser,
     base_domain,
     feedback_text,
     parse_feedback_fields,
     reporter_hop,
 )
-from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
 from abuse_desk.parsers.registry import Registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 from abuse_desk.core.mail import Mail
 from abuse_desk.parsers.base import Disposition, ParseResult, Role
-from abuse_desk.parsers.cert import CertParser, row_time, type_from
+from abuse_desk.parsers.formats.cert import CertParser, row_time, type_from
 from abuse_desk.parsers.registry import default_registry
 
 PARSER = CertParser()
@@ -273,7 +273,7 @@ def test_a_date_and_time_under_any_label_is_the_rows_time() -> None:
 
 
 def test_a_notices_text_is_about_what_it_names_first() -> None:
-    from abuse_desk.parsers.cert import type_of_text
+    from abuse_desk.parsers.formats.cert import type_of_text
 
     assert type_of_text("Open resolvers answer anyone and are abused for DDoS attacks.") \
         == "open-service"
@@ -282,7 +282,7 @@ def test_a_notices_text_is_about_what_it_names_first() -> None:
 
 
 def test_the_reporters_own_scan_is_not_a_scan_by_the_host() -> None:
-    from abuse_desk.parsers.cert import type_of_text
+    from abuse_desk.parsers.formats.cert import type_of_text
 
     assert type_of_text("Im Zuge eines Scans wurden Systeme gefunden, die RDP öffentlich "
                         "zugänglich machen.") == "open-service"

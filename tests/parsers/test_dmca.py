@@ -12,7 +12,7 @@ import pytest
 from abuse_desk.core.fields import iso_z
 from abuse_desk.core.mail import Mail
 from abuse_desk.parsers.base import Disposition, ParsedReport
-from abuse_desk.parsers.dmca import DmcaParser, dmca_elements, missing_elements
+from abuse_desk.parsers.formats.dmca import DmcaParser, dmca_elements, missing_elements
 from abuse_desk.parsers.registry import Registry
 
 from tests.support import HANG_GUARD_S, corpus_or_skip

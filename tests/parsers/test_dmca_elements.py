@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from abuse_desk.parsers.base import Disposition
-from abuse_desk.parsers.dmca import DmcaParser, dmca_elements, good_faith_statement
+from abuse_desk.parsers.formats.dmca import DmcaParser, dmca_elements, good_faith_statement
 from abuse_desk.parsers.registry import Registry
 
 REGISTRY = Registry([DmcaParser()])

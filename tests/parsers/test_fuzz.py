@@ -18,7 +18,7 @@ from abuse_desk.classifier import rules
 from abuse_desk.core import fields as common
 from abuse_desk.core import headers
 from abuse_desk.parsers.base import Disposition
-from abuse_desk.parsers.dmca import dmca_elements
+from abuse_desk.parsers.formats.dmca import dmca_elements
 from abuse_desk.parsers.registry import default_registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -11,8 +11,8 @@ import base64
 from pathlib import Path
 
 from abuse_desk.core.config import ParserLimits
-from abuse_desk.parsers.base import FORMATS, Disposition, ParsedReport
-from abuse_desk.parsers.registry import default_registry
+from abuse_desk.parsers.base import Disposition, ParsedReport
+from abuse_desk.parsers.registry import default_registry, known_formats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -97,7 +97,7 @@ def messages(draw: st.DrawFn) -> bytes:
 def check(raw: bytes) -> None:
     result = REGISTRY.parse(raw, LIMITS)
     assert isinstance(result.disposition, Disposition)
-    assert result.format in (*FORMATS, "text")
+    assert result.format in (*known_formats(), "text")
     assert len(result.reports) <= LIMITS.max_reports
     for report in result.reports:
         assert isinstance(report, ParsedReport)

@@ -24,10 +24,10 @@ import pytest
 from abuse_desk.classifier import rules
 from abuse_desk.core.fields import BY_HOST_NO_PARENS, received_from_by
 from abuse_desk.core.mail import drop_scripts
-from abuse_desk.parsers import shadowserver, spamcop
-from abuse_desk.parsers import text as text_parser
 from abuse_desk.parsers.base import Disposition
-from abuse_desk.parsers.dmca import has_good_faith
+from abuse_desk.parsers.formats import shadowserver, spamcop
+from abuse_desk.parsers.formats import text as text_parser
+from abuse_desk.parsers.formats.dmca import has_good_faith
 from abuse_desk.parsers.registry import default_registry
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,9 +49,11 @@ OLD_FROM_BY = re.compile(r"^\s*from\s+(?P<from>.*?)\s+by\s+(?P<by>[^\s;()]+)", r
 # length (where even a cubic pattern of 2,000 characters takes 14 s and is caught).
 BOUNDED = {
     # the 48 characters before an IP on its line (_ip_mentions)
-    "abuse_desk.parsers.text._LABEL": 48,
-    "abuse_desk.parsers.text._VIA_TAIL": 2000,  # the From display name, at most MAX_VALUE_CHARS
-    "abuse_desk.parsers.spamcop._SUBJECT_PARTS": 2000,  # the Subject, cut to 2,000 by arf.clean
+    "abuse_desk.parsers.formats.text._LABEL": 48,
+    # the From display name, at most MAX_VALUE_CHARS
+    "abuse_desk.parsers.formats.text._VIA_TAIL": 2000,
+    # the Subject, cut to 2,000 by arf.clean
+    "abuse_desk.parsers.formats.spamcop._SUBJECT_PARTS": 2000,
     "abuse_desk.classifier.taxonomy._COMPILED": 200,  # a type hint, cut to MAX_HINT_CHARS
 }
 # Super-linear patterns in modules other parts of issue 16 own: reported to their owners
@@ -113,9 +115,9 @@ def test_every_pattern_built_at_run_time_is_covered() -> None:
 
 # Functions that compile patterns from data, and where the check gets their patterns.
 COVERED_ELSEWHERE = {
-    "parsers/acns.py:_tag_patterns": "_built_at_run_time: for the element names",
+    "parsers/formats/acns.py:_tag_patterns": "_built_at_run_time: for the element names",
     "core/fields.py:<module>": "module global abuse_desk.core.fields._BY_AFTER_BLANK",
-    "parsers/guards.py:__init__": "_built_at_run_time: ReplyParser and BounceParser",
+    "parsers/formats/guards.py:__init__": "_built_at_run_time: ReplyParser and BounceParser",
     "core/mail.py:_count_delimiters": "_built_at_run_time: for two boundaries",
     "classifier/rules.py:_build": "module global classifier.rules.RULES (Rule.pattern)",
     "classifier/taxonomy.py:_compile": "module global classifier.taxonomy._COMPILED",
@@ -239,7 +241,7 @@ def _groups(m: re.Match[str] | None, ends_only: bool = False) -> Any:
 def _module_pattern(name: str) -> re.Pattern[str]:
     """``module.NAME`` of a parser, or of the core's mail reading (headers, fields)."""
     module, attr = name.split(".")
-    for package in ("abuse_desk.parsers", "abuse_desk.core"):
+    for package in ("abuse_desk.parsers.formats", "abuse_desk.parsers", "abuse_desk.core"):
         if importlib.util.find_spec(f"{package}.{module}") is not None:
             return getattr(importlib.import_module(f"{package}.{module}"), attr)
     raise LookupError(f"no module {module} among the parsers or the core")

@@ -17,9 +17,9 @@ import pytest
 from abuse_desk.core.config import ParserLimits
 from abuse_desk.core.mail import Mail
 from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
+from abuse_desk.parsers.formats.shadowserver import NOT_ATTACHED, ShadowserverParser
+from abuse_desk.parsers.formats.text import TextParser
 from abuse_desk.parsers.registry import Registry
-from abuse_desk.parsers.shadowserver import NOT_ATTACHED, ShadowserverParser
-from abuse_desk.parsers.text import TextParser
 
 from tests.support import HANG_GUARD_S, ROOT
 
@@ -257,7 +257,7 @@ def test_a_lying_zip_header_is_not_believed() -> None:
 
 
 def test_the_member_stream_stops_past_the_ratio_whatever_was_declared() -> None:
-    from abuse_desk.parsers.shadowserver import _Bounded, _TooLarge
+    from abuse_desk.parsers.formats.shadowserver import _Bounded, _TooLarge
 
     limits = ParserLimits(max_zip_ratio=10, max_zip_uncompressed_bytes=10**9)
     stream = _Bounded(io.BytesIO(b"x" * 100_000), 100, [limits.max_zip_uncompressed_bytes],

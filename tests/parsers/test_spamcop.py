@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from abuse_desk.core.config import ParserLimits
 from abuse_desk.core.mail import Mail
-from abuse_desk.parsers.arf import ArfParser
 from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
+from abuse_desk.parsers.formats.arf import ArfParser
+from abuse_desk.parsers.formats.spamcop import SpamcopParser
 from abuse_desk.parsers.registry import Registry
-from abuse_desk.parsers.spamcop import SpamcopParser
 
 from tests.support import CORPUS, HANG_GUARD_S
 

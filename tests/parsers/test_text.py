@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from abuse_desk.core.mail import Mail
 from abuse_desk.parsers.base import Disposition, ParsedReport
+from abuse_desk.parsers.formats.text import NO_OFFENDER, ZONELESS, TextParser
 from abuse_desk.parsers.registry import Registry
-from abuse_desk.parsers.text import NO_OFFENDER, ZONELESS, TextParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from abuse_desk.core.mail import Mail
 from abuse_desk.parsers.base import Candidate, Role
-from abuse_desk.parsers.text import TextParser
+from abuse_desk.parsers.formats.text import TextParser
 
 PARSER = TextParser()
 

@@ -11,8 +11,8 @@ import pytest
 from abuse_desk.core.fields import iso_z
 from abuse_desk.core.mail import Mail
 from abuse_desk.parsers.base import Disposition, ParsedReport
+from abuse_desk.parsers.formats.xarf import XarfParser, read_fields
 from abuse_desk.parsers.registry import Registry
-from abuse_desk.parsers.xarf import XarfParser, read_fields
 
 from tests.support import HANG_GUARD_S, corpus_or_skip
 

@@ -16,8 +16,8 @@ import pytest
 from abuse_desk.core.fields import iso_z
 from abuse_desk.core.mail import Mail
 from abuse_desk.parsers.base import Disposition, ParsedReport
+from abuse_desk.parsers.formats.xarf_json import XarfJsonParser, validate_v4
 from abuse_desk.parsers.registry import Registry
-from abuse_desk.parsers.xarf_json import XarfJsonParser, validate_v4
 
 from tests.support import HANG_GUARD_S, corpus_or_skip
 

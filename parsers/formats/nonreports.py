@@ -31,10 +31,10 @@ from __future__ import annotations
 import re
 import weakref
 
-from ..core.fields import find_ips, find_urls, refang
-from ..core.headers import parse_address
-from ..core.mail import Mail, _strip_html
-from .base import Disposition, ParseResult, Stage
+from ...core.fields import find_ips, find_urls, refang
+from ...core.headers import parse_address
+from ...core.mail import Mail, _strip_html
+from ..base import Disposition, Format, Parser, ParseResult, Stage
 
 TICKET_ACK = "ticket-ack"
 REPLY_TO_REPORTER = "reply-to-reporter"
@@ -438,12 +438,21 @@ def _answering(mail: Mail, subject: str, text: str, words: str, automatic: bool,
 _FORMATS = {OUT_OF_OFFICE: "autoreply", TICKET_ACK: "autoreply", BOUNCE: "bounce"}
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+NONREPORT = Format("nonreport", machine=False)  # other desks' answers, surveys, ...
+BOUNCE_FORMAT = Format("bounce", machine=True)  # a delivery status notification
+AUTOREPLY_FORMAT = Format("autoreply", machine=True)  # out of office, ticket acknowledgements
+
+
 class NonReportParser:
     """Acknowledgements, other desks' answers, surveys, newsletters, challenges, bounces in
     words and absence notices: ignored, with their kind and why."""
 
     name = "nonreport"
     stage = Stage.GUARD
+    formats = (NONREPORT, AUTOREPLY_FORMAT, BOUNCE_FORMAT)
+    order = 40
 
     def __init__(self, message_id_domain: str | None = None) -> None:
         self._own_domain = (message_id_domain or "").lower().strip(".") or None
@@ -465,3 +474,8 @@ class NonReportParser:
 
 
 __all__ = ["KINDS", "NonReportParser", "classify", "has_evidence", "own_text"]
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [NonReportParser(message_id_domain)]

@@ -1,6 +1,6 @@
 """XARF JSON: v4 (``xarf_version`` 4.x) and abusix's older v1-v3 (``ReporterInfo`` / ``Report``).
 
-Transports (FORMATS.md section 4): an attached ``xarf.json`` or any ``application/json`` part with
+Transports: an attached ``xarf.json`` or any ``application/json`` part with
 XARF keys; ARF carrying it (``multipart/report``, part 2 ``Feedback-Type: xarf``, part 3 the JSON,
 usually base64); or the JSON bare in a text/plain body. Real senders also send empty parts and
 invalid JSON: those give a report that needs review (with part 2's Source-IP, if there is one),
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
-from ..core.fields import (
+from ...core.fields import (
     clean_ip,
     domains_of,
     excerpt,
@@ -34,8 +34,9 @@ from ..core.fields import (
     refang,
     unique,
 )
-from ..core.mail import Mail, Part, decode_text
-from .base import Disposition, ParsedReport, ParseResult, Stage
+from ...core.mail import Mail, Part, decode_text
+from ..base import Disposition, Format, ParsedReport, Parser, ParseResult, Stage
+from .xarf import XARF
 
 MAX_JSON_BYTES = 5 * 1024 * 1024
 MAX_JSON_PARTS = 20
@@ -80,11 +81,61 @@ _CATEGORY_OF = {t: c for c, types in V4_TYPES.items() for t in types}
 ABUSIX_VERSIONS = ("1", "2", "3", "alpha")
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+# XARF v4 category/type (the xarf-spec schema), and a bare category when the report
+# named no type.
+XARF4_VOCABULARY: dict[str, tuple[str, float]] = {
+    "messaging/spam": ("spam", 0.95),
+    "messaging/bulk_messaging": ("spam", 0.8),
+    "connection/login_attack": ("hacking", 0.95),
+    "connection/port_scan": ("port-scan", 0.95),
+    "connection/ddos": ("ddos", 0.95),
+    "connection/infected_host": ("malware", 0.95),
+    "connection/reconnaissance": ("port-scan", 0.8),
+    "connection/scraping": ("hacking", 0.5),
+    "connection/sql_injection": ("hacking", 0.95),
+    "connection/vulnerability_scan": ("port-scan", 0.8),
+    "content/phishing": ("phishing", 0.95),
+    "content/malware": ("malware", 0.95),
+    "content/csam": ("illegal", 0.95),
+    "content/csem": ("illegal", 0.95),
+    "content/exposed_data": ("open-service", 0.6),
+    "content/brand_infringement": ("copyright", 0.7),
+    "content/fraud": ("fraud", 0.95),
+    "content/remote_compromise": ("hacking", 0.85),
+    "content/suspicious_registration": ("fraud", 0.6),
+    "copyright/copyright": ("copyright", 0.95),
+    "copyright/cyberlocker": ("copyright", 0.95),
+    "copyright/ugc_platform": ("copyright", 0.95),
+    "copyright/link_site": ("copyright", 0.95),
+    "copyright/usenet": ("copyright", 0.95),
+    "copyright/p2p": ("copyright", 0.95),
+    "infrastructure/botnet": ("malware", 0.95),
+    "infrastructure/compromised_server": ("malware", 0.85),
+    "reputation/blocklist": ("spam", 0.5),
+    "reputation/threat_intelligence": ("malware", 0.5),
+    "vulnerability/cve": ("open-service", 0.85),
+    "vulnerability/open_service": ("open-service", 0.95),
+    "vulnerability/misconfiguration": ("open-service", 0.8),
+    "messaging": ("spam", 0.6),
+    "connection": ("hacking", 0.4),
+    "content": ("phishing", 0.3),
+    "copyright": ("copyright", 0.9),
+    "infrastructure": ("malware", 0.6),
+    "reputation": ("spam", 0.4),
+    "vulnerability": ("open-service", 0.7),
+}
+XARF4 = Format("xarf4", machine=True, vocabulary=XARF4_VOCABULARY)
+
+
 class XarfJsonParser:
     """XARF JSON reports, v4 and abusix v1-v3, however they were carried."""
 
     name = "xarf-json"
     stage = Stage.STRUCTURAL
+    formats = (XARF, XARF4)
+    order = 10
 
     def matches(self, mail: Mail) -> bool:
         return bool(_feedback_parts(mail) or json_parts(mail))
@@ -635,3 +686,8 @@ def _abusix(doc: dict[str, Any], mail: Mail) -> ParsedReport:
         "ongoing": body.get("Ongoing") if isinstance(body.get("Ongoing"), bool) else None,
     })
     return report
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [XarfJsonParser()]

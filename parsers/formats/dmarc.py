@@ -33,10 +33,10 @@ from typing import Any
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 
-from ..core.fields import iso_z
-from ..core.headers import parse_address
-from ..core.mail import Mail, Part
-from .base import Disposition, ParseResult, Stage
+from ...core.fields import iso_z
+from ...core.headers import parse_address
+from ...core.mail import Mail, Part
+from ..base import Disposition, Format, Parser, ParseResult, Stage
 
 AGGREGATE = "dmarc-aggregate"
 FAILURE = "dmarc-failure"
@@ -356,11 +356,22 @@ def read_aggregate_leniently(data: bytes) -> dict[str, Any] | None:
             "period_begin": _epoch(found["begin"]), "period_end": _epoch(found["end"])}
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+DMARC_AGGREGATE = Format("dmarc-aggregate", machine=True)
+
+DMARC_FAILURE = Format("dmarc-failure", machine=True)
+
+TLS_REPORT = Format("tls-report", machine=True)
+
+
 class DmarcParser:
     """DMARC aggregate and failure reports and SMTP TLS reports: ignored, with their kind."""
 
     name = "dmarc"
     stage = Stage.GUARD
+    formats = (DMARC_AGGREGATE, DMARC_FAILURE, TLS_REPORT)
+    order = 30
 
     @staticmethod
     def _might_be(mail: Mail) -> bool:
@@ -503,3 +514,8 @@ class DmarcParser:
 
 
 __all__ = ["AGGREGATE", "FAILURE", "KINDS", "TLS", "DmarcParser", "read_aggregate", "read_tls"]
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [DmarcParser()]

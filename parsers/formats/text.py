@@ -39,7 +39,7 @@ from email.policy import compat32
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..core.fields import (
+from ...core.fields import (
     IPV4_RE,
     IPV6_RE,
     clean_ip,
@@ -52,9 +52,9 @@ from ..core.fields import (
     refang,
     unique,
 )
-from ..core.headers import parse_address
-from ..core.mail import Mail, drop_scripts
-from ..core.received import (  # noqa: F401 - the Received readers' linear-time helpers
+from ...core.headers import parse_address
+from ...core.mail import Mail, drop_scripts
+from ...core.received import (  # noqa: F401 - the Received readers' linear-time helpers
     Hop,
     _bracketed,
     _first_parenthesized,
@@ -63,11 +63,13 @@ from ..core.received import (  # noqa: F401 - the Received readers' linear-time 
     is_documentation,
     read_chain,
 )
-from .base import (
+from ..base import (
     NOT_OFFENDERS,
     Candidate,
     Disposition,
+    Format,
     ParsedReport,
+    Parser,
     ParseResult,
     Role,
     Stage,
@@ -693,9 +695,27 @@ def _host_candidates(text: str, urls: list[str], defanged: list[str],
 # -- the parser -----------------------------------------------------------------------------
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+# The free-text parser's keyword guess (parsers/text.py): a hint, never decisive.
+TEXT_VOCABULARY: dict[str, tuple[str, float]] = {
+    "phishing": ("phishing", 0.45),
+    "copyright": ("copyright", 0.45),
+    "ddos": ("ddos", 0.45),
+    "brute_force": ("hacking", 0.45),
+    "botnet": ("malware", 0.45),
+    "malware": ("malware", 0.45),
+    "scan": ("port-scan", 0.4),
+    "spam": ("spam", 0.4),
+}
+TEXT = Format("text", machine=False, vocabulary=TEXT_VOCABULARY, hint_only=True)
+
+
 class TextParser:
     name = "text"
     stage = Stage.FALLBACK
+    formats = (TEXT,)
+    order = 10
 
     def matches(self, mail: Mail) -> bool:
         return True
@@ -1018,3 +1038,8 @@ def _defanged_domains(text: str) -> list[str]:
         if len(found) >= MAX_LISTED:
             break
     return unique(found)
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [TextParser()]

@@ -3,7 +3,7 @@ Microsoft JMRP complaints, which are not ARF but say the same thing.
 
 An ARF message is three parts: a human-readable text, a ``message/feedback-report`` field block,
 and the original message (``message/rfc822``) or its headers (``text/rfc822-headers``). Real senders
-bend all of it (FORMATS.md section 1), so the field block is found anywhere in the MIME tree
+bend all of it, so the field block is found anywhere in the MIME tree
 (also inside ``multipart/mixed``, in an ARF forwarded as a ``message/rfc822`` attachment, or as a
 part named ``report.txt``), and its fields are read leniently: any case, folded, bare lines such
 as a URL, several fields on one line, an empty part, duplicates (the first is kept, with a
@@ -30,7 +30,7 @@ from email.message import Message
 from email.policy import compat32
 from typing import Any
 
-from ..core.fields import (
+from ...core.fields import (
     BY_HOST_NO_PARENS,
     clean_ip,
     domains_of,
@@ -41,10 +41,11 @@ from ..core.fields import (
     refang,
     unique,
 )
-from ..core.headers import ADDRESS_HEADERS, clean_address, clean_value, parse_address
-from ..core.mail import Mail, Part, decode_text, decode_transfer
-from ..core.received import provider_network, same_provider
-from .base import Disposition, ParsedReport, ParseResult, Stage
+from ...core.headers import ADDRESS_HEADERS, clean_address, clean_value, parse_address
+from ...core.mail import Mail, Part, decode_text, decode_transfer
+from ...core.policy import NOT_ABUSE
+from ...core.received import provider_network, same_provider
+from ..base import Disposition, Format, ParsedReport, Parser, ParseResult, Stage
 
 MAX_FIELD_BYTES = 64 * 1024  # a field block is a few hundred bytes; more is read no further
 MAX_FIELD_LINES = 2000
@@ -816,11 +817,41 @@ def _has_json(mail: Mail) -> bool:
                for p in mail.parts)
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+# ARF Feedback-Type (RFC 5965, 6430, 6591) and values seen in the wild.
+ARF_VOCABULARY: dict[str, tuple[str, float]] = {
+    "abuse": ("spam", 0.95),
+    "spam": ("spam", 0.9),  # not registered, but says what it means
+    "virus": ("virus-spam", 0.9),
+    "fraud": ("fraud", 0.55),  # "some kind of fraud or phishing activity": the text decides
+    "other": ("spam", 0.5),
+    "missing": ("spam", 0.55),  # no Feedback-Type: almost always a feedback-loop complaint
+    "opt-out": ("spam", 0.5),  # an unsubscribe request sent as a complaint
+    "auth-failure": ("spam", 0.4),  # a failed DKIM/SPF check is not a complaint by itself
+    "not-spam": (NOT_ABUSE, 0.95),
+}
+ARF = Format("arf", machine=True, vocabulary=ARF_VOCABULARY, trusted_senders=(
+    ("Yahoo CFL", ("feedback@arf.mail.yahoo.com",)),
+    ("Validity FBL", ("feedbackloop@*.senderscore.net",)),
+    ("Cox FBL", ("feedbackloop@fbl.cox.net",)),
+    ("Fastmail FBL", ("feedbackloop@fbl.fastmail.com",)),
+    ("Rackspace FBL", ("feedbackloop@fbl.apps.rackspace.com",)),
+    ("Spectrum FBL", ("feedbackloop@feedback.postmaster.rr.com",)),
+    ("Synacor FBL", ("feedbackloop@fbl.synacor.com",)),
+    ("OpenSRS FBL", ("feedbackloop@fbl.hostedemail.com",)),
+    ("USA.net FBL", ("feedbackloop@fbl.usa.net",)),
+    ("Zoho FBL", ("feedbackloop@fbl.zoho.com",)),
+))
+
+
 class ArfParser:
     """RFC 5965/6591/6692/6430 feedback reports, and Microsoft JMRP complaints."""
 
     name = "arf"
     stage = Stage.STRUCTURAL
+    formats = (ARF,)
+    order = 40
 
     def matches(self, mail: Mail) -> bool:
         if not has_feedback_part(mail):
@@ -846,3 +877,8 @@ class ArfParser:
                                reports=[jmrp_report(mail, inner)])
         return ParseResult(disposition=Disposition.REPORT, format="arf",
                            review_reasons=["no feedback report found in this message"])
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [ArfParser()]

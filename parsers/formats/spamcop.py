@@ -2,7 +2,7 @@
 
 SpamCop mail comes from ``<id>@reports.spamcop.net`` with a subject ``[SpamCop (<ip-or-url>)
 id:<id>]<original subject>`` (older: ``[SpamCop:<ip>,id:<id>]``). Its body names the offender in
-one of two ways (FORMATS.md section 2)::
+one of two ways::
 
     Email from 198.51.100.23 / Tue, 03 Mar 2020 14:07:02 -0500        the spam's source
 
@@ -27,16 +27,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..core.fields import (
-    clean_ip,
-    domains_of,
-    excerpt,
-    host_of,
-    parse_time,
-    refang,
-    unique,
-)
-from ..core.mail import Mail, decode_text
+from ...core.fields import clean_ip, domains_of, excerpt, host_of, parse_time, refang, unique
+from ...core.mail import Mail, decode_text
+from ..base import Disposition, Format, ParsedReport, Parser, ParseResult, Stage
 from .arf import (
     FeedbackFields,
     Original,
@@ -50,7 +43,6 @@ from .arf import (
     read_original,
     uris_of,
 )
-from .base import Disposition, ParsedReport, ParseResult, Stage
 
 MAX_TEXT = 256 * 1024  # of the report text searched for the SpamCop lines
 MAX_SITES = 100  # spamvertised sites in one report
@@ -97,11 +89,26 @@ def _is_admin(mail: Mail) -> bool:
     return sender.endswith("@admin.spamcop.net") and _subject(mail).lower().startswith("[spamcop]")
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+SPAMCOP_VOCABULARY: dict[str, tuple[str, float]] = {
+    "spam": ("spam", 0.95),
+    "spamvertised": ("spamvertising", 0.95),
+    "summary": ("spam", 0.85),
+    "alert": ("spam", 0.6),
+}
+SPAMCOP = Format("spamcop", machine=True, vocabulary=SPAMCOP_VOCABULARY, trusted_senders=(
+    ("SpamCop", ("*.spamcop.net",)),
+))
+
+
 class SpamcopParser:
     """SpamCop's individual reports (ARF and text style) and its summary reports."""
 
     name = "spamcop"
     stage = Stage.STRUCTURAL
+    formats = (SPAMCOP,)
+    order = 20
 
     def matches(self, mail: Mail) -> bool:
         sender = _sender(mail) or ""
@@ -355,3 +362,8 @@ def _summary_time(m: re.Match[str], sent: datetime | None, report: ParsedReport)
                                    "summary's Date")
             return
     report.warnings.append(f"unreadable summary start time {raw!r}")
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [SpamcopParser()]

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..core.fields import (
+from ...core.fields import (
     clean_ip,
     excerpt,
     find_urls,
@@ -46,9 +46,9 @@ from ..core.fields import (
     parse_time,
     unique,
 )
-from ..core.headers import parse_address
-from ..core.mail import Mail, Part
-from .base import Disposition, ParsedReport, ParseResult, Stage
+from ...core.headers import parse_address
+from ...core.mail import Mail, Part
+from ..base import Disposition, Format, ParsedReport, Parser, ParseResult, Stage
 
 PREFIX = "shadowserver:"
 NOT_ATTACHED = "Shadowserver report not attached: download link only"
@@ -123,9 +123,54 @@ class _Context:
             self.review_reasons.append(text)
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+# Shadowserver legacy report names (before the scan_/event4_ families); see _PATTERNS.
+SHADOWSERVER_VOCABULARY: dict[str, tuple[str, float]] = {
+    "botnet_drone": ("malware", 0.9),
+    "sinkhole_http_drone": ("malware", 0.9),
+    "microsoft_sinkhole": ("malware", 0.9),
+    "cc_ip": ("malware", 0.9),
+    "botnet_cc": ("malware", 0.9),
+    "dns_openresolver": ("open-service", 0.9),
+    "ntp_monitor": ("open-service", 0.9),
+    "ntp_version": ("open-service", 0.9),
+    "open_proxy": ("open-service", 0.9),
+    "ssl_scan": ("open-service", 0.85),
+    "drone_brute_force": ("hacking", 0.9),
+    "spam_url": ("spamvertising", 0.85),
+    "phish_url": ("phishing", 0.85),
+    "compromised_website": ("malware", 0.75),
+    "scan_synfulknock": ("malware", 0.85),  # an implanted router, not an open service
+}
+SHADOWSERVER_PATTERNS: tuple[tuple[str, str, float], ...] = (
+    (r"brute_?force", "hacking", 0.9),  # event4_honeypot_brute_force
+    (r"ddos|amplification", "ddos", 0.8),  # event4_honeypot_ddos_amp, event4_ddos_participant
+    (r"darknet", "port-scan", 0.8),  # event4_honeypot_darknet
+    (r"honeypot_http_scan", "hacking", 0.7),  # web exploitation attempts
+    (r"honeypot_\w*scan", "port-scan", 0.7),  # event4_honeypot_ics_scan, ...
+    (r"phish", "phishing", 0.85),
+    (r"spam_url", "spamvertising", 0.85),
+    (r"spam", "spam", 0.7),
+    (r"sinkhole|botnet|drone|(^|_)cc(_|$)|sandbox|malware|infection", "malware", 0.9),
+    (r"compromised", "malware", 0.75),
+    (r"^scan6?_", "open-service", 0.9),  # every scanner report of an exposed service
+    (r"openresolver|^open_|_open$", "open-service", 0.9),
+    (r"vulnerable|poodle|freak", "open-service", 0.85),
+    (r"^(blocklist|blacklist)", "spam", 0.5),  # the listing's reason column varies
+    (r"ip_spoofer", "open-service", 0.5),
+    (r"^population6?_|^device_id", "open-service", 0.4),  # inventories, not complaints
+)
+SHADOWSERVER = Format("shadowserver", machine=True, vocabulary=SHADOWSERVER_VOCABULARY,
+                      patterns=SHADOWSERVER_PATTERNS,
+                      trusted_senders=(("Shadowserver", ("autoreports@shadowserver.org",)),))
+
+
 class ShadowserverParser:
     name = "shadowserver"
     stage = Stage.STRUCTURAL
+    formats = (SHADOWSERVER,)
+    order = 60
 
     def matches(self, mail: Mail) -> bool:
         from_shadowserver = _from_shadowserver(mail)
@@ -624,3 +669,8 @@ def _link_only_report(mail: Mail, ctx: _Context) -> ParsedReport:
         report.inferred.append("occurred_at")
         report.warnings.append("no rows: the time is the message's Date")
     return report
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [ShadowserverParser()]

@@ -25,19 +25,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
-from ..core.fields import (
-    clean_ip,
-    excerpt,
-    find_ips,
-    find_urls,
-    host_of,
-    parse_time,
-    refang,
-)
-from ..core.headers import parse_address
-from ..core.mail import Mail
-from .base import Candidate, Disposition, ParsedReport, ParseResult, Role, Stage
-from .tables import (
+from ...core.fields import clean_ip, excerpt, find_ips, find_urls, host_of, parse_time, refang
+from ...core.headers import parse_address
+from ...core.mail import Mail
+from ..base import Candidate, Disposition, Format, ParsedReport, Parser, ParseResult, Role, Stage
+from ..tables import (
     Table,
     body_texts,
     clean_cell_ip,
@@ -379,9 +371,34 @@ def _evidence(row: dict[str, str]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in row.items() if v)[:1024]
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+# CERT, CSIRT, scanner and blocklist notices (parsers/cert.py): the notice or its row
+# states the type, and a machine format decides its own type with full confidence.
+CERT_VOCABULARY: dict[str, tuple[str, float]] = {
+    "bot": ("malware", 1.0),
+    "malware": ("malware", 1.0),
+    "infected": ("malware", 1.0),
+    "compromised": ("malware", 1.0),
+    "open-service": ("open-service", 1.0),
+    "vulnerable": ("open-service", 1.0),
+    "ddos-amplifier": ("open-service", 1.0),
+    "ddos": ("ddos", 1.0),
+    "brute-force": ("hacking", 1.0),
+    "hacking": ("hacking", 1.0),
+    "exploit": ("hacking", 1.0),
+    "scan": ("port-scan", 1.0),
+    "phishing": ("phishing", 1.0),
+    "spam": ("spam", 1.0),
+}
+CERT = Format("cert", machine=True, vocabulary=CERT_VOCABULARY)
+
+
 class CertParser:
     name = "cert"
     stage = Stage.SENDER
+    formats = (CERT,)
+    order = 10
 
     def matches(self, mail: Mail) -> bool:
         head = f"{mail.from_} {mail.subject}"
@@ -513,3 +530,8 @@ class CertParser:
                         host.candidates.append(Candidate(other, role, 0.0 if role in (
                             Role.C2, Role.VICTIM) else 0.3, context=lab[:100]))
         return hosts
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [CertParser()]

@@ -1,4 +1,4 @@
-"""ACNS XML copyright notices (FORMATS.md section 5): one report per ``<Infringement>``.
+"""ACNS XML copyright notices (the ACNS 2.0 schema): one report per ``<Infringement>``.
 
 Where the XML is::
 
@@ -20,9 +20,9 @@ The human text beside the XML is checked for the 512(c)(3)(A) elements (``dmca_e
 extra, as in ``parsers/dmca.py``) but never flagged: P2P notices to an access provider are
 512(a) matters, where those elements are not what decides.
 
-MarkMonitor's ``<InvestigationInfo>`` (one report per ``Case``) is read as FORMATS.md describes
-it (no sample was at hand to check): its dates are DD/MM/YYYY, ambiguous when both numbers are
-12 or less, so read that way and flagged.
+MarkMonitor's ``<InvestigationInfo>`` (one report per ``Case``) is read as its senders' notes
+describe it (no sample was at hand to check): its dates are DD/MM/YYYY, ambiguous when both
+numbers are 12 or less, so read that way and flagged.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 
-from ..core.fields import (
+from ...core.fields import (
     clean_ip,
     domains_of,
     excerpt,
@@ -50,9 +50,9 @@ from ..core.fields import (
     refang,
     unique,
 )
-from ..core.headers import parse_address
-from ..core.mail import Mail, Part, decode_text
-from .base import Disposition, ParsedReport, ParseResult, Stage
+from ...core.headers import parse_address
+from ...core.mail import Mail, Part, decode_text
+from ..base import Disposition, Format, ParsedReport, Parser, ParseResult, Stage
 from .dmca import dmca_elements, notice_text, undo_dash_escaping
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # of one part, scanned for XML (real notices: under 10 KiB)
@@ -633,11 +633,27 @@ def _better(one: ParsedReport, other: ParsedReport) -> ParsedReport:
     return better
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+# ACNS source types as the ACNS parser names them; any other ACNS notice: see _PATTERNS.
+ACNS_VOCABULARY: dict[str, tuple[str, float]] = {
+    "p2p": ("copyright", 0.95),
+    "http": ("copyright", 0.95),
+    "usenet": ("copyright", 0.95),
+}
+# any other ACNS notice is a copyright notice
+ACNS_PATTERNS: tuple[tuple[str, str, float], ...] = ((r".", "copyright", 0.9),)
+ACNS = Format("acns", machine=True, vocabulary=ACNS_VOCABULARY, patterns=ACNS_PATTERNS,
+              trusted_senders=(("IP-Echelon", ("ip-echelon.com",)),))
+
+
 class AcnsParser:
     """ACNS XML notices, inline (PGP-signed or not), attached or both: one report per notice."""
 
     name = "acns"
     stage = Stage.STRUCTURAL
+    formats = (ACNS,)
+    order = 50
 
     def matches(self, mail: Mail) -> bool:
         for part in mail.parts:
@@ -680,3 +696,8 @@ class AcnsParser:
                 report.extra["dmca_elements"] = elements
         result.reports = reports
         return result
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [AcnsParser()]

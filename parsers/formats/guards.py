@@ -22,10 +22,16 @@ from __future__ import annotations
 
 import re
 
-from ..core.fields import find_ips, find_urls, refang
-from ..core.mail import Mail
-from .base import Disposition, ParseResult, Stage
-from .nonreports import asks_for_action, has_evidence, own_text
+from ...core.fields import find_ips, find_urls, refang
+from ...core.mail import Mail
+from ..base import Disposition, Format, Parser, ParseResult, Stage
+from .nonreports import (
+    AUTOREPLY_FORMAT,
+    BOUNCE_FORMAT,
+    asks_for_action,
+    has_evidence,
+    own_text,
+)
 
 # "[Abuse Case C-2026-000123]" as our subjects carry it, or "[C-2026-000123]" as notices ask
 # customers to quote it.
@@ -74,12 +80,23 @@ def case_reference(subject: str | None) -> str | None:
     return tag.group(1).upper() if tag else None
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+REPLY = Format("reply", machine=False)  # a customer's answer to our notice
+
+BOUNCE = Format("bounce", machine=True)  # a delivery status notification
+
+AUTOREPLY = Format("autoreply", machine=True)  # out of office, ticket acknowledgements
+
+
 class ReplyParser:
     """A message that names one of our mails: our Message-ID in In-Reply-To/References, or our
     reply address among its recipients. The workflow checks that the mail exists."""
 
     name = "reply"
     stage = Stage.GUARD
+    formats = (REPLY,)
+    order = 10
 
     def __init__(self, message_id_domain: str = "abuse-desk.localhost") -> None:
         self._ours = re.compile(r"<[^<>@\s]+@" + re.escape(message_id_domain.lower()) + ">")
@@ -113,6 +130,8 @@ class BounceParser:
 
     name = "bounce"
     stage = Stage.GUARD
+    formats = (BOUNCE_FORMAT,)
+    order = 20
 
     def __init__(self, message_id_domain: str = "abuse-desk.localhost") -> None:
         self._ours = re.compile(
@@ -167,6 +186,8 @@ class AutoReplyParser:
 
     name = "autoreply"
     stage = Stage.GUARD
+    formats = (AUTOREPLY_FORMAT,)
+    order = 50
 
     def matches(self, mail: Mail) -> bool:
         if not self._marked(mail):
@@ -194,3 +215,8 @@ class AutoReplyParser:
         kind = "ticket-ack" if _ACK_SUBJECT.search(mail.subject) else "out-of-office"
         return ParseResult(disposition=Disposition.IGNORED, format="autoreply",
                            extra={"non_report": kind, "why": "an auto-reply"})
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [ReplyParser(message_id_domain), BounceParser(message_id_domain), AutoReplyParser()]

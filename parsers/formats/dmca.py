@@ -42,7 +42,7 @@ from email.utils import getaddresses
 from itertools import islice, pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..core.fields import (
+from ...core.fields import (
     clean_ip,
     domains_of,
     excerpt,
@@ -53,9 +53,9 @@ from ..core.fields import (
     refang,
     unique,
 )
-from ..core.headers import parse_address
-from ..core.mail import Mail
-from .base import Disposition, ParsedReport, ParseResult, Stage
+from ...core.headers import parse_address
+from ...core.mail import Mail
+from ..base import Disposition, Format, ParsedReport, Parser, ParseResult, Stage
 
 MAX_TEXT_CHARS = 512 * 1024  # real notices are under 20 KiB
 MAX_MATCH_CHARS = 64 * 1024  # how much of the body `matches` reads
@@ -638,11 +638,22 @@ def reads_as_notice(subject: str, body: str) -> bool:
     return bool(_PERJURY.search(body) and good_faith_statement(body))
 
 
+# -- the format, as the registry and the classifier know it ------------------------------
+
+DMCA_VOCABULARY: dict[str, tuple[str, float]] = {
+    "notice": ("copyright", 0.95),
+}
+DMCA_PATTERNS: tuple[tuple[str, str, float], ...] = ((r".", "copyright", 0.9),)
+DMCA = Format("dmca", machine=False, vocabulary=DMCA_VOCABULARY, patterns=DMCA_PATTERNS)
+
+
 class DmcaParser:
     """Free-text copyright notices: one report, with the 512(c)(3)(A) elements checked."""
 
     name = "dmca"
     stage = Stage.SENDER
+    formats = (DMCA,)
+    order = 20
 
     def matches(self, mail: Mail) -> bool:
         body = mail.body_text(limit=MAX_MATCH_CHARS)
@@ -692,3 +703,8 @@ class DmcaParser:
         if not report.source_ip and not report.urls:
             report.review_reasons.append("the notice names no IP address or URL")
         return ParseResult(Disposition.REPORT, "dmca", split_rows(report, text))
+
+
+def parsers(message_id_domain: str) -> list[Parser]:
+    """This file's parsers, for the registry (*message_id_domain*: our notices' Message-IDs)."""
+    return [DmcaParser()]

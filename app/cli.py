@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     parse = add("parse", "parse mail files and print their reports, storing nothing",
                 "Run the parsers on each FILE (a raw message, e.g. .eml) and print what the desk "
                 "would make of it: disposition, format and reports. Nothing is stored. "
-                "Category, type and customer are empty until the classifier exists.")
+                "Category, type and customer come from the classifier over the configured "
+                "database's customers and model; without a database (or one not at the code's "
+                "schema) they stay empty, and nothing is created or upgraded.")
     parse.add_argument("files", nargs="+", type=Path, metavar="FILE")
     parse.add_argument("--json", action="store_true",
                        help="one JSON object per file, one per line")

@@ -1,1 +1,2 @@
-"""Intake: the SMTP listener and the importers. They store a message durably and hand its id on."""
+"""Intake: the SMTP listener and `abuse-desk import`. They store a message durably (the
+group-commit store) before they accept it, and hand its id on to the workers."""

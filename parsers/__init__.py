@@ -1,1 +1,2 @@
-"""Parsers: one module per report format (see the parsers issue); shared header reading for now."""
+"""Parsers: what a message says. The registry (registry.py) tries the formats (one file each,
+formats/) and gives a disposition and reports; base.py holds what every parser takes and gives."""

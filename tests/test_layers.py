@@ -186,9 +186,16 @@ def test_nothing_imports_a_stage_by_its_bare_folder_name(where: str) -> None:
     assert bare == []
 
 
-def test_every_package_folder_is_installed() -> None:
-    """A folder with an __init__.py under a mapped folder is a package the wheel must list."""
+def test_every_folder_is_installed() -> None:
+    """Each folder under a mapped one (a package, or the data beside one: templates, static
+    files, migrations) is listed for the wheel, and nothing listed is missing: a new folder
+    fails here, not as a file missing from an install."""
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    listed = set(setuptools["packages"])
+    folders = set()
+    for package, folder in package_dirs().items():
+        for path in (folder, *folder.rglob("*")):
+            if path.is_dir() and "__pycache__" not in path.parts:
+                folders.add(".".join((package, *path.relative_to(folder).parts)))
+    assert folders == set(setuptools["packages"])
     packages = {name for name, path in modules().items() if path.name == "__init__.py"}
-    assert packages == listed
+    assert packages <= folders

@@ -1,1 +1,2 @@
-"""The desk's web side: for now the health page and /metrics."""
+"""The web desk: login and accounts, the review queue, cases, the dashboard, the JSON API,
+the customers' self-service pages, /healthz and /metrics (app.py builds the Starlette app)."""

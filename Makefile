@@ -56,7 +56,7 @@ test: $(STAMP)
 # 0.9.10's EINVAL from Python's time.sleep in that mode.
 AT          ?= 2026-12-31 23:40:00 UTC
 TIME_SUITES ?= tests/workflow tests/classifier tests/web tests/ingest/test_importer.py \
-               tests/ingest/test_store.py tests/test_cli.py
+               tests/ingest/test_store.py tests/casework tests/app/test_cli.py
 test-at: $(STAMP)
 	@command -v faketime >/dev/null || { echo "make test-at needs faketime (apt-get install faketime)" >&2; exit 2; }
 	FAKETIME_DONT_FAKE_MONOTONIC=1 PYTHONPATH=tests/faketime faketime "$(AT)" \

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from abuse_desk.core.clock import as_aware_utc, fixed_clock, parse_instant, system_clock
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("abuse_desk", "ingest", "parsers", "classifier", "workflow", "web")
 CLOCK_MODULE = ROOT / "abuse_desk" / "clock.py"
 

@@ -14,7 +14,7 @@ from abuse_desk.core.models import Event
 from abuse_desk.workflow import cases
 from sqlalchemy import select
 
-from .workflow_support import (
+from tests.workflow.workflow_support import (
     START,
     Clock,
     arf,

@@ -59,48 +59,45 @@ def _lock_case(conn: Connection, case_id: int) -> Any:
     return conn.execute(select(Case).where(Case.id == case_id).with_for_update()).one()
 
 
+# Which case states each mail or deadline step runs in (None: any); due in another state, the
+# step is skipped with the reason ("case is resolved"): a reminder never reaches a resolved case.
+MAIL_STEP_STATES: dict[str, frozenset[CaseState] | None] = {
+    "notice": frozenset({CaseState.OPEN}),
+    "reminder": frozenset({CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED}),
+    "update": frozenset({CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED,
+                         CaseState.ESCALATED, CaseState.RESTRICTED}),
+    "escalation": frozenset({CaseState.ESCALATED}),
+    "resolved": frozenset({CaseState.RESOLVED}),
+    "action": None,  # the customer is told of an action whatever the case became since
+    "deadline": frozenset(cases.ACTIVE),
+}
+
+
 def _mail_step(conn: Connection, wf: Workflow, case: Any, step: Any,
                now: datetime) -> tuple[str | None, int | None]:
-    """(why skipped, or None; the notice written, if any) for a mail or deadline step."""
+    """(why skipped, or None; the notice written, if any) for a mail or deadline step: a
+    deadline escalates the case unless it was extended; every other kind writes its notice
+    (the first notice also marks the case notified)."""
     state = CaseState(case.state)
     kind = step.kind
-    detail = dict(step.detail or {})
-    if kind == "notice":
-        if state is not CaseState.OPEN:
-            return f"case is {state.value}", None
-        notice = create_notice(conn, wf.writer, case.id, "notice", step.id, now, detail)
-        conn.execute(update(Case).where(Case.id == case.id).values(
-            state=CaseState.NOTIFIED.value, updated_at=now))
-        cases.event(conn, now, cases.SYSTEM, case.id, "notified", notice_id=notice)
-        return None, notice
-    if kind == "reminder":
-        if state not in (CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED):
-            return f"case is {state.value}", None
-        return None, create_notice(conn, wf.writer, case.id, "reminder", step.id, now, detail)
-    if kind == "update":
-        if state not in (CaseState.NOTIFIED, CaseState.CUSTOMER_RESPONDED,
-                         CaseState.ESCALATED, CaseState.RESTRICTED):
-            return f"case is {state.value}", None
-        return None, create_notice(conn, wf.writer, case.id, "update", step.id, now, detail)
-    if kind == "escalation":
-        if state is not CaseState.ESCALATED:
-            return f"case is {state.value}", None
-        return None, create_notice(conn, wf.writer, case.id, "escalation", step.id, now, detail)
-    if kind == "resolved":
-        if state is not CaseState.RESOLVED:
-            return f"case is {state.value}", None
-        return None, create_notice(conn, wf.writer, case.id, "resolved", step.id, now, detail)
-    if kind == "action":
-        return None, create_notice(conn, wf.writer, case.id, "action", step.id, now, detail)
+    if kind not in MAIL_STEP_STATES:
+        return f"unknown step kind {kind!r}", None
+    allowed = MAIL_STEP_STATES[kind]
+    if allowed is not None and state not in allowed:
+        return f"case is {state.value}", None
     if kind == "deadline":
-        if state not in cases.ACTIVE:
-            return f"case is {state.value}", None
         deadline = as_utc(case.deadline_at)
         if deadline is not None and deadline > now:
             return "deadline was extended", None
         cases.deadline_passed(conn, wf.config.workflow, case, now)
         return None, None
-    return f"unknown step kind {kind!r}", None
+    notice = create_notice(conn, wf.writer, case.id, kind, step.id, now,
+                           dict(step.detail or {}))
+    if kind == "notice":
+        conn.execute(update(Case).where(Case.id == case.id).values(
+            state=CaseState.NOTIFIED.value, updated_at=now))
+        cases.event(conn, now, cases.SYSTEM, case.id, "notified", notice_id=notice)
+    return None, notice
 
 
 @dataclass

@@ -115,7 +115,7 @@ def check_files(config: Config) -> None:
     """The Maildir outbox holds notices with customers' and reporters' data: an existing one
     open to other users is closed (a warning says so) or, when it belongs to someone else, the
     process refuses to start. (The SQLite database and its folder are checked where the engine
-    is made: ``abuse_desk.db.private_database``.)"""
+    is made: ``core.db.private_database``.)"""
     if config.notify.transport != "maildir":
         return
     box = Path(config.notify.maildir)

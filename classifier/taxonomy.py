@@ -41,7 +41,7 @@ from ..parsers.registry import catalog_version, known_formats
 class TableHit:
     """What a table says about one type hint."""
 
-    type: str  # one of classifier.types.TYPES, or NOT_ABUSE
+    type: str  # one of core.policy.TYPES, or NOT_ABUSE
     confidence: float
     evidence: Evidence  # "table:<vocabulary>:<key>"
     vocabulary: str

@@ -1,7 +1,7 @@
 """The dramatiq broker named by ``broker.url``; created on demand, never at import time.
 
 :func:`broker_problem` asks a broker whether it answers, without the broker object, so that a
-process can wait for it at start (``abuse_desk.runner``) instead of starting workers that log
+process can wait for it at start (``app/runner.py``) instead of starting workers that log
 a connection error every few seconds.
 """
 

@@ -362,7 +362,7 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("workflow", "business_days"): (lambda v: v > 0, "a positive number of days"),
     ("workflow", "prompt_hours"): (lambda v: v > 0, "a positive number of hours"),
     ("workflow", "prompt_types"): (lambda v: all(t in _types() for t in v),
-                                   "a list of our types (classifier/types.py)"),
+                                   "a list of our types (core/policy.py)"),
     ("workflow", "reminder_before_hours"): (lambda v: v >= 0, "zero or more hours"),
     ("workflow", "prompt_reminder_before_hours"): (lambda v: v >= 0, "zero or more hours"),
     ("workflow", "related_window_days"): (lambda v: v > 0, "a positive number of days"),

@@ -44,7 +44,7 @@ class Envelope:
     helo: str | None = None
     tls: bool = False
     received_by: str | None = None
-    # When the desk took the message, from the desk's clock (abuse_desk.clock).
+    # When the desk took the message, from the desk's clock (core/clock.py).
     received_at: datetime = field(kw_only=True)
     # False: no broker send follows the store (an import beside an in-process broker); the
     # message is marked never-sent, and the sweeper of the running desk sends it at its next tick.

@@ -5,8 +5,8 @@ what a person does to them, the dashboard's figures; described by ``web.openapi`
 Every other route needs ``Authorization: Bearer adk_...`` (``web.base.Web.api``: 401 with
 ``WWW-Authenticate: Bearer`` without a live token of an enabled user, 403 for a lower role). A
 token acts as its user: decisions and case actions are audit events under that name, made by
-the same functions as the command line and the web desk (``classifier.review.decide``,
-``workflow.case_actions.apply``). ``case_actions.SUPERVISOR_ACTIONS`` need a supervisor's token;
+the same functions as the command line and the web desk (``casework.review``,
+``casework.actions.apply``). ``case_actions.SUPERVISOR_ACTIONS`` need a supervisor's token;
 a specialist's is refused (403) before anything is read or changed.
 
 Errors are ``{"error": "..."}``: 400 bad input (parameters and bodies are checked, unknown

@@ -1,8 +1,8 @@
 """The cases of the specialists' desk: the list (``/cases``), one case (``/cases/{ref}``) and what
 a specialist does to it (``POST /cases/{ref}/{action}``).
 
-The data is the CLI's (``workflow.cli.case_rows``, ``case_detail``) and every action goes through
-``workflow.case_actions.apply`` under the signed-in user's name, so the desk, the command line and
+The data is the CLI's (``casework.queries``) and every action goes through
+``casework.actions.apply`` under the signed-in user's name, so the desk, the command line and
 the API change cases the same way. Approving a restriction or termination and waiving fees are
 supervisor routes (``SUPERVISOR_ACTIONS``): the wrapper refuses a specialist with 403 before
 anything is read or changed.

@@ -107,7 +107,7 @@ def _cases_due(conn: Connection, *conditions: Any) -> dict[str, Any]:
 
 def _review(conn: Connection, now: datetime) -> dict[str, Any]:
     """The review queue's size and oldest item, with the conditions of
-    ``classifier.review.queue`` (reports with review reasons, undecided, not merged duplicates;
+    ``casework.review``'s queue (reports with review reasons, undecided, not merged duplicates;
     and messages no report could be made of)."""
     reports, oldest_report = conn.execute(
         select(func.count(), func.min(Message.received_at))

@@ -2,7 +2,7 @@
 (``/review/report/{id}``) with what a specialist decides on it, and one message no report could
 be made of (``/review/message/{id}``) with "reprocess".
 
-The data and every decision are ``classifier.review``'s (``queue``, ``decide``,
+The data and every decision are ``casework.review``'s (``queue``, ``decide``,
 ``merge_into_case``, ``reprocess``), under the signed-in user's name, so the desk, the command
 line and the API decide the same way. After a decision the specialist lands on the queue's next
 item, with a flash saying what happened; a decision that left the report short of a case (no

@@ -1,2 +1,2 @@
 """The CLI's command groups (``abuse-desk customers``, ``cases``/``fees``/``timeline``,
-``users``); ``abuse_desk/cli.py`` adds and runs them."""
+``users``); ``app/cli.py`` adds and runs them."""

@@ -1,6 +1,6 @@
 """The ``abuse-desk cases``, ``fees`` and ``timeline`` commands.
 
-``abuse_desk/cli.py`` adds them with :func:`add_workflow_commands` and runs them with
+``app/cli.py`` adds them with :func:`add_workflow_commands` and runs them with
 :func:`run_workflow`.
 """
 
@@ -35,7 +35,7 @@ BY_HELP = ("who acts: an enabled desk account, whose role it acts with (`abuse-d
 
 
 def add_workflow_commands(add: Any, common: argparse.ArgumentParser) -> None:
-    """*add(name, help, description)* makes a top-level command (see abuse_desk/cli.py)."""
+    """*add(name, help, description)* makes a top-level command (see app/cli.py)."""
     states = [s.value for s in CaseState]
     c = add("cases", "cases: list, show, resolve, escalate, approve, extend, waive-fee",
             "A customer's related conduct is one case: its claims, state, deadline, notices, "
@@ -206,7 +206,7 @@ def run_workflow(args: argparse.Namespace, desk: Desk) -> int:
 
 def _actor(desk: Desk, name: str) -> cases.Actor:
     """``--by NAME`` acts with the role of the desk's enabled account NAME (``abuse-desk
-    users``); any other name is refused (:func:`workflow.case_actions.account_actor`)."""
+    users``); any other name is refused (:func:`casework.actions.account_actor`)."""
     return case_actions.account_actor(desk.engine, name)
 
 

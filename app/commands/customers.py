@@ -1,6 +1,6 @@
 """The ``abuse-desk customers`` commands: import, resolve, list.
 
-``abuse_desk/cli.py`` adds them with :func:`add_customer_commands` and runs them with
+``app/cli.py`` adds them with :func:`add_customer_commands` and runs them with
 :func:`run_customers`.
 """
 

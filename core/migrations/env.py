@@ -1,4 +1,4 @@
-"""Alembic environment: the engine comes from `abuse_desk.db.upgrade`, never from a global URL."""
+"""Alembic environment: the engine comes from `core.db.upgrade`, never from a global URL."""
 
 from abuse_desk.core.models import Base
 from alembic import context

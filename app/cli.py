@@ -392,9 +392,12 @@ def parse_json(file: str, result: Any, decisions: list[Any] | None = None) -> di
 
 def _parse(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     from ..core.fields import iso_z
-    from ..parsers.registry import default_registry
+    from ..parsers.registry import PluginError, configured_registry
 
-    registry = default_registry(config.smtp.hostname)
+    try:  # the parsers the desk runs: the built-in ones and the configured plugins
+        registry = configured_registry(config.smtp.hostname, config.parsers.plugins)
+    except PluginError as exc:
+        return fail(str(exc))
     classify = _parse_classifier(config, clock)
     status = 0
     for path in args.files:

@@ -421,6 +421,51 @@ def test_parse_stores_nothing(db_url: str, capsys: pytest.CaptureFixture[str]) -
     assert not Path(db_url.removeprefix("sqlite:///")).exists()
 
 
+PLUGIN = """
+from abuse_desk.parsers.base import Disposition, Format, ParsedReport, ParseResult, Stage
+
+SENSOR = Format("sensor", machine=True, vocabulary={"scan": ("port-scan", 0.95)})
+
+
+class SensorParser:
+    name, stage, order, formats = "sensor", Stage.STRUCTURAL, 1, (SENSOR,)
+
+    def matches(self, mail):
+        return mail.header("X-Sensor") is not None
+
+    def parse(self, mail):
+        report = ParsedReport(format="sensor", type_hint="sensor:scan",
+                              source_ip=mail.header("X-Sensor").strip())
+        return ParseResult(disposition=Disposition.REPORT, format="sensor", reports=[report])
+
+
+def parser():
+    return SensorParser()
+"""
+
+
+def test_parse_runs_the_configured_plugins_too(db_url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`parse` shows what the desk would make of a message: with its plugins, as the workers
+    run them; a plugin that does not load is said, with its name."""
+    from abuse_desk.parsers import registry
+
+    monkeypatch.setattr(registry, "_CATALOG", dict(registry._CATALOG))  # forgotten after
+    (tmp_path / "sensor_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mail = tmp_path / "sensor.eml"
+    mail.write_bytes(b"From: sensor@ids.example\r\nSubject: alert\r\n"
+                     b"X-Sensor: 198.51.100.9\r\n\r\nscan seen\r\n")
+    monkeypatch.setenv("ABUSE_DESK_PARSERS__PLUGINS", '["sensor_plugin:parser"]')
+    assert cli.main(["parse", "--json", str(mail)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["format"], doc["reports"][0]["source_ip"]) == ("sensor", "198.51.100.9")
+    monkeypatch.setenv("ABUSE_DESK_PARSERS__PLUGINS", '["sensor_plugin:nothing_here"]')
+    assert cli.main(["parse", str(mail)]) == 2
+    assert "parsers.plugins: sensor_plugin:nothing_here" in capsys.readouterr().err
+
+
 def test_parse_unreadable_file(db_url: str, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["parse", "--json", str(tmp_path / "missing.eml")]) == 1

@@ -405,14 +405,13 @@ class Review:
                                   one.report_id)
             # Decided and no reason left: the reports join (or open) their customer's case; the
             # rows of one message for one customer go to the same case (cases.attach_reports).
-            joined = cases.attach_reports(
+            attached = cases.attach_reports(
                 conn, self.config.workflow, self.workflow.calendar,
                 [one.report_id for one in prepared], now,
                 cases.Actor("specialist", decision.decided_by))
-            if joined:
-                first_joined = joined[min(joined)]
-                create_ack(conn, writer, first.message_id, first_joined, now)
-        self.workflow.kick(set(joined.values()))
+            if attached.first_case is not None:
+                create_ack(conn, writer, first.message_id, attached.first_case, now)
+        self.workflow.kick(set(attached.joined.values()))
         return first.outcome
 
     def _siblings(self, report_id: int, customer_id: int) -> list[int]:

@@ -122,26 +122,13 @@ def event(conn: Connection, now: datetime, actor: Actor, case_id: int, what: str
         subject_id=case_id, action=what, detail=detail))
 
 
-# Cases given work that is due at once (a step or a notice) in the connection's transaction:
-# the pipeline hands only those to the broker afterwards (timeline.kick), not every case a
-# report touched; anything missed is the scheduler's at its next tick.
-_DUE_NOW = "abuse_desk.due_now"
-
-
-def mark_due(conn: Connection, case_id: int) -> None:
-    conn.info.setdefault(_DUE_NOW, set()).add(case_id)
-
-
-def take_due(conn: Connection) -> set[int]:
-    """The cases :func:`mark_due` named on *conn* since the last call (and forget them)."""
-    due: set[int] = conn.info.pop(_DUE_NOW, set())
-    return due
+def is_due(due_at: datetime, now: datetime) -> bool:
+    """Whether a step due at *due_at* is work to hand to the broker at once."""
+    return due_at <= now
 
 
 def add_step(conn: Connection, case_id: int, kind: str, due_at: datetime, now: datetime,
              state: str = "pending", **detail: Any) -> int:
-    if state == "pending" and due_at <= now:
-        mark_due(conn, case_id)
     return int(conn.execute(insert(TimelineStep).values(
         case_id=case_id, kind=kind, due_at=due_at, state=state, detail=detail,
         created_at=now).returning(TimelineStep.id)).scalar_one())
@@ -192,16 +179,33 @@ def joinable(report: Any) -> bool:
             and report.duplicate_of is None and report.case_id is None)
 
 
+@dataclass(frozen=True)
+class Attached:
+    """What :func:`attach_reports` did: *joined* is {report_id: case_id} for the reports that
+    joined a case; *due* the cases it gave work that is due at once (a first notice, a reopened
+    case's notice, an escalation), which the caller hands to the broker after its commit
+    (``Workflow.kick``). A claim on an open case makes nothing due: its later steps are the
+    scheduler's."""
+
+    joined: dict[int, int]
+    due: frozenset[int]
+
+    @property
+    def first_case(self) -> int | None:
+        """The case of the message's first report that joined one (its acknowledgement's)."""
+        return self.joined[min(self.joined)] if self.joined else None
+
+
 def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
                    report_ids: Iterable[int], now: datetime,
-                   actor: Actor = Actor("system", "pipeline")) -> dict[int, int]:
-    """Put each joinable report in its case (opening one where needed); returns
-    {report_id: case_id} for the reports that joined.
+                   actor: Actor = Actor("system", "pipeline")) -> Attached:
+    """Put each joinable report in its case (opening one where needed).
 
     The rows of one message for one customer (a scanner's or a CERT's table, a feedback loop's
     digest) are one complaint: the first finds (or opens) the case, the others join that same
     case whatever their type, so the customer gets one case and one notice listing them."""
     joined: dict[int, int] = {}
+    due: set[int] = set()
     of_message: dict[tuple[int, int], int] = {}
     for report_id in report_ids:
         report = conn.execute(select(Report).where(Report.id == report_id)).first()
@@ -211,22 +215,26 @@ def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCale
         key = (report.message_id, report.customer_id)
         if key in of_message:
             sibling = conn.execute(select(Case).where(Case.id == of_message[key])).one()
-            add_claim(conn, cfg, calendar, sibling, report, now, actor)
+            if add_claim(conn, cfg, calendar, sibling, report, now, actor):
+                due.add(sibling.id)
             joined[report_id] = sibling.id
             continue
         case = _related_case(conn, cfg, report, now)
         if case is None:
             case_id = open_case(conn, cfg, calendar, report, now, actor)
+            due.add(case_id)  # its first notice
         else:
             case_id = case.id
-            add_claim(conn, cfg, calendar, case, report, now, actor)
+            if add_claim(conn, cfg, calendar, case, report, now, actor):
+                due.add(case_id)
         joined[report_id] = case_id
         of_message[key] = case_id
-    return joined
+    return Attached(joined, frozenset(due))
 
 
 def open_case(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar, report: Any,
               now: datetime, actor: Actor) -> int:
+    """Open a case for *report*; returns its id. Its first notice is due at once."""
     cls = timeline_class(cfg, report.type)
     deadline = deadline_for(cfg, calendar, cls, now)
     case_id = int(conn.execute(insert(Case).values(
@@ -255,11 +263,12 @@ def _schedule_deadline(conn: Connection, cfg: WorkflowConfig, case_id: int, cls:
     conn.execute(insert(TimelineStep), [
         {"case_id": case_id, "kind": kind, "due_at": due_at, "state": "pending", "detail": {},
          "created_at": now} for kind, due_at in plan])
-    mark_due(conn, case_id)  # the notice
 
 
 def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar, case: Any,
-              report: Any, now: datetime, actor: Actor) -> None:
+              report: Any, now: datetime, actor: Actor) -> bool:
+    """*report* is a further claim on *case*; returns whether that gave the case work due at
+    once (a reopened case's notice, an escalation)."""
     conn.execute(update(Report).where(Report.id == report.id).values(case_id=case.id))
     conn.execute(update(Case).where(Case.id == case.id).values(
         claims=Case.claims + 1, last_claim_at=now, updated_at=now))
@@ -268,8 +277,7 @@ def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
     counts = is_authenticated(report) or is_person(actor)
     if state is CaseState.RESOLVED:
         if repeat is not None and counts:
-            _recurred(conn, cfg, case, report, now, actor, repeat)
-            return
+            return _recurred(conn, cfg, case, report, now, actor, repeat)
         fixed = said_fixed_at(conn, case)
         if repeat is None and fixed is not None and incident_at(report) <= fixed:
             # A late complaint about conduct before the customer fixed it: the same occasion,
@@ -277,7 +285,7 @@ def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
             event(conn, now, actor, case.id, "claim-added", report_id=report.id,
                   note=f"about conduct before the customer said on {_day(fixed)} it was "
                        "fixed: the same occasion, the case stays resolved")
-            return
+            return False
         deadline = deadline_for(cfg, calendar, case.timeline_class, now)
         conn.execute(update(Case).where(Case.id == case.id).values(
             state=CaseState.OPEN.value, deadline_at=deadline, resolved_at=None))
@@ -289,10 +297,11 @@ def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
         event(conn, now, actor, case.id, "reopened", report_id=report.id,
               reason="a related claim within the window", deadline_at=deadline.isoformat(),
               **detail)
-        return
+        return True  # its notice
+    due = False
     event(conn, now, actor, case.id, "claim-added", report_id=report.id)
     if state in ACTIVE and timeline_class(cfg, report.type) == "prompt" != case.timeline_class:
-        _make_prompt(conn, cfg, case, report, now, actor)
+        due = _make_prompt(conn, cfg, case, report, now, actor)
     if state in ESCALATED and (is_person(actor) or (
             is_authenticated(report) and not _awaiting_person(conn, case.id))):
         assess_fees(conn, cfg, case.id, now, [report.id],
@@ -303,22 +312,24 @@ def add_claim(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
             TimelineStep.case_id == case.id, TimelineStep.kind == "update",
             TimelineStep.state.in_(("pending", "queued")))).first()
         if pending is None:
-            add_step(conn, case.id, "update", now + timedelta(minutes=cfg.update_delay_minutes),
-                     now, since=now.isoformat())
+            at = now + timedelta(minutes=cfg.update_delay_minutes)
+            add_step(conn, case.id, "update", at, now, since=now.isoformat())
+            due = due or is_due(at, now)
     if state in ACTIVE and repeat is not None:
         if counts:
             # Conduct that goes on after the deadline while the customer is working on it: the
             # abuse team takes the case over, but a customer who answers is cooperating, so
             # nothing is charged or proposed until a specialist confirms.
-            escalate(conn, cfg, case.id, now, SYSTEM, repeat.reason, charge=[],
-                     facts=repeat.facts,
-                     hold_note=("the customer answered and is working on it: nothing charged "
-                                "or proposed; a specialist decides (escalate the case to "
-                                "confirm)"))
+            due = escalate(conn, cfg, case.id, now, SYSTEM, repeat.reason, charge=[],
+                           facts=repeat.facts,
+                           hold_note=("the customer answered and is working on it: nothing "
+                                      "charged or proposed; a specialist decides (escalate the "
+                                      "case to confirm)")) or due
         else:
             event(conn, now, actor, case.id, "escalation-held", report_id=report.id,
                   reason=f"{repeat.reason}; the reporter is not authenticated: a specialist "
                          "decides whether to escalate")
+    return due
 
 
 @dataclass(frozen=True)
@@ -410,16 +421,16 @@ def repeat_of(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any,
 
 
 def _recurred(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any, now: datetime,
-              actor: Actor, repeat: Repeat) -> None:
+              actor: Actor, repeat: Repeat) -> bool:
     """The conduct came back after the customer said it was fixed: the case is reopened and
     escalated at once, the returning complaint charged (not the first occasion's, which the
-    customer cooperated on)."""
+    customer cooperated on). Returns whether it escalated (work due at once)."""
     conn.execute(update(Case).where(Case.id == case.id).values(
         state=CaseState.NOTIFIED.value, resolved_at=None))
     event(conn, now, actor, case.id, "reopened", report_id=report.id, reason=repeat.reason,
           repeat=True)
-    escalate(conn, cfg, case.id, now, SYSTEM, repeat.reason, charge=[report.id],
-             fee_reason=f"recurrence: {repeat.reason}", facts=repeat.facts)
+    return escalate(conn, cfg, case.id, now, SYSTEM, repeat.reason, charge=[report.id],
+                    fee_reason=f"recurrence: {repeat.reason}", facts=repeat.facts)
 
 
 def deadline_passed(conn: Connection, cfg: WorkflowConfig, case: Any, now: datetime) -> str:
@@ -444,14 +455,14 @@ def deadline_passed(conn: Connection, cfg: WorkflowConfig, case: Any, now: datet
 
 
 def _make_prompt(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any, now: datetime,
-                 actor: Actor) -> None:
+                 actor: Actor) -> bool:
     """A claim that needs prompt resolution joined a standard case: the case gets the prompt
-    deadline when that is sooner."""
+    deadline when that is sooner. Returns whether a step it added is due at once."""
     deadline = now + timedelta(hours=cfg.prompt_hours)
     current = as_utc(case.deadline_at)
     if current is not None and current <= deadline:
         conn.execute(update(Case).where(Case.id == case.id).values(timeline_class="prompt"))
-        return
+        return False
     conn.execute(update(Case).where(Case.id == case.id).values(
         timeline_class="prompt", deadline_at=deadline))
     cancel_steps(conn, case.id, ("reminder", "deadline"), now, "prompt claim joined")
@@ -461,6 +472,7 @@ def _make_prompt(conn: Connection, cfg: WorkflowConfig, case: Any, report: Any, 
     add_step(conn, case.id, "deadline", deadline, now)
     event(conn, now, actor, case.id, "deadline-shortened", report_id=report.id,
           type=report.type, deadline_at=deadline.isoformat())
+    return is_due(deadline, now) or (reminder is not None and is_due(reminder, now))
 
 
 def authenticated_clause() -> ColumnElement[bool]:
@@ -748,7 +760,6 @@ def approve_action(conn: Connection, case_id: int, now: datetime, actor: Actor,
         detail["reason"] = reason or detail.get("reason") or ""
         conn.execute(update(TimelineStep).where(TimelineStep.id == proposed.id).values(
             state="pending", due_at=now, detail=detail))
-        mark_due(conn, case_id)
         step_id = int(proposed.id)
     else:
         step_id = add_step(conn, case_id, action, now, now, approved_by=actor.name,

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -227,6 +227,27 @@ def _a_complaint(outcome: Outcome) -> bool:
     return outcome.values.get("disposition") == Disposition.REPORT.value
 
 
+@dataclass(frozen=True)
+class Due:
+    """What a step of processing made due at once: *cases* with a step or notice to run now
+    (``Workflow.kick``), and acknowledgements without a case (*notices*) to deliver."""
+
+    cases: frozenset[int] = frozenset()
+    notices: tuple[int, ...] = ()
+
+    def __or__(self, other: Due) -> Due:
+        return Due(self.cases | other.cases, self.notices + other.notices)
+
+
+@dataclass
+class _Written:
+    """What the write of one message carries from step to step: the case reference its sender
+    quoted (*hint*) and the ``detail`` of the message's event, which each step adds to."""
+
+    hint: dict[str, Any] | None
+    detail: dict[str, Any]
+
+
 class Pipeline:
     """What the ``process_message`` actor does with one stored message (:meth:`process`).
     *examiner*: where messages are examined (a worker's examiner processes); None: inline,
@@ -362,23 +383,6 @@ class Pipeline:
                 self._end_attempt(message_id, claim, give_back=True)
                 raise
 
-    def process(self, message_id: int) -> str:
-        """Process one message; returns the outcome ("processed", "review", "skipped")."""
-        with log_context(message_id=message_id):
-            examined = self._examine_claimed(message_id)
-            if isinstance(examined, str):
-                log.info("%s", examined)
-                return "skipped"
-            claim, outcome = examined
-            try:
-                retried = self._retry_unchecked_trust(message_id, claim, outcome)
-                if retried is not None:
-                    return retried
-                return self._write(message_id, claim, outcome)
-            except BaseException:
-                self._end_attempt(message_id, claim, give_back=True)  # ours, not the message's
-                raise
-
     def _retry_unchecked_trust(self, message_id: int, claim: _Claim,
                                outcome: Outcome) -> str | None:
         """A message whose reporter's DKIM could not be checked is left ``received`` and examined
@@ -422,22 +426,68 @@ class Pipeline:
         metrics.PROCESSED.labels("retry").inc()
         return "retry"
 
-    def _send_now(self, notice_id: int | None) -> None:
-        """Hand an acknowledgement without a case to the broker at once (the scheduler's next tick
-        would find it too; delivery claims it, so it is sent once either way)."""
-        if notice_id is None or self.workflow.send is None:
-            return
-        try:
-            self.workflow.send("deliver_notice", notice_id)
-        except Exception as exc:  # the scheduler sends it at its next tick
-            log.warning("could not hand acknowledgement %d to the broker now (%s: %s)", notice_id,
-                        exc.__class__.__name__, exc)
+    def process(self, message_id: int) -> str:
+        """Process one message; returns the outcome ("processed", "review", "skipped", "retry").
+
+        The steps, each named below: *load* and *examine* (:meth:`_examine_claimed`: the
+        attempt recorded, the message examined outside any transaction), then in one
+        transaction *record* (the message's outcome and its reports), *attach* (the reports to
+        their cases), *acknowledge* (the person who complained), or *thread* a reply or bounce
+        into its case; after the commit, *schedule* what those steps made due at once."""
+        with log_context(message_id=message_id):
+            examined = self._examine_claimed(message_id)
+            if isinstance(examined, str):
+                log.info("%s", examined)
+                return "skipped"
+            claim, outcome = examined
+            try:
+                retried = self._retry_unchecked_trust(message_id, claim, outcome)
+                if retried is not None:
+                    return retried
+                return self._write(message_id, claim, outcome)
+            except BaseException:
+                self._end_attempt(message_id, claim, give_back=True)  # ours, not the message's
+                raise
 
     def _write(self, message_id: int, claim: _Claim, outcome: Outcome) -> str:
-        """Write *outcome*, with the message's reports, cases and events, in one transaction."""
-        hint = self._check_sender(claim, outcome)
-        state, result = outcome.state, outcome.result
+        """Write *outcome*, with the message's reports, cases and events, in one transaction;
+        then schedule what became due."""
+        written = self._prepare(claim, outcome)
         now = self.clock()
+        with self.engine.begin() as conn:
+            if not self._record(conn, message_id, outcome, now):
+                log.info("processed by another delivery meanwhile")
+                return "skipped"
+            state, result = outcome.state, outcome.result
+            due = Due()
+            if state is MessageState.PROCESSED and result is not None and result.reports:
+                ids = self._record_reports(conn, message_id, outcome, written, now)
+                attached = self._attach(conn, ids, now, written)
+                due |= Due(attached.due)
+                due |= self._acknowledge(conn, message_id, attached.first_case, now, written)
+            elif state is MessageState.REVIEW and _a_complaint(outcome):
+                due |= self._acknowledge(conn, message_id, None, now, written)
+            elif state is MessageState.PROCESSED and result is not None and (
+                    result.disposition is Disposition.REPLY or result.format == "bounce"):
+                state = self._thread(conn, message_id, claim, outcome, now, written)
+            conn.execute(insert(Event).values(
+                at=now, actor_kind="system", actor="pipeline", subject_type="message",
+                subject_id=message_id, action=state.value, detail=written.detail))
+        self._schedule(due)
+        metrics.PROCESSED.labels(state.value).inc()
+        log.info("%s", state.value, extra={"fields": {
+            "subject": outcome.values.get("header_subject"),
+            "format": outcome.values.get("format"),
+            "reports": len(result.reports) if result else 0}})
+        return state.value
+
+    def _prepare(self, claim: _Claim, outcome: Outcome) -> _Written:
+        """What the write needs that is read outside its transaction: the case reference the
+        sender quoted, the event's detail and, for a complaint a person must read, the sender's
+        authentication (whether it can be acknowledged; the DKIM and SPF checks may ask the
+        DNS)."""
+        hint = self._check_sender(claim, outcome)
+        result = outcome.result
         if outcome.reason:
             detail: dict[str, Any] = {"reason": outcome.reason}
         elif result is not None:
@@ -448,82 +498,100 @@ class Pipeline:
             detail = {}
         if hint is not None:
             detail["case_reference_hint"] = hint
-        if state is MessageState.REVIEW and _a_complaint(outcome) \
+        if outcome.state is MessageState.REVIEW and _a_complaint(outcome) \
                 and "sender_authentication" not in outcome.values:
-            # Whether a complaint that a person must read can be acknowledged (outside the
-            # transaction: the DKIM and SPF checks may ask the DNS).
             outcome.values["sender_authentication"] = self.examination.authenticator.check(
                 claim.raw, **claim.sender).to_json()
-        due: set[int] = set()
-        caseless_ack: int | None = None  # an acknowledgement with no case to kick: sent below
-        with self.engine.begin() as conn:
-            cases.take_due(conn)  # nothing left over from an earlier failed transaction
-            claimed = conn.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
-                .values(state=state.value, processed_at=now, error=outcome.reason,
-                        **outcome.values))
-            if claimed.rowcount != 1:
-                log.info("processed by another delivery meanwhile")
-                return "skipped"
-            if state is MessageState.PROCESSED and result is not None and result.reports:
-                ids = list(conn.execute(
-                    insert(Report).returning(Report.id, sort_by_parameter_order=True),
-                    _with_sender(report_rows(message_id, result, outcome.decisions, now),
-                                 outcome.values.get("sender_authentication"), hint)).scalars())
-                detail["duplicates"] = merge_duplicates(
-                    conn, ids, outcome.decisions, now,
-                    timedelta(days=self.config.classifier.duplicate_window_days))
-                joined = cases.attach_reports(conn, self.config.workflow,
-                                              self.workflow.calendar, ids, now)
-                first_case = joined[min(joined)] if joined else None
-                if joined:
-                    detail["cases"] = sorted(set(joined.values()))
-                # A person is acknowledged whatever became of the complaint: with the case's
-                # reference, or the message's when it went to review or is not ours.
-                ack = create_ack(conn, self.workflow.writer, message_id, first_case, now)
-                if ack:
-                    detail["acknowledged"] = True
-                    if first_case is not None:
-                        cases.mark_due(conn, first_case)
-                    else:
-                        caseless_ack = ack
-            elif state is MessageState.REVIEW and _a_complaint(outcome):
-                caseless_ack = create_ack(conn, self.workflow.writer, message_id, None, now)
-                if caseless_ack:
-                    detail["acknowledged"] = True
-            elif state is MessageState.PROCESSED and result is not None and (
-                    result.disposition is Disposition.REPLY or result.format == "bounce"):
-                if result.format == "bounce":
-                    threaded = replies.attach_bounce(conn, message_id, result, now,
-                                                     mail_from=claim.mail_from,
-                                                     rcpt_tos=claim.rcpt_tos)
-                else:
-                    sender = first_address(outcome.values.get("header_from")) or "unknown"
-                    threaded = replies.attach_reply(conn, message_id, sender, result, now,
-                                                    rcpt_tos=claim.rcpt_tos)
-                if threaded.note:
-                    detail["threaded"] = threaded.note
-                    if threaded.case_id is None:  # a DSN that proves nothing: counted here
-                        log.info("%s", threaded.note)
-                if threaded.case_id is not None:
-                    detail["case"] = threaded.case_id
-                elif threaded.review is not None:
-                    conn.execute(update(Message).where(Message.id == message_id).values(
-                        state=MessageState.REVIEW.value, error=threaded.review))
-                    state = MessageState.REVIEW
-                    detail["reason"] = threaded.review
-            conn.execute(insert(Event).values(
-                at=now, actor_kind="system", actor="pipeline", subject_type="message",
-                subject_id=message_id, action=state.value, detail=detail))
-            due = cases.take_due(conn)
-        # Only the cases this message gave work due now: a claim on an open case, or a reply,
-        # makes nothing due (a later step is the scheduler's), and asking cost two transactions.
-        self.workflow.kick(due)
-        self._send_now(caseless_ack)
-        metrics.PROCESSED.labels(state.value).inc()
-        log.info("%s", state.value, extra={"fields": {
-            "subject": outcome.values.get("header_subject"),
-            "format": outcome.values.get("format"),
-            "reports": len(result.reports) if result else 0}})
-        return state.value
+        return _Written(hint, detail)
+
+    def _record(self, conn: Connection, message_id: int, outcome: Outcome,
+                now: datetime) -> bool:
+        """*record*: move the message from ``received`` to its outcome; False when another
+        delivery did first (this one then does nothing)."""
+        claimed = conn.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.state == MessageState.RECEIVED)
+            .values(state=outcome.state.value, processed_at=now, error=outcome.reason,
+                    **outcome.values))
+        return bool(claimed.rowcount == 1)
+
+    def _record_reports(self, conn: Connection, message_id: int, outcome: Outcome,
+                        written: _Written, now: datetime) -> list[int]:
+        """*record*: the message's reports, with the repeats of earlier ones merged; returns
+        their ids in order."""
+        assert outcome.result is not None
+        ids = list(conn.execute(
+            insert(Report).returning(Report.id, sort_by_parameter_order=True),
+            _with_sender(report_rows(message_id, outcome.result, outcome.decisions, now),
+                         outcome.values.get("sender_authentication"), written.hint)).scalars())
+        written.detail["duplicates"] = merge_duplicates(
+            conn, ids, outcome.decisions, now,
+            timedelta(days=self.config.classifier.duplicate_window_days))
+        return ids
+
+    def _attach(self, conn: Connection, report_ids: list[int], now: datetime,
+                written: _Written) -> cases.Attached:
+        """*attach*: each report that can be a claim joins (or opens) its customer's case."""
+        attached = cases.attach_reports(conn, self.config.workflow, self.workflow.calendar,
+                                        report_ids, now)
+        if attached.joined:
+            written.detail["cases"] = sorted(set(attached.joined.values()))
+        return attached
+
+    def _acknowledge(self, conn: Connection, message_id: int, case_id: int | None,
+                     now: datetime, written: _Written) -> Due:
+        """*acknowledge*: a person is acknowledged whatever became of the complaint, with the
+        case's reference, or the message's when it went to review or is not ours. Returns what
+        that made due: the case (its timeline delivers the acknowledgement), or the notice
+        itself when there is no case."""
+        ack = create_ack(conn, self.workflow.writer, message_id, case_id, now)
+        if not ack:
+            return Due()
+        written.detail["acknowledged"] = True
+        if case_id is not None:
+            return Due(frozenset((case_id,)))
+        return Due(notices=(ack,))
+
+    def _thread(self, conn: Connection, message_id: int, claim: _Claim, outcome: Outcome,
+                now: datetime, written: _Written) -> MessageState:
+        """*thread*: a customer's reply or a bounce of our mail joins its case's history (or
+        goes to review with the reason); returns the message's state."""
+        result = outcome.result
+        assert result is not None
+        if result.format == "bounce":
+            threaded = replies.attach_bounce(conn, message_id, result, now,
+                                             mail_from=claim.mail_from, rcpt_tos=claim.rcpt_tos)
+        else:
+            sender = first_address(outcome.values.get("header_from")) or "unknown"
+            threaded = replies.attach_reply(conn, message_id, sender, result, now,
+                                            rcpt_tos=claim.rcpt_tos)
+        detail = written.detail
+        if threaded.note:
+            detail["threaded"] = threaded.note
+            if threaded.case_id is None:  # a DSN that proves nothing: counted here
+                log.info("%s", threaded.note)
+        if threaded.case_id is not None:
+            detail["case"] = threaded.case_id
+        elif threaded.review is not None:
+            conn.execute(update(Message).where(Message.id == message_id).values(
+                state=MessageState.REVIEW.value, error=threaded.review))
+            detail["reason"] = threaded.review
+            return MessageState.REVIEW
+        return outcome.state
+
+    def _schedule(self, due: Due) -> None:
+        """*schedule*: hand what became due to the broker now, instead of at the scheduler's
+        next tick: only the cases this message gave work due at once (a claim on an open case,
+        or a reply, makes nothing due, and asking costs two transactions), and the
+        acknowledgements without a case (delivery claims a notice, so it is sent once either
+        way)."""
+        self.workflow.kick(due.cases)
+        send = self.workflow.send
+        for notice_id in due.notices:
+            if send is None:
+                return
+            try:
+                send("deliver_notice", notice_id)
+            except Exception as exc:  # the scheduler sends it at its next tick
+                log.warning("could not hand acknowledgement %d to the broker now (%s: %s)",
+                            notice_id, exc.__class__.__name__, exc)

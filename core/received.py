@@ -25,7 +25,9 @@ it the message: it confirms that hop.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
@@ -135,6 +137,10 @@ def parse_received(value: str) -> Hop | None:
                time_raw=time_raw, zone_stated=stated)
 
 
+_SECOND_LEVEL = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go",
+                           "gv", "gob", "nic", "ltd", "plc"})
+
+
 def base_domain(host: str | None) -> str | None:
     """The registrable domain, roughly: two labels, three under co.uk-like suffixes."""
     if not host or clean_ip(host):
@@ -142,8 +148,7 @@ def base_domain(host: str | None) -> str | None:
     labels = [x for x in host.lower().strip(".[]").split(".") if x]
     if len(labels) < 2:
         return None
-    if (len(labels) >= 3 and len(labels[-1]) == 2
-            and labels[-2] in ("co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go")):
+    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
         return ".".join(labels[-3:])
     return ".".join(labels[-2:])
 
@@ -163,11 +168,21 @@ def same_provider(name: str | None, by: str | None) -> bool:
     return family is not None and family == _family(by)
 
 
+_NOT_ROUTABLE = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3", "fc00::/7", "fe80::/10", "ff00::/8"))
+
+
 def is_routable(ip: str) -> bool:
+    """Not loopback, private (RFC 1918, ULA), CGNAT, link-local or multicast. Documentation
+    ranges count as routable: examples and test data use them."""
     try:
-        return ipaddress.ip_address(ip).is_global
+        addr = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    if addr.is_loopback or addr.is_unspecified:
+        return False
+    return not any(addr.version == net.version and addr in net for net in _NOT_ROUTABLE)
 
 
 def is_documentation(ip: str) -> bool:
@@ -280,3 +295,42 @@ def external_hop(blocks: list[Message], reporter_base: str | None) -> tuple[Hop 
         if hop is not None:
             return hop, first_timed
     return None, first_timed
+
+
+def reporter_hop(values: Iterable[str], reporter_domains: set[str],
+                 check: Callable[[], None] | None = None, limit: int = MAX_HOPS) -> Hop | None:
+    """The hop of a reporter's copy of a message (a feedback report's part 3, a forwarded
+    complaint) that handed it to the reporter: the first, from the top, that did not come from
+    the reporter's own servers.
+
+    A hop is the reporter's own when its sending name (reverse DNS, else HELO) is in a domain
+    of a receiving host at or above it or of the reporter (*reporter_domains*), when both names
+    belong to one mailbox provider's family, or when its address is one of the providers'
+    relay networks. If every hop with a routable address (:func:`is_routable`) looks internal,
+    the first routable one is taken; failing that, the first external hop with a private
+    address (tell them apart with :func:`is_routable`). At most *limit* lines are read;
+    *check* is called before each (a deadline)."""
+    domains = {d for d in reporter_domains if d}
+    first_routable: Hop | None = None
+    first_private: Hop | None = None
+    for value in itertools.islice(values, limit):
+        if check is not None:
+            check()
+        hop = parse_received(value[:4000])
+        if hop is None:
+            continue
+        by_domain = base_domain(hop.by)
+        if by_domain:
+            domains.add(by_domain)
+        name = hop.rdns or hop.helo
+        internal = (base_domain(name) in domains or same_provider(name, hop.by)
+                    or provider_network(hop.ip))
+        if is_routable(hop.ip):
+            if not internal:
+                return hop
+            first_routable = first_routable or hop
+            continue
+        addr = ipaddress.ip_address(hop.ip)
+        if not (addr.is_loopback or addr.is_unspecified or internal) and first_private is None:
+            first_private = hop
+    return first_routable or first_private

@@ -11,17 +11,15 @@ warning).
 
 Where the report names no Source-IP, the offender is the host that handed the original message to
 the reporter: the first hop of part 3's Received chain that did not come from the reporter's own
-servers (marked inferred). The time is Arrival-Date, else Received-Date, else that hop's
+servers (marked inferred; ``core/received.reporter_hop``). The time is Arrival-Date, else Received-Date, else that hop's
 timestamp, else part 3's Date, else the report's own Date (the last three marked inferred).
 
-The helpers (field parsing, locating the parts, reading part 3, the Received hop) are shared with
-the SpamCop parser, which sends ARF-style reports too.
+The helpers (field parsing, locating the parts, reading part 3) are shared with the SpamCop parser, which sends ARF-style reports too.
 """
 
 from __future__ import annotations
 
 import email
-import ipaddress
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -31,20 +29,18 @@ from email.policy import compat32
 from typing import Any
 
 from ...core.fields import (
-    BY_HOST_NO_PARENS,
     clean_ip,
     domains_of,
     excerpt,
     find_ips,
     parse_time,
-    received_from_by,
     refang,
     unique,
 )
 from ...core.headers import ADDRESS_HEADERS, clean_address, clean_value, parse_address
 from ...core.mail import Mail, Part, decode_text, decode_transfer
 from ...core.policy import NOT_ABUSE
-from ...core.received import provider_network, same_provider
+from ...core.received import base_domain, is_routable, reporter_hop
 from ..base import Disposition, Format, ParsedReport, Parser, ParseResult, Stage
 
 MAX_FIELD_BYTES = 64 * 1024  # a field block is a few hundred bytes; more is read no further
@@ -418,107 +414,6 @@ def _spilled_headers(inner: Message) -> Message | None:
 # -- the Received chain ---------------------------------------------------------------------
 
 
-@dataclass
-class Hop:
-    """The hop of a Received chain that took the message from the offender."""
-
-    ip: str
-    routable: bool  # False: a private address, the best there was
-    timestamp: str | None
-    header: str
-
-
-_BRACKET_IP = re.compile(r"\[(?:ipv6:)?([0-9a-f:.]{3,45})\]", re.I)
-_PAREN_IP = re.compile(r"\(\s*([0-9a-f:.]{3,45})\s*\)", re.I)
-_RDNS = re.compile(r"\(\s*([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\.?\s*\[")
-_HELO = re.compile(r"(?:\b(?:e?helo)[ =]|^)\s*([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})\.?",
-                   re.I)
-_NOT_ROUTABLE_V4 = [ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3")]
-_NOT_ROUTABLE_V6 = [ipaddress.ip_network(n) for n in ("fc00::/7", "fe80::/10", "ff00::/8")]
-_SECOND_LEVEL = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go",
-                           "gv", "gob", "nic", "ltd", "plc"})
-
-
-def is_routable(ip: str) -> bool:
-    """Not loopback, private (RFC 1918, ULA), CGNAT, link-local or multicast. Documentation
-    ranges count as routable: examples and test data use them."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if addr.is_loopback or addr.is_unspecified:
-        return False
-    nets = _NOT_ROUTABLE_V4 if addr.version == 4 else _NOT_ROUTABLE_V6
-    return not any(addr in net for net in nets)
-
-
-def base_domain(host: str | None) -> str | None:
-    """``mx1.mail.example.co.uk`` -> ``example.co.uk``; None for IPs and bare names."""
-    if not host:
-        return None
-    host = host.strip().strip(".[]").lower()
-    if clean_ip(host) is not None or "." not in host:
-        return None
-    labels = host.split(".")
-    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
-        return ".".join(labels[-3:])
-    return ".".join(labels[-2:])
-
-
-def reporter_hop(received: list[str], reporter_domains: set[str],
-                 mail: Mail | None = None) -> Hop | None:
-    """The first hop, from the top, that did not come from the reporter's own servers.
-
-    A hop is the reporter's own when its sending host (reverse DNS name, else HELO) is in a
-    domain of a receiving host at or above it, or of the reporter, or when it comes from a
-    private address. If every hop with a routable address looks internal, the first routable
-    one is taken; failing that, the first external hop with a private address.
-    """
-    domains = {d for d in reporter_domains if d}
-    first_routable: Hop | None = None
-    first_private: Hop | None = None
-    for value in received[:MAX_RECEIVED]:
-        if mail is not None:
-            mail.deadline.check()
-        parts = received_from_by(value[:4000], BY_HOST_NO_PARENS)
-        if parts is None:
-            continue
-        from_clause, by_host = parts
-        by_domain = base_domain(by_host)
-        if by_domain:
-            domains.add(by_domain)
-        candidates = [c for c in (clean_ip(x) for x in _BRACKET_IP.findall(from_clause)) if c]
-        if not candidates:
-            candidates = [c for c in (clean_ip(x) for x in _PAREN_IP.findall(from_clause)) if c]
-        if not candidates:
-            candidates = find_ips(from_clause, limit=5)
-        if not candidates:
-            continue
-        rdns = _RDNS.search(from_clause)
-        helo = _HELO.search(from_clause)
-        sender_name = rdns.group(1) if rdns else (helo.group(1) if helo else None)
-        internal = base_domain(sender_name) in domains if sender_name else False
-        # A mailbox provider's internal hop (its relay networks, its family of domains).
-        internal = internal or same_provider(sender_name, by_host) or any(
-            provider_network(ip) for ip in candidates)
-        timestamp = value.rsplit(";", 1)[1].strip() if ";" in value else None
-        routable = next((ip for ip in candidates if is_routable(ip)), None)
-        if routable is not None:
-            hop = Hop(routable, True, timestamp, value)
-            if not internal:
-                return hop
-            if first_routable is None:
-                first_routable = hop
-            continue
-        private = next((ip for ip in candidates if not ipaddress.ip_address(ip).is_loopback
-                        and not ipaddress.ip_address(ip).is_unspecified), None)
-        if private is not None and not internal and first_private is None:
-            first_private = Hop(private, False, timestamp, value)
-    return first_routable or first_private
-
-
 # -- building a report ----------------------------------------------------------------------
 
 
@@ -630,12 +525,12 @@ def arf_report(mail: Mail, doc: ArfDocument) -> ParsedReport:
         report.warnings.append("no Feedback-Type field: taken as missing")
 
     report.reporter_address, report.reporter_org = reporter_of(doc.root, fields)
-    hop = _offender(mail, doc, fields, original, report)
+    hop_time = _offender(mail, doc, fields, original, report)
     _source_port(fields, report)
     choose_time([
         ("Arrival-Date", fields.get("arrival-date"), True),
         ("Received-Date", fields.get("received-date"), True),
-        ("reporter's Received header", hop.timestamp if hop else None, False),
+        ("reporter's Received header", hop_time, False),
         ("original message's Date", original.header("Date") if original else None, False),
         ("report's own Date", clean(doc.root.get("Date")), False),
     ], report)
@@ -655,14 +550,15 @@ def arf_report(mail: Mail, doc: ArfDocument) -> ParsedReport:
 
 
 def _offender(mail: Mail, doc: ArfDocument, fields: FeedbackFields, original: Original | None,
-              report: ParsedReport) -> Hop | None:
-    """Source-IP, or the reporter's hop in part 3's Received chain; returns that hop."""
+              report: ParsedReport) -> str | None:
+    """Source-IP, or the reporter's hop in part 3's Received chain; returns the time of the hop
+    that handed the reporter the message (the one naming the stated address, when one does)."""
     hop = None
     received = original.all("Received")[:MAX_RECEIVED] if original is not None else []
     if received:
         mta = (fields.get("reporting-mta") or "").split(";", 1)[-1].strip()
         domains = {base_domain(mta), base_domain((report.reporter_address or "@").split("@")[1])}
-        hop = reporter_hop(received, {d for d in domains if d}, mail)
+        hop = reporter_hop(received, {d for d in domains if d}, mail.deadline.check, MAX_RECEIVED)
     stated = fields.get("source-ip")
     if stated:
         ip = clean_ip(stated)
@@ -676,16 +572,16 @@ def _offender(mail: Mail, doc: ArfDocument, fields: FeedbackFields, original: Or
             named = next((v for v in received if ip in find_ips(v.split(" by ", 1)[0], 5)),
                          None)
             if named is not None and ";" in named:
-                return Hop(ip, is_routable(ip), named.rsplit(";", 1)[1].strip(), named)
-            return hop
+                return named.rsplit(";", 1)[1].strip()
+            return hop.time_raw if hop is not None else None
     if hop is not None:
         report.source_ip = hop.ip
         report.inferred.append("source_ip")
         report.warnings.append("no Source-IP: source taken from the reporter's Received header "
                                "of the original message")
-        if not hop.routable:
+        if not is_routable(hop.ip):
             report.warnings.append(f"inferred source {hop.ip} is not a public address")
-    return hop
+    return hop.time_raw if hop is not None else None
 
 
 def _source_port(fields: FeedbackFields, report: ParsedReport) -> None:
@@ -761,7 +657,7 @@ def jmrp_report(mail: Mail, inner: Message) -> ParsedReport:
     report.reporter_address, report.reporter_org = reporter_of(mail.msg, None)
     report.warnings.append("Microsoft JMRP complaint, not ARF: read from the forwarded message")
     received = [v for v in (clean(x) for x in inner.get_all("Received") or []) if v]
-    hop = reporter_hop(received, set(_MICROSOFT_DOMAINS), mail)
+    hop = reporter_hop(received, set(_MICROSOFT_DOMAINS), mail.deadline.check, MAX_RECEIVED)
     subject = _JMRP_SUBJECT.search(header(mail, "Subject") or "")
     subject_ip = clean_ip(subject.group(1)) if subject else None
     if hop is not None:
@@ -778,7 +674,7 @@ def jmrp_report(mail: Mail, inner: Message) -> ParsedReport:
     if subject_ip:
         report.extra["subject_ip"] = subject_ip
     choose_time([
-        ("reporter's Received header", hop.timestamp if hop else None, False),
+        ("reporter's Received header", hop.time_raw if hop else None, False),
         ("forwarded message's Date", clean(inner.get("Date")), False),
         ("report's own Date", header(mail, "Date"), False),
     ], report)

@@ -29,6 +29,7 @@ from typing import Any
 
 from ...core.fields import clean_ip, domains_of, excerpt, host_of, parse_time, refang, unique
 from ...core.mail import Mail, decode_text
+from ...core.received import is_routable
 from ..base import Disposition, Format, ParsedReport, Parser, ParseResult, Stage
 from .arf import (
     FeedbackFields,
@@ -38,7 +39,6 @@ from .arf import (
     feedback_text,
     find_arf_documents,
     header,
-    is_routable,
     parse_feedback_fields,
     read_original,
     uris_of,

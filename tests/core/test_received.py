@@ -7,11 +7,15 @@ from __future__ import annotations
 from email.parser import HeaderParser
 from email.policy import compat32
 
+import pytest
 from abuse_desk.core.received import (
+    base_domain,
     external_hop,
     is_internal,
+    is_routable,
     parse_received,
     read_chain,
+    reporter_hop,
     same_provider,
 )
 
@@ -76,3 +80,40 @@ def test_provider_families() -> None:
     assert same_provider("mail-qk1-f170.google.com", "mx.gmail.com")
     assert not same_provider("out.bulk-sender.example", "mx.gmail.com")
     assert not same_provider(None, "mx.gmail.com")
+
+
+# A reporter's copy of the message (a feedback report's part 3): the hop that handed it over.
+
+def test_reporter_hop_skips_internal_and_private_hops() -> None:
+    chain = [
+        "from mx1.big.example (mx1.big.example [192.0.2.33]) by store.big.example; "
+        "Mon, 4 Mar 2024 10:00:03 +0000",
+        "from filter (filter.big.example [10.0.0.5]) by mx1.big.example; "
+        "Mon, 4 Mar 2024 10:00:02 +0000",
+        "from helo.name (dyn-5.isp.example [198.51.100.5]) by mx1.big.example; "
+        "Mon, 4 Mar 2024 10:00:01 +0000",
+    ]
+    hop = reporter_hop(chain, set())
+    assert hop is not None
+    assert (hop.ip, is_routable(hop.ip), hop.time_raw) == ("198.51.100.5", True,
+                                                          "Mon, 4 Mar 2024 10:00:01 +0000")
+
+
+def test_reporter_hop_fallbacks() -> None:
+    same_domain = ["from smtp.example.com ([203.0.113.245]) by R7.example.com; "
+                   "Thu, 29 Apr 2016 23:34:45 +0000"]
+    hop = reporter_hop(same_domain, {"example.com"})
+    assert hop is not None and hop.ip == "203.0.113.245"  # all internal: the first routable
+    private_only = ["from host.customer.example (host.customer.example [10.17.18.2]) by "
+                    "mx.aol.example; Tue, 19 Jan 2016 19:04:09 -0500"]
+    hop = reporter_hop(private_only, set())
+    assert hop is not None and (hop.ip, is_routable(hop.ip)) == ("10.17.18.2", False)
+    assert reporter_hop(["by localhost with LMTP", "from localhost ([127.0.0.1]) by x.example"],
+                        set()) is None
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("mx1.mail.example.co.uk", "example.co.uk"), ("mta34.mail.g9.yahoo.com", "yahoo.com"),
+    ("192.0.2.1", None), ("localhost", None), (None, None)])
+def test_base_domain(host: str | None, expected: str | None) -> None:
+    assert base_domain(host) == expected

@@ -14,10 +14,8 @@ from abuse_desk.core.mail import Mail
 from abuse_desk.parsers.base import Disposition, ParsedReport, ParseResult
 from abuse_desk.parsers.formats.arf import (
     ArfParser,
-    base_domain,
     feedback_text,
     parse_feedback_fields,
-    reporter_hop,
 )
 from abuse_desk.parsers.registry import Registry
 from hypothesis import HealthCheck, given, settings
@@ -346,41 +344,6 @@ def test_field_reader_splits_fields_run_together() -> None:
     assert fields.values == {"feedback-type": ["abuse"], "user-agent": ["X/2"],
                              "version": ["1"], "source-ip": ["192.0.2.9"],
                              "reporting-mta": ["dns; mx.example"]}
-
-
-def test_reporter_hop_skips_internal_and_private_hops() -> None:
-    chain = [
-        "from mx1.big.example (mx1.big.example [192.0.2.33]) by store.big.example; "
-        "Mon, 4 Mar 2024 10:00:03 +0000",
-        "from filter (filter.big.example [10.0.0.5]) by mx1.big.example; "
-        "Mon, 4 Mar 2024 10:00:02 +0000",
-        "from helo.name (dyn-5.isp.example [198.51.100.5]) by mx1.big.example; "
-        "Mon, 4 Mar 2024 10:00:01 +0000",
-    ]
-    hop = reporter_hop(chain, set())
-    assert hop is not None
-    assert (hop.ip, hop.routable, hop.timestamp) == ("198.51.100.5", True,
-                                                     "Mon, 4 Mar 2024 10:00:01 +0000")
-
-
-def test_reporter_hop_fallbacks() -> None:
-    same_domain = ["from smtp.example.com ([203.0.113.245]) by R7.example.com; "
-                   "Thu, 29 Apr 2016 23:34:45 +0000"]
-    hop = reporter_hop(same_domain, {"example.com"})
-    assert hop is not None and hop.ip == "203.0.113.245"  # all internal: the first routable
-    private_only = ["from host.customer.example (host.customer.example [10.17.18.2]) by "
-                    "mx.aol.example; Tue, 19 Jan 2016 19:04:09 -0500"]
-    hop = reporter_hop(private_only, set())
-    assert hop is not None and (hop.ip, hop.routable) == ("10.17.18.2", False)
-    assert reporter_hop(["by localhost with LMTP", "from localhost ([127.0.0.1]) by x.example"],
-                        set()) is None
-
-
-@pytest.mark.parametrize(("host", "expected"), [
-    ("mx1.mail.example.co.uk", "example.co.uk"), ("mta34.mail.g9.yahoo.com", "yahoo.com"),
-    ("192.0.2.1", None), ("localhost", None), (None, None)])
-def test_base_domain(host: str | None, expected: str | None) -> None:
-    assert base_domain(host) == expected
 
 
 # --- hostile input ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ..core.clock import Clock, fixed_clock, instant_arg, system_clock
 from ..core.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
+    from ..classifier.runtime import ClassifierRuntime
     from .wiring import Desk
 
 EPILOG = """Configuration: config.toml in the current directory, or --config PATH, or
@@ -392,13 +393,14 @@ def parse_json(file: str, result: Any, decisions: list[Any] | None = None) -> di
 
 def _parse(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     from ..core.fields import iso_z
-    from ..parsers.registry import PluginError, configured_registry
+    from ..parsers.registry import PluginError
+    from ..workflow.examine import build_examination
 
-    try:  # the parsers the desk runs: the built-in ones and the configured plugins
-        registry = configured_registry(config.smtp.hostname, config.parsers.plugins)
+    try:  # what the workers run: the built-in parsers and the configured plugins
+        examination = build_examination(config, _parse_classifier(config, clock),
+                                        authenticate=False)
     except PluginError as exc:
         return fail(str(exc))
-    classify = _parse_classifier(config, clock)
     status = 0
     for path in args.files:
         try:
@@ -409,8 +411,13 @@ def _parse(args: argparse.Namespace, config: Config, clock: Clock) -> int:
                                    "reports": [], "errors": [f"cannot read: {exc.strerror}"]}
             print(json.dumps(doc) if args.json else f"{path}: cannot read: {exc.strerror}")
             continue
-        result = registry.parse(raw, config.parsers)
-        decisions = classify(raw, result) if classify and result.reports else None
+        outcome = examination.examine(raw, clock())
+        result, decisions = outcome.result, outcome.decisions or None
+        if result is None:  # not even its headers could be read
+            doc = {"file": str(path), "disposition": None, "format": None, "reports": [],
+                   "errors": [outcome.reason or "unreadable"]}
+            print(json.dumps(doc) if args.json else f"{path}: needs review: {outcome.reason}")
+            continue
         if args.json:
             print(json.dumps(parse_json(str(path), result, decisions)), flush=True)
             continue
@@ -419,6 +426,8 @@ def _parse(args: argparse.Namespace, config: Config, clock: Clock) -> int:
               f"{count} report{'s' if count != 1 else ''}")
         for reason in result.review_reasons:
             print(f"  needs review: {reason}")
+        if outcome.reason and result.reports:  # the classifier failed on this content
+            print(f"  needs review: {outcome.reason.splitlines()[0]}")
         for n, r in enumerate(result.reports[:50], 1):
             where = r.source_ip or "-"
             if r.source_port:
@@ -436,13 +445,11 @@ def _parse(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     return status
 
 
-def _parse_classifier(config: Config, clock: Clock) -> Any:
-    """A function classifying parsed reports against the configured database (its customers
-    and learnt model), or None when there is no database to read: then `parse` still parses."""
-    from ..classifier.classify import MessageFacts
+def _parse_classifier(config: Config, clock: Clock) -> ClassifierRuntime | None:
+    """The classifier over the configured database (its customers and learnt model), or None
+    when there is no database to read: then `parse` still parses."""
     from ..classifier.runtime import ClassifierRuntime
     from ..core.db import current_revision, head_revision, is_sqlite, make_engine
-    from ..core.headers import first_address, read_top_headers
 
     url = make_url(config.database.url)
     if is_sqlite(config.database.url) and not (url.database and Path(url.database).is_file()):
@@ -453,18 +460,7 @@ def _parse_classifier(config: Config, clock: Clock) -> Any:
             return None
     except Exception:
         return None
-    classifier = ClassifierRuntime(config, engine, clock).classifier
-
-    def classify(raw: bytes, result: Any) -> list[Any]:
-        headers = read_top_headers(raw)
-        facts = MessageFacts(raw=raw, from_address=first_address(headers.from_),
-                             message_id=headers.message_id, received_at=clock(),
-                             subject=headers.subject or "")
-        trust = classifier.assess_reporter(facts)
-        result.reports = classifier.offenders(result.reports, facts.received_at)  # as _examine
-        return [classifier.classify(report, facts, trust) for report in result.reports]
-
-    return classify
+    return ClassifierRuntime(config, engine, clock)
 
 
 def _review(args: argparse.Namespace, config: Config, clock: Clock) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..casework.queries import CaseQueries
 from ..casework.review import Review
+from ..classifier.runtime import ClassifierRuntime
 from ..core.broker import Send, make_broker, sender
 from ..core.clock import Clock, system_clock
 from ..core.config import Config
@@ -82,10 +83,11 @@ def open_desk(config: Config, clock: Clock = system_clock, *, sends: bool = True
         sessions = make_sessions(engine)
         broker = make_broker(config.broker.url)
         send = sender(broker) if sends else None
-        examination = build_examination(config, engine, clock)
+        classifier = ClassifierRuntime(config, engine, clock)
+        examination = build_examination(config, classifier)
         workflow = Workflow(config, engine, clock, send)
         pipeline = Pipeline(config, engine, clock, examination, workflow)
-        review = Review(config, engine, sessions, clock, examination.classifier, workflow,
+        review = Review(config, engine, sessions, clock, classifier, workflow,
                         pipeline)
         cases = CaseQueries(config.workflow, engine, sessions, clock)
     except BaseException:

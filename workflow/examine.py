@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..classifier.authentication import SenderAuthenticator
 from ..classifier.classify import Decision, MessageFacts
 from ..classifier.runtime import ClassifierRuntime
-from ..core.clock import Clock
 from ..core.config import Config, ParserLimits
 from ..core.headers import first_address, read_top_headers
 from ..core.models import MessageState
@@ -50,11 +48,15 @@ def _no_progress(stage: str, headers: dict[str, Any] | None = None) -> None:
 @dataclass(frozen=True)
 class Examination:
     """What examining a message takes: the parsers, the classifier (its customer index,
-    model and trust policy), the sender's authentication, the parsers' limits."""
+    model and trust policy), the sender's authentication, the parsers' limits.
+
+    ``abuse-desk parse`` examines without the sender's authentication (a file has no envelope:
+    *authenticator* None), and without a database to classify against it parses only
+    (*classifier* None: the outcome has no decisions)."""
 
     parsers: Registry
-    classifier: ClassifierRuntime
-    authenticator: SenderAuthenticator
+    classifier: ClassifierRuntime | None
+    authenticator: SenderAuthenticator | None
     limits: ParserLimits
 
     def examine(self, raw: bytes, received_at: datetime, progress: Progress = _no_progress,
@@ -86,12 +88,13 @@ class Examination:
             if result.errors:
                 reason += "\n" + "\n".join(result.errors)  # the traceback of a parser bug
             return Outcome(MessageState.REVIEW, values, reason, result)
-        if result.reports or result.disposition is Disposition.REPLY:
+        if self.authenticator is not None and (
+                result.reports or result.disposition is Disposition.REPLY):
             progress("sender authentication")
             values["sender_authentication"] = self.authenticator.check(
                 raw, **{k: (sender or {}).get(k) for k in ("mail_from", "peer_ip", "helo")}
             ).to_json()
-        if not result.reports:
+        if not result.reports or self.classifier is None:
             return Outcome(MessageState.PROCESSED, values, None, result)
         facts = MessageFacts(raw=raw, from_address=first_address(headers.from_),
                              message_id=headers.message_id, received_at=received_at,
@@ -113,13 +116,15 @@ class Examination:
         return Outcome(MessageState.PROCESSED, values, None, result, decisions)
 
 
-def build_examination(config: Config, engine: Engine, clock: Clock) -> Examination:
+def build_examination(config: Config, classifier: ClassifierRuntime | None, *,
+                      authenticate: bool = True) -> Examination:
     """The examination *config* describes: the built-in parsers and the configured plugins
-    (:class:`parsers.registry.PluginError` for one that does not load), the classifier over
-    *engine*'s customers, the sender's authentication."""
+    (:class:`parsers.registry.PluginError` for one that does not load), *classifier* (None:
+    parse only), the sender's authentication unless not *authenticate*."""
     cfg = config.classifier
     return Examination(
         parsers=configured_registry(config.smtp.hostname, config.parsers.plugins),
-        classifier=ClassifierRuntime(config, engine, clock),
-        authenticator=SenderAuthenticator(cfg.authserv_id, spf_timeout_s=cfg.spf_timeout_s),
+        classifier=classifier,
+        authenticator=SenderAuthenticator(cfg.authserv_id, spf_timeout_s=cfg.spf_timeout_s)
+        if authenticate else None,
         limits=config.parsers)

@@ -627,21 +627,22 @@ class _Held:
     examined at (the worker's clock, sent with the message)."""
 
     def __init__(self, config: Config, now: datetime) -> None:
+        from ..classifier.runtime import ClassifierRuntime
         from ..core.db import make_engine
         from .examine import build_examination
 
         self.now = now
         self.config = config
-        self.examination = build_examination(config, make_engine(config.database),
-                                             lambda: self.now)
+        self.classifier = ClassifierRuntime(config, make_engine(config.database),
+                                            lambda: self.now)
+        self.examination = build_examination(config, self.classifier)
         self.refresh()
 
     def refresh(self) -> None:
         """Reload the customer index and the model now if they changed, so that this does not
         happen inside a message's memory budget."""
-        runtime = self.examination.classifier
-        runtime.index()
-        runtime.model()
+        self.classifier.index()
+        self.classifier.model()
 
 
 def child_main(conn: Connection, config: Config, cwd: str, board: Board,

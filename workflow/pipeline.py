@@ -498,9 +498,10 @@ class Pipeline:
             detail = {}
         if hint is not None:
             detail["case_reference_hint"] = hint
+        authenticator = self.examination.authenticator
         if outcome.state is MessageState.REVIEW and _a_complaint(outcome) \
-                and "sender_authentication" not in outcome.values:
-            outcome.values["sender_authentication"] = self.examination.authenticator.check(
+                and "sender_authentication" not in outcome.values and authenticator is not None:
+            outcome.values["sender_authentication"] = authenticator.check(
                 claim.raw, **claim.sender).to_json()
         return _Written(hint, detail)
 

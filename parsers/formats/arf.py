@@ -11,10 +11,12 @@ warning).
 
 Where the report names no Source-IP, the offender is the host that handed the original message to
 the reporter: the first hop of part 3's Received chain that did not come from the reporter's own
-servers (marked inferred; ``core/received.reporter_hop``). The time is Arrival-Date, else Received-Date, else that hop's
-timestamp, else part 3's Date, else the report's own Date (the last three marked inferred).
+servers (marked inferred; ``core/received.reporter_hop`` reads the chain). The time is
+Arrival-Date, else Received-Date, else that hop's timestamp, else part 3's Date, else the
+report's own Date (the last three marked inferred).
 
-The helpers (field parsing, locating the parts, reading part 3) are shared with the SpamCop parser, which sends ARF-style reports too.
+The helpers (field parsing, locating the parts, reading part 3) are shared with the SpamCop
+parser, which sends ARF-style reports too.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from ..core.models import Case, CaseState, Customer, Event, Message, MessageStat
 from ..core.policy import TYPES
 from ..parsers.base import ParsedReport
 from ..workflow import cases
-from ..workflow.notices import create_ack
+from ..workflow.acks import create_ack
 from ..workflow.pipeline import Pipeline
 from ..workflow.timeline import Workflow
 

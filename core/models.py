@@ -269,7 +269,7 @@ class Notice(Base):
     lease_until: Mapped[datetime | None]
     receipt: Mapped[str | None] = mapped_column(Text)  # the transport's answer
     bounced_at: Mapped[datetime | None]
-    # Unguessable, one pair per mail (workflow/notices.py): a reply naming reply_token (in the
+    # Unguessable, one pair per mail (workflow/tokens.py): a reply naming reply_token (in the
     # Message-ID it answers, or the Reply-To address it was sent to) comes from whoever received
     # this mail; a DSN with a null sender naming bounce_token (the VERP envelope sender) is a
     # bounce of this mail. None for mails written before tokens existed.

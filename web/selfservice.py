@@ -1,6 +1,6 @@
 """The customer's self-service page, behind the signed link in every notice.
 
-``/self-service/<token>``: the token (``workflow/notices.py``) names one case and expires after
+``/self-service/<token>``: the token (``workflow/tokens.py``) names one case and expires after
 ``notify.token_days``; it is the only credential, so the page shows nothing of other cases and
 nothing of the reporters beyond the redacted evidence the notice carried. The customer can read
 the evidence and the deadline, answer, and say the issue is fixed (which resolves the case when
@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from ..core.db import as_utc, write_transaction
 from ..core.models import Case, CaseState, Customer
-from ..workflow import cases, mailer, notices
+from ..workflow import cases, mailer, notices, tokens
 from .base import WebDesk
 
 MAX_FORM = 64 * 1024
@@ -52,8 +52,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 def _load(desk: WebDesk, token: str) -> tuple[Any, Any] | str:
     try:
-        case_id = notices.read_token(desk.workflow.writer.secret, token, desk.clock())
-    except notices.TokenError as exc:
+        case_id = tokens.read_token(desk.workflow.writer.secret, token, desk.clock())
+    except tokens.TokenError as exc:
         return str(exc)
     with desk.engine.connect() as conn:
         case = conn.execute(select(Case).where(Case.id == case_id)).first()

@@ -31,7 +31,7 @@ did not answer: ``classifier.trust.COULD_NOT_CHECK``) is not written: the messag
 ``pipeline.dkim_retries`` times (each a ``dkim-retry`` event on the message; a retry is not an
 attempt that died, so it is given back); then its reports go to review with "DKIM could not be
 checked (DNS ...)". Every person whose complaint is written is acknowledged
-(``workflow.notices.create_ack``), with its case's reference or, in review or not ours, the
+(``workflow.acks.create_ack``), with its case's reference or, in review or not ours, the
 message's.
 """
 
@@ -62,9 +62,9 @@ from ..core.policy import Evidence
 from ..parsers.base import Disposition, ParseResult
 from ..parsers.formats.guards import case_reference
 from . import cases, replies
+from .acks import create_ack
 from .examine import Examination, Outcome
 from .examiner import Examiner, ExaminerDied, ExaminerStopped, ExaminerUnavailable, InlineExaminer
-from .notices import create_ack
 from .timeline import Workflow
 
 log = logging.getLogger(__name__)

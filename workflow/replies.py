@@ -1,7 +1,7 @@
 """Mail about the desk's own mails: replies threaded into their cases, bounces marked on their
 notices, and case tags that prove nothing on their own.
 
-What proves what (``workflow/notices.py`` makes the tokens):
+What proves what (``workflow/tokens.py`` makes the tokens):
 
 * **A reply** threads into a case when it names one of our mails by something only its
   recipients know: the mail's Message-ID in In-Reply-To/References, or its reply address

@@ -45,8 +45,9 @@ from ..core.models import Case, CaseState, Customer, Notice, TimelineStep
 from . import cases, mailer
 from .calendar import BusinessCalendar
 from .delivery import DeliveryError, Transport, make_transport, retry_delay
-from .notices import Writer, create_notice, envelope_sender, mail_event, secret_key
+from .notices import Writer, create_notice, mail_event
 from .provisioning import HookError, call_hook
+from .tokens import envelope_sender, secret_key
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"returned mail|mail delivery (?:failed|system)|failure notice|non[- ]?delivery)", re.I)
 
 
-# The tokens of our tagged addresses (workflow/notices.py: 26 characters of base32), after any
+# The tokens of our tagged addresses (workflow/tokens.py: 26 characters of base32), after any
 # of the recipient delimiters smtp.recipient_delimiter allows.
 REPLY_TOKEN = re.compile(r"[+\-=_.]r-([a-z2-7]{26})@", re.I)
 BOUNCE_TOKEN = re.compile(r"[+\-=_.]b-([a-z2-7]{26})@", re.I)

@@ -89,13 +89,13 @@ def test_another_local_user_cannot_read_the_database_or_its_signing_key(tmp_path
     """The var folder was 0755 and the database 0644: any local user could copy the database,
     read the self-service signing key in it and forge a customer's link. Made now, they are
     0700 and 0600 (and SQLite's -wal and -shm follow the database), whatever the umask."""
-    from abuse_desk.workflow import notices
+    from abuse_desk.workflow import tokens
 
     db = tmp_path / "var" / "abuse-desk.db"
     with umask(0o022):
         engine = open_desk_database(db)
         config = build_config({"database": {"url": f"sqlite:///{db}"}}, "test", env={})
-        assert notices.secret_key(engine, config)  # the key now lives in the database
+        assert tokens.secret_key(engine, config)  # the key now lives in the database
         with engine.connect() as conn:  # WAL: -wal and -shm exist while a connection is open
             conn.execute(text("SELECT 1")).scalar()
             assert mode(db.parent) == 0o700

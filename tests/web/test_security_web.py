@@ -27,7 +27,7 @@ from abuse_desk.core.models import Case, Event, WebSession
 from abuse_desk.web import auth
 from abuse_desk.web.app import create_app
 from abuse_desk.web.base import COOKIE, PRE_COOKIE
-from abuse_desk.workflow import cases, notices
+from abuse_desk.workflow import cases, tokens
 from sqlalchemy import select, update
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -527,7 +527,7 @@ def test_the_link_mac_is_checked_in_constant_time_and_before_the_expiry(
         monkeypatch: pytest.MonkeyPatch) -> None:
     secret = b"k" * 32
     now = START
-    token = notices.make_token(secret, 7, now + timedelta(days=1))
+    token = tokens.make_token(secret, 7, now + timedelta(days=1))
     compared: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
 
@@ -535,21 +535,21 @@ def test_the_link_mac_is_checked_in_constant_time_and_before_the_expiry(
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(notices.hmac, "compare_digest", spy)
-    assert notices.read_token(secret, token, now) == 7
+    monkeypatch.setattr(tokens.hmac, "compare_digest", spy)
+    assert tokens.read_token(secret, token, now) == 7
     number, expiry, mac = token.split(".")
     forged = f"{number}.{expiry}.{'A' if mac[0] != 'A' else 'B'}{mac[1:]}"
-    with pytest.raises(notices.TokenError, match="not valid"):
-        notices.read_token(secret, forged, now)
+    with pytest.raises(tokens.TokenError, match="not valid"):
+        tokens.read_token(secret, forged, now)
     assert len(compared) == 2  # both answers came from compare_digest
     # A forged token past its expiry says "not valid", not "expired": nothing learnt.
-    with pytest.raises(notices.TokenError, match="not valid"):
-        notices.read_token(secret, forged, now + timedelta(days=2))
-    with pytest.raises(notices.TokenError, match="expired"):
-        notices.read_token(secret, token, now + timedelta(days=2))
+    with pytest.raises(tokens.TokenError, match="not valid"):
+        tokens.read_token(secret, forged, now + timedelta(days=2))
+    with pytest.raises(tokens.TokenError, match="expired"):
+        tokens.read_token(secret, token, now + timedelta(days=2))
     # Another desk's key is not ours.
-    with pytest.raises(notices.TokenError, match="not valid"):
-        notices.read_token(b"other" * 8, token, now)
+    with pytest.raises(tokens.TokenError, match="not valid"):
+        tokens.read_token(b"other" * 8, token, now)
 
 
 # ---- framing -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Event, MessageState, Notice
 from abuse_desk.parsers.base import Disposition, ParseResult
-from abuse_desk.workflow.notices import (
+from abuse_desk.workflow.acks import (
     automated_reason,
     machine_address,
     message_reference,

@@ -350,7 +350,8 @@ def test_every_kind_renders(kind: str, category: str, type_: str | None) -> None
     out = render(kind, category, type_)
     assert out.subject
     assert "\n" not in out.subject and "\r" not in out.subject
-    # The case tag is the caller's to add (workflow/notices.py), so no template can break it.
+    # The case tag is the caller's to add (workflow/notices.py, workflow/acks.py), so no
+    # template can break it.
     assert "C-2026-000123" not in out.subject and "[Abuse Case" not in out.subject
     assert "C-2026-000123" in out.text
     assert not out.text.startswith("Subject:")

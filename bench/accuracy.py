@@ -311,7 +311,8 @@ def score(sample: Sample, outcome: Any, owners: dict[str, str]) -> Score:
 
 def own_index(sample: Sample, owners: dict[str, str], ids: dict[str, int]) -> Any:
     """The customer index as this message sees the provider: its own offenders, nothing else."""
-    from abuse_desk.classifier.customers import CustomerIndex, Resource, ResourceRow
+    from abuse_desk.classifier.customers import CustomerIndex
+    from abuse_desk.classifier.resources import Resource, ResourceRow
 
     rows = []
     for report in sample.reports:

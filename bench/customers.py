@@ -32,7 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abuse_desk.classifier.customers import CustomerIndex, ResourceRow
+from abuse_desk.classifier.customers import CustomerIndex
+from abuse_desk.classifier.resources import ResourceRow
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 SPAN_DAYS = 6 * 365

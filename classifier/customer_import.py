@@ -29,7 +29,8 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, text, upda
 
 from ..core.clock import Clock
 from ..core.models import Customer, CustomerResource
-from .customers import Resource, as_utc
+from .resources import Resource
+from .windows import as_utc
 
 HEADER = ("customer_id", "name", "email", "resource", "valid_from", "valid_until")
 # An optional last column: the customer's IANA time zone, for the deadlines in its notices.

@@ -1,9 +1,7 @@
-"""Customers and what they hold, and who was behind a report.
+"""Who was behind a report: customers' resources in an index, and resolution.
 
-A customer holds resources, each with an optional validity window ``[valid_from, valid_until)``
-(``None`` is open): CIDR blocks and single IPs (``cidr``, IPv4 and IPv6), a port range on one
-public IP shared by CGNAT (``ip-ports``), domains (``domain``, matching their subdomains) and
-e-mail addresses (``email``, matching exactly, case-insensitively).
+A customer holds resources (:mod:`.resources` says what they are and how their text is
+normalised), each valid in a window (:mod:`.windows`).
 
 :class:`CustomerIndex` holds them in memory for resolution:
 
@@ -26,28 +24,30 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import ipaddress
-import math
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email.utils import parseaddr
-from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import pytricia
 
 from ..core.policy import Evidence
+from .resources import (
+    Resource,
+    ResourceRow,
+    normalize_address,
+    normalize_host,
+    public_suffixes,
+    resource_text,
+)
+from .windows import NO_END, NO_START, stamp, when, window
 
 if TYPE_CHECKING:
-    from publicsuffixlist import PublicSuffixList
     from sqlalchemy import Engine
 
     from .resolver_hook import HookAnswer
 
-KINDS = ("cidr", "ip-ports", "domain", "email")
 _IP_KINDS = frozenset(("cidr", "ip-ports"))
 
 # How a customer was found, in the order a report is resolved, and what each weighs as evidence.
@@ -74,200 +74,6 @@ MAX_VALUES = 100
 ADDRESS_KEYS = ("original_mail_from", "original_from", "smtp_mail_from", "mail_from",
                 "from_address", "reply_to", "original_reply_to", "sender", "addresses", "emails")
 
-_NO_START, _NO_END = -math.inf, math.inf
-
-
-# -- resources -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One resource of a customer, as stored in ``customer_resources``."""
-
-    kind: str
-    value: str
-    port_low: int | None = None
-    port_high: int | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
-
-    @classmethod
-    def parse(cls, text: str, valid_from: datetime | None = None,
-              valid_until: datetime | None = None) -> Resource:
-        kind, value, low, high = parse_resource(text)
-        start, end = as_utc(valid_from), as_utc(valid_until)
-        if start is not None and end is not None and end <= start:
-            raise ValueError(f"valid_until {iso(end)} is not after valid_from {iso(start)}")
-        return cls(kind, value, low, high, start, end)
-
-    @property
-    def text(self) -> str:
-        return resource_text(self.kind, self.value, self.port_low, self.port_high)
-
-    def valid_at(self, at: datetime) -> bool:
-        return _ts(self.valid_from, _NO_START) <= _ts(at, 0.0) < _ts(self.valid_until, _NO_END)
-
-
-class ResourceRow(NamedTuple):
-    """A resource with its customer: what :meth:`CustomerIndex.from_rows` takes."""
-
-    customer_id: int
-    external_id: str
-    kind: str
-    value: str
-    port_low: int | None = None
-    port_high: int | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
-
-
-_IPV4_PORTS = re.compile(r"^(?P<ip>\d{1,3}(?:\.\d{1,3}){3}):(?P<low>\d{1,5})-(?P<high>\d{1,5})$")
-_IPV6_PORTS = re.compile(r"^\[(?P<ip>[0-9a-fA-F:.]+)\]:(?P<low>\d{1,5})-(?P<high>\d{1,5})$")
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-
-
-@cache
-def public_suffixes() -> PublicSuffixList:
-    from publicsuffixlist import PublicSuffixList
-
-    return PublicSuffixList()
-
-
-def _as_email(text: str) -> tuple[str, str, None, None] | None:
-    if "@" not in text:
-        return None
-    from email_validator import EmailNotValidError, validate_email
-
-    try:
-        validate_email(text, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValueError(f"resource {text!r}: not a usable address: {exc}") from None
-    return "email", text.lower(), None, None
-
-
-def _as_ip_ports(text: str) -> tuple[str, str, int, int] | None:
-    found = _IPV4_PORTS.match(text) or _IPV6_PORTS.match(text)
-    if found is None:
-        return None
-    try:
-        ip = ipaddress.ip_address(found["ip"])
-    except ValueError:
-        return None
-    low, high = int(found["low"]), int(found["high"])
-    if high > 65535:
-        raise ValueError(f"resource {text!r}: ports are 0-65535")
-    if low > high:
-        raise ValueError(f"resource {text!r}: the port range {low}-{high} is empty "
-                         "(write LOW-HIGH)")
-    return "ip-ports", ip.compressed, low, high
-
-
-def _as_network(text: str) -> tuple[str, str, None, None] | None:
-    try:
-        loose = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-    try:
-        ipaddress.ip_network(text)
-    except ValueError:
-        raise ValueError(f"resource {text!r}: host bits set; the network is {loose}") from None
-    return "cidr", loose.with_prefixlen, None, None
-
-
-def _as_domain(text: str) -> tuple[str, str, None, None] | None:
-    name = normalize_host(text)
-    if name is None:
-        return None
-    if name.startswith("*."):
-        raise ValueError(f"resource {text!r}: write {name[2:]}: a domain matches its "
-                         "subdomains")
-    labels = name.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) \
-            or labels[-1].isdigit():
-        return None
-    if public_suffixes().is_public(name) or public_suffixes().privatesuffix(name) is None:
-        raise ValueError(f"resource {text!r}: a public suffix, which no customer can hold; "
-                         "name a domain under it")
-    return "domain", name, None, None
-
-
-# Tried in order; each says "not mine" (None) or "mine but wrong" (ValueError with why).
-_RESOURCE_PARSERS = (_as_email, _as_ip_ports, _as_network, _as_domain)
-
-
-def parse_resource(text: str) -> tuple[str, str, int | None, int | None]:
-    """``(kind, value, port_low, port_high)`` of a resource as written in an import:
-    a CIDR, an IP (stored as /32 or /128), ``IP:LOW-HIGH`` (``[IPv6]:LOW-HIGH``), a domain
-    or an address. Raises ValueError saying what is wrong."""
-    text = text.strip()
-    for parse in _RESOURCE_PARSERS:
-        parsed = parse(text)
-        if parsed is not None:
-            return parsed
-    raise ValueError(f"resource {text!r}: not an IP, CIDR, IP:LOW-HIGH, domain or address")
-
-
-def resource_text(kind: str, value: str, low: int | None, high: int | None) -> str:
-    """A resource as written in an import file."""
-    if kind != "ip-ports":
-        return value
-    host = f"[{value}]" if ":" in value else value
-    return f"{host}:{low}-{high}"
-
-
-def normalize_host(text: str) -> str | None:
-    """A host name lowercased, without the root dot, IDNA-encoded; None if it cannot be."""
-    name = text.strip().rstrip(".").lower()
-    if not name or name.isascii():
-        return name or None
-    try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-
-
-def normalize_address(text: str) -> str | None:
-    address = parseaddr(text)[1].strip().lower()
-    local, at, domain = address.rpartition("@")
-    return address if at and local and domain else None
-
-
-# -- time ------------------------------------------------------------------------------------
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """*value* in UTC; naive datetimes (SQLite, import files) are UTC already."""
-    if value is None:
-        return None
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _ts(value: datetime | None, default: float) -> float:
-    if value is None:
-        return default
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
-def iso(value: datetime | float | None) -> str | None:
-    """UTC ISO 8601 ending in Z (a float is a POSIX time; infinities are None)."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if math.isinf(value):
-            return None
-        value = datetime.fromtimestamp(value, UTC)
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
-    return text + "Z"
-
-
-@lru_cache(maxsize=4096)
-def _window(start: float, end: float) -> str:
-    parts = [f"from {iso(start)}" if start != _NO_START else "",
-             f"until {iso(end)}" if end != _NO_END else ""]
-    return " ".join(p for p in parts if p) or "always"
-
 
 # -- answers ---------------------------------------------------------------------------------
 
@@ -281,7 +87,7 @@ class Match:
 
     def __init__(self, customer_id: int, external_id: str, via: str, value: str, resource: str,
                  evidence: Evidence | None = None, *,
-                 why: tuple[str, float, float] = ("", _NO_START, _NO_END)) -> None:
+                 why: tuple[str, float, float] = ("", NO_START, NO_END)) -> None:
         self.customer_id = customer_id
         self.external_id = external_id
         self.via = via  # source_ip, url, domain, email, hook, specialist
@@ -297,7 +103,7 @@ class Match:
             self._evidence = Evidence(
                 f"resource:{kind}", VIA_WEIGHT.get(self.via, 0.5),
                 f"{self.via} {self.value} in {self.resource} of {self.external_id}, "
-                f"{_window(start, end)}")
+                f"{window(start, end)}")
         return self._evidence
 
     def _key(self) -> tuple[int, str, str, str, str]:
@@ -419,17 +225,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _stamp(value: datetime | str, _utc: Any = UTC) -> float:
-    """POSIX time of a datetime or of SQLite's text for one (naive: UTC)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return (value if value.tzinfo is not None else value.replace(tzinfo=_utc)).timestamp()
-
-
-def _when(at: datetime) -> float:
-    return _stamp(at)
-
-
 def _prefix_key(value: str) -> str:
     """The tree key of a cidr or ip-ports value ("192.0.2.0/24" -> "::ffff:192.0.2.0/120")."""
     address, _, length = value.partition("/")
@@ -547,7 +342,7 @@ class CustomerIndex:
         grouped: dict[str, dict[str, tuple[_Entry, ...]]] = {"ip": {}, "domain": {}, "email": {}}
         stores = {"cidr": grouped["ip"], "ip-ports": grouped["ip"],
                   "domain": grouped["domain"], "email": grouped["email"]}
-        owners, held, no_start, no_end = self._owners, self._held, _NO_START, _NO_END
+        owners, held, no_start, no_end = self._owners, self._held, NO_START, NO_END
         for cid, kind, value, low, high, start, end in rows:
             owner = owners.get(cid) or self._owner(cid, str(cid))
             store = stores.get(kind)
@@ -562,8 +357,8 @@ class CustomerIndex:
                     self.skipped.append(f"{owner.external_id}: {value}: {name.why}")
                     continue
                 key, low, high = name, None, None
-            entry = (no_start if start is None else _stamp(start),
-                     no_end if end is None else _stamp(end), owner,
+            entry = (no_start if start is None else stamp(start),
+                     no_end if end is None else stamp(end), owner,
                      low if kind == "ip-ports" else None, high if kind == "ip-ports" else None,
                      key)
             bucket = store.get(key)
@@ -692,7 +487,7 @@ class CustomerIndex:
             return Lookup(reason=f"{host!r} is not a host name")
         if ":" in name or name[-1].isdigit():  # an IP literal (no TLD is numeric)
             return self.lookup_ip(name, at, via=via)
-        t, held, store = _when(at), False, self._domains
+        t, held, store = when(at), False, self._domains
         candidate: str | None = name
         while candidate:
             entries = store.get(candidate)
@@ -715,7 +510,7 @@ class CustomerIndex:
         entries = self._emails.get(key)
         if not entries:
             return _NOBODY
-        t = _when(at)
+        t = when(at)
         hits = [e for e in entries if e[0] <= t < e[1]]
         if not hits:
             return Lookup(reason=f"{key} belonged to nobody at the incident time")

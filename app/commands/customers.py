@@ -26,11 +26,10 @@ from ...classifier.customers import (
     CustomerIndex,
     Lookup,
     Resolution,
-    as_utc,
     combine,
-    iso,
-    resource_text,
 )
+from ...classifier.resources import resource_text
+from ...classifier.windows import as_utc, iso
 from ...core.clock import Clock, instant_arg
 from ...core.config import Config
 from ...core.models import Customer, CustomerResource

@@ -1,4 +1,5 @@
-"""Customer resources, the in-memory index and resolution (classifier/customers.py)."""
+"""Customer resources, the in-memory index and resolution (classifier/customers.py,
+classifier/resources.py, classifier/windows.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,10 @@ from abuse_desk.classifier.customers import (
     NO_CUSTOMER,
     NOBODY_AT_TIME,
     CustomerIndex,
-    Resource,
-    ResourceRow,
     named_addresses,
-    parse_resource,
 )
 from abuse_desk.classifier.resolver_hook import HookAnswer
+from abuse_desk.classifier.resources import Resource, ResourceRow, parse_resource
 from abuse_desk.core.config import DatabaseConfig
 from abuse_desk.core.db import make_engine, upgrade
 from abuse_desk.core.models import Customer, CustomerResource

@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from abuse_desk.classifier.classify import Classifier
-from abuse_desk.classifier.customers import CustomerIndex, Resource, ResourceRow
+from abuse_desk.classifier.customers import CustomerIndex
 from abuse_desk.classifier.offenders import choose, in_networks, parse_networks
+from abuse_desk.classifier.resources import Resource, ResourceRow
 from abuse_desk.classifier.trust import TrustPolicy
 from abuse_desk.core.config import ClassifierConfig
 from abuse_desk.parsers.base import Candidate, ParsedReport, Role

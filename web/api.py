@@ -33,7 +33,7 @@ from ..core.fields import iso_z
 from ..core.models import Case, CaseState, Customer, Message, Report
 from ..workflow import cases
 from . import auth, openapi
-from .base import COOKIE, ApiError, Ctx, Web
+from .base import COOKIE, ApiError, Ctx, Web, bound
 
 PREFIX = openapi.PREFIX
 _NUMBER = re.compile(r"[0-9]{1,12}")
@@ -351,23 +351,24 @@ async def openapi_json(request: Request) -> Response:
                                                      "X-Content-Type-Options": "nosniff"})
 
 
-def routes(web: Web) -> list[Route]:
-    async def docs(request: Request) -> Response:
-        cfg = web.desk.config.web
-        session = await run_in_threadpool(auth.load_session, web.desk.engine,
-                                          request.cookies.get(COOKIE), web.desk.clock(),
-                                          cfg.session_hours, cfg.session_max_hours)
-        doc = openapi.document()
-        schemas = [{"name": name, "description": schema.get("description", ""),
-                    "fields": _fields(schema, doc)}
-                   for name, schema in doc["components"]["schemas"].items()]
-        page: HTMLResponse = web.render(
-            "api_docs.j2", doc=doc, operations=operations(doc), schemas=schemas,
-            schema_names={s["name"] for s in schemas},
-            user=session.user if session else None, csrf=session.csrf if session else "",
-            flash=session.flash if session else None, ctx=None)
-        return page
+async def docs(web: Web, request: Request) -> Response:
+    cfg = web.desk.config.web
+    session = await run_in_threadpool(auth.load_session, web.desk.engine,
+                                      request.cookies.get(COOKIE), web.desk.clock(),
+                                      cfg.session_hours, cfg.session_max_hours)
+    doc = openapi.document()
+    schemas = [{"name": name, "description": schema.get("description", ""),
+                "fields": _fields(schema, doc)}
+               for name, schema in doc["components"]["schemas"].items()]
+    page: HTMLResponse = web.render(
+        "api_docs.j2", doc=doc, operations=operations(doc), schemas=schemas,
+        schema_names={s["name"] for s in schemas},
+        user=session.user if session else None, csrf=session.csrf if session else "",
+        flash=session.flash if session else None, ctx=None)
+    return page
 
+
+def routes(web: Web) -> list[Route]:
     def api(path: str, fn: Any, role: str = "specialist",
             methods: tuple[str, ...] = ("GET",)) -> Route:
         return Route(PREFIX + path, web.api(role)(fn), methods=list(methods))
@@ -382,6 +383,6 @@ def routes(web: Web) -> list[Route]:
         api("/dashboard", dashboard),
         api("/users/{name}/unlock", unlock_user, "supervisor", methods=("POST",)),
         Route(PREFIX + "/openapi.json", openapi_json, methods=["GET"]),
-        Route(PREFIX + "/docs", docs, methods=["GET"]),
+        Route(PREFIX + "/docs", bound(docs, web), methods=["GET"]),
     ]
 

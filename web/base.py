@@ -354,5 +354,18 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
 
 
+def bound(handler: Callable[..., Any], *args: Any, name: str | None = None,
+          **kwargs: Any) -> Callable[..., Any]:
+    """*handler* with what it works with given (``bound(login_form, web)``), as a route's
+    endpoint or a page's function for :meth:`Web.page`: a ``functools.partial``, which
+    Starlette takes as an endpoint function (it looks through the partial: an ``async def``
+    handler runs in the event loop). Named as *handler*, or *name*, so the route keeps the
+    handler's name."""
+    endpoint = functools.update_wrapper(functools.partial(handler, *args, **kwargs), handler)
+    if name is not None:
+        endpoint.__name__ = endpoint.__qualname__ = name
+    return endpoint
+
+
 def new_pre_token() -> str:
     return secrets.token_urlsafe(24)

@@ -14,6 +14,7 @@ customer's name) is text: autoescaped, mails decoded to their text part and show
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -29,7 +30,7 @@ from ..core.mail import Mail
 from ..core.models import Case, CaseState, Customer, Message, Notice
 from ..core.policy import CATEGORIES
 from ..workflow import cases
-from .base import Ctx, Web
+from .base import Ctx, Web, bound
 
 STATES = [s.value for s in CaseState]
 ACTIVE = frozenset(s.value for s in cases.ACTIVE)
@@ -253,16 +254,18 @@ def act(ctx: Ctx, action: str) -> Response:
     return ctx.redirect(f"/cases/{reference}", flash=said)
 
 
+def action_role(action: str) -> str:
+    return "supervisor" if action in case_actions.SUPERVISOR_ACTIONS else "specialist"
+
+
+def action_page(action: str) -> Callable[[Ctx], Response]:
+    """The page of ``POST /cases/{ref}/<action>``: :func:`act` for *action*, named
+    ``case_<action>``."""
+    return bound(act, action=action, name=f"case_{action.replace('-', '_')}")
+
+
 def routes(web: Web) -> list[Route]:
-    found = [Route("/cases", web.page()(case_list), methods=["GET"]),
-             Route("/cases/{ref}", web.page()(case_page), methods=["GET"])]
-    for action in FORM_ACTIONS:
-        role = "supervisor" if action in case_actions.SUPERVISOR_ACTIONS else "specialist"
-
-        def endpoint(ctx: Ctx, action: str = action) -> Response:
-            return act(ctx, action)
-
-        endpoint.__name__ = endpoint.__qualname__ = f"case_{action.replace('-', '_')}"
-        found.append(Route(f"/cases/{{ref}}/{action}", web.page(role)(endpoint),
-                           methods=["POST"]))
-    return found
+    return [Route("/cases", web.page()(case_list), methods=["GET"]),
+            Route("/cases/{ref}", web.page()(case_page), methods=["GET"]),
+            *(Route(f"/cases/{{ref}}/{action}", web.page(action_role(action))(action_page(action)),
+                    methods=["POST"]) for action in FORM_ACTIONS)]

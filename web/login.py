@@ -22,6 +22,7 @@ from .base import (
     Ctx,
     FormError,
     Web,
+    bound,
     new_pre_token,
     read_form,
     safe_next,
@@ -50,107 +51,110 @@ def throttled(web: Web, refused: str) -> str:
             "or ask a supervisor to unlock your account.")
 
 
-def routes(web: Web) -> list[Route]:
+async def login_form(web: Web, request: Request) -> Response:
+    return _login_page(web, safe_next(request.query_params.get("next")))
+
+
+async def login(web: Web, request: Request) -> Response:
     desk = web.desk
+    try:
+        form = await read_form(request)
+    except FormError as exc:
+        return _login_page(web, "/review", str(exc), 400)
+    next_url = safe_next(form.get("next"))
+    name = (form.get("name") or "").strip().lower()[:64]
+    if not auth.csrf_ok(request.cookies.get(PRE_COOKIE) or "", form.get("csrf")):
+        return _login_page(web, next_url, "The login form was out of date: sign in again.",
+                           403, name)
+    peer = request.client.host if request.client else ""
+    keys = auth.LoginKeys.of(name, peer)
+    shown, unlocks = await run_in_threadpool(auth.login_state, desk.engine, name)
+    refused = web.throttle.attempt(keys, unlocks)
+    if refused is not None:
+        log.warning("login refused for %s from %s: too many failures (%s)",
+                    repr(shown) if shown else "an unknown name", peer, refused)
+        return _login_page(web, next_url, throttled(web, refused), 429, name)
+    user = await run_in_threadpool(auth.authenticate, desk.engine, name,
+                                   form.get("password") or "")
+    if user is None:  # counted as a failure by attempt()
+        log.info("failed login for %s from %s",
+                 repr(shown) if shown else "an unknown name", peer)
+        return _login_page(web, next_url, "Wrong name or password.", 401, name)
+    web.throttle.succeeded(keys)
+    cfg = desk.config.web
+    old = request.cookies.get(COOKIE)
+    if old:
+        previous = await run_in_threadpool(auth.load_session, desk.engine, old,
+                                           desk.clock(), cfg.session_hours,
+                                           cfg.session_max_hours)
+        if previous is not None:
+            await run_in_threadpool(auth.end_session, desk.engine, previous.id)
+    token = await run_in_threadpool(auth.start_session, desk.engine, user, desk.clock(),
+                                    cfg.session_hours, peer, cfg.session_max_hours)
+    log.info("%s signed in from %s", user.name, peer)
+    response = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                        secure=desk.config.web.cookie_secure, path="/")
+    response.delete_cookie(PRE_COOKIE, path="/login")
+    return response
 
-    async def login_form(request: Request) -> Response:
-        return _login_page(web, safe_next(request.query_params.get("next")))
 
-    async def login(request: Request) -> Response:
-        try:
-            form = await read_form(request)
-        except FormError as exc:
-            return _login_page(web, "/review", str(exc), 400)
-        next_url = safe_next(form.get("next"))
-        name = (form.get("name") or "").strip().lower()[:64]
-        if not auth.csrf_ok(request.cookies.get(PRE_COOKIE) or "", form.get("csrf")):
-            return _login_page(web, next_url, "The login form was out of date: sign in again.",
-                               403, name)
-        peer = request.client.host if request.client else ""
-        keys = auth.LoginKeys.of(name, peer)
-        shown, unlocks = await run_in_threadpool(auth.login_state, desk.engine, name)
-        refused = web.throttle.attempt(keys, unlocks)
-        if refused is not None:
-            log.warning("login refused for %s from %s: too many failures (%s)",
-                        repr(shown) if shown else "an unknown name", peer, refused)
-            return _login_page(web, next_url, throttled(web, refused), 429, name)
-        user = await run_in_threadpool(auth.authenticate, desk.engine, name,
-                                       form.get("password") or "")
-        if user is None:  # counted as a failure by attempt()
-            log.info("failed login for %s from %s",
-                     repr(shown) if shown else "an unknown name", peer)
-            return _login_page(web, next_url, "Wrong name or password.", 401, name)
-        web.throttle.succeeded(keys)
-        cfg = desk.config.web
-        old = request.cookies.get(COOKIE)
-        if old:
-            previous = await run_in_threadpool(auth.load_session, desk.engine, old,
-                                               desk.clock(), cfg.session_hours,
-                                               cfg.session_max_hours)
-            if previous is not None:
-                await run_in_threadpool(auth.end_session, desk.engine, previous.id)
-        token = await run_in_threadpool(auth.start_session, desk.engine, user, desk.clock(),
-                                        cfg.session_hours, peer, cfg.session_max_hours)
-        log.info("%s signed in from %s", user.name, peer)
-        response = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
-                            secure=desk.config.web.cookie_secure, path="/")
-        response.delete_cookie(PRE_COOKIE, path="/login")
-        return response
+def logout(ctx: Ctx) -> Response:
+    assert ctx.session is not None
+    auth.end_session(ctx.desk.engine, ctx.session.id)
+    response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
+    response.delete_cookie(COOKIE, path="/")
+    return response
 
-    @web.page()
-    def logout(ctx: Ctx) -> Response:
-        assert ctx.session is not None
-        auth.end_session(desk.engine, ctx.session.id)
-        response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
-        response.delete_cookie(COOKIE, path="/")
-        return response
 
-    @web.page()
-    def account(ctx: Ctx) -> Response:
-        return ctx.render("account.j2", message=None)
+def account(ctx: Ctx) -> Response:
+    return ctx.render("account.j2", message=None)
 
-    @web.page()
-    def change_password(ctx: Ctx) -> Response:
-        current, new = ctx.form.get("current") or "", ctx.form.get("new") or ""
-        if new != (ctx.form.get("again") or ""):
-            return ctx.render("account.j2", status=400, message="The two new passwords differ.")
-        # The login's throttle: a session left open must not be a way to guess the password.
-        peer = ctx.request.client.host if ctx.request.client else ""
-        keys = auth.LoginKeys.of(ctx.user.name, peer)
-        _, unlocks = auth.login_state(desk.engine, ctx.user.name)
-        if web.throttle.attempt(keys, unlocks) is not None:
-            return ctx.render("account.j2", status=429, message=(
-                "Too many wrong passwords: wait "
-                f"{desk.config.web.login_window_minutes:g} minutes and try again."))
-        if auth.authenticate(desk.engine, ctx.user.name, current) is None:
-            log.info("%s gave a wrong current password to change it", ctx.user.name)
-            return ctx.render("account.j2", status=400,
-                              message="Your current password is not right.")
-        web.throttle.succeeded(keys)
-        try:
-            revoked = auth.set_password(desk.engine, ctx.user.name, new, desk.clock())
-        except auth.AuthError as exc:
-            return ctx.render("account.j2", status=400, message=f"{str(exc).capitalize()}.")
-        log.info("%s changed their password; %d API token(s) revoked", ctx.user.name, revoked)
-        response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
-        response.delete_cookie(COOKIE, path="/")
-        return response
 
-    @web.page("supervisor")
-    def unlock(ctx: Ctx) -> Response:
-        name = (ctx.form.get("name") or "").strip()
-        try:
-            auth.unlock_logins(desk.engine, name, desk.clock(), ctx.user.role, ctx.user.name)
-        except auth.AuthError as exc:
-            return ctx.render("account.j2", status=404 if isinstance(exc, auth.NoSuchUser) else 400,
-                              message=None, unlock_message=f"{str(exc).capitalize()}.")
-        log.info("%s unlocked the logins of %s", ctx.user.name, auth.check_name(name))
-        return ctx.redirect("/account", f"{auth.check_name(name)} can sign in again.")
+def change_password(ctx: Ctx) -> Response:
+    desk, web = ctx.desk, ctx.web
+    current, new = ctx.form.get("current") or "", ctx.form.get("new") or ""
+    if new != (ctx.form.get("again") or ""):
+        return ctx.render("account.j2", status=400, message="The two new passwords differ.")
+    # The login's throttle: a session left open must not be a way to guess the password.
+    peer = ctx.request.client.host if ctx.request.client else ""
+    keys = auth.LoginKeys.of(ctx.user.name, peer)
+    _, unlocks = auth.login_state(desk.engine, ctx.user.name)
+    if web.throttle.attempt(keys, unlocks) is not None:
+        return ctx.render("account.j2", status=429, message=(
+            "Too many wrong passwords: wait "
+            f"{desk.config.web.login_window_minutes:g} minutes and try again."))
+    if auth.authenticate(desk.engine, ctx.user.name, current) is None:
+        log.info("%s gave a wrong current password to change it", ctx.user.name)
+        return ctx.render("account.j2", status=400,
+                          message="Your current password is not right.")
+    web.throttle.succeeded(keys)
+    try:
+        revoked = auth.set_password(desk.engine, ctx.user.name, new, desk.clock())
+    except auth.AuthError as exc:
+        return ctx.render("account.j2", status=400, message=f"{str(exc).capitalize()}.")
+    log.info("%s changed their password; %d API token(s) revoked", ctx.user.name, revoked)
+    response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
+    response.delete_cookie(COOKIE, path="/")
+    return response
 
-    return [Route("/account", account, methods=["GET"]),
-            Route("/account/password", change_password, methods=["POST"]),
-            Route("/account/unlock", unlock, methods=["POST"]),
-            Route("/login", login_form, methods=["GET"]),
-            Route("/login", login, methods=["POST"]),
-            Route("/logout", logout, methods=["POST"])]
+
+def unlock(ctx: Ctx) -> Response:
+    desk = ctx.desk
+    name = (ctx.form.get("name") or "").strip()
+    try:
+        auth.unlock_logins(desk.engine, name, desk.clock(), ctx.user.role, ctx.user.name)
+    except auth.AuthError as exc:
+        return ctx.render("account.j2", status=404 if isinstance(exc, auth.NoSuchUser) else 400,
+                          message=None, unlock_message=f"{str(exc).capitalize()}.")
+    log.info("%s unlocked the logins of %s", ctx.user.name, auth.check_name(name))
+    return ctx.redirect("/account", f"{auth.check_name(name)} can sign in again.")
+
+
+def routes(web: Web) -> list[Route]:
+    return [Route("/account", web.page()(account), methods=["GET"]),
+            Route("/account/password", web.page()(change_password), methods=["POST"]),
+            Route("/account/unlock", web.page("supervisor")(unlock), methods=["POST"]),
+            Route("/login", bound(login_form, web), methods=["GET"]),
+            Route("/login", bound(login, web), methods=["POST"]),
+            Route("/logout", web.page()(logout), methods=["POST"])]

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from ..core.db import as_utc, write_transaction
 from ..core.models import Case, CaseState, Customer
 from ..workflow import cases, mailer, notices, tokens
-from .base import WebDesk
+from .base import WebDesk, bound
 
 MAX_FORM = 64 * 1024
 MAX_ANSWER = 10_000
@@ -130,28 +130,30 @@ def _answer(desk: WebDesk, token: str, answer: str, fixed: bool) -> HTMLResponse
     return _render(desk, token, said)
 
 
+async def show(desk: WebDesk, request: Request) -> Response:
+    return await run_in_threadpool(_render, desk, request.path_params["token"])
+
+
+async def post(desk: WebDesk, request: Request) -> Response:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return _page("Too long", "<h1>Your answer is too long</h1>", 413)
+    try:
+        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+    except ValueError:
+        return _page("Bad form", "<h1>This form could not be read</h1>"
+                     "<p>Reload the page and send your answer again.</p>", 400)
+    answer = (form.get("answer") or [""])[0][:MAX_ANSWER]
+    fixed = (form.get("fixed") or [""])[0] == "1"
+    if not answer.strip() and not fixed:
+        return await run_in_threadpool(_render, desk, request.path_params["token"],
+                                       "Write an answer or tick 'The issue is fixed'.")
+    return await run_in_threadpool(_answer, desk, request.path_params["token"], answer,
+                                   fixed)
+
+
 def routes(desk: WebDesk) -> list[Route]:
-    async def show(request: Request) -> Response:
-        return await run_in_threadpool(_render, desk, request.path_params["token"])
-
-    async def post(request: Request) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                return _page("Too long", "<h1>Your answer is too long</h1>", 413)
-        try:
-            form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
-        except ValueError:
-            return _page("Bad form", "<h1>This form could not be read</h1>"
-                         "<p>Reload the page and send your answer again.</p>", 400)
-        answer = (form.get("answer") or [""])[0][:MAX_ANSWER]
-        fixed = (form.get("fixed") or [""])[0] == "1"
-        if not answer.strip() and not fixed:
-            return await run_in_threadpool(_render, desk, request.path_params["token"],
-                                           "Write an answer or tick 'The issue is fixed'.")
-        return await run_in_threadpool(_answer, desk, request.path_params["token"], answer,
-                                       fixed)
-
-    return [Route("/self-service/{token}", show, methods=["GET"]),
-            Route("/self-service/{token}", post, methods=["POST"])]
+    return [Route("/self-service/{token}", bound(show, desk), methods=["GET"]),
+            Route("/self-service/{token}", bound(post, desk), methods=["POST"])]

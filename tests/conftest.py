@@ -1,4 +1,5 @@
-"""Fixtures for the real servers some tests need.
+"""The tests' shared fixtures: the clock and the desk most tests run on, and the real servers
+some tests need.
 
 PostgreSQL, Redis and RabbitMQ are found at the addresses below (override with the environment
 variables named). Where one does not answer, its tests skip and say why; under ``CI=true`` they
@@ -14,11 +15,15 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from abuse_desk.app.wiring import Desk
+
+from tests.workflow.workflow_support import START, Clock, MakeDesk, workflow_desk
 
 POSTGRES = os.environ.get("ABUSE_DESK_TEST_POSTGRES",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -68,6 +73,40 @@ def env_db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("ABUSE_DESK_DATABASE__URL", url)
     monkeypatch.chdir(tmp_path)
     return url
+
+
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """A clock standing at ``workflow_support.START`` (Tue 2026-11-24 10:00 in New York) until
+    the test moves it. A module or test marked ``@pytest.mark.clock_at(instant)`` starts it at
+    *instant* instead."""
+    marker = request.node.get_closest_marker("clock_at")
+    start: datetime = marker.args[0] if marker is not None else START
+    return Clock(start)
+
+
+@pytest.fixture
+def make_desk(tmp_path: Path, clock: Clock) -> Iterator[MakeDesk]:
+    """``make_desk(**sections)``: a workflow desk (``workflow_support.workflow_desk``: SQLite
+    under *tmp_path*, customers C-1..C-3, New York's calendar) on the ``clock`` fixture, with
+    *sections* overriding its config as in config.toml. Each desk it made is closed after."""
+    opened: list[Desk] = []
+
+    def make(**sections: dict[str, Any]) -> Desk:
+        desk = workflow_desk(tmp_path, clock, **sections)
+        opened.append(desk)
+        return desk
+
+    yield make
+    for desk in opened:
+        desk.close()
+
+
+@pytest.fixture
+def desk(make_desk: MakeDesk) -> Desk:
+    """The workflow desk with its default test config (``make_desk()``). Where a folder or a
+    file needs another desk it overrides this fixture and says how it differs."""
+    return make_desk()
 
 
 @pytest.fixture

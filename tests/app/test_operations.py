@@ -27,10 +27,11 @@ from abuse_desk.web import auth
 from sqlalchemy import func, select
 
 from tests.support import ROOT, LiveDesk, config_env, free_port, make_config, wait_for
-from tests.web.web_support import USERS, form_token, signed_in, web_desk
+from tests.web.web_support import USERS, form_token, signed_in, with_staff
 from tests.workflow.workflow_support import (
     START,
     Clock,
+    MakeDesk,
     arf,
     case_by_id,
     deliver,
@@ -43,14 +44,9 @@ DEADLINE = START + timedelta(days=9)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
+def desk(make_desk: MakeDesk) -> Desk:
     """A workflow desk with the accounts sam (specialist) and sue (supervisor)."""
-    return web_desk(tmp_path, clock)
+    return with_staff(make_desk())
 
 
 def use(desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:

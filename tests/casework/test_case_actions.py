@@ -4,7 +4,6 @@ delivered by the timeline like the others) and notes."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,6 @@ from abuse_desk.workflow import cases
 from sqlalchemy import select
 
 from tests.workflow.workflow_support import (
-    START,
-    Clock,
     arf,
     case_by_id,
     deliver,
@@ -25,20 +22,9 @@ from tests.workflow.workflow_support import (
     outbox,
     text_of,
     the_case,
-    workflow_desk,
 )
 
 SAM = cases.Actor("specialist", "sam")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return workflow_desk(tmp_path, clock)
 
 
 def case_events(desk: Desk, case_id: int) -> list[Any]:

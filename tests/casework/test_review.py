@@ -32,16 +32,6 @@ from tests.workflow.workflow_support import (
 SAM = cases.Actor("specialist", "sam")
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return workflow_desk(tmp_path, clock)
-
-
 def only_report(desk: Desk, message_id: int) -> Any:
     (report,) = reports_of(desk, message_id)
     return report

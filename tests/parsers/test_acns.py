@@ -9,7 +9,6 @@ import json
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from abuse_desk.core.fields import iso_z
@@ -21,6 +20,7 @@ from abuse_desk.parsers.registry import Registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.parsers.parser_support import summary
 from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "acns"
@@ -38,17 +38,6 @@ def parse_file(name: str) -> list[ParsedReport]:
     result = parse((DATA / name).read_bytes())
     assert result.review_reasons == []
     return result.reports
-
-
-def summary(report: ParsedReport) -> dict[str, Any]:
-    return {
-        "format": report.format, "type_hint": report.type_hint, "source_ip": report.source_ip,
-        "source_port": report.source_port, "occurred_at": iso_z(report.occurred_at),
-        "occurred_raw": report.occurred_raw, "urls": report.urls, "domains": report.domains,
-        "reporter_address": report.reporter_address, "reporter_org": report.reporter_org,
-        "inferred": report.inferred, "warnings": report.warnings,
-        "review_reasons": report.review_reasons,
-    }
 
 
 def text_mail(body: str, subject: str = "Notice of Claimed Infringement",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from abuse_desk.core.fields import iso_z
@@ -15,6 +14,7 @@ from abuse_desk.parsers.base import Disposition, ParsedReport
 from abuse_desk.parsers.formats.dmca import DmcaParser, dmca_elements, missing_elements
 from abuse_desk.parsers.registry import Registry
 
+from tests.parsers.parser_support import summary
 from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "dmca"
@@ -33,17 +33,6 @@ def parse(raw: bytes) -> ParsedReport:
 
 def parse_file(name: str) -> ParsedReport:
     return parse((DATA / name).read_bytes())
-
-
-def summary(report: ParsedReport) -> dict[str, Any]:
-    return {
-        "format": report.format, "type_hint": report.type_hint, "source_ip": report.source_ip,
-        "source_port": report.source_port, "occurred_at": iso_z(report.occurred_at),
-        "occurred_raw": report.occurred_raw, "urls": report.urls, "domains": report.domains,
-        "reporter_address": report.reporter_address, "reporter_org": report.reporter_org,
-        "inferred": report.inferred, "warnings": report.warnings,
-        "review_reasons": report.review_reasons,
-    }
 
 
 def mail(body: str, subject: str = "DMCA notice", sender: str = "rights@owner.example") -> bytes:

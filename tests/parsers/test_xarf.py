@@ -14,6 +14,7 @@ from abuse_desk.parsers.base import Disposition, ParsedReport
 from abuse_desk.parsers.formats.xarf import XarfParser, read_fields
 from abuse_desk.parsers.registry import Registry
 
+from tests.parsers import parser_support
 from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "xarf"
@@ -28,14 +29,7 @@ def parse_file(name: str) -> list[ParsedReport]:
 
 
 def summary(report: ParsedReport) -> dict[str, Any]:
-    return {
-        "format": report.format, "type_hint": report.type_hint, "source_ip": report.source_ip,
-        "source_port": report.source_port, "occurred_at": iso_z(report.occurred_at),
-        "occurred_raw": report.occurred_raw, "urls": report.urls, "domains": report.domains,
-        "reporter_address": report.reporter_address, "reporter_org": report.reporter_org,
-        "incidents": report.incidents, "inferred": report.inferred, "warnings": report.warnings,
-        "review_reasons": report.review_reasons,
-    }
+    return parser_support.summary(report, (*parser_support.SUMMARY_FIELDS, "incidents"))
 
 
 def mail_with_report(report: str, header: str = "X-XARF: PLAIN\n",

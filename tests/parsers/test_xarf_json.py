@@ -19,6 +19,7 @@ from abuse_desk.parsers.base import Disposition, ParsedReport
 from abuse_desk.parsers.formats.xarf_json import XarfJsonParser, validate_v4
 from abuse_desk.parsers.registry import Registry
 
+from tests.parsers import parser_support
 from tests.support import HANG_GUARD_S, corpus_or_skip
 
 DATA = Path(__file__).parent / "data" / "xarf_json"
@@ -33,14 +34,8 @@ def parse_file(name: str, fmt: str) -> list[ParsedReport]:
 
 
 def summary(report: ParsedReport) -> dict[str, Any]:
-    return {
-        "format": report.format, "type_hint": report.type_hint, "source_ip": report.source_ip,
-        "source_port": report.source_port, "occurred_at": iso_z(report.occurred_at),
-        "urls": report.urls, "domains": report.domains,
-        "reporter_address": report.reporter_address, "reporter_org": report.reporter_org,
-        "inferred": report.inferred, "warnings": report.warnings,
-        "review_reasons": report.review_reasons,
-    }
+    return parser_support.summary(
+        report, [name for name in parser_support.SUMMARY_FIELDS if name != "occurred_raw"])
 
 
 def with_attachment(data: bytes, filename: str = "xarf.json",

@@ -5,17 +5,14 @@ token; only a short list of routes is public, each for a stated reason."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
 from abuse_desk.app.wiring import Desk
 from abuse_desk.web import auth
 from abuse_desk.web.app import create_app
 from starlette.routing import Mount, Route
 
-from tests.web.web_support import client_for, form_token, signed_in, web_desk
-from tests.workflow.workflow_support import START, Clock
+from tests.web.web_support import client_for, form_token, signed_in
 
 # Public on purpose: the way in, health for load balancers, the customers' signed link, the
 # API's own description, static files.
@@ -55,11 +52,6 @@ def guarded_routes(desk: Desk) -> list[tuple[str, str, str, str]]:
                 "abuse_desk.web.api: it would be open to anyone")
             found.append((route.path, method, guard, role))
     return found
-
-
-@pytest.fixture
-def desk(tmp_path: Path) -> Desk:
-    return web_desk(tmp_path, Clock(START))
 
 
 def test_the_desk_has_guarded_routes_of_each_kind(desk: Desk) -> None:

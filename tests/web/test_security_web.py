@@ -51,19 +51,6 @@ from tests.workflow.workflow_support import (
 LINK = re.compile(r"https?://\S+/self-service/([A-Za-z0-9._-]+)")
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    desk = workflow_desk(tmp_path, clock)
-    for name, role in USERS.items():
-        auth.add_user(desk.engine, name, role, PASSWORD, clock())
-    return desk
-
-
 def set_cookies(answer: httpx.Response) -> dict[str, list[str]]:
     """The Set-Cookie headers of *answer* by cookie name, each as its lower-cased attributes
     (the first item is ``name=value`` as sent)."""

@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from tests.workflow.workflow_support import (
     START,
     Clock,
+    MakeDesk,
     arf,
     case_by_id,
     deliver,
@@ -36,13 +37,9 @@ SCRIPT = "<script>alert(1)</script>"
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return workflow_desk(tmp_path, clock)
+def desk(make_desk: MakeDesk) -> Desk:
+    # The customer's side: no staff accounts (the web tests' desk has them).
+    return make_desk()
 
 
 def notified(desk: Desk, raw: bytes) -> tuple[Any, str]:

@@ -4,26 +4,22 @@ and the CSRF token of a page."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from abuse_desk.app.wiring import Desk
 from abuse_desk.web import auth
 from abuse_desk.web.app import create_app
 from starlette.testclient import TestClient
 
-from tests.workflow.workflow_support import Clock, workflow_desk
-
 PASSWORD = "correct horse battery staple"
 USERS = {"sam": "specialist", "sue": "supervisor"}
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def web_desk(tmp_path: Path, clock: Clock) -> Desk:
-    """A workflow desk (customers C-1..C-3, the clock at ``START``) with users ``sam``
-    (specialist) and ``sue`` (supervisor), both with password ``PASSWORD``."""
-    desk = workflow_desk(tmp_path, clock)
+def with_staff(desk: Desk) -> Desk:
+    """*desk* (a workflow desk: customers C-1..C-3, the clock at ``START``) with the users
+    ``sam`` (specialist) and ``sue`` (supervisor) added, both with password ``PASSWORD``."""
     for name, role in USERS.items():
-        auth.add_user(desk.engine, name, role, PASSWORD, clock())
+        auth.add_user(desk.engine, name, role, PASSWORD, desk.clock())
     return desk
 
 

@@ -46,16 +46,6 @@ NOT_OURS = ("Phishing site at 198.51.100.7",  # nobody's
 JANE = "jane@people.example"
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return workflow_desk(tmp_path, clock)
-
-
 def acks(desk: Desk, to: str = JANE) -> list[Any]:
     desk.workflow.run_due()
     return [m for m in outbox(desk) if m["To"] == to]

@@ -48,16 +48,6 @@ PHISHING = ("Phishing site at 45.137.21.7",
             "steals credentials: http://45.137.21.7/bank/login")
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return workflow_desk(tmp_path, clock)
-
-
 def events(desk: Desk, case_id: int) -> list[tuple[str, str, str]]:
     with desk.engine.connect() as conn:
         return [(e.actor_kind, e.actor, e.action) for e in conn.execute(

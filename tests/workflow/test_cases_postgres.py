@@ -45,11 +45,6 @@ pytestmark = pytest.mark.service
 DEADLINE = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
 def pg_desk(tmp_path: Path, clock: Clock, postgres_url: str, **sections: dict[str, Any]) -> Desk:
     desk = workflow_desk(tmp_path, clock, database={"url": postgres_url}, **sections)
     assert desk.engine.dialect.name == "postgresql"

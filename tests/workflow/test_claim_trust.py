@@ -26,8 +26,8 @@ from sqlalchemy import select
 from tests.classifier.test_trust import Dns, Key, make_key, signed, txt
 
 from .workflow_support import (
-    START,
     Clock,
+    MakeDesk,
     arf,
     case_by_id,
     deliver,
@@ -48,14 +48,9 @@ DKIM_FBL = f"feedback@fbl.{DKIM_DOMAIN}"
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
+def desk(make_desk: MakeDesk) -> Desk:
     # Restrictions would be applied at once: the worst case for a forged complaint.
-    return workflow_desk(tmp_path, clock, workflow={"auto_actions": ["all"]})
+    return make_desk(workflow={"auto_actions": ["all"]})
 
 
 @pytest.fixture(scope="module")

@@ -5,22 +5,19 @@ one notice listing them, whatever kind each row is."""
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
 from abuse_desk.app.wiring import Desk
 
 from .workflow_support import (
-    START,
     TRUSTED_FBL,
-    Clock,
+    MakeDesk,
     case_by_id,
     deliver,
     notices_of,
     outbox,
     reports_of,
     text_of,
-    workflow_desk,
 )
 
 # A scanner feed trusted by configuration (its mails are believed by their From here).
@@ -49,9 +46,9 @@ def feed_mail(tables: list[str]) -> bytes:
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Desk:
-    return workflow_desk(tmp_path, Clock(START),
-                         classifier={"trusted_reporters": [TRUSTED_FBL, FEED]})
+def desk(make_desk: MakeDesk) -> Desk:
+    # The feed is a trusted reporter too.
+    return make_desk(classifier={"trusted_reporters": [TRUSTED_FBL, FEED]})
 
 
 def test_one_customers_rows_of_several_kinds_make_one_case_and_one_notice(desk: Desk) -> None:

@@ -31,7 +31,6 @@ from tests.classifier.test_trust import make_key
 
 from .workflow_support import (
     AUTHSERV_ID,
-    START,
     Clock,
     arf,
     authenticated,
@@ -44,7 +43,6 @@ from .workflow_support import (
     reports_of,
     text_of,
     the_case,
-    workflow_desk,
 )
 
 PHISHING = ("Phishing site at 45.137.21.7",
@@ -58,16 +56,6 @@ def phishing(n: int) -> tuple[str, str]:
     return (f"Phishing site at 45.137.21.{n}",
             f"Your server 45.137.21.{n} hosts a phishing page imitating a bank login page that "
             f"steals credentials: http://45.137.21.{n}/bank/login")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return workflow_desk(tmp_path, clock)
 
 
 def receive(desk: Desk, raw: bytes, mail_from: str | None = "sender@example.org",

@@ -81,11 +81,6 @@ def smarthost() -> Iterator[tuple[Smarthost, int]]:
         controller.stop()
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
 def smtp_desk(tmp_path: Path, clock: Clock, port: int, **notify: Any) -> Desk:
     return workflow_desk(tmp_path, clock, notify={
         "transport": "smtp", "smarthost_host": "127.0.0.1", "smarthost_port": port,

@@ -21,7 +21,6 @@ from sqlalchemy import select
 from tests.classifier.test_trust import Dns, Key, make_key, signed, txt
 from tests.workflow.workflow_support import (
     AUTHSERV_ID,
-    START,
     Clock,
     arf,
     message_row_of,
@@ -36,11 +35,6 @@ IP = "45.137.21.9"  # customer C-1
 @pytest.fixture(scope="module")
 def key() -> Key:
     return make_key(2026)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
 
 
 class FlakyDns:

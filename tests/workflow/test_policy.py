@@ -17,7 +17,6 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from abuse_desk.app.wiring import Desk
 from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Event, FeeEntry
@@ -42,16 +41,6 @@ from .workflow_support import (
 # desk's closure the day after and the weekend skipped).
 DEADLINE = datetime(2026, 12, 3, 15, 0, tzinfo=START.tzinfo)
 IP = "45.137.21.7"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return workflow_desk(tmp_path, clock)
 
 
 def fbl(n: int, seen: datetime) -> bytes:

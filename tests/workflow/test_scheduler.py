@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,23 +18,13 @@ from abuse_desk.workflow.scheduler import SWEEP_BATCH, Scheduler
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
 
-from tests.support import make_config, message, wait_for
+from tests.support import NOW, make_config, message, wait_for
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+from .workflow_support import Clock
+
+# The shared `clock` fixture, started at fixed_desk's instant (no workflow calendar here).
+pytestmark = pytest.mark.clock_at(NOW)
 SWEEP_AFTER = 60.0
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class Sends:
@@ -67,12 +57,8 @@ def open_test_desk(url: str, tmp_path: Path, clock: Clock) -> Desk:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def desk(tmp_path: Path, clock: Clock) -> Iterator[Desk]:
+    """Not the workflow desk: the test config, no customers, sweeps after SWEEP_AFTER."""
     opened = open_test_desk(f"sqlite:///{tmp_path / 'desk.db'}", tmp_path, clock)
     upgrade(opened.engine)
     yield opened

@@ -5,10 +5,8 @@ runs out, and what is not due (or only proposed) is never sent."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Notice, TimelineStep
 from abuse_desk.workflow import cases
@@ -25,20 +23,9 @@ from .workflow_support import (
     person,
     steps_of,
     the_case,
-    workflow_desk,
 )
 
 Sent = list[tuple[str, int]]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, clock: Clock) -> Desk:
-    return workflow_desk(tmp_path, clock)
 
 
 def recording(desk: Desk) -> Sent:

@@ -8,10 +8,10 @@ import email.policy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from abuse_desk.app.wiring import Desk, open_desk
 from abuse_desk.classifier.customer_import import import_customers
@@ -46,10 +46,15 @@ def authenticated(domain: str) -> str:
 
 @dataclass
 class Clock:
+    """A clock the test moves by hand (``clock.now = ...`` or ``clock.advance(seconds)``)."""
+
     now: datetime
 
     def __call__(self) -> datetime:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 def workflow_desk(tmp_path: Path, clock: Clock, **sections: dict[str, Any]) -> Desk:
@@ -64,6 +69,13 @@ def workflow_desk(tmp_path: Path, clock: Clock, **sections: dict[str, Any]) -> D
     csv.write_text(CUSTOMERS)
     import_customers(desk.engine, csv, clock=desk.clock)
     return desk
+
+
+class MakeDesk(Protocol):
+    """The ``make_desk`` fixture (tests/conftest.py): ``workflow_desk`` on the test's tmp_path
+    and ``clock``, with *sections* overriding its config."""
+
+    def __call__(self, **sections: dict[str, Any]) -> Desk: ...
 
 
 def arf(ip: str, n: int = 1, feedback: str = "abuse", sender: str = FBL_SENDER,

@@ -412,12 +412,9 @@ def _host_candidates(text: str, urls: list[str], defanged: list[str],
     return out
 
 
-# -- the parser -----------------------------------------------------------------------------
-
-
 # -- the format, as the registry and the classifier know it ------------------------------
 
-# The free-text parser's keyword guess (parsers/text.py): a hint, never decisive.
+# The free-text parser's keyword guess (parsers/formats/text.py): a hint, never decisive.
 TEXT_VOCABULARY: dict[str, tuple[str, float]] = {
     "phishing": ("phishing", 0.45),
     "copyright": ("copyright", 0.45),
@@ -429,6 +426,9 @@ TEXT_VOCABULARY: dict[str, tuple[str, float]] = {
     "spam": ("spam", 0.4),
 }
 TEXT = Format("text", machine=False, vocabulary=TEXT_VOCABULARY, hint_only=True)
+
+
+# -- the parser -----------------------------------------------------------------------------
 
 
 class TextParser:

@@ -15,9 +15,10 @@ Read: IPv4, IPv6 (also ``IPv6:``-prefixed and at the end of a sentence), IPv4-ma
 defanged URLs and domains (``hxxp``, ``[.]``), ports (the offender's when written next to it,
 ``1.2.3.4:8080``, ``1.2.3.4 port 4242``, or labelled ``src_port=``/``source port``; a bare
 "port 22" is usually the service attacked and only goes to ``extra["ports"]``), times with their
-zone (ISO 8601, RFC 5322, "March 2, 2026 10:00 AM", ctime, syslog), forwarded blocks
-("-----Original Message-----", "---------- Forwarded message ---------", "Begin forwarded
-message:", ...) and attached messages (message/rfc822, text/rfc822-headers).
+zone (ISO 8601, RFC 5322, "March 2, 2026 10:00 AM", ctime, syslog: ``parsers/text_times.py``),
+forwarded blocks ("-----Original Message-----", "---------- Forwarded message ---------",
+"Begin forwarded message:", ...: ``parsers/forwarded.py``) and attached messages (message/rfc822,
+text/rfc822-headers).
 
 The type hint is a guess from keywords, ``text:<kind>`` with kind one of phishing, copyright,
 ddos, brute_force, botnet, malware, scan, spam, or unknown; a forwarded email with no keyword
@@ -31,13 +32,12 @@ import html
 import re
 import sys
 import unicodedata
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ...core.fields import (
     IPV4_RE,
@@ -74,6 +74,8 @@ from ..base import (
     Role,
     Stage,
 )
+from ..forwarded import MAX_FORWARDED, MAX_HEADER_BLOCKS, Body, split_body
+from ..text_times import Found, declared_zone, times_in
 
 NO_OFFENDER = "no offender found in the text"
 ZONELESS = "time without zone, taken as UTC"
@@ -83,13 +85,10 @@ MAX_KEYWORD_CHARS = 64 * 1024
 MAX_MENTIONS = 1000
 MAX_LISTED = 100
 MAX_HOPS = 30
-MAX_FORWARDED = 10
-MAX_HEADER_BLOCKS = 20
 
 # -- text clean-up --------------------------------------------------------------------------
 
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
-_QUOTE = re.compile(r"^(?:[ \t]*>)+[ \t]?")
 
 
 def _clean(text: str) -> str:
@@ -170,285 +169,6 @@ def _mentions(text: str, networks: list[str]) -> list[Mention]:
 def _inside(spans: list[tuple[int, int]], pos: int) -> bool:
     i = bisect.bisect_right(spans, (pos, sys.maxsize)) - 1
     return i >= 0 and spans[i][0] <= pos < spans[i][1]
-
-
-# -- times ----------------------------------------------------------------------------------
-
-_MON = r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
-_DOW = r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?"
-_HMS = r"(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d{1,9}))?)?"
-_AMPM = r"(?:\s*(?P<ampm>[AaPp])\.?\s?[Mm]\.?(?![a-z]))?"
-_ZONE = (r"(?:\s*(?:Uhr\s*)?\(?(?P<zone>(?:UTC|GMT) ?[+-]\d{1,2}(?::?\d{2})?(?!\d)|"
-         r"[+-]\d{2}:?\d{2}|Z(?![a-z])|(?:UTC|GMT|UT|CEST|CET|MESZ"
-         r"|MEZ|MEST|MET|EEST|EET|WET|BST|EST|EDT|CST|CDT|MST|MDT|PST|PDT|JST|IST|AEST|BRT|ART)\b)\)?"
-         r"(?:\s*\([A-Za-z ]{1,20}\))?)?")
-_TIMES = [
-    re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})(?:T|\s+)" + _HMS + _ZONE),
-    re.compile(r"\b" + _DOW + r"(?P<d>\d{1,2})\s+" + _MON + r"\s+(?P<y>\d{4}),?\s+(?:at\s+)?"
-               + _HMS + _AMPM + _ZONE),
-    re.compile(r"\b" + _DOW + _MON + r"\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<y>\d{4}),?\s+"
-               r"(?:at\s+)?" + _HMS + _AMPM + _ZONE),
-    re.compile(r"\b" + _DOW + _MON + r"\s+(?P<d>\d{1,2})\s+" + _HMS + r"\s+(?:(?P<zone>[A-Z]{3,4})"
-               r"\s+)?(?P<y>\d{4})\b"),  # ctime and date(1)
-    re.compile(r"(?m)^[ \t]*" + _MON + r"\s+(?P<d>\d{1,2})\s+" + _HMS  # syslog: no year
-               + r"(?!\s*\d{4})\b"),
-    # "23.11.2026 21:31:52" (German, Dutch ...), "22/11/2026 01:22:51 PM", "11/22/2026 ..."
-    re.compile(r"\b(?P<d>\d{1,2})\.(?P<mo>\d{1,2})\.(?P<y>\d{4}|\d{2}),?\s+(?:um\s+|à\s+|a las\s+)?"
-               + _HMS + _AMPM + _ZONE),
-    re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4}),?\s+(?:at\s+|um\s+|à\s+|a las\s+)?"
-               + _HMS + _AMPM
-               + _ZONE),
-]
-_LOCAL_NAMES = {"MEZ": "CET", "MESZ": "CEST"}
-_UTC_OFFSET = re.compile(r"(?:UTC|GMT) ?([+-])(\d{1,2})(?::?(\d{2}))?")
-# A zone the text declares for the times it lists ("Server time zone is CET", "times below are
-# US Eastern (EST, UTC-5)", "Datum/Zeit (MEZ)"): taken for its times written without one.
-_DECLARED = re.compile(r"\b(?:time[ \t]?zones?|timezone|times?|clock|zeitzone|zeiten|uhrzeit|zeit|"
-                       r"heures?|horas?|hor[áa]rio|ora|orario|fuseau|zona|"
-                       # "Logs (CET):", "log excerpt, UTC", "Auszug aus dem Log (MEZ)"
-                       r"logs?|log excerpts?|log entries|logfiles?|protokoll|journaux|registros)"
-                       r"\b[^\n]{0,80}", re.I)
-_ZONE_WORD = re.compile(r"\b(?:UTC|GMT)[ \t]?(?P<sign>[+-])(?P<h>\d{1,2})(?::?(?P<m>\d{2}))?\b"
-                        r"|\b(?P<name>UTC|GMT|CEST|CET|MESZ|MEZ|EEST|EET|WET|BST|EST|EDT|CST|CDT|"
-                        r"MST|MDT|PST|PDT|JST|AEST|BRT|ART)\b")
-
-
-# Places people name a zone by ("hora de Madrid", "heure de Paris", "horário de Brasília",
-# "Berlin time", "Eastern time"): their IANA zone, so that the offset is the one in force on the
-# date of each time (daylight saving included).
-_PLACES = {
-    "madrid": "Europe/Madrid", "paris": "Europe/Paris", "berlin": "Europe/Berlin",
-    "amsterdam": "Europe/Amsterdam", "brussels": "Europe/Brussels", "bruxelles": "Europe/Brussels",
-    "vienna": "Europe/Vienna", "wien": "Europe/Vienna", "rome": "Europe/Rome",
-    "roma": "Europe/Rome", "zurich": "Europe/Zurich", "zürich": "Europe/Zurich",
-    "stockholm": "Europe/Stockholm", "oslo": "Europe/Oslo", "copenhagen": "Europe/Copenhagen",
-    "warsaw": "Europe/Warsaw", "warszawa": "Europe/Warsaw", "prague": "Europe/Prague",
-    "praha": "Europe/Prague", "lisbon": "Europe/Lisbon", "lisboa": "Europe/Lisbon",
-    "london": "Europe/London", "dublin": "Europe/Dublin", "helsinki": "Europe/Helsinki",
-    "vilnius": "Europe/Vilnius", "riga": "Europe/Riga", "tallinn": "Europe/Tallinn",
-    "athens": "Europe/Athens", "kyiv": "Europe/Kyiv", "kiev": "Europe/Kyiv",
-    "moscow": "Europe/Moscow", "istanbul": "Europe/Istanbul", "bucharest": "Europe/Bucharest",
-    "brasília": "America/Sao_Paulo", "brasilia": "America/Sao_Paulo",
-    "são paulo": "America/Sao_Paulo", "sao paulo": "America/Sao_Paulo",
-    "buenos aires": "America/Argentina/Buenos_Aires", "mexico": "America/Mexico_City",
-    "new york": "America/New_York", "eastern": "America/New_York",
-    "central": "America/Chicago", "chicago": "America/Chicago", "mountain": "America/Denver",
-    "pacific": "America/Los_Angeles", "los angeles": "America/Los_Angeles",
-    "toronto": "America/Toronto", "tokyo": "Asia/Tokyo", "singapore": "Asia/Singapore",
-    "india": "Asia/Kolkata", "sydney": "Australia/Sydney",
-}
-_PLACE = "|".join(sorted((re.escape(p) for p in _PLACES), key=len, reverse=True))
-# "hora de Madrid", "heure de Paris", "horário de Brasília", "time in Berlin", "Zeit in Wien"
-_PLACE_AFTER = re.compile(r"\b(?:hora|heure|hor[áa]rio|time|zeit|ora)\s(?:de\s|in\s|of\s|di\s)?"
-                          r"(?:la\s|el\s)?(?P<place>" + _PLACE + r")\b", re.I)
-# "Berlin time", "Eastern time", "Pacific Time (US)"
-_PLACE_BEFORE = re.compile(r"\b(?P<place>" + _PLACE + r")\s(?:standard\s|daylight\s|local\s)?"
-                           r"time\b", re.I)
-
-
-def declared_zone(text: str) -> str | None:
-    """The zone a text declares for its times, as "+HHMM", a name parse_time knows, or the
-    IANA name of a place it names ("Europe/Madrid")."""
-    head = text[:MAX_KEYWORD_CHARS]
-    for n, m in enumerate(_DECLARED.finditer(head)):
-        if n >= 50:
-            break
-        zone = _ZONE_WORD.search(m.group(0))
-        if zone is None:
-            continue
-        if zone.group("name"):
-            return _LOCAL_NAMES.get(zone.group("name"), zone.group("name"))
-        return f"{zone.group('sign')}{int(zone.group('h')):02d}{zone.group('m') or '00'}"
-    place = _PLACE_AFTER.search(head) or _PLACE_BEFORE.search(head)
-    if place is not None:
-        return _PLACES[" ".join(place.group("place").lower().split())]
-    return None
-
-
-def _in_place(iso: str, zone: str) -> datetime | None:
-    """*iso* (a local date and time) in the IANA *zone*, as UTC."""
-    try:
-        local = datetime.fromisoformat(iso)
-        return local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
-    except (ValueError, ZoneInfoNotFoundError):
-        return None
-
-_MONTHS = {m: n for n, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
-
-
-@dataclass
-class Found:
-    at: datetime
-    raw: str
-    zone_stated: bool
-    year_inferred: bool = False
-
-
-def _times(text: str, date_header: datetime | None, limit: int = 20,
-           zone: str | None = None) -> list[Found]:
-    """Times in *text*, in order of appearance; *zone* for those written without one."""
-    hits: list[tuple[int, re.Match[str]]] = []
-    for pattern in _TIMES:
-        for n, m in enumerate(pattern.finditer(text)):
-            if n >= limit:
-                break
-            hits.append((m.start(), m))
-    hits.sort(key=lambda h: h[0])
-    found: list[Found] = []
-    taken: list[tuple[int, int]] = []
-    for _start, m in hits:
-        if any(a <= m.start() < b for a, b in taken):
-            continue
-        value = _time_of(m, date_header, zone)
-        if value is not None:
-            taken.append((m.start(), m.end()))
-            found.append(value)
-    return found
-
-
-def _time_of(m: re.Match[str], date_header: datetime | None,
-             default_zone: str | None = None) -> Found | None:
-    parts = m.groupdict()
-    if parts.get("a"):  # d/m/y or m/d/y: a day above 12 decides, else AM/PM says American
-        a, b = int(parts["a"]), int(parts["b"])
-        us = b > 12 or (a <= 12 and bool(parts.get("ampm")))
-        parts["mo"], parts["d"] = (str(a), str(b)) if us else (str(b), str(a))
-    month = int(parts["mo"]) if parts.get("mo") else _MONTHS[parts["mon"][:3].lower()]
-    hour = int(parts["h"])
-    if parts.get("ampm"):
-        if hour > 12:
-            return None
-        hour = hour % 12 + (12 if parts["ampm"].lower() == "p" else 0)
-    year_inferred = parts.get("y") is None
-    if year_inferred:
-        if date_header is None:
-            return None
-        year = date_header.year
-    else:
-        year = int(parts["y"])
-        if year < 100:  # "22.11.26"
-            year += 2000
-    zone = _LOCAL_NAMES.get(parts.get("zone") or "", parts.get("zone") or "")
-    offset = _UTC_OFFSET.fullmatch(zone)
-    if offset:  # "UTC-6", "GMT+05:30"
-        zone = f"{offset.group(1)}{int(offset.group(2)):02d}{offset.group(3) or '00'}"
-    if not zone and default_zone:
-        zone = default_zone
-    second = (parts["s"] or "00") + (f".{parts['frac']}" if parts.get("frac") else "")
-    iso = f"{year:04d}-{month:02d}-{int(parts['d']):02d} {hour:02d}:{parts['mi']}:{second}"
-    if "/" in zone:  # a place's zone: its offset on that date
-        at, stated = _in_place(iso, zone), True
-    else:
-        at, stated = parse_time(f"{iso} {zone}".strip())
-    if at is None:
-        return None
-    if year_inferred and date_header is not None and at > date_header + timedelta(days=1):
-        at = at.replace(year=at.year - 1)
-    return Found(at, m.group(0).strip(), stated, year_inferred)
-
-
-# -- headers of forwarded and attached messages ---------------------------------------------
-
-_FW_MARKER = re.compile(
-    r"^\s*(?:-{2,}\s*(?:original message|forwarded message|weitergeleitete nachricht|"
-    r"urspr(?:ü|ue)ngliche nachricht|message d'origine|message transf[ée]r[ée]|mensaje original|"
-    r"mensaje reenviado|messaggio originale|messaggio inoltrato|doorgestuurd bericht|"
-    r"oorspronkelijk bericht)\s*-{2,}|begin forwarded message\s*:|"
-    r"anfang der weitergeleiteten nachricht\s*:)", re.I)
-_HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*+:[ \t]*+(.*)$")
-_CONTINUATION = re.compile(r"^[ \t]+\S")
-_FW_FIELDS = {
-    "from": "from", "von": "from", "de": "from", "van": "from", "da": "from",
-    "date": "date", "sent": "date", "datum": "date", "gesendet": "date", "envoyé": "date",
-    "enviado": "date", "verzonden": "date", "inviato": "date",
-    "subject": "subject", "betreff": "subject", "objet": "subject", "onderwerp": "subject",
-    "asunto": "subject", "oggetto": "subject",
-    "to": "to", "an": "to", "à": "to", "aan": "to", "para": "to", "a": "to",
-}
-
-
-@dataclass
-class Body:
-    """The text split into what a person wrote and the header blocks quoted in it."""
-
-    plain: str
-    header_blocks: list[Message] = field(default_factory=list)
-    forwarded: list[dict[str, str]] = field(default_factory=list)
-
-
-_CANDIDATE = re.compile(r"(?im)^[ \t>]*(?:-{2,}|begin forwarded|anfang der|received:)")
-
-
-def _split(text: str, mail: Mail) -> Body:
-    """Only lines that may open a forwarded block or quoted headers are looked at closely."""
-    lines = text.split("\n")
-    plain: list[str] = []
-    body = Body(plain="")
-    i = 0
-    line_no, counted_to = 0, 0
-    for n, m in enumerate(_CANDIDATE.finditer(text)):
-        if n % 1000 == 0:
-            mail.deadline.check()
-        line_no += text.count("\n", counted_to, m.start())
-        counted_to = m.start()
-        if line_no < i:
-            continue  # inside a block already taken
-        plain.extend(lines[i:line_no])
-        i = line_no
-        line = _QUOTE.sub("", lines[i])
-        if _FW_MARKER.match(line):
-            end, fields, block = _header_run(lines, i + 1, allow_blank=2)
-            if fields and len(body.forwarded) < MAX_FORWARDED:
-                body.forwarded.append({"kind": "inline", **fields})
-            if block is not None and len(body.header_blocks) < MAX_HEADER_BLOCKS:
-                body.header_blocks.append(block)
-            plain.append("")
-            i = max(end, i + 1)
-        elif line.lower().startswith("received:"):
-            end, fields, block = _header_run(lines, i, allow_blank=0,
-                                             parse=len(body.header_blocks) < MAX_HEADER_BLOCKS)
-            if block is not None:
-                body.header_blocks.append(block)
-                if fields and len(body.forwarded) < MAX_FORWARDED:
-                    body.forwarded.append({"kind": "inline headers", **fields})
-            i = max(end, i + 1)  # quoted headers are not the text, parsed or not
-        else:
-            plain.append(lines[i])
-            i += 1
-    plain.extend(lines[i:])
-    body.plain = "\n".join(plain)
-    return body
-
-
-def _header_run(lines: list[str], start: int, allow_blank: int, parse: bool = True
-                ) -> tuple[int, dict[str, str], Message | None]:
-    """Header lines from *start* (after up to *allow_blank* blank lines): where they end, the
-    forwarded From/Date/Subject/To, and the block as a parsed header set if it has Received."""
-    i = start
-    while allow_blank and i < len(lines) and not lines[i].strip():
-        i, allow_blank = i + 1, allow_blank - 1
-    run: list[str] = []
-    fields: dict[str, str] = {}
-    while i < len(lines) and len(run) < 500:
-        line = _QUOTE.sub("", lines[i])
-        header = _HEADER_LINE.match(line)
-        if header:
-            key = _FW_FIELDS.get(header.group(1).lower())
-            if key and key not in fields:
-                fields[key] = header.group(2).strip()[:500]
-            run.append(line)
-        elif run and _CONTINUATION.match(line):
-            run.append(line)
-        else:
-            break
-        i += 1
-    if not run:
-        return start, {}, None
-    block = None
-    if parse and any(r.lower().startswith("received:") for r in run):
-        block = HeaderParser(policy=compat32).parsestr("\n".join(run) + "\n\n")
-    return i, fields, block
 
 
 def _base(host: str | None) -> str | None:
@@ -585,7 +305,7 @@ def _text_candidates(text: str, mentions: list[Mention], where: str, weight_bonu
         if line.lstrip().startswith(">"):
             weight *= 0.8  # a quoted reply: said before, perhaps by someone else
         if key not in line_times:
-            found = _times(line, date_header, limit=2, zone=zone) \
+            found = times_in(line, date_header, limit=2, zone=zone) \
                 if not _WHOIS_DATE.match(line) else []
             line_times[key] = found[0] if found else None
         timed = line_times[key]
@@ -692,12 +412,9 @@ def _host_candidates(text: str, urls: list[str], defanged: list[str],
     return out
 
 
-# -- the parser -----------------------------------------------------------------------------
-
-
 # -- the format, as the registry and the classifier know it ------------------------------
 
-# The free-text parser's keyword guess (parsers/text.py): a hint, never decisive.
+# The free-text parser's keyword guess (parsers/formats/text.py): a hint, never decisive.
 TEXT_VOCABULARY: dict[str, tuple[str, float]] = {
     "phishing": ("phishing", 0.45),
     "copyright": ("copyright", 0.45),
@@ -709,6 +426,9 @@ TEXT_VOCABULARY: dict[str, tuple[str, float]] = {
     "spam": ("spam", 0.4),
 }
 TEXT = Format("text", machine=False, vocabulary=TEXT_VOCABULARY, hint_only=True)
+
+
+# -- the parser -----------------------------------------------------------------------------
 
 
 class TextParser:
@@ -730,18 +450,79 @@ def read_text(mail: Mail) -> ParsedReport:
     report = ParsedReport(format="text")
     extra: dict[str, Any] = {}
     date_header, _ = parse_time(mail.header("Date"))
+    reporter_base = _take_reporter(report, extra, mail)
+    texts = _read_texts(mail)
+    if texts.jmrp:
+        extra["jmrp"] = True  # Microsoft's Junk Mail Reporting Program
+    mentions = _find_mentions(texts)
+    hop, first_timed = external_hop(texts.blocks, reporter_base)
+    zone = declared_zone(texts.body.plain)
+    if zone:
+        extra["declared_zone"] = zone
+    candidates = _address_candidates(texts, mentions, reporter_base, date_header, zone)
+    ranked = _ranked(mentions, hop)
+    _choose_source(report, extra, ranked, candidates)
+    _list_other_addresses(report, extra, ranked, texts.blocks, mentions.networks)
+    _take_ports(report, extra, texts, mentions, hop)
+    _when(report, extra, mail, texts.body, hop, first_timed, date_header)
+    _take_urls(report, extra, texts, reporter_base)
+    defanged = _take_domains(report, mail, texts, reporter_base)
+    candidates += _host_candidates(texts.subject + "\n" + texts.body.plain, report.urls, defanged,
+                                   reporter_base)
+    report.candidates = candidates[:MAX_CANDIDATES]
+    _take_kind(report, extra, texts)
+    _take_context(report, extra, texts, hop)
+    if not report.source_ip and not report.urls and not report.domains:
+        report.review_reasons.append(NO_OFFENDER)
+    report.extra = extra
+    return report
 
+
+# -- the steps of read_text -----------------------------------------------------------------
+
+
+@dataclass
+class Texts:
+    """A message's texts, cleaned (:func:`_clean`) and refanged (but *own*)."""
+
+    subject: str
+    own: str  # the message's own text, not refanged
+    attached_raw: str  # the text of the messages attached to it, as it came
+    attached: str
+    body: Body  # the own text split into what a person wrote and the blocks quoted in it
+    blocks: list[Message]  # the header blocks of attached and quoted messages
+    jmrp: bool  # an attached message of Microsoft's Junk Mail Reporting Program
+
+
+@dataclass
+class Mentions:
+    """The addresses written in the subject, the forwarded messages' subjects and the text, and
+    the CIDR ranges written there (not addresses)."""
+
+    subject: list[Mention]
+    forwarded_subjects: list[Mention]
+    body: list[Mention]
+    networks: list[str]
+
+
+def _take_reporter(report: ParsedReport, extra: dict[str, Any], mail: Mail) -> str | None:
+    """The reporter's address and organisation (and the forwarder in between) into *report*;
+    gives the base domain of the reporter's address."""
     reporter_address, reporter_org, via = _reporter(mail, report)
     report.reporter_address, report.reporter_org = reporter_address, reporter_org
     if via:
         extra["forwarded_by"] = via
-    reporter_base = _base(reporter_address.rsplit("@", 1)[-1] if reporter_address else None)
+    return _base(reporter_address.rsplit("@", 1)[-1] if reporter_address else None)
 
-    own, attached_text, attached_blocks = _texts(mail)
+
+def _read_texts(mail: Mail) -> Texts:
+    """The subject and the texts of *mail*; the attached messages' From/Date/Subject go to the
+    body's forwarded list (after the ones quoted inline)."""
+    own, attached_raw, attached_blocks = _texts(mail)
     subject = refang(_clean(mail.subject))
     own = _clean(own)
-    body = _split(refang(own), mail)
-    attached = refang(_clean(attached_text))
+    body = split_body(refang(own), mail)
+    attached = refang(_clean(attached_raw))
     for block in attached_blocks:
         if len(body.forwarded) < MAX_FORWARDED:
             fields = {k: v for k, v in (("from", block.get("From")), ("date", block.get("Date")),
@@ -749,45 +530,58 @@ def read_text(mail: Mail) -> ParsedReport:
             body.forwarded.append({"kind": "attached", **{k: " ".join(str(v).split())[:500]
                                                           for k, v in fields.items()}})
     blocks = (attached_blocks + body.header_blocks)[:MAX_HEADER_BLOCKS]
-    if any(b.get("X-HmXmrOriginalRecipient") for b in attached_blocks):
-        extra["jmrp"] = True  # Microsoft's Junk Mail Reporting Program
+    jmrp = any(b.get("X-HmXmrOriginalRecipient") for b in attached_blocks)
+    return Texts(subject, own, attached_raw, attached, body, blocks, jmrp)
 
-    # -- addresses
+
+def _find_mentions(texts: Texts) -> Mentions:
+    """Every address of the subject, the inline forwarded messages' subjects and the text."""
     networks: list[str] = []
-    subject_mentions = _mentions(subject, networks)
-    fw_subject_mentions = [m for f in body.forwarded if f.get("kind") == "inline"
-                           for m in _mentions(refang(_clean(f.get("subject", ""))), networks)]
-    body_mentions = _mentions(body.plain, networks)
-    hop, first_timed = external_hop(blocks, reporter_base)
-    ranked: list[tuple[str, str]] = []  # (ip, where)
-    ranked += [(m.ip, "subject") for m in subject_mentions]
-    ranked += [(m.ip, "forwarded subject") for m in fw_subject_mentions]
-    ranked += [(m.ip, "text, labelled") for m in body_mentions if m.labelled]
+    subject = _mentions(texts.subject, networks)
+    forwarded_subjects = [m for f in texts.body.forwarded if f.get("kind") == "inline"
+                          for m in _mentions(refang(_clean(f.get("subject", ""))), networks)]
+    body = _mentions(texts.body.plain, networks)
+    return Mentions(subject, forwarded_subjects, body, networks)
+
+
+def _ranked(mentions: Mentions, hop: Hop | None) -> list[tuple[str, str]]:
+    """Every address named, as (ip, where), the most prominent first: the subject's, the
+    forwarded subjects', the text's labelled ones, the first external hop, the text's others."""
+    ranked: list[tuple[str, str]] = []
+    ranked += [(m.ip, "subject") for m in mentions.subject]
+    ranked += [(m.ip, "forwarded subject") for m in mentions.forwarded_subjects]
+    ranked += [(m.ip, "text, labelled") for m in mentions.body if m.labelled]
     if hop is not None:
         ranked.append((hop.ip, "received header"))
-    ranked += [(m.ip, "text") for m in body_mentions]
-    public = [(ip, where) for ip, where in ranked if is_public_ip(ip) or is_documentation(ip)]
-    originating = [clean_ip(str(v)) for b in blocks for v in (b.get_all("X-Originating-IP") or [])]
-    public_ips = unique([ip for ip, _ in public] + [ip for ip in originating
-                                                      if ip and is_public_ip(ip)])
-    non_public = unique(ip for ip, _ in ranked if not is_public_ip(ip) and not is_documentation(ip))
+    ranked += [(m.ip, "text") for m in mentions.body]
+    return ranked
 
-    # -- candidates: the classifier keeps the ones that are ours (classifier/offenders.py)
+
+def _address_candidates(texts: Texts, mentions: Mentions, reporter_base: str | None,
+                        date_header: datetime | None, zone: str | None) -> list[Candidate]:
+    """The candidates of the addresses (the classifier keeps the ones that are ours,
+    classifier/offenders.py): the subject's, the inline forwarded subjects', the text's (*zone*
+    for its times written without one), the quoted hops'."""
     candidates: list[Candidate] = []
-    candidates += _text_candidates(subject, subject_mentions, "subject", 0.15, date_header)
-    for f in body.forwarded:
+    candidates += _text_candidates(texts.subject, mentions.subject, "subject", 0.15, date_header)
+    for f in texts.body.forwarded:
         if f.get("kind") == "inline":
             fw = refang(_clean(f.get("subject", "")))
             candidates += _text_candidates(fw, _mentions(fw, []), "forwarded subject", 0.1,
                                            date_header)
-    zone = declared_zone(body.plain)
-    if zone:
-        extra["declared_zone"] = zone
     zoneless: set[int] = set()
-    candidates += _text_candidates(body.plain, body_mentions, "text", 0.0, date_header, zone,
-                                   zoneless)
-    candidates += _hop_candidates(blocks, reporter_base)
+    candidates += _text_candidates(texts.body.plain, mentions.body, "text", 0.0, date_header,
+                                   zone, zoneless)
+    candidates += _hop_candidates(texts.blocks, reporter_base)
     _prefer_stated_zones(candidates, zoneless)
+    return candidates
+
+
+def _choose_source(report: ParsedReport, extra: dict[str, Any], ranked: list[tuple[str, str]],
+                   candidates: list[Candidate]) -> None:
+    """The offender: the first public address of *ranked* that no candidate excludes (a
+    documentation or private one when no other is named), and where it was found."""
+    public = [(ip, where) for ip, where in ranked if is_public_ip(ip) or is_documentation(ip)]
     excluded = {c.value for c in candidates if c.role in NOT_OFFENDERS}
     offered = {c.value for c in candidates if c.role not in NOT_OFFENDERS}
     public = [(ip, where) for ip, where in public if ip in offered or ip not in excluded]
@@ -796,6 +590,17 @@ def read_text(mail: Mail) -> ParsedReport:
     if public:
         report.source_ip, extra["source_ip_from"] = public[0]
         report.inferred.append("source_ip")
+
+
+def _list_other_addresses(report: ParsedReport, extra: dict[str, Any],
+                          ranked: list[tuple[str, str]], blocks: list[Message],
+                          networks: list[str]) -> None:
+    """The public addresses other than the offender (with the attached messages'
+    X-Originating-IP), the non-public ones (with a warning) and the CIDR ranges, into *extra*."""
+    public = [ip for ip, _ in ranked if is_public_ip(ip) or is_documentation(ip)]
+    originating = [clean_ip(str(v)) for b in blocks for v in (b.get_all("X-Originating-IP") or [])]
+    public_ips = unique(public + [ip for ip in originating if ip and is_public_ip(ip)])
+    non_public = unique(ip for ip, _ in ranked if not is_public_ip(ip) and not is_documentation(ip))
     if public_ips[1:]:
         extra["other_ips"] = public_ips[1:MAX_LISTED + 1]
     if non_public:
@@ -810,45 +615,64 @@ def read_text(mail: Mail) -> ParsedReport:
     if networks:
         extra["networks"] = unique(networks)[:MAX_LISTED]
 
-    # -- ports
+
+def _take_ports(report: ParsedReport, extra: dict[str, Any], texts: Texts, mentions: Mentions,
+                hop: Hop | None) -> None:
+    """The offender's port, and every port the subject and the text name (``extra["ports"]``)."""
     if report.source_ip is not None:
-        if extra.get("source_ip_from") == "received header" and hop is not None:
-            report.source_port = hop.port
-        else:
-            report.source_port = next(
-                (m.port for m in subject_mentions + fw_subject_mentions + body_mentions
-                 if m.ip == report.source_ip and m.port is not None), None)
-        if report.source_port is None:
-            labelled_port = _SOURCE_PORT.search(body.plain)
-            if labelled_port and 0 < int(labelled_port.group(1)) <= 65535:
-                report.source_port = int(labelled_port.group(1))
+        report.source_port = _source_port(report.source_ip, extra.get("source_ip_from"),
+                                          texts.body.plain, mentions, hop)
         if report.source_port is not None:
             report.inferred.append("source_port")
-    ports = unique(p for p in _GENERIC_PORT.findall(subject + "\n" + body.plain[:MAX_TEXT_CHARS])
-                   if 0 < int(p) <= 65535)
+    ports = unique(p for p in _GENERIC_PORT.findall(
+        texts.subject + "\n" + texts.body.plain[:MAX_TEXT_CHARS]) if 0 < int(p) <= 65535)
     if ports:
         extra["ports"] = [int(p) for p in ports[:20]]
 
-    # -- time
-    _when(report, extra, mail, body, hop, first_timed, date_header)
 
-    # -- URLs and domains
-    urls = [u for u in find_urls(subject + "\n" + body.plain + "\n" + attached, limit=500)
+def _source_port(source_ip: str, source_ip_from: str | None, plain: str, mentions: Mentions,
+                 hop: Hop | None) -> int | None:
+    """The offending hop's port; else the one written next to the offender's address; else one
+    the text labels as the source port."""
+    if source_ip_from == "received header" and hop is not None:
+        port = hop.port
+    else:
+        port = next((m.port for m in mentions.subject + mentions.forwarded_subjects + mentions.body
+                     if m.ip == source_ip and m.port is not None), None)
+    if port is None:
+        labelled_port = _SOURCE_PORT.search(plain)
+        if labelled_port and 0 < int(labelled_port.group(1)) <= 65535:
+            port = int(labelled_port.group(1))
+    return port
+
+
+def _take_urls(report: ParsedReport, extra: dict[str, Any], texts: Texts,
+               reporter_base: str | None) -> None:
+    """The URLs of the subject and the texts; the reporter's own go to
+    ``extra["reporter_urls"]``."""
+    urls = [u for u in find_urls(texts.subject + "\n" + texts.body.plain + "\n" + texts.attached,
+                                 limit=500)
             if _good_host(host_of(u))]
     own_urls = [u for u in urls if reporter_base and _base(host_of(u)) == reporter_base]
     report.urls = [u for u in urls if u not in own_urls][:MAX_LISTED]
     if own_urls:
         extra["reporter_urls"] = own_urls[:20]
-    defanged = _defanged_domains(_clean(mail.subject) + "\n" + own)
+
+
+def _take_domains(report: ParsedReport, mail: Mail, texts: Texts,
+                  reporter_base: str | None) -> list[str]:
+    """The domains: the URLs' and the defanged names written in the subject and the own text
+    (not the reporter's); gives the defanged names."""
+    defanged = _defanged_domains(_clean(mail.subject) + "\n" + texts.own)
     report.domains = [d for d in unique(domains_of(report.urls) + defanged)
                       if _base(d) != reporter_base][:MAX_LISTED]
-    candidates += _host_candidates(subject + "\n" + body.plain, report.urls, defanged,
-                                   reporter_base)
-    report.candidates = candidates[:MAX_CANDIDATES]
+    return defanged
 
-    # -- kind
-    kind, counts = _kind(subject, body.plain)
-    if kind is None and (blocks or extra.get("jmrp")):
+
+def _take_kind(report: ParsedReport, extra: dict[str, Any], texts: Texts) -> None:
+    """The type hint from the keywords; a forwarded email with none is a spam complaint."""
+    kind, counts = _kind(texts.subject, texts.body.plain)
+    if kind is None and (texts.blocks or extra.get("jmrp")):
         kind, counts = "spam", {}
         extra["kind_from"] = "a forwarded email"
     report.type_hint = f"text:{kind or 'unknown'}"
@@ -857,16 +681,18 @@ def read_text(mail: Mail) -> ParsedReport:
     if counts:
         extra["keywords"] = counts
 
-    if body.forwarded:
-        extra["forwarded"] = body.forwarded
+
+def _take_context(report: ParsedReport, extra: dict[str, Any], texts: Texts,
+                  hop: Hop | None) -> None:
+    """The forwarded messages, the offending hop and the evidence (the own text, else the
+    attached one)."""
+    if texts.body.forwarded:
+        extra["forwarded"] = texts.body.forwarded
     if hop is not None:
         extra["received_hop"] = {"ip": hop.ip, "helo": hop.helo, "rdns": hop.rdns, "by": hop.by,
                                  "time": hop.time_raw}
-    report.evidence = excerpt(own.strip() or attached_text.strip(), ParsedReport.MAX_EVIDENCE)
-    if not report.source_ip and not report.urls and not report.domains:
-        report.review_reasons.append(NO_OFFENDER)
-    report.extra = extra
-    return report
+    report.evidence = excerpt(texts.own.strip() or texts.attached_raw.strip(),
+                              ParsedReport.MAX_EVIDENCE)
 
 
 def _when(report: ParsedReport, extra: dict[str, Any], mail: Mail, body: Body, hop: Hop | None,
@@ -878,7 +704,7 @@ def _when(report: ParsedReport, extra: dict[str, Any], mail: Mail, body: Body, h
     if extra.get("source_ip_from") == "received header" and hop and hop.time and hop.time_raw:
         chosen, source = Found(hop.time, hop.time_raw, hop.zone_stated), "received header"
     if chosen is None:
-        text_times = _times(_without_record_dates(body.plain), date_header,
+        text_times = times_in(_without_record_dates(body.plain), date_header,
                             zone=extra.get("declared_zone"))
         if text_times:
             chosen, source = text_times[0], "text"
@@ -889,7 +715,7 @@ def _when(report: ParsedReport, extra: dict[str, Any], mail: Mail, body: Body, h
         raw = forwarded.get("date")
         if not raw:
             continue
-        found = _times(raw, date_header, limit=1)
+        found = times_in(raw, date_header, limit=1)
         if found:
             chosen = found[0]
         else:

@@ -170,7 +170,7 @@ _ADDR = rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*"
 _NOT_IN_NAME = r'"<>()\[\],;:\\@'
 OLD = {
     "arf._FIELD": re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,76})[ \t]*:[ \t]*(.*)$"),
-    "text._HEADER_LINE": re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*:[ \t]*(.*)$"),
+    "forwarded._HEADER_LINE": re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,60})[ \t]*:[ \t]*(.*)$"),
     "xarf._LINE": re.compile(r"^[\"']?(?P<key>[A-Za-z][A-Za-z0-9_.-]{0,63})[\"']?[ \t]*:[ \t]*"
                              r"(?P<value>.*)$"),
     "xarf_json._FIELD": re.compile(
@@ -206,7 +206,7 @@ OLD = {
 BLANKS = [" ", "  ", "\t", "\n", "\r", "\r\n", "\x0c", "\u00a0"]
 SHAPES: dict[str, list[str]] = {
     "arf._FIELD": [*BLANKS, "a", "Ab", "-", ":", "x y", "é"],
-    "text._HEADER_LINE": [*BLANKS, "a", "Ab", "-", ":", "x y"],
+    "forwarded._HEADER_LINE": [*BLANKS, "a", "Ab", "-", ":", "x y"],
     "xarf._LINE": [*BLANKS, "a", "k.e", '"', "'", ":", "v"],
     "xarf_json._FIELD": [*BLANKS, "a", "Key-1", ":", "v", "w x"],
     "spamcop._EMAIL_FROM": [*BLANKS, "Email from", "email FROM", "192.0.2.1", "[", "]", "/",

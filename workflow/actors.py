@@ -21,6 +21,7 @@ from .timeline import Workflow
 @dataclass(frozen=True)
 class Actors:
     process_message: dramatiq.Actor[[int], None]
+    process_messages: dramatiq.Actor[[list[int]], None]
     run_step: dramatiq.Actor[[int], None]
     deliver_notice: dramatiq.Actor[[int], None]
 
@@ -37,14 +38,18 @@ def declare_actors(broker: dramatiq.Broker, pipeline: Pipeline, workflow: Workfl
     def process_message(message_id: int) -> None:
         pipeline.process(message_id)
 
+    def process_messages(message_ids: list[int]) -> None:
+        """A group commit's messages: examined one by one, written in one transaction."""
+        pipeline.process_many([int(i) for i in message_ids])
+
     def run_step(step_id: int) -> None:
         workflow.run_step(step_id)
 
     def deliver_notice(notice_id: int) -> None:
         workflow.deliver_notice(notice_id)
 
-    def declare(fn: Callable[[int], None], time_limit_ms: int,
-                **options: Any) -> dramatiq.Actor[[int], None]:
+    def declare(fn: Callable[[Any], None], time_limit_ms: int,
+                **options: Any) -> dramatiq.Actor[[Any], None]:
         return dramatiq.actor(
             broker=broker, actor_name=fn.__name__, queue_name=QUEUE,
             max_retries=max_retries, min_backoff=1_000,
@@ -54,5 +59,7 @@ def declare_actors(broker: dramatiq.Broker, pipeline: Pipeline, workflow: Workfl
     # the next start (or another worker's sweeper) sends it again.
     return Actors(process_message=declare(process_message, 600_000,
                                           throws=(ExaminerStopped,)),
+                  process_messages=declare(process_messages, 600_000,
+                                           throws=(ExaminerStopped,)),
                   run_step=declare(run_step, 300_000),
                   deliver_notice=declare(deliver_notice, 300_000))

@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -313,26 +313,39 @@ class Pipeline:
 
     def _claim_attempt(self, message_id: int, now: datetime) -> _Claim | str:
         """Record an attempt on a ``received`` message; or why there is nothing to do."""
+        return self._claim_attempts([message_id], now)[message_id]
+
+    def _claim_attempts(self, message_ids: Sequence[int],
+                        now: datetime) -> dict[int, _Claim | str]:
+        """Record an attempt on each ``received`` message of *message_ids*, in one transaction
+        (one statement, and one more for those another attempt holds); per id its claim, or
+        why there is nothing to do."""
         cutoff = now - timedelta(seconds=attempt_lease_s(self.config.parsers))
+        claims: dict[int, _Claim | str] = {}
         with self.engine.begin() as conn:
-            row = conn.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.state == MessageState.RECEIVED,
-                       or_(Message.attempted_at.is_(None), Message.attempted_at <= cutoff))
-                .values(attempts=Message.attempts + 1, attempted_at=now)
-                .returning(Message.raw, Message.received_at, Message.attempts, *_ENVELOPE)).first()
-            if row is not None:
-                return _Claim(row.raw, as_utc(row.received_at) or now, row.attempts, True, now,
-                              *_envelope(row))
-            held = conn.execute(
-                select(Message.state, Message.raw, Message.received_at, Message.attempts,
-                       *_ENVELOPE).where(Message.id == message_id)).first()
-        if held is None:
-            return "no such message: nothing to process"
-        if held.state != MessageState.RECEIVED:
-            return f"already {held.state}: nothing to do"
-        return _Claim(held.raw, as_utc(held.received_at) or now, held.attempts, False, now,
-                      *_envelope(held))
+            for row in conn.execute(
+                    update(Message)
+                    .where(Message.id.in_(list(message_ids)),
+                           Message.state == MessageState.RECEIVED,
+                           or_(Message.attempted_at.is_(None), Message.attempted_at <= cutoff))
+                    .values(attempts=Message.attempts + 1, attempted_at=now)
+                    .returning(Message.id, Message.raw, Message.received_at, Message.attempts,
+                               *_ENVELOPE)):
+                claims[row.id] = _Claim(row.raw, as_utc(row.received_at) or now, row.attempts,
+                                        True, now, *_envelope(row))
+            rest = [i for i in message_ids if i not in claims]
+            if rest:
+                for held in conn.execute(
+                        select(Message.id, Message.state, Message.raw, Message.received_at,
+                               Message.attempts, *_ENVELOPE).where(Message.id.in_(rest))):
+                    if held.state != MessageState.RECEIVED:
+                        claims[held.id] = f"already {held.state}: nothing to do"
+                    else:
+                        claims[held.id] = _Claim(held.raw, as_utc(held.received_at) or now,
+                                                 held.attempts, False, now, *_envelope(held))
+        for message_id in message_ids:
+            claims.setdefault(message_id, "no such message: nothing to process")
+        return claims
 
     def _end_attempt(self, message_id: int, claim: _Claim, *, give_back: bool) -> None:
         """An attempt that ended without an outcome: let the next delivery count as a new attempt
@@ -351,14 +364,16 @@ class Pipeline:
         except SQLAlchemyError as exc:
             log.warning("could not end the attempt: %s: %s", exc.__class__.__name__, exc)
 
-    def _examine_claimed(self, message_id: int) -> tuple[_Claim, Outcome] | str:
-        """Take an examiner, record the attempt, examine (or give up on a message whose earlier
-        attempts never came back); or why there is nothing to do."""
+    def _examine_claimed(self, message_id: int,
+                         claimed: _Claim | str | None = None) -> tuple[_Claim, Outcome] | str:
+        """Take an examiner, record the attempt (unless *claimed* is the attempt already
+        recorded), examine (or give up on a message whose earlier attempts never came back);
+        or why there is nothing to do."""
         examiner = self.examiner or InlineExaminer(self.examination)
         max_attempts = self.config.pipeline.max_attempts
         with examiner.reserve() as slot:
             now = self.clock()
-            claim = self._claim_attempt(message_id, now)
+            claim = self._claim_attempt(message_id, now) if claimed is None else claimed
             if isinstance(claim, str):
                 return claim
             if claim.counted and claim.attempts > max_attempts:
@@ -449,31 +464,129 @@ class Pipeline:
                 self._end_attempt(message_id, claim, give_back=True)  # ours, not the message's
                 raise
 
+    def process_many(self, message_ids: Sequence[int]) -> list[str]:
+        """Process several stored messages (a group commit's); returns their outcomes in order.
+
+        Their attempts are recorded in one transaction, each is examined as :meth:`process`
+        does, then their outcomes are written in ONE transaction (one commit and its fsync per
+        batch, not per message). When that transaction fails, each message is written again
+        alone, so one message that cannot be written never takes the others with it: the
+        others are written, and the error of the first that failed is raised after them, so the
+        broker retries the batch, in which every message already written is skipped (it is no
+        longer ``received``): only that message is
+        tried again. Redelivery stays idempotent for the same reason."""
+        outcomes: dict[int, str] = {}
+        examined: list[tuple[int, _Claim, Outcome]] = []
+        unique = list(dict.fromkeys(message_ids))  # the same id twice: once
+        claims = self._claim_attempts(unique, self.clock())
+        try:
+            for message_id in unique:
+                with log_context(message_id=message_id):
+                    found = self._examine_claimed(message_id, claims[message_id])
+                    if isinstance(found, str):
+                        log.info("%s", found)
+                        outcomes[message_id] = "skipped"
+                        continue
+                    claim, outcome = found
+                    examined.append((message_id, claim, outcome))
+                    retried = self._retry_unchecked_trust(message_id, claim, outcome)
+                    if retried is not None:
+                        examined.pop()
+                        outcomes[message_id] = retried
+            outcomes.update(self._write_many(examined))
+        except BaseException:
+            for message_id, claim in claims.items():  # ours, not the messages'
+                if isinstance(claim, _Claim) and message_id not in outcomes:
+                    self._end_attempt(message_id, claim, give_back=True)
+            raise
+        return [outcomes[message_id] for message_id in message_ids]
+
+    def _write_many(self, examined: list[tuple[int, _Claim, Outcome]]) -> dict[int, str]:
+        """Write the outcomes of *examined* in one transaction (see :meth:`process_many`)."""
+        if len(examined) == 1:
+            message_id, claim, outcome = examined[0]
+            with log_context(message_id=message_id):
+                return {message_id: self._write(message_id, claim, outcome)}
+        prepared = []
+        for message_id, claim, outcome in examined:
+            with log_context(message_id=message_id):
+                prepared.append((message_id, claim, outcome, self._prepare(claim, outcome)))
+        now = self.clock()
+        written: list[tuple[int, Outcome, MessageState | None, Due]] = []
+        try:
+            with self.engine.begin() as conn:
+                for message_id, claim, outcome, notes in prepared:
+                    with log_context(message_id=message_id):
+                        state, due = self._write_in(conn, message_id, claim, outcome, notes,
+                                                    now)
+                    written.append((message_id, outcome, state, due))
+        except SQLAlchemyError as exc:
+            log.warning("writing %d messages together failed (%s: %s): each alone",
+                        len(examined), exc.__class__.__name__, exc)
+            return self._write_each(examined)
+        outcomes: dict[int, str] = {}
+        for message_id, outcome, state, due in written:
+            with log_context(message_id=message_id):
+                outcomes[message_id] = self._finish(outcome, state, due)
+        return outcomes
+
+    def _write_each(self, examined: list[tuple[int, _Claim, Outcome]]) -> dict[int, str]:
+        """Each outcome in its own transaction; the first error is raised after the others are
+        written (the message it belongs to has its attempt given back)."""
+        outcomes: dict[int, str] = {}
+        first: BaseException | None = None
+        for message_id, claim, outcome in examined:
+            with log_context(message_id=message_id):
+                try:
+                    outcomes[message_id] = self._write(message_id, claim, outcome)
+                except Exception as exc:
+                    log.warning("could not write: %s: %s", exc.__class__.__name__, exc)
+                    self._end_attempt(message_id, claim, give_back=True)
+                    outcomes[message_id] = "failed"
+                    first = first or exc
+        if first is not None:
+            raise first
+        return outcomes
+
     def _write(self, message_id: int, claim: _Claim, outcome: Outcome) -> str:
         """Write *outcome*, with the message's reports, cases and events, in one transaction;
         then schedule what became due."""
-        written = self._prepare(claim, outcome)
+        notes = self._prepare(claim, outcome)
         now = self.clock()
         with self.engine.begin() as conn:
-            if not self._record(conn, message_id, outcome, now):
-                log.info("processed by another delivery meanwhile")
-                return "skipped"
-            state, result = outcome.state, outcome.result
-            due = Due()
-            if state is MessageState.PROCESSED and result is not None and result.reports:
-                ids = self._record_reports(conn, message_id, outcome, written, now)
-                attached = self._attach(conn, ids, now, written)
-                due |= Due(attached.due)
-                due |= self._acknowledge(conn, message_id, attached.first_case, now, written)
-            elif state is MessageState.REVIEW and _a_complaint(outcome):
-                due |= self._acknowledge(conn, message_id, None, now, written)
-            elif state is MessageState.PROCESSED and result is not None and (
-                    result.disposition is Disposition.REPLY or result.format == "bounce"):
-                state = self._thread(conn, message_id, claim, outcome, now, written)
-            conn.execute(insert(Event).values(
-                at=now, actor_kind="system", actor="pipeline", subject_type="message",
-                subject_id=message_id, action=state.value, detail=written.detail))
+            state, due = self._write_in(conn, message_id, claim, outcome, notes, now)
+        return self._finish(outcome, state, due)
+
+    def _write_in(self, conn: Connection, message_id: int, claim: _Claim, outcome: Outcome,
+                  written: _Written, now: datetime) -> tuple[MessageState | None, Due]:
+        """The writing steps of one message in *conn*'s transaction: its state (None when
+        another delivery wrote it first) and what became due."""
+        if not self._record(conn, message_id, outcome, now):
+            return None, Due()
+        state, result = outcome.state, outcome.result
+        due = Due()
+        if state is MessageState.PROCESSED and result is not None and result.reports:
+            ids = self._record_reports(conn, message_id, outcome, written, now)
+            attached = self._attach(conn, ids, now, written)
+            due |= Due(attached.due)
+            due |= self._acknowledge(conn, message_id, attached.first_case, now, written)
+        elif state is MessageState.REVIEW and _a_complaint(outcome):
+            due |= self._acknowledge(conn, message_id, None, now, written)
+        elif state is MessageState.PROCESSED and result is not None and (
+                result.disposition is Disposition.REPLY or result.format == "bounce"):
+            state = self._thread(conn, message_id, claim, outcome, now, written)
+        conn.execute(insert(Event).values(
+            at=now, actor_kind="system", actor="pipeline", subject_type="message",
+            subject_id=message_id, action=state.value, detail=written.detail))
+        return state, due
+
+    def _finish(self, outcome: Outcome, state: MessageState | None, due: Due) -> str:
+        """After the commit: *schedule* what became due, count and log the outcome."""
+        if state is None:
+            log.info("processed by another delivery meanwhile")
+            return "skipped"
         self._schedule(due)
+        result = outcome.result
         metrics.PROCESSED.labels(state.value).inc()
         log.info("%s", state.value, extra={"fields": {
             "subject": outcome.values.get("header_subject"),

@@ -407,7 +407,7 @@ class Review:
             # rows of one message for one customer go to the same case (cases.attach_reports).
             attached = cases.attach_reports(
                 conn, self.config.workflow, self.workflow.calendar,
-                [one.report_id for one in prepared], now,
+                cases.read_reports(conn, [one.report_id for one in prepared]), now,
                 cases.Actor("specialist", decision.decided_by))
             if attached.first_case is not None:
                 create_ack(conn, writer, first.message_id, attached.first_case, now)

@@ -196,10 +196,18 @@ class Attached:
         return self.joined[min(self.joined)] if self.joined else None
 
 
+def read_reports(conn: Connection, report_ids: Iterable[int]) -> list[Any]:
+    """The rows of *report_ids*, in that order (what :func:`attach_reports` takes)."""
+    ids = list(report_ids)
+    rows = {row.id: row for row in conn.execute(select(Report).where(Report.id.in_(ids)))}
+    return [rows[i] for i in ids if i in rows]
+
+
 def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
-                   report_ids: Iterable[int], now: datetime,
+                   reports: Iterable[Any], now: datetime,
                    actor: Actor = Actor("system", "pipeline")) -> Attached:
-    """Put each joinable report in its case (opening one where needed).
+    """Put each joinable report of *reports* (rows of ``reports``, as :func:`read_reports`
+    gives them or as the pipeline just wrote them) in its case (opening one where needed).
 
     The rows of one message for one customer (a scanner's or a CERT's table, a feedback loop's
     digest) are one complaint: the first finds (or opens) the case, the others join that same
@@ -207,10 +215,10 @@ def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCale
     joined: dict[int, int] = {}
     due: set[int] = set()
     of_message: dict[tuple[int, int], int] = {}
-    for report_id in report_ids:
-        report = conn.execute(select(Report).where(Report.id == report_id)).first()
-        if report is None or not joinable(report):
+    for report in reports:
+        if not joinable(report):
             continue
+        report_id = report.id
         _lock_customer(conn, report.customer_id)
         key = (report.message_id, report.customer_id)
         if key in of_message:

@@ -43,6 +43,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select, update
@@ -62,7 +63,7 @@ from ..core.policy import Evidence
 from ..parsers.base import Disposition, ParseResult
 from ..parsers.formats.guards import case_reference
 from . import cases, replies
-from .acks import create_ack
+from .acks import automated_reason, create_ack
 from .examine import Examination, Outcome
 from .examiner import Examiner, ExaminerDied, ExaminerStopped, ExaminerUnavailable, InlineExaminer
 from .timeline import Workflow
@@ -100,11 +101,11 @@ def report_rows(message_id: int, result: ParseResult, decisions: list[Decision],
 
 
 def merge_duplicates(conn: Any, report_ids: list[int], decisions: list[Decision],
-                     now: datetime, window: timedelta) -> int:
+                     now: datetime, window: timedelta) -> dict[int, int]:
     """Point each report that repeats an earlier one (same fingerprint, same reporter
     Message-ID, same ACNS case) at the first, and count it there; record the keys of the
-    others. Returns how many were duplicates."""
-    merged = 0
+    others. Returns {duplicate: the first report} of those that were duplicates."""
+    merged: dict[int, int] = {}
     for report_id, decision in zip(report_ids, decisions, strict=True):
         if not decision.duplicate_keys:
             continue
@@ -119,7 +120,7 @@ def merge_duplicates(conn: Any, report_ids: list[int], decisions: list[Decision]
                 duplicate_of=first, review_reason=None))
             conn.execute(update(Report).where(Report.id == first).values(
                 duplicates=Report.duplicates + 1))
-            merged += 1
+            merged[report_id] = int(first)
             continue
         keys = [{"key": key, "report_id": report_id, "created_at": now}
                 for key in dict.fromkeys(k[:255] for k in decision.duplicate_keys)]
@@ -246,6 +247,8 @@ class _Written:
 
     hint: dict[str, Any] | None
     detail: dict[str, Any]
+    # Why the sender is a machine (no acknowledgement is due), read from the message in hand.
+    automated: str | None = None
 
 
 class Pipeline:
@@ -495,9 +498,9 @@ class Pipeline:
                         outcomes[message_id] = retried
             outcomes.update(self._write_many(examined))
         except BaseException:
-            for message_id, claim in claims.items():  # ours, not the messages'
-                if isinstance(claim, _Claim) and message_id not in outcomes:
-                    self._end_attempt(message_id, claim, give_back=True)
+            for message_id, held in claims.items():  # ours, not the messages'
+                if isinstance(held, _Claim) and message_id not in outcomes:
+                    self._end_attempt(message_id, held, give_back=True)
             raise
         return [outcomes[message_id] for message_id in message_ids]
 
@@ -520,6 +523,9 @@ class Pipeline:
                         state, due = self._write_in(conn, message_id, claim, outcome, notes,
                                                     now)
                     written.append((message_id, outcome, state, due))
+                self._record_events(conn, [
+                    (message_id, state, notes) for (message_id, _, _, notes), (_, _, state, _)
+                    in zip(prepared, written, strict=True)], now)
         except SQLAlchemyError as exc:
             log.warning("writing %d messages together failed (%s: %s): each alone",
                         len(examined), exc.__class__.__name__, exc)
@@ -555,19 +561,32 @@ class Pipeline:
         now = self.clock()
         with self.engine.begin() as conn:
             state, due = self._write_in(conn, message_id, claim, outcome, notes, now)
+            self._record_events(conn, [(message_id, state, notes)], now)
         return self._finish(outcome, state, due)
+
+    def _record_events(self, conn: Connection,
+                       written: list[tuple[int, MessageState | None, _Written]],
+                       now: datetime) -> None:
+        """*record*: each written message's event (its outcome and how it came about), in one
+        INSERT."""
+        rows = [{"at": now, "actor_kind": "system", "actor": "pipeline",
+                 "subject_type": "message", "subject_id": message_id, "action": state.value,
+                 "detail": notes.detail} for message_id, state, notes in written if state]
+        if rows:
+            conn.execute(insert(Event), rows)
 
     def _write_in(self, conn: Connection, message_id: int, claim: _Claim, outcome: Outcome,
                   written: _Written, now: datetime) -> tuple[MessageState | None, Due]:
-        """The writing steps of one message in *conn*'s transaction: its state (None when
-        another delivery wrote it first) and what became due."""
+        """The writing steps of one message in *conn*'s transaction (its event is the caller's:
+        :meth:`_record_events`): its state (None when another delivery wrote it first) and
+        what became due."""
         if not self._record(conn, message_id, outcome, now):
             return None, Due()
         state, result = outcome.state, outcome.result
         due = Due()
         if state is MessageState.PROCESSED and result is not None and result.reports:
-            ids = self._record_reports(conn, message_id, outcome, written, now)
-            attached = self._attach(conn, ids, now, written)
+            reports = self._record_reports(conn, message_id, outcome, written, now)
+            attached = self._attach(conn, reports, now, written)
             due |= Due(attached.due)
             due |= self._acknowledge(conn, message_id, attached.first_case, now, written)
         elif state is MessageState.REVIEW and _a_complaint(outcome):
@@ -575,9 +594,6 @@ class Pipeline:
         elif state is MessageState.PROCESSED and result is not None and (
                 result.disposition is Disposition.REPLY or result.format == "bounce"):
             state = self._thread(conn, message_id, claim, outcome, now, written)
-        conn.execute(insert(Event).values(
-            at=now, actor_kind="system", actor="pipeline", subject_type="message",
-            subject_id=message_id, action=state.value, detail=written.detail))
         return state, due
 
     def _finish(self, outcome: Outcome, state: MessageState | None, due: Due) -> str:
@@ -616,7 +632,8 @@ class Pipeline:
                 and "sender_authentication" not in outcome.values and authenticator is not None:
             outcome.values["sender_authentication"] = authenticator.check(
                 claim.raw, **claim.sender).to_json()
-        return _Written(hint, detail)
+        return _Written(hint, detail, automated_reason(claim.raw, claim.mail_from,
+                                                        outcome.values.get("format")))
 
     def _record(self, conn: Connection, message_id: int, outcome: Outcome,
                 now: datetime) -> bool:
@@ -630,24 +647,31 @@ class Pipeline:
         return bool(claimed.rowcount == 1)
 
     def _record_reports(self, conn: Connection, message_id: int, outcome: Outcome,
-                        written: _Written, now: datetime) -> list[int]:
+                        written: _Written, now: datetime) -> list[SimpleNamespace]:
         """*record*: the message's reports, with the repeats of earlier ones merged; returns
-        their ids in order."""
+        them in order as written (the rows are not read back)."""
         assert outcome.result is not None
+        rows = _with_sender(report_rows(message_id, outcome.result, outcome.decisions, now),
+                            outcome.values.get("sender_authentication"), written.hint)
         ids = list(conn.execute(
-            insert(Report).returning(Report.id, sort_by_parameter_order=True),
-            _with_sender(report_rows(message_id, outcome.result, outcome.decisions, now),
-                         outcome.values.get("sender_authentication"), written.hint)).scalars())
-        written.detail["duplicates"] = merge_duplicates(
+            insert(Report).returning(Report.id, sort_by_parameter_order=True), rows).scalars())
+        duplicates = merge_duplicates(
             conn, ids, outcome.decisions, now,
             timedelta(days=self.config.classifier.duplicate_window_days))
-        return ids
+        written.detail["duplicates"] = len(duplicates)
+        reports = []
+        for report_id, row in zip(ids, rows, strict=True):
+            first = duplicates.get(report_id)
+            reports.append(SimpleNamespace(**{
+                **row, "id": report_id, "case_id": None, "duplicate_of": first,
+                **({"review_reason": None} if first is not None else {})}))
+        return reports
 
-    def _attach(self, conn: Connection, report_ids: list[int], now: datetime,
+    def _attach(self, conn: Connection, reports: list[SimpleNamespace], now: datetime,
                 written: _Written) -> cases.Attached:
         """*attach*: each report that can be a claim joins (or opens) its customer's case."""
         attached = cases.attach_reports(conn, self.config.workflow, self.workflow.calendar,
-                                        report_ids, now)
+                                        reports, now)
         if attached.joined:
             written.detail["cases"] = sorted(set(attached.joined.values()))
         return attached
@@ -658,6 +682,8 @@ class Pipeline:
         case's reference, or the message's when it went to review or is not ours. Returns what
         that made due: the case (its timeline delivers the acknowledgement), or the notice
         itself when there is no case."""
+        if written.automated:  # a machine's report: never acknowledged (acks.ack_refusal)
+            return Due()
         ack = create_ack(conn, self.workflow.writer, message_id, case_id, now)
         if not ack:
             return Due()

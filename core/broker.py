@@ -19,8 +19,8 @@ from dramatiq.brokers.stub import StubBroker
 QUEUE = "abuse-desk"
 
 # The one way work is handed to the workers: ``send("process_message", 12)``. Every actor takes
-# one id (workflow/actors.py names them).
-Send = Callable[[str, int], None]
+# one id, but ``process_messages``, which takes a list of them (workflow/actors.py names them).
+Send = Callable[[str, "int | list[int]"], None]
 
 
 def is_in_process(url: str) -> bool:
@@ -46,7 +46,7 @@ def sender(broker: dramatiq.Broker) -> Send:
     actors that do it)."""
     broker.declare_queue(QUEUE)
 
-    def send(actor_name: str, ident: int) -> None:
+    def send(actor_name: str, ident: int | list[int]) -> None:
         broker.enqueue(dramatiq.Message(queue_name=QUEUE, actor_name=actor_name, args=(ident,),
                                         kwargs={}, options={}))
 

@@ -14,7 +14,7 @@ import dramatiq
 
 from ..core.broker import QUEUE
 from .examiner import ExaminerStopped
-from .pipeline import Pipeline
+from .pipeline import Pipeline, batch_time_limit_s
 from .timeline import Workflow
 
 
@@ -59,7 +59,9 @@ def declare_actors(broker: dramatiq.Broker, pipeline: Pipeline, workflow: Workfl
     # the next start (or another worker's sweeper) sends it again.
     return Actors(process_message=declare(process_message, 600_000,
                                           throws=(ExaminerStopped,)),
-                  process_messages=declare(process_messages, 600_000,
-                                           throws=(ExaminerStopped,)),
+                  process_messages=declare(
+                      process_messages,
+                      max(600_000, int(batch_time_limit_s(pipeline.config.parsers) * 1000)),
+                      throws=(ExaminerStopped,)),
                   run_step=declare(run_step, 300_000),
                   deliver_notice=declare(deliver_notice, 300_000))

@@ -168,6 +168,17 @@ def _with_sender(rows: list[dict[str, Any]], auth: dict[str, Any] | None,
     return rows
 
 
+# The most messages a worker claims, examines and writes together (Pipeline.process_many): a
+# batch's messages wait for those examined before them, each up to its time budget.
+MAX_BATCH = 50
+
+
+def batch_time_limit_s(limits: ParserLimits) -> float:
+    """The time a batch of :data:`MAX_BATCH` messages may take, each using its whole budget
+    (the actor's time limit: a safety net, never the way a batch ends)."""
+    return MAX_BATCH * (limits.time_budget_s + 10.0) + 60.0
+
+
 def attempt_lease_s(limits: ParserLimits) -> float:
     """How long an attempt may still be running: a delivery within this of the last attempt's
     start is taken for a duplicate of it, one after it for a retry after a crash."""
@@ -477,13 +488,23 @@ class Pipeline:
         others are written, and the error of the first that failed is raised after them, so the
         broker retries the batch, in which every message already written is skipped (it is no
         longer ``received``): only that message is
-        tried again. Redelivery stays idempotent for the same reason."""
+        tried again. Redelivery stays idempotent for the same reason.
+
+        At most :data:`MAX_BATCH` messages are claimed and written together; a longer list is
+        taken in batches of that many, one after the other."""
+        outcomes: dict[int, str] = {}
+        unique = list(dict.fromkeys(message_ids))  # the same id twice: once
+        for start in range(0, len(unique), MAX_BATCH):
+            outcomes.update(self._process_batch(unique[start:start + MAX_BATCH]))
+        return [outcomes[message_id] for message_id in message_ids]
+
+    def _process_batch(self, unique: list[int]) -> dict[int, str]:
         outcomes: dict[int, str] = {}
         examined: list[tuple[int, _Claim, Outcome]] = []
-        unique = list(dict.fromkeys(message_ids))  # the same id twice: once
         claims = self._claim_attempts(unique, self.clock())
         try:
-            for message_id in unique:
+            for n, message_id in enumerate(unique):
+                self._keep_claims(claims, unique[n:])
                 with log_context(message_id=message_id):
                     found = self._examine_claimed(message_id, claims[message_id])
                     if isinstance(found, str):
@@ -502,7 +523,33 @@ class Pipeline:
                 if isinstance(held, _Claim) and message_id not in outcomes:
                     self._end_attempt(message_id, held, give_back=True)
             raise
-        return [outcomes[message_id] for message_id in message_ids]
+        return outcomes
+
+    def _keep_claims(self, claims: dict[int, _Claim | str], waiting: list[int]) -> None:
+        """Renew the attempts of the messages of a batch still *waiting* to be examined once
+        a quarter of the attempt's lease has gone (slow messages before them), so that a
+        delivery of one of them meanwhile still sees an attempt running, not one that died.
+        One that another attempt took over meanwhile goes on uncounted, as a duplicate."""
+        held = [(i, c) for i in waiting if isinstance(c := claims[i], _Claim) and c.counted]
+        if not held:
+            return
+        now = self.clock()
+        since = min(claim.at for _, claim in held)
+        if (now - since).total_seconds() < attempt_lease_s(self.config.parsers) / 4:
+            return
+        renewed: set[int] = set()
+        with self.engine.begin() as conn:
+            for at in {claim.at for _, claim in held}:
+                renewed.update(conn.execute(
+                    update(Message).where(
+                        Message.id.in_([i for i, c in held if c.at == at]),
+                        Message.state == MessageState.RECEIVED, Message.attempted_at == at)
+                    .values(attempted_at=now).returning(Message.id)).scalars())
+        for message_id, claim in held:
+            if message_id in renewed:
+                claim.at = now
+            else:
+                claim.counted = False
 
     def _write_many(self, examined: list[tuple[int, _Claim, Outcome]]) -> dict[int, str]:
         """Write the outcomes of *examined* in one transaction (see :meth:`process_many`)."""

@@ -26,6 +26,7 @@ from ..core import metrics
 from ..core.clock import Clock
 from ..core.config import PipelineConfig
 from ..core.models import Message, MessageState
+from .pipeline import MAX_BATCH
 from .timeline import CLAIM_BATCH, Workflow
 
 log = logging.getLogger(__name__)
@@ -82,16 +83,17 @@ class Scheduler:
         while True:
             # Move on by id: with older_than_s=0 a message just claimed is due again at once.
             ids = self.claim_stale(self._clock(), older_than_s, after_id=last_id)
-            for message_id in ids:
+            for start in range(0, len(ids), MAX_BATCH):  # a worker writes each batch at once
+                batch = ids[start:start + MAX_BATCH]
                 try:
-                    send("process_message", message_id)
+                    send("process_messages", batch)
                 except Exception as exc:
                     metrics.ENQUEUE_FAILURES.inc()
                     log.warning("sweeper could not reach the broker (%s: %s); will retry",
                                 exc.__class__.__name__, exc)
                     return sent
-                sent += 1
-                metrics.SWEEPER_RESENT.inc()
+                sent += len(batch)
+                metrics.SWEEPER_RESENT.inc(len(batch))
             if len(ids) < SWEEP_BATCH:
                 break
             last_id = ids[-1]

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from abuse_desk.app.wiring import Desk
+from abuse_desk.core.db import as_utc
 from abuse_desk.core.models import Message
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from abuse_desk.workflow.actors import declare_actors
-from sqlalchemy import event, select
+from abuse_desk.workflow.pipeline import attempt_lease_s
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tests.workflow.workflow_support import (
@@ -150,3 +152,31 @@ def test_the_actor_takes_a_batch(desk: Desk) -> None:
     actors = declare_actors(desk.broker, desk.pipeline, desk.workflow, max_retries=0)
     actors.process_messages.fn(ids)
     assert [state for state, _ in states(desk, ids)] == ["processed"] * len(ids)
+
+
+def test_slow_messages_renew_the_attempts_of_those_waiting(
+        desk: Desk, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = store(desk, *mixed()[:3])
+    lease = attempt_lease_s(desk.config.parsers)
+    real = desk.pipeline._examine_claimed
+    seen: list[int] = []
+
+    def examine(message_id: int, claimed: Any) -> Any:
+        seen.append(message_id)
+        if len(seen) == 1:  # the first takes a while; meanwhile another attempt takes the last
+            clock.advance(lease / 4 + 1)
+            with desk.engine.begin() as conn:
+                conn.execute(update(Message).where(Message.id == ids[2])
+                             .values(attempted_at=clock(), attempts=Message.attempts + 1))
+        if len(seen) == 2:
+            with desk.engine.connect() as conn:
+                stamps = dict(conn.execute(select(Message.id, Message.attempted_at)
+                                           .where(Message.id.in_(ids[1:]))).all())
+            # the second's attempt is renewed: still running, not an attempt that died
+            assert as_utc(stamps[ids[1]]) == clock()
+        return real(message_id, claimed)
+
+    monkeypatch.setattr(desk.pipeline, "_examine_claimed", examine)
+    assert desk.pipeline.process_many(ids) == ["processed"] * 3
+    # the one taken over was written once, by this batch, as a duplicate attempt (uncounted)
+    assert states(desk, ids) == [("processed", 1), ("processed", 1), ("processed", 2)]

@@ -14,6 +14,7 @@ from abuse_desk.app.wiring import Desk, open_desk
 from abuse_desk.core.db import as_utc, upgrade
 from abuse_desk.core.models import Message, MessageState
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+from abuse_desk.workflow.pipeline import MAX_BATCH
 from abuse_desk.workflow.scheduler import SWEEP_BATCH, Scheduler
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
@@ -28,7 +29,8 @@ SWEEP_AFTER = 60.0
 
 
 class Sends:
-    """A broker stand-in: records ids; fails on chosen calls (1-based)."""
+    """A broker stand-in: records ids (a batch's, in one call: one broker message); fails on
+    chosen calls (1-based)."""
 
     def __init__(self, fail_on: set[int] | None = None) -> None:
         self.ids: list[int] = []
@@ -36,16 +38,16 @@ class Sends:
         self.fail_on = fail_on or set()
         self._lock = threading.Lock()
 
-    def __call__(self, message_id: int) -> None:
+    def __call__(self, message_ids: int | list[int]) -> None:
         with self._lock:
             self.calls += 1
             if self.calls in self.fail_on:
                 raise ConnectionError("broker away")
-            self.ids.append(message_id)
+            self.ids.extend(message_ids if isinstance(message_ids, list) else [message_ids])
 
 
-def sweeper(desk: Desk, sends: Callable[[int], None]) -> Scheduler:
-    """The desk's scheduler, with a broker that is *sends* (called with each message id)."""
+def sweeper(desk: Desk, sends: Callable[[int | list[int]], None]) -> Scheduler:
+    """The desk's scheduler, with a broker that is *sends* (called with each batch of ids)."""
     desk.workflow.send = lambda actor, ident: sends(ident)
     return Scheduler(desk.engine, desk.clock, desk.config.pipeline, desk.workflow)
 
@@ -165,12 +167,12 @@ def test_a_processed_message_is_not_sent_again(desk: Desk, clock: Clock) -> None
 
 
 def test_failed_send_stops_the_sweep_and_loses_nothing(desk: Desk, clock: Clock) -> None:
-    ids = store(desk, age_s=SWEEP_AFTER + 5, count=4)
+    ids = store(desk, age_s=SWEEP_AFTER + 5, count=2 * MAX_BATCH + 4)
     failing = Sends(fail_on={2})
     scheduler = sweeper(desk, failing)
-    assert scheduler.sweep() == 1
+    assert scheduler.sweep() == MAX_BATCH  # the first batch
     assert failing.calls == 2  # the sweep stopped at the failure
-    assert failing.ids == [ids[0]]
+    assert failing.ids == ids[:MAX_BATCH]
     with desk.engine.connect() as conn:
         states = conn.execute(select(Message.state).where(Message.id.in_(ids))).scalars().all()
     assert set(states) == {MessageState.RECEIVED}
@@ -218,10 +220,10 @@ def test_sweep_with_zero_delay_sends_each_message_once(desk: Desk) -> None:
     ids = store(desk, age_s=0, count=n)
 
     class Bounded(Sends):
-        def __call__(self, message_id: int) -> None:
-            if self.calls >= 3 * n:  # a runaway sweep: stop it (the sweep ends on an error)
+        def __call__(self, message_ids: int | list[int]) -> None:
+            if len(self.ids) >= 3 * n:  # a runaway sweep: stop it (the sweep ends on an error)
                 raise RuntimeError("sent three times over")
-            super().__call__(message_id)
+            super().__call__(message_ids)
 
     sends = Bounded()
     sweeper(desk, sends).sweep(0.0)

@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -100,33 +100,68 @@ def report_rows(message_id: int, result: ParseResult, decisions: list[Decision],
     return rows
 
 
-def merge_duplicates(conn: Any, report_ids: list[int], decisions: list[Decision],
-                     now: datetime, window: timedelta) -> dict[int, int]:
-    """Point each report that repeats an earlier one (same fingerprint, same reporter
-    Message-ID, same ACNS case) at the first, and count it there; record the keys of the
-    others. Returns {duplicate: the first report} of those that were duplicates."""
-    merged: dict[int, int] = {}
-    for report_id, decision in zip(report_ids, decisions, strict=True):
-        if not decision.duplicate_keys:
-            continue
-        first = conn.execute(
-            select(DuplicateKey.report_id)
-            .where(DuplicateKey.key.in_(decision.duplicate_keys),
-                   DuplicateKey.created_at >= now - window,
-                   DuplicateKey.report_id != report_id)
-            .order_by(DuplicateKey.created_at).limit(1)).scalar()
-        if first is not None:
-            conn.execute(update(Report).where(Report.id == report_id).values(
-                duplicate_of=first, review_reason=None))
-            conn.execute(update(Report).where(Report.id == first).values(
-                duplicates=Report.duplicates + 1))
-            merged[report_id] = int(first)
-            continue
-        keys = [{"key": key, "report_id": report_id, "created_at": now}
-                for key in dict.fromkeys(k[:255] for k in decision.duplicate_keys)]
-        if keys:
-            conn.execute(_key_upsert(conn.dialect.name), keys)
-    return merged
+class Duplicates:
+    """The repeats of earlier reports (same fingerprint, same reporter Message-ID, same ACNS
+    case) among the reports a write records: the keys they may repeat are read once, for the
+    whole write (one message, or a batch), and the keys of the reports that are not repeats are
+    recorded in one statement at its end (:meth:`flush`). Reports of the same write are seen by
+    those after them, as if each had been written alone."""
+
+    def __init__(self, decisions: Iterable[Decision], now: datetime,
+                 window: timedelta) -> None:
+        self._now = now
+        self._window = window
+        self._keys: list[str] | None = list(dict.fromkeys(
+            k for d in decisions for k in d.duplicate_keys))
+        self._first: dict[str, tuple[datetime, int]] = {}  # key -> (created_at, report)
+        self._pending: list[dict[str, Any]] = []
+
+    def _read(self, conn: Any) -> None:
+        """The earlier reports' keys, read at the first merge: after the write's first UPDATE,
+        so that on SQLite the transaction holds the write lock before it reads (a reader that
+        then writes may find the database locked)."""
+        keys, self._keys = self._keys, None
+        if not keys:
+            return
+        for key, report_id, created_at in conn.execute(
+                select(DuplicateKey.key, DuplicateKey.report_id, DuplicateKey.created_at)
+                .where(DuplicateKey.key.in_(keys),
+                       DuplicateKey.created_at >= self._now - self._window)):
+            at = as_utc(created_at) or self._now
+            if key not in self._first or (at, report_id) < self._first[key]:
+                self._first[key] = (at, int(report_id))
+
+    def merge(self, conn: Any, report_ids: list[int],
+              decisions: list[Decision]) -> dict[int, int]:
+        """Point each report of *report_ids* that repeats an earlier one at the first, and
+        count it there; note the keys of the others. Returns {duplicate: the first report}."""
+        if self._keys is not None:
+            self._read(conn)
+        merged: dict[int, int] = {}
+        for report_id, decision in zip(report_ids, decisions, strict=True):
+            if not decision.duplicate_keys:
+                continue
+            hits = [self._first[k] for k in decision.duplicate_keys
+                    if k in self._first and self._first[k][1] != report_id]
+            if hits:
+                first = min(hits)[1]
+                conn.execute(update(Report).where(Report.id == report_id).values(
+                    duplicate_of=first, review_reason=None))
+                conn.execute(update(Report).where(Report.id == first).values(
+                    duplicates=Report.duplicates + 1))
+                merged[report_id] = first
+                continue
+            for key in dict.fromkeys(k[:255] for k in decision.duplicate_keys):
+                self._pending.append({"key": key, "report_id": report_id,
+                                      "created_at": self._now})
+                self._first.setdefault(key, (self._now, report_id))
+        return merged
+
+    def flush(self, conn: Any) -> None:
+        """Record the keys of the reports that were not repeats (one INSERT ... ON CONFLICT)."""
+        if self._pending:
+            conn.execute(_key_upsert(conn.dialect.name), self._pending)
+            self._pending = []
 
 
 @functools.lru_cache(maxsize=4)
@@ -565,11 +600,13 @@ class Pipeline:
         written: list[tuple[int, Outcome, MessageState | None, Due]] = []
         try:
             with self.engine.begin() as conn:
+                repeats = self._duplicates([outcome for _, _, outcome, _ in prepared], now)
                 for message_id, claim, outcome, notes in prepared:
                     with log_context(message_id=message_id):
                         state, due = self._write_in(conn, message_id, claim, outcome, notes,
-                                                    now)
+                                                    now, repeats)
                     written.append((message_id, outcome, state, due))
+                repeats.flush(conn)
                 self._record_events(conn, [
                     (message_id, state, notes) for (message_id, _, _, notes), (_, _, state, _)
                     in zip(prepared, written, strict=True)], now)
@@ -607,9 +644,17 @@ class Pipeline:
         notes = self._prepare(claim, outcome)
         now = self.clock()
         with self.engine.begin() as conn:
-            state, due = self._write_in(conn, message_id, claim, outcome, notes, now)
+            repeats = self._duplicates([outcome], now)
+            state, due = self._write_in(conn, message_id, claim, outcome, notes, now, repeats)
+            repeats.flush(conn)
             self._record_events(conn, [(message_id, state, notes)], now)
         return self._finish(outcome, state, due)
+
+    def _duplicates(self, outcomes: list[Outcome], now: datetime) -> Duplicates:
+        """The duplicate keys the reports of *outcomes* may repeat (see :class:`Duplicates`)."""
+        return Duplicates([d for o in outcomes if o.result is not None and o.result.reports
+                           for d in o.decisions], now,
+                          timedelta(days=self.config.classifier.duplicate_window_days))
 
     def _record_events(self, conn: Connection,
                        written: list[tuple[int, MessageState | None, _Written]],
@@ -623,7 +668,8 @@ class Pipeline:
             conn.execute(insert(Event), rows)
 
     def _write_in(self, conn: Connection, message_id: int, claim: _Claim, outcome: Outcome,
-                  written: _Written, now: datetime) -> tuple[MessageState | None, Due]:
+                  written: _Written, now: datetime,
+                  repeats: Duplicates) -> tuple[MessageState | None, Due]:
         """The writing steps of one message in *conn*'s transaction (its event is the caller's:
         :meth:`_record_events`): its state (None when another delivery wrote it first) and
         what became due."""
@@ -632,7 +678,7 @@ class Pipeline:
         state, result = outcome.state, outcome.result
         due = Due()
         if state is MessageState.PROCESSED and result is not None and result.reports:
-            reports = self._record_reports(conn, message_id, outcome, written, now)
+            reports = self._record_reports(conn, message_id, outcome, written, now, repeats)
             attached = self._attach(conn, reports, now, written)
             due |= Due(attached.due)
             due |= self._acknowledge(conn, message_id, attached.first_case, now, written)
@@ -694,7 +740,8 @@ class Pipeline:
         return bool(claimed.rowcount == 1)
 
     def _record_reports(self, conn: Connection, message_id: int, outcome: Outcome,
-                        written: _Written, now: datetime) -> list[SimpleNamespace]:
+                        written: _Written, now: datetime,
+                        repeats: Duplicates) -> list[SimpleNamespace]:
         """*record*: the message's reports, with the repeats of earlier ones merged; returns
         them in order as written (the rows are not read back)."""
         assert outcome.result is not None
@@ -702,9 +749,7 @@ class Pipeline:
                             outcome.values.get("sender_authentication"), written.hint)
         ids = list(conn.execute(
             insert(Report).returning(Report.id, sort_by_parameter_order=True), rows).scalars())
-        duplicates = merge_duplicates(
-            conn, ids, outcome.decisions, now,
-            timedelta(days=self.config.classifier.duplicate_window_days))
+        duplicates = repeats.merge(conn, ids, outcome.decisions)
         written.detail["duplicates"] = len(duplicates)
         reports = []
         for report_id, row in zip(ids, rows, strict=True):

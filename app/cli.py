@@ -38,6 +38,16 @@ $ABUSE_DESK_CONFIG; any key can be overridden with ABUSE_DESK_<SECTION>__<KEY>
 LONG_RUNNING = frozenset({"serve", "smtp", "worker", "scheduler", "web"})
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand that is not given --config must not reset the one given before it
@@ -62,7 +72,19 @@ def _parser() -> argparse.ArgumentParser:
         "Run the whole desk in one process: the SMTP listener (smtp.host:smtp.port), "
         "dramatiq workers and the scheduler in-process, and the web page (web.host:web.port). "
         "Upgrades an embedded SQLite database itself. Ctrl-C stops it cleanly.")
-    add("smtp", "run an SMTP listener only (needs a redis:// or amqp:// broker)")
+    smtp = add("smtp", "run an SMTP listener only (needs a redis:// or amqp:// broker)",
+               "Run the SMTP listener (smtp.host:smtp.port) only: every message is committed "
+               "to the database before its 250, then its id goes to the broker (one round "
+               "trip per group commit).")
+    smtp.add_argument("--processes", metavar="N", type=_positive, default=1,
+                      help="run N listener processes on the same host:port (Linux, "
+                           "SO_REUSEPORT: the kernel spreads connections over them), each with "
+                           "its own store writer and broker dispatcher, so that a host's every "
+                           "core takes mail; this process supervises them: one that dies is "
+                           "logged and started again, SIGTERM or Ctrl-C stops all cleanly "
+                           "(default: 1, no supervisor)")
+    smtp.add_argument("--listener-child", metavar="I", type=int, default=None,
+                      help=argparse.SUPPRESS)  # one of --processes N (app/listeners.py)
     add("worker", "run dramatiq workers only (needs a redis:// or amqp:// broker)",
         "Run pipeline.worker_threads dramatiq worker threads against broker.url. Start as many "
         "of these processes, on as many hosts, as the load needs.")
@@ -253,6 +275,15 @@ def _dispatch(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     try:
         if args.command == "serve":
             runner.run(config, runner.PARTS, clock)
+        elif args.command == "smtp" and args.listener_child is not None:
+            # One of `smtp --processes N`: the port is shared; only the first serves /metrics.
+            runner.run(config, ("smtp",), clock, reuse_port=True,
+                       metrics=args.listener_child == 0)
+        elif args.command == "smtp" and args.processes > 1:
+            from .listeners import config_path_of, run_listeners
+
+            return run_listeners(config, args.processes,
+                                 config_path_of(getattr(args, "config", None)))
         elif args.command in runner.PARTS:
             runner.run(config, (args.command,), clock)
         elif args.command == "db":
@@ -331,7 +362,7 @@ def _db(args: argparse.Namespace, config: Config) -> int:
 
 
 def _import(args: argparse.Namespace, config: Config, clock: Clock) -> int:
-    from ..core.broker import is_in_process, make_broker, sender
+    from ..core.broker import in_batches, is_in_process, make_broker, many_sender
     from ..ingest.importer import import_paths
     from ..ingest.store import Dispatcher, GroupCommitWriter
     from .wiring import open_engine
@@ -344,8 +375,10 @@ def _import(args: argparse.Namespace, config: Config, clock: Clock) -> int:
     broker = dispatcher = None
     if not in_process:  # the workers take what is stored at once
         broker = make_broker(config.broker.url)
-        send = sender(broker)
-        dispatcher = Dispatcher(lambda mid: send("process_message", mid)).start()
+        send = many_sender(broker)
+        batch = config.pipeline.batch_max
+        dispatcher = Dispatcher(send_many=lambda ids: send(
+            "process_messages", in_batches(ids, batch))).start()
     writer = GroupCommitWriter(engine, dispatcher.dispatch if dispatcher else None).start()
     try:
         summary = import_paths(engine, writer, args.paths, enqueued=not in_process,

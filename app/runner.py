@@ -40,7 +40,14 @@ import uvicorn
 from dramatiq.brokers.stub import StubBroker
 from starlette.applications import Starlette
 
-from ..core.broker import QUEUE, broker_problem, is_in_process, safe_url
+from ..core.broker import (
+    QUEUE,
+    broker_problem,
+    in_batches,
+    is_in_process,
+    many_sender,
+    safe_url,
+)
 from ..core.clock import Clock, system_clock
 from ..core.config import Config, NotifyConfig
 from ..core.db import FileModeError, is_sqlite, private_folders
@@ -283,9 +290,13 @@ def _serve(app: Starlette, host: str, port: int) -> tuple[_EmbeddedServer, async
 
 
 async def start(config: Config, parts: tuple[str, ...],
-                clock: Clock = system_clock, stopping: asyncio.Event | None = None) -> Running:
+                clock: Clock = system_clock, stopping: asyncio.Event | None = None,
+                reuse_port: bool = False, metrics: bool = True) -> Running:
     """Start *parts*. A worker or scheduler on a real broker first waits for it; when
-    *stopping* is set meanwhile, returns with nothing but the desk open (:func:`stop` it)."""
+    *stopping* is set meanwhile, returns with nothing but the desk open (:func:`stop` it).
+    *reuse_port*: the listener binds with SO_REUSEPORT (one of ``smtp --processes N``);
+    *metrics*: serve ``metrics.port`` when there is no web desk (only one of N listeners
+    does)."""
     check_parts(config, parts)
     check_files(config)
     try:
@@ -294,11 +305,10 @@ async def start(config: Config, parts: tuple[str, ...],
         raise UsageError(str(exc)) from None
     running = Running(desk=desk)
     desk.broker.emit_after("process_boot")
-    assert desk.send is not None  # (opened to send)
-    send_work = desk.send
+    send_work = many_sender(desk.broker)
 
-    def send(message_id: int) -> None:
-        send_work("process_message", message_id)
+    def send(message_ids: list[int]) -> None:  # a worker writes each batch in one transaction
+        send_work("process_messages", in_batches(message_ids, config.pipeline.batch_max))
 
     waits = bool({"worker", "scheduler"} & set(parts)) and not is_in_process(config.broker.url)
     if {"worker", "scheduler"} & set(parts):
@@ -306,10 +316,12 @@ async def start(config: Config, parts: tuple[str, ...],
             log.warning("%s", warning)
     if not waits:
         await _start_workers(running, parts)
-        await _start_front(running, parts, send, watch_broker=True)
+        await _start_front(running, parts, send, watch_broker=True, reuse_port=reuse_port,
+                           metrics=metrics)
         return running
     # The listener and the web never wait for the broker: they start first.
-    await _start_front(running, parts, send, watch_broker=False)
+    await _start_front(running, parts, send, watch_broker=False, reuse_port=reuse_port,
+                       metrics=metrics)
     starts = " and ".join(p for p in ("worker", "scheduler") if p in parts)
     if await wait_for_broker(config.broker.url, stopping, f"the {starts} starts once it answers"):
         await _start_workers(running, parts)
@@ -337,17 +349,20 @@ async def _start_workers(running: Running, parts: tuple[str, ...]) -> None:
         running.scheduler.start()
 
 
-async def _start_front(running: Running, parts: tuple[str, ...], send: Callable[[int], None],
-                       watch_broker: bool) -> None:
+async def _start_front(running: Running, parts: tuple[str, ...],
+                       send: Callable[[list[int]], None], watch_broker: bool,
+                       reuse_port: bool = False, metrics: bool = True) -> None:
     """The SMTP listener and the web desk (or /metrics alone), as far as *parts* has them;
-    *watch_broker*: the listener says when a real broker does not answer, and when it does."""
+    *send* hands the ids of one group commit to the broker in one round trip; *watch_broker*:
+    the listener says when a real broker does not answer, and when it does."""
     desk, config = running.desk, running.desk.config
     if "smtp" in parts:
-        running.dispatcher = Dispatcher(send).start()
+        running.dispatcher = Dispatcher(send_many=send).start()
         running.writer = GroupCommitWriter(
             desk.engine, running.dispatcher.dispatch,
             batch_max=config.smtp.commit_batch_max).start()
-        running.smtp = await start_smtp(config.smtp, running.writer.submit, desk.clock)
+        running.smtp = await start_smtp(config.smtp, running.writer.submit, desk.clock,
+                                        reuse_port=reuse_port)
         log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
         if watch_broker and not is_in_process(config.broker.url):
             # Mail never waits for the broker: what arrives meanwhile is stored and sent on
@@ -359,7 +374,7 @@ async def _start_front(running: Running, parts: tuple[str, ...], send: Callable[
         running.web, running.web_task = _serve(create_app(desk.web), config.web.host,
                                                config.web.port)
         log.info("web on http://%s:%d/", config.web.host, config.web.port)
-    elif config.metrics.port:
+    elif config.metrics.port and metrics:
         # The same /metrics as the web desk's, with the same rule (metrics.allow, metrics.token),
         # on metrics.host (loopback unless configured).
         running.metrics, running.metrics_task = _serve(
@@ -404,7 +419,8 @@ async def stop(running: Running) -> None:
 
 
 async def run_until_signalled(config: Config, parts: tuple[str, ...],
-                              clock: Clock = system_clock) -> None:
+                              clock: Clock = system_clock, reuse_port: bool = False,
+                              metrics: bool = True) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -417,7 +433,8 @@ async def run_until_signalled(config: Config, parts: tuple[str, ...],
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    running = await start(config, parts, clock, stopping)
+    running = await start(config, parts, clock, stopping, reuse_port=reuse_port,
+                          metrics=metrics)
     if not stopping.is_set():  # (set while it waited for the broker: nothing was started)
         log.info("abuse-desk %s ready", "+".join(parts))
         await stopping.wait()
@@ -425,5 +442,6 @@ async def run_until_signalled(config: Config, parts: tuple[str, ...],
     log.info("stopped cleanly")
 
 
-def run(config: Config, parts: tuple[str, ...], clock: Clock = system_clock) -> None:
-    asyncio.run(run_until_signalled(config, parts, clock))
+def run(config: Config, parts: tuple[str, ...], clock: Clock = system_clock,
+        reuse_port: bool = False, metrics: bool = True) -> None:
+    asyncio.run(run_until_signalled(config, parts, clock, reuse_port, metrics))

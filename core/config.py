@@ -87,8 +87,16 @@ class WebConfig:
     page_size: int = 50
 
 
+# The most messages a worker claims, examines and writes together (workflow/pipeline.py): a
+# batch's messages wait for those examined before them, each up to its time budget.
+MAX_BATCH = 50
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
+    # Messages a worker examines one by one and writes in one transaction: the listener's
+    # dispatcher and the sweeper send them in batches of this many (1 to MAX_BATCH).
+    batch_max: int = 20
     sweep_after_s: float = 60.0
     sweep_interval_s: float = 10.0
     worker_threads: int = 4
@@ -328,6 +336,7 @@ _CHECKS: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
     ("smtp", "recipient_delimiter"): (lambda v: v in ("", "+", "-", "=", "_", "."),
                                       'one of "+", "-", "=", "_", "." or "" (none)'),
     ("pipeline", "worker_threads"): (lambda v: v > 0, "a positive number"),
+    ("pipeline", "batch_max"): (lambda v: 1 <= v <= MAX_BATCH, f"1 to {MAX_BATCH}"),
     ("pipeline", "max_retries"): (lambda v: v >= 0, "zero or more"),
     ("pipeline", "sweep_interval_s"): (lambda v: v > 0, "a positive number of seconds"),
     ("pipeline", "sweep_after_s"): (lambda v: v >= 0, "zero or more seconds"),

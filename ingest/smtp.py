@@ -773,8 +773,11 @@ class SmtpListener:
             await asyncio.sleep(0.05)
 
 
-async def start_smtp(cfg: SmtpConfig, store: StoreFn, clock: Clock) -> SmtpListener:
-    """Listen on ``cfg.host:cfg.port`` in the running loop; *clock* dates each message."""
+async def start_smtp(cfg: SmtpConfig, store: StoreFn, clock: Clock,
+                     reuse_port: bool = False) -> SmtpListener:
+    """Listen on ``cfg.host:cfg.port`` in the running loop; *clock* dates each message.
+    *reuse_port*: bind with SO_REUSEPORT, so that the kernel spreads the connections over
+    the listener processes bound to the same port (``abuse-desk smtp --processes N``)."""
     handler = IntakeHandler(cfg, store, clock)
     tracker = ConnectionTracker(cfg.max_connections_per_ip, cfg.max_connections)
     budget = InFlightBudget(cfg.max_bytes_in_flight)
@@ -782,5 +785,5 @@ async def start_smtp(cfg: SmtpConfig, store: StoreFn, clock: Clock) -> SmtpListe
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: IntakeSMTP(handler, cfg, tracker, budget, tls_context=context),
-        host=cfg.host, port=cfg.port, reuse_address=True)
+        host=cfg.host, port=cfg.port, reuse_address=True, reuse_port=reuse_port or None)
     return SmtpListener(server, handler, tracker, budget)

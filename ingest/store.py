@@ -5,8 +5,9 @@ a message and wait on a future; the writer takes every message that is waiting, 
 one transaction and commits once, so N concurrent sessions cost one fsync, not N. A future is
 resolved only after the commit returned: the caller answers 250 only then.
 
-After the commit, the new ids go to a :class:`Dispatcher` thread that sends them to the broker.
-A failed send loses nothing: the message stays ``received`` and the scheduler's sweeper re-sends it.
+After the commit, the new ids go to a :class:`Dispatcher` thread that sends them to the broker,
+all that are waiting in one round trip. A failed send loses nothing: the message stays
+``received`` and the scheduler's sweeper re-sends it.
 """
 
 from __future__ import annotations
@@ -227,14 +228,30 @@ class GroupCommitWriter:
 class Dispatcher:
     """Sends stored message ids to the broker from its own thread, off the SMTP path.
 
-    *send* is the broker call (``process_message.send``). A send that fails is logged and
-    counted; the message waits for the sweeper. The queue is bounded: past ``max_pending`` ids
-    are left to the sweeper too, so a broker outage cannot grow this process's memory.
+    The thread takes every id that is waiting (up to ``batch_max``) and hands them to the
+    broker in one call, *send_many* (``core.broker.many_sender``: one round trip for a group
+    commit's ids); without it, *send* (one id: ``process_message.send``) is called for each id
+    in turn, and the first failure ends the batch. A batch that fails is logged and counted
+    (per id); its messages wait for the sweeper. The queue is bounded: past ``max_pending``
+    ids are left to the sweeper too, so a broker outage cannot grow this process's memory.
     """
 
-    def __init__(self, send: Callable[[int], Any], max_pending: int = 100_000,
-                 backoff_s: float = 1.0) -> None:
-        self._send = send
+    def __init__(self, send: Callable[[int], Any] | None = None, max_pending: int = 100_000,
+                 backoff_s: float = 1.0, *,
+                 send_many: Callable[[list[int]], Any] | None = None,
+                 batch_max: int = 500) -> None:
+        if send_many is None:
+            if send is None:
+                raise TypeError("Dispatcher needs send or send_many")
+            send_one = send
+
+            def send_each(ids: list[int]) -> None:
+                for message_id in ids:
+                    send_one(message_id)
+
+            send_many = send_each
+        self._send_many = send_many
+        self._batch_max = batch_max
         self._backoff_s = backoff_s
         self._queue: queue.Queue[int | None] = queue.Queue(max_pending)
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
@@ -258,24 +275,44 @@ class Dispatcher:
             pass
         self._thread.join(timeout)
 
+    def _take_batch(self, first: int) -> tuple[list[int], bool]:
+        batch, stop = [first], False
+        while len(batch) < self._batch_max:
+            try:
+                message_id = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if message_id is None:
+                stop = True
+                break
+            batch.append(message_id)
+        return batch, stop
+
     def _run(self) -> None:
         while True:
-            message_id = self._queue.get()
-            if message_id is None:
+            first = self._queue.get()
+            if first is None:
                 return
-            if (self._failing_since is not None
-                    and time.monotonic() - self._failing_since < self._backoff_s):
-                # The broker failed a moment ago: leave this one to the sweeper rather than
-                # wait on another connect timeout for each queued id.
-                metrics.ENQUEUE_FAILURES.inc()
-                continue
-            try:
-                self._send(message_id)
-                self._failing_since = None
-            except Exception as exc:
-                metrics.ENQUEUE_FAILURES.inc()
-                if self._failing_since is None:
-                    with log_context(message_id=message_id):
-                        log.warning("could not send to the broker (%s: %s); the sweeper will "
-                                    "re-send", exc.__class__.__name__, exc)
-                self._failing_since = time.monotonic()
+            batch, stop = self._take_batch(first)
+            self._send(batch)
+            if stop:
+                return
+
+    def _send(self, batch: list[int]) -> None:
+        if (self._failing_since is not None
+                and time.monotonic() - self._failing_since < self._backoff_s):
+            # The broker failed a moment ago: leave these to the sweeper rather than wait
+            # on another connect timeout.
+            metrics.ENQUEUE_FAILURES.inc(len(batch))
+            return
+        try:
+            self._send_many(batch)
+            self._failing_since = None
+        except Exception as exc:
+            metrics.ENQUEUE_FAILURES.inc(len(batch))
+            if self._failing_since is None:
+                with log_context(message_id=batch[0]):
+                    log.warning("could not send %d message id(s) to the broker (%s: %s); the "
+                                "sweeper will re-send them", len(batch),
+                                exc.__class__.__name__, exc)
+            self._failing_since = time.monotonic()

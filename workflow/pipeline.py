@@ -54,7 +54,7 @@ from ..classifier.classify import Decision
 from ..classifier.trust import COULD_NOT_CHECK
 from ..core import metrics
 from ..core.clock import Clock
-from ..core.config import Config, ParserLimits
+from ..core.config import MAX_BATCH, Config, ParserLimits
 from ..core.db import as_utc
 from ..core.headers import first_address
 from ..core.logs import log_context
@@ -201,11 +201,6 @@ def _with_sender(rows: list[dict[str, Any]], auth: dict[str, Any] | None,
         if hint is not None:
             row["decision"]["case_reference_hint"] = hint
     return rows
-
-
-# The most messages a worker claims, examines and writes together (Pipeline.process_many): a
-# batch's messages wait for those examined before them, each up to its time budget.
-MAX_BATCH = 50
 
 
 def batch_time_limit_s(limits: ParserLimits) -> float:

@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select, update
 
 from ..core import metrics
+from ..core.broker import in_batches
 from ..core.clock import Clock
 from ..core.config import PipelineConfig
 from ..core.models import Message, MessageState
-from .pipeline import MAX_BATCH
 from .timeline import CLAIM_BATCH, Workflow
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ class Scheduler:
         while True:
             # Move on by id: with older_than_s=0 a message just claimed is due again at once.
             ids = self.claim_stale(self._clock(), older_than_s, after_id=last_id)
-            for start in range(0, len(ids), MAX_BATCH):  # a worker writes each batch at once
-                batch = ids[start:start + MAX_BATCH]
+            for batch in in_batches(ids, self._config.batch_max):  # a worker writes each at once
                 try:
                     send("process_messages", batch)
                 except Exception as exc:

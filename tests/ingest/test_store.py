@@ -130,3 +130,76 @@ def test_dispatcher_queue_is_bounded() -> None:
     assert dispatcher._queue.qsize() <= 5
     gate.set()
     dispatcher.stop()
+
+
+def test_dispatcher_sends_what_is_waiting_in_one_call() -> None:
+    calls: list[list[int]] = []
+    dispatcher = Dispatcher(send_many=lambda ids: calls.append(list(ids)), batch_max=500)
+    dispatcher.dispatch(list(range(1200)))  # all waiting before the thread starts
+    dispatcher.start()
+    dispatcher.stop()
+    assert [len(batch) for batch in calls] == [500, 500, 200]
+    assert [i for batch in calls for i in batch] == list(range(1200))
+
+
+def test_one_group_commit_makes_one_broker_call(engine: Engine) -> None:
+    calls: list[list[int]] = []
+    sent = threading.Event()
+
+    def send_many(ids: list[int]) -> None:
+        calls.append(list(ids))
+        sent.set()
+
+    dispatcher = Dispatcher(send_many=send_many).start()
+    writer = GroupCommitWriter(engine, dispatcher.dispatch)
+    futures = [writer.submit(f"message {n}\r\n".encode(), ENV) for n in range(20)]
+    writer.start()  # all twenty were waiting: one transaction, then one broker call
+    ids = [f.result(10) for f in futures]
+    assert sent.wait(10)
+    writer.stop()
+    dispatcher.stop()
+    assert calls == [ids]
+
+
+def test_a_batch_the_broker_fails_stays_received_for_the_sweeper(engine: Engine) -> None:
+    """A real broker that does not answer: the whole batch is left to the sweeper (stored,
+    ``received``), counted per id, logged once; the dispatcher goes on and sends the next."""
+    import socket
+
+    from abuse_desk.core import metrics
+    from abuse_desk.core.broker import make_broker, many_sender
+    from abuse_desk.core.models import MessageState
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    broker = make_broker(f"redis://127.0.0.1:{port}/0")
+    send = many_sender(broker)
+    calls: list[list[int]] = []
+    healthy = threading.Event()
+
+    def send_many(ids: list[int]) -> None:
+        calls.append(list(ids))
+        if not healthy.is_set():
+            send("process_message", ids)
+
+    failures = metrics.ENQUEUE_FAILURES._value.get()
+    dispatcher = Dispatcher(send_many=send_many, backoff_s=0.2).start()
+    writer = GroupCommitWriter(engine, dispatcher.dispatch)
+    futures = [writer.submit(f"message {n}\r\n".encode(), ENV) for n in range(10)]
+    writer.start()
+    ids = [f.result(10) for f in futures]
+    wait_for(lambda: metrics.ENQUEUE_FAILURES._value.get() - failures == 10, 30,
+             "the failed batch to be counted")
+    assert calls == [ids]
+    with engine.connect() as conn:
+        states = conn.execute(select(Message.state).where(Message.id.in_(ids))).scalars().all()
+    assert states == [MessageState.RECEIVED.value] * 10
+    healthy.set()
+    time.sleep(0.3)
+    later = writer.submit(b"later\r\n", ENV).result(10)
+    wait_for(lambda: calls[-1:] == [[later]], 10, "the next batch to be sent")
+    writer.stop()
+    dispatcher.stop()
+    broker.close()
+    assert metrics.ENQUEUE_FAILURES._value.get() - failures == 10

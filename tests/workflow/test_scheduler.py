@@ -14,7 +14,6 @@ from abuse_desk.app.wiring import Desk, open_desk
 from abuse_desk.core.db import as_utc, upgrade
 from abuse_desk.core.models import Message, MessageState
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
-from abuse_desk.workflow.pipeline import MAX_BATCH
 from abuse_desk.workflow.scheduler import SWEEP_BATCH, Scheduler
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
@@ -167,12 +166,13 @@ def test_a_processed_message_is_not_sent_again(desk: Desk, clock: Clock) -> None
 
 
 def test_failed_send_stops_the_sweep_and_loses_nothing(desk: Desk, clock: Clock) -> None:
-    ids = store(desk, age_s=SWEEP_AFTER + 5, count=2 * MAX_BATCH + 4)
+    batch = desk.config.pipeline.batch_max
+    ids = store(desk, age_s=SWEEP_AFTER + 5, count=2 * batch + 4)
     failing = Sends(fail_on={2})
     scheduler = sweeper(desk, failing)
-    assert scheduler.sweep() == MAX_BATCH  # the first batch
+    assert scheduler.sweep() == batch  # the first batch
     assert failing.calls == 2  # the sweep stopped at the failure
-    assert failing.ids == ids[:MAX_BATCH]
+    assert failing.ids == ids[:batch]
     with desk.engine.connect() as conn:
         states = conn.execute(select(Message.state).where(Message.id.in_(ids))).scalars().all()
     assert set(states) == {MessageState.RECEIVED}

@@ -188,6 +188,8 @@ def test_values_from_the_file_are_used_and_others_default(tmp_path: Path) -> Non
     ('[log]\nformat = "xml"\n', "log.format"),
     ('[broker]\nurl = "ftp://x"\n', "broker.url"),
     ('[database]\nurl = "mysql://x"\n', "database.url"),
+    ("[pipeline]\nbatch_max = 0\n", "pipeline.batch_max"),
+    ("[pipeline]\nbatch_max = 51\n", "pipeline.batch_max"),
     ("smtp = 1\n", "[smtp]"),
 ])
 def test_bad_file_values_raise_naming_key_and_file(tmp_path: Path, text: str,

@@ -447,8 +447,11 @@ def test_cli_import_with_a_real_broker_sends_each_message(
     assert out.splitlines() == ["2 stored, 0 already stored (same bytes), 0 failed"]
     stored = cli_rows(cli_env)
     assert [as_utc(r.enqueued_at) for r in stored] == [as_utc(r.received_at) for r in stored]
-    queued = redis.Redis.from_url(redis_url).hvals(f"dramatiq:{QUEUE}.msgs")
-    sent = sorted(json.loads(m)["args"][0] for m in queued)
+    queued = [json.loads(m) for m in
+              redis.Redis.from_url(redis_url).hvals(f"dramatiq:{QUEUE}.msgs")]
+    # in batches that a worker writes in one transaction each
+    assert {m["actor_name"] for m in queued} == {"process_messages"}
+    sent = sorted(i for m in queued for i in m["args"][0])
     assert sent == [r.id for r in stored]
 
 

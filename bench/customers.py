@@ -8,9 +8,13 @@ CGNAT port ranges), then times:
 
 * the build (``CustomerIndex.from_rows``) and the freeze (pytricia's compact form);
 * ``lookup_ip`` at random incident times over addresses inside known prefixes (hits) and random
-  addresses (mostly misses), thawed and frozen;
-* the ceiling: a plain ``dict.get`` of exact IP strings (what no radix tree can beat), in the
-  same run on the same machine;
+  addresses (mostly misses), thawed and frozen, one call each and as one ``lookup_ips`` batch;
+* the index's resident memory: RSS after the build less RSS before it (the rows it was built
+  from excluded), and the process's peak;
+* the C reference: pytricia's own ``get`` of the same addresses in a tree of the same prefixes
+  (a longest-prefix match and nothing else: no times, ports or answers), and the ceiling: a
+  plain ``dict.get`` of exact IP strings (what no radix tree can beat), in the same run on the
+  same machine; the index's rates are printed as ratios of both;
 * with ``--load``: ``CustomerIndex.load`` of the same rows from a SQLite file (writing the file
   is not timed).
 
@@ -32,7 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abuse_desk.classifier.customers import CustomerIndex
+import pytricia
+from abuse_desk.classifier.customers import CustomerIndex, _prefix_key
 from abuse_desk.classifier.resources import ResourceRow
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -109,8 +114,42 @@ def time_lookups(index: CustomerIndex, queries: list[tuple[str, datetime, int | 
     return len(queries) / (time.perf_counter() - started)
 
 
+BATCH = 256  # queries per lookup_ips call: a pipeline batch's candidates, not the whole run
+
+
+def time_batch(index: CustomerIndex, queries: list[tuple[str, datetime, int | None]]) -> float:
+    batches = [queries[i:i + BATCH] for i in range(0, len(queries), BATCH)]
+    lookup_ips = index.lookup_ips
+    started = time.perf_counter()
+    for batch in batches:
+        lookup_ips(batch)
+    return len(queries) / (time.perf_counter() - started)
+
+
 def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """The resident set now (Linux), in MB."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def time_pytricia(rows: list[ResourceRow],
+                  queries: list[tuple[str, datetime, int | None]]) -> float:
+    """pytricia's own lookups per second: the same prefixes (as the index keys them), the
+    same addresses, a frozen tree, ``get`` and nothing else."""
+    tree = pytricia.PyTricia(128)
+    for r in rows:
+        tree[_prefix_key(r.value)] = 1
+    tree.freeze()
+    keys = [ip if ":" in ip else "::ffff:" + ip for ip, _at, _port in queries]
+    get = tree.get
+    started = time.perf_counter()
+    for key in keys:
+        get(key)
+    return len(keys) / (time.perf_counter() - started)
 
 
 def time_load(rows: list[ResourceRow]) -> float:
@@ -152,11 +191,14 @@ def run(prefixes: int, lookups: int, seed: int, load: bool = False) -> dict[str,
     rss_before = max_rss_mb()
 
     gc.collect()
+    resident_before = rss_mb()
     started = time.perf_counter()
     index = CustomerIndex.from_rows(rows)
     figures["build_s"] = time.perf_counter() - started
     figures["max_rss_mb_before_build"] = rss_before
     figures["max_rss_mb_after_build"] = max_rss_mb()
+    gc.collect()
+    figures["index_rss_mb"] = rss_mb() - resident_before
     figures["index"] = index.stats()
 
     half = lookups // 2
@@ -171,10 +213,14 @@ def run(prefixes: int, lookups: int, seed: int, load: bool = False) -> dict[str,
         1 for ip, at, port in queries if index.lookup_ip(ip, at, port).matches) / lookups
     figures["lookups_per_s"] = time_lookups(index, queries)
 
+    gc.collect()
+    resident_thawed = rss_mb()
     started = time.perf_counter()
     index.freeze()
     figures["freeze_s"] = time.perf_counter() - started
+    figures["index_rss_mb_frozen"] = figures["index_rss_mb"] + rss_mb() - resident_thawed
     figures["lookups_per_s_frozen"] = time_lookups(index, queries)
+    figures["batch_lookups_per_s_frozen"] = time_batch(index, queries)
 
     started = time.perf_counter()
     index.patch(1, "C-1", [])  # one customer's resources replaced, on the frozen tree
@@ -186,13 +232,19 @@ def run(prefixes: int, lookups: int, seed: int, load: bool = False) -> dict[str,
     for ip, _at, _port in queries:
         get(ip)
     figures["dict_lookups_per_s"] = lookups / (time.perf_counter() - started)
+    del exact
+    figures["pytricia_lookups_per_s"] = time_pytricia(rows, queries)
     if load:
-        del index, exact
+        del index
         figures["load_from_sqlite_s"] = time_load(rows)
     return figures
 
 
 def table(figures: dict[str, Any]) -> str:
+    def ratios(rate: float) -> str:
+        return (f" ({rate / figures['pytricia_lookups_per_s']:.2f} x pytricia, "
+                f"{rate / figures['dict_lookups_per_s']:.2f} x dict)")
+
     lines = [
         ("prefixes", f"{figures['index']['prefixes']:,} ({figures['index']['resources']:,} "
                      f"resources, {figures['index']['customers']:,} customers)"),
@@ -202,9 +254,17 @@ def table(figures: dict[str, Any]) -> str:
         ("patch one customer (frozen)", f"{figures['patch_one_customer_s']:.3f} s"),
         ("max RSS before / after build", f"{figures['max_rss_mb_before_build']:.0f} / "
                                          f"{figures['max_rss_mb_after_build']:.0f} MB"),
+        ("index resident (RSS growth), built / frozen",
+         f"{figures['index_rss_mb']:.0f} / {figures['index_rss_mb_frozen']:.0f} MB"),
         ("lookups", f"{figures['lookups']:,} ({figures['resolved_share']:.0%} resolve)"),
         ("lookup_ip", f"{figures['lookups_per_s']:,.0f} /s"),
-        ("lookup_ip, frozen", f"{figures['lookups_per_s_frozen']:,.0f} /s"),
+        ("lookup_ip, frozen", f"{figures['lookups_per_s_frozen']:,.0f} /s"
+                              f"{ratios(figures['lookups_per_s_frozen'])}"),
+        (f"lookup_ips (batches of {BATCH}), frozen",
+         f"{figures['batch_lookups_per_s_frozen']:,.0f} /s"
+         f"{ratios(figures['batch_lookups_per_s_frozen'])}"),
+        ("C reference: pytricia get, same prefixes",
+         f"{figures['pytricia_lookups_per_s']:,.0f} /s"),
         ("ceiling: dict.get of exact IPs", f"{figures['dict_lookups_per_s']:,.0f} /s"),
     ]
     if "load_from_sqlite_s" in figures:

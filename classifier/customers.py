@@ -10,7 +10,10 @@ normalised), each valid in a window (:mod:`.windows`).
   ``10.0.0.0/8`` cover ``a00::1``. Each prefix maps to its entries; an entry is one customer's
   claim on the prefix for a window (and, for CGNAT, a port range). Windows are stored as POSIX
   floats, so a lookup compares numbers and allocates little more than its answer (a match's
-  evidence text is made when it is read).
+  evidence text is made when it is read). Most prefixes have one holder, always and on every
+  port: such a prefix holds just ``(owner, label)``, which a lookup answers without reading
+  the time; a prefix with one entry holds the entry itself, and only shared or reassigned
+  prefixes hold a tuple of entries (``_unpacked`` reads all three the same way).
 * Domains and addresses in dicts, keyed by the normalized name.
 
 Resolution rules: the *longest* prefix (or the most specific domain) with an entry whose window
@@ -202,11 +205,17 @@ class _Owner(NamedTuple):
     external_id: str
 
 
-# One customer's claim on a prefix, domain or address: (start, end, owner, port_low, port_high,
-# key) with the window as POSIX floats (-inf/inf when open), the ports None unless CGNAT, and
-# the key it is stored under (for the tree's parent()). Plain tuples: a million of them build
-# and compare fastest and cost least memory. A prefix's value in the tree is its entries.
-_Entry = tuple[float, float, _Owner, int | None, int | None, str]
+# One customer's claim on a prefix, domain or address: (start, end, customer id, external id,
+# port_low, port_high, label) with the window as POSIX floats (-inf/inf when open), the ports
+# None unless CGNAT, and the label: the prefix as people write it ("192.0.2.0/24"; the domain
+# or address itself). Plain tuples of numbers and strings: a million of them build and compare
+# fastest, cost least memory, and the garbage collector stops tracking them (it would scan
+# them all, again and again, while lookups allocate their answers).
+_Entry = tuple[float, float, int, str, int | None, int | None, str]
+# A prefix's value in the tree: (customer id, external id, label) when one customer holds it
+# always and on every port (most prefixes), one entry, or a tuple of entries.
+_Packed = tuple[Any, ...]
+_ALWAYS = ("cidr", NO_START, NO_END)  # the evidence of a match held always, on every port
 # A resource as the index takes it in: customer id, kind, value, ports, window (datetimes, or
 # SQLite's text for them).
 _Row = tuple[int, str, str, int | None, int | None, Any, Any]
@@ -239,6 +248,37 @@ def _prefix_label(key: str) -> str:
     if address.startswith("::ffff:") and "." in address:
         return f"{address[7:]}/{int(length) - 96}"
     return key
+
+
+def _ip_label(value: str) -> str:
+    """The label of a cidr or ip-ports value: _prefix_label(_prefix_key(value)), without
+    making the key when the value is written as a label already (the common case)."""
+    address, slash, length = value.partition("/")
+    if not slash:
+        return value + ("/128" if ":" in value else "/32")
+    if length.isdigit() and length[0] != "0" and not address.startswith("::ffff:"):
+        return value
+    return _prefix_label(_prefix_key(value))
+
+
+def _packed(entries: tuple[_Entry, ...]) -> _Packed:
+    """A prefix's entries as the tree holds them (see _Packed)."""
+    if len(entries) != 1:
+        return entries
+    entry = entries[0]
+    if entry[4] is None and entry[0] == NO_START and entry[1] == NO_END:
+        return (entry[2], entry[3], entry[6])
+    return entry
+
+
+def _unpacked(value: _Packed) -> tuple[_Entry, ...]:
+    """The entries of a prefix's value in the tree."""
+    first = value[0]
+    if type(first) is int:
+        return ((NO_START, NO_END, first, value[1], None, None, value[2]),)
+    if type(first) is float:
+        return (value,)
+    return value
 
 
 class _Refused(NamedTuple):
@@ -280,7 +320,7 @@ class CustomerIndex:
         self._emails: dict[str, tuple[_Entry, ...]] = {}
         self._owners: dict[int, _Owner] = {}
         self._by_external: dict[str, int] = {}
-        self._held: dict[int, list[str]] = {}  # each customer's keys, to patch one alone
+        self._held: dict[int, tuple[str, ...]] = {}  # each customer's keys, to patch one alone
         self.skipped: list[str] = []  # rows that could not be indexed, with why
 
     # -- building ----------------------------------------------------------------------------
@@ -339,10 +379,12 @@ class CustomerIndex:
     def _add(self, rows: Iterable[_Row]) -> None:
         """Add (customer id, kind, value, port_low, port_high, valid_from, valid_until) rows
         whose customers are known (else they are known by their id)."""
-        grouped: dict[str, dict[str, tuple[_Entry, ...]]] = {"ip": {}, "domain": {}, "email": {}}
-        stores = {"cidr": grouped["ip"], "ip-ports": grouped["ip"],
+        grouped: dict[str, dict[str, tuple[_Entry, ...]]] = {"domain": {}, "email": {}}
+        prefixes: dict[str, _Packed] = {}  # label -> the prefix's value in the tree
+        stores = {"cidr": prefixes, "ip-ports": prefixes,
                   "domain": grouped["domain"], "email": grouped["email"]}
         owners, held, no_start, no_end = self._owners, self._held, NO_START, NO_END
+        added: dict[int, list[str]] = {}
         for cid, kind, value, low, high, start, end in rows:
             owner = owners.get(cid) or self._owner(cid, str(cid))
             store = stores.get(kind)
@@ -350,48 +392,61 @@ class CustomerIndex:
                 self.skipped.append(f"{owner.external_id}: {value}: unknown kind {kind!r}")
                 continue
             if kind in _IP_KINDS:
-                key = _prefix_key(value)
+                key = _ip_label(value)
+                if start is None and end is None and kind == "cidr":  # most prefixes
+                    packed: _Packed = (cid, owner[1], key)
+                else:
+                    packed = (no_start if start is None else stamp(start),
+                              no_end if end is None else stamp(end), cid, owner[1],
+                              low if kind == "ip-ports" else None,
+                              high if kind == "ip-ports" else None, key)
+                held_value = prefixes.get(key)
+                prefixes[key] = packed if held_value is None else \
+                    (*_unpacked(held_value), *_unpacked(packed))
             else:
                 name = _NAME_CHECKS[kind](value)
                 if isinstance(name, _Refused):
                     self.skipped.append(f"{owner.external_id}: {value}: {name.why}")
                     continue
-                key, low, high = name, None, None
-            entry = (no_start if start is None else stamp(start),
-                     no_end if end is None else stamp(end), owner,
-                     low if kind == "ip-ports" else None, high if kind == "ip-ports" else None,
-                     key)
-            bucket = store.get(key)
-            store[key] = (entry,) if bucket is None else (*bucket, entry)
-            keys = held.get(cid)
+                entry = (no_start if start is None else stamp(start),
+                         no_end if end is None else stamp(end), cid, owner[1], None, None, name)
+                bucket = store.get(name)
+                store[name] = (entry,) if bucket is None else (*bucket, entry)
+                key = name
+            keys = added.get(cid)
             if keys is None:
-                held[cid] = [key]
+                added[cid] = [key]
             else:
                 keys.append(key)
+        for cid, keys in added.items():  # tuples of strings: the collector leaves them alone
+            held[cid] = (*held.get(cid, ()), *keys)
         with self._writable():
-            self._add_prefixes(grouped["ip"])
+            self._add_prefixes(prefixes)
         for name, target in (("domain", self._domains), ("email", self._emails)):
             for key, entries in grouped[name].items():
                 target[key] = (*target.get(key, ()), *entries)
 
-    def _add_prefixes(self, prefixes: dict[str, tuple[_Entry, ...]]) -> None:
+    def _add_prefixes(self, prefixes: dict[str, _Packed]) -> None:
+        """Add each prefix's value (see _Packed), keyed by its label."""
         tree = self._tree
         if len(tree) == 0:  # a build: no prefix to merge with, skip the has_key searches
             bad = []
-            for key, entries in prefixes.items():
+            for label, value in prefixes.items():
                 try:
-                    tree[key] = entries
+                    tree[_prefix_key(label)] = value
                 except ValueError:
-                    bad.append(f"{_prefix_label(key)}: not a CIDR or IP")
+                    bad.append(f"{label}: not a CIDR or IP")
             if len(tree) + len(bad) == len(prefixes):
                 self.skipped += bad
                 return
             tree = self._tree = pytricia.PyTricia(128)  # two spellings of one prefix: merge
-        for key, entries in prefixes.items():
+        for label, value in prefixes.items():
+            key = _prefix_key(label)
             try:
-                tree[key] = (*tree[key], *entries) if tree.has_key(key) else entries
+                tree[key] = (*_unpacked(tree[key]), *_unpacked(value)) if tree.has_key(key) \
+                    else value
             except ValueError:
-                self.skipped.append(f"{_prefix_label(key)}: not a CIDR or IP")
+                self.skipped.append(f"{label}: not a CIDR or IP")
 
     @contextlib.contextmanager
     def _writable(self) -> Iterator[None]:
@@ -413,7 +468,7 @@ class CustomerIndex:
 
     def remove(self, customer_id: int) -> int:
         """Remove every resource of a customer; returns how many there were."""
-        held = self._held.pop(customer_id, [])
+        held = self._held.pop(customer_id, ())
         stores = {"domain": self._domains, "email": self._emails}
         with self._writable():
             for key in held:
@@ -424,13 +479,13 @@ class CustomerIndex:
                     _remove_name(stores[where], key, customer_id)
         return len(held)
 
-    def _remove_prefix(self, key: str, customer_id: int) -> None:
-        tree = self._tree
+    def _remove_prefix(self, label: str, customer_id: int) -> None:
+        tree, key = self._tree, _prefix_key(label)
         if not tree.has_key(key):
             return
-        kept = tuple(e for e in tree[key] if e[2].customer_id != customer_id)
+        kept = tuple(e for e in _unpacked(tree[key]) if e[2] != customer_id)
         if kept:
-            tree[key] = kept
+            tree[key] = _packed(kept)
         else:
             tree.delete(key)
 
@@ -460,23 +515,76 @@ class CustomerIndex:
     def lookup_ip(self, ip: str, at: datetime, port: int | None = None,
                   *, via: str = VIA_IP) -> Lookup:
         """Who held *ip* (at *port*, for CGNAT) at *at*, or why nobody."""
-        tree = self._tree
         try:
             if "/" in ip:
                 raise ValueError(ip)
-            entries: tuple[_Entry, ...] | None = tree.get(ip if ":" in ip else "::ffff:" + ip)
+            key = ip if ":" in ip else "::ffff:" + ip
+            value: _Packed | None = self._tree.get(key)
         except ValueError:  # pytricia's word for "not an address"
             return Lookup(reason=f"{ip!r} is not an IP address")
-        if entries is None:
+        if value is None:
             return _NOBODY
-        t = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
-        while entries is not None:
-            hits = [e for e in entries if e[0] <= t < e[1]]
-            if hits:
-                return _decide_ip(ip, _prefix_label(hits[0][5]), hits, port, via)
-            parent = tree.parent(entries[0][5])  # valid at another time: the covering prefix
-            entries = tree.get(parent) if parent is not None else None
-        return Lookup(reason=NOBODY_AT_TIME)
+        if type(value[0]) is int:  # one holder, always, every port: the time does not matter
+            return Lookup((Match(value[0], value[1], via, ip, value[2], why=_ALWAYS),))
+        return self._lookup_held(ip, key, value,
+                                 (at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+                                 .timestamp(), port, via)
+
+    def _lookup_held(self, ip: str, key: str, value: _Packed, t: float, port: int | None,
+                     via: str) -> Lookup:
+        """lookup_ip of an address whose longest prefix holds *value*, at POSIX time *t*."""
+        tree, node = self._tree, None
+        while True:
+            first = value[0]
+            if type(first) is float:  # one entry
+                if first <= t < value[1]:
+                    if value[4] is None:
+                        return Lookup((Match(value[2], value[3], via, ip, value[6],
+                                             why=("cidr", first, value[1])),))
+                    return _decide_ip(ip, value[6], [value], port, via)
+            elif type(first) is int:  # a covering prefix held always
+                return Lookup((Match(first, value[1], via, ip, value[2], why=_ALWAYS),))
+            else:
+                hits = [e for e in value if e[0] <= t < e[1]]
+                if hits:
+                    return _decide_ip(ip, hits[0][6], hits, port, via)
+            # Valid at another time: the covering prefix.
+            node = tree.parent(tree.get_key(key) if node is None else node)
+            if node is None:
+                return Lookup(reason=NOBODY_AT_TIME)
+            value = tree.get(node)
+
+    def lookup_ips(self, queries: Iterable[tuple[str, datetime, int | None]], *,
+                   via: str = VIA_IP) -> list[Lookup]:
+        """``lookup_ip`` of each (ip, at, port) of *queries*, in order: the pipeline's batch
+        (the same answers; the common cases without a call each)."""
+        get, held = self._tree.get, self._lookup_held
+        out: list[Lookup] = []
+        append = out.append
+        last_at: datetime | None = None
+        t = 0.0
+        with _gc_paused():  # the answers kept would make the collector scan the index again
+            for ip, at, port in queries:
+                try:
+                    if "/" in ip:
+                        raise ValueError(ip)
+                    key = ip if ":" in ip else "::ffff:" + ip
+                    value = get(key)
+                except ValueError:
+                    append(Lookup(reason=f"{ip!r} is not an IP address"))
+                    continue
+                if value is None:
+                    append(_NOBODY)
+                    continue
+                first = value[0]
+                if type(first) is int:
+                    append(Lookup((Match(first, value[1], via, ip, value[2], why=_ALWAYS),)))
+                    continue
+                if at is not last_at:
+                    last_at = at
+                    t = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+                append(held(ip, key, value, t, port, via))
+        return out
 
     def lookup_host(self, host: str, at: datetime, *,
                     via: str = VIA_DOMAIN) -> Lookup:
@@ -564,7 +672,7 @@ class CustomerIndex:
 
 
 def _remove_name(store: dict[str, tuple[_Entry, ...]], key: str, customer_id: int) -> None:
-    kept = tuple(e for e in store.get(key, ()) if e[2].customer_id != customer_id)
+    kept = tuple(e for e in store.get(key, ()) if e[2] != customer_id)
     if kept:
         store[key] = kept
     else:
@@ -572,43 +680,42 @@ def _remove_name(store: dict[str, tuple[_Entry, ...]], key: str, customer_id: in
 
 
 def _match(value: str, label: str, entry: _Entry, via: str, kind: str) -> Match:
-    start, end, owner, low, high, _key = entry
+    start, end, customer_id, external_id, low, high, _label = entry
     resource = label if low is None else resource_text(
         "ip-ports", label.rsplit("/", 1)[0], low, high)
-    return Match(owner.customer_id, owner.external_id, via, value, resource,
-                 why=(kind, start, end))
+    return Match(customer_id, external_id, via, value, resource, why=(kind, start, end))
 
 
-def _owners(entries: Iterable[_Entry]) -> dict[_Owner, _Entry]:
+def _owners(entries: Iterable[_Entry]) -> dict[tuple[int, str], _Entry]:
     """Each distinct owner with its first entry, in order."""
-    owners: dict[_Owner, _Entry] = {}
+    owners: dict[tuple[int, str], _Entry] = {}
     for entry in entries:
-        owners.setdefault(entry[2], entry)
+        owners.setdefault((entry[2], entry[3]), entry)
     return owners
 
 
 def _decide_ip(ip: str, label: str, hits: list[_Entry], port: int | None, via: str) -> Lookup:
     """The holder among the entries of the longest prefix valid at the time."""
-    if len(hits) == 1 and hits[0][3] is None:  # the common case: one holder, every port
+    if len(hits) == 1 and hits[0][4] is None:  # the common case: one holder, every port
         return Lookup((_match(ip, label, hits[0], via, "cidr"),))
-    shared = [e for e in hits if e[3] is not None]
+    shared = [e for e in hits if e[4] is not None]
     if shared and port is None and len(_owners(hits)) > 1:
         return Lookup(candidates=tuple(_match(ip, label, e, via, "ip-ports")
                                        for e in _owners(hits).values()),
                       reason=CGNAT_NEEDS_PORT)
     if shared and port is not None:
-        hits = [e for e in hits if e[3] is None or e[3] <= port <= (e[4] or 0)]
+        hits = [e for e in hits if e[4] is None or e[4] <= port <= (e[5] or 0)]
         if not hits:
             return Lookup(reason=f"port {port} is outside every CGNAT range of {ip} at the "
                                  "incident time")
-    return _decide(ip, label, hits, via, "ip-ports" if hits[0][3] is not None else "cidr")
+    return _decide(ip, label, hits, via, "ip-ports" if hits[0][4] is not None else "cidr")
 
 
 def _decide(value: str, label: str, hits: list[_Entry], via: str, kind: str) -> Lookup:
     owners = _owners(hits)
     if len(owners) == 1:
         return Lookup((_match(value, label, hits[0], via, kind),))
-    names = " and ".join(o.external_id for o in owners)
+    names = " and ".join(external_id for _cid, external_id in owners)
     return Lookup(candidates=tuple(_match(value, label, e, via, kind) for e in owners.values()),
                   reason=f"resources overlap: {label} is held by {names} at the incident time")
 

@@ -15,6 +15,8 @@ CGNAT port ranges), then times:
   (a longest-prefix match and nothing else: no times, ports or answers), and the ceiling: a
   plain ``dict.get`` of exact IP strings (what no radix tree can beat), in the same run on the
   same machine; the index's rates are printed as ratios of both;
+* ``CustomerIndex.open`` of the file ``CustomerIndex.save`` wrote (the prebuilt index: read,
+  insert the prefixes, freeze; writing it is not timed);
 * with ``--load``: ``CustomerIndex.load`` of the same rows from a SQLite file (writing the file
   is not timed).
 
@@ -29,6 +31,7 @@ import json
 import random
 import resource
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,8 +157,6 @@ def time_pytricia(rows: list[ResourceRow],
 
 def time_load(rows: list[ResourceRow]) -> float:
     """Seconds ``CustomerIndex.load`` takes to read *rows* back from a SQLite file."""
-    import tempfile
-
     from abuse_desk.core.config import DatabaseConfig
     from abuse_desk.core.db import make_engine, upgrade
     from abuse_desk.core.models import Customer, CustomerResource
@@ -226,6 +227,16 @@ def run(prefixes: int, lookups: int, seed: int, load: bool = False) -> dict[str,
     index.patch(1, "C-1", [])  # one customer's resources replaced, on the frozen tree
     figures["patch_one_customer_s"] = time.perf_counter() - started
 
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "index.bin"
+        index.save(path, signature="bench")
+        figures["prebuilt_file_mb"] = path.stat().st_size / 2**20
+        started = time.perf_counter()
+        opened = CustomerIndex.open(path, signature="bench")
+        figures["open_prebuilt_s"] = time.perf_counter() - started
+        assert opened is not None and opened.stats() == index.stats()
+        del opened
+
     exact = {address: (1, "C-1") for address in inside}
     get = exact.get
     started = time.perf_counter()
@@ -252,6 +263,8 @@ def table(figures: dict[str, Any]) -> str:
         ("build", f"{figures['build_s']:.2f} s"),
         ("freeze", f"{figures['freeze_s']:.2f} s"),
         ("patch one customer (frozen)", f"{figures['patch_one_customer_s']:.3f} s"),
+        ("open the prebuilt file (read + insert + freeze)",
+         f"{figures['open_prebuilt_s']:.2f} s ({figures['prebuilt_file_mb']:.0f} MB file)"),
         ("max RSS before / after build", f"{figures['max_rss_mb_before_build']:.0f} / "
                                          f"{figures['max_rss_mb_after_build']:.0f} MB"),
         ("index resident (RSS growth), built / frozen",

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import marshal
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from .resolver_hook import HookAnswer
 
 _IP_KINDS = frozenset(("cidr", "ip-ports"))
+_FILE_VERSION = 1  # of CustomerIndex.save's file: a change of the layout changes it
 
 # How a customer was found, in the order a report is resolved, and what each weighs as evidence.
 VIA_IP, VIA_URL, VIA_DOMAIN, VIA_EMAIL = "source_ip", "url", "domain", "email"
@@ -352,6 +356,46 @@ class CustomerIndex:
             with _gc_paused():
                 index._add(row for batch in iter(lambda: result.fetchmany(100_000), [])
                            for row in batch)
+        index.freeze()
+        return index
+
+    # -- a prebuilt file ----------------------------------------------------------------------
+
+    def save(self, path: str | Path, signature: Any = None) -> None:
+        """Write the index to *path* (atomically) for ``open``; *signature* says which data it
+        was built from (``open`` refuses a file of other data)."""
+        tree = self._tree
+        state = (_FILE_VERSION, signature,
+                 [(o.customer_id, o.external_id) for o in self._owners.values()],
+                 self._by_external, list(self._held.items()), [(key, tree[key]) for key in tree],
+                 self._domains, self._emails, self.skipped)
+        target = Path(path)
+        partial = target.with_name(target.name + f".{os.getpid()}.partial")
+        partial.write_bytes(marshal.dumps(state))
+        os.replace(partial, target)
+
+    @classmethod
+    def open(cls, path: str | Path, signature: Any = None) -> CustomerIndex | None:
+        """The index ``save`` wrote to *path*, frozen, or None when there is none, it is of
+        another version, or of other data than *signature* says."""
+        try:
+            state = marshal.loads(Path(path).read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        if not isinstance(state, tuple) or len(state) != 9 or state[0] != _FILE_VERSION \
+                or state[1] != signature:
+            return None
+        _version, _signature, owners, by_external, held, prefixes, domains, emails, skipped = \
+            state
+        index = cls()
+        with _gc_paused():
+            index._owners = {cid: _Owner(cid, ext) for cid, ext in owners}
+            index._by_external = by_external
+            index._held = dict(held)
+            tree = index._tree
+            for key, value in prefixes:
+                tree[key] = value
+            index._domains, index._emails, index.skipped = domains, emails, skipped
         index.freeze()
         return index
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from abuse_desk.classifier.customers import CGNAT_NEEDS_PORT, NOBODY_AT_TIME, CustomerIndex
@@ -160,3 +161,32 @@ def test_patched_and_merged_indexes_answer_as_the_reference(seed: int) -> None:
     for ip, at, port in queries:
         assert _answer(ix.lookup_ip(ip, at, port)) == reference(kept, ip, at, port), (ip, at,
                                                                                      port)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_saved_index_opens_with_the_same_answers(seed: int, tmp_path: Path) -> None:
+    rng = random.Random(200 + seed)
+    rows = [*random_rows(rng, 150),
+            ResourceRow(3, "C-3", "domain", "shop.example", valid_from=TIMES[1]),
+            ResourceRow(4, "C-4", "email", "noc@shop.example")]
+    built = CustomerIndex.from_rows(rows, customers=[(99, "C-99")])
+    path = tmp_path / "index.bin"
+    built.save(path, signature=(len(rows), seed))
+    assert CustomerIndex.open(path, signature=(len(rows), seed + 1)) is None  # other data
+    assert CustomerIndex.open(tmp_path / "missing.bin") is None
+    opened = CustomerIndex.open(path, signature=(len(rows), seed))
+    assert opened is not None
+    assert opened.stats() == built.stats()
+    assert opened.customer_id_of("C-99") == 99
+    queries = [_query(rng) for _ in range(300)]
+    assert [_answer(lk) for lk in opened.lookup_ips(queries)] == \
+        [_answer(lk) for lk in built.lookup_ips(queries)]
+    at = TIMES[2]
+    assert _answer(opened.lookup_host("www.shop.example", at)) == \
+        _answer(built.lookup_host("www.shop.example", at))
+    assert _answer(opened.lookup_email("NOC@shop.example", at)) == \
+        _answer(built.lookup_email("NOC@shop.example", at))
+    gone = rows[0].customer_id
+    assert opened.remove(gone) == built.remove(gone)
+    assert [_answer(lk) for lk in opened.lookup_ips(queries)] == \
+        [_answer(lk) for lk in built.lookup_ips(queries)]

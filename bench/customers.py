@@ -6,7 +6,7 @@
 Builds a mix of IPv4 and IPv6 prefixes (nested ones, reassigned ones with validity windows,
 CGNAT port ranges), then times:
 
-* the build (``CustomerIndex.from_rows``) and the freeze (pytricia's compact form);
+* the build (``CustomerIndex.from_rows``) and the freeze (the tree flattened into arrays);
 * ``lookup_ip`` at random incident times over addresses inside known prefixes (hits) and random
   addresses (mostly misses), thawed and frozen, one call each and as one ``lookup_ips`` batch;
 * the index's resident memory: RSS after the build less RSS before it (the rows it was built
@@ -15,8 +15,8 @@ CGNAT port ranges), then times:
   (a longest-prefix match and nothing else: no times, ports or answers), and the ceiling: a
   plain ``dict.get`` of exact IP strings (what no radix tree can beat), in the same run on the
   same machine; the index's rates are printed as ratios of both;
-* ``CustomerIndex.open`` of the file ``CustomerIndex.save`` wrote (the prebuilt index: read,
-  insert the prefixes, freeze; writing it is not timed);
+* ``CustomerIndex.open`` of the file ``CustomerIndex.save`` wrote (the prebuilt index, frozen;
+  writing it is not timed);
 * with ``--load``: ``CustomerIndex.load`` of the same rows from a SQLite file (writing the file
   is not timed).
 
@@ -263,7 +263,7 @@ def table(figures: dict[str, Any]) -> str:
         ("build", f"{figures['build_s']:.2f} s"),
         ("freeze", f"{figures['freeze_s']:.2f} s"),
         ("patch one customer (frozen)", f"{figures['patch_one_customer_s']:.3f} s"),
-        ("open the prebuilt file (read + insert + freeze)",
+        ("open the prebuilt file (CustomerIndex.open)",
          f"{figures['open_prebuilt_s']:.2f} s ({figures['prebuilt_file_mb']:.0f} MB file)"),
         ("max RSS before / after build", f"{figures['max_rss_mb_before_build']:.0f} / "
                                          f"{figures['max_rss_mb_after_build']:.0f} MB"),

@@ -5,22 +5,26 @@ normalised), each valid in a window (:mod:`.windows`).
 
 :class:`CustomerIndex` holds them in memory for resolution:
 
-* IPs in one ``pytricia.PyTricia(128)``. IPv4 prefixes are stored as IPv4-mapped IPv6
-  (``::ffff:0:0/96``), because pytricia compares bits only and would otherwise let
-  ``10.0.0.0/8`` cover ``a00::1``. Each prefix maps to its entries; an entry is one customer's
-  claim on the prefix for a window (and, for CGNAT, a port range). Windows are stored as POSIX
-  floats, so a lookup compares numbers and allocates little more than its answer (a match's
-  evidence text is made when it is read). Most prefixes have one holder, always and on every
-  port: such a prefix holds just ``(owner, label)``, which a lookup answers without reading
-  the time; a prefix with one entry holds the entry itself, and only shared or reassigned
-  prefixes hold a tuple of entries (``_unpacked`` reads all three the same way).
+* IPs in one ``pytricia.PyTricia(128)`` while the index is built or changed. IPv4 prefixes
+  are stored as IPv4-mapped IPv6 (``::ffff:0:0/96``), because pytricia compares bits only and
+  would otherwise let ``10.0.0.0/8`` cover ``a00::1``. ``freeze`` flattens the tree into
+  sorted interval arrays searched with ``bisect`` (``_Flat``: IPv4 in 32-bit arrays, each
+  interval with its longest prefix, each prefix with the one covering it) and lets the tree
+  go; that is also what ``save`` writes and ``open`` reads back. Each prefix maps to its
+  entries; an entry is one customer's claim on the prefix for a window (and, for CGNAT, a port
+  range). Windows are stored as POSIX floats, so a lookup compares numbers and allocates
+  little more than its answer (a match's evidence text is made when it is read). Most
+  prefixes have one holder, always and on every port: such a prefix holds just (customer id,
+  external id, label), which a lookup answers without reading the time; a prefix with one
+  entry holds the entry itself, and only shared or reassigned prefixes hold a tuple of entries
+  (``_unpacked`` reads all three the same way).
 * Domains and addresses in dicts, keyed by the normalized name.
 
 Resolution rules: the *longest* prefix (or the most specific domain) with an entry whose window
 contains the incident time wins; a more specific resource whose windows all exclude the time
-falls back to the covering one (pytricia's ``parent()``). An IP with CGNAT entries needs the
-source port when several customers share it. Two customers holding the same resource at the same
-time is a data error: nobody wins and the reason says so.
+falls back to the covering one (pytricia's ``parent()``, or the flat form's parent ids). An
+IP with CGNAT entries needs the source port when several customers share it. Two customers
+holding the same resource at the same time is a data error: nobody wins and the reason says so.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ import contextlib
 import gc
 import marshal
 import os
+import socket
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -55,7 +62,7 @@ if TYPE_CHECKING:
     from .resolver_hook import HookAnswer
 
 _IP_KINDS = frozenset(("cidr", "ip-ports"))
-_FILE_VERSION = 1  # of CustomerIndex.save's file: a change of the layout changes it
+_FILE_VERSION = 2  # of CustomerIndex.save's file: a change of the layout changes it
 
 # How a customer was found, in the order a report is resolved, and what each weighs as evidence.
 VIA_IP, VIA_URL, VIA_DOMAIN, VIA_EMAIL = "source_ip", "url", "domain", "email"
@@ -275,6 +282,115 @@ def _packed(entries: tuple[_Entry, ...]) -> _Packed:
     return entry
 
 
+def _label_of(value: _Packed) -> str:
+    """The label a prefix's value was stored under (its first entry's)."""
+    first = value[0]
+    if type(first) is int:
+        return str(value[2])
+    return str(value[6] if type(first) is float else first[6])
+
+
+# The IPv4-mapped range (::ffff:0:0/96), where the tree keeps IPv4: a frozen index keeps it in
+# 32-bit arrays, apart from the rest of the IPv6 space.
+_MAPPED, _MAPPED_END = 0xFFFF << 32, (0xFFFF << 32) + (1 << 32)
+
+
+class _Flat:
+    """The prefixes of a frozen index, flattened: the address space cut into intervals, each
+    with the longest prefix holding it (-1: none); each prefix with its value and the prefix
+    covering it. IPv4-mapped addresses in 32-bit arrays, the rest of IPv6 in a list of ints.
+    A lookup is a binary search; a million prefixes cost a few arrays and their values."""
+
+    __slots__ = ("parents", "v4_ids", "v4_starts", "v6_ids", "v6_starts", "values")
+
+    def __init__(self, v4_starts: array[int], v4_ids: array[int], v6_starts: list[int],
+                 v6_ids: array[int], parents: array[int], values: list[_Packed]) -> None:
+        self.v4_starts, self.v4_ids = v4_starts, v4_ids
+        self.v6_starts, self.v6_ids = v6_starts, v6_ids
+        self.parents, self.values = parents, values
+
+    @classmethod
+    def of(cls, tree: Any) -> _Flat:
+        """The flat form of a pytricia tree's prefixes."""
+        pton, from_bytes, v6 = socket.inet_pton, int.from_bytes, socket.AF_INET6
+        spans: list[tuple[int, int, int]] = []  # (start, -size, prefix id)
+        values: list[_Packed] = []
+        for key in tree:
+            address, _, length = key.partition("/")
+            host_bits = 128 - int(length)
+            start = from_bytes(pton(v6, address), "big") >> host_bits << host_bits
+            spans.append((start, -(1 << host_bits), len(values)))
+            values.append(tree[key])
+        spans.sort()
+        parents = array("i", bytes(4 * len(values)))
+        starts, ids = [0], [-1]  # ids[k] holds from starts[k] to starts[k + 1]
+        stack: list[tuple[int, int]] = []  # (end, prefix id) of the prefixes around
+
+        def emit(at: int, pid: int) -> None:
+            if starts[-1] == at:
+                ids[-1] = pid
+                if len(ids) > 1 and ids[-2] == pid:
+                    starts.pop()
+                    ids.pop()
+            elif ids[-1] != pid:
+                starts.append(at)
+                ids.append(pid)
+
+        for start, minus_size, pid in spans:
+            while stack and stack[-1][0] <= start:
+                end = stack.pop()[0]
+                emit(end, stack[-1][1] if stack else -1)
+            parents[pid] = stack[-1][1] if stack else -1
+            emit(start, pid)
+            stack.append((start - minus_size, pid))
+        while stack:
+            end = stack.pop()[0]
+            emit(end, stack[-1][1] if stack else -1)
+        # Cut at the IPv4-mapped range: its intervals go to the 32-bit arrays.
+        low = bisect_right(starts, _MAPPED) - 1
+        high = bisect_right(starts, _MAPPED_END) - 1
+        v4_starts = array("I", [0, *(a - _MAPPED for a in starts[low + 1:high + 1]
+                                     if a < _MAPPED_END)])
+        v4_ids = array("i", [ids[low], *(i for a, i in zip(starts[low + 1:high + 1],
+                                                           ids[low + 1:high + 1], strict=True)
+                                         if a < _MAPPED_END)])
+        v6_starts = [*starts[:low + 1], _MAPPED_END, *starts[high + 1:]]
+        v6_ids = array("i", [*ids[:low + 1], ids[high], *ids[high + 1:]])
+        return cls(v4_starts, v4_ids, v6_starts, v6_ids, parents, values)
+
+    def find(self, ip: str) -> int:
+        """The id of the longest prefix holding *ip*, or -1 (ValueError: not an address)."""
+        if "/" in ip:
+            raise ValueError(ip)
+        try:
+            n = int.from_bytes(socket.inet_pton(socket.AF_INET6,
+                                                ip if ":" in ip else "::ffff:" + ip), "big")
+        except (OSError, TypeError):
+            raise ValueError(ip) from None
+        if _MAPPED <= n < _MAPPED_END:
+            return self.v4_ids[bisect_right(self.v4_starts, n - _MAPPED) - 1]
+        return self.v6_ids[bisect_right(self.v6_starts, n) - 1]
+
+    def tree(self) -> Any:
+        """The prefixes in a pytricia tree again (to change them)."""
+        tree = pytricia.PyTricia(128)
+        for value in self.values:
+            key = _prefix_key(_label_of(value))
+            tree[key] = (*_unpacked(tree[key]), *_unpacked(value)) if tree.has_key(key) \
+                else value
+        return tree
+
+    def state(self) -> tuple[Any, ...]:
+        return (self.v4_starts.tobytes(), self.v4_ids.tobytes(), self.v6_starts,
+                self.v6_ids.tobytes(), self.parents.tobytes(), self.values)
+
+    @classmethod
+    def from_state(cls, state: tuple[Any, ...]) -> _Flat:
+        v4_starts, v4_ids, v6_starts, v6_ids, parents, values = state
+        return cls(array("I", v4_starts), array("i", v4_ids), v6_starts, array("i", v6_ids),
+                   array("i", parents), values)
+
+
 def _unpacked(value: _Packed) -> tuple[_Entry, ...]:
     """The entries of a prefix's value in the tree."""
     first = value[0]
@@ -315,11 +431,13 @@ class CustomerIndex:
     """Every customer's resources in memory: built from rows, patched on change.
 
     Safe to read from many threads while one thread changes it: every value is replaced whole.
-    A lookup made while a customer is being patched may miss that customer's resources."""
+    A lookup made while a customer is being patched may miss that customer's resources (on a
+    frozen index, any prefix, for the moment the tree is swapped for its flat form: the
+    workers never patch, they load a new index and swap it whole)."""
 
     def __init__(self) -> None:
-        self._tree = pytricia.PyTricia(128)
-        self._frozen = False
+        self._tree = pytricia.PyTricia(128)  # empty while frozen
+        self._flat: _Flat | None = None  # the prefixes while frozen
         self._domains: dict[str, tuple[_Entry, ...]] = {}
         self._emails: dict[str, tuple[_Entry, ...]] = {}
         self._owners: dict[int, _Owner] = {}
@@ -364,10 +482,10 @@ class CustomerIndex:
     def save(self, path: str | Path, signature: Any = None) -> None:
         """Write the index to *path* (atomically) for ``open``; *signature* says which data it
         was built from (``open`` refuses a file of other data)."""
-        tree = self._tree
+        flat = self._flat or _Flat.of(self._tree)
         state = (_FILE_VERSION, signature,
                  [(o.customer_id, o.external_id) for o in self._owners.values()],
-                 self._by_external, list(self._held.items()), [(key, tree[key]) for key in tree],
+                 self._by_external, list(self._held.items()), flat.state(),
                  self._domains, self._emails, self.skipped)
         target = Path(path)
         partial = target.with_name(target.name + f".{os.getpid()}.partial")
@@ -385,18 +503,14 @@ class CustomerIndex:
         if not isinstance(state, tuple) or len(state) != 9 or state[0] != _FILE_VERSION \
                 or state[1] != signature:
             return None
-        _version, _signature, owners, by_external, held, prefixes, domains, emails, skipped = \
-            state
+        _version, _signature, owners, by_external, held, flat, domains, emails, skipped = state
         index = cls()
         with _gc_paused():
             index._owners = {cid: _Owner(cid, ext) for cid, ext in owners}
             index._by_external = by_external
             index._held = dict(held)
-            tree = index._tree
-            for key, value in prefixes:
-                tree[key] = value
+            index._flat = _Flat.from_state(flat)
             index._domains, index._emails, index.skipped = domains, emails, skipped
-        index.freeze()
         return index
 
     def _owner(self, customer_id: int, external_id: str) -> _Owner:
@@ -494,21 +608,25 @@ class CustomerIndex:
 
     @contextlib.contextmanager
     def _writable(self) -> Iterator[None]:
-        """The tree writable for the block, frozen again after it if it was frozen."""
-        if not self._frozen:
+        """The tree writable for the block, frozen again after it if it was frozen (a
+        rebuild of the flat form: a patch of a frozen index costs about a freeze)."""
+        flat = self._flat
+        if flat is None:
             yield
             return
-        self._tree.thaw()
+        self._tree = flat.tree()
+        self._flat = None
         try:
             yield
         finally:
-            self._tree.freeze()
+            self.freeze()
 
     def freeze(self) -> None:
-        """Compact the tree for faster lookups (about 1.5 times); patches still work (they
-        thaw and refreeze it)."""
-        self._tree.freeze()
-        self._frozen = True
+        """Flatten the prefixes for lookups (see _Flat) and let the tree go: a fraction of
+        its memory; patches still work (they rebuild the tree and flatten it again)."""
+        if self._flat is None:
+            self._flat = _Flat.of(self._tree)
+            self._tree = pytricia.PyTricia(128)
 
     def remove(self, customer_id: int) -> int:
         """Remove every resource of a customer; returns how many there were."""
@@ -550,7 +668,9 @@ class CustomerIndex:
         return owner.external_id if owner else None
 
     def stats(self) -> dict[str, int]:
-        return {"customers": len(self._owners), "prefixes": len(self._tree),
+        flat = self._flat
+        return {"customers": len(self._owners),
+                "prefixes": len(flat.values) if flat is not None else len(self._tree),
                 "domains": len(self._domains), "emails": len(self._emails),
                 "resources": sum(len(keys) for keys in self._held.values())}
 
@@ -559,24 +679,31 @@ class CustomerIndex:
     def lookup_ip(self, ip: str, at: datetime, port: int | None = None,
                   *, via: str = VIA_IP) -> Lookup:
         """Who held *ip* (at *port*, for CGNAT) at *at*, or why nobody."""
+        flat = self._flat
+        where: str | int
         try:
-            if "/" in ip:
-                raise ValueError(ip)
-            key = ip if ":" in ip else "::ffff:" + ip
-            value: _Packed | None = self._tree.get(key)
-        except ValueError:  # pytricia's word for "not an address"
+            if flat is not None:
+                where = flat.find(ip)
+                value: _Packed | None = flat.values[where] if where >= 0 else None
+            else:
+                if "/" in ip:
+                    raise ValueError(ip)
+                where = ip if ":" in ip else "::ffff:" + ip
+                value = self._tree.get(where)
+        except ValueError:  # pytricia's (and _Flat's) word for "not an address"
             return Lookup(reason=f"{ip!r} is not an IP address")
         if value is None:
             return _NOBODY
         if type(value[0]) is int:  # one holder, always, every port: the time does not matter
             return Lookup((Match(value[0], value[1], via, ip, value[2], why=_ALWAYS),))
-        return self._lookup_held(ip, key, value,
+        return self._lookup_held(ip, where, value,
                                  (at if at.tzinfo is not None else at.replace(tzinfo=UTC))
-                                 .timestamp(), port, via)
+                                 .timestamp(), port, via, flat)
 
-    def _lookup_held(self, ip: str, key: str, value: _Packed, t: float, port: int | None,
-                     via: str) -> Lookup:
-        """lookup_ip of an address whose longest prefix holds *value*, at POSIX time *t*."""
+    def _lookup_held(self, ip: str, where: str | int, value: _Packed, t: float,
+                     port: int | None, via: str, flat: _Flat | None) -> Lookup:
+        """lookup_ip of an address whose longest prefix holds *value*, at POSIX time *t*;
+        *where* is the address's tree key, or the prefix's id in *flat*."""
         tree, node = self._tree, None
         while True:
             first = value[0]
@@ -593,7 +720,13 @@ class CustomerIndex:
                 if hits:
                     return _decide_ip(ip, hits[0][6], hits, port, via)
             # Valid at another time: the covering prefix.
-            node = tree.parent(tree.get_key(key) if node is None else node)
+            if flat is not None:
+                where = flat.parents[where]  # type: ignore[index]
+                if where < 0:
+                    return Lookup(reason=NOBODY_AT_TIME)
+                value = flat.values[where]
+                continue
+            node = tree.parent(tree.get_key(where) if node is None else node)
             if node is None:
                 return Lookup(reason=NOBODY_AT_TIME)
             value = tree.get(node)
@@ -601,8 +734,15 @@ class CustomerIndex:
     def lookup_ips(self, queries: Iterable[tuple[str, datetime, int | None]], *,
                    via: str = VIA_IP) -> list[Lookup]:
         """``lookup_ip`` of each (ip, at, port) of *queries*, in order: the pipeline's batch
-        (the same answers; the common cases without a call each)."""
-        get, held = self._tree.get, self._lookup_held
+        (the same answers; on a frozen index, the common cases without a call each)."""
+        flat = self._flat
+        if flat is None:
+            lookup = self.lookup_ip
+            return [lookup(ip, at, port, via=via) for ip, at, port in queries]
+        pton, from_bytes, family = socket.inet_pton, int.from_bytes, socket.AF_INET6
+        v4_starts, v4_ids, v6_starts, v6_ids = (flat.v4_starts, flat.v4_ids, flat.v6_starts,
+                                                flat.v6_ids)
+        values, held = flat.values, self._lookup_held
         out: list[Lookup] = []
         append = out.append
         last_at: datetime | None = None
@@ -612,14 +752,16 @@ class CustomerIndex:
                 try:
                     if "/" in ip:
                         raise ValueError(ip)
-                    key = ip if ":" in ip else "::ffff:" + ip
-                    value = get(key)
-                except ValueError:
+                    n = from_bytes(pton(family, ip if ":" in ip else "::ffff:" + ip), "big")
+                except (ValueError, OSError, TypeError):
                     append(Lookup(reason=f"{ip!r} is not an IP address"))
                     continue
-                if value is None:
+                pid = v4_ids[bisect_right(v4_starts, n - _MAPPED) - 1] \
+                    if _MAPPED <= n < _MAPPED_END else v6_ids[bisect_right(v6_starts, n) - 1]
+                if pid < 0:
                     append(_NOBODY)
                     continue
+                value = values[pid]
                 first = value[0]
                 if type(first) is int:
                     append(Lookup((Match(first, value[1], via, ip, value[2], why=_ALWAYS),)))
@@ -627,7 +769,7 @@ class CustomerIndex:
                 if at is not last_at:
                     last_at = at
                     t = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
-                append(held(ip, key, value, t, port, via))
+                append(held(ip, pid, value, t, port, via, flat))
         return out
 
     def lookup_host(self, host: str, at: datetime, *,

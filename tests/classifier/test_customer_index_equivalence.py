@@ -190,3 +190,23 @@ def test_a_saved_index_opens_with_the_same_answers(seed: int, tmp_path: Path) ->
     assert opened.remove(gone) == built.remove(gone)
     assert [_answer(lk) for lk in opened.lookup_ips(queries)] == \
         [_answer(lk) for lk in built.lookup_ips(queries)]
+
+
+def test_frozen_answers_as_thawed_at_the_edges_of_the_space() -> None:
+    """Prefixes at the ends of the IPv6 space and around the IPv4-mapped range, where the
+    frozen index cuts its arrays."""
+    values = ["::/0", "::/80", "::ffff:0:0/96", "0.0.0.0/0", "0.0.0.0/1", "255.255.255.255/32",
+              "0.0.0.0/32", "::ffff:0:0/95", "::1:0:0:0/80", "2001:db8::/32",
+              "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", "::/128"]
+    for count in range(1, len(values) + 1):
+        rows = [ResourceRow(i, f"C-{i}", "cidr", v) for i, v in enumerate(values[:count])]
+        thawed = CustomerIndex.from_rows(rows)
+        frozen = CustomerIndex.from_rows(rows)
+        frozen.freeze()
+        for ip in ["0.0.0.0", "255.255.255.255", "128.0.0.1", "::", "::1", "::fffe:ffff:ffff",
+                   "::ffff:0.0.0.0", "::ffff:255.255.255.255", "::1:0:0:0", "::1:0:0:1",
+                   "2001:db8::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "1", "::2"]:
+            assert _answer(frozen.lookup_ip(ip, T0)) == _answer(thawed.lookup_ip(ip, T0)), \
+                (count, ip)
+            assert [_answer(lk) for lk in frozen.lookup_ips([(ip, T0, None)])] == \
+                [_answer(thawed.lookup_ip(ip, T0))]

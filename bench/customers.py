@@ -10,7 +10,9 @@ CGNAT port ranges), then times:
 * ``lookup_ip`` at random incident times over addresses inside known prefixes (hits) and random
   addresses (mostly misses), thawed and frozen, one call each and as one ``lookup_ips`` batch;
 * the index's resident memory: RSS after the build less RSS before it (the rows it was built
-  from excluded), and the process's peak;
+  from excluded; memory the build freed but the allocator kept counts too), the process's
+  peak, and the resident growth of a fresh process that opens the prebuilt file (the index
+  alone);
 * the C reference: pytricia's own ``get`` of the same addresses in a tree of the same prefixes
   (a longest-prefix match and nothing else: no times, ports or answers), and the ceiling: a
   plain ``dict.get`` of exact IP strings (what no radix tree can beat), in the same run on the
@@ -30,6 +32,7 @@ import gc
 import json
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,6 +142,29 @@ def rss_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+_OPEN_RSS = """
+import gc, json, sys
+from abuse_desk.classifier.customers import CustomerIndex
+def rss():
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1])
+import resource
+gc.collect()
+before = rss()
+index = CustomerIndex.open(sys.argv[1], signature="bench")
+gc.collect()
+print(json.dumps((rss() - before) * resource.getpagesize() / 2**20))
+"""
+
+
+def opened_rss_mb(path: Path) -> float:
+    """The resident growth of a fresh process that opens the prebuilt file: the index alone,
+    as a worker holds it."""
+    done = subprocess.run([sys.executable, "-c", _OPEN_RSS, str(path)], capture_output=True,
+                          text=True, check=True)
+    return float(json.loads(done.stdout))
+
+
 def time_pytricia(rows: list[ResourceRow],
                   queries: list[tuple[str, datetime, int | None]]) -> float:
     """pytricia's own lookups per second: the same prefixes (as the index keys them), the
@@ -236,6 +262,7 @@ def run(prefixes: int, lookups: int, seed: int, load: bool = False) -> dict[str,
         figures["open_prebuilt_s"] = time.perf_counter() - started
         assert opened is not None and opened.stats() == index.stats()
         del opened
+        figures["open_prebuilt_rss_mb"] = opened_rss_mb(path)
 
     exact = {address: (1, "C-1") for address in inside}
     get = exact.get
@@ -265,6 +292,8 @@ def table(figures: dict[str, Any]) -> str:
         ("patch one customer (frozen)", f"{figures['patch_one_customer_s']:.3f} s"),
         ("open the prebuilt file (CustomerIndex.open)",
          f"{figures['open_prebuilt_s']:.2f} s ({figures['prebuilt_file_mb']:.0f} MB file)"),
+        ("index resident, opened in a fresh process",
+         f"{figures['open_prebuilt_rss_mb']:.0f} MB"),
         ("max RSS before / after build", f"{figures['max_rss_mb_before_build']:.0f} / "
                                          f"{figures['max_rss_mb_after_build']:.0f} MB"),
         ("index resident (RSS growth), built / frozen",

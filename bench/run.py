@@ -66,6 +66,9 @@ def customers_section(figures: dict[str, Any]) -> dict[str, Any]:
         {"what": "index resident (RSS growth over the build, frozen)", "value":
          round(figures["index_rss_mb_frozen"]), "unit": "MB", "reference": None,
          "reference_value": None, "ratio": None},
+        {"what": "index resident, the prebuilt file opened in a fresh process", "value":
+         round(figures["open_prebuilt_rss_mb"]), "unit": "MB", "reference": None,
+         "reference_value": None, "ratio": None},
         {"what": "lookup_ip (frozen), IPv4+IPv6 with time windows", "value":
          round(figures["lookups_per_s_frozen"]), "unit": "lookups/s",
          "reference": "dict.get of exact IP strings",
@@ -87,9 +90,9 @@ def customers_section(figures: dict[str, Any]) -> dict[str, Any]:
     targets = [
         {"what": "customer lookups at 1,000,000 prefixes", "target": ">= 1,000,000/s",
          "measured": f"{rate:,.0f}/s", "met": rate >= 1_000_000},
-        {"what": "customer index resident", "target": "<= 200 MB",
-         "measured": f"{figures['index_rss_mb_frozen']:.0f} MB",
-         "met": figures["index_rss_mb_frozen"] <= 200},
+        {"what": "customer index resident (opened from the prebuilt file)",
+         "target": "<= 200 MB", "measured": f"{figures['open_prebuilt_rss_mb']:.0f} MB",
+         "met": figures["open_prebuilt_rss_mb"] <= 200},
         {"what": "customer index built or loaded", "target": "<= 2 s",
          "measured": f"built {figures['build_s']:.1f} s, prebuilt file opened "
                      f"{figures['open_prebuilt_s']:.1f} s",

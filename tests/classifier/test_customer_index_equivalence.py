@@ -210,3 +210,18 @@ def test_frozen_answers_as_thawed_at_the_edges_of_the_space() -> None:
                 (count, ip)
             assert [_answer(lk) for lk in frozen.lookup_ips([(ip, T0, None)])] == \
                 [_answer(thawed.lookup_ip(ip, T0))]
+
+
+def test_frozen_lookups_across_the_ipv4_slices() -> None:
+    """The frozen index searches IPv4 one /16 at a time: prefixes that span, end at and start
+    at the edges of those slices."""
+    values = ["10.0.0.0/15", "10.1.255.0/24", "10.2.0.0/16", "10.0.255.255/32", "10.3.0.0/32",
+              "9.255.255.255/32", "10.4.0.0/14", "10.6.128.0/17"]
+    rows = [ResourceRow(i, f"C-{i}", "cidr", v) for i, v in enumerate(values)]
+    ix = CustomerIndex.from_rows(rows)
+    ix.freeze()
+    for a in range(9, 11):
+        for b in [0, 1, 2, 3, 4, 5, 6, 7, 8, 255]:
+            for c, d in [(0, 0), (0, 1), (127, 255), (128, 0), (255, 254), (255, 255)]:
+                ip = f"{a}.{b}.{c}.{d}"
+                assert _answer(ix.lookup_ip(ip, T0)) == reference(rows, ip, T0, None), ip

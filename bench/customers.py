@@ -6,11 +6,19 @@
 Builds a mix of IPv4 and IPv6 prefixes (nested ones, reassigned ones with validity windows,
 CGNAT port ranges), then times:
 
-* the build (``CustomerIndex.from_rows``) and the freeze (pytricia's compact form);
+* the build (``CustomerIndex.from_rows``) and the freeze (the tree flattened into arrays);
 * ``lookup_ip`` at random incident times over addresses inside known prefixes (hits) and random
-  addresses (mostly misses), thawed and frozen;
-* the ceiling: a plain ``dict.get`` of exact IP strings (what no radix tree can beat), in the
-  same run on the same machine;
+  addresses (mostly misses), thawed and frozen, one call each and as one ``lookup_ips`` batch;
+* the index's resident memory: RSS after the build less RSS before it (the rows it was built
+  from excluded; memory the build freed but the allocator kept counts too), the process's
+  peak, and the resident growth of a fresh process that opens the prebuilt file (the index
+  alone);
+* the C reference: pytricia's own ``get`` of the same addresses in a tree of the same prefixes
+  (a longest-prefix match and nothing else: no times, ports or answers), and the ceiling: a
+  plain ``dict.get`` of exact IP strings (what no radix tree can beat), in the same run on the
+  same machine; the index's rates are printed as ratios of both;
+* ``CustomerIndex.open`` of the file ``CustomerIndex.save`` wrote (the prebuilt index, frozen;
+  writing it is not timed);
 * with ``--load``: ``CustomerIndex.load`` of the same rows from a SQLite file (writing the file
   is not timed).
 
@@ -24,7 +32,9 @@ import gc
 import json
 import random
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +42,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abuse_desk.classifier.customers import CustomerIndex
+import pytricia
+from abuse_desk.classifier.customers import CustomerIndex, _prefix_key
 from abuse_desk.classifier.resources import ResourceRow
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -109,14 +120,69 @@ def time_lookups(index: CustomerIndex, queries: list[tuple[str, datetime, int | 
     return len(queries) / (time.perf_counter() - started)
 
 
+BATCH = 256  # queries per lookup_ips call: a pipeline batch's candidates, not the whole run
+
+
+def time_batch(index: CustomerIndex, queries: list[tuple[str, datetime, int | None]]) -> float:
+    batches = [queries[i:i + BATCH] for i in range(0, len(queries), BATCH)]
+    lookup_ips = index.lookup_ips
+    started = time.perf_counter()
+    for batch in batches:
+        lookup_ips(batch)
+    return len(queries) / (time.perf_counter() - started)
+
+
 def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """The resident set now (Linux), in MB."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+_OPEN_RSS = """
+import gc, json, sys
+from abuse_desk.classifier.customers import CustomerIndex
+def rss():
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1])
+import resource
+gc.collect()
+before = rss()
+index = CustomerIndex.open(sys.argv[1], signature="bench")
+gc.collect()
+print(json.dumps((rss() - before) * resource.getpagesize() / 2**20))
+"""
+
+
+def opened_rss_mb(path: Path) -> float:
+    """The resident growth of a fresh process that opens the prebuilt file: the index alone,
+    as a worker holds it."""
+    done = subprocess.run([sys.executable, "-c", _OPEN_RSS, str(path)], capture_output=True,
+                          text=True, check=True)
+    return float(json.loads(done.stdout))
+
+
+def time_pytricia(rows: list[ResourceRow],
+                  queries: list[tuple[str, datetime, int | None]]) -> float:
+    """pytricia's own lookups per second: the same prefixes (as the index keys them), the
+    same addresses, a frozen tree, ``get`` and nothing else."""
+    tree = pytricia.PyTricia(128)
+    for r in rows:
+        tree[_prefix_key(r.value)] = 1
+    tree.freeze()
+    keys = [ip if ":" in ip else "::ffff:" + ip for ip, _at, _port in queries]
+    get = tree.get
+    started = time.perf_counter()
+    for key in keys:
+        get(key)
+    return len(keys) / (time.perf_counter() - started)
+
+
 def time_load(rows: list[ResourceRow]) -> float:
     """Seconds ``CustomerIndex.load`` takes to read *rows* back from a SQLite file."""
-    import tempfile
-
     from abuse_desk.core.config import DatabaseConfig
     from abuse_desk.core.db import make_engine, upgrade
     from abuse_desk.core.models import Customer, CustomerResource
@@ -152,11 +218,14 @@ def run(prefixes: int, lookups: int, seed: int, load: bool = False) -> dict[str,
     rss_before = max_rss_mb()
 
     gc.collect()
+    resident_before = rss_mb()
     started = time.perf_counter()
     index = CustomerIndex.from_rows(rows)
     figures["build_s"] = time.perf_counter() - started
     figures["max_rss_mb_before_build"] = rss_before
     figures["max_rss_mb_after_build"] = max_rss_mb()
+    gc.collect()
+    figures["index_rss_mb"] = rss_mb() - resident_before
     figures["index"] = index.stats()
 
     half = lookups // 2
@@ -171,14 +240,29 @@ def run(prefixes: int, lookups: int, seed: int, load: bool = False) -> dict[str,
         1 for ip, at, port in queries if index.lookup_ip(ip, at, port).matches) / lookups
     figures["lookups_per_s"] = time_lookups(index, queries)
 
+    gc.collect()
+    resident_thawed = rss_mb()
     started = time.perf_counter()
     index.freeze()
     figures["freeze_s"] = time.perf_counter() - started
+    figures["index_rss_mb_frozen"] = figures["index_rss_mb"] + rss_mb() - resident_thawed
     figures["lookups_per_s_frozen"] = time_lookups(index, queries)
+    figures["batch_lookups_per_s_frozen"] = time_batch(index, queries)
 
     started = time.perf_counter()
     index.patch(1, "C-1", [])  # one customer's resources replaced, on the frozen tree
     figures["patch_one_customer_s"] = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "index.bin"
+        index.save(path, signature="bench")
+        figures["prebuilt_file_mb"] = path.stat().st_size / 2**20
+        started = time.perf_counter()
+        opened = CustomerIndex.open(path, signature="bench")
+        figures["open_prebuilt_s"] = time.perf_counter() - started
+        assert opened is not None and opened.stats() == index.stats()
+        del opened
+        figures["open_prebuilt_rss_mb"] = opened_rss_mb(path)
 
     exact = {address: (1, "C-1") for address in inside}
     get = exact.get
@@ -186,13 +270,19 @@ def run(prefixes: int, lookups: int, seed: int, load: bool = False) -> dict[str,
     for ip, _at, _port in queries:
         get(ip)
     figures["dict_lookups_per_s"] = lookups / (time.perf_counter() - started)
+    del exact
+    figures["pytricia_lookups_per_s"] = time_pytricia(rows, queries)
     if load:
-        del index, exact
+        del index
         figures["load_from_sqlite_s"] = time_load(rows)
     return figures
 
 
 def table(figures: dict[str, Any]) -> str:
+    def ratios(rate: float) -> str:
+        return (f" ({rate / figures['pytricia_lookups_per_s']:.2f} x pytricia, "
+                f"{rate / figures['dict_lookups_per_s']:.2f} x dict)")
+
     lines = [
         ("prefixes", f"{figures['index']['prefixes']:,} ({figures['index']['resources']:,} "
                      f"resources, {figures['index']['customers']:,} customers)"),
@@ -200,11 +290,23 @@ def table(figures: dict[str, Any]) -> str:
         ("build", f"{figures['build_s']:.2f} s"),
         ("freeze", f"{figures['freeze_s']:.2f} s"),
         ("patch one customer (frozen)", f"{figures['patch_one_customer_s']:.3f} s"),
+        ("open the prebuilt file (CustomerIndex.open)",
+         f"{figures['open_prebuilt_s']:.2f} s ({figures['prebuilt_file_mb']:.0f} MB file)"),
+        ("index resident, opened in a fresh process",
+         f"{figures['open_prebuilt_rss_mb']:.0f} MB"),
         ("max RSS before / after build", f"{figures['max_rss_mb_before_build']:.0f} / "
                                          f"{figures['max_rss_mb_after_build']:.0f} MB"),
+        ("index resident (RSS growth), built / frozen",
+         f"{figures['index_rss_mb']:.0f} / {figures['index_rss_mb_frozen']:.0f} MB"),
         ("lookups", f"{figures['lookups']:,} ({figures['resolved_share']:.0%} resolve)"),
         ("lookup_ip", f"{figures['lookups_per_s']:,.0f} /s"),
-        ("lookup_ip, frozen", f"{figures['lookups_per_s_frozen']:,.0f} /s"),
+        ("lookup_ip, frozen", f"{figures['lookups_per_s_frozen']:,.0f} /s"
+                              f"{ratios(figures['lookups_per_s_frozen'])}"),
+        (f"lookup_ips (batches of {BATCH}), frozen",
+         f"{figures['batch_lookups_per_s_frozen']:,.0f} /s"
+         f"{ratios(figures['batch_lookups_per_s_frozen'])}"),
+        ("C reference: pytricia get, same prefixes",
+         f"{figures['pytricia_lookups_per_s']:,.0f} /s"),
         ("ceiling: dict.get of exact IPs", f"{figures['dict_lookups_per_s']:,.0f} /s"),
     ]
     if "load_from_sqlite_s" in figures:

@@ -9,7 +9,7 @@ found by, and every reason a specialist must look at it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,7 @@ from ..core.config import ClassifierConfig
 from ..core.policy import Classification, Evidence
 from ..parsers.base import Candidate, ParsedReport
 from .categorize import NOT_ABUSE, categorize, is_not_abuse, needs_review, spamvertising_override
-from .customers import CustomerIndex, Resolution
+from .customers import CustomerIndex, Lookup, Resolution
 from .duplicates import duplicate_keys, report_fingerprint
 from .model import TextModel
 from .offenders import choose, in_networks, parse_networks
@@ -111,25 +111,34 @@ class Classifier:
         self._dkim = dkim or DkimLimits()
         self._own_networks = parse_networks(config.own_networks)
 
-    def is_ours(self, candidate: Candidate, at: datetime) -> bool:
+    def is_ours(self, candidate: Candidate, at: datetime,
+                known: Mapping[tuple[str, datetime, int | None], Lookup] | None = None) -> bool:
         """Whether *candidate* is in the provider's own space at *at*: held by a customer (one
-        or several: an overlap is still ours) or inside ``own_networks``."""
+        or several: an overlap is still ours) or inside ``own_networks``. *known*: IP lookups
+        already made, by (ip, at, port)."""
         if candidate.is_ip and in_networks(candidate.value, self._own_networks):
             return True
-        index = self._index()
         if candidate.is_ip:
-            lookup = index.lookup_ip(candidate.value, at, candidate.port)
+            lookup = known.get((candidate.value, at, candidate.port)) if known else None
+            if lookup is None:
+                lookup = self._index().lookup_ip(candidate.value, at, candidate.port)
         else:
-            lookup = index.lookup_host(candidate.value, at)
+            lookup = self._index().lookup_host(candidate.value, at)
         return bool(lookup.matches or lookup.candidates)
 
     def offenders(self, reports: list[ParsedReport], received_at: datetime
                   ) -> list[ParsedReport]:
         """The reports *reports* stand for once their candidates are decided by our own space
-        (``classifier/offenders.py``): one per offender of ours, else the best-labelled."""
+        (``classifier/offenders.py``): one per offender of ours, else the best-labelled. The
+        IP candidates of all the reports are looked up in one batch first."""
+        queries = list(dict.fromkeys(
+            (c.value, c.occurred_at or report.occurred_at or received_at, c.port)
+            for report in reports for c in report.candidates if c.is_ip))
+        known = dict(zip(queries, self._index().lookup_ips(queries), strict=True)) \
+            if queries else None
         out: list[ParsedReport] = []
         for report in reports:
-            out += choose(report, lambda c, at: self.is_ours(c, at or received_at))
+            out += choose(report, lambda c, at: self.is_ours(c, at or received_at, known))
         return out
 
     def assess_reporter(self, message: MessageFacts) -> ReporterTrust:

@@ -5,28 +5,41 @@ normalised), each valid in a window (:mod:`.windows`).
 
 :class:`CustomerIndex` holds them in memory for resolution:
 
-* IPs in one ``pytricia.PyTricia(128)``. IPv4 prefixes are stored as IPv4-mapped IPv6
-  (``::ffff:0:0/96``), because pytricia compares bits only and would otherwise let
-  ``10.0.0.0/8`` cover ``a00::1``. Each prefix maps to its entries; an entry is one customer's
-  claim on the prefix for a window (and, for CGNAT, a port range). Windows are stored as POSIX
-  floats, so a lookup compares numbers and allocates little more than its answer (a match's
-  evidence text is made when it is read).
+* IPs in one ``pytricia.PyTricia(128)`` while the index is built or changed. IPv4 prefixes
+  are stored as IPv4-mapped IPv6 (``::ffff:0:0/96``), because pytricia compares bits only and
+  would otherwise let ``10.0.0.0/8`` cover ``a00::1``. ``freeze`` flattens the tree into
+  sorted interval arrays searched with ``bisect`` (``_Flat``: IPv4 in 32-bit arrays, each
+  interval with its longest prefix, each prefix with the one covering it) and lets the tree
+  go; that is also what ``save`` writes and ``open`` reads back. Each prefix maps to its
+  entries; an entry is one customer's claim on the prefix for a window (and, for CGNAT, a port
+  range). Windows are stored as POSIX floats, so a lookup compares numbers and allocates
+  little more than its answer (a match's evidence text is made when it is read). Most
+  prefixes have one holder, always and on every port: such a prefix holds just (customer id,
+  external id, label), which a lookup answers without reading the time; a prefix with one
+  entry holds the entry itself, and only shared or reassigned prefixes hold a tuple of entries
+  (``_unpacked`` reads all three the same way).
 * Domains and addresses in dicts, keyed by the normalized name.
 
 Resolution rules: the *longest* prefix (or the most specific domain) with an entry whose window
 contains the incident time wins; a more specific resource whose windows all exclude the time
-falls back to the covering one (pytricia's ``parent()``). An IP with CGNAT entries needs the
-source port when several customers share it. Two customers holding the same resource at the same
-time is a data error: nobody wins and the reason says so.
+falls back to the covering one (pytricia's ``parent()``, or the flat form's parent ids). An
+IP with CGNAT entries needs the source port when several customers share it. Two customers
+holding the same resource at the same time is a data error: nobody wins and the reason says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import marshal
+import os
+import socket
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
@@ -49,6 +62,7 @@ if TYPE_CHECKING:
     from .resolver_hook import HookAnswer
 
 _IP_KINDS = frozenset(("cidr", "ip-ports"))
+_FILE_VERSION = 2  # of CustomerIndex.save's file: a change of the layout changes it
 
 # How a customer was found, in the order a report is resolved, and what each weighs as evidence.
 VIA_IP, VIA_URL, VIA_DOMAIN, VIA_EMAIL = "source_ip", "url", "domain", "email"
@@ -202,11 +216,17 @@ class _Owner(NamedTuple):
     external_id: str
 
 
-# One customer's claim on a prefix, domain or address: (start, end, owner, port_low, port_high,
-# key) with the window as POSIX floats (-inf/inf when open), the ports None unless CGNAT, and
-# the key it is stored under (for the tree's parent()). Plain tuples: a million of them build
-# and compare fastest and cost least memory. A prefix's value in the tree is its entries.
-_Entry = tuple[float, float, _Owner, int | None, int | None, str]
+# One customer's claim on a prefix, domain or address: (start, end, customer id, external id,
+# port_low, port_high, label) with the window as POSIX floats (-inf/inf when open), the ports
+# None unless CGNAT, and the label: the prefix as people write it ("192.0.2.0/24"; the domain
+# or address itself). Plain tuples of numbers and strings: a million of them build and compare
+# fastest, cost least memory, and the garbage collector stops tracking them (it would scan
+# them all, again and again, while lookups allocate their answers).
+_Entry = tuple[float, float, int, str, int | None, int | None, str]
+# A prefix's value in the tree: (customer id, external id, label) when one customer holds it
+# always and on every port (most prefixes), one entry, or a tuple of entries.
+_Packed = tuple[Any, ...]
+_ALWAYS = ("cidr", NO_START, NO_END)  # the evidence of a match held always, on every port
 # A resource as the index takes it in: customer id, kind, value, ports, window (datetimes, or
 # SQLite's text for them).
 _Row = tuple[int, str, str, int | None, int | None, Any, Any]
@@ -241,6 +261,152 @@ def _prefix_label(key: str) -> str:
     return key
 
 
+def _ip_label(value: str) -> str:
+    """The label of a cidr or ip-ports value: _prefix_label(_prefix_key(value)), without
+    making the key when the value is written as a label already (the common case)."""
+    address, slash, length = value.partition("/")
+    if not slash:
+        return value + ("/128" if ":" in value else "/32")
+    if length.isdigit() and length[0] != "0" and not address.startswith("::ffff:"):
+        return value
+    return _prefix_label(_prefix_key(value))
+
+
+def _packed(entries: tuple[_Entry, ...]) -> _Packed:
+    """A prefix's entries as the tree holds them (see _Packed)."""
+    if len(entries) != 1:
+        return entries
+    entry = entries[0]
+    if entry[4] is None and entry[0] == NO_START and entry[1] == NO_END:
+        return (entry[2], entry[3], entry[6])
+    return entry
+
+
+def _label_of(value: _Packed) -> str:
+    """The label a prefix's value was stored under (its first entry's)."""
+    first = value[0]
+    if type(first) is int:
+        return str(value[2])
+    return str(value[6] if type(first) is float else first[6])
+
+
+# The IPv4-mapped range (::ffff:0:0/96), where the tree keeps IPv4: a frozen index keeps it in
+# 32-bit arrays, apart from the rest of the IPv6 space.
+_MAPPED, _MAPPED_END = 0xFFFF << 32, (0xFFFF << 32) + (1 << 32)
+
+
+class _Flat:
+    """The prefixes of a frozen index, flattened: the address space cut into intervals, each
+    with the longest prefix holding it (-1: none); each prefix with its value and the prefix
+    covering it. IPv4-mapped addresses in 32-bit arrays, the rest of IPv6 in a list of ints.
+    A lookup is a binary search; a million prefixes cost a few arrays and their values."""
+
+    __slots__ = ("parents", "v4_ids", "v4_index", "v4_starts", "v6_ids", "v6_starts", "values")
+
+    def __init__(self, v4_starts: array[int], v4_ids: array[int], v6_starts: list[int],
+                 v6_ids: array[int], parents: array[int], values: list[_Packed]) -> None:
+        self.v4_starts, self.v4_ids = v4_starts, v4_ids
+        self.v6_starts, self.v6_ids = v6_starts, v6_ids
+        self.parents, self.values = parents, values
+        # Where each /16 of IPv4 starts in v4_starts: a search is then a few steps, not 20.
+        self.v4_index = array("I", [bisect_left(v4_starts, top << 16)
+                                    for top in range(1 << 16)] + [len(v4_starts)])
+
+    @classmethod
+    def of(cls, tree: Any) -> _Flat:
+        """The flat form of a pytricia tree's prefixes."""
+        pton, from_bytes, v6 = socket.inet_pton, int.from_bytes, socket.AF_INET6
+        spans: list[tuple[int, int, int]] = []  # (start, -size, prefix id)
+        values: list[_Packed] = []
+        for key in tree:
+            address, _, length = key.partition("/")
+            host_bits = 128 - int(length)
+            start = from_bytes(pton(v6, address), "big") >> host_bits << host_bits
+            spans.append((start, -(1 << host_bits), len(values)))
+            values.append(tree[key])
+        spans.sort()
+        parents = array("i", bytes(4 * len(values)))
+        starts, ids = [0], [-1]  # ids[k] holds from starts[k] to starts[k + 1]
+        stack: list[tuple[int, int]] = []  # (end, prefix id) of the prefixes around
+
+        def emit(at: int, pid: int) -> None:
+            if starts[-1] == at:
+                ids[-1] = pid
+                if len(ids) > 1 and ids[-2] == pid:
+                    starts.pop()
+                    ids.pop()
+            elif ids[-1] != pid:
+                starts.append(at)
+                ids.append(pid)
+
+        for start, minus_size, pid in spans:
+            while stack and stack[-1][0] <= start:
+                end = stack.pop()[0]
+                emit(end, stack[-1][1] if stack else -1)
+            parents[pid] = stack[-1][1] if stack else -1
+            emit(start, pid)
+            stack.append((start - minus_size, pid))
+        while stack:
+            end = stack.pop()[0]
+            emit(end, stack[-1][1] if stack else -1)
+        # Cut at the IPv4-mapped range: its intervals go to the 32-bit arrays.
+        low = bisect_right(starts, _MAPPED) - 1
+        high = bisect_right(starts, _MAPPED_END) - 1
+        v4_starts = array("I", [0, *(a - _MAPPED for a in starts[low + 1:high + 1]
+                                     if a < _MAPPED_END)])
+        v4_ids = array("i", [ids[low], *(i for a, i in zip(starts[low + 1:high + 1],
+                                                           ids[low + 1:high + 1], strict=True)
+                                         if a < _MAPPED_END)])
+        v6_starts = [*starts[:low + 1], _MAPPED_END, *starts[high + 1:]]
+        v6_ids = array("i", [*ids[:low + 1], ids[high], *ids[high + 1:]])
+        return cls(v4_starts, v4_ids, v6_starts, v6_ids, parents, values)
+
+    def find(self, ip: str) -> int:
+        """The id of the longest prefix holding *ip*, or -1 (ValueError: not an address)."""
+        if "/" in ip:
+            raise ValueError(ip)
+        try:
+            n = int.from_bytes(socket.inet_pton(socket.AF_INET6,
+                                                ip if ":" in ip else "::ffff:" + ip), "big")
+        except (OSError, TypeError):
+            raise ValueError(ip) from None
+        if _MAPPED <= n < _MAPPED_END:
+            n -= _MAPPED
+            top = n >> 16
+            return self.v4_ids[bisect_right(self.v4_starts, n, self.v4_index[top],
+                                            self.v4_index[top + 1]) - 1]
+        return self.v6_ids[bisect_right(self.v6_starts, n) - 1]
+
+    def tree(self) -> Any:
+        """The prefixes in a pytricia tree again (to change them)."""
+        tree = pytricia.PyTricia(128)
+        for value in self.values:
+            key = _prefix_key(_label_of(value))
+            tree[key] = (*_unpacked(tree[key]), *_unpacked(value)) if tree.has_key(key) \
+                else value
+        return tree
+
+    def state(self) -> tuple[Any, ...]:
+        return (self.v4_starts.tobytes(), self.v4_ids.tobytes(), self.v6_starts,
+                self.v6_ids.tobytes(), self.parents.tobytes(), self.values)
+
+    @classmethod
+    def from_state(cls, state: tuple[Any, ...]) -> _Flat:
+        v4_starts, v4_ids, v6_starts, v6_ids, parents, values = state
+        return cls(array("I", v4_starts), array("i", v4_ids), v6_starts, array("i", v6_ids),
+                   array("i", parents), values)
+
+
+def _unpacked(value: _Packed) -> tuple[_Entry, ...]:
+    """The entries of a prefix's value in the tree."""
+    first = value[0]
+    if type(first) is int:
+        return ((NO_START, NO_END, first, value[1], None, None, value[2]),)
+    if type(first) is float:
+        return (value,)
+    return value
+
+
 class _Refused(NamedTuple):
     why: str
 
@@ -271,16 +437,18 @@ class CustomerIndex:
     """Every customer's resources in memory: built from rows, patched on change.
 
     Safe to read from many threads while one thread changes it: every value is replaced whole.
-    A lookup made while a customer is being patched may miss that customer's resources."""
+    A lookup made while a customer is being patched may miss that customer's resources (on a
+    frozen index, any prefix, for the moment the tree is swapped for its flat form: the
+    workers never patch, they load a new index and swap it whole)."""
 
     def __init__(self) -> None:
-        self._tree = pytricia.PyTricia(128)
-        self._frozen = False
+        self._tree = pytricia.PyTricia(128)  # empty while frozen
+        self._flat: _Flat | None = None  # the prefixes while frozen
         self._domains: dict[str, tuple[_Entry, ...]] = {}
         self._emails: dict[str, tuple[_Entry, ...]] = {}
         self._owners: dict[int, _Owner] = {}
         self._by_external: dict[str, int] = {}
-        self._held: dict[int, list[str]] = {}  # each customer's keys, to patch one alone
+        self._held: dict[int, tuple[str, ...]] = {}  # each customer's keys, to patch one alone
         self.skipped: list[str] = []  # rows that could not be indexed, with why
 
     # -- building ----------------------------------------------------------------------------
@@ -315,6 +483,42 @@ class CustomerIndex:
         index.freeze()
         return index
 
+    # -- a prebuilt file ----------------------------------------------------------------------
+
+    def save(self, path: str | Path, signature: Any = None) -> None:
+        """Write the index to *path* (atomically) for ``open``; *signature* says which data it
+        was built from (``open`` refuses a file of other data)."""
+        flat = self._flat or _Flat.of(self._tree)
+        state = (_FILE_VERSION, signature,
+                 [(o.customer_id, o.external_id) for o in self._owners.values()],
+                 self._by_external, list(self._held.items()), flat.state(),
+                 self._domains, self._emails, self.skipped)
+        target = Path(path)
+        partial = target.with_name(target.name + f".{os.getpid()}.partial")
+        partial.write_bytes(marshal.dumps(state))
+        os.replace(partial, target)
+
+    @classmethod
+    def open(cls, path: str | Path, signature: Any = None) -> CustomerIndex | None:
+        """The index ``save`` wrote to *path*, frozen, or None when there is none, it is of
+        another version, or of other data than *signature* says."""
+        try:
+            state = marshal.loads(Path(path).read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        if not isinstance(state, tuple) or len(state) != 9 or state[0] != _FILE_VERSION \
+                or state[1] != signature:
+            return None
+        _version, _signature, owners, by_external, held, flat, domains, emails, skipped = state
+        index = cls()
+        with _gc_paused():
+            index._owners = {cid: _Owner(cid, ext) for cid, ext in owners}
+            index._by_external = by_external
+            index._held = dict(held)
+            index._flat = _Flat.from_state(flat)
+            index._domains, index._emails, index.skipped = domains, emails, skipped
+        return index
+
     def _owner(self, customer_id: int, external_id: str) -> _Owner:
         owner = self._owners.get(customer_id)
         if owner is None or owner.external_id != external_id:
@@ -339,10 +543,12 @@ class CustomerIndex:
     def _add(self, rows: Iterable[_Row]) -> None:
         """Add (customer id, kind, value, port_low, port_high, valid_from, valid_until) rows
         whose customers are known (else they are known by their id)."""
-        grouped: dict[str, dict[str, tuple[_Entry, ...]]] = {"ip": {}, "domain": {}, "email": {}}
-        stores = {"cidr": grouped["ip"], "ip-ports": grouped["ip"],
+        grouped: dict[str, dict[str, tuple[_Entry, ...]]] = {"domain": {}, "email": {}}
+        prefixes: dict[str, _Packed] = {}  # label -> the prefix's value in the tree
+        stores = {"cidr": prefixes, "ip-ports": prefixes,
                   "domain": grouped["domain"], "email": grouped["email"]}
         owners, held, no_start, no_end = self._owners, self._held, NO_START, NO_END
+        added: dict[int, list[str]] = {}
         for cid, kind, value, low, high, start, end in rows:
             owner = owners.get(cid) or self._owner(cid, str(cid))
             store = stores.get(kind)
@@ -350,70 +556,87 @@ class CustomerIndex:
                 self.skipped.append(f"{owner.external_id}: {value}: unknown kind {kind!r}")
                 continue
             if kind in _IP_KINDS:
-                key = _prefix_key(value)
+                key = _ip_label(value)
+                if start is None and end is None and kind == "cidr":  # most prefixes
+                    packed: _Packed = (cid, owner[1], key)
+                else:
+                    packed = (no_start if start is None else stamp(start),
+                              no_end if end is None else stamp(end), cid, owner[1],
+                              low if kind == "ip-ports" else None,
+                              high if kind == "ip-ports" else None, key)
+                held_value = prefixes.get(key)
+                prefixes[key] = packed if held_value is None else \
+                    (*_unpacked(held_value), *_unpacked(packed))
             else:
                 name = _NAME_CHECKS[kind](value)
                 if isinstance(name, _Refused):
                     self.skipped.append(f"{owner.external_id}: {value}: {name.why}")
                     continue
-                key, low, high = name, None, None
-            entry = (no_start if start is None else stamp(start),
-                     no_end if end is None else stamp(end), owner,
-                     low if kind == "ip-ports" else None, high if kind == "ip-ports" else None,
-                     key)
-            bucket = store.get(key)
-            store[key] = (entry,) if bucket is None else (*bucket, entry)
-            keys = held.get(cid)
+                entry = (no_start if start is None else stamp(start),
+                         no_end if end is None else stamp(end), cid, owner[1], None, None, name)
+                bucket = store.get(name)
+                store[name] = (entry,) if bucket is None else (*bucket, entry)
+                key = name
+            keys = added.get(cid)
             if keys is None:
-                held[cid] = [key]
+                added[cid] = [key]
             else:
                 keys.append(key)
+        for cid, keys in added.items():  # tuples of strings: the collector leaves them alone
+            held[cid] = (*held.get(cid, ()), *keys)
         with self._writable():
-            self._add_prefixes(grouped["ip"])
+            self._add_prefixes(prefixes)
         for name, target in (("domain", self._domains), ("email", self._emails)):
             for key, entries in grouped[name].items():
                 target[key] = (*target.get(key, ()), *entries)
 
-    def _add_prefixes(self, prefixes: dict[str, tuple[_Entry, ...]]) -> None:
+    def _add_prefixes(self, prefixes: dict[str, _Packed]) -> None:
+        """Add each prefix's value (see _Packed), keyed by its label."""
         tree = self._tree
         if len(tree) == 0:  # a build: no prefix to merge with, skip the has_key searches
             bad = []
-            for key, entries in prefixes.items():
+            for label, value in prefixes.items():
                 try:
-                    tree[key] = entries
+                    tree[_prefix_key(label)] = value
                 except ValueError:
-                    bad.append(f"{_prefix_label(key)}: not a CIDR or IP")
+                    bad.append(f"{label}: not a CIDR or IP")
             if len(tree) + len(bad) == len(prefixes):
                 self.skipped += bad
                 return
             tree = self._tree = pytricia.PyTricia(128)  # two spellings of one prefix: merge
-        for key, entries in prefixes.items():
+        for label, value in prefixes.items():
+            key = _prefix_key(label)
             try:
-                tree[key] = (*tree[key], *entries) if tree.has_key(key) else entries
+                tree[key] = (*_unpacked(tree[key]), *_unpacked(value)) if tree.has_key(key) \
+                    else value
             except ValueError:
-                self.skipped.append(f"{_prefix_label(key)}: not a CIDR or IP")
+                self.skipped.append(f"{label}: not a CIDR or IP")
 
     @contextlib.contextmanager
     def _writable(self) -> Iterator[None]:
-        """The tree writable for the block, frozen again after it if it was frozen."""
-        if not self._frozen:
+        """The tree writable for the block, frozen again after it if it was frozen (a
+        rebuild of the flat form: a patch of a frozen index costs about a freeze)."""
+        flat = self._flat
+        if flat is None:
             yield
             return
-        self._tree.thaw()
+        self._tree = flat.tree()
+        self._flat = None
         try:
             yield
         finally:
-            self._tree.freeze()
+            self.freeze()
 
     def freeze(self) -> None:
-        """Compact the tree for faster lookups (about 1.5 times); patches still work (they
-        thaw and refreeze it)."""
-        self._tree.freeze()
-        self._frozen = True
+        """Flatten the prefixes for lookups (see _Flat) and let the tree go: a fraction of
+        its memory; patches still work (they rebuild the tree and flatten it again)."""
+        if self._flat is None:
+            self._flat = _Flat.of(self._tree)
+            self._tree = pytricia.PyTricia(128)
 
     def remove(self, customer_id: int) -> int:
         """Remove every resource of a customer; returns how many there were."""
-        held = self._held.pop(customer_id, [])
+        held = self._held.pop(customer_id, ())
         stores = {"domain": self._domains, "email": self._emails}
         with self._writable():
             for key in held:
@@ -424,13 +647,13 @@ class CustomerIndex:
                     _remove_name(stores[where], key, customer_id)
         return len(held)
 
-    def _remove_prefix(self, key: str, customer_id: int) -> None:
-        tree = self._tree
+    def _remove_prefix(self, label: str, customer_id: int) -> None:
+        tree, key = self._tree, _prefix_key(label)
         if not tree.has_key(key):
             return
-        kept = tuple(e for e in tree[key] if e[2].customer_id != customer_id)
+        kept = tuple(e for e in _unpacked(tree[key]) if e[2] != customer_id)
         if kept:
-            tree[key] = kept
+            tree[key] = _packed(kept)
         else:
             tree.delete(key)
 
@@ -451,7 +674,9 @@ class CustomerIndex:
         return owner.external_id if owner else None
 
     def stats(self) -> dict[str, int]:
-        return {"customers": len(self._owners), "prefixes": len(self._tree),
+        flat = self._flat
+        return {"customers": len(self._owners),
+                "prefixes": len(flat.values) if flat is not None else len(self._tree),
                 "domains": len(self._domains), "emails": len(self._emails),
                 "resources": sum(len(keys) for keys in self._held.values())}
 
@@ -460,23 +685,103 @@ class CustomerIndex:
     def lookup_ip(self, ip: str, at: datetime, port: int | None = None,
                   *, via: str = VIA_IP) -> Lookup:
         """Who held *ip* (at *port*, for CGNAT) at *at*, or why nobody."""
-        tree = self._tree
+        flat = self._flat
+        where: str | int
         try:
-            if "/" in ip:
-                raise ValueError(ip)
-            entries: tuple[_Entry, ...] | None = tree.get(ip if ":" in ip else "::ffff:" + ip)
-        except ValueError:  # pytricia's word for "not an address"
+            if flat is not None:
+                where = flat.find(ip)
+                value: _Packed | None = flat.values[where] if where >= 0 else None
+            else:
+                if "/" in ip:
+                    raise ValueError(ip)
+                where = ip if ":" in ip else "::ffff:" + ip
+                value = self._tree.get(where)
+        except ValueError:  # pytricia's (and _Flat's) word for "not an address"
             return Lookup(reason=f"{ip!r} is not an IP address")
-        if entries is None:
+        if value is None:
             return _NOBODY
-        t = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
-        while entries is not None:
-            hits = [e for e in entries if e[0] <= t < e[1]]
-            if hits:
-                return _decide_ip(ip, _prefix_label(hits[0][5]), hits, port, via)
-            parent = tree.parent(entries[0][5])  # valid at another time: the covering prefix
-            entries = tree.get(parent) if parent is not None else None
-        return Lookup(reason=NOBODY_AT_TIME)
+        if type(value[0]) is int:  # one holder, always, every port: the time does not matter
+            return Lookup((Match(value[0], value[1], via, ip, value[2], why=_ALWAYS),))
+        return self._lookup_held(ip, where, value,
+                                 (at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+                                 .timestamp(), port, via, flat)
+
+    def _lookup_held(self, ip: str, where: str | int, value: _Packed, t: float,
+                     port: int | None, via: str, flat: _Flat | None) -> Lookup:
+        """lookup_ip of an address whose longest prefix holds *value*, at POSIX time *t*;
+        *where* is the address's tree key, or the prefix's id in *flat*."""
+        tree, node = self._tree, None
+        while True:
+            first = value[0]
+            if type(first) is float:  # one entry
+                if first <= t < value[1]:
+                    if value[4] is None:
+                        return Lookup((Match(value[2], value[3], via, ip, value[6],
+                                             why=("cidr", first, value[1])),))
+                    return _decide_ip(ip, value[6], [value], port, via)
+            elif type(first) is int:  # a covering prefix held always
+                return Lookup((Match(first, value[1], via, ip, value[2], why=_ALWAYS),))
+            else:
+                hits = [e for e in value if e[0] <= t < e[1]]
+                if hits:
+                    return _decide_ip(ip, hits[0][6], hits, port, via)
+            # Valid at another time: the covering prefix.
+            if flat is not None:
+                where = flat.parents[where]  # type: ignore[index]
+                if where < 0:
+                    return Lookup(reason=NOBODY_AT_TIME)
+                value = flat.values[where]
+                continue
+            node = tree.parent(tree.get_key(where) if node is None else node)
+            if node is None:
+                return Lookup(reason=NOBODY_AT_TIME)
+            value = tree.get(node)
+
+    def lookup_ips(self, queries: Iterable[tuple[str, datetime, int | None]], *,
+                   via: str = VIA_IP) -> list[Lookup]:
+        """``lookup_ip`` of each (ip, at, port) of *queries*, in order: the pipeline's batch
+        (the same answers; on a frozen index, the common cases without a call each)."""
+        flat = self._flat
+        if flat is None:
+            lookup = self.lookup_ip
+            return [lookup(ip, at, port, via=via) for ip, at, port in queries]
+        pton, from_bytes, family = socket.inet_pton, int.from_bytes, socket.AF_INET6
+        v4_starts, v4_ids, v4_index, v6_starts, v6_ids = (
+            flat.v4_starts, flat.v4_ids, flat.v4_index, flat.v6_starts, flat.v6_ids)
+        values, held = flat.values, self._lookup_held
+        out: list[Lookup] = []
+        append = out.append
+        last_at: datetime | None = None
+        t = 0.0
+        with _gc_paused():  # the answers kept would make the collector scan the index again
+            for ip, at, port in queries:
+                try:
+                    if "/" in ip:
+                        raise ValueError(ip)
+                    n = from_bytes(pton(family, ip if ":" in ip else "::ffff:" + ip), "big")
+                except (ValueError, OSError, TypeError):
+                    append(Lookup(reason=f"{ip!r} is not an IP address"))
+                    continue
+                if _MAPPED <= n < _MAPPED_END:
+                    n -= _MAPPED
+                    top = n >> 16
+                    pid = v4_ids[bisect_right(v4_starts, n, v4_index[top],
+                                              v4_index[top + 1]) - 1]
+                else:
+                    pid = v6_ids[bisect_right(v6_starts, n) - 1]
+                if pid < 0:
+                    append(_NOBODY)
+                    continue
+                value = values[pid]
+                first = value[0]
+                if type(first) is int:
+                    append(Lookup((Match(first, value[1], via, ip, value[2], why=_ALWAYS),)))
+                    continue
+                if at is not last_at:
+                    last_at = at
+                    t = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+                append(held(ip, pid, value, t, port, via, flat))
+        return out
 
     def lookup_host(self, host: str, at: datetime, *,
                     via: str = VIA_DOMAIN) -> Lookup:
@@ -564,7 +869,7 @@ class CustomerIndex:
 
 
 def _remove_name(store: dict[str, tuple[_Entry, ...]], key: str, customer_id: int) -> None:
-    kept = tuple(e for e in store.get(key, ()) if e[2].customer_id != customer_id)
+    kept = tuple(e for e in store.get(key, ()) if e[2] != customer_id)
     if kept:
         store[key] = kept
     else:
@@ -572,43 +877,42 @@ def _remove_name(store: dict[str, tuple[_Entry, ...]], key: str, customer_id: in
 
 
 def _match(value: str, label: str, entry: _Entry, via: str, kind: str) -> Match:
-    start, end, owner, low, high, _key = entry
+    start, end, customer_id, external_id, low, high, _label = entry
     resource = label if low is None else resource_text(
         "ip-ports", label.rsplit("/", 1)[0], low, high)
-    return Match(owner.customer_id, owner.external_id, via, value, resource,
-                 why=(kind, start, end))
+    return Match(customer_id, external_id, via, value, resource, why=(kind, start, end))
 
 
-def _owners(entries: Iterable[_Entry]) -> dict[_Owner, _Entry]:
+def _owners(entries: Iterable[_Entry]) -> dict[tuple[int, str], _Entry]:
     """Each distinct owner with its first entry, in order."""
-    owners: dict[_Owner, _Entry] = {}
+    owners: dict[tuple[int, str], _Entry] = {}
     for entry in entries:
-        owners.setdefault(entry[2], entry)
+        owners.setdefault((entry[2], entry[3]), entry)
     return owners
 
 
 def _decide_ip(ip: str, label: str, hits: list[_Entry], port: int | None, via: str) -> Lookup:
     """The holder among the entries of the longest prefix valid at the time."""
-    if len(hits) == 1 and hits[0][3] is None:  # the common case: one holder, every port
+    if len(hits) == 1 and hits[0][4] is None:  # the common case: one holder, every port
         return Lookup((_match(ip, label, hits[0], via, "cidr"),))
-    shared = [e for e in hits if e[3] is not None]
+    shared = [e for e in hits if e[4] is not None]
     if shared and port is None and len(_owners(hits)) > 1:
         return Lookup(candidates=tuple(_match(ip, label, e, via, "ip-ports")
                                        for e in _owners(hits).values()),
                       reason=CGNAT_NEEDS_PORT)
     if shared and port is not None:
-        hits = [e for e in hits if e[3] is None or e[3] <= port <= (e[4] or 0)]
+        hits = [e for e in hits if e[4] is None or e[4] <= port <= (e[5] or 0)]
         if not hits:
             return Lookup(reason=f"port {port} is outside every CGNAT range of {ip} at the "
                                  "incident time")
-    return _decide(ip, label, hits, via, "ip-ports" if hits[0][3] is not None else "cidr")
+    return _decide(ip, label, hits, via, "ip-ports" if hits[0][4] is not None else "cidr")
 
 
 def _decide(value: str, label: str, hits: list[_Entry], via: str, kind: str) -> Lookup:
     owners = _owners(hits)
     if len(owners) == 1:
         return Lookup((_match(value, label, hits[0], via, kind),))
-    names = " and ".join(o.external_id for o in owners)
+    names = " and ".join(external_id for _cid, external_id in owners)
     return Lookup(candidates=tuple(_match(value, label, e, via, kind) for e in owners.values()),
                   reason=f"resources overlap: {label} is held by {names} at the incident time")
 

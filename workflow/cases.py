@@ -148,6 +148,19 @@ def _lock_customer(conn: Connection, customer_id: int) -> None:
                  .with_for_update(key_share=True))
 
 
+def lock_customers(conn: Connection, customer_ids: Iterable[int]) -> frozenset[int]:
+    """Lock the rows of *customer_ids* at once, in id order (claims on one customer's cases are
+    serialized by that lock; taking a batch's in one order means two batches never wait on each
+    other in a circle); returns those locked, for :func:`attach_reports`. SQLite, which has no
+    row locks (its one writer is the lock), locks nothing here."""
+    ids = sorted(set(customer_ids))
+    if not ids or conn.dialect.name == "sqlite":
+        return frozenset()
+    conn.execute(select(Customer.id).where(Customer.id.in_(ids)).order_by(Customer.id)
+                 .with_for_update(key_share=True))
+    return frozenset(ids)
+
+
 def _related_case(conn: Connection, cfg: WorkflowConfig, report: Any,
                   now: datetime) -> Any | None:
     since = now - timedelta(days=cfg.related_window_days)
@@ -205,7 +218,8 @@ def read_reports(conn: Connection, report_ids: Iterable[int]) -> list[Any]:
 
 def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCalendar,
                    reports: Iterable[Any], now: datetime,
-                   actor: Actor = Actor("system", "pipeline")) -> Attached:
+                   actor: Actor = Actor("system", "pipeline"),
+                   locked: frozenset[int] = frozenset()) -> Attached:
     """Put each joinable report of *reports* (rows of ``reports``, as :func:`read_reports`
     gives them or as the pipeline just wrote them) in its case (opening one where needed).
 
@@ -219,7 +233,8 @@ def attach_reports(conn: Connection, cfg: WorkflowConfig, calendar: BusinessCale
         if not joinable(report):
             continue
         report_id = report.id
-        _lock_customer(conn, report.customer_id)
+        if report.customer_id not in locked:  # (:func:`lock_customers` took it already)
+            _lock_customer(conn, report.customer_id)
         key = (report.message_id, report.customer_id)
         if key in of_message:
             sibling = conn.execute(select(Case).where(Case.id == of_message[key])).one()

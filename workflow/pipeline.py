@@ -596,10 +596,14 @@ class Pipeline:
         try:
             with self.engine.begin() as conn:
                 repeats = self._duplicates([outcome for _, _, outcome, _ in prepared], now)
+                locked = cases.lock_customers(conn, (
+                    d.customer_id for _, _, outcome, _ in prepared
+                    if outcome.state is MessageState.PROCESSED
+                    for d in outcome.decisions if d.customer_id is not None))
                 for message_id, claim, outcome, notes in prepared:
                     with log_context(message_id=message_id):
                         state, due = self._write_in(conn, message_id, claim, outcome, notes,
-                                                    now, repeats)
+                                                    now, repeats, locked)
                     written.append((message_id, outcome, state, due))
                 repeats.flush(conn)
                 self._record_events(conn, [
@@ -663,8 +667,8 @@ class Pipeline:
             conn.execute(insert(Event), rows)
 
     def _write_in(self, conn: Connection, message_id: int, claim: _Claim, outcome: Outcome,
-                  written: _Written, now: datetime,
-                  repeats: Duplicates) -> tuple[MessageState | None, Due]:
+                  written: _Written, now: datetime, repeats: Duplicates,
+                  locked: frozenset[int] = frozenset()) -> tuple[MessageState | None, Due]:
         """The writing steps of one message in *conn*'s transaction (its event is the caller's:
         :meth:`_record_events`): its state (None when another delivery wrote it first) and
         what became due."""
@@ -674,7 +678,7 @@ class Pipeline:
         due = Due()
         if state is MessageState.PROCESSED and result is not None and result.reports:
             reports = self._record_reports(conn, message_id, outcome, written, now, repeats)
-            attached = self._attach(conn, reports, now, written)
+            attached = self._attach(conn, reports, now, written, locked)
             due |= Due(attached.due)
             due |= self._acknowledge(conn, message_id, attached.first_case, now, written)
         elif state is MessageState.REVIEW and _a_complaint(outcome):
@@ -755,10 +759,10 @@ class Pipeline:
         return reports
 
     def _attach(self, conn: Connection, reports: list[SimpleNamespace], now: datetime,
-                written: _Written) -> cases.Attached:
+                written: _Written, locked: frozenset[int]) -> cases.Attached:
         """*attach*: each report that can be a claim joins (or opens) its customer's case."""
         attached = cases.attach_reports(conn, self.config.workflow, self.workflow.calendar,
-                                        reports, now)
+                                        reports, now, locked=locked)
         if attached.joined:
             written.detail["cases"] = sorted(set(attached.joined.values()))
         return attached

@@ -20,6 +20,7 @@ from abuse_desk.core.models import Case, Event, FeeEntry, Message, Notice, Repor
 from abuse_desk.ingest.store import Envelope, insert_messages, message_row
 from abuse_desk.workflow import cases, timeline
 from abuse_desk.workflow.delivery import maildir_name
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from .workflow_support import (
@@ -282,3 +283,43 @@ def test_concurrent_deliveries_of_one_notice_send_one_mail(desk: Desk) -> None:
         pending = conn.execute(select(func.count()).select_from(Notice).where(
             Notice.state != "sent")).scalar_one()
     assert (sent_events, pending) == (1, 0)
+
+
+# --- batches (issue 20): claims on several customers, written together ------------------------
+
+
+def store_many(desk: Desk, raws: list[bytes]) -> list[int]:
+    with desk.engine.begin() as conn:
+        return insert_messages(conn, [message_row(raw, Envelope(
+            "sender@example.org", ["abuse@localhost"], received_at=desk.clock())) for raw in raws])
+
+
+def test_a_batch_locks_its_customers_at_once_in_one_order(desk: Desk) -> None:
+    ids = store_many(desk, [arf("46.29.160.9", 1), arf("45.137.21.7", 2), arf("46.29.160.9", 3)])
+    locks: list[tuple[str, Any]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FOR NO KEY UPDATE" in statement and "FROM customers" in statement:
+            locks.append((statement, parameters))
+
+    sa_event.listen(desk.engine, "before_cursor_execute", seen)
+    assert desk.pipeline.process_many(ids) == ["processed"] * 3
+    (statement, parameters), = locks  # one lock for the batch, none per report
+    assert "ORDER BY customers.id" in statement
+    assert sorted(parameters.values())[0] != sorted(parameters.values())[-1]  # both customers
+
+
+def test_batches_naming_customers_in_opposite_orders_never_deadlock(
+        desk: Desk, caplog: pytest.LogCaptureFixture) -> None:
+    # Two workers' batches, each with claims on both customers, in opposite orders: taking the
+    # locks as the claims come would make each wait on the other (PostgreSQL then aborts one,
+    # and its messages are written again one by one).
+    for round_ in range(4):
+        first = store_many(desk, [arf(("46.29.160.9", "45.137.21.7")[n % 2], 100 * round_ + n)
+                                  for n in range(6)])
+        second = store_many(desk, [arf(("45.137.21.7", "46.29.160.9")[n % 2],
+                                       100 * round_ + 50 + n) for n in range(6)])
+        results = together(2, lambda i, batches=(first, second):
+                           desk.pipeline.process_many(batches[i]))
+        assert results == [["processed"] * 6] * 2
+    assert "together failed" not in caplog.text

@@ -517,8 +517,8 @@ class Pipeline:
         alone, so one message that cannot be written never takes the others with it: the
         others are written, and the error of the first that failed is raised after them, so the
         broker retries the batch, in which every message already written is skipped (it is no
-        longer ``received``): only that message is
-        tried again. Redelivery stays idempotent for the same reason.
+        longer ``received``): only that message is tried again. Redelivery stays idempotent
+        for the same reason.
 
         At most :data:`MAX_BATCH` messages are claimed and written together; a longer list is
         taken in batches of that many, one after the other."""
@@ -609,7 +609,7 @@ class Pipeline:
                 self._record_events(conn, [
                     (message_id, state, notes) for (message_id, _, _, notes), (_, _, state, _)
                     in zip(prepared, written, strict=True)], now)
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # the database, or one message's write: each alone
             log.warning("writing %d messages together failed (%s: %s): each alone",
                         len(examined), exc.__class__.__name__, exc)
             return self._write_each(examined)
@@ -724,8 +724,9 @@ class Pipeline:
                 and "sender_authentication" not in outcome.values and authenticator is not None:
             outcome.values["sender_authentication"] = authenticator.check(
                 claim.raw, **claim.sender).to_json()
-        return _Written(hint, detail, automated_reason(claim.raw, claim.mail_from,
-                                                        outcome.values.get("format")))
+        automated = automated_reason(claim.raw, claim.mail_from, outcome.values.get("format")) \
+            if _a_complaint(outcome) else None  # (only a complaint is acknowledged)
+        return _Written(hint, detail, automated)
 
     def _record(self, conn: Connection, message_id: int, outcome: Outcome,
                 now: datetime) -> bool:

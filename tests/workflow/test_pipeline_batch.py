@@ -100,8 +100,12 @@ def test_a_batch_delivered_twice_is_written_once(desk: Desk) -> None:
     assert summary(desk, ids) == first
 
 
+@pytest.mark.parametrize("failure", [
+    IntegrityError("INSERT INTO reports", {}, Exception("a constraint")),  # the database's word
+    RuntimeError("a bug on this message's content"),  # ours
+])
 def test_one_message_that_cannot_be_written_does_not_cost_the_others(
-        desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+        desk: Desk, monkeypatch: pytest.MonkeyPatch, failure: Exception) -> None:
     ids = store(desk, *mixed())
     bad = ids[1]
     pipeline = desk.pipeline
@@ -109,11 +113,11 @@ def test_one_message_that_cannot_be_written_does_not_cost_the_others(
 
     def record_reports(conn: Any, message_id: int, *args: Any) -> list[int]:
         if message_id == bad:
-            raise IntegrityError("INSERT INTO reports", {}, Exception("a constraint"))
+            raise failure
         return real(conn, message_id, *args)
 
     monkeypatch.setattr(pipeline, "_record_reports", record_reports)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(type(failure)):
         pipeline.process_many(ids)
     after = states(desk, ids)
     assert [state for state, _ in after] == [

@@ -596,10 +596,7 @@ class Pipeline:
         try:
             with self.engine.begin() as conn:
                 repeats = self._duplicates([outcome for _, _, outcome, _ in prepared], now)
-                locked = cases.lock_customers(conn, (
-                    d.customer_id for _, _, outcome, _ in prepared
-                    if outcome.state is MessageState.PROCESSED
-                    for d in outcome.decisions if d.customer_id is not None))
+                locked = self._lock_customers(conn, [o for _, _, o, _ in prepared])
                 for message_id, claim, outcome, notes in prepared:
                     with log_context(message_id=message_id):
                         state, due = self._write_in(conn, message_id, claim, outcome, notes,
@@ -643,11 +640,24 @@ class Pipeline:
         notes = self._prepare(claim, outcome)
         now = self.clock()
         with self.engine.begin() as conn:
+            locked = self._lock_customers(conn, [outcome])
             repeats = self._duplicates([outcome], now)
-            state, due = self._write_in(conn, message_id, claim, outcome, notes, now, repeats)
+            state, due = self._write_in(conn, message_id, claim, outcome, notes, now, repeats,
+                                        locked)
             repeats.flush(conn)
             self._record_events(conn, [(message_id, state, notes)], now)
         return self._finish(outcome, state, due)
+
+    def _lock_customers(self, conn: Connection, outcomes: list[Outcome]) -> frozenset[int]:
+        """Lock the customers the reports of *outcomes* are about, first in the write and in
+        one order (``cases.lock_customers``). First: two copies of one report (a sender that
+        retried after a lost 250) in two writes at once are then serialized before either looks
+        for the other's duplicate keys, so the second sees the first's and is its duplicate,
+        not a second claim; and every write takes customers before messages, so none waits on
+        another in a circle."""
+        return cases.lock_customers(conn, (
+            d.customer_id for outcome in outcomes if outcome.state is MessageState.PROCESSED
+            for d in outcome.decisions if d.customer_id is not None))
 
     def _duplicates(self, outcomes: list[Outcome], now: datetime) -> Duplicates:
         """The duplicate keys the reports of *outcomes* may repeat (see :class:`Duplicates`)."""

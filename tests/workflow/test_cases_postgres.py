@@ -323,3 +323,18 @@ def test_batches_naming_customers_in_opposite_orders_never_deadlock(
                            desk.pipeline.process_many(batches[i]))
         assert results == [["processed"] * 6] * 2
     assert "together failed" not in caplog.text
+
+
+def test_two_copies_written_at_once_make_one_claim(desk: Desk) -> None:
+    # A sender that lost our 250 sends the report again: the two copies may be written at the
+    # same moment, one in a batch and one alone. The second must find the first's duplicate
+    # keys (the customer's lock comes first in every write), not open a second claim.
+    for round_ in range(4):
+        copy = arf(f"45.137.21.{200 + round_}", 900 + round_)
+        batch = store_many(desk, [copy] + [arf(f"45.137.21.{10 + 10 * round_ + n}", n)
+                                          for n in range(5)])
+        alone = store_many(desk, [copy])
+        together(2, lambda i, work=(batch, alone): desk.pipeline.process_many(work[i]))
+        copies = [r for m in (batch[0], alone[0]) for r in reports_of(desk, m)]
+        assert sorted(r.duplicate_of is None for r in copies) == [False, True]
+        assert [r.case_id is not None for r in copies if r.duplicate_of is None] == [True]

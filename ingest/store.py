@@ -12,6 +12,7 @@ all that are waiting in one round trip. A failed send loses nothing: the message
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import hashlib
 import logging
@@ -231,9 +232,11 @@ class Dispatcher:
     The thread takes every id that is waiting (up to ``batch_max``) and hands them to the
     broker in one call, *send_many* (``core.broker.many_sender``: one round trip for a group
     commit's ids); without it, *send* (one id: ``process_message.send``) is called for each id
-    in turn, and the first failure ends the batch. A batch that fails is logged and counted
-    (per id); its messages wait for the sweeper. The queue is bounded: past ``max_pending``
-    ids are left to the sweeper too, so a broker outage cannot grow this process's memory.
+    in turn, and the first failure ends the batch. One :meth:`dispatch` call (a group commit's
+    ids) is queued at once, so the thread never takes half of it. A batch that fails is logged
+    and counted (per id); its messages wait for the sweeper. The queue is bounded: past
+    ``max_pending`` ids are left to the sweeper too, so a broker outage cannot grow this
+    process's memory.
     """
 
     def __init__(self, send: Callable[[int], Any] | None = None, max_pending: int = 100_000,
@@ -253,7 +256,10 @@ class Dispatcher:
         self._send_many = send_many
         self._batch_max = batch_max
         self._backoff_s = backoff_s
-        self._queue: queue.Queue[int | None] = queue.Queue(max_pending)
+        self._max_pending = max_pending
+        self._pending: collections.deque[int] = collections.deque()
+        self._ready = threading.Condition()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._failing_since: float | None = None
 
@@ -261,42 +267,38 @@ class Dispatcher:
         self._thread.start()
         return self
 
-    def dispatch(self, ids: list[int]) -> None:
-        for message_id in ids:
-            try:
-                self._queue.put_nowait(message_id)
-            except queue.Full:
-                metrics.ENQUEUE_FAILURES.inc()
+    @property
+    def pending(self) -> int:
+        """How many ids wait to be sent."""
+        with self._ready:
+            return len(self._pending)
+
+    def dispatch(self, ids: Sequence[int]) -> None:
+        with self._ready:
+            room = max(self._max_pending - len(self._pending), 0)
+            self._pending.extend(ids[:room])
+            self._ready.notify()
+        if len(ids) > room:
+            metrics.ENQUEUE_FAILURES.inc(len(ids) - room)
 
     def stop(self, timeout: float = 10.0) -> None:
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
+        """Send what is already waiting, then end the thread (waiting at most *timeout*)."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
         self._thread.join(timeout)
 
-    def _take_batch(self, first: int) -> tuple[list[int], bool]:
-        batch, stop = [first], False
-        while len(batch) < self._batch_max:
-            try:
-                message_id = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if message_id is None:
-                stop = True
-                break
-            batch.append(message_id)
-        return batch, stop
+    def _take_batch(self) -> list[int] | None:
+        """The next batch to send, or None once stopping with nothing left."""
+        with self._ready:
+            while not self._pending and not self._stopping:
+                self._ready.wait()
+            take = min(len(self._pending), self._batch_max)
+            return [self._pending.popleft() for _ in range(take)] if take else None
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, stop = self._take_batch(first)
+        while (batch := self._take_batch()) is not None:
             self._send(batch)
-            if stop:
-                return
 
     def _send(self, batch: list[int]) -> None:
         if (self._failing_since is not None

@@ -124,12 +124,41 @@ def test_dispatcher_backs_off_and_recovers_when_the_broker_fails() -> None:
 
 
 def test_dispatcher_queue_is_bounded() -> None:
+    from abuse_desk.core import metrics
+
     gate = threading.Event()
-    dispatcher = Dispatcher(lambda message_id: gate.wait(10), max_pending=5).start()
-    dispatcher.dispatch(list(range(100)))  # a stuck broker: the excess is left to the sweeper
-    assert dispatcher._queue.qsize() <= 5
+    sent: list[int] = []
+    dispatcher = Dispatcher(send_many=lambda ids: (gate.wait(10), sent.extend(ids)),
+                            max_pending=5)
+    failures = metrics.ENQUEUE_FAILURES._value.get()
+    # A stuck broker: past five waiting ids, the excess is left to the sweeper (counted).
+    dispatcher.dispatch(list(range(100)))
+    dispatcher.dispatch([100, 101])
+    assert dispatcher.pending == 5
+    assert metrics.ENQUEUE_FAILURES._value.get() - failures == 97
+    dispatcher.start()
     gate.set()
     dispatcher.stop()
+    assert sent == [0, 1, 2, 3, 4]
+
+
+def test_one_dispatch_is_never_split_across_sends() -> None:
+    """A group commit's ids reach the broker in one call even while the thread is busy
+    taking what came before: the thread never sees half of one ``dispatch``."""
+    import sys
+
+    calls: list[list[int]] = []
+    dispatcher = Dispatcher(send_many=lambda ids: calls.append(list(ids))).start()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can: any split shows
+    try:
+        for start in range(0, 20_000, 20):
+            dispatcher.dispatch(list(range(start, start + 20)))
+    finally:
+        sys.setswitchinterval(switch)
+    dispatcher.stop()
+    assert [i for batch in calls for i in batch] == list(range(20_000))
+    assert all(len(batch) % 20 == 0 for batch in calls), [len(b) for b in calls]
 
 
 def test_dispatcher_sends_what_is_waiting_in_one_call() -> None:

@@ -46,7 +46,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -55,7 +55,7 @@ from ..classifier.trust import COULD_NOT_CHECK
 from ..core import metrics
 from ..core.clock import Clock
 from ..core.config import MAX_BATCH, Config, ParserLimits
-from ..core.db import as_utc
+from ..core.db import as_utc, write_transaction
 from ..core.headers import first_address
 from ..core.logs import log_context
 from ..core.models import DuplicateKey, Event, Message, MessageState, Report
@@ -520,6 +520,11 @@ class Pipeline:
         longer ``received``): only that message is tried again. Redelivery stays idempotent
         for the same reason.
 
+        The write is set-wise: the messages still ``received`` are locked in one SELECT ... FOR
+        UPDATE (in id order; on SQLite the transaction holds the write lock from its start) and
+        moved to their outcomes in one executemany, and all the batch's reports are one INSERT
+        (on PostgreSQL; SQLite's driver returns the ids of a multi-row INSERT row by row).
+
         At most :data:`MAX_BATCH` messages are claimed and written together; a longer list is
         taken in batches of that many, one after the other."""
         outcomes: dict[int, str] = {}
@@ -594,13 +599,18 @@ class Pipeline:
         now = self.clock()
         written: list[tuple[int, Outcome, MessageState | None, Due]] = []
         try:
-            with self.engine.begin() as conn:
-                repeats = self._duplicates([outcome for _, _, outcome, _ in prepared], now)
+            with write_transaction(self.engine) as conn:
                 locked = self._lock_customers(conn, [o for _, _, o, _ in prepared])
+                recorded = self._record_many(conn, [(i, o) for i, _, o, _ in prepared], now)
+                reports = self._insert_reports(conn, [
+                    (message_id, outcome, notes) for message_id, _, outcome, notes in prepared
+                    if message_id in recorded], now)
+                repeats = self._duplicates([outcome for _, _, outcome, _ in prepared], now)
                 for message_id, claim, outcome, notes in prepared:
                     with log_context(message_id=message_id):
-                        state, due = self._write_in(conn, message_id, claim, outcome, notes,
-                                                    now, repeats, locked)
+                        state, due = self._write_in(
+                            conn, message_id, claim, outcome, notes, now, repeats, locked,
+                            recorded=message_id in recorded, rows=reports.get(message_id, []))
                     written.append((message_id, outcome, state, due))
                 repeats.flush(conn)
                 self._record_events(conn, [
@@ -641,9 +651,13 @@ class Pipeline:
         now = self.clock()
         with self.engine.begin() as conn:
             locked = self._lock_customers(conn, [outcome])
+            recorded = self._record(conn, message_id, outcome, now)
+            reports = self._insert_reports(conn, [(message_id, outcome, notes)] if recorded
+                                           else [], now)
             repeats = self._duplicates([outcome], now)
             state, due = self._write_in(conn, message_id, claim, outcome, notes, now, repeats,
-                                        locked)
+                                        locked, recorded=recorded,
+                                        rows=reports.get(message_id, []))
             repeats.flush(conn)
             self._record_events(conn, [(message_id, state, notes)], now)
         return self._finish(outcome, state, due)
@@ -678,16 +692,18 @@ class Pipeline:
 
     def _write_in(self, conn: Connection, message_id: int, claim: _Claim, outcome: Outcome,
                   written: _Written, now: datetime, repeats: Duplicates,
-                  locked: frozenset[int] = frozenset()) -> tuple[MessageState | None, Due]:
-        """The writing steps of one message in *conn*'s transaction (its event is the caller's:
-        :meth:`_record_events`): its state (None when another delivery wrote it first) and
-        what became due."""
-        if not self._record(conn, message_id, outcome, now):
+                  locked: frozenset[int], *, recorded: bool,
+                  rows: list[dict[str, Any]]) -> tuple[MessageState | None, Due]:
+        """The writing steps of one message in *conn*'s transaction after it was *recorded*
+        (moved to its outcome: False when another delivery wrote it first) with its report
+        *rows* (inserted; its event is the caller's too: :meth:`_record_events`): its state
+        (None when another delivery wrote it) and what became due."""
+        if not recorded:
             return None, Due()
         state, result = outcome.state, outcome.result
         due = Due()
         if state is MessageState.PROCESSED and result is not None and result.reports:
-            reports = self._record_reports(conn, message_id, outcome, written, now, repeats)
+            reports = self._merge_repeats(conn, rows, outcome, written, repeats)
             attached = self._attach(conn, reports, now, written, locked)
             due |= Due(attached.due)
             due |= self._acknowledge(conn, message_id, attached.first_case, now, written)
@@ -749,23 +765,61 @@ class Pipeline:
                     **outcome.values))
         return bool(claimed.rowcount == 1)
 
-    def _record_reports(self, conn: Connection, message_id: int, outcome: Outcome,
-                        written: _Written, now: datetime,
-                        repeats: Duplicates) -> list[SimpleNamespace]:
-        """*record*: the message's reports, with the repeats of earlier ones merged; returns
-        them in order as written (the rows are not read back)."""
-        assert outcome.result is not None
-        rows = _with_sender(report_rows(message_id, outcome.result, outcome.decisions, now),
-                            outcome.values.get("sender_authentication"), written.hint)
-        ids = list(conn.execute(
-            insert(Report).returning(Report.id, sort_by_parameter_order=True), rows).scalars())
+    def _record_many(self, conn: Connection, outcomes: list[tuple[int, Outcome]],
+                     now: datetime) -> set[int]:
+        """*record* for a batch: the messages still ``received`` are locked (in id order), then
+        each moves to its outcome, all in one executemany per set of columns; returns the ids
+        it moved (another delivery wrote the others first)."""
+        if len(outcomes) == 1:
+            message_id, outcome = outcomes[0]
+            return {message_id} if self._record(conn, message_id, outcome, now) else set()
+        still = set(conn.execute(
+            select(Message.id).where(Message.id.in_([i for i, _ in outcomes]),
+                                     Message.state == MessageState.RECEIVED)
+            .order_by(Message.id).with_for_update()).scalars())
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for message_id, outcome in outcomes:
+            if message_id in still:
+                values = {"state": outcome.state.value, "processed_at": now,
+                          "error": outcome.reason, **outcome.values}
+                groups.setdefault(tuple(values), []).append({"b_id": message_id, **values})
+        for params in groups.values():
+            conn.execute(update(Message).where(Message.id == bindparam("b_id"),
+                                               Message.state == MessageState.RECEIVED),
+                         params)
+        return still
+
+    def _insert_reports(self, conn: Connection, messages: list[tuple[int, Outcome, _Written]],
+                        now: datetime) -> dict[int, list[dict[str, Any]]]:
+        """*record*: the reports of *messages* (those processed with reports), in ONE INSERT;
+        returns each message's rows in order, with their ids (the rows are not read back)."""
+        by_message: dict[int, list[dict[str, Any]]] = {}
+        for message_id, outcome, written in messages:
+            result = outcome.result
+            if outcome.state is MessageState.PROCESSED and result is not None and result.reports:
+                by_message[message_id] = _with_sender(
+                    report_rows(message_id, result, outcome.decisions, now),
+                    outcome.values.get("sender_authentication"), written.hint)
+        rows = [row for message_rows in by_message.values() for row in message_rows]
+        if rows:
+            ids = conn.execute(insert(Report).returning(Report.id, sort_by_parameter_order=True),
+                               rows).scalars()
+            for row, report_id in zip(rows, ids, strict=True):
+                row["id"] = report_id
+        return by_message
+
+    def _merge_repeats(self, conn: Connection, rows: list[dict[str, Any]], outcome: Outcome,
+                       written: _Written, repeats: Duplicates) -> list[SimpleNamespace]:
+        """*record*: the repeats of earlier reports among one message's inserted *rows* merged
+        (see :class:`Duplicates`); returns its reports in order, as written."""
+        ids = [row["id"] for row in rows]
         duplicates = repeats.merge(conn, ids, outcome.decisions)
         written.detail["duplicates"] = len(duplicates)
         reports = []
-        for report_id, row in zip(ids, rows, strict=True):
-            first = duplicates.get(report_id)
+        for row in rows:
+            first = duplicates.get(row["id"])
             reports.append(SimpleNamespace(**{
-                **row, "id": report_id, "case_id": None, "duplicate_of": first,
+                **row, "case_id": None, "duplicate_of": first,
                 **({"review_reason": None} if first is not None else {})}))
         return reports
 

@@ -338,3 +338,17 @@ def test_two_copies_written_at_once_make_one_claim(desk: Desk) -> None:
         copies = [r for m in (batch[0], alone[0]) for r in reports_of(desk, m)]
         assert sorted(r.duplicate_of is None for r in copies) == [False, True]
         assert [r.case_id is not None for r in copies if r.duplicate_of is None] == [True]
+
+
+def test_a_batch_writes_its_messages_and_reports_set_wise(desk: Desk) -> None:
+    ids = store_many(desk, [arf(ip, n) for n, ip in enumerate(
+        ["45.137.21.7", "46.29.160.9", "45.137.21.8", "45.137.21.9", "46.29.160.10"], 1)])
+    statements: list[str] = []
+    sa_event.listen(desk.engine, "before_cursor_execute",
+                    lambda conn, cursor, sql, *args: statements.append(" ".join(sql.split())))
+    assert desk.pipeline.process_many(ids) == ["processed"] * 5
+    # All the batch's reports in one INSERT, the messages moved to their outcomes in one
+    # executemany (one per set of columns written), not a statement per message.
+    assert sum(s.startswith("INSERT INTO reports") for s in statements) == 1
+    assert sum(s.startswith("UPDATE messages SET state") for s in statements) == 1
+    assert [len(reports_of(desk, i)) for i in ids] == [1] * 5

@@ -620,10 +620,13 @@ class Pipeline:
             log.warning("writing %d messages together failed (%s: %s): each alone",
                         len(examined), exc.__class__.__name__, exc)
             return self._write_each(examined)
+        # What the batch made due goes to the broker at once: one claim of the due steps and
+        # notices of all its cases, not one per message.
+        self._schedule(functools.reduce(Due.__or__, (due for *_, due in written), Due()))
         outcomes: dict[int, str] = {}
-        for message_id, outcome, state, due in written:
+        for message_id, outcome, state, _ in written:
             with log_context(message_id=message_id):
-                outcomes[message_id] = self._finish(outcome, state, due)
+                outcomes[message_id] = self._finish(outcome, state)
         return outcomes
 
     def _write_each(self, examined: list[tuple[int, _Claim, Outcome]]) -> dict[int, str]:
@@ -660,7 +663,8 @@ class Pipeline:
                                         rows=reports.get(message_id, []))
             repeats.flush(conn)
             self._record_events(conn, [(message_id, state, notes)], now)
-        return self._finish(outcome, state, due)
+        self._schedule(due)
+        return self._finish(outcome, state)
 
     def _lock_customers(self, conn: Connection, outcomes: list[Outcome]) -> frozenset[int]:
         """Lock the customers the reports of *outcomes* are about, first in the write and in
@@ -714,12 +718,11 @@ class Pipeline:
             state = self._thread(conn, message_id, claim, outcome, now, written)
         return state, due
 
-    def _finish(self, outcome: Outcome, state: MessageState | None, due: Due) -> str:
-        """After the commit: *schedule* what became due, count and log the outcome."""
+    def _finish(self, outcome: Outcome, state: MessageState | None) -> str:
+        """After the commit (and *schedule*): count and log the outcome."""
         if state is None:
             log.info("processed by another delivery meanwhile")
             return "skipped"
-        self._schedule(due)
         result = outcome.result
         metrics.PROCESSED.labels(state.value).inc()
         log.info("%s", state.value, extra={"fields": {

@@ -241,6 +241,23 @@ def test_kick_sends_a_new_cases_due_work_at_once(desk: Desk) -> None:
     assert scheduler(desk).due_work() == 0
 
 
+def test_a_batch_kicks_the_due_work_of_all_its_cases_at_once(desk: Desk) -> None:
+    from abuse_desk.ingest.store import Envelope, insert_messages, message_row
+
+    sent = recording(desk)
+    kicked: list[list[int]] = []
+    kick = desk.workflow.kick
+    desk.workflow.kick = lambda case_ids: (kicked.append(sorted(case_ids)), kick(case_ids))
+    with desk.engine.begin() as conn:
+        ids = insert_messages(conn, [message_row(arf(ip, n), Envelope(
+            "fbl@mailbox.example", ["abuse@localhost"], received_at=desk.clock()))
+            for n, ip in enumerate(["45.137.21.7", "46.29.160.9"], 1)])
+    assert desk.pipeline.process_many(ids) == ["processed", "processed"]
+    cases = [the_case(desk, i) for i in ids]
+    assert kicked == [sorted(c.id for c in cases)]  # one claim for the batch, both cases
+    assert sorted(sent) == sorted(("run_step", step(desk, c.id, "notice").id) for c in cases)
+
+
 def test_kick_sends_only_the_named_cases(desk: Desk) -> None:
     alpha = the_case(desk, deliver(desk, arf("45.137.21.7")))
     beta = the_case(desk, deliver(desk, person(

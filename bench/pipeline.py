@@ -363,6 +363,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids.extend(int(k) for k in (task / "children").read_text().split())
+    except OSError:
+        pass
+    return kids
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of *pid* and every process under it: a worker's examiner processes parse
+    and classify, so a worker's cost per report is its own CPU and theirs (those that ended
+    are in the parent's reaped-children time)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(tree_cpu_seconds(kid) for kid in _children(pid))
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -593,9 +615,10 @@ def _run_load(setup: Setup, messages: list[bytes], folder: Path, rate: float | N
     out = folder / "sent.json"
     ours = {label: p.pid for label, p in setup.processes.items()}
     others = setup.others()
-    cpu0 = {label: cpu_seconds(pid) for label, pid in ours.items()}
+    cpu0 = {label: tree_cpu_seconds(pid) for label, pid in ours.items()}
     cpu0.update({label: sum(cpu_seconds(p) for p in pids) for label, pids in others.items()})
     busy0, total0 = machine_busy()
+    db0 = _database_counters(setup)
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     self0 = time.process_time()
     argv = [sys.executable, str(Path(__file__).resolve()), "send", "--port", str(setup.port),
@@ -622,7 +645,8 @@ def _run_load(setup: Setup, messages: list[bytes], folder: Path, rate: float | N
         time.sleep(0.5)
     done_at = time.time()
     busy1, total1 = machine_busy()
-    cpu1 = {label: cpu_seconds(pid) for label, pid in ours.items()}
+    db1 = _database_counters(setup)
+    cpu1 = {label: tree_cpu_seconds(pid) for label, pid in ours.items()}
     cpu1.update({label: sum(cpu_seconds(p) for p in others[label]) for label in others})
     if sender.wait(60) != 0:
         raise RuntimeError(f"the sender exited {sender.returncode}")
@@ -684,8 +708,31 @@ def _run_load(setup: Setup, messages: list[bytes], folder: Path, rate: float | N
         "foreign_cpu_share": max(0.0, (busy1 - busy0 - mine) / (total1 - total0))
         if total1 > total0 else 0.0,
         "peak_rss_mib": {label: peak_rss_mib(pid) for label, pid in ours.items()},
+        "database_per_report": {key: (db1[key] - db0[key]) / max(1, len(reports))
+                                for key in db1},
     }
     return result
+
+
+def _database_counters(setup: Setup) -> dict[str, float]:
+    """PostgreSQL's own counters (empty on SQLite): the bench database's transactions and rows
+    written (``pg_stat_database``), and the WAL the server wrote (cluster-wide: anything else
+    on the server counts too). Statistics reach the view after the backends flush them, so
+    the figures are read after a short wait."""
+    if setup.database is None:
+        return {}
+    from sqlalchemy import text
+
+    time.sleep(1.2)  # backends report their statistics about once a second
+    with setup.engine.connect() as conn:
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        row = conn.execute(text(
+            "SELECT xact_commit + xact_rollback AS transactions,"
+            " tup_inserted + tup_updated + tup_deleted AS rows_written,"
+            " pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') AS wal_bytes"
+            " FROM pg_stat_database WHERE datname = current_database()")).one()
+    return {"transactions": float(row.transactions), "rows written": float(row.rows_written),
+            "WAL bytes": float(row.wal_bytes)}
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -730,7 +777,10 @@ def _rows(name: str, burst: dict[str, Any], paced: dict[str, Any],
 def _cpu_note(name: str, result: dict[str, Any]) -> str:
     parts = ", ".join(f"{label} {seconds * 1000:.1f}"
                       for label, seconds in result["cpu_s_per_report"].items())
-    return (f"{name}: CPU ms per report: {parts}; machine busy {result['machine_busy_share']:.0%} "
+    database = "".join(f"; {key} per report {value:,.1f}"
+                       for key, value in result.get("database_per_report", {}).items())
+    return (f"{name}: CPU ms per report (a process with its children: a worker's examiners): "
+            f"{parts}{database}; machine busy {result['machine_busy_share']:.0%} "
             f"of 2 cores during the burst, {result['foreign_cpu_share']:.0%} of it not this "
             "benchmark's; peak RSS MiB: "
             + ", ".join(f"{k} {v:.0f}" for k, v in result["peak_rss_mib"].items()))

@@ -11,6 +11,7 @@ from abuse_desk.app.wiring import Desk
 from abuse_desk.core.models import Notice, TimelineStep
 from abuse_desk.workflow import cases
 from abuse_desk.workflow.scheduler import Scheduler
+from sqlalchemy import event as sa_event
 from sqlalchemy import update
 
 from .workflow_support import (
@@ -233,9 +234,13 @@ def test_kick_sends_a_new_cases_due_work_at_once(desk: Desk) -> None:
     assert notice_step.state == "queued"
     assert scheduler(desk).due_work() == 0  # kicked work is leased like the scheduler's
 
-    # The step's worker writes the notice and kicks it to the broker in turn.
+    # The step's worker writes the notice, leased in the same transaction, and hands it to
+    # the broker in turn (without a kick: it knows the notice it wrote).
     sent.clear()
+    commits: list[int] = []
+    sa_event.listen(desk.engine, "commit", lambda conn: commits.append(1))
     assert desk.workflow.run_step(notice_step.id) == "done"
+    assert len(commits) == 1
     (notice,) = notices_of(desk, case.id)
     assert sent == [("deliver_notice", notice.id)]
     assert scheduler(desk).due_work() == 0

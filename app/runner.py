@@ -52,7 +52,7 @@ from ..core.clock import Clock, system_clock
 from ..core.config import Config, NotifyConfig
 from ..core.db import FileModeError, is_sqlite, private_folders
 from ..ingest.smtp import SmtpListener, start_smtp
-from ..ingest.store import Dispatcher, GroupCommitWriter
+from ..ingest.store import LINGER_S, Dispatcher, GroupCommitWriter
 from ..parsers.registry import PluginError
 from ..web.app import create_app, create_metrics_app
 from ..workflow.actors import declare_actors
@@ -357,7 +357,8 @@ async def _start_front(running: Running, parts: tuple[str, ...],
     the listener says when a real broker does not answer, and when it does."""
     desk, config = running.desk, running.desk.config
     if "smtp" in parts:
-        running.dispatcher = Dispatcher(send_many=send).start()
+        running.dispatcher = Dispatcher(send_many=send, fill=config.pipeline.batch_max,
+                                        linger_s=LINGER_S).start()
         running.writer = GroupCommitWriter(
             desk.engine, running.dispatcher.dispatch,
             batch_max=config.smtp.commit_batch_max).start()

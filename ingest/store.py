@@ -226,6 +226,11 @@ class GroupCommitWriter:
             self._on_committed(ids)
 
 
+# How long the listener's dispatcher lets fewer ids than a worker's batch wait for more:
+# a message's processing starts at most this much later, a worker's batch is fuller.
+LINGER_S = 0.05
+
+
 class Dispatcher:
     """Sends stored message ids to the broker from its own thread, off the SMTP path.
 
@@ -233,16 +238,17 @@ class Dispatcher:
     broker in one call, *send_many* (``core.broker.many_sender``: one round trip for a group
     commit's ids); without it, *send* (one id: ``process_message.send``) is called for each id
     in turn, and the first failure ends the batch. One :meth:`dispatch` call (a group commit's
-    ids) is queued at once, so the thread never takes half of it. A batch that fails is logged
-    and counted (per id); its messages wait for the sweeper. The queue is bounded: past
-    ``max_pending`` ids are left to the sweeper too, so a broker outage cannot grow this
-    process's memory.
+    ids) is queued at once, so the thread never takes half of it; with *fill* and *linger_s*,
+    fewer than *fill* waiting ids wait up to *linger_s* for more before they are sent. A batch
+    that fails is logged and counted (per id); its messages wait for the sweeper. The queue is
+    bounded: past ``max_pending`` ids are left to the sweeper too, so a broker outage cannot
+    grow this process's memory.
     """
 
     def __init__(self, send: Callable[[int], Any] | None = None, max_pending: int = 100_000,
                  backoff_s: float = 1.0, *,
                  send_many: Callable[[list[int]], Any] | None = None,
-                 batch_max: int = 500) -> None:
+                 batch_max: int = 500, fill: int = 1, linger_s: float = 0.0) -> None:
         if send_many is None:
             if send is None:
                 raise TypeError("Dispatcher needs send or send_many")
@@ -255,6 +261,8 @@ class Dispatcher:
             send_many = send_each
         self._send_many = send_many
         self._batch_max = batch_max
+        self._fill = min(fill, batch_max)
+        self._linger_s = linger_s
         self._backoff_s = backoff_s
         self._max_pending = max_pending
         self._pending: collections.deque[int] = collections.deque()
@@ -289,10 +297,17 @@ class Dispatcher:
         self._thread.join(timeout)
 
     def _take_batch(self) -> list[int] | None:
-        """The next batch to send, or None once stopping with nothing left."""
+        """The next batch to send, or None once stopping with nothing left. Fewer than *fill*
+        ids wait up to *linger_s* for more: while mail pours in, a worker then gets batches
+        of the size it writes best instead of one small group commit each."""
         with self._ready:
             while not self._pending and not self._stopping:
                 self._ready.wait()
+            if len(self._pending) < self._fill and self._linger_s > 0:
+                until = time.monotonic() + self._linger_s
+                while len(self._pending) < self._fill and not self._stopping and (
+                        left := until - time.monotonic()) > 0:
+                    self._ready.wait(left)
             take = min(len(self._pending), self._batch_max)
             return [self._pending.popleft() for _ in range(take)] if take else None
 

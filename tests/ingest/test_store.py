@@ -171,6 +171,29 @@ def test_dispatcher_sends_what_is_waiting_in_one_call() -> None:
     assert [i for batch in calls for i in batch] == list(range(1200))
 
 
+def test_a_few_ids_wait_briefly_for_more_to_fill_a_workers_batch() -> None:
+    calls: list[list[int]] = []
+    dispatcher = Dispatcher(send_many=lambda ids: calls.append(list(ids)), fill=20,
+                            linger_s=60.0).start()
+    for start in range(0, 20, 5):  # four group commits of five, within the linger
+        dispatcher.dispatch(list(range(start, start + 5)))
+    wait_for(lambda: calls, 10, "the batch of twenty")  # sent once full, not after 60 s
+    assert calls == [list(range(20))]
+    dispatcher.dispatch([20])
+    dispatcher.stop()  # a stop sends what waits at once
+    assert calls == [list(range(20)), [20]]
+
+
+def test_a_lone_id_is_sent_when_the_linger_ends() -> None:
+    calls: list[list[int]] = []
+    dispatcher = Dispatcher(send_many=lambda ids: calls.append(list(ids)), fill=20,
+                            linger_s=0.2).start()
+    dispatcher.dispatch([7])
+    wait_for(lambda: calls, 5, "the lone id")
+    assert calls == [[7]]
+    dispatcher.stop()
+
+
 def test_one_group_commit_makes_one_broker_call(engine: Engine) -> None:
     calls: list[list[int]] = []
     sent = threading.Event()

@@ -75,10 +75,14 @@ def message_row(raw: bytes, env: Envelope, sha256: str | None = None) -> dict[st
     }
 
 
+# Built once: SQLAlchemy caches its compiled form by the statement's cache key, which a
+# statement built per batch would compute again every time.
+_INSERT_MESSAGES = insert(Message).returning(Message.id, sort_by_parameter_order=True)
+
+
 def insert_messages(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert *rows* in the caller's transaction; return their ids in order."""
-    stmt = insert(Message).returning(Message.id, sort_by_parameter_order=True)
-    return [row.id for row in conn.execute(stmt, rows)]
+    return [row.id for row in conn.execute(_INSERT_MESSAGES, rows)]
 
 
 @dataclass

@@ -509,6 +509,7 @@ class IntakeSMTP(SMTP):
         self._started = self._progress = time.monotonic()
         self._commands = 0
         self._in_command = False
+        self._deadline_armed = False  # the idle/lifetime timer is armed for the deadline
         super().__init__(
             handler,
             hostname=cfg.hostname,
@@ -603,7 +604,12 @@ class IntakeSMTP(SMTP):
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         # aiosmtpd calls this at connect and before every command it knows, NOOP included: our
-        # deadlines (last progress + idle time, start + lifetime) do not move for chatter.
+        # deadlines (last progress + idle time, start + lifetime) do not move for chatter, and
+        # never move earlier. So a timer armed for the deadline stays armed (not one timer per
+        # command): when it fires before the deadline has come, _timeout_cb arms the next.
+        if duration is None and self._deadline_armed:
+            return
+        self._deadline_armed = duration is None
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
         due = min(self._progress + self._cfg.idle_timeout_s,
@@ -613,6 +619,7 @@ class IntakeSMTP(SMTP):
             self._timeout_cb)
 
     def _timeout_cb(self) -> None:
+        self._deadline_armed = False
         if self.transport is None or self._closing:
             return
         now = time.monotonic()

@@ -42,7 +42,6 @@ relays the bytes onward, and the raw message stays exactly what the reporter sen
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import ctypes
 import functools
 import ipaddress
@@ -101,7 +100,7 @@ TRIM_DELAY_S = 1.0
 # A connection closed by us gets this long to take its last reply before it is cut.
 CLOSE_GRACE_S = 10.0
 
-StoreFn = Callable[[bytes, Envelope], concurrent.futures.Future[int]]
+StoreFn = Callable[[bytes, Envelope], Awaitable[int]]  # GroupCommitWriter.store
 
 # An address as nearly every MTA writes it in MAIL FROM and RCPT TO: <dot-atom@dot-atom>, ASCII
 # atext without "?" (so never an RFC 2047 encoded word), nothing between the brackets but it.
@@ -457,12 +456,11 @@ class IntakeHandler:
             received_by=self._cfg.hostname,
             received_at=self._clock(),
         )
-        future = self._store(raw, env)
         try:
-            # asyncio.timeout, not wait_for: no extra task per message. On timeout the wrapped
-            # future is cancelled, which cancels *future*: the writer then skips it.
+            # asyncio.timeout, not wait_for: no extra task per message. On timeout the store's
+            # future is cancelled: a writer that has not taken the message yet skips it.
             async with asyncio.timeout(self._cfg.store_timeout_s):
-                message_id = await asyncio.wrap_future(future)
+                message_id = await self._store(raw, env)
         except Exception as exc:
             metrics.SMTP_REJECTED.labels("tempfail").inc()
             log.error("not stored, answered 451: %s: %s", exc.__class__.__name__, exc,

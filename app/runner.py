@@ -362,7 +362,7 @@ async def _start_front(running: Running, parts: tuple[str, ...],
         running.writer = GroupCommitWriter(
             desk.engine, running.dispatcher.dispatch,
             batch_max=config.smtp.commit_batch_max).start()
-        running.smtp = await start_smtp(config.smtp, running.writer.submit, desk.clock,
+        running.smtp = await start_smtp(config.smtp, running.writer.store, desk.clock,
                                         reuse_port=reuse_port)
         log.info("SMTP listening on %s:%d", config.smtp.host, config.smtp.port)
         if watch_broker and not is_in_process(config.broker.url):

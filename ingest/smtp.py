@@ -42,11 +42,11 @@ relays the bytes onward, and the raw message stays exactly what the reporter sen
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import ctypes
 import functools
 import ipaddress
 import logging
+import re
 import ssl
 import time
 from collections import Counter, OrderedDict
@@ -60,7 +60,6 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from ..core import metrics
 from ..core.clock import Clock
 from ..core.config import SmtpConfig
-from ..core.logs import log_context
 from ..core.mailboxes import mailbox_of
 from .store import Envelope
 
@@ -101,7 +100,27 @@ TRIM_DELAY_S = 1.0
 # A connection closed by us gets this long to take its last reply before it is cut.
 CLOSE_GRACE_S = 10.0
 
-StoreFn = Callable[[bytes, Envelope], concurrent.futures.Future[int]]
+StoreFn = Callable[[bytes, Envelope], Awaitable[int]]  # GroupCommitWriter.store
+
+# An address as nearly every MTA writes it in MAIL FROM and RCPT TO: <dot-atom@dot-atom>, ASCII
+# atext without "?" (so never an RFC 2047 encoded word), nothing between the brackets but it.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>")
+
+
+def plain_address(arg: str) -> tuple[str, str] | None:
+    """(address, parameters) of a MAIL FROM or RCPT TO argument in the plain form above, as
+    aiosmtpd's ``SMTP._getaddr`` gives them (its RFC 5322 parser, white space after the ``>``
+    dropped); None for any other form (a comment after the ``>`` included): the parser's."""
+    match = _PLAIN_ADDRESS.match(arg)
+    if match is None:
+        return None
+    rest = arg[match.end():]
+    if rest[:1] in (" ", "\t"):
+        rest = rest.lstrip()
+    if rest.startswith("("):
+        return None
+    return match.group(1), rest
 
 _last_warned: dict[str, float] = {}
 
@@ -437,12 +456,11 @@ class IntakeHandler:
             received_by=self._cfg.hostname,
             received_at=self._clock(),
         )
-        future = self._store(raw, env)
         try:
-            # asyncio.timeout, not wait_for: no extra task per message. On timeout the wrapped
-            # future is cancelled, which cancels *future*: the writer then skips it.
+            # asyncio.timeout, not wait_for: no extra task per message. On timeout the store's
+            # future is cancelled: a writer that has not taken the message yet skips it.
             async with asyncio.timeout(self._cfg.store_timeout_s):
-                message_id = await asyncio.wrap_future(future)
+                message_id = await self._store(raw, env)
         except Exception as exc:
             metrics.SMTP_REJECTED.labels("tempfail").inc()
             log.error("not stored, answered 451: %s: %s", exc.__class__.__name__, exc,
@@ -450,9 +468,10 @@ class IntakeHandler:
             return TEMPFAIL
         metrics.SMTP_ACCEPTED.inc()
         metrics.SMTP_BYTES.inc(len(raw))
-        with log_context(message_id=message_id):
-            log.info("accepted", extra={"fields": {"peer": env.peer_ip, "size": len(raw),
-                                                   "mail_from": env.mail_from}})
+        # The message id as a field, not a log_context: the same line, without setting and
+        # resetting a context variable per message.
+        log.info("accepted", extra={"fields": {"message_id": message_id, "peer": env.peer_ip,
+                                               "size": len(raw), "mail_from": env.mail_from}})
         return f"250 2.0.0 queued as {message_id}"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -488,6 +507,7 @@ class IntakeSMTP(SMTP):
         self._started = self._progress = time.monotonic()
         self._commands = 0
         self._in_command = False
+        self._deadline_armed = False  # the idle/lifetime timer is armed for the deadline
         super().__init__(
             handler,
             hostname=cfg.hostname,
@@ -582,7 +602,12 @@ class IntakeSMTP(SMTP):
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         # aiosmtpd calls this at connect and before every command it knows, NOOP included: our
-        # deadlines (last progress + idle time, start + lifetime) do not move for chatter.
+        # deadlines (last progress + idle time, start + lifetime) do not move for chatter, and
+        # never move earlier. So a timer armed for the deadline stays armed (not one timer per
+        # command): when it fires before the deadline has come, _timeout_cb arms the next.
+        if duration is None and self._deadline_armed:
+            return
+        self._deadline_armed = duration is None
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
         due = min(self._progress + self._cfg.idle_timeout_s,
@@ -592,6 +617,7 @@ class IntakeSMTP(SMTP):
             self._timeout_cb)
 
     def _timeout_cb(self) -> None:
+        self._deadline_armed = False
         if self.transport is None or self._closing:
             return
         now = time.monotonic()
@@ -653,6 +679,15 @@ class IntakeSMTP(SMTP):
         if not self._in_command and status.startswith("5") and self._over_command_cap():
             return
         await super().push(status)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd parses every address with the email package's header parser, and defines a
+        # class on each call: most of the CPU of MAIL and RCPT. The plain form skips both.
+        # (A local-part limit, which we do not set, is the parser's to check.)
+        plain = plain_address(arg)
+        if plain is None or self.local_part_limit:
+            return super()._getaddr(arg)
+        return plain
 
     # --- DATA -------------------------------------------------------------------------------
 

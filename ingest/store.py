@@ -12,6 +12,7 @@ all that are waiting in one round trip. A failed send loses nothing: the message
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import hashlib
@@ -75,16 +76,60 @@ def message_row(raw: bytes, env: Envelope, sha256: str | None = None) -> dict[st
     }
 
 
+# Built once: SQLAlchemy caches its compiled form by the statement's cache key, which a
+# statement built per batch would compute again every time.
+_INSERT_MESSAGES = insert(Message).returning(Message.id, sort_by_parameter_order=True)
+
+
 def insert_messages(conn: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert *rows* in the caller's transaction; return their ids in order."""
-    stmt = insert(Message).returning(Message.id, sort_by_parameter_order=True)
-    return [row.id for row in conn.execute(stmt, rows)]
+    return [row.id for row in conn.execute(_INSERT_MESSAGES, rows)]
 
 
 @dataclass
 class _Pending:
     row: dict[str, Any]
-    future: concurrent.futures.Future[int]
+    # submit()'s, or the asyncio future of store()'s caller, set in that caller's loop only.
+    future: concurrent.futures.Future[int] | asyncio.Future[int]
+
+
+def _claim(future: concurrent.futures.Future[int] | asyncio.Future[int]) -> bool:
+    """Whether the caller still waits: a session that gave up (store timeout, answered 451)
+    cancelled its future."""
+    if isinstance(future, asyncio.Future):
+        return not future.done()
+    return future.set_running_or_notify_cancel()
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop is closed: nobody waits any more
+        pass
+
+
+def _set_results(results: list[tuple[asyncio.Future[int], int]]) -> None:
+    for future, message_id in results:
+        if not future.done():  # not cancelled meanwhile
+            future.set_result(message_id)
+
+
+def _set_exception(future: asyncio.Future[int], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _deliver(batch: list[_Pending], ids: list[int]) -> None:
+    """Each caller's id: a concurrent future's at once; the asyncio futures of one loop in one
+    call in that loop, so a group commit wakes the loop once, not once per message."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]] = {}
+    for p, message_id in zip(batch, ids, strict=True):
+        if isinstance(p.future, asyncio.Future):
+            by_loop.setdefault(p.future.get_loop(), []).append((p.future, message_id))
+        else:
+            p.future.set_result(message_id)
+    for loop, results in by_loop.items():
+        _in_loop(loop, _set_results, results)
 
 
 _STOP = object()
@@ -120,6 +165,16 @@ class GroupCommitWriter:
             return fut
         self._queue.put(_Pending(message_row(raw, envelope), fut))
         return fut
+
+    async def store(self, raw: bytes, envelope: Envelope) -> int:
+        """Store *raw*; its id once committed. For a coroutine (the SMTP sessions): the writer
+        hands a group commit's ids to the loop in one call. Cancelling the caller (a store
+        timeout) before the writer takes the message leaves it out."""
+        if self._stopped:
+            raise RuntimeError("the store writer is stopped")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Pending(message_row(raw, envelope), future))
+        return await future
 
     def stop(self, timeout: float = 30.0) -> None:
         """Store everything already submitted, then end the thread."""
@@ -180,7 +235,7 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         # A session that gave up waiting (store timeout, answered 451) cancelled its future.
-        batch = [p for p in batch if p.future.set_running_or_notify_cancel()]
+        batch = [p for p in batch if _claim(p.future)]
         if batch:
             self._store(batch)
 
@@ -216,12 +271,15 @@ class GroupCommitWriter:
                     self._store([p])
                 return
             log.error("storing a message failed: %s", exc, exc_info=True)
-            batch[0].future.set_exception(exc)
+            future = batch[0].future
+            if isinstance(future, asyncio.Future):
+                _in_loop(future.get_loop(), _set_exception, future, exc)
+            else:
+                future.set_exception(exc)
             return
         metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.STORE_BATCH_SIZE.observe(len(batch))
-        for p, message_id in zip(batch, ids, strict=True):
-            p.future.set_result(message_id)
+        _deliver(batch, ids)
         if self._on_committed is not None:
             self._on_committed(ids)
 

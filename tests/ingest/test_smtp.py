@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import smtplib
 import socket
 import sqlite3
 import ssl
+import string
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from abuse_desk.core.models import Event, Message
 from abuse_desk.ingest import smtp as smtp_module
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import Engine, event, func, select
 
 from tests.support import LiveDesk, make_config, message, wait_for
@@ -360,3 +364,42 @@ def test_accepted_message_is_processed_once(desk: LiveDesk) -> None:
     with desk.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Event).where(
             Event.subject_id == message_id)).scalar() == 1
+
+
+def _aiosmtpd_getaddr(arg: str) -> tuple[str | None, str | None]:
+    """aiosmtpd's own address parsing (its RFC 5322 header parser), no local-part limit."""
+    return SMTP._getaddr(SimpleNamespace(local_part_limit=0), arg)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arg", [
+    "<reporter@example.net>", "<a.b-c+tag@mail.example.org> SIZE=4096 BODY=8BITMIME",
+    "<a@b>\t", "<a@b>   X=1", "<a@b>x", "<a@b> \r\n", "<a@b>\r", "<a@b>\u00a0",
+])
+def test_plain_address_is_what_aiosmtpd_parses(arg: str) -> None:
+    assert smtp_module.plain_address(arg) == _aiosmtpd_getaddr(arg)
+
+
+@pytest.mark.parametrize("arg", [
+    "<>", "< a@b>", "<a@b >", "<a..b@c>", "<.a@b>", "<a@b.>", "<a@[192.0.2.1]>",
+    '<"a b"@c>', "<@relay.example:a@b>", "<=?utf-8?q?x?=@b>", "<a@b>(comment)",
+    "<a@b> (comment) X=1", "<é@b>", "a@b", "<a@b", "<a@b@c>",
+])
+def test_other_addresses_go_to_aiosmtpd_parser(arg: str) -> None:
+    assert smtp_module.plain_address(arg) is None
+
+
+def test_plain_address_agrees_with_aiosmtpd_on_random_arguments() -> None:
+    rng = random.Random(20)
+    chars = string.ascii_letters + string.digits + "!#$%&'*+/=^_`{|}~-.?\"\\ ()[]@<>é"
+    tails = ["", " ", "\t", " SIZE=1", "(c)", " (c) X", "\r\n", "x", ">", "\x0b", "\u00a0("]
+    plain = 0
+    for _ in range(20_000):
+        arg = ("<" + "".join(rng.choice(chars) for _ in range(rng.randint(1, 8))) + "@"
+               + "".join(rng.choice(chars) for _ in range(rng.randint(1, 8))) + ">"
+               + rng.choice(tails) + rng.choice(tails))
+        got = smtp_module.plain_address(arg)
+        if got is not None:
+            plain += 1
+            assert got == _aiosmtpd_getaddr(arg), arg
+    assert plain > 100  # the sweep did reach the plain form
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -85,6 +86,51 @@ def test_cancelled_message_is_not_stored(engine: Engine) -> None:
     kept.result(10)
     writer.stop()
     assert stored(engine) == [b"kept\r\n"]
+
+
+def test_store_from_a_loop_wakes_it_once_per_group_commit(engine: Engine) -> None:
+    """Sessions awaiting store() get their ids from one call in their loop per commit; one
+    that gave up before the writer took its message is not stored; a bad one fails alone."""
+    def refuse_poison(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
+                      executemany: bool) -> None:
+        values = params if isinstance(params, list | tuple) else [params]
+        flat = [v for row in values for v in (row if isinstance(row, list | tuple) else [row])]
+        if any(isinstance(v, bytes | memoryview) and b"POISON" in bytes(v) for v in flat):
+            raise RuntimeError("refused by the test")
+
+    event.listen(engine, "before_cursor_execute", refuse_poison)
+    committed: list[list[int]] = []
+    writer = GroupCommitWriter(engine, committed.append)
+
+    async def sessions() -> tuple[list[int | BaseException], int]:
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        threadsafe = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakeups
+            wakeups += 1
+            return threadsafe(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        tasks = [asyncio.create_task(writer.store(f"message {n}\r\n".encode(), ENV))
+                 for n in range(10)]
+        gave_up = asyncio.create_task(writer.store(b"gave up\r\n", ENV))
+        await asyncio.sleep(0)  # every store() has queued its message
+        gave_up.cancel()
+        writer.start()  # all were waiting: one transaction
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        with pytest.raises(asyncio.CancelledError):
+            await gave_up
+        with pytest.raises(RuntimeError, match="refused by the test"):
+            await writer.store(b"POISON\r\n", ENV)
+        return results, wakeups
+
+    results, wakeups = asyncio.run(sessions())
+    writer.stop()
+    assert committed == [results]
+    assert wakeups == 2  # the commit of ten, the failure of one
+    assert stored(engine) == [f"message {n}\r\n".encode() for n in range(10)]
 
 
 def test_stop_stores_everything_submitted(engine: Engine) -> None:

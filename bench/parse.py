@@ -20,8 +20,10 @@ For each format, every repeat times three things over the same messages, one aft
   loaded from SQLite by the classifier's runtime.
 
 The figure is the median over the repeats of (elapsed / messages); the ratio is against the floor
-of the same repeats. The corpus rows are summed over all samples ("all N samples", each sample
-once); the mix that ``bench/pipeline.py`` sends end to end is measured too, apart.
+of the same repeats. Targets (issue 20): parse+classify within 3 × the floor for each format
+machines send, within 10 × for free text. The corpus rows are summed over all samples ("all N
+samples", each sample once); the mix that ``bench/pipeline.py`` sends end to end is measured
+too, apart.
 
 DKIM: the samples' signatures are checked against a DNS stub that knows no key (this machine has
 no DNS, and no query should leave it), so a signed message costs reading its signature and the
@@ -52,6 +54,7 @@ from bench.common import (  # noqa: E402
     median,
     row,
     standard_main,
+    target,
 )
 
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -71,6 +74,20 @@ def table_formats() -> tuple[str, ...]:
     complaints = [f for f in known_formats().values() if f.vocabulary]
     ordered = sorted(complaints, key=lambda f: (not f.machine, f.name))
     return (*(f.name for f in ordered), "guards")
+
+
+TEXT_TARGET = 10.0  # free text: parse+classify within this many floors
+MACHINE_TARGET = 3.0  # a format machines send
+
+
+def target_ratio(name: str) -> float | None:
+    """The bound on a row's parse+classify ratio to the floor, or None (no target)."""
+    from abuse_desk.parsers.registry import known_formats
+
+    if name == "text":
+        return TEXT_TARGET
+    found = known_formats().get(name)
+    return MACHINE_TARGET if found is not None and found.machine else None
 
 
 # ---------------------------------------------------------------- customers
@@ -199,6 +216,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from abuse_desk.parsers.base import Disposition
     repeats, batch_s = (3, 0.1) if quick else (7, 0.3)
     rows: list[dict[str, Any]] = []
+    targets: list[dict[str, Any]] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-parse-") as tmp:
         started = time.perf_counter()
@@ -234,6 +252,12 @@ def run(quick: bool = False) -> dict[str, Any]:
                             FLOOR, ref))
             rows.append(row(f"parse+classify {label}", median(figures["classify"]) * 1e6,
                             "µs/msg", FLOOR, ref))
+            bound = target_ratio(name)
+            if bound is not None:
+                ratio = median(figures["classify"]) * 1e6 / ref
+                targets.append(target(f"parse+classify {LABELS.get(name, name)}",
+                                      f"<= {bound:g} x the floor", f"{ratio:.1f} x",
+                                      ratio <= bound))
             if review:
                 notes.append(f"{LABELS.get(name, name)}: {review} of {len(messages)} messages need "
                              "review after classifying (sanitised samples: addresses no "
@@ -267,7 +291,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         notes.append(f"median of {repeats} repeats of about {batch_s:g} s each; floor, parse "
                      "and parse+classify timed one after another within each repeat")
         desk.close()
-    return {"name": "parse", "rows": rows, "targets": [], "notes": notes}
+    return {"name": "parse", "rows": rows, "targets": targets, "notes": notes}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,13 +34,11 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.parser import HeaderParser
-from email.policy import compat32
 from typing import Any
 
 import spf
 
-from ..core.headers import clean_address, header_block, mailboxes
+from ..core.headers import clean_address, mailboxes, top_header_fields
 from .signatures import DkimResult, DnsLookup, aligned, normalize_domain, verify_dkim
 
 log = logging.getLogger(__name__)
@@ -89,13 +87,7 @@ def _short(text: str) -> str:
 # ---- the From ------------------------------------------------------------------------------
 
 def header_fields(raw: bytes) -> list[tuple[str, str]]:
-    block = header_block(raw)
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError:
-        text = block.decode("latin-1")
-    msg = HeaderParser(policy=compat32).parsestr(text)
-    return [(str(name), str(value)) for name, value in msg.items()]
+    return [(str(name), str(value)) for name, value in top_header_fields(raw).items()]
 
 
 def from_address(fields: Sequence[tuple[str, str]]) -> tuple[str | None, str]:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import lru_cache
 
 from ..core.policy import TYPES, Classification, Evidence, category_of
 from . import boilerplate
@@ -165,12 +166,21 @@ def fit_isotonic(points: list[tuple[float, bool]], min_block: int | None = None,
     return tuple((round(low, 4), round((right + 1) / (n + 2), 4)) for low, right, n in blocks)
 
 
+@lru_cache(maxsize=1)
+def _rule_scores(text: str) -> tuple[str, tuple[tuple[str, tuple[Evidence, ...]], ...]]:
+    """*text* without its boilerplate, and the rules' evidence in it by type. The reports of one
+    message are classified one after another with the same text: it is read once (the last
+    text only is kept, so no other message is ever answered from here)."""
+    cleaned = boilerplate.strip(text)
+    return cleaned, tuple((t, tuple(ev)) for t, ev in score_text(cleaned, cleaned=True).items())
+
+
 def raw_scores(text: str, model: TextModel | None = None, hint: TableHit | None = None,
                ) -> tuple[list[tuple[float, str]], dict[str, list[Evidence]]]:
     """The free text's ranked ``(support, type)`` (NOT_ABUSE included) and each type's
     evidence, before calibration; the boilerplate is taken out first."""
-    cleaned = boilerplate.strip(text)
-    found = absorb(score_text(cleaned, cleaned=True))
+    cleaned, scored = _rule_scores(text)
+    found = absorb({t: list(ev) for t, ev in scored})
     if hint is not None and (hint.decisive or not found):
         found.setdefault(hint.type, []).append(hint.evidence)
     predicted = _model_evidence(model, cleaned) if model is not None else None

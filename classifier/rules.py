@@ -15,8 +15,10 @@ where they are cheap and unambiguous.
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.policy import TYPES, Evidence
 from . import boilerplate
@@ -281,6 +283,60 @@ class Rule:
         return Evidence(self.name, weight, "matched: " + ", ".join(terms[:MAX_DETAIL_TERMS]))
 
 
+# The regex parser of the standard library (``re._parser``; no stub types it): it tells with
+# which characters a rule's phrases can begin.
+_sre: Any = importlib.import_module("re._parser")
+
+
+def _first_chars(items: Any) -> set[int] | None:
+    """The characters (code points) a match of the parsed regex *items* can begin with, or None
+    when that is not known here (a class like ``\\w``, something optional first)."""
+    for op, av in items:
+        if op in (_sre.ASSERT, _sre.ASSERT_NOT, _sre.AT):  # zero-width: look further
+            continue
+        if op is _sre.LITERAL:
+            return {av}
+        if op is _sre.IN:
+            chars: set[int] = set()
+            for kind, value in av:
+                if kind is _sre.LITERAL:
+                    chars.add(value)
+                elif kind is _sre.RANGE:
+                    chars.update(range(value[0], value[1] + 1))
+                else:
+                    return None
+            return chars
+        if op is _sre.SUBPATTERN:
+            return _first_chars(av[3])
+        if op is _sre.BRANCH:
+            union: set[int] = set()
+            for alternative in av[1]:
+                found = _first_chars(alternative)
+                if found is None:
+                    return None
+                union |= found
+            return union
+        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT) and av[0] >= 1:
+            return _first_chars(av[2])
+        return None
+    return None  # it can match the empty string
+
+
+def _first_char_guard(phrases: tuple[str, ...]) -> str:
+    """A lookahead for the characters the phrases begin with, or "" when one may begin with
+    anything. Under IGNORECASE a class matches a character exactly when a literal of one of
+    its members would, so the rule finds the same matches; Python's regex engine tries every
+    alternative of a case-insensitive alternation at every word start, and the lookahead
+    turns most of them away with one test (twice as fast on free text)."""
+    chars: set[int] = set()
+    for phrase in phrases:
+        found = _first_chars(_sre.parse(phrase, re.IGNORECASE))
+        if found is None:
+            return ""
+        chars |= found
+    return "(?=[" + "".join(re.escape(chr(c)) for c in sorted(chars)) + "])"
+
+
 def _build(rules: list[tuple[str, str, float, tuple[str, ...]]]) -> tuple[Rule, ...]:
     names: set[str] = set()
     built = []
@@ -291,8 +347,9 @@ def _build(rules: list[tuple[str, str, float, tuple[str, ...]]]) -> tuple[Rule, 
             raise ValueError(f"rules: {name}: a duplicate name, no phrases or a bad weight")
         names.add(name)
         joined = "|".join(f"(?:{p})" for p in phrases)
+        guard = _first_char_guard(phrases)
         built.append(Rule(name, type_, weight,
-                          re.compile(rf"(?<!\w)(?:{joined})(?!\w)", re.IGNORECASE)))
+                          re.compile(rf"(?<!\w){guard}(?:{joined})(?!\w)", re.IGNORECASE)))
     return tuple(built)
 
 

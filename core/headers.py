@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from email.errors import MessageError
 from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 from email.policy import default as default_policy
@@ -145,13 +146,24 @@ def _decode_address_words(text: str) -> str:
     return "".join(out)
 
 
-def read_top_headers(raw: bytes) -> TopHeaders:
-    block = header_block(raw)
+def top_header_fields(raw: bytes) -> Message:
+    """The message's own header block (:func:`header_block`) parsed under ``compat32``: the
+    values as they came, unfolded by nobody. Read only: the examination's readers of one
+    message (its top headers, the sender's authentication) share it."""
+    return _parse_block(header_block(raw))
+
+
+@functools.lru_cache(maxsize=1)  # the last message's block: read by each of its readers in turn
+def _parse_block(block: bytes) -> Message:
     try:  # raw UTF-8 in headers (RFC 6532, SMTPUTF8); anything else 8-bit read as Latin-1
         text = block.decode("utf-8")
     except UnicodeDecodeError:
         text = block.decode("latin-1")
-    msg = HeaderParser(policy=compat32).parsestr(text)
+    return HeaderParser(policy=compat32).parsestr(text)
+
+
+def read_top_headers(raw: bytes) -> TopHeaders:
+    msg = top_header_fields(raw)
     return TopHeaders(
         message_id=clean_value(msg.get("Message-ID")),
         from_=clean_address(msg.get("From")),

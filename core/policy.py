@@ -5,7 +5,7 @@ Every decision carries its named evidence, so a specialist can always see why.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 # The acceptable-use policy's three categories and their types (names fixed by the issue).
@@ -33,7 +33,9 @@ class Evidence:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # what dataclasses.asdict gives, without its deep copy of three immutable values (a
+        # decision writes several pieces of evidence per report)
+        return {"name": self.name, "weight": self.weight, "detail": self.detail}
 
 
 @dataclass

@@ -112,17 +112,32 @@ def _value(text: str | None) -> str | None:
 
 
 class TreeNode:
-    """An element of a parsed document, looked up by lower-case local names."""
+    """An element of a parsed document, looked up by lower-case local names.
 
-    def __init__(self, element: Element) -> None:
+    The nodes of one document share *children*: each element's children by local name, in
+    document order, made the first time one is looked in (a notice reads about 30 fields,
+    most of them under the same few elements)."""
+
+    def __init__(self, element: Element,
+                 children: dict[int, dict[str, list[Element]]] | None = None) -> None:
         self.element = element
+        self._children = {} if children is None else children
+
+    def _named(self, element: Element) -> dict[str, list[Element]]:
+        named = self._children.get(id(element))
+        if named is None:
+            named = {}
+            for child in element:
+                named.setdefault(_local(child.tag), []).append(child)
+            self._children[id(element)] = named
+        return named
 
     def _find(self, path: str) -> list[Element]:
         current = [self.element]
         for name in path.lower().split("/"):
             found: list[Element] = []
             for element in current:
-                found.extend(child for child in element if _local(child.tag) == name)
+                found.extend(self._named(element).get(name, ()))
                 if len(found) >= MAX_NODES:
                     break
             current = found[:MAX_NODES]
@@ -142,7 +157,7 @@ class TreeNode:
         return None
 
     def nodes(self, path: str) -> list[Node]:
-        return [TreeNode(e) for e in self._find(path)]
+        return [TreeNode(e, self._children) for e in self._find(path)]
 
 
 @functools.lru_cache(maxsize=128)

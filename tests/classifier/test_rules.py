@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from abuse_desk.classifier import rules
 from abuse_desk.classifier.rules import MAX_TEXT_CHARS, RULES, score_text
 from abuse_desk.core.policy import Evidence
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # (text, rule expected to fire, its type)
 POSITIVE = [
@@ -213,3 +217,27 @@ def test_a_rule_with_a_type_not_ours_is_refused() -> None:
 def test_a_duplicate_rule_name_is_refused() -> None:
     with pytest.raises(ValueError, match="rule:x"):
         rules._build([("rule:x", "spam", 0.5, ("x",)), ("rule:x", "spam", 0.5, ("y",))])
+
+
+# Letters whose case folds to another's (the Kelvin sign is a "k", the long s an "s", the dotted
+# capital I, the dotless i), words the rules begin with, and the blanks between them.
+_FOLDING = "KkſSsİıIiΣσςßẞ"
+_WORDS = ["phish", "PHISHING", "credential", "login page", "Scan", "port scan", "DDoS",
+          "malware", "Botnet", "spam", "SPAM", "unsolicited", "open resolver", "CVE-2024-1234",
+          "Zugangsdaten", "ФИШИНГ", "данные карты", "Übertragung", "4", "419 mails", "harass",
+          "fraud", "Counterfeit", "trade mark", "vulnerable", "sshd", "rdp", "csam"]
+
+
+@given(st.lists(st.one_of(st.sampled_from(_WORDS), st.text(alphabet=_FOLDING, max_size=3),
+                          st.sampled_from([" ", "-", ".", "\n", "_", "é"])), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_a_rule_finds_what_its_phrases_alone_find(pieces: list[str]) -> None:
+    """The lookahead on a rule's first characters turns no match away: each rule finds the
+    same matches as the bare alternation of its phrases."""
+    text = "".join(pieces)
+    for rule, (_, _, _, phrases) in zip(RULES, rules._RULES, strict=True):
+        joined = "|".join(f"(?:{p})" for p in phrases)
+        bare = re.compile(rf"(?<!\w)(?:{joined})(?!\w)", re.IGNORECASE)
+        assert [m.span() for m in rule.pattern.finditer(text)] == \
+            [m.span() for m in bare.finditer(text)], (rule.name, text)
+

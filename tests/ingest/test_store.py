@@ -54,14 +54,17 @@ def test_batch_size_is_capped(engine: Engine) -> None:
     assert [len(batch) for batch in committed] == [4, 4, 2]
 
 
-def test_one_bad_message_does_not_fail_the_others(engine: Engine) -> None:
-    def refuse_poison(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
-                      executemany: bool) -> None:
-        values = params if isinstance(params, list | tuple) else [params]
-        flat = [v for row in values for v in (row if isinstance(row, list | tuple) else [row])]
-        if any(isinstance(v, bytes | memoryview) and b"POISON" in bytes(v) for v in flat):
-            raise RuntimeError("refused by the test")
+def refuse_poison(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
+                  executemany: bool) -> None:
+    """A ``before_cursor_execute`` listener: a statement carrying a message with POISON in it
+    fails, as a message the database refuses would."""
+    values = params if isinstance(params, list | tuple) else [params]
+    flat = [v for row in values for v in (row if isinstance(row, list | tuple) else [row])]
+    if any(isinstance(v, bytes | memoryview) and b"POISON" in bytes(v) for v in flat):
+        raise RuntimeError("refused by the test")
 
+
+def test_one_bad_message_does_not_fail_the_others(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", refuse_poison)
     writer = GroupCommitWriter(engine)
     good1 = writer.submit(b"good one\r\n", ENV)
@@ -91,13 +94,6 @@ def test_cancelled_message_is_not_stored(engine: Engine) -> None:
 def test_store_from_a_loop_wakes_it_once_per_group_commit(engine: Engine) -> None:
     """Sessions awaiting store() get their ids from one call in their loop per commit; one
     that gave up before the writer took its message is not stored; a bad one fails alone."""
-    def refuse_poison(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
-                      executemany: bool) -> None:
-        values = params if isinstance(params, list | tuple) else [params]
-        flat = [v for row in values for v in (row if isinstance(row, list | tuple) else [row])]
-        if any(isinstance(v, bytes | memoryview) and b"POISON" in bytes(v) for v in flat):
-            raise RuntimeError("refused by the test")
-
     event.listen(engine, "before_cursor_execute", refuse_poison)
     committed: list[list[int]] = []
     writer = GroupCommitWriter(engine, committed.append)

@@ -62,7 +62,9 @@ def summary(desk: Desk, ids: list[int]) -> list[Any]:
     return out
 
 
-def test_a_batch_is_written_as_the_messages_one_by_one(tmp_path: Path, clock: Clock) -> None:
+def beside_one_by_one(tmp_path: Path, clock: Clock) -> tuple[Desk, list[int], Desk, list[int]]:
+    """Two desks with the same messages: the first processed them one by one (its desk and
+    ids first), the second only stored them (for a batch)."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     one_by_one = workflow_desk(tmp_path / "a", clock)
@@ -70,7 +72,11 @@ def test_a_batch_is_written_as_the_messages_one_by_one(tmp_path: Path, clock: Cl
     singles = store(one_by_one, *mixed())
     for message_id in singles:
         one_by_one.pipeline.process(message_id)
-    ids = store(batched, *mixed())
+    return one_by_one, singles, batched, store(batched, *mixed())
+
+
+def test_a_batch_is_written_as_the_messages_one_by_one(tmp_path: Path, clock: Clock) -> None:
+    one_by_one, singles, batched, ids = beside_one_by_one(tmp_path, clock)
     assert batched.pipeline.process_many(ids) == [
         "processed", "processed", "processed", "processed", "processed"]
     assert summary(batched, ids) == summary(one_by_one, singles)
@@ -93,14 +99,7 @@ def test_a_batch_is_one_write_transaction(desk: Desk) -> None:
 
 def test_a_batch_skips_what_another_delivery_wrote_meanwhile(
         tmp_path: Path, clock: Clock) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    one_by_one = workflow_desk(tmp_path / "a", clock)
-    batched = workflow_desk(tmp_path / "b", clock)
-    singles = store(one_by_one, *mixed())
-    for message_id in singles:
-        one_by_one.pipeline.process(message_id)
-    ids = store(batched, *mixed())
+    one_by_one, singles, batched, ids = beside_one_by_one(tmp_path, clock)
     assert batched.pipeline.process(ids[2]) == "processed"  # another worker's delivery
     assert batched.pipeline.process_many(ids) == [
         "processed", "processed", "skipped", "processed", "processed"]
